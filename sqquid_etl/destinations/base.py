@@ -1,0 +1,65 @@
+"""The one interface every destination implements: stage pages, then commit them with state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from ..definitions import StreamDefinition
+from ..state import StreamState
+
+RUN_COLUMNS = (
+    "run_id", "stream", "started_at", "finished_at", "status", "rows", "pages", "requests",
+    "window_start", "cursor", "count_expected", "count_received", "count_check", "message",
+)
+
+
+@dataclass
+class RunRecord:
+    """One row of `_sqquid_runs`: what one stream did in one run."""
+
+    run_id: str
+    stream: str
+    started_at: str
+    finished_at: str | None = None
+    status: str = "running"
+    rows: int = 0
+    pages: int = 0
+    requests: int = 0
+    window_start: str | None = None
+    cursor: str | None = None
+    count_expected: int | None = None
+    count_received: int | None = None
+    count_check: str | None = None
+    message: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in RUN_COLUMNS}
+
+
+class StreamWriter(Protocol):
+    """Stages one stream's pages; nothing is visible until `commit`, which also stores state."""
+
+    def write(self, tables: dict[str, pa.Table]) -> None: ...
+
+    def distinct_keys(self, table: str) -> int: ...
+
+    def commit(self, state: StreamState, run: RunRecord) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class Destination(Protocol):
+    def load_states(self) -> dict[str, StreamState]: ...
+
+    def save_state(self, stream: str, state: StreamState | None) -> None: ...
+
+    def distinct_values(self, table: str, column: str) -> list[Any] | None: ...
+
+    def begin(self, stream: StreamDefinition, replace: bool) -> StreamWriter: ...
+
+    def record_run(self, run: RunRecord) -> None: ...
+
+    def close(self) -> None: ...

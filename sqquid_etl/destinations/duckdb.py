@@ -1,0 +1,217 @@
+"""DuckDB destination: one table per stream table, merged by primary key; data and state of a
+stream committed in one transaction."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from ..definitions import StreamDefinition, TableSpec
+from ..errors import ConfigError, StateError
+from ..records import arrow_schema
+from ..state import StreamState
+from .base import RunRecord
+
+STATE_TABLE = "_sqquid_state"
+RUNS_TABLE = "_sqquid_runs"
+STAGE_PREFIX = "_sqquid_stage_"
+SEQ = "_sqquid_seq"
+
+
+def q(name: str) -> str:
+    """Quote an identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class DuckDBDestination:
+    def __init__(self, path: str | os.PathLike, read_only: bool = False):
+        self.path = Path(path)
+        if not read_only:
+            parent = self.path.resolve().parent
+            if not parent.is_dir():
+                raise ConfigError(f"--duckdb {self.path}: directory {parent} does not exist")
+            if not os.access(parent, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
+                raise ConfigError(f"--duckdb {self.path}: not writable")
+        try:
+            self.conn = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StateError(
+                    f"{self.path} is in use by another process (another extract is running?); "
+                    "wait for it to finish"
+                ) from None
+            raise ConfigError(f"cannot open DuckDB file {self.path}: {exc}") from None
+        except duckdb.Error as exc:
+            raise ConfigError(f"cannot open DuckDB file {self.path}: {exc}") from None
+        self.conn.execute("SET preserve_insertion_order = false")
+        if not read_only:
+            self._ensure_meta_tables()
+
+    def _ensure_meta_tables(self) -> None:
+        self.conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (stream VARCHAR, state VARCHAR, updated_at TIMESTAMPTZ)"
+        )
+        self.conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
+                run_id VARCHAR, stream VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
+                status VARCHAR, rows BIGINT, pages BIGINT, requests BIGINT, window_start VARCHAR,
+                cursor VARCHAR, count_expected BIGINT, count_received BIGINT, count_check VARCHAR,
+                message VARCHAR)"""
+        )
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def load_states(self) -> dict[str, StreamState]:
+        if not self._table_exists(STATE_TABLE):
+            return {}
+        rows = self.conn.execute(f"SELECT stream, state FROM {STATE_TABLE}").fetchall()
+        return {stream: StreamState.from_json(text, f"{self.path} table {STATE_TABLE}, stream {stream!r}") for stream, text in rows}
+
+    def save_state(self, stream: str, state: StreamState | None) -> None:
+        self.conn.execute("BEGIN TRANSACTION")
+        try:
+            self._write_state(stream, state)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def _write_state(self, stream: str, state: StreamState | None) -> None:
+        self.conn.execute(f"DELETE FROM {STATE_TABLE} WHERE stream = ?", [stream])
+        if state is not None:
+            self.conn.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, ?, now())", [stream, state.to_json()])
+
+    def record_run(self, run: RunRecord) -> None:
+        row = run.as_row()
+        placeholders = ", ".join("?" for _ in row)
+        self.conn.execute(f"INSERT INTO {RUNS_TABLE} VALUES ({placeholders})", list(row.values()))
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _table_exists(self, table: str) -> bool:
+        return bool(
+            self.conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
+                [table],
+            ).fetchone()[0]
+        )
+
+    def distinct_values(self, table: str, column: str) -> list[Any] | None:
+        if not self._table_exists(table):
+            return None
+        rows = self.conn.execute(f"SELECT DISTINCT {q(column)} FROM {q(table)} WHERE {q(column)} IS NOT NULL ORDER BY 1").fetchall()
+        return [r[0] for r in rows]
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def begin(self, stream: StreamDefinition, replace: bool) -> "DuckDBStreamWriter":
+        return DuckDBStreamWriter(self, stream, replace)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class DuckDBStreamWriter:
+    """Stages a stream's pages in tables inside one open transaction; commit merges them into
+    the target tables and stores state in the same transaction."""
+
+    def __init__(self, destination: DuckDBDestination, stream: StreamDefinition, replace: bool):
+        self.dest = destination
+        self.conn = destination.conn
+        self.stream = stream
+        self.replace = replace
+        self._seq = 0
+        self.conn.execute("BEGIN TRANSACTION")
+        try:
+            for table in stream.tables:
+                self._prepare(table)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def _prepare(self, table: TableSpec) -> None:
+        empty = arrow_schema(table).empty_table()
+        self.conn.register("_sqquid_empty", empty)
+        try:
+            if not self.replace and self.dest._table_exists(table.name):
+                self._check_columns(table)
+            else:
+                self.conn.execute(f"CREATE TABLE IF NOT EXISTS {q(table.name)} AS SELECT * FROM _sqquid_empty")
+            self.conn.execute(
+                f"CREATE OR REPLACE TABLE {q(STAGE_PREFIX + table.name)} AS "
+                f"SELECT *, 0::BIGINT AS {SEQ} FROM _sqquid_empty"
+            )
+        finally:
+            self.conn.unregister("_sqquid_empty")
+
+    def _check_columns(self, table: TableSpec) -> None:
+        have = [r[0] for r in self.conn.execute(f"DESCRIBE {q(table.name)}").fetchall()]
+        if have != table.column_names:
+            raise StateError(
+                f"table {table.name!r} in {self.dest.path} has columns {have}, but stream "
+                f"{self.stream.name!r} now defines {table.column_names}; re-extract it with "
+                f"--full-refresh {self.stream.name}"
+            )
+
+    def write(self, tables: dict[str, pa.Table]) -> None:
+        for name, data in tables.items():
+            if data.num_rows == 0:
+                continue
+            seq = pa.array(range(self._seq, self._seq + data.num_rows), pa.int64())
+            self._seq += data.num_rows
+            self.conn.register("_sqquid_batch", data.append_column(SEQ, seq))
+            try:
+                self.conn.execute(f"INSERT INTO {q(STAGE_PREFIX + name)} SELECT * FROM _sqquid_batch")
+            finally:
+                self.conn.unregister("_sqquid_batch")
+
+    def distinct_keys(self, table: str) -> int:
+        spec = next(t for t in self.stream.tables if t.name == table)
+        keys = ", ".join(q(k) for k in spec.primary_key)
+        return self.conn.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {q(STAGE_PREFIX + table)})").fetchone()[0]
+
+    def commit(self, state: StreamState, run: RunRecord) -> None:
+        try:
+            parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
+            for table in self.stream.tables:
+                self._merge(table, parent)
+            self.dest._write_state(self.stream.name, state)
+            self.dest.record_run(run)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.abort()
+            raise
+
+    def _merge(self, table: TableSpec, parent: TableSpec | None) -> None:
+        stage = q(STAGE_PREFIX + table.name)
+        target = q(table.name)
+        columns = ", ".join(q(c) for c in table.column_names)
+        keys = ", ".join(q(k) for k in table.primary_key)
+        latest = (
+            f"SELECT {columns} FROM (SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ} DESC) AS _rn "
+            f"FROM {stage}) WHERE _rn = 1"
+        )
+        if self.replace:
+            self.conn.execute(f"CREATE OR REPLACE TABLE {target} AS {latest}")
+        else:
+            match = " AND ".join(f"{target}.{q(k)} IS NOT DISTINCT FROM s.{q(k)}" for k in table.primary_key)
+            self.conn.execute(f"DELETE FROM {target} USING {stage} s WHERE {match}")
+            if table.parent_link and parent is not None:
+                # children of a parent fetched again are replaced as a whole (items may be removed)
+                link, parent_key = table.parent_link
+                self.conn.execute(
+                    f"DELETE FROM {target} USING {q(STAGE_PREFIX + parent.name)} p "
+                    f"WHERE {target}.{q(link)} = p.{q(parent_key)}"
+                )
+            self.conn.execute(f"INSERT INTO {target} {latest}")
+        self.conn.execute(f"DROP TABLE {stage}")
+
+    def abort(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except duckdb.Error:
+            pass

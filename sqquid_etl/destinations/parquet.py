@@ -1,0 +1,317 @@
+"""Parquet destination: `DIR/<table>/*.parquet`, merged by primary key, switched atomically.
+
+Layout:
+  DIR/<table>                 -> a symlink to `.sqquid/generations/<table>/<generation>/`
+  DIR/_sqquid_state.json      state of every stream (temp file + rename)
+  DIR/_sqquid_runs/*.parquet  one file per stream per run
+  DIR/.sqquid/staging/<run>/  pages of the running stream, before commit
+  DIR/.sqquid/lock            held while a run is using the directory
+
+A commit builds a new generation of each table (unchanged files hard-linked, files holding a
+replaced key rewritten without it, the new rows in one file), then swaps the table's symlink in
+one rename, then writes the state. A reader, or a crash, sees either the old or the new
+generation of a table; state never covers data that was not switched in.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..definitions import StreamDefinition, TableSpec
+from ..errors import ConfigError, StateError
+from ..records import arrow_schema
+from ..state import StreamState
+from .base import RUN_COLUMNS, RunRecord
+
+SEQ = "_sqquid_seq"
+STATE_FILE = "_sqquid_state.json"
+RUNS_DIR = "_sqquid_runs"
+META_DIR = ".sqquid"
+
+
+def _sql_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file so that a crash leaves either the old or the new content."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_path(path.parent)
+
+
+class ParquetDestination:
+    def __init__(self, directory: str | os.PathLike):
+        self.root = Path(directory)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            (self.root / META_DIR / "staging").mkdir(parents=True, exist_ok=True)
+            (self.root / META_DIR / "generations").mkdir(parents=True, exist_ok=True)
+            (self.root / RUNS_DIR).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--parquet {self.root}: cannot create the directory ({exc.strerror})") from None
+        if not os.access(self.root, os.W_OK):
+            raise ConfigError(f"--parquet {self.root}: not writable")
+        self._lock_file = open(self.root / META_DIR / "lock", "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise StateError(f"{self.root} is in use by another process (another extract is running?); wait for it to finish") from None
+        self.sql = duckdb.connect()
+        spill = self.root / META_DIR / "spill"
+        self.sql.execute(f"SET temp_directory = {_sql_path(spill)}")
+        self.sql.execute("SET memory_limit = '1GB'")
+        self.sql.execute("SET preserve_insertion_order = false")
+        self._clean_leftovers()
+
+    # -- layout -----------------------------------------------------------------------------------
+
+    def _table_link(self, table: str) -> Path:
+        return self.root / table
+
+    def _current_generation(self, table: str) -> Path | None:
+        link = self._table_link(table)
+        if link.is_symlink():
+            return link.resolve()
+        if link.exists():
+            raise StateError(f"{link} exists but is not managed by sqquid-etl (expected a symlink to a generation)")
+        return None
+
+    def _clean_leftovers(self) -> None:
+        """Remove what a crashed run left: staging files and generations no table points to."""
+        shutil.rmtree(self.root / META_DIR / "staging", ignore_errors=True)
+        (self.root / META_DIR / "staging").mkdir(parents=True, exist_ok=True)
+        generations = self.root / META_DIR / "generations"
+        for table_dir in generations.iterdir():
+            current = self._current_generation(table_dir.name)
+            for gen in table_dir.iterdir():
+                if current is None or gen.resolve() != current:
+                    shutil.rmtree(gen, ignore_errors=True)
+        for tmp in self.root.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def load_states(self) -> dict[str, StreamState]:
+        path = self.root / STATE_FILE
+        if not path.exists():
+            return {}
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(raw, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise StateError(f"{path}: corrupt state ({exc}); fix it with 'sqquid-etl state set' or 'state reset'") from None
+        return {name: StreamState.from_json(json.dumps(value), f"{path}, stream {name!r}") for name, value in raw.items()}
+
+    def save_state(self, stream: str, state: StreamState | None) -> None:
+        states = self.load_states()
+        if state is None:
+            states.pop(stream, None)
+        else:
+            states[stream] = state
+        payload = {name: json.loads(s.to_json()) for name, s in sorted(states.items())}
+        write_atomic(self.root / STATE_FILE, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+
+    def record_run(self, run: RunRecord) -> None:
+        row = run.as_row()
+        table = pa.Table.from_pylist([row], schema=_RUNS_SCHEMA)
+        target = self.root / RUNS_DIR / f"{run.run_id}-{run.stream}.parquet"
+        tmp = target.with_name(f".{target.name}.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, target)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def distinct_values(self, table: str, column: str) -> list[Any] | None:
+        current = self._current_generation(table)
+        if current is None:
+            return None
+        rows = self.sql.execute(
+            f"SELECT DISTINCT {_q(column)} FROM read_parquet({_sql_path(current / '*.parquet')}) "
+            f"WHERE {_q(column)} IS NOT NULL ORDER BY 1"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    def begin(self, stream: StreamDefinition, replace: bool) -> "ParquetStreamWriter":
+        return ParquetStreamWriter(self, stream, replace)
+
+    def close(self) -> None:
+        self.sql.close()
+        if not self._lock_file.closed:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+
+
+_RUNS_SCHEMA = pa.schema(
+    [
+        (name, pa.int64() if name in ("rows", "pages", "requests", "count_expected", "count_received") else pa.string())
+        for name in RUN_COLUMNS
+    ]
+)
+
+
+class ParquetStreamWriter:
+    def __init__(self, destination: ParquetDestination, stream: StreamDefinition, replace: bool):
+        self.dest = destination
+        self.sql = destination.sql
+        self.stream = stream
+        self.replace = replace
+        self.run_dir = destination.root / META_DIR / "staging" / f"{stream.name}-{os.getpid()}"
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.run_dir.mkdir(parents=True)
+        self._seq = 0
+        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._schemas = {t.name: arrow_schema(t) for t in stream.tables}
+        if not replace:
+            for table in stream.tables:
+                self._check_columns(table)
+
+    def _stage_path(self, table: str) -> Path:
+        return self.run_dir / f"{table}.parquet"
+
+    def _check_columns(self, table: TableSpec) -> None:
+        current = self.dest._current_generation(table.name)
+        if current is None:
+            return
+        files = sorted(current.glob("*.parquet"))
+        if not files:
+            return
+        have = pq.read_schema(files[0]).names
+        if have != table.column_names:
+            raise StateError(
+                f"table {table.name!r} in {self.dest.root} has columns {have}, but stream {self.stream.name!r} "
+                f"now defines {table.column_names}; re-extract it with --full-refresh {self.stream.name}"
+            )
+
+    def write(self, tables: dict[str, pa.Table]) -> None:
+        for name, data in tables.items():
+            if data.num_rows == 0:
+                continue
+            seq = pa.array(range(self._seq, self._seq + data.num_rows), pa.int64())
+            self._seq += data.num_rows
+            staged = data.append_column(SEQ, seq)
+            writer = self._writers.get(name)
+            if writer is None:
+                writer = self._writers[name] = pq.ParquetWriter(self._stage_path(name), staged.schema)
+            writer.write_table(staged)
+
+    def _close_writers(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+    def _staged(self, table: TableSpec) -> str:
+        """SQL for the staged rows of a table (an empty relation when nothing was staged)."""
+        if table.name in self._writers or self._stage_path(table.name).exists():
+            return f"read_parquet({_sql_path(self._stage_path(table.name))})"
+        empty = self._schemas[table.name].empty_table().append_column(SEQ, pa.array([], pa.int64()))
+        view = f"_sqquid_empty_{table.name}"
+        self.sql.register(view, empty)
+        return _q(view)
+
+    def distinct_keys(self, table: str) -> int:
+        spec = next(t for t in self.stream.tables if t.name == table)
+        self._close_writers()
+        keys = ", ".join(_q(k) for k in spec.primary_key)
+        return self.sql.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self._staged(spec)})").fetchone()[0]
+
+    def commit(self, state: StreamState, run: RunRecord) -> None:
+        try:
+            self._close_writers()
+            parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
+            switched = [(t, self._build_generation(t, parent, run.run_id)) for t in self.stream.tables]
+            for table, generation in switched:
+                self._switch(table.name, generation)
+            self.dest.save_state(self.stream.name, state)
+            self.dest.record_run(run)
+        finally:
+            self.abort()
+        self.dest._clean_leftovers()
+
+    def _build_generation(self, table: TableSpec, parent: TableSpec | None, run_id: str) -> Path:
+        generation = self.dest.root / META_DIR / "generations" / table.name / run_id
+        generation.mkdir(parents=True, exist_ok=False)
+        columns = ", ".join(_q(c) for c in table.column_names)
+        keys = ", ".join(_q(k) for k in table.primary_key)
+        staged = self._staged(table)
+        self.sql.execute(
+            f"CREATE OR REPLACE TEMP VIEW _new AS SELECT {columns} FROM (SELECT *, row_number() OVER "
+            f"(PARTITION BY {keys} ORDER BY {SEQ} DESC) AS _rn FROM {staged}) WHERE _rn = 1"
+        )
+        current = None if self.replace else self.dest._current_generation(table.name)
+        old_files = sorted(current.glob("*.parquet")) if current else []
+        drop = " AND ".join(f"o.{_q(k)} IS NOT DISTINCT FROM n.{_q(k)}" for k in table.primary_key)
+        condition = f"EXISTS (SELECT 1 FROM _new n WHERE {drop})"
+        if table.parent_link and parent is not None:
+            link, parent_key = table.parent_link
+            self.sql.execute(f"CREATE OR REPLACE TEMP TABLE _parents AS SELECT DISTINCT {_q(parent_key)} AS k FROM {self._staged(parent)}")
+            condition += f" OR o.{_q(link)} IN (SELECT k FROM _parents)"
+        for old in old_files:
+            source = f"read_parquet({_sql_path(old)}) o"
+            hit = self.sql.execute(f"SELECT count(*) FROM {source} WHERE {condition}").fetchone()[0]
+            if hit == 0:
+                _link_or_copy(old, generation / old.name)
+                continue
+            kept = self.sql.execute(f"SELECT count(*) FROM {source} WHERE NOT ({condition})").fetchone()[0]
+            if kept:
+                self.sql.execute(
+                    f"COPY (SELECT o.* FROM {source} WHERE NOT ({condition})) TO {_sql_path(generation / old.name)} (FORMAT parquet)"
+                )
+        new_rows = self.sql.execute("SELECT count(*) FROM _new").fetchone()[0]
+        if new_rows or not any(generation.iterdir()):
+            target = generation / f"part-{run_id}.parquet"
+            self.sql.execute(f"COPY (SELECT * FROM _new) TO {_sql_path(target)} (FORMAT parquet)")
+        for path in generation.iterdir():
+            _fsync_path(path)
+        _fsync_path(generation)
+        return generation
+
+    def _switch(self, table: str, generation: Path) -> None:
+        link = self.dest._table_link(table)
+        tmp = link.with_name(f".{table}.link.tmp")
+        tmp.unlink(missing_ok=True)
+        os.symlink(os.path.relpath(generation, link.parent), tmp)
+        os.replace(tmp, link)
+        _fsync_path(link.parent)
+
+    def abort(self) -> None:
+        try:
+            self._close_writers()
+        finally:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

@@ -1,0 +1,101 @@
+"""The Python API of an extraction: `extract(...)` -> ExtractResult. The CLI is a thin layer on it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable
+
+from .client import Credentials, SqquidClient
+from .definitions import load_definitions, select_streams
+from .destinations.base import Destination
+from .engine import ProgressCallback, RunOptions, StreamResult, new_run_id, run_stream
+from .errors import ConfigError, SqquidError
+from .state import parse_duration, parse_timestamp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractResult:
+    run_id: str
+    destination: str
+    streams: list[StreamResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status != "failed" for s in self.streams)
+
+    def stream(self, name: str) -> StreamResult:
+        return next(s for s in self.streams if s.stream == name)
+
+
+def open_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None) -> Destination:
+    if duckdb and parquet:
+        raise ConfigError("give either --duckdb or --parquet, not both")
+    if parquet:
+        from .destinations.parquet import ParquetDestination
+
+        return ParquetDestination(parquet)
+    from .destinations.duckdb import DuckDBDestination
+
+    return DuckDBDestination(duckdb or "sqquid.duckdb")
+
+
+def extract(
+    streams: Iterable[str] | None = None,
+    *,
+    duckdb: str | Path | None = None,
+    parquet: str | Path | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    start_date: str | datetime | None = None,
+    lookback: str = "1s",
+    full_refresh: bool | Iterable[str] = False,
+    strict: bool = False,
+    rate: float | None = 2.0,
+    burst: int = 40,
+    client: SqquidClient | None = None,
+    progress: ProgressCallback | None = None,
+    stop_on_failure: bool = False,
+) -> ExtractResult:
+    """Extract the selected streams (all by default) into DuckDB (default `sqquid.duckdb`) or a
+    Parquet directory. Options are validated before anything is requested or written."""
+    definitions = load_definitions()
+    selected = select_streams(definitions, list(streams) if streams else None)
+    if isinstance(full_refresh, bool):
+        refresh = frozenset(d.name for d in selected) if full_refresh else frozenset()
+    else:
+        refresh = frozenset(full_refresh)
+        select_streams(definitions, list(refresh))  # unknown names are an error
+    options = RunOptions(
+        start_date=parse_timestamp(start_date, "--start-date") if start_date else None,
+        lookback=parse_duration(lookback, "--lookback"),
+        full_refresh=refresh,
+        strict=strict,
+    )
+    own_client = client is None
+    if client is None:
+        client = SqquidClient(
+            Credentials.from_env(api_key, username, password), base_url, rate=rate, burst=burst
+        )
+    destination = open_destination(duckdb, parquet)
+    result = ExtractResult(run_id=new_run_id(), destination=str(parquet or duckdb or "sqquid.duckdb"))
+    try:
+        for definition in selected:
+            try:
+                result.streams.append(run_stream(definition, client, destination, options, result.run_id, progress))
+            except SqquidError as exc:
+                log.error("stream %s failed: %s", definition.name, exc)
+                result.streams.append(StreamResult(stream=definition.name, status="failed", message=str(exc)))
+                if stop_on_failure or exc.exit_code in (2, 3):
+                    break
+    finally:
+        destination.close()
+        if own_client:
+            client.close()
+    return result

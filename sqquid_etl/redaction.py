@@ -1,0 +1,55 @@
+"""Keep secrets out of logs, exception messages and reprs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+MASK = "***"
+
+
+class SecretRegistry:
+    """The secrets of this process (api keys, passwords, tokens) and how to mask them in text."""
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, secret: str | None) -> None:
+        if secret and len(secret) >= 4:
+            with self._lock:
+                self._secrets.add(secret)
+
+    def redact(self, text: str) -> str:
+        with self._lock:
+            secrets = sorted(self._secrets, key=len, reverse=True)
+        for secret in secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return text
+
+
+SECRETS = SecretRegistry()
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks every registered secret in the final message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = SECRETS.redact(message)
+        if redacted != message or record.args:
+            record.msg = redacted
+            record.args = None
+        return True
+
+
+def install_redaction(logger: logging.Logger | None = None) -> None:
+    """Attach the redacting filter to every handler of the root (or given) logger."""
+    target = logger or logging.getLogger()
+    for handler in target.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+    log = logging.getLogger("sqquid_etl")
+    if not any(isinstance(f, RedactingFilter) for f in log.filters):
+        log.addFilter(RedactingFilter())

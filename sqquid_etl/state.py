@@ -1,0 +1,106 @@
+"""Incremental state: bookmarks per stream (and per partition), windows, and their validation."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .errors import ConfigError, StateError
+
+NO_PARTITION = "_"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+@dataclass
+class StreamState:
+    """What a stream remembers between runs. `cursors` maps a partition value (or "_") to the
+    largest cursor value stored, as ISO 8601 UTC."""
+
+    cursors: dict[str, str] = field(default_factory=dict)
+    last_run_at: str | None = None
+    last_run_id: str | None = None
+    rows_last_run: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where: str) -> "StreamState":
+        try:
+            raw = json.loads(text)
+            if not isinstance(raw, dict):
+                raise ValueError("not an object")
+            cursors = raw.get("cursors") or {}
+            if not isinstance(cursors, dict):
+                raise ValueError("'cursors' is not an object")
+            for key, value in cursors.items():
+                parse_timestamp(value, f"{where}: cursor {key!r}")
+            return cls(
+                cursors={str(k): str(v) for k, v in cursors.items()},
+                last_run_at=raw.get("last_run_at"),
+                last_run_id=raw.get("last_run_id"),
+                rows_last_run=int(raw.get("rows_last_run") or 0),
+            )
+        except (ValueError, TypeError, ConfigError) as exc:
+            raise StateError(f"{where}: corrupt state ({exc}); fix it with 'sqquid-etl state set' or 'state reset'") from None
+
+
+def parse_timestamp(value: Any, what: str) -> datetime:
+    """Parse an ISO 8601 timestamp (a date alone means midnight UTC); naive means UTC."""
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        text = str(value).strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise ConfigError(f"{what}: {value!r} is not an ISO 8601 date or timestamp (e.g. 2024-01-31 or 2024-01-31T12:00:00Z)") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def parse_duration(value: Any, what: str = "duration") -> timedelta:
+    """'90' or '90s', '15m', '2h', '1d', '500ms' -> timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ConfigError(f"{what}: {value!r} is not a duration (e.g. 1s, 15m, 2h, 1d)")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def format_timestamp(value: datetime) -> str:
+    """UTC with microseconds and 'Z': how cursors are stored."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def format_param(value: datetime) -> str:
+    """The API's filter format (`2017-09-25T16:15:47-04:00`), in UTC, floored to the second."""
+    return value.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def window_start(cursor: str | None, lookback: timedelta, start_date: datetime | None) -> datetime | None:
+    """Where the next incremental request starts: the bookmark minus the lookback (so records
+    sharing the boundary timestamp are read again and merged), never before the start date."""
+    if cursor is None:
+        return start_date
+    begin = parse_timestamp(cursor, "cursor") - lookback
+    if start_date is not None and begin < start_date:
+        return start_date
+    return begin
+
+
+def later(a: str | None, b: datetime | None) -> str | None:
+    """The later of a stored cursor and a new maximum."""
+    if b is None:
+        return a
+    if a is None or parse_timestamp(a, "cursor") < b:
+        return format_timestamp(b)
+    return a

@@ -1,0 +1,1 @@
+"""Stream definitions (data, not code): one YAML file a stream. Shipped as sqquid_etl.streams."""
