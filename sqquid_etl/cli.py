@@ -78,7 +78,7 @@ def extract(streams, duckdb_path, parquet_dir, start_date, lookback, full_refres
         failed = [s for s in result.streams if s.status == "failed"]
         for s in failed:
             click.echo(f"error: stream {s.stream}: {s.message}", err=True)
-        sys.exit(1)
+        sys.exit(result.exit_code)
 
 
 def print_summary(result) -> None:

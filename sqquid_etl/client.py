@@ -182,6 +182,10 @@ class SqquidClient:
         self._count(logins=1)
         log.debug("logged in with %s", self._credentials.method)
 
+    def ensure_token(self) -> None:
+        """Log in now unless a token is held (to fail early on bad credentials)."""
+        self._ensure_token()
+
     def _ensure_token(self, stale: str | None = None) -> str:
         with self._token_lock:
             if self._token is None or self._token == stale:

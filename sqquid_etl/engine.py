@@ -47,6 +47,7 @@ class StreamResult:
     count_expected: int | None = None
     count_received: int | None = None
     message: str | None = None
+    exit_code: int = 0
 
     @property
     def count_check(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,8 +29,36 @@ class ExtractResult:
     def ok(self) -> bool:
         return all(s.status != "failed" for s in self.streams)
 
+    @property
+    def exit_code(self) -> int:
+        """0 when every stream succeeded, else the exit code of the first failure."""
+        return next((s.exit_code or 1 for s in self.streams if s.status == "failed"), 0)
+
     def stream(self, name: str) -> StreamResult:
         return next(s for s in self.streams if s.stream == name)
+
+
+def check_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None) -> None:
+    """Refuse a destination that cannot be written, before anything is requested or created."""
+    if duckdb and parquet:
+        raise ConfigError("give either --duckdb or --parquet, not both")
+    if parquet:
+        path, option = Path(parquet), "--parquet"
+    else:
+        path, option = Path(duckdb or "sqquid.duckdb"), "--duckdb"
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"{option} {path}: not writable")
+        if option == "--duckdb" and path.is_dir():
+            raise ConfigError(f"{option} {path}: is a directory, expected a DuckDB file")
+        return
+    existing = path.absolute().parent
+    while not existing.exists():
+        if option == "--duckdb":
+            raise ConfigError(f"{option} {path}: directory {existing} does not exist")
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise ConfigError(f"{option} {path}: directory {existing} is not writable")
 
 
 def open_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None) -> Destination:
@@ -78,12 +107,19 @@ def extract(
         full_refresh=refresh,
         strict=strict,
     )
+    check_destination(duckdb, parquet)
     own_client = client is None
     if client is None:
         client = SqquidClient(
             Credentials.from_env(api_key, username, password), base_url, rate=rate, burst=burst
         )
-    destination = open_destination(duckdb, parquet)
+    try:
+        client.ensure_token()  # bad credentials fail here, before the destination is touched
+        destination = open_destination(duckdb, parquet)
+    except BaseException:
+        if own_client:
+            client.close()
+        raise
     result = ExtractResult(run_id=new_run_id(), destination=str(parquet or duckdb or "sqquid.duckdb"))
     try:
         for definition in selected:
@@ -91,7 +127,9 @@ def extract(
                 result.streams.append(run_stream(definition, client, destination, options, result.run_id, progress))
             except SqquidError as exc:
                 log.error("stream %s failed: %s", definition.name, exc)
-                result.streams.append(StreamResult(stream=definition.name, status="failed", message=str(exc)))
+                result.streams.append(
+                    StreamResult(stream=definition.name, status="failed", message=str(exc), exit_code=exc.exit_code)
+                )
                 if stop_on_failure or exc.exit_code in (2, 3):
                     break
     finally:

@@ -179,6 +179,8 @@ class DuckDBStreamWriter:
             parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
             for table in self.stream.tables:
                 self._merge(table, parent)
+            for table in self.stream.tables:
+                self.conn.execute(f"DROP TABLE {q(STAGE_PREFIX + table.name)}")
             self.dest._write_state(self.stream.name, state)
             self.dest.record_run(run)
             self.conn.execute("COMMIT")
@@ -208,7 +210,6 @@ class DuckDBStreamWriter:
                     f"WHERE {target}.{q(link)} = p.{q(parent_key)}"
                 )
             self.conn.execute(f"INSERT INTO {target} {latest}")
-        self.conn.execute(f"DROP TABLE {stage}")
 
     def abort(self) -> None:
         try:

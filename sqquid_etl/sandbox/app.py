@@ -1,0 +1,160 @@
+"""The sandbox as a Python object: configuration, tokens, counters, and the server lifecycle."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .bucket import BucketRegistry
+from .data import Store
+from .faults import FaultConfig, FaultInjector
+
+
+@dataclass
+class SandboxConfig:
+    seed: int = 1
+    orders: int = 5000
+    products: int = 2000
+    rate: float | None = 2.0  # requests/s leaked per token; None disables throttling
+    burst: int = 40
+    token_ttl: float = 3600.0  # seconds on `clock`
+    latency: float = 0.0  # real seconds slept before each response
+    api_keys: tuple[str, ...] = ("sandbox-api-key",)
+    users: dict[str, str] = field(default_factory=lambda: {"demo@sqquid.test": "sandbox-password"})
+    clock: Callable[[], float] = time.monotonic
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = a free port
+    prewarm: bool = False  # serialize every record at start (first listing pass as fast as later ones)
+
+
+class Stats:
+    """Request counters; ``by_route`` keys are route templates such as ``GET /v1/orders``."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests = 0
+            self.throttled = 0
+            self.logins = 0
+            self.faults_injected = 0
+            self.by_route: Counter = Counter()
+            self.faults_by_kind: Counter = Counter()
+
+    def count(self, route: str | None) -> None:
+        with self._lock:
+            self.requests += 1
+            if route:
+                self.by_route[route] += 1
+
+    def add(self, name: str, kind: str | None = None) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+            if kind:
+                self.faults_by_kind[kind] += 1
+
+    def to_dict(self) -> dict:
+        with self._lock:
+            return {"requests": self.requests, "throttled": self.throttled, "logins": self.logins,
+                    "faults_injected": self.faults_injected, "by_route": dict(self.by_route),
+                    "faults_by_kind": dict(self.faults_by_kind)}
+
+
+class Tokens:
+    def __init__(self, ttl: float, clock: Callable[[], float]):
+        self.ttl, self.clock = ttl, clock
+        self._expiry: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def issue(self) -> str:
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._expiry[token] = self.clock() + self.ttl
+        return token
+
+    def valid(self, token: str) -> bool:
+        with self._lock:
+            expiry = self._expiry.get(token)
+            if expiry is None:
+                return False
+            if self.clock() >= expiry:
+                del self._expiry[token]
+                return False
+            return True
+
+    def expire_all(self) -> int:
+        with self._lock:
+            n = len(self._expiry)
+            self._expiry.clear()
+            return n
+
+
+class Sandbox:
+    """A loopback Sqquid API. ``with Sandbox(cfg) as sb: sb.url ...``"""
+
+    def __init__(self, config: SandboxConfig | None = None):
+        self.config = config or SandboxConfig()
+        cfg = self.config
+        self.store = Store(cfg.seed, cfg.orders, cfg.products)
+        self.stats = Stats()
+        self.tokens = Tokens(cfg.token_ttl, cfg.clock)
+        self.buckets = BucketRegistry(cfg.rate, cfg.burst, cfg.clock)
+        self.faults = FaultInjector(cfg.faults)
+        self._server = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("sandbox is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def set_faults(self, faults: FaultConfig) -> None:
+        """Switch fault injection at run time (counters restart)."""
+        self.faults.set(faults)
+
+    def expire_tokens(self) -> int:
+        """Every token issued so far is invalid from now on."""
+        return self.tokens.expire_all()
+
+    def start(self) -> "Sandbox":
+        from .server import SandboxServer  # late import: server depends on this module
+
+        if self._server is not None:
+            return self
+        if self.config.prewarm:
+            self.store.warm()
+        self._server = SandboxServer((self.config.host, self.config.port), self)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="sqquid-sandbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

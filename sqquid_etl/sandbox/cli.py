@@ -1,0 +1,55 @@
+"""``sqquid-etl sandbox``: run the loopback Sqquid API until Ctrl-C / SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import click
+
+from .app import Sandbox, SandboxConfig
+from .faults import FaultConfig
+
+
+@click.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int, help="0 = a free port")
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--orders", default=5000, show_default=True, type=click.IntRange(min=0))
+@click.option("--products", default=2000, show_default=True, type=click.IntRange(min=0))
+@click.option("--rate", default=2.0, show_default=True, type=float,
+              help="requests/s leaked per token; 0 disables throttling")
+@click.option("--burst", default=40, show_default=True, type=click.IntRange(min=1))
+@click.option("--token-ttl", default=3600.0, show_default=True, type=float, help="token lifetime, seconds")
+@click.option("--latency", default=0.0, show_default=True, type=float, help="seconds slept before each answer")
+@click.option("--api-key", "api_keys", multiple=True, default=("sandbox-api-key",), show_default=True)
+@click.option("--username", default="demo@sqquid.test", show_default=True)
+@click.option("--password", default="sandbox-password", show_default=True)
+@click.option("--fail-every", default=0, type=click.IntRange(min=0), help="every Nth data request fails")
+@click.option("--fail-status", default=500, show_default=True, type=click.IntRange(100, 599))
+@click.option("--drop-every", default=0, type=click.IntRange(min=0), help="every Nth answer is cut and the connection closed")
+@click.option("--truncate-every", default=0, type=click.IntRange(min=0), help="every Nth answer has half its JSON")
+@click.option("--prewarm/--no-prewarm", default=False, help="serialize every record before listening")
+def sandbox_command(host, port, seed, orders, products, rate, burst, token_ttl, latency, api_keys,
+                    username, password, fail_every, fail_status, drop_every, truncate_every, prewarm):
+    """Serve a deterministic emulation of the Sqquid API on HOST:PORT."""
+    faults = FaultConfig(error_every=fail_every, error_status=fail_status, drop_every=drop_every,
+                         truncate_every=truncate_every)
+    cfg = SandboxConfig(seed=seed, orders=orders, products=products, rate=rate or None, burst=burst,
+                        token_ttl=token_ttl, latency=latency, api_keys=tuple(api_keys),
+                        users={username: password}, faults=faults, host=host, port=port, prewarm=prewarm)
+    sandbox = Sandbox(cfg)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        sandbox.start()
+        click.echo(f"Sqquid sandbox listening on {sandbox.url}")
+        import sys
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sandbox.stop()

@@ -1,0 +1,16 @@
+"""Helpers shared by tests: the sandbox's credentials and a client that never sleeps for real."""
+
+from __future__ import annotations
+
+from sqquid_etl.client import Credentials, SqquidClient
+
+API_KEY = "sandbox-api-key"
+USERNAME = "demo@sqquid.test"
+PASSWORD = "sandbox-password"
+
+
+def make_client(sandbox, **options) -> SqquidClient:
+    options.setdefault("rate", None)
+    options.setdefault("backoff_base", 0.001)
+    credentials = options.pop("credentials", None) or Credentials(api_key=API_KEY)
+    return SqquidClient(credentials, sandbox.url, **options)

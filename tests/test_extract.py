@@ -1,0 +1,151 @@
+"""Extraction against the sandbox: every table equals the sandbox's data, incrementally, in
+DuckDB and in Parquet; bad options touch nothing."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from sqquid_etl import extract
+from sqquid_etl.cli import main
+from tests.support import API_KEY, make_client
+from tests.expected import assert_tables_equal, duckdb_tables, expected_tables, parquet_tables
+
+
+def test_full_extract_into_duckdb_equals_sandbox(sandbox, tmp_path):
+    db = tmp_path / "s.duckdb"
+    result = extract(duckdb=db, client=make_client(sandbox))
+    assert result.ok, [(s.stream, s.message) for s in result.streams]
+    assert_tables_equal(duckdb_tables(db), expected_tables(sandbox.store))
+    orders = result.stream("orders")
+    assert orders.count_check == "ok" and orders.count_expected == len(sandbox.store.orders)
+    assert orders.pages == len(sandbox.store.orders) // 250 + 1
+    with duckdb.connect(str(db), read_only=True) as conn:
+        runs = conn.execute("SELECT stream, status FROM _sqquid_runs ORDER BY stream").fetchall()
+        assert {r[0] for r in runs} == {s.stream for s in result.streams} and {r[1] for r in runs} == {"ok"}
+        types = dict(conn.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name='orders'").fetchall())
+        assert types["id"] == "BIGINT" and types["total"] == "DECIMAL(18,4)" and types["created_at"] == "TIMESTAMP WITH TIME ZONE"
+        attr = conn.execute("SELECT data_type FROM information_schema.columns WHERE table_name='products' AND column_name='attributes'").fetchone()[0]
+        assert attr.replace('"', "") == "STRUCT(label VARCHAR, value VARCHAR)[]"
+
+
+def test_second_run_fetches_only_new_window_and_stays_exact(sandbox, tmp_path):
+    db = tmp_path / "s.duckdb"
+    client = make_client(sandbox)
+    assert extract(duckdb=db, client=client).ok
+    sandbox.store.add_orders(30)
+    sandbox.store.update_products(5)
+    sandbox.stats.reset()
+    second = extract(["orders", "products"], duckdb=db, client=client)
+    assert second.ok
+    assert second.stream("orders").rows["orders"] < 300  # only the window since the cursor
+    assert second.stream("orders").rows["orders"] >= 30
+    assert second.stream("products").rows["products"] < 120
+    expected = expected_tables(sandbox.store)
+    actual = duckdb_tables(db)
+    for table in ("orders", "order_items", "products", "product_variants"):
+        assert_tables_equal({table: actual[table]}, {table: expected[table]})
+
+
+def test_parquet_extract_equals_sandbox_and_keys_are_unique(sandbox, tmp_path):
+    root = tmp_path / "lake"
+    client = make_client(sandbox)
+    assert extract(parquet=root, client=client).ok
+    sandbox.store.add_orders(10)
+    sandbox.store.update_products(4)
+    assert extract(parquet=root, client=client).ok
+    assert_tables_equal(parquet_tables(root), expected_tables(sandbox.store))
+    with duckdb.connect() as conn:
+        total, distinct = conn.execute(f"SELECT count(*), count(DISTINCT id) FROM read_parquet('{root}/orders/*.parquet')").fetchone()
+    assert total == distinct == len(sandbox.store.orders)
+    assert not list((root / ".sqquid" / "staging").iterdir())
+    assert (root / "_sqquid_state.json").exists()
+
+
+def test_full_refresh_replaces_tables(sandbox, tmp_path):
+    db = tmp_path / "s.duckdb"
+    client = make_client(sandbox)
+    assert extract(["locations", "orders"], duckdb=db, client=client).ok
+    with duckdb.connect(str(db)) as conn:
+        conn.execute("INSERT INTO orders (id, created_at) VALUES (999999, now())")
+    assert extract(["orders"], duckdb=db, client=client, full_refresh=True).ok
+    assert_tables_equal({"orders": duckdb_tables(db, ["orders"])["orders"]}, {"orders": expected_tables(sandbox.store)["orders"]})
+
+
+def test_failure_mid_stream_keeps_old_data_and_state(sandbox, tmp_path):
+    db = tmp_path / "s.duckdb"
+    client = make_client(sandbox)
+    assert extract(["orders"], duckdb=db, client=client).ok
+    before = duckdb_tables(db, ["orders"])["orders"]
+    sandbox.store.add_orders(600)
+    calls = {"n": 0}
+    real_get = client.get
+
+    def failing_get(path, params=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return real_get(path, params)
+
+    client.get = failing_get
+    with pytest.raises(KeyboardInterrupt):
+        extract(["orders"], duckdb=db, client=client)
+    assert duckdb_tables(db, ["orders"])["orders"] == before  # nothing half-written
+    client.get = real_get
+    assert extract(["orders"], duckdb=db, client=client).ok
+    assert_tables_equal({"orders": duckdb_tables(db, ["orders"])["orders"]}, {"orders": expected_tables(sandbox.store)["orders"]})
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--streams", "orders,nope"], "unknown stream"),
+        (["--start-date", "last tuesday"], "not an ISO 8601"),
+        (["--lookback", "a while"], "not a duration"),
+        (["--duckdb", "/nonexistent-dir/x.duckdb"], "does not exist"),
+    ],
+)
+def test_invalid_options_fail_clearly_without_touching_destination(sandbox, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SQQUID_API_KEY", API_KEY)
+    sandbox.stats.reset()
+    result = CliRunner().invoke(main, ["extract", "--base-url", sandbox.url, *args])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert not (tmp_path / "sqquid.duckdb").exists()
+    assert sandbox.stats.requests == 0
+
+
+def test_no_credentials_is_a_clear_error(sandbox, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for var in ("SQQUID_API_KEY", "SQQUID_USERNAME", "SQQUID_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    result = CliRunner().invoke(main, ["extract", "--base-url", sandbox.url])
+    assert result.exit_code == 2
+    assert "no credentials" in result.output
+    assert not (tmp_path / "sqquid.duckdb").exists()
+
+
+def test_bad_credentials_exit_code_and_message(sandbox, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["extract", "--base-url", sandbox.url, "--api-key", "wrong-key-123", "--streams", "locations"])
+    assert result.exit_code == 3
+    assert "login refused" in result.output
+    assert "wrong-key-123" not in result.output
+    assert not (tmp_path / "sqquid.duckdb").exists()
+
+
+def test_cli_extract_prints_summary(sandbox, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SQQUID_API_KEY", API_KEY)
+    result = CliRunner().invoke(main, ["extract", "--base-url", sandbox.url, "--streams", "locations,buffers", "--rate", "1000"])
+    assert result.exit_code == 0, result.output
+    assert "locations" in result.output and "buffers" in result.output
+    assert (tmp_path / "sqquid.duckdb").exists()
+
+
+def test_inventory_without_products_is_a_clear_error(sandbox, tmp_path):
+    result = extract(["inventory"], duckdb=tmp_path / "s.duckdb", client=make_client(sandbox))
+    assert not result.ok
+    assert "has not been extracted yet" in result.stream("inventory").message
