@@ -135,6 +135,9 @@ def _register_optional_commands() -> None:
     except ImportError:  # pragma: no cover - the sandbox ships with the package
         return
     main.add_command(sandbox_command, name="sandbox")
+    from .reverse_cli import load_inventory_command
+
+    main.add_command(load_inventory_command, name="load-inventory")
 
 
 _register_optional_commands()

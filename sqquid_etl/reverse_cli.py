@@ -1,0 +1,82 @@
+"""`sqquid-etl load-inventory`: a thin click command over `reverse.load_inventory`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .errors import ConfigError, SqquidError
+
+SHOWN_DIFF_ROWS = 20
+
+
+@click.command("load-inventory")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--mode", type=click.Choice(["partial", "full"]), required=True,
+              help="partial: set the listed records only. full: set the listed records and ZERO every other "
+                   "inventory record of the account.")
+@click.option("--duckdb", "duckdb_path", type=click.Path(dir_okay=False),
+              help="Load the result of --query on this DuckDB file instead of FILE.")
+@click.option("--query", help="SELECT giving sku, qty_on_hand[, location_external_id, bin] (with --duckdb).")
+@click.option("--dry-run", is_flag=True, help="Print the diff against current inventory; send no update.")
+@click.option("--yes", "confirm", is_flag=True, help="Confirm a full update that zeroes more than --threshold.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Skus per partial request.")
+@click.option("--journal", type=click.Path(dir_okay=False),
+              help="Journal of acknowledged partial batches (default FILE.journal.jsonl; none for --duckdb "
+                   "unless given).")
+@click.option("--baseline", type=click.Path(dir_okay=False),
+              help="DuckDB file of an extract: its skus are read too, so a full update's zeroing can be seen.")
+@click.option("--diff-out", type=click.Path(dir_okay=False), help="Write the diff as CSV.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+              help="Share of records above 0 a full update may zero without --yes.")
+@click.option("--base-url", help="API base URL (env SQQUID_BASE_URL).")
+@click.option("--api-key", help="API key (env SQQUID_API_KEY).")
+@click.option("--username", help="Username (env SQQUID_USERNAME).")
+@click.option("--password", help="Password (env SQQUID_PASSWORD).")
+@click.option("--rate", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Requests per second the client allows itself (0: no pacing, for a local sandbox).")
+@click.option("--burst", type=click.IntRange(min=1), default=40, show_default=True,
+              help="Leaky-bucket size the client allows itself.")
+def load_inventory_command(file, mode, duckdb_path, query, dry_run, confirm, batch_size, journal, baseline, diff_out,
+                           threshold, base_url, api_key, username, password, rate, burst) -> None:
+    """Set Sqquid inventory from FILE (CSV or Parquet) or from a DuckDB query.
+
+    Columns: sku, qty_on_hand, and optionally location_external_id and bin (empty = "default").
+    The whole input is validated before anything is sent.
+    """
+    from .reverse import load_inventory
+    from .reverse_validate import read_duckdb_query
+
+    try:
+        if (file is None) == (duckdb_path is None):
+            raise ConfigError("give either FILE or --duckdb PATH --query SQL (not both, not neither)")
+        if (duckdb_path is None) != (query is None):
+            raise ConfigError("--duckdb and --query go together")
+        data = file if file is not None else read_duckdb_query(duckdb_path, query)
+        report = load_inventory(
+            data, mode=mode, base_url=base_url, api_key=api_key, username=username, password=password,
+            dry_run=dry_run, confirm=confirm, batch_size=batch_size, journal=journal, baseline=baseline,
+            zero_threshold=threshold, diff_out=diff_out, rate=rate or None, burst=burst,
+        )
+    except SqquidError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    if dry_run and report.diff is not None:
+        _print_diff(report.diff)
+    click.echo(report.summary())
+
+
+def _print_diff(diff) -> None:
+    moving = diff[diff["change"] != "unchanged"]
+    if moving.empty:
+        click.echo("diff: no record changes")
+        return
+    click.echo(f"diff: {len(moving)} record(s) change (first {min(len(moving), SHOWN_DIFF_ROWS)} shown; "
+               "--diff-out writes them all):")
+    click.echo(f"  {'change':<8} {'sku':<24} {'location':<12} {'bin':<10} {'current':>9} {'new':>9}")
+    for row in moving.head(SHOWN_DIFF_ROWS).itertuples(index=False):
+        current = "" if row.current_qty is None or str(row.current_qty) == "<NA>" else str(row.current_qty)
+        click.echo(f"  {row.change:<8} {row.sku:<24} {row.location_external_id:<12} {row.bin:<10} "
+                   f"{current:>9} {row.new_qty:>9}")
