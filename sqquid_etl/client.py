@@ -132,6 +132,7 @@ class SqquidClient:
         rate: float | None = 2.0,
         burst: int = 40,
         max_tries: int = 8,
+        max_throttled: int = 60,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         timeout: tuple[float, float] = (10.0, 60.0),
@@ -143,6 +144,7 @@ class SqquidClient:
         self._credentials = credentials
         self.pacer = pacer or LeakyBucketPacer(rate=rate, burst=burst)
         self.max_tries = max(1, max_tries)
+        self.max_throttled = max(1, max_throttled)
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.timeout = timeout
@@ -239,10 +241,12 @@ class SqquidClient:
             data = json.dumps(json_body, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/json"
         last_problem = "no attempt made"
-        for attempt in range(1, self.max_tries + 1):
+        failures = throttles = 0  # 429s have their own, larger budget: the server said "wait", not "broken"
+        while True:
             waited = self.pacer.acquire()
             self._count(requests=1, paced_seconds=waited)
             retry_after: float | None = None
+            throttled = False
             try:
                 response = self._session.request(
                     method, url, params=params, data=data, headers=headers, timeout=self.timeout
@@ -257,6 +261,7 @@ class SqquidClient:
                 if status in RETRY_STATUSES:
                     last_problem = f"HTTP {status} {_server_message(response)}"
                     if status == 429:
+                        throttled = True
                         self._count(throttled=1)
                         retry_after = _retry_after(response)
                         if retry_after is not None:
@@ -274,15 +279,20 @@ class SqquidClient:
                         last_problem = f"unparseable JSON ({exc})"
             except TRANSIENT_ERRORS as exc:
                 last_problem = f"{type(exc).__name__}: {SECRETS.redact(str(exc))}"
-            if attempt == self.max_tries:
-                break
-            delay = self._backoff(attempt, retry_after)
-            log.info("%s: %s; retry %d/%d in %.2fs", endpoint, last_problem, attempt, self.max_tries - 1, delay)
+            if throttled:
+                throttles += 1
+                if throttles >= self.max_throttled:
+                    raise ApiError(
+                        f"{endpoint} still throttled (429) after {throttles} tries: {last_problem}", endpoint=endpoint
+                    )
+            else:
+                failures += 1
+                if failures >= self.max_tries:
+                    raise ApiError(f"{endpoint} failed after {failures} tries: {last_problem}", endpoint=endpoint)
+            delay = self._backoff(max(failures, throttles), retry_after)
+            log.info("%s: %s; retry in %.2fs", endpoint, last_problem, delay)
             self._count(retries=1)
             self._sleep(delay)
-        raise ApiError(
-            f"{endpoint} failed after {self.max_tries} tries: {last_problem}", endpoint=endpoint
-        )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

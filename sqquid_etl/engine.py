@@ -39,6 +39,7 @@ class StreamResult:
     count_received: int | None = None
     message: str | None = None
     exit_code: int = 0
+    repaired: int = 0  # records found missing behind the cursor and re-fetched
 
     @property
     def count_check(self) -> str:
@@ -66,25 +67,33 @@ def run_stream(
     options: RunOptions,
     run_id: str,
     progress: ProgressCallback | None = None,
+    windows_override: dict[str | None, datetime] | None = None,
 ) -> StreamResult:
-    """Extract one stream into the destination; state advances only in the commit that stores the data."""
+    """Extract one stream into the destination; state advances only in the commit that stores the data.
+
+    `windows_override` re-fetches only the given partitions from the given times (a repair found
+    by reconciliation); the data is merged and the bookmarks never move backwards."""
     started = time.monotonic()
     requests_before = client.stats.requests
     result = StreamResult(stream=stream.name)
     run = RunRecord(run_id=run_id, stream=stream.name, started_at=_now())
-    replace = stream.sync == "full_refresh" or stream.name in options.full_refresh
-    old_state = StreamState() if stream.name in options.full_refresh else destination.load_states().get(stream.name, StreamState())
+    refresh = stream.name in options.full_refresh and windows_override is None
+    replace = stream.sync == "full_refresh" or refresh
+    old_state = StreamState() if refresh else destination.load_states().get(stream.name, StreamState())
     key_batches = key_batches_for(stream, destination, client.base_url)
     writer = destination.begin(stream, replace=replace)
     try:
-        partitions = list(stream.partition.values) if stream.partition else [None]
         windows: dict[str | None, datetime | None] = {}
         maxima: dict[str | None, datetime | None] = {}
-        for partition in partitions:
-            key = partition or NO_PARTITION
-            windows[partition] = (
-                window_start(old_state.cursors.get(key), options.lookback, options.start_date) if stream.cursor else None
-            )
+        if windows_override is not None:
+            windows.update(windows_override)
+        else:
+            for partition in stream.partition.values if stream.partition else [None]:
+                key = partition or NO_PARTITION
+                windows[partition] = (
+                    window_start(old_state.cursors.get(key), options.lookback, options.start_date) if stream.cursor else None
+                )
+        partitions = list(windows)
         for page in fetch_pages(stream, client, windows, key_batches, options.prefetch_pages):
             tables = page_to_tables(stream, page.records, page.partition)
             writer.write(tables)

@@ -64,12 +64,13 @@ def duckdb_tables(path: Path, tables: list[str] | None = None) -> dict[str, list
         }
 
 
-def parquet_tables(root: Path) -> dict[str, list[tuple]]:
+def parquet_tables(root: Path, tables: list[str] | None = None) -> dict[str, list[tuple]]:
     with duckdb.connect() as conn:
         conn.execute("SET TimeZone = 'UTC'")
         return {
             t: sorted(conn.execute(f"SELECT {cols} FROM read_parquet('{root / t}/*.parquet')").fetchall(), key=repr)
             for t, cols in COMPARED.items()
+            if tables is None or t in tables
         }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -57,6 +58,10 @@ class Destination(Protocol):
     def save_state(self, stream: str, state: StreamState | None) -> None: ...
 
     def distinct_values(self, table: str, column: str) -> list[Any] | None: ...
+
+    def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int: ...
+
+    def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]: ...
 
     def begin(self, stream: StreamDefinition, replace: bool) -> StreamWriter: ...
 

@@ -4,6 +4,7 @@ stream committed in one transaction."""
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,28 @@ class DuckDBDestination:
             return None
         rows = self.conn.execute(f"SELECT DISTINCT {q(column)} FROM {q(table)} WHERE {q(column)} IS NOT NULL ORDER BY 1").fetchall()
         return [r[0] for r in rows]
+
+    def _where(self, column: str | None, since: datetime | None, equals: dict[str, str]) -> tuple[str, list]:
+        clauses, params = [], []
+        if column is not None and since is not None:
+            clauses.append(f"{q(column)} >= ?")
+            params.append(since)
+        for name, value in equals.items():
+            clauses.append(f"{q(name)} = ?")
+            params.append(value)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
+        if not self._table_exists(table):
+            return 0
+        where, params = self._where(column, since, equals)
+        return self.conn.execute(f"SELECT count(*) FROM {q(table)}{where}", params).fetchone()[0]
+
+    def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
+        if not self._table_exists(table):
+            return None, None
+        where, params = self._where(None, None, equals)
+        return self.conn.execute(f"SELECT min({q(column)}), max({q(column)}) FROM {q(table)}{where}", params).fetchone()
 
     # -- writing ----------------------------------------------------------------------------------
 

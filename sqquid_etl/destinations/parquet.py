@@ -19,6 +19,8 @@ import fcntl
 import json
 import os
 import shutil
+import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +161,30 @@ class ParquetDestination:
         ).fetchall()
         return [r[0] for r in rows]
 
+    def _scan(self, table: str, column: str | None, since: datetime | None, equals: dict[str, str]) -> tuple[str, list] | None:
+        current = self._current_generation(table)
+        if current is None:
+            return None
+        clauses, params = [], []
+        if column is not None and since is not None:
+            clauses.append(f"{_q(column)} >= ?")
+            params.append(since)
+        for name, value in equals.items():
+            clauses.append(f"{_q(name)} = ?")
+            params.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        return f"FROM read_parquet({_sql_path(current / '*.parquet')}){where}", params
+
+    def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
+        scan = self._scan(table, column, since, equals)
+        return 0 if scan is None else self.sql.execute(f"SELECT count(*) {scan[0]}", scan[1]).fetchone()[0]
+
+    def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
+        scan = self._scan(table, None, None, equals)
+        if scan is None:
+            return None, None
+        return self.sql.execute(f"SELECT min({_q(column)}), max({_q(column)}) {scan[0]}", scan[1]).fetchone()
+
     # -- writing ----------------------------------------------------------------------------------
 
     def begin(self, stream: StreamDefinition, replace: bool) -> "ParquetStreamWriter":
@@ -258,7 +284,8 @@ class ParquetStreamWriter:
         self.dest._clean_leftovers()
 
     def _build_generation(self, table: TableSpec, parent: TableSpec | None, run_id: str) -> Path:
-        generation = self.dest.root / META_DIR / "generations" / table.name / run_id
+        commit_id = f"{run_id}-{uuid.uuid4().hex[:8]}"  # unique even when a run commits a stream twice
+        generation = self.dest.root / META_DIR / "generations" / table.name / commit_id
         generation.mkdir(parents=True, exist_ok=False)
         columns = ", ".join(_q(c) for c in table.column_names)
         keys = ", ".join(_q(k) for k in table.primary_key)
@@ -288,7 +315,7 @@ class ParquetStreamWriter:
                 )
         new_rows = self.sql.execute("SELECT count(*) FROM _new").fetchone()[0]
         if new_rows or not any(generation.iterdir()):
-            target = generation / f"part-{run_id}.parquet"
+            target = generation / f"part-{commit_id}.parquet"
             self.sql.execute(f"COPY (SELECT * FROM _new) TO {_sql_path(target)} (FORMAT parquet)")
         for path in generation.iterdir():
             _fsync_path(path)

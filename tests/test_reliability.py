@@ -1,0 +1,145 @@
+"""Exact under faults: every table equals the sandbox's data after faults, late arrivals,
+records changing while paging, and concurrent runs are refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sqquid_etl import extract
+from sqquid_etl.client import quote_segment
+from sqquid_etl.errors import StateError
+from sqquid_etl.sandbox import FaultConfig
+from tests.expected import assert_tables_equal, duckdb_tables, expected_tables, parquet_tables
+from tests.support import make_client
+
+FAULTS = {
+    "500-every-7th": FaultConfig(error_every=7),
+    "503-every-5th": FaultConfig(error_every=5, error_status=503),
+    "drop-every-6th": FaultConfig(drop_every=6),
+    "truncate-every-5th": FaultConfig(truncate_every=5),
+    "429-storm": FaultConfig(storm_429=12, storm_retry_after=0),
+}
+
+
+@pytest.mark.parametrize("name", list(FAULTS))
+def test_extract_every_stream_under_faults_is_exact(make_sandbox, tmp_path, name):
+    sandbox = make_sandbox(orders=600, products=150)
+    sandbox.set_faults(FAULTS[name])
+    client = make_client(sandbox)
+    result = extract(duckdb=tmp_path / "s.duckdb", client=client)
+    assert result.ok, [(s.stream, s.message) for s in result.streams]
+    assert sandbox.stats.faults_injected > 0 and client.stats.retries > 0
+    assert_tables_equal(duckdb_tables(tmp_path / "s.duckdb"), expected_tables(sandbox.store))
+
+
+def test_token_expiry_mid_run_is_exact(make_sandbox, tmp_path):
+    sandbox = make_sandbox(orders=600, products=150)
+    client = make_client(sandbox)
+    calls = {"n": 0}
+    real_get = client.get
+
+    def get(path, params=None):
+        calls["n"] += 1
+        if calls["n"] % 9 == 0:
+            sandbox.expire_tokens()
+        return real_get(path, params)
+
+    client.get = get
+    result = extract(duckdb=tmp_path / "s.duckdb", client=client)
+    assert result.ok
+    assert client.stats.logins > 3
+    assert_tables_equal(duckdb_tables(tmp_path / "s.duckdb"), expected_tables(sandbox.store))
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_late_arriving_orders_are_found_by_bisection_and_fetched(sandbox, tmp_path, kind):
+    target = {"duckdb": tmp_path / "s.duckdb"} if kind == "duckdb" else {"parquet": tmp_path / "lake"}
+    client = make_client(sandbox)
+    assert extract(["orders", "shipment_items"], client=client, **target).ok
+    oldest = min(o["created_at"] for o in sandbox.store.orders)
+    middle = sorted(o["created_at"] for o in sandbox.store.orders)[150]
+    sandbox.store.add_orders(3, created_at=middle)  # imported late, original dates kept
+    sandbox.store.add_orders(2, created_at=oldest)
+    sandbox.store.add_orders(4)  # and some ordinary new ones
+    second = extract(["orders", "shipment_items"], client=client, **target)
+    assert second.ok, [(s.stream, s.message) for s in second.streams]
+    orders = second.stream("orders")
+    assert orders.repaired == 5 and "reconciled" in orders.message
+    tables = ["orders", "order_items", "shipment_items"]
+    read = duckdb_tables(tmp_path / "s.duckdb", tables) if kind == "duckdb" else parquet_tables(tmp_path / "lake", tables)
+    expected = expected_tables(sandbox.store)
+    for table in tables:
+        assert_tables_equal({table: read[table]}, {table: expected[table]})
+
+
+def test_scope_change_behind_the_cursor_is_reconciled(sandbox, tmp_path):
+    db = tmp_path / "s.duckdb"
+    client = make_client(sandbox)
+    assert extract(["shipment_items"], duckdb=db, client=client).ok
+    toship = [i["id"] for i in sandbox.store.shipment_items if sandbox.store.shipment_item_scope[i["id"]] == "toship"]
+    client.request("PATCH", f"/v1/shipmentitems/{quote_segment(toship[0])}/cancel")
+    assert sandbox.store.shipment_item_scope[toship[0]] == "cancelled"
+    result = extract(["shipment_items"], duckdb=db, client=client)
+    assert result.stream("shipment_items").repaired >= 1
+    assert_tables_equal({"shipment_items": duckdb_tables(db, ["shipment_items"])["shipment_items"]},
+                        {"shipment_items": expected_tables(sandbox.store)["shipment_items"]})
+
+
+def test_records_inserted_and_updated_while_paging(make_sandbox, tmp_path):
+    sandbox = make_sandbox(orders=900, products=600)
+    sandbox.set_faults(FaultConfig(mutate_every=2, mutate={"add_orders": 3, "update_products": 2}))
+    db = tmp_path / "s.duckdb"
+    client = make_client(sandbox)
+    assert extract(["orders", "products"], duckdb=db, client=client).ok
+    sandbox.set_faults(FaultConfig())
+    assert extract(["orders", "products"], duckdb=db, client=client).ok  # updates after a page was read
+    expected = expected_tables(sandbox.store)
+    read = duckdb_tables(db, ["orders", "order_items", "products", "product_variants"])
+    for table, rows in read.items():
+        assert_tables_equal({table: rows}, {table: expected[table]})
+
+
+def test_count_mismatch_fails_under_strict(make_sandbox, tmp_path):
+    sandbox = make_sandbox()
+    db = tmp_path / "s.duckdb"
+    client = make_client(sandbox)
+    assert extract(["orders"], duckdb=db, client=client).ok
+    import duckdb
+
+    with duckdb.connect(str(db)) as conn:  # a record the API no longer has
+        conn.execute("INSERT INTO orders (id, created_at) VALUES (987654321, now())")
+    lenient = extract(["orders"], duckdb=db, client=client)
+    assert lenient.ok and lenient.stream("orders").status == "warning" and "more records" in lenient.stream("orders").message
+    strict = extract(["orders"], duckdb=db, client=client, strict=True)
+    assert not strict.ok and strict.exit_code == 1
+
+
+def test_second_extract_into_same_parquet_dir_is_refused(tmp_path):
+    from sqquid_etl.destinations.parquet import ParquetDestination
+
+    first = ParquetDestination(tmp_path / "lake")
+    try:
+        with pytest.raises(StateError, match="in use by another process"):
+            ParquetDestination(tmp_path / "lake")
+    finally:
+        first.close()
+    ParquetDestination(tmp_path / "lake").close()  # free again once the first is done
+
+
+def test_second_extract_into_same_duckdb_is_refused(sandbox, tmp_path):
+    db = tmp_path / "s.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys, time; c = duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StateError, match="in use by another process"):
+            extract(["locations"], duckdb=db, client=make_client(sandbox))
+    finally:
+        holder.kill()
+        holder.wait()
