@@ -13,7 +13,8 @@ from tests.support import API_KEY, make_client
 from tests.expected import assert_tables_equal, duckdb_tables, expected_tables, parquet_tables
 
 
-def test_full_extract_into_duckdb_equals_sandbox(sandbox, tmp_path):
+def test_full_extract_into_duckdb_equals_sandbox(make_sandbox, tmp_path):
+    sandbox = make_sandbox(orders=3000, products=1500)  # thousands: many pages of every stream
     db = tmp_path / "s.duckdb"
     result = extract(duckdb=db, client=make_client(sandbox))
     assert result.ok, [(s.stream, s.message) for s in result.streams]
@@ -21,6 +22,8 @@ def test_full_extract_into_duckdb_equals_sandbox(sandbox, tmp_path):
     orders = result.stream("orders")
     assert orders.count_check == "ok" and orders.count_expected == len(sandbox.store.orders)
     assert orders.pages == len(sandbox.store.orders) // 250 + 1
+    assert extract(parquet=tmp_path / "lake", client=make_client(sandbox)).ok
+    assert_tables_equal(parquet_tables(tmp_path / "lake"), expected_tables(sandbox.store))
     with duckdb.connect(str(db), read_only=True) as conn:
         runs = conn.execute("SELECT stream, status FROM _sqquid_runs ORDER BY stream").fetchall()
         assert {r[0] for r in runs} == {s.stream for s in result.streams} and {r[1] for r in runs} == {"ok"}
