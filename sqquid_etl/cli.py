@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 
 from .errors import SqquidError
-from .redaction import install_redaction
+from .progress import configure_logging
 
 log = logging.getLogger("sqquid_etl")
 
-
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    install_redaction()
+DEFAULTS = {"lookback": "1s", "rate": 2.0, "burst": 40}
 
 
 def _fail(exc: SqquidError) -> None:
@@ -25,82 +23,180 @@ def _fail(exc: SqquidError) -> None:
     sys.exit(exc.exit_code)
 
 
+def _output_options(f):
+    """-v/-q/--log-format, accepted before the command (`sqquid-etl -v extract`) or after it."""
+    f = click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
+                     help="Log lines as text (default) or one JSON object a line.")(f)
+    f = click.option("-q", "--quiet", is_flag=True, default=None, help="Only warnings and errors; no progress.")(f)
+    f = click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")(f)
+    return f
+
+
+def _output(ctx: click.Context, verbose: int = 0, quiet: bool | None = None, log_format: str | None = None) -> dict:
+    """Merge the group's output options with the command's and (re)configure logging."""
+    settings = dict(ctx.find_root().obj or {})
+    settings["verbose"] = settings.get("verbose", 0) + (verbose or 0)
+    settings["quiet"] = bool(settings.get("quiet") or quiet)
+    settings["log_format"] = log_format or settings.get("log_format") or "text"
+    configure_logging(-1 if settings["quiet"] else settings["verbose"], settings["log_format"])
+    return settings
+
+
 @click.group()
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@_output_options
 @click.version_option(package_name="sqquid-etl")
-def main(verbose: int, quiet: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool, log_format: str | None) -> None:
     """ELT connector for the Sqquid retail API."""
-    _setup_logging(verbose, quiet)
+    ctx.obj = {"verbose": verbose, "quiet": bool(quiet), "log_format": log_format or "text"}
+    configure_logging(-1 if quiet else verbose, log_format or "text")
 
 
-def _stream_list(value: str | None) -> list[str] | None:
+def _stream_list(value: str | list[str] | None) -> list[str] | None:
     if not value:
         return None
+    if isinstance(value, list):
+        return value
     return [s.strip() for s in value.split(",") if s.strip()]
 
 
+def _settings(config: str | None):
+    from .config import find_config, load_config
+
+    path = find_config(config)
+    if path is not None:
+        log.info("config: %s", path)
+    return load_config(path)
+
+
+def _destination(settings, duckdb_path: str | None, parquet_dir: str | None) -> tuple[str | None, str | None]:
+    """Command-line destination wins; else the config file's; else the default DuckDB file."""
+    if duckdb_path or parquet_dir:
+        return duckdb_path, parquet_dir
+    return settings.get("duckdb"), settings.get("parquet")
+
+
+_config_option = click.option(
+    "--config", "config", type=click.Path(dir_okay=False), envvar="SQQUID_CONFIG",
+    help="Settings file (env SQQUID_CONFIG; default ./sqquid.toml when present). Options override it.",
+)
+
+
 @main.command()
-@click.option("--streams", help="Comma-separated streams (default: all).")
+@click.option("--streams", help="Comma-separated streams (default: all, or the config's / catalog's).")
+@click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False),
+              help="Singer catalog (from `discover`): extract only its selected streams and fields.")
+@_config_option
 @click.option("--duckdb", "duckdb_path", type=click.Path(dir_okay=False), help="DuckDB file (default sqquid.duckdb).")
 @click.option("--parquet", "parquet_dir", type=click.Path(file_okay=False), help="Write Parquet files under this directory instead.")
 @click.option("--start-date", help="Earliest date to extract (ISO 8601), for the first run or a full refresh.")
-@click.option("--lookback", default="1s", show_default=True, help="Re-read this much before the stored cursor (1s, 15m, 2h, 1d).")
+@click.option("--lookback", help="Re-read this much before the stored cursor (1s, 15m, 2h, 1d). [default: 1s]")
 @click.option("--full-refresh", "full_refresh", is_flag=False, flag_value="*", default=None,
               help="Re-extract from the start date: all selected streams, or a comma-separated list.")
-@click.option("--strict", is_flag=True, help="Fail a stream whose records differ from the API's /count.")
+@click.option("--strict", is_flag=True, default=None, help="Fail a stream whose records differ from the API's /count.")
 @click.option("--base-url", envvar="SQQUID_BASE_URL", help="API base URL (env SQQUID_BASE_URL).")
 @click.option("--api-key", envvar="SQQUID_API_KEY", help="API key (env SQQUID_API_KEY).")
 @click.option("--username", envvar="SQQUID_USERNAME", help="Username (env SQQUID_USERNAME).")
 @click.option("--password", envvar="SQQUID_PASSWORD", help="Password (env SQQUID_PASSWORD).")
-@click.option("--rate", type=float, default=2.0, show_default=True, help="Requests per second the client allows itself.")
-@click.option("--burst", type=int, default=40, show_default=True, help="Leaky-bucket size the client allows itself.")
-def extract(streams, duckdb_path, parquet_dir, start_date, lookback, full_refresh, strict, base_url, api_key,
-            username, password, rate, burst) -> None:
-    """Extract streams into DuckDB (default) or Parquet, incrementally."""
-    from .pipeline import extract as run_extract
+@click.option("--rate", type=float, help="Requests per second the client allows itself. [default: 2]")
+@click.option("--burst", type=int, help="Leaky-bucket size the client allows itself. [default: 40]")
+@click.option("--progress/--no-progress", "show_progress", default=True, show_default=True,
+              help="A progress bar per stream on a terminal, log lines otherwise.")
+@_output_options
+@click.pass_context
+def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, start_date, lookback, full_refresh, strict,
+            base_url, api_key, username, password, rate, burst, show_progress, verbose, quiet, log_format) -> None:
+    """Extract streams into DuckDB (default) or Parquet, incrementally.
 
-    if full_refresh == "*":
-        refresh: bool | list[str] = True
-    else:
-        refresh = _stream_list(full_refresh) or False
+    With a config file (`--config`, or ./sqquid.toml) a scheduled job is `sqquid-etl extract`.
+    """
+    from .pipeline import extract as run_extract
+    from .progress import ProgressReporter
+
+    output = _output(ctx, verbose, quiet, log_format)
     try:
-        result = run_extract(
-            _stream_list(streams), duckdb=duckdb_path, parquet=parquet_dir, base_url=base_url, api_key=api_key,
-            username=username, password=password, start_date=start_date, lookback=lookback,
-            full_refresh=refresh, strict=strict, rate=rate, burst=burst,
-        )
+        settings = _settings(config)
+        duckdb_path, parquet_dir = _destination(settings, duckdb_path, parquet_dir)
+        if not (api_key or (username and password)):
+            creds = settings.credentials()
+            api_key, username, password = creds.get("api_key"), creds.get("username", username), creds.get("password")
+        if full_refresh == "*":
+            refresh: bool | list[str] = True
+        elif full_refresh:
+            refresh = _stream_list(full_refresh) or False
+        else:
+            refresh = settings.get("full_refresh", False)
+        rate = rate if rate is not None else settings.get("rate", DEFAULTS["rate"])
+        reporter = ProgressReporter.for_terminal(show_progress and not output["quiet"],
+                                                 output["log_format"] == "json", rate or None)
+        try:
+            result = run_extract(
+                _stream_list(streams) or settings.get("streams"), duckdb=duckdb_path, parquet=parquet_dir,
+                base_url=base_url or settings.get("base_url"), api_key=api_key, username=username, password=password,
+                start_date=start_date or settings.get("start_date"),
+                lookback=lookback or settings.get("lookback", DEFAULTS["lookback"]),
+                full_refresh=refresh, strict=bool(strict if strict is not None else settings.get("strict", False)),
+                rate=rate or None, burst=burst if burst is not None else settings.get("burst", DEFAULTS["burst"]),
+                catalog=catalog_path or settings.get("catalog"), progress=reporter, stream_done=reporter.stream_done,
+            )
+        finally:
+            reporter.close()
     except SqquidError as exc:
         _fail(exc)
         return
-    print_summary(result)
+    if output["log_format"] == "json":
+        click.echo(json.dumps(summary_dict(result)))
+    elif not output["quiet"] or not result.ok:
+        print_summary(result)
     if not result.ok:
-        failed = [s for s in result.streams if s.status == "failed"]
-        for s in failed:
-            click.echo(f"error: stream {s.stream}: {s.message}", err=True)
+        for s in result.streams:
+            if s.status == "failed":
+                click.echo(f"error: stream {s.stream}: {s.message}", err=True)
         sys.exit(result.exit_code)
 
 
+def summary_dict(result) -> dict:
+    return {
+        "run_id": result.run_id,
+        "destination": result.destination,
+        "ok": result.ok,
+        "streams": [dict(asdict(s), count_check=s.count_check) for s in result.streams],
+    }
+
+
 def print_summary(result) -> None:
-    header = f"{'stream':<16}{'status':<9}{'rows':>9}{'pages':>7}{'requests':>10}{'seconds':>9}  count check"
+    header = (f"{'stream':<16}{'status':<9}{'rows':>9}{'pages':>7}{'requests':>10}{'seconds':>9}"
+              f"{'rows/s':>9}  count total  check")
     click.echo(f"run {result.run_id} -> {result.destination}")
     click.echo(header)
     click.echo("-" * len(header))
     for s in result.streams:
         rows = sum(s.rows.values())
+        per_second = f"{rows / s.seconds:.0f}" if s.seconds > 0 else "-"
+        total = "n/a" if s.count_expected is None else f"{s.count_expected}"
         check = s.count_check
         if s.count_expected is not None:
             check += f" ({s.count_received}/{s.count_expected})"
-        click.echo(f"{s.stream:<16}{s.status:<9}{rows:>9}{s.pages:>7}{s.requests:>10}{s.seconds:>9.1f}  {check}")
+        click.echo(f"{s.stream:<16}{s.status:<9}{rows:>9}{s.pages:>7}{s.requests:>10}{s.seconds:>9.1f}"
+                   f"{per_second:>9}  {total:<11}  {check}")
         detail = ", ".join(f"{t}={n}" for t, n in s.rows.items())
         if detail:
             click.echo(f"{'':<16}{detail}")
+    totals = sum(sum(s.rows.values()) for s in result.streams)
+    failed = sum(s.status == "failed" for s in result.streams)
+    click.echo("-" * len(header))
+    click.echo(f"{len(result.streams)} streams, {totals} rows, {sum(s.requests for s in result.streams)} requests"
+               + (f", {failed} failed" if failed else ""))
 
 
 @main.command()
 @click.option("--output", default="catalog.json", show_default=True, type=click.Path(dir_okay=False))
 def discover(output: str) -> None:
-    """Write the Singer-style catalog of every stream (generated from the definitions)."""
+    """Write the Singer-style catalog of every stream (generated from the definitions).
+
+    Edit `selected` in it (stream: the [] breadcrumb; field: ["properties", NAME]) and pass it
+    to `extract --catalog`.
+    """
     from .catalog import write_catalog
 
     try:
@@ -109,6 +205,118 @@ def discover(output: str) -> None:
         _fail(exc)
         return
     click.echo(f"wrote {path}")
+
+
+# -- state ------------------------------------------------------------------------------------------
+
+_state_destination_options = [
+    click.option("--duckdb", "duckdb_path", type=click.Path(dir_okay=False), help="DuckDB file (default sqquid.duckdb)."),
+    click.option("--parquet", "parquet_dir", type=click.Path(file_okay=False), help="A Parquet extract's directory."),
+    _config_option,
+]
+
+
+def _with_state_destination(f):
+    for option in reversed(_state_destination_options):
+        f = option(f)
+    return f
+
+
+def _open_state(config, duckdb_path, parquet_dir):
+    from .state_commands import open_state_destination
+
+    settings = _settings(config)
+    duckdb_path, parquet_dir = _destination(settings, duckdb_path, parquet_dir)
+    where = parquet_dir or duckdb_path or "sqquid.duckdb"
+    return open_state_destination(duckdb_path, parquet_dir), where
+
+
+@main.group()
+def state() -> None:
+    """Show, set or reset the incremental state (bookmarks) of a destination."""
+
+
+@state.command("show")
+@click.argument("stream", required=False)
+@_with_state_destination
+@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
+def state_show(stream, duckdb_path, parquet_dir, config, as_json) -> None:
+    """Print the stored state of every stream, or of STREAM."""
+    from .definitions import load_definitions
+    from .state_commands import show
+
+    try:
+        opened, where = _open_state(config, duckdb_path, parquet_dir)
+        with opened as destination:
+            states = show(destination, stream)
+    except SqquidError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        click.echo(json.dumps({name: asdict(s) for name, s in states.items()}, indent=2, sort_keys=True))
+        return
+    names = [stream] if stream else list(load_definitions())
+    click.echo(f"state of {where}")
+    header = f"{'stream':<16}{'partition':<11}{'cursor':<29}{'last run':<34}{'rows':>8}"
+    click.echo(header)
+    click.echo("-" * len(header))
+    for name in names:
+        s = states.get(name)
+        if s is None or not (s.cursors or s.last_run_at):
+            click.echo(f"{name:<16}{'-':<11}{'(no state: next extract starts from the start date)'}")
+            continue
+        cursors = sorted(s.cursors.items()) or [("-", "-")]
+        for i, (partition, cursor) in enumerate(cursors):
+            last = f"{s.last_run_at or '-'}" if i == 0 else ""
+            rows = str(s.rows_last_run) if i == 0 else ""
+            click.echo(f"{name if i == 0 else '':<16}{partition:<11}{cursor:<29}{last:<34}{rows:>8}")
+
+
+@state.command("set")
+@click.argument("stream")
+@click.option("--cursor", required=True, help="ISO 8601 date or timestamp; the next extract starts there (minus --lookback).")
+@click.option("--partition", help="Only this partition (shipment_items: toship, shipped, cancelled, flagged).")
+@_with_state_destination
+def state_set(stream, cursor, partition, duckdb_path, parquet_dir, config) -> None:
+    """Set the cursor (bookmark) of STREAM."""
+    from .state_commands import set_cursor
+
+    try:
+        opened, where = _open_state(config, duckdb_path, parquet_dir)
+        with opened as destination:
+            new = set_cursor(destination, stream, cursor, partition)
+    except SqquidError as exc:
+        _fail(exc)
+        return
+    for key, value in sorted(new.cursors.items()):
+        if partition is None or key == partition:
+            label = "" if key == "_" else f" [{key}]"
+            click.echo(f"{stream}{label}: cursor set to {value} in {where}")
+
+
+@state.command("reset")
+@click.argument("stream", required=False)
+@_with_state_destination
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def state_reset(stream, duckdb_path, parquet_dir, config, yes) -> None:
+    """Forget the state of STREAM (or of every stream): the next extract re-reads from the start date."""
+    from .state_commands import reset
+
+    try:
+        opened, where = _open_state(config, duckdb_path, parquet_dir)
+        with opened as destination:
+            if not yes:
+                what = f"stream {stream}" if stream else "EVERY stream"
+                click.confirm(f"reset the state of {what} in {where}? The next extract re-reads it from the "
+                              "start date", abort=True, err=True)
+            removed = reset(destination, stream)
+    except SqquidError as exc:
+        _fail(exc)
+        return
+    if removed:
+        click.echo(f"state reset in {where}: {', '.join(removed)}")
+    else:
+        click.echo(f"no state to reset in {where}" + (f" for {stream}" if stream else ""))
 
 
 @main.command()

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .client import Credentials, SqquidClient
 from .definitions import load_definitions, select_streams
@@ -126,10 +126,18 @@ def extract(
     progress: ProgressCallback | None = None,
     stop_on_failure: bool = False,
     reconcile: bool = True,
+    catalog: str | Path | dict | None = None,
+    stream_done: Callable[[StreamResult], None] | None = None,
 ) -> ExtractResult:
     """Extract the selected streams (all by default) into DuckDB (default `sqquid.duckdb`) or a
-    Parquet directory. Options are validated before anything is requested or written."""
+    Parquet directory. Options are validated before anything is requested or written.
+    `catalog` (a Singer catalog file or dict) selects the streams and fields; `stream_done` is
+    called with each stream's result as it finishes."""
     definitions = load_definitions()
+    if catalog is not None:
+        from .catalog import apply_catalog
+
+        definitions = apply_catalog(catalog, definitions)
     selected = select_streams(definitions, list(streams) if streams else None)
     if isinstance(full_refresh, bool):
         refresh = frozenset(d.name for d in selected) if full_refresh else frozenset()
@@ -163,13 +171,20 @@ def extract(
                 result.streams.append(stream_result)
                 if reconcile:
                     _reconcile(definition, client, destination, options, result.run_id, stream_result)
+                if stream_done:
+                    stream_done(stream_result)
             except SqquidError as exc:
                 log.error("stream %s failed: %s", definition.name, exc)
                 result.streams.append(
                     StreamResult(stream=definition.name, status="failed", message=str(exc), exit_code=exc.exit_code)
                 )
+                if stream_done:
+                    stream_done(result.streams[-1])
                 if stop_on_failure or exc.exit_code in (2, 3):
                     break
+        from .sql_views import install_views
+
+        install_views(destination)  # DuckDB: the order_lines / available_to_sell views
     finally:
         destination.close()
         if own_client:

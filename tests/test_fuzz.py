@@ -70,11 +70,25 @@ def frames(draw):
     return pd.DataFrame({name: pd.Series([draw(cell) for _ in range(rows)], dtype=object) for name in names})
 
 
+@st.composite
+def mostly_valid_frames(draw):
+    """Frames that are valid but for what hypothesis chooses to break, so both outcomes are reached."""
+    rows = draw(st.integers(min_value=1, max_value=8))
+    skus = draw(st.lists(st.sampled_from(["A", "007", "日本 1/2", "x y", "B-2"]), min_size=rows, max_size=rows))
+    qty = draw(st.lists(st.one_of(st.integers(min_value=0, max_value=INT32_MAX), st.sampled_from(["3", "3.0", 7.0])), min_size=rows, max_size=rows))
+    frame = {"sku": skus, "qty_on_hand": qty}
+    if draw(st.booleans()):
+        frame["location_external_id"] = draw(st.lists(st.sampled_from([None, "", "50", "default"]), min_size=rows, max_size=rows))
+    if draw(st.booleans()):
+        frame["bin"] = draw(st.lists(st.sampled_from([None, "front", "back"]), min_size=rows, max_size=rows))
+    return pd.DataFrame(frame)
+
+
 FUZZ_RUNS = {"frames": 0, "rejected": 0, "sent": 0}
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(frame=frames(), mode=st.sampled_from(["partial", "full"]))
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(frame=st.one_of(frames(), mostly_valid_frames()), mode=st.sampled_from(["partial", "full"]))
 def test_generated_frames_never_send_an_invalid_payload(frame, mode):
     client = RecordingClient()
     FUZZ_RUNS["frames"] += 1
@@ -104,7 +118,7 @@ record_values = st.one_of(st.none(), st.integers(), st.text(max_size=6), st.floa
                           st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(record=st.dictionaries(st.sampled_from(["id", "external_id", "created_at", "total", "order_items", "unknown"]), record_values))
 def test_malformed_api_records_give_a_schema_error_or_typed_rows(record):
     stream = load_definitions()["orders"]

@@ -1,0 +1,159 @@
+"""SQL helpers: DuckDB views created beside the extracted tables.
+
+- `order_lines`: one row per order item, with its order's columns.
+- `available_to_sell`: inventory (summed over bins) minus the buffer that applies, by sku,
+  location and channel, never below 0.
+
+Which buffer applies: a buffer matches a (sku, location, channel) when each of its sku,
+location_external_id and channel_id is either null (any) or equal. Of the matching buffers, the
+most granular one applies — the one that names the sku beats one that does not, then the one
+that names the location, then the one that names the channel:
+
+    sku+location+channel > sku+location > sku+channel > sku > location+channel > location > channel
+
+(`level` = 4·sku + 2·location + 1·channel, the highest wins). Two buffers at the same level:
+the larger quantity applies. Buffers do not add up. The channels are the channel ids that
+appear in buffers (the API has no list of channels).
+
+A view is created only when the tables (and columns) it reads exist; one that cannot be
+created (a catalog left out a column it needs) is skipped with a log line, never an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ORDER_LINES = """
+CREATE OR REPLACE VIEW order_lines AS
+SELECT
+    o.id AS order_id,
+    o.external_id AS order_external_id,
+    o.created_at AS ordered_at,
+    CAST(o.created_at AS DATE) AS order_date,
+    o.source,
+    o.customer_id,
+    o.customer_email,
+    i.id AS order_item_id,
+    i.sku,
+    i.qty,
+    i.price,
+    i.discount,
+    i.tax,
+    i.total,
+    i.store_id
+FROM order_items i
+JOIN orders o ON o.id = i.order_id
+"""
+
+AVAILABLE_TO_SELL = """
+CREATE OR REPLACE VIEW available_to_sell AS
+WITH stock AS (
+    SELECT sku, location_external_id, sum(coalesce(qty_on_hand, 0)) AS qty_on_hand
+    FROM inventory
+    GROUP BY sku, location_external_id
+),
+channels AS (
+    SELECT DISTINCT channel_id FROM buffers WHERE channel_id IS NOT NULL
+),
+grid AS (
+    SELECT s.sku, s.location_external_id, c.channel_id, s.qty_on_hand
+    FROM stock s CROSS JOIN channels c
+),
+matched AS (
+    SELECT g.sku, g.location_external_id, g.channel_id, b.id AS buffer_id,
+           coalesce(b.qty, 0) AS buffer_qty,
+           (CASE WHEN b.sku IS NOT NULL THEN 4 ELSE 0 END
+            + CASE WHEN b.location_external_id IS NOT NULL THEN 2 ELSE 0 END
+            + CASE WHEN b.channel_id IS NOT NULL THEN 1 ELSE 0 END) AS buffer_level
+    FROM grid g
+    JOIN buffers b
+      ON (b.sku IS NULL OR b.sku = g.sku)
+     AND (b.location_external_id IS NULL OR b.location_external_id = g.location_external_id)
+     AND (b.channel_id IS NULL OR b.channel_id = g.channel_id)
+),
+best AS (
+    SELECT * FROM matched
+    QUALIFY row_number() OVER (
+        PARTITION BY sku, location_external_id, channel_id
+        ORDER BY buffer_level DESC, buffer_qty DESC, buffer_id
+    ) = 1
+)
+SELECT
+    g.sku,
+    g.location_external_id,
+    g.channel_id,
+    g.qty_on_hand,
+    coalesce(b.buffer_qty, 0) AS buffer_qty,
+    b.buffer_id,
+    CASE b.buffer_level
+        WHEN 7 THEN 'sku+location+channel' WHEN 6 THEN 'sku+location' WHEN 5 THEN 'sku+channel'
+        WHEN 4 THEN 'sku' WHEN 3 THEN 'location+channel' WHEN 2 THEN 'location'
+        WHEN 1 THEN 'channel' WHEN 0 THEN 'all'
+    END AS buffer_rule,
+    greatest(g.qty_on_hand - coalesce(b.buffer_qty, 0), 0) AS available_to_sell
+FROM grid g
+LEFT JOIN best b USING (sku, location_external_id, channel_id)
+"""
+
+VIEWS: dict[str, tuple[tuple[str, ...], str]] = {
+    "order_lines": (("orders", "order_items"), ORDER_LINES),
+    "available_to_sell": (("inventory", "buffers"), AVAILABLE_TO_SELL),
+}
+
+
+def _existing_tables(conn: Any) -> set[str]:
+    rows = conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_type = 'BASE TABLE'"
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def create_views(conn: Any) -> list[str]:
+    """Create (or replace) every view whose tables exist on this DuckDB connection; return their names."""
+    import duckdb
+
+    tables = _existing_tables(conn)
+    created = []
+    for name, (needs, sql) in VIEWS.items():
+        if not set(needs) <= tables:
+            continue
+        try:
+            conn.execute(sql)
+        except duckdb.Error as exc:
+            log.info("view %s not created: %s", name, str(exc).splitlines()[0])
+            continue
+        created.append(name)
+    return created
+
+
+def install_views(destination: Any) -> list[str]:
+    """The pipeline's hook after an extract: views for a DuckDB destination, nothing for Parquet."""
+    from .destinations.duckdb import DuckDBDestination
+
+    if not isinstance(destination, DuckDBDestination):
+        return []
+    return create_views(destination.conn)
+
+
+def attach_parquet(conn: Any, root: str) -> list[str]:
+    """On any DuckDB connection, define one view per table of a Parquet extract under `root`,
+    then the helper views over them. Returns the helper views created."""
+    from pathlib import Path
+
+    base = Path(root)
+    for table_dir in sorted(p for p in base.iterdir() if p.is_symlink() or (p.is_dir() and not p.name.startswith(("_", ".")))):
+        files = table_dir / "*.parquet"
+        if not list(table_dir.glob("*.parquet")):
+            continue
+        quoted = '"' + table_dir.name.replace('"', '""') + '"'
+        conn.execute(f"CREATE OR REPLACE VIEW {quoted} AS SELECT * FROM read_parquet('{str(files).replace(chr(39), chr(39) * 2)}')")
+    names = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+    created = []
+    for name, (needs, sql) in VIEWS.items():
+        if set(needs) <= names:
+            conn.execute(sql)
+            created.append(name)
+    return created

@@ -1,0 +1,111 @@
+"""`sqquid.toml`: a scheduled job is `sqquid-etl extract`; options override the file; secrets
+stay out of it."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from sqquid_etl.cli import main
+from sqquid_etl.config import load_config
+from sqquid_etl.errors import ConfigError
+from tests.support import API_KEY
+
+
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _toml(sandbox, extra=""):
+    return f"""
+[api]
+base_url = "{sandbox.url}"
+api_key_env = "MY_SQQUID_KEY"
+rate = 0
+
+[destination]
+duckdb = "data/warehouse.duckdb"
+
+[extract]
+streams = ["orders", "locations"]
+start_date = "2000-01-01"
+{extra}
+"""
+
+
+def _tables(db):
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_type='BASE TABLE'").fetchall()}
+
+
+def test_default_sqquid_toml_makes_extract_one_command(make_sandbox, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SQQUID_API_KEY", raising=False)
+    monkeypatch.delenv("SQQUID_BASE_URL", raising=False)
+    sandbox = make_sandbox(orders=40, products=10)
+    (tmp_path / "data").mkdir()
+    _write(tmp_path / "sqquid.toml", _toml(sandbox))
+    out = CliRunner().invoke(main, ["extract"], env={"MY_SQQUID_KEY": API_KEY})
+    assert out.exit_code == 0, out.output
+    db = tmp_path / "data" / "warehouse.duckdb"
+    assert {"orders", "order_items", "locations", "_sqquid_state"} <= _tables(db)
+    assert "products" not in _tables(db)
+    # the state commands read the destination from the file too
+    shown = CliRunner().invoke(main, ["state", "show", "--json"])
+    assert shown.exit_code == 0 and set(json.loads(shown.stdout)) == {"orders", "locations"}
+
+    # command-line options override the file
+    out = CliRunner().invoke(main, ["extract", "--streams", "buffers", "--duckdb", "other.duckdb"],
+                             env={"MY_SQQUID_KEY": API_KEY})
+    assert out.exit_code == 0, out.output
+    assert "buffers" in _tables(tmp_path / "other.duckdb") and "orders" not in _tables(tmp_path / "other.duckdb")
+
+    # the variable the file names must be set: a clear error naming it
+    out = CliRunner().invoke(main, ["extract"], env={"MY_SQQUID_KEY": ""})
+    assert out.exit_code == 2 and "$MY_SQQUID_KEY" in out.stderr
+
+
+def test_config_from_option_with_relative_paths(make_sandbox, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sandbox = make_sandbox(orders=30, products=10)
+    job = tmp_path / "job"
+    job.mkdir()
+    (job / "data").mkdir()
+    _write(job / "nightly.toml", _toml(sandbox, 'catalog = "cat.json"'))
+    CliRunner().invoke(main, ["discover", "--output", str(job / "cat.json")])
+    catalog = json.loads((job / "cat.json").read_text())
+    for entry in catalog["streams"]:
+        entry["metadata"][0]["metadata"]["selected"] = entry["stream"] == "locations"
+    (job / "cat.json").write_text(json.dumps(catalog))
+    out = CliRunner().invoke(main, ["extract", "--config", str(job / "nightly.toml"), "--streams", "locations"],
+                             env={"MY_SQQUID_KEY": API_KEY})
+    assert out.exit_code == 0, out.output
+    assert "locations" in _tables(job / "data" / "warehouse.duckdb")  # relative to the file
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[api]\napi_key = "abc123"\n', "secrets do not belong in the file"),
+    ('[api]\npassword = "hunter22"\n', "password_env"),
+    ('[api]\nbase_urll = "x"\n', "unknown key"),
+    ('[extrct]\n', "unknown section"),
+    ('[api]\nrate = "fast"\n', "expected int or float"),
+    ('[extract]\nstrict = 1\n', "expected bool"),
+    ('[destination]\nduckdb = "a"\nparquet = "b"\n', "both duckdb and parquet"),
+    ("[api\n", "not valid TOML"),
+])
+def test_bad_config_is_a_config_error_naming_file_and_key(tmp_path, text, message):
+    path = _write(tmp_path / "sqquid.toml", text)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+    assert "abc123" not in str(err.value) and "hunter22" not in str(err.value)
+
+
+def test_missing_explicit_config_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(main, ["extract", "--config", "nope.toml"])
+    assert out.exit_code == 2 and "nope.toml" in out.stderr
