@@ -42,5 +42,6 @@ def run_demo(duckdb_path: Path, *, orders: int, products: int, rate: float, seed
         for sku, units, n_orders in rows:
             click.echo(f"  {sku:<28} {units:>6} units in {n_orders} orders")
     click.echo(f"\nexplore it: duckdb {duckdb_path}  (tables: orders, order_items, products, product_variants, "
-               "shipments, shipment_order_items, shipment_items, inventory, buffers, locations, _sqquid_runs)")
+               "shipments, shipment_order_items, shipment_items, inventory, buffers, locations, _sqquid_runs; "
+               "views: order_lines, available_to_sell)")
     return result.ok

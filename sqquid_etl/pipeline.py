@@ -166,22 +166,20 @@ def extract(
     result = ExtractResult(run_id=new_run_id(), destination=str(parquet or duckdb or "sqquid.duckdb"))
     try:
         for definition in selected:
+            stream_result = StreamResult(stream=definition.name)
             try:
                 stream_result = run_stream(definition, client, destination, options, result.run_id, progress)
-                result.streams.append(stream_result)
                 if reconcile:
                     _reconcile(definition, client, destination, options, result.run_id, stream_result)
-                if stream_done:
-                    stream_done(stream_result)
             except SqquidError as exc:
                 log.error("stream %s failed: %s", definition.name, exc)
-                result.streams.append(
-                    StreamResult(stream=definition.name, status="failed", message=str(exc), exit_code=exc.exit_code)
-                )
-                if stream_done:
-                    stream_done(result.streams[-1])
-                if stop_on_failure or exc.exit_code in (2, 3):
-                    break
+                stream_result.status, stream_result.exit_code = "failed", exc.exit_code
+                stream_result.message = str(exc)
+            result.streams.append(stream_result)
+            if stream_done:
+                stream_done(stream_result)
+            if stream_result.status == "failed" and (stop_on_failure or stream_result.exit_code in (2, 3)):
+                break
         from .sql_views import install_views
 
         install_views(destination)  # DuckDB: the order_lines / available_to_sell views
