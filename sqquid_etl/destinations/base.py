@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from ..definitions import StreamDefinition
+from ..errors import StateError
 from ..state import StreamState
 
 RUN_COLUMNS = (
@@ -38,6 +39,23 @@ class RunRecord:
 
     def as_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in RUN_COLUMNS}
+
+
+SEQ = "_sqquid_seq"  # staging column: arrival order, so the last version of a key wins
+
+
+def number_rows(data: pa.Table, start: int) -> pa.Table:
+    """The page with its arrival order in a SEQ column, numbered from `start`."""
+    return data.append_column(SEQ, pa.array(range(start, start + data.num_rows), pa.int64()))
+
+
+def check_columns(where: str, table_name: str, have: list[str], stream: StreamDefinition, want: list[str]) -> None:
+    """An existing table must have the columns its stream defines now (else: full refresh)."""
+    if have != want:
+        raise StateError(
+            f"table {table_name!r} in {where} has columns {have}, but stream {stream.name!r} now defines "
+            f"{want}; re-extract it with --full-refresh {stream.name}"
+        )
 
 
 class StreamWriter(Protocol):

@@ -15,12 +15,11 @@ from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
 from ..records import arrow_schema
 from ..state import StreamState
-from .base import RunRecord
+from .base import SEQ, RunRecord, check_columns, number_rows
 
 STATE_TABLE = "_sqquid_state"
 RUNS_TABLE = "_sqquid_runs"
 STAGE_PREFIX = "_sqquid_stage_"
-SEQ = "_sqquid_seq"
 
 
 def q(name: str) -> str:
@@ -173,20 +172,14 @@ class DuckDBStreamWriter:
 
     def _check_columns(self, table: TableSpec) -> None:
         have = [r[0] for r in self.conn.execute(f"DESCRIBE {q(table.name)}").fetchall()]
-        if have != table.column_names:
-            raise StateError(
-                f"table {table.name!r} in {self.dest.path} has columns {have}, but stream "
-                f"{self.stream.name!r} now defines {table.column_names}; re-extract it with "
-                f"--full-refresh {self.stream.name}"
-            )
+        check_columns(str(self.dest.path), table.name, have, self.stream, table.column_names)
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         for name, data in tables.items():
             if data.num_rows == 0:
                 continue
-            seq = pa.array(range(self._seq, self._seq + data.num_rows), pa.int64())
+            self.conn.register("_sqquid_batch", number_rows(data, self._seq))
             self._seq += data.num_rows
-            self.conn.register("_sqquid_batch", data.append_column(SEQ, seq))
             try:
                 self.conn.execute(f"INSERT INTO {q(STAGE_PREFIX + name)} SELECT * FROM _sqquid_batch")
             finally:

@@ -32,9 +32,8 @@ from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
 from ..records import arrow_schema
 from ..state import StreamState
-from .base import RUN_COLUMNS, RunRecord
+from .base import RUN_COLUMNS, SEQ, RunRecord, check_columns, number_rows
 
-SEQ = "_sqquid_seq"
 STATE_FILE = "_sqquid_state.json"
 RUNS_DIR = "_sqquid_runs"
 META_DIR = ".sqquid"
@@ -231,20 +230,14 @@ class ParquetStreamWriter:
         files = sorted(current.glob("*.parquet"))
         if not files:
             return
-        have = pq.read_schema(files[0]).names
-        if have != table.column_names:
-            raise StateError(
-                f"table {table.name!r} in {self.dest.root} has columns {have}, but stream {self.stream.name!r} "
-                f"now defines {table.column_names}; re-extract it with --full-refresh {self.stream.name}"
-            )
+        check_columns(str(self.dest.root), table.name, pq.read_schema(files[0]).names, self.stream, table.column_names)
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         for name, data in tables.items():
             if data.num_rows == 0:
                 continue
-            seq = pa.array(range(self._seq, self._seq + data.num_rows), pa.int64())
+            staged = number_rows(data, self._seq)
             self._seq += data.num_rows
-            staged = data.append_column(SEQ, seq)
             writer = self._writers.get(name)
             if writer is None:
                 writer = self._writers[name] = pq.ParquetWriter(self._stage_path(name), staged.schema)
