@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -33,7 +34,27 @@ def arrow_schema(table: TableSpec) -> pa.Schema:
 def page_to_tables(
     stream: StreamDefinition, records: list[dict], partition_value: str | None = None
 ) -> dict[str, pa.Table]:
-    """One Arrow table per destination table of the stream, for one page of records."""
+    """One Arrow table per destination table of the stream, for one page of records.
+
+    Fast path: the whole page is read in one call into an Arrow struct array typed by the
+    schema (Arrow walks the dicts in C++), and each table's columns are taken from it column by
+    column (children through the list offsets). A field whose values do not fit its Arrow type
+    (the API sends a number where the schema says text) is marked, and from then on read by
+    Python for this stream. A page that still does not fit goes through the record-by-record
+    path, which converts what can be and names the record and field of what cannot.
+    """
+    plan = _plan_for(stream)
+    for _ in range(2):
+        if plan is None:
+            break
+        try:
+            return _fast_page(stream, plan, records, partition_value)
+        except _FAST_ERRORS:
+            plan = _replan(stream, plan, records)
+    return _slow_page(stream, records, partition_value)
+
+
+def _slow_page(stream: StreamDefinition, records: list[dict], partition_value: str | None) -> dict[str, pa.Table]:
     out: dict[str, pa.Table] = {}
     for table in stream.tables:
         if table.nested_path is None:
@@ -62,6 +83,157 @@ def page_to_tables(
             arrays.append(_to_array(values, column, stream, table, rows))
         out[table.name] = pa.Table.from_arrays(arrays, schema=arrow_schema(table))
     return out
+
+
+# -- fast path: one struct conversion a page --------------------------------------------------
+
+class _FastPathRefused(Exception):
+    """The page needs the record-by-record path (which finds and names the bad value)."""
+
+
+_FAST_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError,
+                OverflowError, KeyError, AttributeError, _FastPathRefused)
+
+# how a value is read from the JSON before the column's cast: timestamps and decimals as text
+_READ_TYPES: dict[str, pa.DataType] = {**ARROW_TYPES, "timestamp": pa.string(), "decimal": pa.string()}
+
+FieldKey = tuple  # (nested path or None for the record itself, source key)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    struct: pa.StructType
+    fields: dict  # FieldKey -> Arrow read type, of the fields read by Arrow
+    python: frozenset  # FieldKeys read by Python (values that do not fit their Arrow type)
+
+
+# plans per stream definition object (a field once found not to fit stays read by Python)
+_PLANS: dict[int, tuple[StreamDefinition, _Plan | None]] = {}
+
+
+def _plan_for(stream: StreamDefinition) -> _Plan | None:
+    cached = _PLANS.get(id(stream))
+    if cached is not None and cached[0] is stream:
+        return cached[1]
+    plan = _build_plan(stream, frozenset())
+    _remember(stream, plan)
+    return plan
+
+
+def _remember(stream: StreamDefinition, plan: _Plan | None) -> None:
+    if len(_PLANS) > 64:  # definitions loaded again and again (tests): keep the cache small
+        _PLANS.clear()
+    _PLANS[id(stream)] = (stream, plan)
+
+
+def _build_plan(stream: StreamDefinition, python: frozenset) -> _Plan | None:
+    """The struct type a page is read as, or None where the fast path cannot apply (json
+    columns, a field read with two types, a nested list that is also a field)."""
+    top: dict[str, pa.DataType] = {}
+    fields: dict[FieldKey, pa.DataType] = {}
+    for table in stream.tables:
+        child: dict[str, pa.DataType] = {}
+        for column in table.columns:
+            if column.from_partition:
+                continue
+            if column.type == "json":
+                return None
+            path = None if column.from_parent or table.nested_path is None else table.nested_path
+            key = (path, column.source)
+            if key in python:
+                continue
+            read = _READ_TYPES[column.type]
+            if fields.setdefault(key, read) != read:
+                return None
+            (top if path is None else child)[column.source] = read
+        if table.nested_path is not None:
+            if table.nested_path in top:
+                return None
+            top[table.nested_path] = pa.list_(pa.struct(list(child.items())))
+    return _Plan(pa.struct(list(top.items())), fields, python)
+
+
+def _replan(stream: StreamDefinition, plan: _Plan, records: list[dict]) -> _Plan | None:
+    """After a page did not fit: mark the fields whose values do not fit their Arrow type."""
+    bad = set()
+    for (path, source), read in plan.fields.items():
+        try:
+            pa.array(_values(records, path, source), read)
+        except _FAST_ERRORS:
+            bad.add((path, source))
+        except Exception:  # noqa: BLE001 - records of an unexpected shape: the slow path says
+            return None
+    if not bad:
+        return None
+    new = _build_plan(stream, plan.python | bad)
+    _remember(stream, new)
+    return new
+
+
+def _values(records: list[dict], path: str | None, source: str) -> list:
+    if path is None:
+        return [r.get(source) for r in records]
+    return [item.get(source) for r in records for item in (r.get(path) or [])]
+
+
+def _fast_page(stream: StreamDefinition, plan: _Plan, records: list[dict],
+               partition_value: str | None) -> dict[str, pa.Table]:
+    page = pa.array(records, type=plan.struct)
+    if page.null_count:
+        raise _FastPathRefused()  # a record that is not an object: the slow path names it
+    out: dict[str, pa.Table] = {}
+    for table in stream.tables:
+        path = table.nested_path
+        if path is None:
+            rows = parent_rows = page
+            index = None
+        else:
+            lists = page.field(path)
+            rows = lists.flatten()
+            index = pc.list_parent_indices(lists)
+            parent_rows = page.take(index)
+        child_records: list[dict] | None = None
+        arrays = []
+        n = len(rows)
+        for column in table.columns:
+            if column.from_partition:
+                values = pa.array([partition_value] * n, pa.string()) if partition_value is not None else pa.nulls(n, pa.string())
+                arrays.append(_finish(values, column))
+                continue
+            key = (None if column.from_parent or path is None else path, column.source)
+            if key in plan.python:
+                if path is None or column.from_parent:
+                    array = _python_column(_values(records, None, column.source), column, stream, table, records)
+                    arrays.append(array if index is None or not column.from_parent else array.take(index))
+                else:
+                    if child_records is None:
+                        child_records = [item for r in records for item in (r.get(path) or [])]
+                    arrays.append(_python_column([item.get(column.source) for item in child_records], column,
+                                                 stream, table, child_records))
+                continue
+            source = parent_rows if column.from_parent else rows
+            arrays.append(_finish(source.field(column.source), column))
+        out[table.name] = pa.Table.from_arrays(arrays, schema=arrow_schema(table))
+    return out
+
+
+def _python_column(values: list, column: Column, stream: StreamDefinition, table: TableSpec, rows: list) -> pa.Array:
+    if column.default is not None:
+        values = [column.default if v is None else v for v in values]
+    return _to_array(values, column, stream, table, rows)
+
+
+def _finish(values: pa.Array, column: Column) -> pa.Array:
+    target = ARROW_TYPES[column.type]
+    if column.default is not None and values.null_count:
+        values = pc.fill_null(values, pa.scalar(column.default, values.type))
+    if values.type != target:
+        values = pc.cast(values, target)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not column.nullable and values.null_count:
+        raise _FastPathRefused()  # the slow path names the record
+    return values
 
 
 def _to_array(values: list, column: Column, stream: StreamDefinition, table: TableSpec, rows: list[dict]) -> pa.Array:
