@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -47,6 +48,39 @@ SEQ = "_sqquid_seq"  # staging column: arrival order, so the last version of a k
 def number_rows(data: pa.Table, start: int) -> pa.Table:
     """The page with its arrival order in a SEQ column, numbered from `start`."""
     return data.append_column(SEQ, pa.array(range(start, start + data.num_rows), pa.int64()))
+
+
+FLUSH_ROWS = int(os.environ.get("SQQUID_FLUSH_ROWS", "10000"))
+
+
+class PageBuffer:
+    """Collects numbered pages per table and hands them out in batches of about FLUSH_ROWS rows:
+    one write per batch instead of one per 250-record page, memory bounded by the batch."""
+
+    def __init__(self, tables: list[str], flush_rows: int = FLUSH_ROWS):
+        self.flush_rows = flush_rows
+        self._seq = 0
+        self._pages: dict[str, list[pa.Table]] = {name: [] for name in tables}
+        self._rows: dict[str, int] = {name: 0 for name in tables}
+
+    def add(self, name: str, data: pa.Table) -> pa.Table | None:
+        """Buffer a page; return a full batch to write when there is one."""
+        self._pages[name].append(number_rows(data, self._seq))
+        self._seq += data.num_rows
+        self._rows[name] += data.num_rows
+        return self.take(name) if self._rows[name] >= self.flush_rows else None
+
+    def take(self, name: str) -> pa.Table | None:
+        """Everything buffered for a table, as one batch (None when empty)."""
+        if not self._pages[name]:
+            return None
+        batch = pa.concat_tables(self._pages[name])
+        self._pages[name], self._rows[name] = [], 0
+        return batch
+
+    def clear(self) -> None:
+        for name in self._pages:
+            self._pages[name], self._rows[name] = [], 0
 
 
 def check_columns(where: str, table_name: str, have: list[str], stream: StreamDefinition, want: list[str]) -> None:

@@ -15,11 +15,12 @@ from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
 from ..records import arrow_schema
 from ..state import StreamState
-from .base import SEQ, RunRecord, check_columns, number_rows
+from .base import SEQ, PageBuffer, RunRecord, check_columns
 
 STATE_TABLE = "_sqquid_state"
 RUNS_TABLE = "_sqquid_runs"
 STAGE_PREFIX = "_sqquid_stage_"
+MEMORY_LIMIT = os.environ.get("SQQUID_DUCKDB_MEMORY_LIMIT", "128MB")
 
 
 def q(name: str) -> str:
@@ -48,6 +49,7 @@ class DuckDBDestination:
         except duckdb.Error as exc:
             raise ConfigError(f"cannot open DuckDB file {self.path}: {exc}") from None
         self.conn.execute("SET preserve_insertion_order = false")
+        self.conn.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")  # spill to disk rather than grow with the extract
         if not read_only:
             self._ensure_meta_tables()
 
@@ -97,7 +99,7 @@ class DuckDBDestination:
             self.conn.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
                 [table],
-            ).fetchone()[0]
+            ).fetchall()[0][0]
         )
 
     def distinct_values(self, table: str, column: str) -> list[Any] | None:
@@ -120,13 +122,13 @@ class DuckDBDestination:
         if not self._table_exists(table):
             return 0
         where, params = self._where(column, since, equals)
-        return self.conn.execute(f"SELECT count(*) FROM {q(table)}{where}", params).fetchone()[0]
+        return self.conn.execute(f"SELECT count(*) FROM {q(table)}{where}", params).fetchall()[0][0]
 
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
         if not self._table_exists(table):
             return None, None
         where, params = self._where(None, None, equals)
-        return self.conn.execute(f"SELECT min({q(column)}), max({q(column)}) FROM {q(table)}{where}", params).fetchone()
+        return self.conn.execute(f"SELECT min({q(column)}), max({q(column)}) FROM {q(table)}{where}", params).fetchall()[0]
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -138,31 +140,28 @@ class DuckDBDestination:
 
 
 class DuckDBStreamWriter:
-    """Stages a stream's pages in tables inside one open transaction; commit merges them into
-    the target tables and stores state in the same transaction."""
+    """Stages a stream's pages in `_sqquid_stage_*` tables (committed as they fill, so memory stays
+    bounded; they are nobody's data and a crashed run's are dropped by the next). `commit` merges
+    them into the target tables and stores state in ONE transaction: old or new, never half."""
 
     def __init__(self, destination: DuckDBDestination, stream: StreamDefinition, replace: bool):
         self.dest = destination
         self.conn = destination.conn
         self.stream = stream
         self.replace = replace
-        self._seq = 0
-        self.conn.execute("BEGIN TRANSACTION")
-        try:
-            for table in stream.tables:
-                self._prepare(table)
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        self._buffer = PageBuffer([t.name for t in stream.tables])
+        self._was_empty: dict[str, bool] = {}
+        for table in stream.tables:
+            self._prepare(table)
 
     def _prepare(self, table: TableSpec) -> None:
-        empty = arrow_schema(table).empty_table()
-        self.conn.register("_sqquid_empty", empty)
+        if not self.replace and self.dest._table_exists(table.name):
+            self._check_columns(table)
+            self._was_empty[table.name] = not self.conn.execute(f"SELECT 1 FROM {q(table.name)} LIMIT 1").fetchall()
+        else:
+            self._was_empty[table.name] = True
+        self.conn.register("_sqquid_empty", arrow_schema(table).empty_table())
         try:
-            if not self.replace and self.dest._table_exists(table.name):
-                self._check_columns(table)
-            else:
-                self.conn.execute(f"CREATE TABLE IF NOT EXISTS {q(table.name)} AS SELECT * FROM _sqquid_empty")
             self.conn.execute(
                 f"CREATE OR REPLACE TABLE {q(STAGE_PREFIX + table.name)} AS "
                 f"SELECT *, 0::BIGINT AS {SEQ} FROM _sqquid_empty"
@@ -176,47 +175,66 @@ class DuckDBStreamWriter:
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         for name, data in tables.items():
-            if data.num_rows == 0:
-                continue
-            self.conn.register("_sqquid_batch", number_rows(data, self._seq))
-            self._seq += data.num_rows
-            try:
-                self.conn.execute(f"INSERT INTO {q(STAGE_PREFIX + name)} SELECT * FROM _sqquid_batch")
-            finally:
-                self.conn.unregister("_sqquid_batch")
+            if data.num_rows:
+                self._insert(name, self._buffer.add(name, data))
+
+    def _insert(self, name: str, batch: pa.Table | None) -> None:
+        if batch is None:
+            return
+        self.conn.register("_sqquid_batch", batch)
+        try:
+            self.conn.execute(f"INSERT INTO {q(STAGE_PREFIX + name)} SELECT * FROM _sqquid_batch")
+        finally:
+            self.conn.unregister("_sqquid_batch")
+
+    def _flush_all(self) -> None:
+        for table in self.stream.tables:
+            self._insert(table.name, self._buffer.take(table.name))
 
     def distinct_keys(self, table: str) -> int:
+        self._flush_all()
         spec = next(t for t in self.stream.tables if t.name == table)
         keys = ", ".join(q(k) for k in spec.primary_key)
-        return self.conn.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {q(STAGE_PREFIX + table)})").fetchone()[0]
+        return self.conn.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {q(STAGE_PREFIX + table)})").fetchall()[0][0]
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
+        self._flush_all()
+        parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
+        self.conn.execute("BEGIN TRANSACTION")
         try:
-            parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
             for table in self.stream.tables:
+                self._create_target(table)
                 self._merge(table, parent)
-            for table in self.stream.tables:
-                self.conn.execute(f"DROP TABLE {q(STAGE_PREFIX + table.name)}")
             self.dest._write_state(self.stream.name, state)
             self.dest.record_run(run)
             self.conn.execute("COMMIT")
         except BaseException:
+            self.conn.execute("ROLLBACK")
             self.abort()
             raise
+        self._drop_stages()
+
+    def _create_target(self, table: TableSpec) -> None:
+        if self.replace or not self.dest._table_exists(table.name):
+            self.conn.execute(
+                f"CREATE OR REPLACE TABLE {q(table.name)} AS SELECT * EXCLUDE ({SEQ}) FROM {q(STAGE_PREFIX + table.name)} LIMIT 0"
+            )
 
     def _merge(self, table: TableSpec, parent: TableSpec | None) -> None:
         stage = q(STAGE_PREFIX + table.name)
         target = q(table.name)
         columns = ", ".join(q(c) for c in table.column_names)
         keys = ", ".join(q(k) for k in table.primary_key)
-        latest = (
-            f"SELECT {columns} FROM (SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ} DESC) AS _rn "
-            f"FROM {stage}) WHERE _rn = 1"
-        )
-        if self.replace:
-            self.conn.execute(f"CREATE OR REPLACE TABLE {target} AS {latest}")
+        total, distinct = self.conn.execute(f"SELECT count(*), count(DISTINCT ({keys})) FROM {stage}").fetchall()[0]
+        if total == distinct:  # the usual case: no key came twice, no need to rank versions
+            latest = f"SELECT {columns} FROM {stage}"
         else:
-            match = " AND ".join(f"{target}.{q(k)} IS NOT DISTINCT FROM s.{q(k)}" for k in table.primary_key)
+            latest = (
+                f"SELECT {columns} FROM (SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ} DESC) AS _rn "
+                f"FROM {stage}) WHERE _rn = 1"
+            )
+        if not self._was_empty[table.name]:
+            match = " AND ".join(f"{target}.{q(k)} = s.{q(k)}" for k in table.primary_key)
             self.conn.execute(f"DELETE FROM {target} USING {stage} s WHERE {match}")
             if table.parent_link and parent is not None:
                 # children of a parent fetched again are replaced as a whole (items may be removed)
@@ -225,10 +243,15 @@ class DuckDBStreamWriter:
                     f"DELETE FROM {target} USING {q(STAGE_PREFIX + parent.name)} p "
                     f"WHERE {target}.{q(link)} = p.{q(parent_key)}"
                 )
-            self.conn.execute(f"INSERT INTO {target} {latest}")
+        self.conn.execute(f"INSERT INTO {target} {latest}")
+
+    def _drop_stages(self) -> None:
+        for table in self.stream.tables:
+            try:
+                self.conn.execute(f"DROP TABLE IF EXISTS {q(STAGE_PREFIX + table.name)}")
+            except duckdb.Error:
+                pass
 
     def abort(self) -> None:
-        try:
-            self.conn.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
+        self._buffer.clear()
+        self._drop_stages()

@@ -32,7 +32,7 @@ from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
 from ..records import arrow_schema
 from ..state import StreamState
-from .base import RUN_COLUMNS, SEQ, RunRecord, check_columns, number_rows
+from .base import RUN_COLUMNS, SEQ, PageBuffer, RunRecord, check_columns
 
 STATE_FILE = "_sqquid_state.json"
 RUNS_DIR = "_sqquid_runs"
@@ -87,7 +87,7 @@ class ParquetDestination:
         self.sql = duckdb.connect()
         spill = self.root / META_DIR / "spill"
         self.sql.execute(f"SET temp_directory = {_sql_path(spill)}")
-        self.sql.execute("SET memory_limit = '1GB'")
+        self.sql.execute("SET memory_limit = '128MB'")
         self.sql.execute("SET preserve_insertion_order = false")
         self._clean_leftovers()
 
@@ -213,7 +213,7 @@ class ParquetStreamWriter:
         self.run_dir = destination.root / META_DIR / "staging" / f"{stream.name}-{os.getpid()}"
         shutil.rmtree(self.run_dir, ignore_errors=True)
         self.run_dir.mkdir(parents=True)
-        self._seq = 0
+        self._buffer = PageBuffer([t.name for t in stream.tables])
         self._writers: dict[str, pq.ParquetWriter] = {}
         self._schemas = {t.name: arrow_schema(t) for t in stream.tables}
         if not replace:
@@ -234,16 +234,20 @@ class ParquetStreamWriter:
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         for name, data in tables.items():
-            if data.num_rows == 0:
-                continue
-            staged = number_rows(data, self._seq)
-            self._seq += data.num_rows
-            writer = self._writers.get(name)
-            if writer is None:
-                writer = self._writers[name] = pq.ParquetWriter(self._stage_path(name), staged.schema)
-            writer.write_table(staged)
+            if data.num_rows:
+                self._append(name, self._buffer.add(name, data))
+
+    def _append(self, name: str, batch: pa.Table | None) -> None:
+        if batch is None:
+            return
+        writer = self._writers.get(name)
+        if writer is None:
+            writer = self._writers[name] = pq.ParquetWriter(self._stage_path(name), batch.schema)
+        writer.write_table(batch)
 
     def _close_writers(self) -> None:
+        for table in self.stream.tables:
+            self._append(table.name, self._buffer.take(table.name))
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
@@ -324,6 +328,7 @@ class ParquetStreamWriter:
         _fsync_path(link.parent)
 
     def abort(self) -> None:
+        self._buffer.clear()
         try:
             self._close_writers()
         finally:
