@@ -51,6 +51,8 @@ def number_rows(data: pa.Table, start: int) -> pa.Table:
 
 
 FLUSH_ROWS = int(os.environ.get("SQQUID_FLUSH_ROWS", "10000"))
+# DuckDB (the destination, and the engine of Parquet merges) spills to disk beyond this
+MEMORY_LIMIT = os.environ.get("SQQUID_DUCKDB_MEMORY_LIMIT", "512MB")
 
 
 class PageBuffer:

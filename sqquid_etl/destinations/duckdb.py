@@ -15,12 +15,11 @@ from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
 from ..records import arrow_schema
 from ..state import StreamState
-from .base import SEQ, PageBuffer, RunRecord, check_columns
+from .base import MEMORY_LIMIT, SEQ, PageBuffer, RunRecord, check_columns
 
 STATE_TABLE = "_sqquid_state"
 RUNS_TABLE = "_sqquid_runs"
 STAGE_PREFIX = "_sqquid_stage_"
-MEMORY_LIMIT = os.environ.get("SQQUID_DUCKDB_MEMORY_LIMIT", "128MB")
 
 
 def q(name: str) -> str:

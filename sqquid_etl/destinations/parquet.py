@@ -32,7 +32,7 @@ from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
 from ..records import arrow_schema
 from ..state import StreamState
-from .base import RUN_COLUMNS, SEQ, PageBuffer, RunRecord, check_columns
+from .base import MEMORY_LIMIT, RUN_COLUMNS, SEQ, PageBuffer, RunRecord, check_columns
 
 STATE_FILE = "_sqquid_state.json"
 RUNS_DIR = "_sqquid_runs"
@@ -87,7 +87,7 @@ class ParquetDestination:
         self.sql = duckdb.connect()
         spill = self.root / META_DIR / "spill"
         self.sql.execute(f"SET temp_directory = {_sql_path(spill)}")
-        self.sql.execute("SET memory_limit = '128MB'")
+        self.sql.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         self.sql.execute("SET preserve_insertion_order = false")
         self._clean_leftovers()
 
