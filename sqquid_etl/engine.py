@@ -18,7 +18,7 @@ from .client import SqquidClient
 from .definitions import StreamDefinition
 from .destinations.base import Destination, RunRecord
 from .errors import SqquidError
-from .fetch import count_records, fetch_pages, key_batches_for
+from .fetch import FetchStats, count_records, fetch_pages, key_batches_for
 from .records import page_to_tables
 from .state import NO_PARTITION, StreamState, format_timestamp, later, window_start
 
@@ -40,6 +40,8 @@ class StreamResult:
     message: str | None = None
     exit_code: int = 0
     repaired: int = 0  # records found missing behind the cursor and re-fetched
+    windows: dict = field(default_factory=dict)  # partition -> where this run's window started
+    api_counts: dict = field(default_factory=dict)  # partition -> the API's count for that window
 
     @property
     def count_check(self) -> str:
@@ -94,7 +96,9 @@ def run_stream(
                     window_start(old_state.cursors.get(key), options.lookback, options.start_date) if stream.cursor else None
                 )
         partitions = list(windows)
-        for page in fetch_pages(stream, client, windows, key_batches, options.prefetch_pages):
+        result.windows = dict(windows)
+        fetch_stats = FetchStats()
+        for page in fetch_pages(stream, client, windows, key_batches, options.prefetch_pages, stats=fetch_stats):
             tables = page_to_tables(stream, page.records, page.partition)
             writer.write(tables)
             result.pages += 1
@@ -109,8 +113,8 @@ def run_stream(
                 progress(stream.name, result.pages, result.rows.get(stream.tables[0].name, 0))
 
         if stream.count:
-            expected = sum(count_records(stream, client, windows[p], p) for p in partitions)
             received = writer.distinct_keys(stream.tables[0].name)
+            expected = _expected_count(stream, client, windows, fetch_stats, received, result)
             result.count_expected, result.count_received = expected, received
             if expected != received:
                 message = (
@@ -150,6 +154,32 @@ def run_stream(
         raise
     result.seconds = time.monotonic() - started
     return result
+
+
+def _expected_count(
+    stream: StreamDefinition,
+    client: SqquidClient,
+    windows: dict[str | None, datetime | None],
+    fetch_stats: FetchStats,
+    received: int,
+    result: StreamResult,
+) -> int:
+    """The API's count for the window. The counts the fetch asked to plan its pages (before the
+    listing was read) are used where there are some; when they disagree with what was received,
+    the count is asked again now, and a number received between the two (records added while
+    paging) counts as agreeing."""
+    counts = {p: fetch_stats.counts.get(p) for p in windows}
+    for p, value in counts.items():
+        if value is None:
+            counts[p] = count_records(stream, client, windows[p], p)
+    if sum(counts.values()) == received:  # type: ignore[arg-type]
+        result.api_counts = counts  # type: ignore[assignment]
+        return received
+    now = {p: count_records(stream, client, windows[p], p) for p in windows}
+    result.api_counts = now
+    if sum(counts.values()) <= received <= sum(now.values()):  # type: ignore[arg-type]
+        return received
+    return sum(now.values())
 
 
 def _fill_run(run: RunRecord, result: StreamResult, status: str) -> None:

@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterator
 from urllib.parse import quote
@@ -44,6 +44,7 @@ class FetchStats:
     requests: int = 0
     wasted: int = 0
     count_hints: int = 0
+    counts: dict = field(default_factory=dict)  # partition -> the /count answer used to plan its pages
 
 
 def fetch_pages(
@@ -354,6 +355,7 @@ class _ConcurrentFetch:
             else:
                 listing.hint = "done"
                 listing.expected = max(listing.expected, listing.paginator.pages_from_count(value))
+                self.stats.counts[listing.partition] = value
             self._fill()
             self.cond.notify_all()
 

@@ -19,7 +19,7 @@ class LeakyBucketPacer:
         self,
         rate: float | None = 2.0,
         burst: int = 40,
-        margin: int = 2,
+        margin: int = 1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ):

@@ -41,7 +41,8 @@ class ExtractResult:
 
 def _reconcile(definition, client, destination, options: RunOptions, run_id: str, stream_result: StreamResult) -> None:
     """Compare the destination with the API's unfiltered /count; re-fetch any range found missing."""
-    gaps, surpluses = find_gaps(definition, client, destination, options.start_date)
+    known = {p: n for p, n in stream_result.api_counts.items() if stream_result.windows.get(p) == options.start_date}
+    gaps, surpluses = find_gaps(definition, client, destination, options.start_date, known)
     notes = []
     if gaps:
         repair = run_stream(

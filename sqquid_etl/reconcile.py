@@ -45,8 +45,12 @@ def find_gaps(
     client: SqquidClient,
     destination: Destination,
     start_date: datetime | None,
+    known_counts: dict[str | None, int] | None = None,
 ) -> tuple[list[Gap], list[Surplus]]:
-    """Compare the API's count with the destination's for each partition; bisect any shortfall."""
+    """Compare the API's count with the destination's for each partition; bisect any shortfall.
+    `known_counts` are API counts already asked with the same filter (this run's window, when it
+    started at the start date): they save a request each."""
+    known_counts = known_counts or {}
     if stream.count is None or stream.cursor is None:
         return [], []
     table = stream.tables[0].name
@@ -56,7 +60,10 @@ def find_gaps(
         equals = {stream.partition.param: partition} if stream.partition and partition else {}
 
         def shortfall(since: datetime | None) -> int:
-            api = count_records(stream, client, since, partition)
+            if since == start_date and partition in known_counts:
+                api = known_counts[partition]
+            else:
+                api = count_records(stream, client, since, partition)
             local = destination.count_since(table, column, since, equals)
             return api - local
 
