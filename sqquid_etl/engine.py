@@ -40,7 +40,7 @@ class StreamResult:
     message: str | None = None
     exit_code: int = 0
     repaired: int = 0  # records found missing behind the cursor and re-fetched
-    windows: dict = field(default_factory=dict)  # partition -> where this run's window started
+    windows: dict = field(default_factory=dict)  # partition -> where this run's window started (ISO)
     api_counts: dict = field(default_factory=dict)  # partition -> the API's count for that window
 
     @property
@@ -96,7 +96,7 @@ def run_stream(
                     window_start(old_state.cursors.get(key), options.lookback, options.start_date) if stream.cursor else None
                 )
         partitions = list(windows)
-        result.windows = dict(windows)
+        result.windows = {p: format_timestamp(w) if w else None for p, w in windows.items()}
         fetch_stats = FetchStats()
         for page in fetch_pages(stream, client, windows, key_batches, options.prefetch_pages, stats=fetch_stats):
             tables = page_to_tables(stream, page.records, page.partition)

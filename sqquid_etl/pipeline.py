@@ -15,7 +15,7 @@ from .destinations.base import Destination
 from .engine import ProgressCallback, RunOptions, StreamResult, new_run_id, run_stream
 from .reconcile import find_gaps
 from .errors import ConfigError, SqquidError
-from .state import parse_duration, parse_timestamp
+from .state import format_timestamp, parse_duration, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ class ExtractResult:
 
 def _reconcile(definition, client, destination, options: RunOptions, run_id: str, stream_result: StreamResult) -> None:
     """Compare the destination with the API's unfiltered /count; re-fetch any range found missing."""
-    known = {p: n for p, n in stream_result.api_counts.items() if stream_result.windows.get(p) == options.start_date}
+    base = format_timestamp(options.start_date) if options.start_date else None
+    known = {p: n for p, n in stream_result.api_counts.items() if stream_result.windows.get(p) == base}
     gaps, surpluses = find_gaps(definition, client, destination, options.start_date, known)
     notes = []
     if gaps:
