@@ -6,7 +6,7 @@ fills. The engine runs any definition and knows no stream by name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any

@@ -95,7 +95,6 @@ def run_stream(
                 windows[partition] = (
                     window_start(old_state.cursors.get(key), options.lookback, options.start_date) if stream.cursor else None
                 )
-        partitions = list(windows)
         result.windows = {p: format_timestamp(w) if w else None for p, w in windows.items()}
         fetch_stats = FetchStats()
         for page in fetch_pages(stream, client, windows, key_batches, options.prefetch_pages, stats=fetch_stats):

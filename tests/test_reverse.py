@@ -4,7 +4,6 @@ batches with the journal, full update with its diff and threshold, dry run, CLI.
 from __future__ import annotations
 
 import json
-import time
 
 import duckdb
 import numpy as np

@@ -85,6 +85,22 @@ class PageBuffer:
             self._pages[name], self._rows[name] = [], 0
 
 
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def where_clause(column: str | None, since: datetime | None, equals: dict[str, str]) -> tuple[str, list]:
+    """SQL ` WHERE column >= since AND k = v ...` (or "") and its parameters."""
+    clauses, params = [], []
+    if column is not None and since is not None:
+        clauses.append(f"{quote_identifier(column)} >= ?")
+        params.append(since)
+    for name, value in equals.items():
+        clauses.append(f"{quote_identifier(name)} = ?")
+        params.append(value)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
 def check_columns(where: str, table_name: str, have: list[str], stream: StreamDefinition, want: list[str]) -> None:
     """An existing table must have the columns its stream defines now (else: full refresh)."""
     if have != want:

@@ -15,16 +15,14 @@ from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
 from ..records import arrow_schema
 from ..state import StreamState
-from .base import MEMORY_LIMIT, SEQ, PageBuffer, RunRecord, check_columns
+from .base import MEMORY_LIMIT, SEQ, PageBuffer, RunRecord, check_columns, quote_identifier, where_clause
 
 STATE_TABLE = "_sqquid_state"
 RUNS_TABLE = "_sqquid_runs"
 STAGE_PREFIX = "_sqquid_stage_"
 
 
-def q(name: str) -> str:
-    """Quote an identifier."""
-    return '"' + name.replace('"', '""') + '"'
+q = quote_identifier
 
 
 class DuckDBDestination:
@@ -107,26 +105,16 @@ class DuckDBDestination:
         rows = self.conn.execute(f"SELECT DISTINCT {q(column)} FROM {q(table)} WHERE {q(column)} IS NOT NULL ORDER BY 1").fetchall()
         return [r[0] for r in rows]
 
-    def _where(self, column: str | None, since: datetime | None, equals: dict[str, str]) -> tuple[str, list]:
-        clauses, params = [], []
-        if column is not None and since is not None:
-            clauses.append(f"{q(column)} >= ?")
-            params.append(since)
-        for name, value in equals.items():
-            clauses.append(f"{q(name)} = ?")
-            params.append(value)
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
     def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
         if not self._table_exists(table):
             return 0
-        where, params = self._where(column, since, equals)
+        where, params = where_clause(column, since, equals)
         return self.conn.execute(f"SELECT count(*) FROM {q(table)}{where}", params).fetchall()[0][0]
 
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
         if not self._table_exists(table):
             return None, None
-        where, params = self._where(None, None, equals)
+        where, params = where_clause(None, None, equals)
         return self.conn.execute(f"SELECT min({q(column)}), max({q(column)}) FROM {q(table)}{where}", params).fetchall()[0]
 
     # -- writing ----------------------------------------------------------------------------------

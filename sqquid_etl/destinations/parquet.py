@@ -32,7 +32,7 @@ from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
 from ..records import arrow_schema
 from ..state import StreamState
-from .base import MEMORY_LIMIT, RUN_COLUMNS, SEQ, PageBuffer, RunRecord, check_columns
+from .base import MEMORY_LIMIT, RUN_COLUMNS, SEQ, PageBuffer, RunRecord, check_columns, quote_identifier, where_clause
 
 STATE_FILE = "_sqquid_state.json"
 RUNS_DIR = "_sqquid_runs"
@@ -43,8 +43,7 @@ def _sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+_q = quote_identifier
 
 
 def _fsync_path(path: Path) -> None:
@@ -164,14 +163,7 @@ class ParquetDestination:
         current = self._current_generation(table)
         if current is None:
             return None
-        clauses, params = [], []
-        if column is not None and since is not None:
-            clauses.append(f"{_q(column)} >= ?")
-            params.append(since)
-        for name, value in equals.items():
-            clauses.append(f"{_q(name)} = ?")
-            params.append(value)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, params = where_clause(column, since, equals)
         return f"FROM read_parquet({_sql_path(current / '*.parquet')}){where}", params
 
     def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
