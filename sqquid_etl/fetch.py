@@ -9,6 +9,7 @@ of destinations or state.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -59,7 +60,7 @@ def fetch_pages(
 ) -> Iterator[Page]:
     """Every page of the stream, in order.
 
-    Up to `concurrency` requests (default: the client's connection pool size) are in flight at
+    Up to `concurrency` requests (default: `default_concurrency`) are in flight at
     once, and at most `concurrency + prefetch` pages are held (in flight or fetched, not yet
     taken), so memory is bounded. The client's pacer keeps them within the request budget.
     Pages whose existence is known (an offset list's `total`, a page-number list's /count) are
@@ -68,11 +69,23 @@ def fetch_pages(
     `prefetch` pages ahead in a thread.
     """
     stats = stats if stats is not None else FetchStats()
-    workers = concurrency if concurrency is not None else getattr(client, "pool_size", 8)
+    workers = concurrency if concurrency is not None else default_concurrency(client)
     listings = _listings(stream, windows, key_batches)
     if workers <= 1:
         return _prefetch(_sequential_pages(stream, client, listings, stats), prefetch)
     return _ConcurrentFetch(stream, client, listings, workers, workers + max(0, prefetch), stats).pages()
+
+
+def default_concurrency(client: SqquidClient) -> int:
+    """Requests in flight: enough to keep the pacer's rate through about 2 s of latency (5 at
+    2 requests/s). With pacing off, one at a time (plus the prefetch thread): the client's own
+    CPU is then the limit, and more threads only contend for it (measured: 1.8x the CPU for
+    the same pages at 8 in flight on loopback, docs/benchmarks.md)."""
+    rate = getattr(getattr(client, "pacer", None), "rate", None)
+    pool = getattr(client, "pool_size", 8)
+    if rate is None:
+        return 1
+    return max(2, min(pool, math.ceil(rate * 2) + 1))
 
 
 @dataclass

@@ -25,10 +25,12 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
-def test_extract_every_stream_under_faults_is_exact(make_sandbox, tmp_path, name):
+@pytest.mark.parametrize("rate", [None, 100_000.0], ids=["sequential", "concurrent"])
+def test_extract_every_stream_under_faults_is_exact(make_sandbox, tmp_path, name, rate):
+    # pacing off fetches one page at a time; paced (however fast) keeps several in flight
     sandbox = make_sandbox(orders=600, products=150)
     sandbox.set_faults(FAULTS[name])
-    client = make_client(sandbox)
+    client = make_client(sandbox, rate=rate)
     result = extract(duckdb=tmp_path / "s.duckdb", client=client)
     assert result.ok, [(s.stream, s.message) for s in result.streams]
     assert sandbox.stats.faults_injected > 0 and client.stats.retries > 0
