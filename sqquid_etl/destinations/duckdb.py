@@ -4,6 +4,7 @@ stream committed in one transaction."""
 from __future__ import annotations
 
 import os
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,11 @@ from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
 from ..records import arrow_schema
 from ..state import StreamState
-from .base import MEMORY_LIMIT, SEQ, PageBuffer, RunRecord, check_columns, quote_identifier, where_clause
+from .base import MEMORY_LIMIT, SEQ, RunRecord, check_columns, quote_identifier, where_clause
+from .staging import ParquetStage
 
 STATE_TABLE = "_sqquid_state"
 RUNS_TABLE = "_sqquid_runs"
-STAGE_PREFIX = "_sqquid_stage_"
 
 
 q = quote_identifier
@@ -47,7 +48,9 @@ class DuckDBDestination:
             raise ConfigError(f"cannot open DuckDB file {self.path}: {exc}") from None
         self.conn.execute("SET preserve_insertion_order = false")
         self.conn.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")  # spill to disk rather than grow with the extract
+        self.staging_dir = self.path.with_name(self.path.name + ".staging")
         if not read_only:
+            shutil.rmtree(self.staging_dir, ignore_errors=True)  # a crashed run's pages (we hold the lock)
             self._ensure_meta_tables()
 
     def _ensure_meta_tables(self) -> None:
@@ -127,88 +130,64 @@ class DuckDBDestination:
 
 
 class DuckDBStreamWriter:
-    """Stages a stream's pages in `_sqquid_stage_*` tables (committed as they fill, so memory stays
-    bounded; they are nobody's data and a crashed run's are dropped by the next). `commit` merges
-    them into the target tables and stores state in ONE transaction: old or new, never half."""
+    """Stages a stream's pages in Parquet files beside the database (memory bounded by a batch;
+    a crashed run's files are removed when the database is next opened). `commit` merges them
+    into the target tables and stores state in ONE transaction: old or new, never half."""
 
     def __init__(self, destination: DuckDBDestination, stream: StreamDefinition, replace: bool):
         self.dest = destination
         self.conn = destination.conn
         self.stream = stream
         self.replace = replace
-        self._buffer = PageBuffer([t.name for t in stream.tables])
         self._was_empty: dict[str, bool] = {}
         for table in stream.tables:
-            self._prepare(table)
-
-    def _prepare(self, table: TableSpec) -> None:
-        if not self.replace and self.dest._table_exists(table.name):
-            self._check_columns(table)
-            self._was_empty[table.name] = not self.conn.execute(f"SELECT 1 FROM {q(table.name)} LIMIT 1").fetchall()
-        else:
-            self._was_empty[table.name] = True
-        self.conn.register("_sqquid_empty", arrow_schema(table).empty_table())
-        try:
-            self.conn.execute(
-                f"CREATE OR REPLACE TABLE {q(STAGE_PREFIX + table.name)} AS "
-                f"SELECT *, 0::BIGINT AS {SEQ} FROM _sqquid_empty"
-            )
-        finally:
-            self.conn.unregister("_sqquid_empty")
+            if not replace and destination._table_exists(table.name):
+                self._check_columns(table)
+                self._was_empty[table.name] = not self.conn.execute(f"SELECT 1 FROM {q(table.name)} LIMIT 1").fetchall()
+            else:
+                self._was_empty[table.name] = True
+        self.stage = ParquetStage(destination.staging_dir / stream.name, stream)
 
     def _check_columns(self, table: TableSpec) -> None:
         have = [r[0] for r in self.conn.execute(f"DESCRIBE {q(table.name)}").fetchall()]
         check_columns(str(self.dest.path), table.name, have, self.stream, table.column_names)
 
     def write(self, tables: dict[str, pa.Table]) -> None:
-        for name, data in tables.items():
-            if data.num_rows:
-                self._insert(name, self._buffer.add(name, data))
-
-    def _insert(self, name: str, batch: pa.Table | None) -> None:
-        if batch is None:
-            return
-        self.conn.register("_sqquid_batch", batch)
-        try:
-            self.conn.execute(f"INSERT INTO {q(STAGE_PREFIX + name)} SELECT * FROM _sqquid_batch")
-        finally:
-            self.conn.unregister("_sqquid_batch")
-
-    def _flush_all(self) -> None:
-        for table in self.stream.tables:
-            self._insert(table.name, self._buffer.take(table.name))
+        self.stage.write(tables)
 
     def distinct_keys(self, table: str) -> int:
-        self._flush_all()
         spec = next(t for t in self.stream.tables if t.name == table)
         keys = ", ".join(q(k) for k in spec.primary_key)
-        return self.conn.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {q(STAGE_PREFIX + table)})").fetchall()[0][0]
+        staged = self.stage.relation(self.conn, table)
+        return self.conn.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {staged})").fetchall()[0][0]
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
-        self._flush_all()
+        staged = {t.name: self.stage.relation(self.conn, t.name) for t in self.stream.tables}
         parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
         self.conn.execute("BEGIN TRANSACTION")
         try:
             for table in self.stream.tables:
                 self._create_target(table)
-                self._merge(table, parent)
+                self._merge(table, staged, parent)
             self.dest._write_state(self.stream.name, state)
             self.dest.record_run(run)
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
-            self.abort()
             raise
-        self._drop_stages()
+        finally:
+            self.stage.discard()
 
     def _create_target(self, table: TableSpec) -> None:
         if self.replace or not self.dest._table_exists(table.name):
-            self.conn.execute(
-                f"CREATE OR REPLACE TABLE {q(table.name)} AS SELECT * EXCLUDE ({SEQ}) FROM {q(STAGE_PREFIX + table.name)} LIMIT 0"
-            )
+            self.conn.register("_sqquid_empty", arrow_schema(table).empty_table())
+            try:
+                self.conn.execute(f"CREATE OR REPLACE TABLE {q(table.name)} AS SELECT * FROM _sqquid_empty")
+            finally:
+                self.conn.unregister("_sqquid_empty")
 
-    def _merge(self, table: TableSpec, parent: TableSpec | None) -> None:
-        stage = q(STAGE_PREFIX + table.name)
+    def _merge(self, table: TableSpec, staged: dict[str, str], parent: TableSpec | None) -> None:
+        stage = staged[table.name]
         target = q(table.name)
         columns = ", ".join(q(c) for c in table.column_names)
         keys = ", ".join(q(k) for k in table.primary_key)
@@ -227,18 +206,10 @@ class DuckDBStreamWriter:
                 # children of a parent fetched again are replaced as a whole (items may be removed)
                 link, parent_key = table.parent_link
                 self.conn.execute(
-                    f"DELETE FROM {target} USING {q(STAGE_PREFIX + parent.name)} p "
+                    f"DELETE FROM {target} USING {staged[parent.name]} p "
                     f"WHERE {target}.{q(link)} = p.{q(parent_key)}"
                 )
         self.conn.execute(f"INSERT INTO {target} {latest}")
 
-    def _drop_stages(self) -> None:
-        for table in self.stream.tables:
-            try:
-                self.conn.execute(f"DROP TABLE IF EXISTS {q(STAGE_PREFIX + table.name)}")
-            except duckdb.Error:
-                pass
-
     def abort(self) -> None:
-        self._buffer.clear()
-        self._drop_stages()
+        self.stage.discard()

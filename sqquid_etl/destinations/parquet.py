@@ -30,17 +30,16 @@ import pyarrow.parquet as pq
 
 from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
-from ..records import arrow_schema
 from ..state import StreamState
-from .base import MEMORY_LIMIT, RUN_COLUMNS, SEQ, PageBuffer, RunRecord, check_columns, quote_identifier, where_clause
+from .base import MEMORY_LIMIT, RUN_COLUMNS, SEQ, RunRecord, check_columns, quote_identifier, where_clause
+from .staging import ParquetStage, sql_path
 
 STATE_FILE = "_sqquid_state.json"
 RUNS_DIR = "_sqquid_runs"
 META_DIR = ".sqquid"
 
 
-def _sql_path(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+_sql_path = sql_path
 
 
 _q = quote_identifier
@@ -202,18 +201,10 @@ class ParquetStreamWriter:
         self.sql = destination.sql
         self.stream = stream
         self.replace = replace
-        self.run_dir = destination.root / META_DIR / "staging" / f"{stream.name}-{os.getpid()}"
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        self.run_dir.mkdir(parents=True)
-        self._buffer = PageBuffer([t.name for t in stream.tables])
-        self._writers: dict[str, pq.ParquetWriter] = {}
-        self._schemas = {t.name: arrow_schema(t) for t in stream.tables}
         if not replace:
             for table in stream.tables:
                 self._check_columns(table)
-
-    def _stage_path(self, table: str) -> Path:
-        return self.run_dir / f"{table}.parquet"
+        self.stage = ParquetStage(destination.root / META_DIR / "staging" / f"{stream.name}-{os.getpid()}", stream)
 
     def _check_columns(self, table: TableSpec) -> None:
         current = self.dest._current_generation(table.name)
@@ -225,43 +216,18 @@ class ParquetStreamWriter:
         check_columns(str(self.dest.root), table.name, pq.read_schema(files[0]).names, self.stream, table.column_names)
 
     def write(self, tables: dict[str, pa.Table]) -> None:
-        for name, data in tables.items():
-            if data.num_rows:
-                self._append(name, self._buffer.add(name, data))
-
-    def _append(self, name: str, batch: pa.Table | None) -> None:
-        if batch is None:
-            return
-        writer = self._writers.get(name)
-        if writer is None:
-            writer = self._writers[name] = pq.ParquetWriter(self._stage_path(name), batch.schema)
-        writer.write_table(batch)
-
-    def _close_writers(self) -> None:
-        for table in self.stream.tables:
-            self._append(table.name, self._buffer.take(table.name))
-        for writer in self._writers.values():
-            writer.close()
-        self._writers.clear()
+        self.stage.write(tables)
 
     def _staged(self, table: TableSpec) -> str:
-        """SQL for the staged rows of a table (an empty relation when nothing was staged)."""
-        if table.name in self._writers or self._stage_path(table.name).exists():
-            return f"read_parquet({_sql_path(self._stage_path(table.name))})"
-        empty = self._schemas[table.name].empty_table().append_column(SEQ, pa.array([], pa.int64()))
-        view = f"_sqquid_empty_{table.name}"
-        self.sql.register(view, empty)
-        return _q(view)
+        return self.stage.relation(self.sql, table.name)
 
     def distinct_keys(self, table: str) -> int:
         spec = next(t for t in self.stream.tables if t.name == table)
-        self._close_writers()
         keys = ", ".join(_q(k) for k in spec.primary_key)
         return self.sql.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self._staged(spec)})").fetchone()[0]
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
         try:
-            self._close_writers()
             parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
             switched = [(t, self._build_generation(t, parent, run.run_id)) for t in self.stream.tables]
             for table, generation in switched:
@@ -320,11 +286,7 @@ class ParquetStreamWriter:
         _fsync_path(link.parent)
 
     def abort(self) -> None:
-        self._buffer.clear()
-        try:
-            self._close_writers()
-        finally:
-            shutil.rmtree(self.run_dir, ignore_errors=True)
+        self.stage.discard()
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

@@ -1,0 +1,72 @@
+"""Staging: a stream's pages, numbered in arrival order, in one Parquet file per table until the
+destination commits them. Written in batches of about FLUSH_ROWS rows, so memory is bounded by
+the batch and not by the stream; read back by DuckDB (`relation`) to merge."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..definitions import StreamDefinition
+from ..records import arrow_schema
+from .base import SEQ, PageBuffer
+
+
+def sql_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+class ParquetStage:
+    def __init__(self, directory: Path, stream: StreamDefinition):
+        self.directory = directory
+        self.stream = stream
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        self._buffer = PageBuffer([t.name for t in stream.tables])
+        self._writers: dict[str, pq.ParquetWriter] = {}
+
+    def path(self, table: str) -> Path:
+        return self.directory / f"{table}.parquet"
+
+    def write(self, tables: dict[str, pa.Table]) -> None:
+        for name, data in tables.items():
+            if data.num_rows:
+                self._append(name, self._buffer.add(name, data))
+
+    def _append(self, name: str, batch: pa.Table | None) -> None:
+        if batch is None:
+            return
+        writer = self._writers.get(name)
+        if writer is None:
+            writer = self._writers[name] = pq.ParquetWriter(self.path(name), batch.schema, compression="snappy")
+        writer.write_table(batch)
+
+    def finish(self) -> None:
+        """Write what is buffered and close the files (idempotent); nothing more can be staged."""
+        for table in self.stream.tables:
+            self._append(table.name, self._buffer.take(table.name))
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+    def relation(self, conn: duckdb.DuckDBPyConnection, table: str) -> str:
+        """SQL naming the staged rows of a table: the file, or an empty relation of the same shape."""
+        self.finish()
+        if self.path(table).exists():
+            return f"read_parquet({sql_path(self.path(table))})"
+        spec = next(t for t in self.stream.tables if t.name == table)
+        empty = arrow_schema(spec).empty_table().append_column(SEQ, pa.array([], pa.int64()))
+        view = f"_sqquid_empty_{table}"
+        conn.register(view, empty)
+        return view
+
+    def discard(self) -> None:
+        self._buffer.clear()
+        try:
+            self.finish()
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
