@@ -1,4 +1,4 @@
-"""Where an extract into DuckDB spends its time: page -> Arrow, staging inserts, merge, commit.
+"""Where an extract into DuckDB spends its time: page -> Arrow, staging writes, merge, commit.
 
     /tmp/benchvenv/bin/python bench/phases.py --orders 200000 --products 100000
 
@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--products", type=int, default=100_000)
     a = ap.parse_args()
     writer = duckdb_destination.DuckDBStreamWriter
-    writer._insert = timed("staging inserts", writer._insert)
+    writer.write = timed("staging writes", writer.write)
     writer._merge = timed("merge", writer._merge)
     writer.commit = timed("commit (incl. merge)", writer.commit)
     engine.page_to_tables = timed("page -> Arrow", engine.page_to_tables)
