@@ -57,10 +57,9 @@ def test_sigkill_mid_run_then_rerun_is_exact(make_sandbox, tmp_path, kind):
     assert finished.returncode == 0, finished.stderr
     actual = duckdb_tables(target) if kind == "duckdb" else parquet_tables(target)
     assert_tables_equal(actual, expected_tables(sandbox.store))
-    if kind == "parquet":
-        leftovers = [p for p in (target / ".sqquid" / "staging").rglob("*") if p.is_file()]
-        assert leftovers == []
-        assert not list(target.glob(".*.tmp"))
+    staging = target / ".sqquid" / "staging" if kind == "parquet" else target.with_name(target.name + ".staging")
+    assert [p for p in staging.rglob("*") if p.is_file()] == []  # no staged pages left behind
+    assert not list(tmp_path.rglob("*.tmp"))
 
 
 def test_sigkill_during_partial_load_then_rerun_resends_only_unacknowledged(make_sandbox, tmp_path):
