@@ -14,7 +14,6 @@ import pyarrow as pa
 
 from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
-from ..records import arrow_schema
 from ..state import StreamState
 from .base import MEMORY_LIMIT, SEQ, RunRecord, check_columns, quote_identifier, where_clause
 from .staging import ParquetStage
@@ -158,16 +157,16 @@ class DuckDBStreamWriter:
     def distinct_keys(self, table: str) -> int:
         spec = next(t for t in self.stream.tables if t.name == table)
         keys = ", ".join(q(k) for k in spec.primary_key)
-        staged = self.stage.relation(self.conn, table)
+        staged = self.stage.relation(table)
         return self.conn.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {staged})").fetchall()[0][0]
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
-        staged = {t.name: self.stage.relation(self.conn, t.name) for t in self.stream.tables}
+        staged = {t.name: self.stage.relation(t.name) for t in self.stream.tables}
         parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
         self.conn.execute("BEGIN TRANSACTION")
         try:
             for table in self.stream.tables:
-                self._create_target(table)
+                self._create_target(table, staged[table.name])
                 self._merge(table, staged, parent)
             self.dest._write_state(self.stream.name, state)
             self.dest.record_run(run)
@@ -178,13 +177,10 @@ class DuckDBStreamWriter:
         finally:
             self.stage.discard()
 
-    def _create_target(self, table: TableSpec) -> None:
+    def _create_target(self, table: TableSpec, staged: str) -> None:
+        """The table, with the column types of the staged file (those of the stream's schema)."""
         if self.replace or not self.dest._table_exists(table.name):
-            self.conn.register("_sqquid_empty", arrow_schema(table).empty_table())
-            try:
-                self.conn.execute(f"CREATE OR REPLACE TABLE {q(table.name)} AS SELECT * FROM _sqquid_empty")
-            finally:
-                self.conn.unregister("_sqquid_empty")
+            self.conn.execute(f"CREATE OR REPLACE TABLE {q(table.name)} AS SELECT * EXCLUDE ({SEQ}) FROM {staged} LIMIT 0")
 
     def _merge(self, table: TableSpec, staged: dict[str, str], parent: TableSpec | None) -> None:
         stage = staged[table.name]

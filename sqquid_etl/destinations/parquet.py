@@ -219,7 +219,7 @@ class ParquetStreamWriter:
         self.stage.write(tables)
 
     def _staged(self, table: TableSpec) -> str:
-        return self.stage.relation(self.sql, table.name)
+        return self.stage.relation(table.name)
 
     def distinct_keys(self, table: str) -> int:
         spec = next(t for t in self.stream.tables if t.name == table)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -42,27 +41,26 @@ class ParquetStage:
             return
         writer = self._writers.get(name)
         if writer is None:
-            writer = self._writers[name] = pq.ParquetWriter(self.path(name), batch.schema, compression="snappy")
+            # uncompressed: staged files live for one run, and compressing them costs CPU twice
+            writer = self._writers[name] = pq.ParquetWriter(self.path(name), batch.schema, compression="none")
         writer.write_table(batch)
 
     def finish(self) -> None:
-        """Write what is buffered and close the files (idempotent); nothing more can be staged."""
+        """Write what is buffered and close the files (idempotent); a table that received no row
+        gets an empty file of its shape, so every table has a file to read."""
         for table in self.stream.tables:
             self._append(table.name, self._buffer.take(table.name))
+            if table.name not in self._writers and not self.path(table.name).exists():
+                empty = arrow_schema(table).empty_table().append_column(SEQ, pa.array([], pa.int64()))
+                self._append(table.name, empty)
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
 
-    def relation(self, conn: duckdb.DuckDBPyConnection, table: str) -> str:
-        """SQL naming the staged rows of a table: the file, or an empty relation of the same shape."""
+    def relation(self, table: str) -> str:
+        """SQL naming the staged rows of a table (read by DuckDB from the file)."""
         self.finish()
-        if self.path(table).exists():
-            return f"read_parquet({sql_path(self.path(table))})"
-        spec = next(t for t in self.stream.tables if t.name == table)
-        empty = arrow_schema(spec).empty_table().append_column(SEQ, pa.array([], pa.int64()))
-        view = f"_sqquid_empty_{table}"
-        conn.register(view, empty)
-        return view
+        return f"read_parquet({sql_path(self.path(table))})"
 
     def discard(self) -> None:
         self._buffer.clear()
