@@ -14,3 +14,17 @@ def make_client(sandbox, **options) -> SqquidClient:
     options.setdefault("backoff_base", 0.001)
     credentials = options.pop("credentials", None) or Credentials(api_key=API_KEY)
     return SqquidClient(credentials, sandbox.url, **options)
+
+
+class FakeClock:
+    """One clock for the sandbox, the pacer and the client: sleeping advances it, so nothing
+    waits for real."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)

@@ -10,20 +10,7 @@ from sqquid_etl.client import Credentials
 from sqquid_etl.errors import ApiError, AuthError
 from sqquid_etl.pacing import LeakyBucketPacer
 from sqquid_etl.sandbox import FaultConfig
-from tests.support import API_KEY, PASSWORD, USERNAME, make_client
-
-
-class FakeClock:
-    """One clock for the sandbox and the client: sleeping advances it, so nothing waits for real."""
-
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += max(0.0, seconds)
+from tests.support import API_KEY, PASSWORD, USERNAME, FakeClock, make_client
 
 
 def test_login_with_api_key_and_with_username_password(sandbox):

@@ -12,22 +12,12 @@ from sqquid_etl.errors import ConfigError, SchemaError, StateError
 from sqquid_etl.pacing import LeakyBucketPacer
 from sqquid_etl.paginate import OffsetPaginator, PageNumberPaginator
 from sqquid_etl.records import page_to_tables
+from tests.support import FakeClock
 from sqquid_etl.state import StreamState, format_param, parse_duration, parse_timestamp, window_start
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
-
-
 def test_pacer_allows_burst_then_paces_at_rate():
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     pacer = LeakyBucketPacer(rate=2.0, burst=40, margin=2, clock=clock, sleep=clock.sleep)
     for _ in range(38):
         pacer.acquire()
@@ -38,7 +28,7 @@ def test_pacer_allows_burst_then_paces_at_rate():
 
 
 def test_pacer_penalize_after_429_delays_next_request():
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     pacer = LeakyBucketPacer(rate=2.0, burst=10, margin=0, clock=clock, sleep=clock.sleep)
     pacer.acquire()
     pacer.penalize(3.0)
@@ -47,7 +37,7 @@ def test_pacer_penalize_after_429_delays_next_request():
 
 
 def test_pacer_disabled():
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     pacer = LeakyBucketPacer(rate=None, clock=clock, sleep=clock.sleep)
     for _ in range(1000):
         pacer.acquire()
