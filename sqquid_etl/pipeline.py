@@ -152,6 +152,10 @@ def extract(
         full_refresh=refresh,
         strict=strict,
     )
+    if rate is not None and not rate > 0:
+        raise ConfigError(f"--rate {rate}: must be a positive number of requests per second (0 turns pacing off)")
+    if burst < 1:
+        raise ConfigError(f"--burst {burst}: must be at least 1")
     check_destination(duckdb, parquet)
     own_client = client is None
     if client is None:

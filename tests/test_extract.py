@@ -107,6 +107,8 @@ def test_failure_mid_stream_keeps_old_data_and_state(sandbox, tmp_path):
         (["--start-date", "last tuesday"], "not an ISO 8601"),
         (["--lookback", "a while"], "not a duration"),
         (["--duckdb", "/nonexistent-dir/x.duckdb"], "does not exist"),
+        (["--rate", "-1"], "--rate -1"),
+        (["--burst", "0"], "--burst 0"),
     ],
 )
 def test_invalid_options_fail_clearly_without_touching_destination(sandbox, tmp_path, monkeypatch, args, message):
