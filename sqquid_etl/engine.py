@@ -137,7 +137,7 @@ def run_stream(
         result.window_start = format_timestamp(first_window) if first_window else None
         result.cursor = max(new_state.cursors.values(), default=None)
         result.requests = client.stats.requests - requests_before
-        _fill_run(run, result, "ok" if result.status == "ok" else result.status)
+        _fill_run(run, result, result.status)
         writer.commit(new_state, run)
     except BaseException as exc:
         writer.abort()

@@ -108,11 +108,7 @@ def _listings(
 ) -> list[_Listing]:
     out = []
     for partition, begin in windows.items():
-        params: dict[str, Any] = dict(stream.params)
-        if partition is not None:
-            params[stream.partition.param] = partition  # type: ignore[union-attr]
-        if begin is not None and stream.cursor:
-            params[stream.cursor.param] = format_param(begin)
+        params = window_params(stream, partition, begin)
         for keys in key_batches if key_batches is not None else [None]:
             listing_params = dict(params)
             if keys is not None:
@@ -353,10 +349,7 @@ class _ConcurrentFetch:
         listing = self.listings[index]
         try:
             # the listing's params are the count's: partition and cursor (see `use_count`)
-            body = self.client.get(self.stream.count.path, listing.params)  # type: ignore[union-attr]
-            value = body.get(self.stream.count.envelope) if isinstance(body, dict) else None  # type: ignore[union-attr]
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise SchemaError("count without a number")
+            value: int | None = ask_count(self.stream, self.client, listing.params)
         except Exception as exc:  # noqa: BLE001 - a plan hint only; the listing goes on without it
             log.debug("stream %s: count to plan pages failed (%s); speculating instead", self.stream.name, exc)
             value = None
@@ -386,12 +379,23 @@ def _records(stream: StreamDefinition, body: Any) -> list[dict]:
     return records
 
 
-def count_records(stream: StreamDefinition, client: SqquidClient, begin: datetime | None, partition: str | None) -> int:
-    params: dict[str, Any] = {}
+def window_params(stream: StreamDefinition, partition: str | None, begin: datetime | None) -> dict[str, Any]:
+    """The request parameters of one window of a stream: fixed params, partition, cursor bound.
+    A listing and its /count take the same ones."""
+    params: dict[str, Any] = dict(stream.params)
     if partition is not None:
         params[stream.partition.param] = partition  # type: ignore[union-attr]
     if begin is not None and stream.cursor:
         params[stream.cursor.param] = format_param(begin)
+    return params
+
+
+def count_records(stream: StreamDefinition, client: SqquidClient, begin: datetime | None, partition: str | None) -> int:
+    return ask_count(stream, client, window_params(stream, partition, begin))
+
+
+def ask_count(stream: StreamDefinition, client: SqquidClient, params: dict[str, Any]) -> int:
+    """GET the stream's /count with these parameters; a body without a number is a SchemaError."""
     body = client.get(stream.count.path, params)  # type: ignore[union-attr]
     value = body.get(stream.count.envelope) if isinstance(body, dict) else None  # type: ignore[union-attr]
     if not isinstance(value, int) or isinstance(value, bool):
