@@ -13,9 +13,9 @@ from .client import Credentials, SqquidClient
 from .definitions import load_definitions, select_streams
 from .destinations.base import Destination
 from .engine import ProgressCallback, RunOptions, StreamResult, new_run_id, run_stream
-from .reconcile import find_gaps
+from .reconcile import reconcile_stream
 from .errors import ConfigError, SqquidError
-from .state import format_timestamp, parse_duration, parse_timestamp
+from .state import parse_duration, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -37,41 +37,6 @@ class ExtractResult:
 
     def stream(self, name: str) -> StreamResult:
         return next(s for s in self.streams if s.stream == name)
-
-
-def _reconcile(definition, client, destination, options: RunOptions, run_id: str, stream_result: StreamResult) -> None:
-    """Compare the destination with the API's unfiltered /count; re-fetch any range found missing."""
-    base = format_timestamp(options.start_date) if options.start_date else None
-    known = {p: n for p, n in stream_result.api_counts.items() if stream_result.windows.get(p) == base}
-    gaps, surpluses = find_gaps(definition, client, destination, options.start_date, known)
-    notes = []
-    if gaps:
-        repair = run_stream(
-            definition, client, destination, options, run_id, windows_override={g.partition: g.since for g in gaps}
-        )
-        stream_result.pages += repair.pages
-        stream_result.requests += repair.requests + sum(g.count_requests for g in gaps)
-        for table, rows in repair.rows.items():
-            stream_result.rows[table] = stream_result.rows.get(table, 0) + rows
-        ranges = ", ".join(f"{g.partition + ': ' if g.partition else ''}{g.missing} since {g.since.isoformat()}" for g in gaps)
-        notes.append(f"reconciled: re-fetched records missing behind the cursor ({ranges})")
-        stream_result.repaired = sum(g.missing for g in gaps)
-        remaining, _ = find_gaps(definition, client, destination, options.start_date)
-        if remaining:
-            notes.append(f"still {sum(g.missing for g in remaining)} missing after the repair")
-            stream_result.status = "warning"
-    if surpluses:
-        notes.append(
-            f"destination holds {sum(s.extra for s in surpluses)} more records than the API counts "
-            "(deleted upstream?); --full-refresh removes them"
-        )
-        stream_result.status = "warning"
-    if notes:
-        message = "; ".join(notes)
-        stream_result.message = f"{stream_result.message}; {message}" if stream_result.message else message
-        if options.strict and stream_result.status == "warning":
-            stream_result.status, stream_result.exit_code = "failed", 1
-            stream_result.message += " (--strict)"
 
 
 def check_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None) -> None:
@@ -176,7 +141,7 @@ def extract(
             try:
                 stream_result = run_stream(definition, client, destination, options, result.run_id, progress)
                 if reconcile:
-                    _reconcile(definition, client, destination, options, result.run_id, stream_result)
+                    reconcile_stream(definition, client, destination, options, result.run_id, stream_result)
             except SqquidError as exc:
                 log.error("stream %s failed: %s", definition.name, exc)
                 stream_result.status, stream_result.exit_code = "failed", exc.exit_code

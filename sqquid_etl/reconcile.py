@@ -17,7 +17,9 @@ from datetime import datetime, timedelta, timezone
 from .client import SqquidClient
 from .definitions import StreamDefinition
 from .destinations.base import Destination
+from .engine import RunOptions, StreamResult, run_stream
 from .fetch import count_records
+from .state import format_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +105,46 @@ def find_gaps(
 
 def _floor_second(value: datetime) -> datetime:
     return value.replace(microsecond=0)
+
+
+def reconcile_stream(
+    definition: StreamDefinition,
+    client: SqquidClient,
+    destination: Destination,
+    options: RunOptions,
+    run_id: str,
+    stream_result: StreamResult,
+) -> None:
+    """After a stream ran: compare the destination with the API's /count, re-fetch any range found
+    missing (merged, bookmarks unchanged), and say so in the stream's result."""
+    base = format_timestamp(options.start_date) if options.start_date else None
+    known = {p: n for p, n in stream_result.api_counts.items() if stream_result.windows.get(p) == base}
+    gaps, surpluses = find_gaps(definition, client, destination, options.start_date, known)
+    notes = []
+    if gaps:
+        repair = run_stream(
+            definition, client, destination, options, run_id, windows_override={g.partition: g.since for g in gaps}
+        )
+        stream_result.pages += repair.pages
+        stream_result.requests += repair.requests + sum(g.count_requests for g in gaps)
+        for table, rows in repair.rows.items():
+            stream_result.rows[table] = stream_result.rows.get(table, 0) + rows
+        ranges = ", ".join(f"{g.partition + ': ' if g.partition else ''}{g.missing} since {g.since.isoformat()}" for g in gaps)
+        notes.append(f"reconciled: re-fetched records missing behind the cursor ({ranges})")
+        stream_result.repaired = sum(g.missing for g in gaps)
+        remaining, _ = find_gaps(definition, client, destination, options.start_date)
+        if remaining:
+            notes.append(f"still {sum(g.missing for g in remaining)} missing after the repair")
+            stream_result.status = "warning"
+    if surpluses:
+        notes.append(
+            f"destination holds {sum(s.extra for s in surpluses)} more records than the API counts "
+            "(deleted upstream?); --full-refresh removes them"
+        )
+        stream_result.status = "warning"
+    if notes:
+        message = "; ".join(notes)
+        stream_result.message = f"{stream_result.message}; {message}" if stream_result.message else message
+        if options.strict and stream_result.status == "warning":
+            stream_result.status, stream_result.exit_code = "failed", 1
+            stream_result.message += " (--strict)"
