@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Callable, Iterable
 
 from .client import Credentials, SqquidClient
 from .definitions import load_definitions, select_streams
-from .destinations.base import Destination
+from .destinations import check_destination, open_destination
 from .engine import ProgressCallback, RunOptions, StreamResult, new_run_id, run_stream
 from .reconcile import reconcile_stream
 from .errors import ConfigError, SqquidError
@@ -37,41 +36,6 @@ class ExtractResult:
 
     def stream(self, name: str) -> StreamResult:
         return next(s for s in self.streams if s.stream == name)
-
-
-def check_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None) -> None:
-    """Refuse a destination that cannot be written, before anything is requested or created."""
-    if duckdb and parquet:
-        raise ConfigError("give either --duckdb or --parquet, not both")
-    if parquet:
-        path, option = Path(parquet), "--parquet"
-    else:
-        path, option = Path(duckdb or "sqquid.duckdb"), "--duckdb"
-    if path.exists():
-        if not os.access(path, os.W_OK):
-            raise ConfigError(f"{option} {path}: not writable")
-        if option == "--duckdb" and path.is_dir():
-            raise ConfigError(f"{option} {path}: is a directory, expected a DuckDB file")
-        return
-    existing = path.absolute().parent
-    while not existing.exists():
-        if option == "--duckdb":
-            raise ConfigError(f"{option} {path}: directory {existing} does not exist")
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise ConfigError(f"{option} {path}: directory {existing} is not writable")
-
-
-def open_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None) -> Destination:
-    if duckdb and parquet:
-        raise ConfigError("give either --duckdb or --parquet, not both")
-    if parquet:
-        from .destinations.parquet import ParquetDestination
-
-        return ParquetDestination(parquet)
-    from .destinations.duckdb import DuckDBDestination
-
-    return DuckDBDestination(duckdb or "sqquid.duckdb")
 
 
 def extract(

@@ -29,11 +29,9 @@ class DuckDBDestination:
     def __init__(self, path: str | os.PathLike, read_only: bool = False):
         self.path = Path(path)
         if not read_only:
-            parent = self.path.resolve().parent
-            if not parent.is_dir():
-                raise ConfigError(f"--duckdb {self.path}: directory {parent} does not exist")
-            if not os.access(parent, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
-                raise ConfigError(f"--duckdb {self.path}: not writable")
+            from . import check_destination
+
+            check_destination(duckdb=self.path)
         try:
             self.conn = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
