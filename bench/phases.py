@@ -45,7 +45,7 @@ def main() -> None:
     writer.write = timed("staging writes", writer.write)
     writer._merge = timed("merge", writer._merge)
     writer.commit = timed("commit (incl. merge)", writer.commit)
-    engine.page_to_tables = timed("page -> Arrow", engine.page_to_tables)
+    engine.PageConverter.convert = timed("page -> Arrow", engine.PageConverter.convert)
     with sandbox_process(orders=a.orders, products=a.products, rate=0) as (url, _):
         with tempfile.TemporaryDirectory() as tmp:
             before = resource.getrusage(resource.RUSAGE_SELF)

@@ -19,7 +19,7 @@ from .definitions import StreamDefinition
 from .destinations.base import Destination, RunRecord
 from .errors import SqquidError
 from .fetch import FetchStats, count_records, fetch_pages, key_batches_for
-from .records import page_to_tables
+from .records import PageConverter
 from .state import NO_PARTITION, StreamState, format_timestamp, later, window_start
 
 log = logging.getLogger(__name__)
@@ -97,8 +97,9 @@ def run_stream(
                 )
         result.windows = {p: format_timestamp(w) if w else None for p, w in windows.items()}
         fetch_stats = FetchStats()
+        converter = PageConverter(stream)
         for page in fetch_pages(stream, client, windows, key_batches, options.prefetch_pages, stats=fetch_stats):
-            tables = page_to_tables(stream, page.records, page.partition)
+            tables = converter.convert(page.records, page.partition)
             writer.write(tables)
             result.pages += 1
             for name, table in tables.items():

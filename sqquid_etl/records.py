@@ -31,27 +31,36 @@ def arrow_schema(table: TableSpec) -> pa.Schema:
     return pa.schema([pa.field(c.name, ARROW_TYPES[c.type], nullable=c.nullable) for c in table.columns])
 
 
+class PageConverter:
+    """Turns the pages of one stream into Arrow tables. Holds the plan of the fast path: the
+    whole page is read in one call into an Arrow struct array typed by the schema (Arrow walks
+    the dicts in C++), and each table's columns are taken from it column by column (children
+    through the list offsets). A field whose values do not fit its Arrow type (the API sends a
+    number where the schema says text) is marked, and from then on read by Python for this
+    converter. A page that still does not fit goes through the record-by-record path, which
+    converts what can be and names the record and field of what cannot."""
+
+    def __init__(self, stream: StreamDefinition):
+        self.stream = stream
+        self._plan = _build_plan(stream, frozenset())
+
+    def convert(self, records: list[dict], partition_value: str | None = None) -> dict[str, pa.Table]:
+        """One Arrow table per destination table of the stream, for one page of records."""
+        for _ in range(2):
+            if self._plan is None:
+                break
+            try:
+                return _fast_page(self.stream, self._plan, records, partition_value)
+            except _FAST_ERRORS:
+                self._plan = _replan(self.stream, self._plan, records)
+        return _slow_page(self.stream, records, partition_value)
+
+
 def page_to_tables(
     stream: StreamDefinition, records: list[dict], partition_value: str | None = None
 ) -> dict[str, pa.Table]:
-    """One Arrow table per destination table of the stream, for one page of records.
-
-    Fast path: the whole page is read in one call into an Arrow struct array typed by the
-    schema (Arrow walks the dicts in C++), and each table's columns are taken from it column by
-    column (children through the list offsets). A field whose values do not fit its Arrow type
-    (the API sends a number where the schema says text) is marked, and from then on read by
-    Python for this stream. A page that still does not fit goes through the record-by-record
-    path, which converts what can be and names the record and field of what cannot.
-    """
-    plan = _plan_for(stream)
-    for _ in range(2):
-        if plan is None:
-            break
-        try:
-            return _fast_page(stream, plan, records, partition_value)
-        except _FAST_ERRORS:
-            plan = _replan(stream, plan, records)
-    return _slow_page(stream, records, partition_value)
+    """One page converted on its own (a converter for a single page; runs keep one converter)."""
+    return PageConverter(stream).convert(records, partition_value)
 
 
 def _slow_page(stream: StreamDefinition, records: list[dict], partition_value: str | None) -> dict[str, pa.Table]:
@@ -107,25 +116,6 @@ class _Plan:
     python: frozenset  # FieldKeys read by Python (values that do not fit their Arrow type)
 
 
-# plans per stream definition object (a field once found not to fit stays read by Python)
-_PLANS: dict[int, tuple[StreamDefinition, _Plan | None]] = {}
-
-
-def _plan_for(stream: StreamDefinition) -> _Plan | None:
-    cached = _PLANS.get(id(stream))
-    if cached is not None and cached[0] is stream:
-        return cached[1]
-    plan = _build_plan(stream, frozenset())
-    _remember(stream, plan)
-    return plan
-
-
-def _remember(stream: StreamDefinition, plan: _Plan | None) -> None:
-    if len(_PLANS) > 64:  # definitions loaded again and again (tests): keep the cache small
-        _PLANS.clear()
-    _PLANS[id(stream)] = (stream, plan)
-
-
 def _build_plan(stream: StreamDefinition, python: frozenset) -> _Plan | None:
     """The struct type a page is read as, or None where the fast path cannot apply (json
     columns, a field read with two types, a nested list that is also a field)."""
@@ -165,9 +155,7 @@ def _replan(stream: StreamDefinition, plan: _Plan, records: list[dict]) -> _Plan
             return None
     if not bad:
         return None
-    new = _build_plan(stream, plan.python | bad)
-    _remember(stream, new)
-    return new
+    return _build_plan(stream, plan.python | bad)
 
 
 def _values(records: list[dict], path: str | None, source: str) -> list:

@@ -1,4 +1,4 @@
-"""sqquid-etl without a destination: fetch_pages + page_to_tables for orders and products
+"""sqquid-etl without a destination: fetch_pages + PageConverter for orders and products
 (the client-side work this package owns: HTTP, JSON, pagination, Arrow conversion).
 
     python bench/contenders/sqquid_fetch_arrow.py URL [STREAM ...]
@@ -9,7 +9,7 @@ import sys
 from sqquid_etl.client import Credentials, SqquidClient
 from sqquid_etl.definitions import load_definitions
 from sqquid_etl.fetch import fetch_pages
-from sqquid_etl.records import page_to_tables
+from sqquid_etl.records import PageConverter
 
 url = sys.argv[1]
 streams = sys.argv[2:] or ["orders", "products"]
@@ -17,7 +17,8 @@ defs = load_definitions()
 rows = {}
 with SqquidClient(Credentials(api_key="sandbox-api-key"), url, rate=None) as client:
     for name in streams:
+        converter = PageConverter(defs[name])
         for page in fetch_pages(defs[name], client, {None: None}, None):
-            for table, data in page_to_tables(defs[name], page.records, page.partition).items():
+            for table, data in converter.convert(page.records, page.partition).items():
                 rows[table] = rows.get(table, 0) + data.num_rows
 print(rows)
