@@ -74,8 +74,11 @@ def parquet_tables(root: Path, tables: list[str] | None = None) -> dict[str, lis
         }
 
 
-def assert_tables_equal(actual: dict, expected: dict) -> None:
-    for table, rows in expected.items():
+def assert_tables_equal(actual: dict, expected: dict, tables: list[str] | None = None) -> None:
+    """Every table (or the given ones) holds exactly the expected rows: none missing, none extra,
+    no key twice."""
+    for table in tables if tables is not None else list(expected):
+        rows = expected[table]
         got = actual[table]
         missing = set(rows) - set(got)
         extra = set(got) - set(rows)
