@@ -23,12 +23,9 @@ from .errors import ApiError, AuthError, ConfigError
 from .pacing import LeakyBucketPacer
 from .redaction import SECRETS
 
-try:  # optional: decodes response bodies ~1.3-1.5x faster than the standard library (bench/convert.py)
-    import orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    orjson = None
-
 log = logging.getLogger(__name__)
+
+Decoder = Callable[[bytes], Any]
 
 DEFAULT_BASE_URL = "https://api.sqquid.com"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -203,8 +200,10 @@ class SqquidClient:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        return self.request("GET", path, params=params)
+    def get(self, path: str, params: dict[str, Any] | None = None, *, decode: Decoder | None = None) -> Any:
+        """GET and decode the body (JSON; or by `decode`, which raises ValueError on a body that is
+        not JSON, so a truncated answer is retried like any transient failure)."""
+        return self.request("GET", path, params=params, decode=decode)
 
     def patch(self, path: str, body: Any) -> Any:
         return self.request("PATCH", path, json_body=body)
@@ -216,7 +215,13 @@ class SqquidClient:
         return self.request("DELETE", path)
 
     def request(
-        self, method: str, path: str, *, params: dict[str, Any] | None = None, json_body: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        decode: Decoder | None = None,
     ) -> Any:
         """Send an authenticated request and return its decoded JSON body.
 
@@ -224,10 +229,10 @@ class SqquidClient:
         """
         token = self._ensure_token()
         try:
-            return self._send(method, path, params, json_body, authenticated=True, token=token)
+            return self._send(method, path, params, json_body, authenticated=True, token=token, decode=decode)
         except AuthError:
             token = self._ensure_token(stale=token)
-            return self._send(method, path, params, json_body, authenticated=True, token=token)
+            return self._send(method, path, params, json_body, authenticated=True, token=token, decode=decode)
 
     def _send(
         self,
@@ -238,6 +243,7 @@ class SqquidClient:
         *,
         authenticated: bool,
         token: str | None = None,
+        decode: Decoder | None = None,
     ) -> Any:
         endpoint = f"{method} {path}"
         url = self.base_url + path
@@ -280,7 +286,7 @@ class SqquidClient:
                     )
                 else:
                     try:
-                        return _loads(response.content) if response.content else None
+                        return (decode or json.loads)(response.content) if response.content else None
                     except ValueError as exc:
                         last_problem = f"unparseable JSON ({exc})"
             except TRANSIENT_ERRORS as exc:
@@ -310,17 +316,6 @@ class SqquidClient:
         with self._stats_lock:
             for name, value in increments.items():
                 setattr(self.stats, name, getattr(self.stats, name) + value)
-
-
-def _loads(data: bytes) -> Any:
-    """Decode a JSON body: with orjson when installed, else (or when orjson refuses, e.g. an
-    integer beyond 64 bits) with the standard library, whose error is the one reported."""
-    if orjson is not None:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data)
 
 
 def _retry_after(response: requests.Response) -> float | None:

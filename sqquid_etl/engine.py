@@ -12,14 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-import pyarrow.compute as pc
 
 from .client import SqquidClient
 from .definitions import StreamDefinition
 from .destinations.base import Destination, RunRecord
 from .errors import SqquidError
 from .fetch import FetchStats, count_records, fetch_pages, key_batches_for
-from .records import PageConverter
+from .records import PageConverter, column_max
 from .state import NO_PARTITION, StreamState, format_timestamp, later, window_start
 
 log = logging.getLogger(__name__)
@@ -98,14 +97,16 @@ def run_stream(
         result.windows = {p: format_timestamp(w) if w else None for p, w in windows.items()}
         fetch_stats = FetchStats()
         converter = PageConverter(stream)
-        for page in fetch_pages(stream, client, windows, key_batches, options.prefetch_pages, stats=fetch_stats):
+        pages = fetch_pages(stream, client, windows, key_batches, options.prefetch_pages, stats=fetch_stats,
+                            decode=converter.decode)
+        for page in pages:
             tables = converter.convert(page.records, page.partition)
             writer.write(tables)
             result.pages += 1
             for name, table in tables.items():
                 result.rows[name] = result.rows.get(name, 0) + table.num_rows
             if stream.cursor:
-                page_max = pc.max(tables[stream.tables[0].name][stream.cursor.field]).as_py()
+                page_max = column_max(tables[stream.tables[0].name][stream.cursor.field])
                 current = maxima.get(page.partition)
                 if page_max is not None and (current is None or page_max > current):
                     maxima[page.partition] = page_max

@@ -15,14 +15,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
 from .client import SqquidClient
 from .definitions import StreamDefinition
 from .destinations.base import Destination
 from .errors import ConfigError, SchemaError
-from .paginate import PaginationStrategy, make_paginator
+from .paginate import ENVELOPE_FIELDS, PaginationStrategy, make_paginator
+from .records import ArrowPage, page_records
 from .state import format_param
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Page:
-    records: list[dict]
+    records: list[dict] | ArrowPage  # decoded by Python, or read by Arrow (`PageConverter.decode`)
     partition: str | None
 
 
@@ -57,6 +58,7 @@ def fetch_pages(
     *,
     concurrency: int | None = None,
     stats: FetchStats | None = None,
+    decode: Callable[..., Any] | None = None,
 ) -> Iterator[Page]:
     """Every page of the stream, in order.
 
@@ -66,14 +68,34 @@ def fetch_pages(
     Pages whose existence is known (an offset list's `total`, a page-number list's /count) are
     fetched concurrently; beyond that, page-number lists speculate a few pages ahead and
     discard those past the first short page. `concurrency=1` fetches one page at a time,
-    `prefetch` pages ahead in a thread.
+    `prefetch` pages ahead in a thread. `decode(body, meta)` decodes a list response in the
+    fetch threads (`PageConverter.decode`: straight into Arrow); by default, JSON into dicts.
     """
     stats = stats if stats is not None else FetchStats()
     workers = concurrency if concurrency is not None else default_concurrency(client)
     listings = _listings(stream, windows, key_batches)
+    get_page = _page_getter(stream, client, decode)
     if workers <= 1:
-        return _prefetch(_sequential_pages(stream, client, listings, stats), prefetch)
-    return _ConcurrentFetch(stream, client, listings, workers, workers + max(0, prefetch), stats).pages()
+        return _prefetch(_sequential_pages(get_page, listings, stats), prefetch)
+    return _ConcurrentFetch(stream, client, get_page, listings, workers, workers + max(0, prefetch), stats).pages()
+
+
+PageGetter = Callable[[dict[str, Any]], "tuple[list[dict] | ArrowPage, Any]"]
+
+
+def _page_getter(stream: StreamDefinition, client: SqquidClient, decode: Callable[..., Any] | None) -> PageGetter:
+    """GET one page of the stream: its records and what the paginator reads of the envelope."""
+
+    def get_page(params: dict[str, Any]) -> tuple[list[dict] | ArrowPage, Any]:
+        if decode is None:
+            body = client.get(stream.path, params)
+        else:
+            body = client.get(stream.path, params, decode=lambda data: decode(data, ENVELOPE_FIELDS))
+        if isinstance(body, ArrowPage):
+            return body, body.meta
+        return page_records(stream, body), body
+
+    return get_page
 
 
 def default_concurrency(client: SqquidClient) -> int:
@@ -117,17 +139,14 @@ def _listings(
     return out
 
 
-def _sequential_pages(
-    stream: StreamDefinition, client: SqquidClient, listings: list[_Listing], stats: FetchStats
-) -> Iterator[Page]:
+def _sequential_pages(get_page: PageGetter, listings: list[_Listing], stats: FetchStats) -> Iterator[Page]:
     """Every page of the stream: per listing, page by page."""
     for listing in listings:
         paginator = listing.paginator
         page_params = paginator.first_params()
         while True:
             stats.requests += 1
-            body = client.get(stream.path, {**listing.params, **page_params})
-            records = _records(stream, body)
+            records, body = get_page({**listing.params, **page_params})
             stats.pages += 1
             yield Page(records, listing.partition)
             if not paginator.advance(records, body):
@@ -142,7 +161,7 @@ class _Slot:
         self.started = False
         self.cancelled = False
         self.done = False
-        self.records: list[dict] | None = None
+        self.records: list[dict] | ArrowPage | None = None
         self.error: BaseException | None = None
 
 
@@ -183,10 +202,11 @@ class _ConcurrentFetch:
 
     SPECULATE_MAX = 8  # page-number lists without a known end: at most this many pages ahead
 
-    def __init__(self, stream: StreamDefinition, client: SqquidClient, listings: list[_Listing],
-                 workers: int, window: int, stats: FetchStats):
+    def __init__(self, stream: StreamDefinition, client: SqquidClient, get_page: PageGetter,
+                 listings: list[_Listing], workers: int, window: int, stats: FetchStats):
         self.stream = stream
         self.client = client
+        self.get_page = get_page
         self.listings = listings
         self.window = max(1, window)
         self.stats = stats
@@ -281,12 +301,11 @@ class _ConcurrentFetch:
                 return
             slot.started = True
             self.stats.requests += 1
-        records: list[dict] | None = None
+        records: list[dict] | ArrowPage | None = None
         body: Any = None
         error: BaseException | None = None
         try:
-            body = self.client.get(self.stream.path, params)
-            records = _records(self.stream, body)
+            records, body = self.get_page(params)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer in page order
             error = exc
         with self.cond:
@@ -364,19 +383,6 @@ class _ConcurrentFetch:
                 self.stats.counts[listing.partition] = value
             self._fill()
             self.cond.notify_all()
-
-
-def _records(stream: StreamDefinition, body: Any) -> list[dict]:
-    if stream.envelope is None:
-        records = body
-    elif isinstance(body, dict) and stream.envelope in body:
-        records = body[stream.envelope]
-    else:
-        found = list(body)[:5] if isinstance(body, dict) else type(body).__name__
-        raise SchemaError(f"stream {stream.name!r}: GET {stream.path} answered without the {stream.envelope!r} envelope (got {found})")
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise SchemaError(f"stream {stream.name!r}: GET {stream.path} envelope {stream.envelope!r} is not a list of records")
-    return records
 
 
 def window_params(stream: StreamDefinition, partition: str | None, begin: datetime | None) -> dict[str, Any]:

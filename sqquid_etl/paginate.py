@@ -17,6 +17,10 @@ from typing import Any, Protocol
 from .definitions import Paginator
 
 
+# the envelope's fields (besides the records) that paginators read
+ENVELOPE_FIELDS = ("total", "limit")
+
+
 class PaginationStrategy(Protocol):
     def first_params(self) -> dict[str, Any]: ...
 

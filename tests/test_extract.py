@@ -3,6 +3,9 @@ DuckDB and in Parquet; bad options touch nothing."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import duckdb
 import pytest
 from click.testing import CliRunner
@@ -83,11 +86,11 @@ def test_failure_mid_stream_keeps_old_data_and_state(sandbox, tmp_path):
     calls = {"n": 0}
     real_get = client.get
 
-    def failing_get(path, params=None):
+    def failing_get(path, params=None, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt("simulated crash")
-        return real_get(path, params)
+        return real_get(path, params, **kwargs)
 
     client.get = failing_get
     with pytest.raises(KeyboardInterrupt):
@@ -152,3 +155,24 @@ def test_inventory_without_products_is_a_clear_error(sandbox, tmp_path):
     result = extract(["inventory"], duckdb=tmp_path / "s.duckdb", client=make_client(sandbox))
     assert not result.ok
     assert "has not been extracted yet" in result.stream("inventory").message
+
+
+def test_an_extract_reads_pages_with_arrow_and_never_imports_pandas(make_sandbox, tmp_path):
+    """Bodies are read by Arrow's JSON reader, and nothing on the extract path builds Arrow
+    data from Python values: pyarrow would import pandas for it (~50 MB of memory)."""
+    sandbox = make_sandbox(orders=600, products=200)
+    script = (
+        "import sys\n"
+        "from sqquid_etl import records\n"
+        "from sqquid_etl.pipeline import extract\n"
+        "kinds = []\n"
+        "real = records.PageConverter.convert\n"
+        "records.PageConverter.convert = lambda self, page, *a: kinds.append(type(page).__name__) or real(self, page, *a)\n"
+        "for target in ({'duckdb': sys.argv[2] + '/s.duckdb'}, {'parquet': sys.argv[2] + '/lake'}):\n"
+        "    assert extract(base_url=sys.argv[1], api_key=sys.argv[3], rate=None, **target).ok\n"
+        "print(sorted(set(kinds)), 'pandas' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, sandbox.url, str(tmp_path), API_KEY],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "['ArrowPage'] False"

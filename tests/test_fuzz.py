@@ -3,6 +3,7 @@ a traceback; malformed API records are handled per the schema."""
 
 from __future__ import annotations
 
+import json
 
 import pandas as pd
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from sqquid_etl.client import ClientStats
 from sqquid_etl.definitions import load_definitions
 from sqquid_etl.errors import InputError, SchemaError
-from sqquid_etl.records import page_to_tables
+from sqquid_etl.records import ArrowPage, PageConverter, page_records, page_to_tables
 from sqquid_etl.reverse import load_inventory
 
 INT32_MAX = 2**31 - 1
@@ -138,3 +139,59 @@ def test_missing_keys_become_null_and_unknown_fields_are_dropped():
     row = tables["orders"].to_pylist()[0]
     assert row["id"] == 5 and row["total"] is None and "brand_new_field" not in row
     assert tables["order_items"].num_rows == 0
+
+
+item_values = st.one_of(st.none(), st.integers(), st.text(max_size=4), st.booleans(), st.floats())
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    records=st.lists(
+        st.fixed_dictionaries(
+            {"id": st.integers(min_value=1, max_value=10**6), "created_at": st.just("2024-01-01T00:00:00.000Z")},
+            optional={
+                "external_id": record_values,
+                "total": st.one_of(st.just("1.50"), record_values),
+                "order_items": st.one_of(
+                    st.lists(st.dictionaries(st.sampled_from(["id", "sku", "qty", "store_id", "price"]), item_values), max_size=3),
+                    record_values,
+                ),
+            },
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_pages_read_by_arrow_from_the_body_equal_pages_read_from_dicts(records):
+    """The fetch threads read bodies straight into Arrow (`PageConverter.decode`); whatever the
+    body holds, the tables (or the SchemaError) are those of the record-by-record reading."""
+    stream = load_definitions()["orders"]
+    body = json.dumps({"Orders": records}).encode()
+    try:
+        expected = page_to_tables(stream, records)
+    except SchemaError as exc:
+        expected = exc
+    converter = PageConverter(stream)
+    try:
+        decoded = converter.decode(body)
+        actual = converter.convert(decoded if isinstance(decoded, ArrowPage) else page_records(stream, decoded))
+    except SchemaError as exc:
+        actual = exc
+    if isinstance(expected, SchemaError):
+        assert isinstance(actual, SchemaError) and str(actual) == str(expected)
+    else:
+        assert not isinstance(actual, SchemaError), actual
+        assert {k: t.to_pylist() for k, t in actual.items()} == {k: t.to_pylist() for k, t in expected.items()}
+
+
+def test_text_fields_sent_as_numbers_are_learned_and_read_by_arrow():
+    stream = load_definitions()["orders"]
+    converter = PageConverter(stream)
+    page = {"Orders": [{"id": 1, "created_at": "2024-01-01T00:00:00.000Z", "order_items": [{"id": 7, "store_id": 3}]}]}
+    decoded = converter.decode(json.dumps(page).encode())
+    assert isinstance(decoded, ArrowPage)  # learned from the page itself, which Arrow then read
+    assert converter.convert(decoded)["order_items"].to_pylist()[0]["store_id"] == "3"
+    page["Orders"][0]["order_items"][0]["store_id"] = 3.5  # not an integer: read from dicts, as text
+    decoded = converter.decode(json.dumps(page).encode())
+    assert not isinstance(decoded, ArrowPage)
+    assert converter.convert(decoded["Orders"])["order_items"].to_pylist()[0]["store_id"] == "3.5"

@@ -43,11 +43,11 @@ def test_token_expiry_mid_run_is_exact(make_sandbox, tmp_path):
     calls = {"n": 0}
     real_get = client.get
 
-    def get(path, params=None):
+    def get(path, params=None, **kwargs):
         calls["n"] += 1
         if calls["n"] % 9 == 0:
             sandbox.expire_tokens()
-        return real_get(path, params)
+        return real_get(path, params, **kwargs)
 
     client.get = get
     result = extract(duckdb=tmp_path / "s.duckdb", client=client)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,7 +48,12 @@ SEQ = "_sqquid_seq"  # staging column: arrival order, so the last version of a k
 
 def number_rows(data: pa.Table, start: int) -> pa.Table:
     """The page with its arrival order in a SEQ column, numbered from `start`."""
-    return data.append_column(SEQ, pa.array(range(start, start + data.num_rows), pa.int64()))
+    return data.append_column(SEQ, integer_range(start, data.num_rows))
+
+
+def integer_range(start: int, n: int) -> pa.Array:
+    """start, start + 1, ... (n values), built from a buffer (`pa.array` would import pandas)."""
+    return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(array.array("q", range(start, start + n)))])
 
 
 FLUSH_ROWS = int(os.environ.get("SQQUID_FLUSH_ROWS", "10000"))

@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from ..definitions import StreamDefinition, TableSpec
@@ -140,7 +141,11 @@ class ParquetDestination:
 
     def record_run(self, run: RunRecord) -> None:
         row = run.as_row()
-        table = pa.Table.from_pylist([row], schema=_RUNS_SCHEMA)
+        # read from a JSON line: `pa.Table.from_pylist` would make pyarrow import pandas (~50 MB)
+        table = pa_json.read_json(
+            pa.BufferReader(json.dumps(row).encode()),
+            parse_options=pa_json.ParseOptions(explicit_schema=_RUNS_SCHEMA, unexpected_field_behavior="error"),
+        ).select(_RUNS_SCHEMA.names)
         target = self.root / RUNS_DIR / f"{run.run_id}-{run.stream}.parquet"
         tmp = target.with_name(f".{target.name}.tmp")
         pq.write_table(table, tmp)

@@ -51,7 +51,7 @@ class ParquetStage:
         for table in self.stream.tables:
             self._append(table.name, self._buffer.take(table.name))
             if table.name not in self._writers and not self.path(table.name).exists():
-                empty = arrow_schema(table).empty_table().append_column(SEQ, pa.array([], pa.int64()))
+                empty = arrow_schema(table).empty_table().append_column(SEQ, pa.nulls(0, pa.int64()))
                 self._append(table.name, empty)
         for writer in self._writers.values():
             writer.close()
