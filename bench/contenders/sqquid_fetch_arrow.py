@@ -18,7 +18,7 @@ rows = {}
 with SqquidClient(Credentials(api_key="sandbox-api-key"), url, rate=None) as client:
     for name in streams:
         converter = PageConverter(defs[name])
-        for page in fetch_pages(defs[name], client, {None: None}, None):
+        for page in fetch_pages(defs[name], client, {None: None}, None, decode=converter.decode):
             for table, data in converter.convert(page.records, page.partition).items():
                 rows[table] = rows.get(table, 0) + data.num_rows
 print(rows)

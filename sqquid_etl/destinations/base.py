@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from ..definitions import StreamDefinition
+from ..definitions import StreamDefinition, TableSpec
 from ..errors import StateError
 from ..state import StreamState
 
@@ -89,6 +89,21 @@ class PageBuffer:
     def clear(self) -> None:
         for name in self._pages:
             self._pages[name], self._rows[name] = [], 0
+
+
+def latest_versions_sql(staged: str, table: TableSpec, conn: Any) -> str:
+    """SQL selecting the staged rows of a table, one per primary key: the last version where a
+    key came twice (records that changed while the stream was paged), else all of them without
+    ranking. Both queries spill to disk under DuckDB's memory limit (a GROUP BY and a window)."""
+    columns = ", ".join(quote_identifier(c) for c in table.column_names)
+    keys = ", ".join(quote_identifier(k) for k in table.primary_key)
+    twice = conn.execute(f"SELECT 1 FROM {staged} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1").fetchall()
+    if not twice:
+        return f"SELECT {columns} FROM {staged}"
+    return (
+        f"SELECT {columns} FROM (SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ} DESC) AS _rn "
+        f"FROM {staged}) WHERE _rn = 1"
+    )
 
 
 def quote_identifier(name: str) -> str:

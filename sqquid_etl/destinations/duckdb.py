@@ -15,7 +15,7 @@ import pyarrow as pa
 from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
 from ..state import StreamState
-from .base import MEMORY_LIMIT, SEQ, RunRecord, check_columns, quote_identifier, where_clause
+from .base import MEMORY_LIMIT, SEQ, RunRecord, check_columns, latest_versions_sql, quote_identifier, where_clause
 from .staging import ParquetStage
 
 STATE_TABLE = "_sqquid_state"
@@ -183,16 +183,7 @@ class DuckDBStreamWriter:
     def _merge(self, table: TableSpec, staged: dict[str, str], parent: TableSpec | None) -> None:
         stage = staged[table.name]
         target = q(table.name)
-        columns = ", ".join(q(c) for c in table.column_names)
-        keys = ", ".join(q(k) for k in table.primary_key)
-        total, distinct = self.conn.execute(f"SELECT count(*), count(DISTINCT ({keys})) FROM {stage}").fetchall()[0]
-        if total == distinct:  # the usual case: no key came twice, no need to rank versions
-            latest = f"SELECT {columns} FROM {stage}"
-        else:
-            latest = (
-                f"SELECT {columns} FROM (SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ} DESC) AS _rn "
-                f"FROM {stage}) WHERE _rn = 1"
-            )
+        latest = latest_versions_sql(stage, table, self.conn)
         if not self._was_empty[table.name]:
             match = " AND ".join(f"{target}.{q(k)} = s.{q(k)}" for k in table.primary_key)
             self.conn.execute(f"DELETE FROM {target} USING {stage} s WHERE {match}")

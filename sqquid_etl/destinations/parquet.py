@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
 from ..state import StreamState
-from .base import MEMORY_LIMIT, RUN_COLUMNS, SEQ, RunRecord, check_columns, quote_identifier, where_clause
+from .base import MEMORY_LIMIT, RUN_COLUMNS, RunRecord, check_columns, latest_versions_sql, quote_identifier, where_clause
 from .staging import ParquetStage, sql_path
 
 STATE_FILE = "_sqquid_state.json"
@@ -247,13 +247,8 @@ class ParquetStreamWriter:
         commit_id = f"{run_id}-{uuid.uuid4().hex[:8]}"  # unique even when a run commits a stream twice
         generation = self.dest.root / META_DIR / "generations" / table.name / commit_id
         generation.mkdir(parents=True, exist_ok=False)
-        columns = ", ".join(_q(c) for c in table.column_names)
-        keys = ", ".join(_q(k) for k in table.primary_key)
         staged = self._staged(table)
-        self.sql.execute(
-            f"CREATE OR REPLACE TEMP VIEW _new AS SELECT {columns} FROM (SELECT *, row_number() OVER "
-            f"(PARTITION BY {keys} ORDER BY {SEQ} DESC) AS _rn FROM {staged}) WHERE _rn = 1"
-        )
+        self.sql.execute(f"CREATE OR REPLACE TEMP VIEW _new AS {latest_versions_sql(staged, table, self.sql)}")
         current = None if self.replace else self.dest._current_generation(table.name)
         old_files = sorted(current.glob("*.parquet")) if current else []
         drop = " AND ".join(f"o.{_q(k)} IS NOT DISTINCT FROM n.{_q(k)}" for k in table.primary_key)

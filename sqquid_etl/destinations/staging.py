@@ -42,7 +42,7 @@ class ParquetStage:
         writer = self._writers.get(name)
         if writer is None:
             # uncompressed: staged files live for one run, and compressing them costs CPU twice
-            writer = self._writers[name] = pq.ParquetWriter(self.path(name), batch.schema, compression="none")
+            writer = self._writers[name] = pq.ParquetWriter(self.path(name), batch.schema, compression="none", use_dictionary=False, write_statistics=False)
         writer.write_table(batch)
 
     def finish(self) -> None:
@@ -63,8 +63,11 @@ class ParquetStage:
         return f"read_parquet({sql_path(self.path(table))})"
 
     def discard(self) -> None:
+        """Drop the staged pages (idempotent: a failed commit and its caller may both discard)."""
         self._buffer.clear()
         try:
-            self.finish()
+            for writer in self._writers.values():
+                writer.close()
         finally:
+            self._writers.clear()
             shutil.rmtree(self.directory, ignore_errors=True)
