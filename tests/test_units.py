@@ -167,3 +167,19 @@ def test_wrong_type_is_a_clear_schema_error():
         page_to_tables(defs["orders"], [{"id": 1, "created_at": "not a date"}])
     with pytest.raises(SchemaError, match="key column 'id' is null"):
         page_to_tables(defs["orders"], [{"id": None, "created_at": "2017-01-01T00:00:00Z"}])
+
+
+def test_latest_versions_keep_the_last_arrival_of_a_repeated_key():
+    import duckdb
+
+    from sqquid_etl.definitions import Column, TableSpec
+    from sqquid_etl.destinations.base import SEQ, latest_versions_sql
+
+    table = TableSpec(name="t", primary_key=("id",), columns=(Column("id", "integer", "id", nullable=False), Column("v", "string", "v")))
+    conn = duckdb.connect()
+    conn.execute(f"CREATE TABLE staged AS SELECT * FROM (VALUES (1, 'old', 0), (2, 'only', 1), (1, 'new', 2), (3, 'x', 3), (1, 'newest', 4)) t(id, v, {SEQ})")
+    assert sorted(conn.execute(latest_versions_sql("staged", table, conn)).fetchall()) == [(1, "newest"), (2, "only"), (3, "x")]
+    conn.execute(f"DELETE FROM staged WHERE v IN ('new', 'newest')")
+    sql = latest_versions_sql("staged", table, conn)
+    assert "NOT EXISTS" not in sql  # no key came twice: no join at all
+    assert sorted(conn.execute(sql).fetchall()) == [(1, "old"), (2, "only"), (3, "x")]

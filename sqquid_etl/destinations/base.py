@@ -58,7 +58,16 @@ def integer_range(start: int, n: int) -> pa.Array:
 
 FLUSH_ROWS = int(os.environ.get("SQQUID_FLUSH_ROWS", "10000"))
 # DuckDB (the destination, and the engine of Parquet merges) spills to disk beyond this
-MEMORY_LIMIT = os.environ.get("SQQUID_DUCKDB_MEMORY_LIMIT", "512MB")
+MEMORY_LIMIT = os.environ.get("SQQUID_DUCKDB_MEMORY_LIMIT", "64MB")
+# DuckDB's threads: each holds its own buffers, and an extract's wall time is the API's rate
+DUCKDB_THREADS = int(os.environ.get("SQQUID_DUCKDB_THREADS", "1"))
+
+
+def tune_duckdb(conn: Any) -> None:
+    """Settings for a connection that merges staged pages: bounded memory, spilling beyond it."""
+    conn.execute("SET preserve_insertion_order = false")
+    conn.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    conn.execute(f"SET threads = {DUCKDB_THREADS}")
 
 
 class PageBuffer:
@@ -92,17 +101,19 @@ class PageBuffer:
 
 
 def latest_versions_sql(staged: str, table: TableSpec, conn: Any) -> str:
-    """SQL selecting the staged rows of a table, one per primary key: the last version where a
-    key came twice (records that changed while the stream was paged), else all of them without
-    ranking. Both queries spill to disk under DuckDB's memory limit (a GROUP BY and a window)."""
+    """SQL selecting the staged rows of a table, one per primary key: where a key came twice
+    (records that changed while the stream was paged) its last version, found by an anti-join
+    with the few keys that came twice; else every row as it is. Memory stays within DuckDB's
+    limit: the GROUP BY spills, and the join's build side holds only the repeated keys."""
     columns = ", ".join(quote_identifier(c) for c in table.column_names)
     keys = ", ".join(quote_identifier(k) for k in table.primary_key)
-    twice = conn.execute(f"SELECT 1 FROM {staged} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1").fetchall()
-    if not twice:
+    repeated = f"SELECT {keys}, max({SEQ}) AS _last FROM {staged} GROUP BY {keys} HAVING count(*) > 1"
+    if not conn.execute(f"SELECT 1 FROM ({repeated}) LIMIT 1").fetchall():
         return f"SELECT {columns} FROM {staged}"
+    match = " AND ".join(f"r.{quote_identifier(k)} = s.{quote_identifier(k)}" for k in table.primary_key)
     return (
-        f"SELECT {columns} FROM (SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {SEQ} DESC) AS _rn "
-        f"FROM {staged}) WHERE _rn = 1"
+        f"SELECT {columns} FROM {staged} s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM ({repeated}) r WHERE {match} AND s.{SEQ} < r._last)"
     )
 
 

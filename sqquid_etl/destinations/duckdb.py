@@ -15,7 +15,7 @@ import pyarrow as pa
 from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
 from ..state import StreamState
-from .base import MEMORY_LIMIT, SEQ, RunRecord, check_columns, latest_versions_sql, quote_identifier, where_clause
+from .base import SEQ, RunRecord, check_columns, latest_versions_sql, quote_identifier, tune_duckdb, where_clause
 from .staging import ParquetStage
 
 STATE_TABLE = "_sqquid_state"
@@ -43,8 +43,7 @@ class DuckDBDestination:
             raise ConfigError(f"cannot open DuckDB file {self.path}: {exc}") from None
         except duckdb.Error as exc:
             raise ConfigError(f"cannot open DuckDB file {self.path}: {exc}") from None
-        self.conn.execute("SET preserve_insertion_order = false")
-        self.conn.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")  # spill to disk rather than grow with the extract
+        tune_duckdb(self.conn)  # spill to disk rather than grow with the extract
         self.staging_dir = self.path.with_name(self.path.name + ".staging")
         if not read_only:
             shutil.rmtree(self.staging_dir, ignore_errors=True)  # a crashed run's pages (we hold the lock)

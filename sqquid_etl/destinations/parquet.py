@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
 from ..state import StreamState
-from .base import MEMORY_LIMIT, RUN_COLUMNS, RunRecord, check_columns, latest_versions_sql, quote_identifier, where_clause
+from .base import RUN_COLUMNS, RunRecord, check_columns, latest_versions_sql, quote_identifier, tune_duckdb, where_clause
 from .staging import ParquetStage, sql_path
 
 STATE_FILE = "_sqquid_state.json"
@@ -86,8 +86,7 @@ class ParquetDestination:
         self.sql = duckdb.connect()
         spill = self.root / META_DIR / "spill"
         self.sql.execute(f"SET temp_directory = {_sql_path(spill)}")
-        self.sql.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-        self.sql.execute("SET preserve_insertion_order = false")
+        tune_duckdb(self.sql)
         self._clean_leftovers()
 
     # -- layout -----------------------------------------------------------------------------------
