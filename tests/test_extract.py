@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from sqquid_etl import extract
 from sqquid_etl.cli import main
+from sqquid_etl.errors import ConfigError
 from tests.support import API_KEY, make_client
 from tests.expected import assert_tables_equal, duckdb_tables, expected_tables, parquet_tables
 
@@ -176,3 +177,13 @@ def test_an_extract_reads_pages_with_arrow_and_never_imports_pandas(make_sandbox
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[-2] == "['ArrowPage'] False"
+
+
+@pytest.mark.parametrize("variable, value", [("SQQUID_DUCKDB_MEMORY_LIMIT", "lots"), ("SQQUID_DUCKDB_THREADS", "0"),
+                                             ("SQQUID_FLUSH_ROWS", "ten")])
+def test_a_bad_tuning_variable_is_refused_before_anything_is_requested(sandbox, tmp_path, monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    client = make_client(sandbox)
+    with pytest.raises(ConfigError, match=variable):
+        extract(duckdb=tmp_path / "s.duckdb", client=client)
+    assert client.stats.requests == 0 and not (tmp_path / "s.duckdb").exists()

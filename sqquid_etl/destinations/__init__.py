@@ -6,13 +6,15 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError
-from .base import Destination
+from .base import Destination, check_tuning
 
 
 def check_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None) -> None:
-    """Refuse a destination that cannot be written, before anything is requested or created."""
+    """Refuse a destination that cannot be written, or tuning variables that do not parse,
+    before anything is requested or created."""
     if duckdb and parquet:
         raise ConfigError("give either --duckdb or --parquet, not both")
+    check_tuning()
     if parquet:
         path, option = Path(parquet), "--parquet"
     else:

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+import duckdb
 import pyarrow as pa
 
 from ..definitions import StreamDefinition, TableSpec
-from ..errors import StateError
+from ..errors import ConfigError, StateError
 from ..state import StreamState
 
 RUN_COLUMNS = (
@@ -56,26 +57,41 @@ def integer_range(start: int, n: int) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(array.array("q", range(start, start + n)))])
 
 
-FLUSH_ROWS = int(os.environ.get("SQQUID_FLUSH_ROWS", "10000"))
-# DuckDB (the destination, and the engine of Parquet merges) spills to disk beyond this
-MEMORY_LIMIT = os.environ.get("SQQUID_DUCKDB_MEMORY_LIMIT", "64MB")
-# DuckDB's threads: each holds its own buffers, and an extract's wall time is the API's rate
-DUCKDB_THREADS = int(os.environ.get("SQQUID_DUCKDB_THREADS", "1"))
+def positive_setting(name: str, default: int) -> int:
+    """A whole-number tuning variable from the environment (a bad value is a ConfigError)."""
+    text = os.environ.get(name, str(default)).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"environment variable {name}={text!r}: must be a whole number, at least 1")
+    return int(text)
+
+
+def check_tuning() -> None:
+    """The tuning variables (SQQUID_FLUSH_ROWS, SQQUID_DUCKDB_*) parse, or a ConfigError says which does not."""
+    positive_setting("SQQUID_FLUSH_ROWS", 10000)
+    with duckdb.connect() as conn:
+        tune_duckdb(conn)
 
 
 def tune_duckdb(conn: Any) -> None:
-    """Settings for a connection that merges staged pages: bounded memory, spilling beyond it."""
+    """Settings for a connection that merges staged pages: memory bounded by
+    SQQUID_DUCKDB_MEMORY_LIMIT (default 64MB), spilling to disk beyond it, and
+    SQQUID_DUCKDB_THREADS threads (default 1: each holds its own buffers, and an extract's wall
+    time is the API's rate limit, not the merge)."""
     conn.execute("SET preserve_insertion_order = false")
-    conn.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-    conn.execute(f"SET threads = {DUCKDB_THREADS}")
+    limit = os.environ.get("SQQUID_DUCKDB_MEMORY_LIMIT", "64MB").strip()
+    try:
+        conn.execute("SET memory_limit = '" + limit.replace("'", "''") + "'")
+    except duckdb.Error as exc:
+        raise ConfigError(f"environment variable SQQUID_DUCKDB_MEMORY_LIMIT={limit!r}: {exc}") from None
+    conn.execute(f"SET threads = {positive_setting('SQQUID_DUCKDB_THREADS', 1)}")
 
 
 class PageBuffer:
-    """Collects numbered pages per table and hands them out in batches of about FLUSH_ROWS rows:
+    """Collects numbered pages per table and hands them out in batches of about SQQUID_FLUSH_ROWS rows:
     one write per batch instead of one per 250-record page, memory bounded by the batch."""
 
-    def __init__(self, tables: list[str], flush_rows: int = FLUSH_ROWS):
-        self.flush_rows = flush_rows
+    def __init__(self, tables: list[str], flush_rows: int | None = None):
+        self.flush_rows = flush_rows if flush_rows is not None else positive_setting("SQQUID_FLUSH_ROWS", 10000)
         self._seq = 0
         self._pages: dict[str, list[pa.Table]] = {name: [] for name in tables}
         self._rows: dict[str, int] = {name: 0 for name in tables}

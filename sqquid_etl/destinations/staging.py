@@ -1,5 +1,5 @@
 """Staging: a stream's pages, numbered in arrival order, in one Parquet file per table until the
-destination commits them. Written in batches of about FLUSH_ROWS rows, so memory is bounded by
+destination commits them. Written in batches of about SQQUID_FLUSH_ROWS rows, so memory is bounded by
 the batch and not by the stream; read back by DuckDB (`relation`) to merge."""
 
 from __future__ import annotations
