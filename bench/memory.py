@@ -3,7 +3,7 @@
     python bench/memory.py --orders 10000 100000 1000000
 
 For each size: a sandbox (own process, throttling off, 50 products) and the extract as a
-subprocess (bench/contenders/sqquid_orders.py) whose peak RSS comes from os.wait4.
+subprocess (`bench/contenders/sqquid.py ... orders`: the `sqquid-etl extract` command) whose peak RSS comes from os.wait4.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def main() -> None:
                 tmp = Path(tempfile.mkdtemp(prefix="sqquid-mem-"))
                 try:
                     cmd = ([sys.executable, HERE / "sqquid_fetch_arrow.py", url, "orders"] if dest == "none" else
-                           [sys.executable, HERE / "sqquid_orders.py", url, tmp / "out", dest])
+                           [sys.executable, HERE / "sqquid.py", url, tmp / "out", dest, "orders"])
                     r = run_wait4(cmd, env, pid)
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)

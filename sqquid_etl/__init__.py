@@ -1,14 +1,25 @@
 """sqquid-etl: extract the Sqquid retail API into DuckDB or Parquet, and load inventory back."""
 
+from typing import Any
+
 from .client import Credentials, SqquidClient
 from .errors import ApiError, AuthError, ConfigError, InputError, SchemaError, SqquidError, StateError
-from .pipeline import ExtractResult, extract
 
 __all__ = [
     "ApiError", "AuthError", "ConfigError", "Credentials", "ExtractResult", "InputError", "SchemaError",
     "SqquidClient", "SqquidError", "StateError", "extract", "load_inventory",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """`extract` and `ExtractResult` are imported on first use: importing the package (the CLI
+    does, first) does not load pyarrow and DuckDB, so the CLI can choose Arrow's allocator."""
+    if name in ("extract", "ExtractResult"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_inventory(*args, **kwargs):

@@ -13,7 +13,6 @@ from .definitions import load_definitions, select_streams
 from .destinations import check_destination, open_destination
 from .engine import ProgressCallback, RunOptions, StreamResult, new_run_id, run_stream
 from .reconcile import reconcile_stream
-from .records import memory_returned_to_the_system
 from .errors import ConfigError, SqquidError
 from .state import parse_duration, parse_timestamp
 
@@ -101,25 +100,24 @@ def extract(
         raise
     result = ExtractResult(run_id=new_run_id(), destination=str(parquet or duckdb or "sqquid.duckdb"))
     try:
-        with memory_returned_to_the_system():
-            for definition in selected:
-                stream_result = StreamResult(stream=definition.name)
-                try:
-                    stream_result = run_stream(definition, client, destination, options, result.run_id, progress)
-                    if reconcile:
-                        reconcile_stream(definition, client, destination, options, result.run_id, stream_result)
-                except SqquidError as exc:
-                    log.error("stream %s failed: %s", definition.name, exc)
-                    stream_result.status, stream_result.exit_code = "failed", exc.exit_code
-                    stream_result.message = str(exc)
-                result.streams.append(stream_result)
-                if stream_done:
-                    stream_done(stream_result)
-                if stream_result.status == "failed" and (stop_on_failure or stream_result.exit_code in (2, 3)):
-                    break
-            from .sql_views import install_views
+        for definition in selected:
+            stream_result = StreamResult(stream=definition.name)
+            try:
+                stream_result = run_stream(definition, client, destination, options, result.run_id, progress)
+                if reconcile:
+                    reconcile_stream(definition, client, destination, options, result.run_id, stream_result)
+            except SqquidError as exc:
+                log.error("stream %s failed: %s", definition.name, exc)
+                stream_result.status, stream_result.exit_code = "failed", exc.exit_code
+                stream_result.message = str(exc)
+            result.streams.append(stream_result)
+            if stream_done:
+                stream_done(stream_result)
+            if stream_result.status == "failed" and (stop_on_failure or stream_result.exit_code in (2, 3)):
+                break
+        from .sql_views import install_views
 
-            install_views(destination)  # DuckDB: the order_lines / available_to_sell views
+        install_views(destination)  # DuckDB: the order_lines / available_to_sell views
     finally:
         destination.close()
         if own_client:

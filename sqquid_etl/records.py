@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import array
 import json
-import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,22 +28,6 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "attributes": ATTRIBUTE_TYPE,
     "json": pa.string(),
 }
-
-
-@contextmanager
-def memory_returned_to_the_system() -> Iterator[None]:
-    """Allocate the run's Arrow buffers from the system allocator, which gives freed memory back
-    to the operating system; pyarrow's default (mimalloc) keeps it, ~35 MB more peak RSS for an
-    extract (bench/memory.py). A pool chosen with ARROW_DEFAULT_MEMORY_POOL is left alone."""
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        yield
-        return
-    previous = pa.default_memory_pool()
-    pa.set_memory_pool(pa.system_memory_pool())
-    try:
-        yield
-    finally:
-        pa.set_memory_pool(previous)
 
 
 def arrow_schema(table: TableSpec) -> pa.Schema:

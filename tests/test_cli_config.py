@@ -109,3 +109,19 @@ def test_missing_explicit_config_is_an_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = CliRunner().invoke(main, ["extract", "--config", "nope.toml"])
     assert out.exit_code == 2 and "nope.toml" in out.stderr
+
+
+def test_the_cli_allocates_arrow_buffers_from_the_system_allocator():
+    """The CLI sets ARROW_DEFAULT_MEMORY_POOL=system (unless set) before pyarrow loads: the
+    system allocator gives freed memory back (bench/memory.py)."""
+    import os
+    import subprocess
+    import sys
+
+    script = "import sys, sqquid_etl.cli, pyarrow; print('pyarrow' in sys.modules, pyarrow.default_memory_pool().backend_name)"
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert done.stdout.split() == ["True", "system"], done.stderr
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**env, "ARROW_DEFAULT_MEMORY_POOL": "jemalloc"})
+    assert done.stdout.split()[1] in ("jemalloc", "mimalloc"), done.stderr  # the user's choice is left alone

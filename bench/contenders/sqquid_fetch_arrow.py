@@ -4,7 +4,10 @@
     python bench/contenders/sqquid_fetch_arrow.py URL [STREAM ...]
 """
 
+import os
 import sys
+
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")  # as the CLI does, before pyarrow loads
 
 from sqquid_etl.client import Credentials, SqquidClient
 from sqquid_etl.definitions import load_definitions

@@ -78,6 +78,7 @@ def tune_duckdb(conn: Any) -> None:
     SQQUID_DUCKDB_THREADS threads (default 1: each holds its own buffers, and an extract's wall
     time is the API's rate limit, not the merge)."""
     conn.execute("SET preserve_insertion_order = false")
+    conn.execute("SET allocator_flush_threshold = '8MB'")  # give freed memory back after each task
     limit = os.environ.get("SQQUID_DUCKDB_MEMORY_LIMIT", "64MB").strip()
     try:
         conn.execute("SET memory_limit = '" + limit.replace("'", "''") + "'")
