@@ -187,3 +187,16 @@ def test_a_bad_tuning_variable_is_refused_before_anything_is_requested(sandbox, 
     with pytest.raises(ConfigError, match=variable):
         extract(duckdb=tmp_path / "s.duckdb", client=client)
     assert client.stats.requests == 0 and not (tmp_path / "s.duckdb").exists()
+
+
+@pytest.mark.parametrize("target", ["duckdb", "parquet"])
+def test_duckdb_out_of_memory_is_a_clear_error_and_stores_nothing(make_sandbox, tmp_path, monkeypatch, target):
+    sandbox = make_sandbox(orders=3000, products=50)
+    monkeypatch.setenv("SQQUID_DUCKDB_MEMORY_LIMIT", "1MB")
+    where = {"duckdb": tmp_path / "s.duckdb"} if target == "duckdb" else {"parquet": tmp_path / "lake"}
+    result = extract(["orders"], client=make_client(sandbox), **where)
+    orders = result.stream("orders")
+    assert orders.status == "failed" and result.exit_code == 2
+    assert "SQQUID_DUCKDB_MEMORY_LIMIT" in orders.message and "nothing of the stream was stored" in orders.message
+    monkeypatch.delenv("SQQUID_DUCKDB_MEMORY_LIMIT")
+    assert extract(["orders"], client=make_client(sandbox), **where).stream("orders").windows == {None: None}  # state not advanced

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import array
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -57,6 +58,9 @@ def integer_range(start: int, n: int) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(array.array("q", range(start, start + n)))])
 
 
+DEFAULT_MEMORY_LIMIT = "40MB"  # DuckDB's; an extract's peak RSS is ~160 MB beside it (bench/memory.py)
+
+
 def positive_setting(name: str, default: int) -> int:
     """A whole-number tuning variable from the environment (a bad value is a ConfigError)."""
     text = os.environ.get(name, str(default)).strip()
@@ -72,14 +76,27 @@ def check_tuning() -> None:
         tune_duckdb(conn)
 
 
+@contextmanager
+def within_memory_limit(stream: str) -> Iterator[None]:
+    """DuckDB running out of its memory limit becomes a ConfigError that says which setting to raise."""
+    try:
+        yield
+    except duckdb.OutOfMemoryException as exc:
+        limit = os.environ.get("SQQUID_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
+        raise ConfigError(
+            f"stream {stream!r}: DuckDB ran out of its memory limit ({limit}) while merging the staged pages "
+            f"({str(exc).splitlines()[0]}); nothing of the stream was stored. Raise SQQUID_DUCKDB_MEMORY_LIMIT"
+        ) from None
+
+
 def tune_duckdb(conn: Any) -> None:
     """Settings for a connection that merges staged pages: memory bounded by
-    SQQUID_DUCKDB_MEMORY_LIMIT (default 64MB), spilling to disk beyond it, and
+    SQQUID_DUCKDB_MEMORY_LIMIT (default DEFAULT_MEMORY_LIMIT), spilling to disk beyond it, and
     SQQUID_DUCKDB_THREADS threads (default 1: each holds its own buffers, and an extract's wall
     time is the API's rate limit, not the merge)."""
     conn.execute("SET preserve_insertion_order = false")
     conn.execute("SET allocator_flush_threshold = '8MB'")  # give freed memory back after each task
-    limit = os.environ.get("SQQUID_DUCKDB_MEMORY_LIMIT", "64MB").strip()
+    limit = os.environ.get("SQQUID_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT).strip()
     try:
         conn.execute("SET memory_limit = '" + limit.replace("'", "''") + "'")
     except duckdb.Error as exc:

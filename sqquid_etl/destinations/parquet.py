@@ -32,7 +32,9 @@ import pyarrow.parquet as pq
 from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
 from ..state import StreamState
-from .base import RUN_COLUMNS, RunRecord, check_columns, latest_versions_sql, quote_identifier, tune_duckdb, where_clause
+from .base import (
+    RUN_COLUMNS, RunRecord, check_columns, latest_versions_sql, quote_identifier, tune_duckdb, where_clause, within_memory_limit,
+)
 from .staging import ParquetStage, sql_path
 
 STATE_FILE = "_sqquid_state.json"
@@ -199,6 +201,11 @@ _RUNS_SCHEMA = pa.schema(
 )
 
 
+# rows per row group of the files written: DuckDB holds a row group in memory while writing it,
+# and its default (122,880 rows) does not fit a small memory limit
+ROW_GROUP_ROWS = 16_384
+
+
 class ParquetStreamWriter:
     def __init__(self, destination: ParquetDestination, stream: StreamDefinition, replace: bool):
         self.dest = destination
@@ -226,21 +233,23 @@ class ParquetStreamWriter:
         return self.stage.relation(table.name)
 
     def distinct_keys(self, table: str) -> int:
-        spec = next(t for t in self.stream.tables if t.name == table)
-        keys = ", ".join(_q(k) for k in spec.primary_key)
-        return self.sql.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self._staged(spec)})").fetchone()[0]
+        with within_memory_limit(self.stream.name):
+            spec = next(t for t in self.stream.tables if t.name == table)
+            keys = ", ".join(_q(k) for k in spec.primary_key)
+            return self.sql.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self._staged(spec)})").fetchone()[0]
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
-        try:
-            parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
-            switched = [(t, self._build_generation(t, parent, run.run_id)) for t in self.stream.tables]
-            for table, generation in switched:
-                self._switch(table.name, generation)
-            self.dest.save_state(self.stream.name, state)
-            self.dest.record_run(run)
-        finally:
-            self.abort()
-        self.dest._clean_leftovers()
+        with within_memory_limit(self.stream.name):
+            try:
+                parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
+                switched = [(t, self._build_generation(t, parent, run.run_id)) for t in self.stream.tables]
+                for table, generation in switched:
+                    self._switch(table.name, generation)
+                self.dest.save_state(self.stream.name, state)
+                self.dest.record_run(run)
+            finally:
+                self.abort()
+            self.dest._clean_leftovers()
 
     def _build_generation(self, table: TableSpec, parent: TableSpec | None, run_id: str) -> Path:
         commit_id = f"{run_id}-{uuid.uuid4().hex[:8]}"  # unique even when a run commits a stream twice
@@ -265,12 +274,12 @@ class ParquetStreamWriter:
             kept = self.sql.execute(f"SELECT count(*) FROM {source} WHERE NOT ({condition})").fetchone()[0]
             if kept:
                 self.sql.execute(
-                    f"COPY (SELECT o.* FROM {source} WHERE NOT ({condition})) TO {_sql_path(generation / old.name)} (FORMAT parquet)"
+                    f"COPY (SELECT o.* FROM {source} WHERE NOT ({condition})) TO {_sql_path(generation / old.name)} (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
                 )
         new_rows = self.sql.execute("SELECT count(*) FROM _new").fetchone()[0]
         if new_rows or not any(generation.iterdir()):
             target = generation / f"part-{commit_id}.parquet"
-            self.sql.execute(f"COPY (SELECT * FROM _new) TO {_sql_path(target)} (FORMAT parquet)")
+            self.sql.execute(f"COPY (SELECT * FROM _new) TO {_sql_path(target)} (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
         for path in generation.iterdir():
             _fsync_path(path)
         _fsync_path(generation)
