@@ -33,7 +33,11 @@ CONTENDERS = {
     "hand-written (requests + pandas + DuckDB)": lambda py, url, out: [py, HERE / "handwritten.py", url, out / "h.duckdb"],
     "dlt rest_api -> DuckDB": lambda py, url, out: [py, HERE / "dlt_rest_api.py", url, out / "d.duckdb", out / "dlt"],
     "singer-sdk tap -> JSONL": lambda py, url, out: [py, HERE / "singer_tap.py", url, out / "tap.jsonl"],
+    "singer-sdk tap | target-duckdb": lambda py, url, out: [py, HERE / "singer_to_duckdb.py", url, out / "t.duckdb",
+                                                             TARGET_DUCKDB],
 }
+# target-duckdb in its own venv (bench/requirements-target.txt); override with SQQUID_BENCH_TARGET_DUCKDB
+TARGET_DUCKDB = os.environ.get("SQQUID_BENCH_TARGET_DUCKDB", "/tmp/targetvenv/bin/target-duckdb")
 
 
 def run_wait4(cmd: list, env: dict, sandbox_pid: int) -> dict:
@@ -53,7 +57,7 @@ def run_wait4(cmd: list, env: dict, sandbox_pid: int) -> dict:
         "user": round(usage.ru_utime, 2), "sys": round(usage.ru_stime, 2),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "sandbox_cpu": round(proc_cpu_seconds(sandbox_pid) - sandbox_before, 2),
-        "stdout": stdout[-300:], "stderr": stderr[-1500:],
+        "stdout": stdout[-1000:], "stderr": stderr[-1500:],
     }
 
 
@@ -83,6 +87,10 @@ def main() -> None:
                 r["requests"] = sandbox_stats(url)["requests"]
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+            pipeline = _pipeline_figures(r["stdout"])
+            if pipeline:  # two processes at once: their peaks add up (os.wait4 of the parent gives the larger)
+                r["peak_rss_mb"] = pipeline["peak_rss_mb_sum"]
+                r["parts"] = pipeline["parts"]
             results[name] = r
             status = "ok" if r["rc"] == 0 else f"FAILED rc={r['rc']}: {r['stderr'][-600:]}"
             print(f"{name:45s} cpu {r['cpu']:7.2f} s  wall {r['wall']:7.2f} s  peak RSS {r['peak_rss_mb']:7.1f} MB  "
@@ -95,6 +103,13 @@ def main() -> None:
             print(f"  {name:45s} {r['cpu'] / floor['cpu']:6.2f}x floor  {r['cpu'] / ours['cpu']:6.2f}x sqquid-etl->DuckDB")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=2))
+
+
+def _pipeline_figures(stdout: str) -> dict | None:
+    for line in stdout.splitlines():
+        if line.startswith("{") and "peak_rss_mb_sum" in line:
+            return json.loads(line)
+    return None
 
 
 def _rss_mb(pid: int) -> float:

@@ -1,4 +1,5 @@
-"""A minimal singer-sdk tap for the same endpoints; Singer messages written as JSONL to a file.
+"""A minimal singer-sdk tap for the same endpoints; Singer messages written as JSONL to a file
+(or to stdout with OUT "-", for a target).
 
     python bench/contenders/singer_tap.py URL OUT.jsonl
 
@@ -100,8 +101,11 @@ class TapSqquid(Tap):
         return [Orders(self), Products(self)]
 
 
-with open(OUT, "w") as out:
-    sys.stdout = out
+if OUT == "-":  # Singer messages on stdout, for a target to read
     TapSqquid(config={"api_key": "sandbox-api-key"}).sync_all()
-    sys.stdout = sys.__stdout__
-print("done")
+else:
+    with open(OUT, "w") as out:
+        sys.stdout = out
+        TapSqquid(config={"api_key": "sandbox-api-key"}).sync_all()
+        sys.stdout = sys.__stdout__
+    print("done")
