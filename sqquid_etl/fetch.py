@@ -216,10 +216,9 @@ class _ConcurrentFetch:
         self.held = 0
         self.cur = 0  # the listing the consumer is in
         self.closed = False
-        self.use_count = (
-            stream.count is not None and stream.paginator.type == "page_number" and not stream.params
-            and stream.keys_from is None
-        )
+        # a listing's params are its window's (`window_params`), which its /count takes too; a
+        # listing of a key batch has the batch as well, which /count does not take
+        self.use_count = stream.count is not None and stream.paginator.type == "page_number" and stream.keys_from is None
         self.pool: _Workers | None = None
 
     # -- consumer -------------------------------------------------------------------------------
@@ -367,7 +366,7 @@ class _ConcurrentFetch:
     def _count(self, index: int) -> None:
         listing = self.listings[index]
         try:
-            # the listing's params are the count's: partition and cursor (see `use_count`)
+            # the listing's params are the count's: fixed params, partition and cursor (see `use_count`)
             value: int | None = ask_count(self.stream, self.client, listing.params)
         except Exception as exc:  # noqa: BLE001 - a plan hint only; the listing goes on without it
             log.debug("stream %s: count to plan pages failed (%s); speculating instead", self.stream.name, exc)

@@ -230,3 +230,14 @@ def test_closing_early_stops_requesting():
     with client.lock:
         served = len(client.served)
     assert served <= 2 + 4 + 2 + 1  # taken + the window (requests in flight + prefetched), never all 1000
+
+
+def test_a_stream_with_fixed_params_plans_its_pages_from_count_too(sandbox):
+    """Fixed request params go to a listing's /count as well (`window_params`), so such a stream
+    plans its pages from /count like any other instead of speculating past the end."""
+    stream = with_limit("orders", 40, params={"unused_filter": "x"})
+    stats = FetchStats()
+    with make_client(sandbox) as client:
+        pages = list(fetch_pages(stream, client, {None: None}, None, concurrency=4, stats=stats))
+    assert ids(pages) == [o["id"] for o in sandbox.store.orders]
+    assert stats.count_hints == 1 and stats.wasted == 0
