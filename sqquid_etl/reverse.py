@@ -10,20 +10,22 @@ the same input: batches that the journal records as acknowledged are skipped.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 from urllib.parse import quote
 
 import pandas as pd
 
 from .client import Credentials, SqquidClient
-from .errors import ApiError, ConfigError, SqquidError
+from .errors import ApiError, ConfigError, SqquidError, StateError
 from .reverse_validate import (
     DEFAULT,
     KEY,
@@ -257,6 +259,24 @@ class Journal:
         self.complete = True
 
 
+@contextmanager
+def journal_lock(path: Path) -> Iterator[None]:
+    """Hold the journal for one load: two loads sharing it would both send the batches neither
+    had acknowledged yet. A second load is refused (StateError) before anything is sent."""
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        handle = open(lock_path, "a")
+    except OSError as exc:
+        raise ConfigError(f"journal {str(path)!r} cannot be locked ({exc.strerror}); nothing was sent") from exc
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StateError(f"journal {str(path)!r} is in use by another load (still running?); nothing was sent; "
+                             "wait for it to finish") from None
+        yield  # the lock file stays: removing it would race a load about to lock it
+
+
 # -- the load -----------------------------------------------------------------------------
 
 
@@ -351,6 +371,17 @@ def _diff(client: SqquidClient, prepared: PreparedInventory, report: LoadReport,
 
 def _partial(client: SqquidClient, prepared: PreparedInventory, report: LoadReport, *, batch_size: int,
              journal: str | Path | None, dry_run: bool, diff_out: str | Path | None) -> None:
+    if journal is not None and not dry_run:
+        with journal_lock(Path(journal)):  # read and written by this load alone
+            _partial_batches(client, prepared, report, batch_size=batch_size, journal=journal, dry_run=dry_run,
+                             diff_out=diff_out)
+    else:
+        _partial_batches(client, prepared, report, batch_size=batch_size, journal=journal, dry_run=dry_run,
+                         diff_out=diff_out)
+
+
+def _partial_batches(client: SqquidClient, prepared: PreparedInventory, report: LoadReport, *, batch_size: int,
+                     journal: str | Path | None, dry_run: bool, diff_out: str | Path | None) -> None:
     payload = prepared.payload()
     batches = [payload[i:i + batch_size] for i in range(0, len(payload), batch_size)]
     report.batches_total = len(batches)

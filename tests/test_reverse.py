@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from sqquid_etl.client import Credentials, SqquidClient
-from sqquid_etl.errors import ApiError, ConfigError, InputError
+from sqquid_etl.errors import ApiError, ConfigError, InputError, StateError
 from sqquid_etl.reverse import load_inventory
 from sqquid_etl.reverse_cli import load_inventory_command
 from sqquid_etl.reverse_validate import build_payload, prepare_inventory
@@ -279,6 +279,22 @@ def test_default_journal_sits_beside_the_input_file(sb, tmp_path):
     journal = tmp_path / "inv.csv.journal.jsonl"
     events = [json.loads(line)["event"] for line in journal.read_text().splitlines()]
     assert events == ["batch", "complete"]
+
+
+def test_a_second_load_sharing_the_journal_is_refused_while_the_first_runs(sb, tmp_path):
+    import fcntl
+
+    journal = tmp_path / "j.jsonl"
+    with open(tmp_path / "j.jsonl.lock", "a") as held:  # another load holds the journal
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        sb.stats.reset()
+        with pytest.raises(StateError, match="in use by another load"):
+            load_inventory(pd.DataFrame({"sku": ["L1"], "qty_on_hand": [1]}), mode="partial", client=client_for(sb),
+                           journal=journal)
+        assert sb.stats.by_route.get(PARTIAL, 0) == 0 and not journal.exists()
+    report = load_inventory(pd.DataFrame({"sku": ["L1"], "qty_on_hand": [1]}), mode="partial", client=client_for(sb),
+                            journal=journal)
+    assert report.batches_sent == 1  # once the first load has finished
 
 
 # -- full load ----------------------------------------------------------------------------
