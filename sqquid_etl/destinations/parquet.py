@@ -173,13 +173,13 @@ class ParquetDestination:
 
     def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
         scan = self._scan(table, column, since, equals)
-        return 0 if scan is None else self.sql.execute(f"SELECT count(*) {scan[0]}", scan[1]).fetchone()[0]
+        return 0 if scan is None else self.sql.execute(f"SELECT count(*) {scan[0]}", scan[1]).fetchall()[0][0]
 
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
         scan = self._scan(table, None, None, equals)
         if scan is None:
             return None, None
-        return self.sql.execute(f"SELECT min({_q(column)}), max({_q(column)}) {scan[0]}", scan[1]).fetchone()
+        return self.sql.execute(f"SELECT min({_q(column)}), max({_q(column)}) {scan[0]}", scan[1]).fetchall()[0]
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -236,7 +236,7 @@ class ParquetStreamWriter:
         with within_memory_limit(self.stream.name):
             spec = next(t for t in self.stream.tables if t.name == table)
             keys = ", ".join(_q(k) for k in spec.primary_key)
-            return self.sql.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self._staged(spec)})").fetchone()[0]
+            return self.sql.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self._staged(spec)})").fetchall()[0][0]
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
         with within_memory_limit(self.stream.name):
@@ -267,16 +267,16 @@ class ParquetStreamWriter:
             condition += f" OR o.{_q(link)} IN (SELECT k FROM _parents)"
         for old in old_files:
             source = f"read_parquet({_sql_path(old)}) o"
-            hit = self.sql.execute(f"SELECT count(*) FROM {source} WHERE {condition}").fetchone()[0]
+            hit = self.sql.execute(f"SELECT count(*) FROM {source} WHERE {condition}").fetchall()[0][0]
             if hit == 0:
                 _link_or_copy(old, generation / old.name)
                 continue
-            kept = self.sql.execute(f"SELECT count(*) FROM {source} WHERE NOT ({condition})").fetchone()[0]
+            kept = self.sql.execute(f"SELECT count(*) FROM {source} WHERE NOT ({condition})").fetchall()[0][0]
             if kept:
                 self.sql.execute(
                     f"COPY (SELECT o.* FROM {source} WHERE NOT ({condition})) TO {_sql_path(generation / old.name)} (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
                 )
-        new_rows = self.sql.execute("SELECT count(*) FROM _new").fetchone()[0]
+        new_rows = self.sql.execute("SELECT count(*) FROM _new").fetchall()[0][0]
         if new_rows or not any(generation.iterdir()):
             target = generation / f"part-{commit_id}.parquet"
             self.sql.execute(f"COPY (SELECT * FROM _new) TO {_sql_path(target)} (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
