@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-
 from .client import SqquidClient
 from .definitions import StreamDefinition
 from .destinations.base import Destination, RunRecord

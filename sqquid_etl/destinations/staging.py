@@ -1,6 +1,6 @@
 """Staging: a stream's pages, numbered in arrival order, in one Parquet file per table until the
-destination commits them. Written in batches of about SQQUID_FLUSH_ROWS rows, so memory is bounded by
-the batch and not by the stream; read back by DuckDB (`relation`) to merge."""
+destination commits them. Written in batches of about SQQUID_FLUSH_ROWS rows, so memory is
+bounded by the batch and not by the stream; read back by DuckDB (`relation`) to merge."""
 
 from __future__ import annotations
 
@@ -41,8 +41,11 @@ class ParquetStage:
             return
         writer = self._writers.get(name)
         if writer is None:
-            # uncompressed: staged files live for one run, and compressing them costs CPU twice
-            writer = self._writers[name] = pq.ParquetWriter(self.path(name), batch.schema, compression="none", use_dictionary=False, write_statistics=False)
+            # plain (no compression, dictionaries or statistics): staged files live for one run,
+            # and DuckDB encodes the data when it stores it
+            writer = self._writers[name] = pq.ParquetWriter(
+                self.path(name), batch.schema, compression="none", use_dictionary=False, write_statistics=False
+            )
         writer.write_table(batch)
 
     def finish(self) -> None:
