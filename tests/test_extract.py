@@ -200,3 +200,21 @@ def test_duckdb_out_of_memory_is_a_clear_error_and_stores_nothing(make_sandbox, 
     assert "SQQUID_DUCKDB_MEMORY_LIMIT" in orders.message and "nothing of the stream was stored" in orders.message
     monkeypatch.delenv("SQQUID_DUCKDB_MEMORY_LIMIT")
     assert extract(["orders"], client=make_client(sandbox), **where).stream("orders").windows == {None: None}  # state not advanced
+
+
+@pytest.mark.parametrize("target", ["duckdb", "parquet"])
+def test_a_merge_out_of_the_default_memory_runs_again_with_more(make_sandbox, tmp_path, monkeypatch, caplog, target):
+    """The default limit is low (memory stays flat); a merge that needs more is not a failure."""
+    from sqquid_etl.destinations import base
+
+    sandbox = make_sandbox(orders=3000, products=50)
+    monkeypatch.delenv("SQQUID_DUCKDB_MEMORY_LIMIT", raising=False)
+    monkeypatch.setattr(base, "DEFAULT_MEMORY_LIMIT", "1MB")  # too little for any merge
+    where = {"duckdb": tmp_path / "s.duckdb"} if target == "duckdb" else {"parquet": tmp_path / "lake"}
+    with caplog.at_level("WARNING", logger="sqquid_etl.destinations.base"):
+        result = extract(["orders"], client=make_client(sandbox), **where)
+    assert result.ok, [s.message for s in result.streams]
+    assert "merging again with 256MB" in caplog.text
+    tables = ["orders", "order_items"]
+    actual = duckdb_tables(where["duckdb"], tables) if target == "duckdb" else parquet_tables(where["parquet"], tables)
+    assert_tables_equal(actual, expected_tables(sandbox.store), tables)

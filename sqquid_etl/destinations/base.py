@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import array
+import logging
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -15,6 +15,9 @@ import pyarrow as pa
 from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
 from ..state import StreamState
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RUN_COLUMNS = (
     "run_id", "stream", "started_at", "finished_at", "status", "rows", "pages", "requests",
@@ -76,17 +79,36 @@ def check_tuning() -> None:
         tune_duckdb(conn)
 
 
-@contextmanager
-def within_memory_limit(stream: str) -> Iterator[None]:
-    """DuckDB running out of its memory limit becomes a ConfigError that says which setting to raise."""
+# merges that run out of the default limit are run again with these (never above what they need)
+ESCALATED_MEMORY_LIMITS = ("256MB", "1GB")
+
+
+def within_memory_limit(conn: Any, stream: str, work: Callable[[], T]) -> T:
+    """Run DuckDB work of a stream (a merge, which rolls itself back on failure). When it runs out
+    of the default memory limit it is run again with a larger one (logged), so the low default
+    costs no failure; the limit is then set back. A limit the user set is kept: running out of
+    it is a ConfigError that says which setting to raise."""
+    chosen = os.environ.get("SQQUID_DUCKDB_MEMORY_LIMIT")
+    limits = [chosen or DEFAULT_MEMORY_LIMIT, *(() if chosen else ESCALATED_MEMORY_LIMITS)]
     try:
-        yield
-    except duckdb.OutOfMemoryException as exc:
-        limit = os.environ.get("SQQUID_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
-        raise ConfigError(
-            f"stream {stream!r}: DuckDB ran out of its memory limit ({limit}) while merging the staged pages "
-            f"({str(exc).splitlines()[0]}); nothing of the stream was stored. Raise SQQUID_DUCKDB_MEMORY_LIMIT"
-        ) from None
+        for attempt, limit in enumerate(limits):
+            if attempt:
+                log.warning("stream %s: DuckDB ran out of %s while merging; merging again with %s",
+                            stream, limits[attempt - 1], limit)
+                conn.execute(f"SET memory_limit = '{limit}'")
+            try:
+                return work()
+            except duckdb.OutOfMemoryException as exc:
+                if attempt == len(limits) - 1:
+                    raise ConfigError(
+                        f"stream {stream!r}: DuckDB ran out of its memory limit ({limit}) while merging the staged "
+                        f"pages ({str(exc).splitlines()[0]}); nothing of the stream was stored. "
+                        "Raise SQQUID_DUCKDB_MEMORY_LIMIT"
+                    ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+    finally:
+        if len(limits) > 1:
+            conn.execute(f"SET memory_limit = '{limits[0]}'")
 
 
 def tune_duckdb(conn: Any) -> None:

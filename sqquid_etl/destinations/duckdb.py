@@ -154,29 +154,31 @@ class DuckDBStreamWriter:
         self.stage.write(tables)
 
     def distinct_keys(self, table: str) -> int:
-        with within_memory_limit(self.stream.name):
-            spec = next(t for t in self.stream.tables if t.name == table)
-            keys = ", ".join(q(k) for k in spec.primary_key)
-            staged = self.stage.relation(table)
-            return self.conn.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {staged})").fetchall()[0][0]
+        spec = next(t for t in self.stream.tables if t.name == table)
+        keys = ", ".join(q(k) for k in spec.primary_key)
+        sql = f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self.stage.relation(table)})"
+        return within_memory_limit(self.conn, self.stream.name, lambda: self.conn.execute(sql).fetchall()[0][0])
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
-        with within_memory_limit(self.stream.name):
-            staged = {t.name: self.stage.relation(t.name) for t in self.stream.tables}
-            parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
-            self.conn.execute("BEGIN TRANSACTION")
-            try:
-                for table in self.stream.tables:
-                    self._create_target(table, staged[table.name])
-                    self._merge(table, staged, parent)
-                self.dest._write_state(self.stream.name, state)
-                self.dest.record_run(run)
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            finally:
-                self.stage.discard()
+        try:
+            within_memory_limit(self.conn, self.stream.name, lambda: self._commit_once(state, run))
+        finally:
+            self.stage.discard()
+
+    def _commit_once(self, state: StreamState, run: RunRecord) -> None:
+        staged = {t.name: self.stage.relation(t.name) for t in self.stream.tables}
+        parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
+        self.conn.execute("BEGIN TRANSACTION")
+        try:
+            for table in self.stream.tables:
+                self._create_target(table, staged[table.name])
+                self._merge(table, staged, parent)
+            self.dest._write_state(self.stream.name, state)
+            self.dest.record_run(run)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
 
     def _create_target(self, table: TableSpec, staged: str) -> None:
         """The table, with the column types of the staged file (those of the stream's schema)."""

@@ -233,23 +233,26 @@ class ParquetStreamWriter:
         return self.stage.relation(table.name)
 
     def distinct_keys(self, table: str) -> int:
-        with within_memory_limit(self.stream.name):
-            spec = next(t for t in self.stream.tables if t.name == table)
-            keys = ", ".join(_q(k) for k in spec.primary_key)
-            return self.sql.execute(f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self._staged(spec)})").fetchall()[0][0]
+        spec = next(t for t in self.stream.tables if t.name == table)
+        keys = ", ".join(_q(k) for k in spec.primary_key)
+        sql = f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self._staged(spec)})"
+        return within_memory_limit(self.sql, self.stream.name, lambda: self.sql.execute(sql).fetchall()[0][0])
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
-        with within_memory_limit(self.stream.name):
-            try:
-                parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
-                switched = [(t, self._build_generation(t, parent, run.run_id)) for t in self.stream.tables]
-                for table, generation in switched:
-                    self._switch(table.name, generation)
-                self.dest.save_state(self.stream.name, state)
-                self.dest.record_run(run)
-            finally:
-                self.abort()
-            self.dest._clean_leftovers()
+        try:
+            parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
+            # a generation built before running out of memory is left to _clean_leftovers
+            switched = within_memory_limit(
+                self.sql, self.stream.name,
+                lambda: [(t, self._build_generation(t, parent, run.run_id)) for t in self.stream.tables],
+            )
+            for table, generation in switched:
+                self._switch(table.name, generation)
+            self.dest.save_state(self.stream.name, state)
+            self.dest.record_run(run)
+        finally:
+            self.abort()
+        self.dest._clean_leftovers()
 
     def _build_generation(self, table: TableSpec, parent: TableSpec | None, run_id: str) -> Path:
         commit_id = f"{run_id}-{uuid.uuid4().hex[:8]}"  # unique even when a run commits a stream twice
