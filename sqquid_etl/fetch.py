@@ -8,6 +8,7 @@ of destinations or state.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import queue
@@ -86,11 +87,10 @@ PageGetter = Callable[[dict[str, Any]], "tuple[list[dict] | ArrowPage, Any]"]
 def _page_getter(stream: StreamDefinition, client: SqquidClient, decode: Callable[..., Any] | None) -> PageGetter:
     """GET one page of the stream: its records and what the paginator reads of the envelope."""
 
+    decode_page = None if decode is None else functools.partial(decode, meta=ENVELOPE_FIELDS)
+
     def get_page(params: dict[str, Any]) -> tuple[list[dict] | ArrowPage, Any]:
-        if decode is None:
-            body = client.get(stream.path, params)
-        else:
-            body = client.get(stream.path, params, decode=lambda data: decode(data, ENVELOPE_FIELDS))
+        body = client.get(stream.path, params, decode=decode_page)
         if isinstance(body, ArrowPage):
             return body, body.meta
         return page_records(stream, body), body

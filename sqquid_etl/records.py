@@ -228,7 +228,7 @@ def _replan(stream: StreamDefinition, plan: _Plan, records: list[dict]) -> _Plan
             pa.array(values, read)
         except _FAST_ERRORS:
             bad.add((path, source))
-            if values is not None and read == pa.string() and all(v is None or type(v) is int for v in values):
+            if values is not None and read == pa.string() and _all_integers(values):
                 integers.add((path, source))
         except Exception:  # noqa: BLE001 - records of an unexpected shape: the slow path says
             return None
@@ -246,12 +246,19 @@ def _integer_text_fields(plan: _Plan, records: Any) -> frozenset:
         if read != pa.string():
             continue
         try:
-            values = [v for v in _values(records, path, source) if v is not None]
+            values = _values(records, path, source)
         except (TypeError, AttributeError):
             return frozenset()  # records of an unexpected shape: the record-by-record path says
-        if values and all(type(v) is int for v in values):
+        if _all_integers(values):
             found.add((path, source))
     return frozenset(found)
+
+
+def _all_integers(values: list) -> bool:
+    """Integers (no booleans, no text), at least one, nulls aside: what Arrow reads as int64 and
+    casts to the same text Python would write."""
+    present = [v for v in values if v is not None]
+    return bool(present) and all(type(v) is int for v in present)
 
 
 def _read_json_page(body: bytes, plan: _Plan, envelope: str, meta: tuple[str, ...]) -> ArrowPage | None:

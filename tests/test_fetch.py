@@ -73,7 +73,7 @@ class ScriptedPageClient:
         self.requested: list[int] = []
         self.cond = threading.Condition()
 
-    def get(self, path, params):
+    def get(self, path, params, decode=None):  # SqquidClient.get's signature; pages stay dicts
         page, limit = params["page"], params["limit"]
         with self.cond:
             self.requested.append(page)
@@ -165,7 +165,7 @@ class ScriptedClient:
         self.served: list[int] = []
         self.lock = threading.Lock()
 
-    def get(self, path, params):
+    def get(self, path, params, decode=None):  # SqquidClient.get's signature; pages stay dicts
         offset, limit = params["offset"], min(params["limit"], self.server_limit)
         with self.lock:
             self.served.append(offset)

@@ -89,26 +89,29 @@ def within_memory_limit(conn: Any, stream: str, work: Callable[[], T]) -> T:
     costs no failure; the limit is then set back. A limit the user set is kept: running out of
     it is a ConfigError that says which setting to raise."""
     chosen = os.environ.get("SQQUID_DUCKDB_MEMORY_LIMIT")
-    limits = [chosen or DEFAULT_MEMORY_LIMIT, *(() if chosen else ESCALATED_MEMORY_LIMITS)]
+    if chosen:
+        return _or_config_error(work, stream, chosen)
+    limits = (DEFAULT_MEMORY_LIMIT, *ESCALATED_MEMORY_LIMITS)
     try:
-        for attempt, limit in enumerate(limits):
-            if attempt:
-                log.warning("stream %s: DuckDB ran out of %s while merging; merging again with %s",
-                            stream, limits[attempt - 1], limit)
-                conn.execute(f"SET memory_limit = '{limit}'")
+        for smaller, larger in zip(limits, limits[1:]):
             try:
                 return work()
-            except duckdb.OutOfMemoryException as exc:
-                if attempt == len(limits) - 1:
-                    raise ConfigError(
-                        f"stream {stream!r}: DuckDB ran out of its memory limit ({limit}) while merging the staged "
-                        f"pages ({str(exc).splitlines()[0]}); nothing of the stream was stored. "
-                        "Raise SQQUID_DUCKDB_MEMORY_LIMIT"
-                    ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+            except duckdb.OutOfMemoryException:
+                log.warning("stream %s: DuckDB ran out of %s while merging; merging again with %s", stream, smaller, larger)
+                conn.execute(f"SET memory_limit = '{larger}'")
+        return _or_config_error(work, stream, limits[-1])
     finally:
-        if len(limits) > 1:
-            conn.execute(f"SET memory_limit = '{limits[0]}'")
+        conn.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}'")
+
+
+def _or_config_error(work: Callable[[], T], stream: str, limit: str) -> T:
+    try:
+        return work()
+    except duckdb.OutOfMemoryException as exc:
+        raise ConfigError(
+            f"stream {stream!r}: DuckDB ran out of its memory limit ({limit}) while merging the staged pages "
+            f"({str(exc).splitlines()[0]}); nothing of the stream was stored. Raise SQQUID_DUCKDB_MEMORY_LIMIT"
+        ) from None
 
 
 def tune_duckdb(conn: Any) -> None:
