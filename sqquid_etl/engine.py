@@ -14,9 +14,11 @@ from typing import Callable
 
 from .client import SqquidClient
 from .definitions import StreamDefinition
-from .destinations.base import Destination, RunRecord
-from .errors import SqquidError
-from .fetch import FetchStats, count_records, fetch_pages, key_batches_for
+from .destinations.base import Destination
+from .errors import ConfigError, SqquidError
+from .fetch import FetchStats, count_records, fetch_pages
+from .keys import batch_keys
+from .runs import RunRecord
 from .records import PageConverter, column_max
 from .state import NO_PARTITION, StreamState, format_timestamp, later, window_start
 
@@ -80,7 +82,7 @@ def run_stream(
     refresh = stream.name in options.full_refresh and windows_override is None
     replace = stream.sync == "full_refresh" or refresh
     old_state = StreamState() if refresh else destination.load_states().get(stream.name, StreamState())
-    key_batches = key_batches_for(stream, destination, client.base_url)
+    key_batches = list_key_batches(stream, destination, client.base_url)
     writer = destination.begin(stream, replace=replace)
     try:
         windows: dict[str | None, datetime | None] = {}
@@ -154,6 +156,28 @@ def run_stream(
         raise
     result.seconds = time.monotonic() - started
     return result
+
+
+def list_key_batches(stream: StreamDefinition, destination: Destination, base_url: str) -> list[str] | None:
+    """For a stream that lists by key (inventory by sku): the batches of keys, read from the tables
+    the definition names; None for other streams."""
+    spec = stream.keys_from
+    if spec is None:
+        return None
+    values: set[str] = set()
+    for table, column in spec.sources:
+        found = destination.distinct_values(table, column)
+        if found is None:
+            raise ConfigError(
+                f"stream {stream.name!r} lists by {spec.param} taken from table {table!r}, which has not been "
+                f"extracted yet: run it together with {', '.join(stream.depends_on) or table!r} first"
+            )
+        values.update(str(v) for v in found)
+    keys = batch_keys(spec, stream.path, values, base_url)
+    if keys.unlistable:
+        log.warning("stream %s: %d keys cannot be listed: %s", stream.name, len(keys.unlistable),
+                    [f"{k!r} {why}" for k, why in list(keys.unlistable.items())[:5]])
+    return keys.batches
 
 
 def _expected_count(

@@ -17,12 +17,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Iterator
-from urllib.parse import quote
 
 from .client import SqquidClient
 from .definitions import StreamDefinition
-from .destinations.base import Destination
-from .errors import ConfigError, SchemaError
+from .errors import SchemaError
 from .paginate import ENVELOPE_FIELDS, PaginationStrategy, make_paginator
 from .records import ArrowPage, page_records
 from .state import format_param
@@ -406,43 +404,6 @@ def ask_count(stream: StreamDefinition, client: SqquidClient, params: dict[str, 
     if not isinstance(value, int) or isinstance(value, bool):
         raise SchemaError(f"stream {stream.name!r}: GET {stream.count.path} did not answer a count under {stream.count.envelope!r}")  # type: ignore[union-attr]
     return value
-
-
-def key_batches_for(stream: StreamDefinition, destination: Destination, base_url: str) -> list[str] | None:
-    """For streams that list by key (inventory by sku): comma-joined keys, each batch small
-    enough that the whole URL stays under the definition's max_url_length."""
-    spec = stream.keys_from
-    if spec is None:
-        return None
-    values: set[str] = set()
-    for table, column in spec.sources:
-        found = destination.distinct_values(table, column)
-        if found is None:
-            raise ConfigError(
-                f"stream {stream.name!r} lists by {spec.param} taken from table {table!r}, which has not been "
-                f"extracted yet: run it together with {', '.join(stream.depends_on) or table!r} first"
-            )
-        values.update(str(v) for v in found)
-    skipped = sorted(v for v in values if "," in v)
-    if skipped:
-        log.warning("stream %s: %d keys contain a comma and cannot be listed: %s", stream.name, len(skipped), skipped[:5])
-    overhead = len(base_url) + len(stream.path) + 80 + len(spec.param)
-    budget = spec.max_url_length - overhead
-    batches: list[str] = []
-    current: list[str] = []
-    size = 0
-    for value in sorted(values - set(skipped)):
-        cost = len(quote(value, safe="")) + 3  # the comma, encoded as %2C
-        if cost > budget:
-            raise ConfigError(f"stream {stream.name!r}: key {value!r} alone is longer than the URL limit")
-        if current and size + cost > budget:
-            batches.append(",".join(current))
-            current, size = [], 0
-        current.append(value)
-        size += cost
-    if current:
-        batches.append(",".join(current))
-    return batches
 
 
 def _prefetch(pages: Iterator[Page], depth: int) -> Iterator[Page]:

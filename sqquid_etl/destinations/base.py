@@ -5,7 +5,6 @@ from __future__ import annotations
 import array
 import logging
 import os
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Protocol, TypeVar
 
@@ -14,39 +13,11 @@ import pyarrow as pa
 
 from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
+from ..runs import RUN_COLUMNS, RunRecord  # noqa: F401 - re-exported
 from ..state import StreamState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-RUN_COLUMNS = (
-    "run_id", "stream", "started_at", "finished_at", "status", "rows", "pages", "requests",
-    "window_start", "cursor", "count_expected", "count_received", "count_check", "message",
-)
-
-
-@dataclass
-class RunRecord:
-    """One row of `_sqquid_runs`: what one stream did in one run."""
-
-    run_id: str
-    stream: str
-    started_at: str
-    finished_at: str | None = None
-    status: str = "running"
-    rows: int = 0
-    pages: int = 0
-    requests: int = 0
-    window_start: str | None = None
-    cursor: str | None = None
-    count_expected: int | None = None
-    count_received: int | None = None
-    count_check: str | None = None
-    message: str | None = None
-
-    def as_row(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in RUN_COLUMNS}
-
 
 SEQ = "_sqquid_seq"  # staging column: arrival order, so the last version of a key wins
 
