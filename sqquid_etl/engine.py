@@ -16,10 +16,11 @@ from .client import SqquidClient
 from .definitions import StreamDefinition
 from .destinations.base import Destination
 from .errors import ConfigError, SqquidError
-from .fetch import FetchStats, count_records, fetch_pages
+from .fetch import FetchStats, count_records
 from .keys import batch_keys
 from .runs import RunRecord
-from .records import PageConverter, column_max
+from .read import read_tables
+from .records import column_max
 from .state import NO_PARTITION, StreamState, format_timestamp, later, window_start
 
 log = logging.getLogger(__name__)
@@ -97,20 +98,17 @@ def run_stream(
                 )
         result.windows = {p: format_timestamp(w) if w else None for p, w in windows.items()}
         fetch_stats = FetchStats()
-        converter = PageConverter(stream)
-        pages = fetch_pages(stream, client, windows, key_batches, options.prefetch_pages, stats=fetch_stats,
-                            decode=converter.decode)
-        for page in pages:
-            tables = converter.convert(page.records, page.partition)
+        pages = read_tables(stream, client, windows, key_batches, prefetch=options.prefetch_pages, stats=fetch_stats)
+        for partition, tables in pages:
             writer.write(tables)
             result.pages += 1
             for name, table in tables.items():
                 result.rows[name] = result.rows.get(name, 0) + table.num_rows
             if stream.cursor:
                 page_max = column_max(tables[stream.tables[0].name][stream.cursor.field])
-                current = maxima.get(page.partition)
+                current = maxima.get(partition)
                 if page_max is not None and (current is None or page_max > current):
-                    maxima[page.partition] = page_max
+                    maxima[partition] = page_max
             if progress:
                 progress(stream.name, result.pages, result.rows.get(stream.tables[0].name, 0))
 

@@ -1,0 +1,32 @@
+"""Reading a stream: its listings fetched page by page and each page converted to Arrow tables.
+The one seam between the engine (and reverse load) and fetching + decoding + conversion."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterator
+
+import pyarrow as pa
+
+from .client import SqquidClient
+from .definitions import StreamDefinition
+from .fetch import FetchStats, fetch_pages
+from .records import PageConverter
+
+
+def read_tables(
+    stream: StreamDefinition,
+    client: SqquidClient,
+    windows: dict[str | None, datetime | None],
+    key_batches: list[str] | None = None,
+    *,
+    prefetch: int = 2,
+    stats: FetchStats | None = None,
+) -> Iterator[tuple[str | None, dict[str, pa.Table]]]:
+    """Every page of the stream's windows (partition -> start, None: from the beginning), in
+    order, as (partition, one Arrow table per table of the stream). Memory is bounded by the
+    pages in flight."""
+    converter = PageConverter(stream)
+    pages = fetch_pages(stream, client, windows, key_batches, prefetch, stats=stats, decode=converter.decode)
+    for page in pages:
+        yield page.partition, converter.convert(page.records, page.partition)
