@@ -7,6 +7,7 @@ import sys
 import click
 
 from .errors import ConfigError, SqquidError
+from .settings import DEFAULT_BURST, DEFAULT_RATE
 
 SHOWN_DIFF_ROWS = 20
 
@@ -35,9 +36,9 @@ SHOWN_DIFF_ROWS = 20
 @click.option("--api-key", help="API key (env SQQUID_API_KEY).")
 @click.option("--username", help="Username (env SQQUID_USERNAME).")
 @click.option("--password", help="Password (env SQQUID_PASSWORD).")
-@click.option("--rate", type=click.FloatRange(min=0), default=2.0, show_default=True,
+@click.option("--rate", type=click.FloatRange(min=0), default=DEFAULT_RATE, show_default=True,
               help="Requests per second the client allows itself (0: no pacing, for a local sandbox).")
-@click.option("--burst", type=click.IntRange(min=1), default=40, show_default=True,
+@click.option("--burst", type=click.IntRange(min=1), default=DEFAULT_BURST, show_default=True,
               help="Leaky-bucket size the client allows itself.")
 def load_inventory_command(file, mode, duckdb_path, query, dry_run, confirm, batch_size, journal, baseline, diff_out,
                            threshold, base_url, api_key, username, password, rate, burst) -> None:

@@ -200,63 +200,71 @@ def _quantities(series: pd.Series, problems: _Problems) -> np.ndarray:
     problems.add(kinds.get("null", []), column, "missing (null or NaN)")
     problems.add(kinds.get("bool", []), column, "a boolean, not a quantity")
     problems.add(kinds.get("other", []), column, "not a number")
-    values = series.to_numpy(dtype=object) if series.dtype == object else series
-
-    pos = kinds.get("int", np.array([], dtype=np.int64))
-    if len(pos):
-        sub = values[pos] if isinstance(values, np.ndarray) else series.iloc[pos].to_numpy()
-        sub = np.asarray(sub, dtype=object) if sub.dtype == object else sub
-        neg = np.asarray(sub < 0, dtype=bool)
-        big = np.asarray(sub > MAX_QTY, dtype=bool)
-        problems.add(pos[neg], column, "negative")
-        problems.add(pos[big], column, f"larger than {MAX_QTY}")
-        ok = ~neg & ~big
-        out[pos[ok]] = sub[ok].astype(np.int64)
-
-    pos = kinds.get("float", np.array([], dtype=np.int64))
-    if len(pos):
-        sub = series.iloc[pos].to_numpy(dtype=np.float64)
-        nan = np.isnan(sub)
-        inf = np.isinf(sub)
-        finite = ~nan & ~inf
-        frac = finite & (np.floor(np.where(finite, sub, 0)) != np.where(finite, sub, 0))
-        neg = finite & ~frac & (sub < 0)
-        big = finite & ~frac & (sub > MAX_QTY)
-        problems.add(pos[nan], column, "missing (null or NaN)")
-        problems.add(pos[inf], column, "not finite")
-        problems.add(pos[frac], column, "not a whole number")
-        problems.add(pos[neg], column, "negative")
-        problems.add(pos[big], column, f"larger than {MAX_QTY}")
-        ok = finite & ~frac & ~neg & ~big
-        out[pos[ok]] = sub[ok].astype(np.int64)
-
-    pos = kinds.get("str", np.array([], dtype=np.int64))
-    if len(pos):
-        text = series.iloc[pos].astype(str).str.strip()
-        empty = (text == "").to_numpy()
-        integral = text.str.fullmatch(r"\d+(?:\.0*)?").to_numpy(dtype=bool)
-        negative = text.str.fullmatch(r"-\d+(?:\.\d*)?").to_numpy(dtype=bool)
-        number = np.full(len(pos), np.nan)
-        odd = ~(integral | empty | negative)
-        if odd.any():
-            number[odd] = pd.to_numeric(text[odd], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        infinite = np.isinf(number)
-        finite = ~np.isnan(number) & ~infinite
-        fractional = finite & (np.floor(np.where(finite, number, 0)) != np.where(finite, number, 0))
-        notation = finite & ~fractional  # "1e3", "+5": a whole number, but not in digits
-        problems.add(pos[empty], column, "missing (empty)")
-        problems.add(pos[negative], column, "negative")
-        problems.add(pos[infinite], column, "not finite")
-        problems.add(pos[fractional], column, "not a whole number")
-        problems.add(pos[notation], column, "not written as plain digits")
-        rest = ~(empty | integral | negative | infinite | finite)
-        problems.add(pos[rest], column, "not a number")
-        if integral.any():
-            parsed = text[integral].astype(np.float64).to_numpy()
-            big = parsed > MAX_QTY
-            problems.add(pos[integral][big], column, f"larger than {MAX_QTY}")
-            out[pos[integral][~big]] = parsed[~big].astype(np.int64)
+    none = np.array([], dtype=np.int64)
+    for kind, read in (("int", _int_quantities), ("float", _float_quantities), ("str", _text_quantities)):
+        pos = kinds.get(kind, none)
+        if len(pos):
+            read(series, pos, out, problems)
     return out
+
+
+def _int_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, problems: _Problems) -> None:
+    column = "qty_on_hand"
+    values = series.to_numpy(dtype=object) if series.dtype == object else series
+    sub = values[pos] if isinstance(values, np.ndarray) else series.iloc[pos].to_numpy()
+    sub = np.asarray(sub, dtype=object) if sub.dtype == object else sub
+    neg = np.asarray(sub < 0, dtype=bool)
+    big = np.asarray(sub > MAX_QTY, dtype=bool)
+    problems.add(pos[neg], column, "negative")
+    problems.add(pos[big], column, f"larger than {MAX_QTY}")
+    ok = ~neg & ~big
+    out[pos[ok]] = sub[ok].astype(np.int64)
+
+
+def _float_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, problems: _Problems) -> None:
+    column = "qty_on_hand"
+    sub = series.iloc[pos].to_numpy(dtype=np.float64)
+    nan = np.isnan(sub)
+    inf = np.isinf(sub)
+    finite = ~nan & ~inf
+    frac = finite & (np.floor(np.where(finite, sub, 0)) != np.where(finite, sub, 0))
+    neg = finite & ~frac & (sub < 0)
+    big = finite & ~frac & (sub > MAX_QTY)
+    problems.add(pos[nan], column, "missing (null or NaN)")
+    problems.add(pos[inf], column, "not finite")
+    problems.add(pos[frac], column, "not a whole number")
+    problems.add(pos[neg], column, "negative")
+    problems.add(pos[big], column, f"larger than {MAX_QTY}")
+    ok = finite & ~frac & ~neg & ~big
+    out[pos[ok]] = sub[ok].astype(np.int64)
+
+
+def _text_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, problems: _Problems) -> None:
+    column = "qty_on_hand"
+    text = series.iloc[pos].astype(str).str.strip()
+    empty = (text == "").to_numpy()
+    integral = text.str.fullmatch(r"\d+(?:\.0*)?").to_numpy(dtype=bool)
+    negative = text.str.fullmatch(r"-\d+(?:\.\d*)?").to_numpy(dtype=bool)
+    number = np.full(len(pos), np.nan)
+    odd = ~(integral | empty | negative)
+    if odd.any():
+        number[odd] = pd.to_numeric(text[odd], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    infinite = np.isinf(number)
+    finite = ~np.isnan(number) & ~infinite
+    fractional = finite & (np.floor(np.where(finite, number, 0)) != np.where(finite, number, 0))
+    notation = finite & ~fractional  # "1e3", "+5": a whole number, but not in digits
+    problems.add(pos[empty], column, "missing (empty)")
+    problems.add(pos[negative], column, "negative")
+    problems.add(pos[infinite], column, "not finite")
+    problems.add(pos[fractional], column, "not a whole number")
+    problems.add(pos[notation], column, "not written as plain digits")
+    rest = ~(empty | integral | negative | infinite | finite)
+    problems.add(pos[rest], column, "not a number")
+    if integral.any():
+        parsed = text[integral].astype(np.float64).to_numpy()
+        big = parsed > MAX_QTY
+        problems.add(pos[integral][big], column, f"larger than {MAX_QTY}")
+        out[pos[integral][~big]] = parsed[~big].astype(np.int64)
 
 
 def _texts(series: pd.Series, column: str, problems: _Problems, *, required: bool) -> np.ndarray:
