@@ -1,6 +1,8 @@
-"""Run a stream definition: requests -> pages -> records -> Arrow -> destination -> state.
+"""Run one set of windows of a stream: pages -> Arrow -> staged -> committed with state.
 
 The engine knows no stream by name; everything particular to a stream is in its definition.
+It is called by the pipeline, once for the windows the state plans (`plan_windows`) and once
+more for any windows reconciliation asks to repair; it never calls back.
 """
 
 from __future__ import annotations
@@ -13,21 +15,27 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from .client import SqquidClient
+from .count_check import CountCheck, check_count
+from .cursors import CursorTracker
 from .definitions import StreamDefinition
 from .destinations.base import Destination
 from .errors import ConfigError, SqquidError
-from .fetch import FetchStats, count_records
+from .fetch import FetchStats
 from .keys import batch_keys
-from .runs import RunRecord
 from .read import read_tables
-from .records import column_max
-from .state import NO_PARTITION, StreamState, format_timestamp, later, window_start
+from .runs import RunRecord
+from .state import NO_PARTITION, StreamState, format_timestamp, window_start
 
 log = logging.getLogger(__name__)
+
+Windows = dict  # partition (None: the stream has none) -> where its window starts (None: from the beginning)
+ProgressCallback = Callable[[str, int, int], None]  # stream, pages, records
 
 
 @dataclass
 class StreamResult:
+    """What a stream did in a run (all its window sets together): the summary line and run row."""
+
     stream: str
     status: str = "ok"  # ok | warning | failed
     rows: dict[str, int] = field(default_factory=dict)
@@ -41,14 +49,16 @@ class StreamResult:
     message: str | None = None
     exit_code: int = 0
     repaired: int = 0  # records found missing behind the cursor and re-fetched
-    windows: dict = field(default_factory=dict)  # partition -> where this run's window started (ISO)
-    api_counts: dict = field(default_factory=dict)  # partition -> the API's count for that window
+    started_at: str = ""
 
     @property
     def count_check(self) -> str:
         if self.count_expected is None:
             return "n/a"
         return "ok" if self.count_expected == self.count_received else "mismatch"
+
+    def add_message(self, message: str) -> None:
+        self.message = f"{self.message}; {message}" if self.message else message
 
 
 @dataclass
@@ -60,100 +70,135 @@ class RunOptions:
     prefetch_pages: int = 2
 
 
-ProgressCallback = Callable[[str, int, int], None]  # stream, pages, records
+@dataclass
+class StreamRun:
+    """One stream's part of a run: what it runs against, and what it has done so far (`result`)."""
 
+    stream: StreamDefinition
+    client: SqquidClient
+    destination: Destination
+    options: RunOptions
+    run_id: str
+    progress: ProgressCallback | None = None
+    result: StreamResult = field(init=False)
+    _requests_before: int = field(init=False)
+    _started: float = field(init=False)
 
-def run_stream(
-    stream: StreamDefinition,
-    client: SqquidClient,
-    destination: Destination,
-    options: RunOptions,
-    run_id: str,
-    progress: ProgressCallback | None = None,
-    windows_override: dict[str | None, datetime] | None = None,
-) -> StreamResult:
-    """Extract one stream into the destination; state advances only in the commit that stores the data.
+    def __post_init__(self) -> None:
+        self.result = StreamResult(stream=self.stream.name, started_at=_now())
+        self._requests_before = self.client.stats.requests
+        self._started = time.monotonic()
 
-    `windows_override` re-fetches only the given partitions from the given times (a repair found
-    by reconciliation); the data is merged and the bookmarks never move backwards."""
-    started = time.monotonic()
-    requests_before = client.stats.requests
-    result = StreamResult(stream=stream.name)
-    run = RunRecord(run_id=run_id, stream=stream.name, started_at=_now())
-    refresh = stream.name in options.full_refresh and windows_override is None
-    replace = stream.sync == "full_refresh" or refresh
-    old_state = StreamState() if refresh else destination.load_states().get(stream.name, StreamState())
-    key_batches = list_key_batches(stream, destination, client.base_url)
-    writer = destination.begin(stream, replace=replace)
-    try:
-        windows: dict[str | None, datetime | None] = {}
-        maxima: dict[str | None, datetime | None] = {}
-        if windows_override is not None:
-            windows.update(windows_override)
-        else:
-            for partition in stream.partition.values if stream.partition else [None]:
-                key = partition or NO_PARTITION
-                windows[partition] = (
-                    window_start(old_state.cursors.get(key), options.lookback, options.start_date) if stream.cursor else None
-                )
-        result.windows = {p: format_timestamp(w) if w else None for p, w in windows.items()}
-        fetch_stats = FetchStats()
-        pages = read_tables(stream, client, windows, key_batches, prefetch=options.prefetch_pages, stats=fetch_stats)
-        for partition, tables in pages:
-            writer.write(tables)
-            result.pages += 1
-            for name, table in tables.items():
-                result.rows[name] = result.rows.get(name, 0) + table.num_rows
-            if stream.cursor:
-                page_max = column_max(tables[stream.tables[0].name][stream.cursor.field])
-                current = maxima.get(partition)
-                if page_max is not None and (current is None or page_max > current):
-                    maxima[partition] = page_max
-            if progress:
-                progress(stream.name, result.pages, result.rows.get(stream.tables[0].name, 0))
+    @property
+    def refresh(self) -> bool:
+        """Replace the stream's tables (a full-refresh stream, or --full-refresh of it)."""
+        return self.stream.sync == "full_refresh" or self.stream.name in self.options.full_refresh
 
-        if stream.count:
-            received = writer.distinct_keys(stream.tables[0].name)
-            expected = _expected_count(stream, client, windows, fetch_stats, received, result)
-            result.count_expected, result.count_received = expected, received
-            if expected != received:
-                message = (
-                    f"count check: /count says {expected} records for this window, {received} received"
-                )
-                if options.strict:
-                    raise SqquidError(f"stream {stream.name!r}: {message} (--strict)")
-                result.status, result.message = "warning", message
-                log.warning("stream %s: %s", stream.name, message)
+    def tally(self) -> None:
+        """Requests and seconds of the stream so far, into its result."""
+        self.result.requests = self.client.stats.requests - self._requests_before
+        self.result.seconds = time.monotonic() - self._started
 
-        new_state = StreamState(
-            cursors=dict(old_state.cursors),
-            last_run_at=_now(),
-            last_run_id=run_id,
-            rows_last_run=sum(result.rows.values()),
+    def run_record(self, status: str | None = None) -> RunRecord:
+        """The stream's one row of `_sqquid_runs` for this run (a later commit of the run replaces it)."""
+        self.tally()
+        r = self.result
+        return RunRecord(
+            run_id=self.run_id, stream=self.stream.name, started_at=r.started_at, finished_at=_now(),
+            status=status or r.status, rows=sum(r.rows.values()), pages=r.pages, requests=r.requests,
+            window_start=r.window_start, cursor=r.cursor, count_expected=r.count_expected,
+            count_received=r.count_received, count_check=r.count_check, message=r.message,
         )
-        for partition, maximum in maxima.items():
-            key = partition or NO_PARTITION
-            new_state.cursors[key] = later(new_state.cursors.get(key), maximum) or ""
-        first_window = next((w for w in windows.values() if w is not None), None)
-        result.window_start = format_timestamp(first_window) if first_window else None
-        result.cursor = max(new_state.cursors.values(), default=None)
-        result.requests = client.stats.requests - requests_before
-        _fill_run(run, result, result.status)
-        writer.commit(new_state, run)
+
+
+def plan_windows(stream: StreamDefinition, state: StreamState, options: RunOptions) -> Windows:
+    """Where each partition's window starts: the stored cursor less the lookback, else the start date."""
+    windows: Windows = {}
+    for partition in stream.partition.values if stream.partition else [None]:
+        cursor = state.cursors.get(partition or NO_PARTITION)
+        windows[partition] = window_start(cursor, options.lookback, options.start_date) if stream.cursor else None
+    return windows
+
+
+def run_windows(run: StreamRun, windows: Windows, old_state: StreamState, *, replace: bool,
+                count: bool = True) -> CountCheck | None:
+    """Read the windows, stage their pages and commit them with the advanced state and the run
+    row, in one commit; `run.result` accumulates. On failure nothing is stored, the run row says
+    so, and the error is raised. Returns the count check (None: not asked, or no /count)."""
+    stream = run.stream
+    writer = run.destination.begin(stream, replace=replace)
+    try:
+        tracker = CursorTracker(stream)
+        stats = _stage_pages(run, windows, writer, tracker)
+        check = None
+        if count and stream.count:
+            check = _check_count(run, windows, stats, writer.distinct_keys(stream.tables[0].name))
+        _note_windows(run.result, windows, tracker, old_state)
+        writer.commit(_new_state(run, tracker, old_state), run.run_record())
     except BaseException as exc:
         writer.abort()
-        result.status = "failed"
-        result.message = str(exc) if isinstance(exc, SqquidError) else f"{type(exc).__name__}: {exc}"
-        result.requests = client.stats.requests - requests_before
-        result.seconds = time.monotonic() - started
-        _fill_run(run, result, "failed")
-        try:
-            destination.record_run(run)
-        except Exception:  # noqa: BLE001 - recording a failure must not hide it
-            log.debug("could not record the failed run", exc_info=True)
+        _record_failure(run, exc)
         raise
-    result.seconds = time.monotonic() - started
-    return result
+    return check
+
+
+def _stage_pages(run: StreamRun, windows: Windows, writer, tracker: CursorTracker) -> FetchStats:
+    stream, result = run.stream, run.result
+    stats = FetchStats()
+    key_batches = list_key_batches(stream, run.destination, run.client.base_url)
+    pages = read_tables(stream, run.client, windows, key_batches, prefetch=run.options.prefetch_pages, stats=stats)
+    for partition, tables in pages:
+        writer.write(tables)
+        tracker.observe(partition, tables)
+        result.pages += 1
+        for name, table in tables.items():
+            result.rows[name] = result.rows.get(name, 0) + table.num_rows
+        if run.progress:
+            run.progress(stream.name, result.pages, result.rows.get(stream.tables[0].name, 0))
+    return stats
+
+
+def _check_count(run: StreamRun, windows: Windows, stats: FetchStats, received: int) -> CountCheck:
+    """The API's /count against the distinct keys staged: a mismatch is a warning (--strict: an error)."""
+    check = check_count(run.stream, run.client, windows, stats.counts, received)
+    result = run.result
+    result.count_expected, result.count_received = check.expected, check.received
+    if not check.ok:
+        message = f"count check: /count says {check.expected} records for this window, {check.received} received"
+        if run.options.strict:
+            raise SqquidError(f"stream {run.stream.name!r}: {message} (--strict)")
+        result.status = "warning"
+        result.add_message(message)
+        log.warning("stream %s: %s", run.stream.name, message)
+    return check
+
+
+def _note_windows(result: StreamResult, windows: Windows, tracker: CursorTracker, old_state: StreamState) -> None:
+    """The first window start of the run (a repair never moves it) and the cursor reached."""
+    if result.window_start is None:
+        first = next((w for w in windows.values() if w is not None), None)
+        result.window_start = format_timestamp(first) if first else None
+    result.cursor = max(tracker.advance(old_state.cursors).values(), default=None)
+
+
+def _new_state(run: StreamRun, tracker: CursorTracker, old_state: StreamState) -> StreamState:
+    """The stream's state after this commit: cursors only move forward."""
+    return StreamState(
+        cursors=tracker.advance(old_state.cursors),
+        last_run_at=_now(),
+        last_run_id=run.run_id,
+        rows_last_run=sum(run.result.rows.values()),
+    )
+
+
+def _record_failure(run: StreamRun, exc: BaseException) -> None:
+    result = run.result
+    result.status = "failed"
+    result.message = str(exc) if isinstance(exc, SqquidError) else f"{type(exc).__name__}: {exc}"
+    try:
+        run.destination.record_run(run.run_record("failed"))
+    except Exception:  # noqa: BLE001 - recording a failure must not hide it
+        log.debug("could not record the failed run", exc_info=True)
 
 
 def list_key_batches(stream: StreamDefinition, destination: Destination, base_url: str) -> list[str] | None:
@@ -176,46 +221,6 @@ def list_key_batches(stream: StreamDefinition, destination: Destination, base_ur
         log.warning("stream %s: %d keys cannot be listed: %s", stream.name, len(keys.unlistable),
                     [f"{k!r} {why}" for k, why in list(keys.unlistable.items())[:5]])
     return keys.batches
-
-
-def _expected_count(
-    stream: StreamDefinition,
-    client: SqquidClient,
-    windows: dict[str | None, datetime | None],
-    fetch_stats: FetchStats,
-    received: int,
-    result: StreamResult,
-) -> int:
-    """The API's count for the window. The counts the fetch asked to plan its pages (before the
-    listing was read) are used where there are some; when they disagree with what was received,
-    the count is asked again now, and a number received between the two (records added while
-    paging) counts as agreeing."""
-    counts = {p: fetch_stats.counts.get(p) for p in windows}
-    for p, value in counts.items():
-        if value is None:
-            counts[p] = count_records(stream, client, windows[p], p)
-    if sum(counts.values()) == received:  # type: ignore[arg-type]
-        result.api_counts = counts  # type: ignore[assignment]
-        return received
-    now = {p: count_records(stream, client, windows[p], p) for p in windows}
-    result.api_counts = now
-    if sum(counts.values()) <= received <= sum(now.values()):  # type: ignore[arg-type]
-        return received
-    return sum(now.values())
-
-
-def _fill_run(run: RunRecord, result: StreamResult, status: str) -> None:
-    run.finished_at = _now()
-    run.status = status
-    run.rows = sum(result.rows.values())
-    run.pages = result.pages
-    run.requests = result.requests
-    run.window_start = result.window_start
-    run.cursor = result.cursor
-    run.count_expected = result.count_expected
-    run.count_received = result.count_received
-    run.count_check = result.count_check
-    run.message = result.message
 
 
 def new_run_id() -> str:

@@ -1,4 +1,9 @@
-"""The Python API of an extraction: `extract(...)` -> ExtractResult. The CLI is a thin layer on it."""
+"""The Python API of an extraction: `extract(...)` -> ExtractResult. The CLI is a thin layer on it.
+
+The flow of one stream is one direction: plan its windows from the state, run them through the
+engine (stage, count check, commit with state), ask reconciliation which windows the API still
+has more records in, run those too, and record the stream's one run row.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,14 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .client import Credentials, SqquidClient
-from .definitions import load_definitions, select_streams
+from .definitions import StreamDefinition, load_definitions, select_streams
 from .destinations import check_destination, open_destination
-from .engine import ProgressCallback, RunOptions, StreamResult, new_run_id, run_stream
-from .reconcile import reconcile_stream
+from .destinations.base import Destination
+from .engine import ProgressCallback, RunOptions, StreamResult, StreamRun, new_run_id, plan_windows, run_windows
 from .errors import ConfigError, SqquidError
-from .state import parse_duration, parse_timestamp
+from .reconcile import describe_gaps, describe_surpluses, find_gaps
+from .settings import DEFAULT_BURST, DEFAULT_DUCKDB, DEFAULT_LOOKBACK, DEFAULT_RATE
+from .state import StreamState, parse_duration, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +42,10 @@ class ExtractResult:
         return next((s.exit_code or 1 for s in self.streams if s.status == "failed"), 0)
 
     def stream(self, name: str) -> StreamResult:
-        return next(s for s in self.streams if s.stream == name)
+        for result in self.streams:
+            if result.stream == name:
+                return result
+        raise KeyError(f"no stream {name!r} in this run (it ran: {', '.join(s.stream for s in self.streams) or 'none'})")
 
 
 def extract(
@@ -48,11 +58,11 @@ def extract(
     username: str | None = None,
     password: str | None = None,
     start_date: str | datetime | None = None,
-    lookback: str = "1s",
+    lookback: str = DEFAULT_LOOKBACK,
     full_refresh: bool | Iterable[str] = False,
     strict: bool = False,
-    rate: float | None = 2.0,
-    burst: int = 40,
+    rate: float | None = DEFAULT_RATE,
+    burst: int = DEFAULT_BURST,
     client: SqquidClient | None = None,
     progress: ProgressCallback | None = None,
     stop_on_failure: bool = False,
@@ -64,6 +74,43 @@ def extract(
     Parquet directory. Options are validated before anything is requested or written.
     `catalog` (a Singer catalog file or dict) selects the streams and fields; `stream_done` is
     called with each stream's result as it finishes."""
+    selected, options = _plan(streams, catalog, start_date, lookback, full_refresh, strict)
+    if rate is not None and not rate > 0:
+        raise ConfigError(f"--rate {rate}: must be a positive number of requests per second (0 turns pacing off)")
+    if burst < 1:
+        raise ConfigError(f"--burst {burst}: must be at least 1")
+    check_destination(duckdb, parquet)
+    own_client = client is None
+    if client is None:
+        client = SqquidClient(Credentials.from_env(api_key, username, password), base_url, rate=rate, burst=burst)
+    try:
+        client.ensure_token()  # bad credentials fail here, before the destination is touched
+        destination = open_destination(duckdb, parquet)
+    except BaseException:
+        if own_client:
+            client.close()
+        raise
+    result = ExtractResult(run_id=new_run_id(), destination=str(parquet or duckdb or DEFAULT_DUCKDB))
+    try:
+        for definition in selected:
+            stream_result = _extract_stream(
+                StreamRun(definition, client, destination, options, result.run_id, progress), reconcile
+            )
+            result.streams.append(stream_result)
+            if stream_done:
+                stream_done(stream_result)
+            if stream_result.status == "failed" and (stop_on_failure or stream_result.exit_code in (2, 3)):
+                break
+        _after_load(destination)
+    finally:
+        destination.close()
+        if own_client:
+            client.close()
+    return result
+
+
+def _plan(streams, catalog, start_date, lookback, full_refresh, strict) -> tuple[list[StreamDefinition], RunOptions]:
+    """The streams to run, in dependency order, and the run's options; a bad one is a ConfigError."""
     definitions = load_definitions()
     if catalog is not None:
         from .catalog import apply_catalog
@@ -81,45 +128,55 @@ def extract(
         full_refresh=refresh,
         strict=strict,
     )
-    if rate is not None and not rate > 0:
-        raise ConfigError(f"--rate {rate}: must be a positive number of requests per second (0 turns pacing off)")
-    if burst < 1:
-        raise ConfigError(f"--burst {burst}: must be at least 1")
-    check_destination(duckdb, parquet)
-    own_client = client is None
-    if client is None:
-        client = SqquidClient(
-            Credentials.from_env(api_key, username, password), base_url, rate=rate, burst=burst
-        )
-    try:
-        client.ensure_token()  # bad credentials fail here, before the destination is touched
-        destination = open_destination(duckdb, parquet)
-    except BaseException:
-        if own_client:
-            client.close()
-        raise
-    result = ExtractResult(run_id=new_run_id(), destination=str(parquet or duckdb or "sqquid.duckdb"))
-    try:
-        for definition in selected:
-            stream_result = StreamResult(stream=definition.name)
-            try:
-                stream_result = run_stream(definition, client, destination, options, result.run_id, progress)
-                if reconcile:
-                    reconcile_stream(definition, client, destination, options, result.run_id, stream_result)
-            except SqquidError as exc:
-                log.error("stream %s failed: %s", definition.name, exc)
-                stream_result.status, stream_result.exit_code = "failed", exc.exit_code
-                stream_result.message = str(exc)
-            result.streams.append(stream_result)
-            if stream_done:
-                stream_done(stream_result)
-            if stream_result.status == "failed" and (stop_on_failure or stream_result.exit_code in (2, 3)):
-                break
-        from .sql_views import install_views
+    return selected, options
 
-        install_views(destination)  # DuckDB: the order_lines / available_to_sell views
-    finally:
-        destination.close()
-        if own_client:
-            client.close()
-    return result
+
+def _extract_stream(run: StreamRun, reconcile: bool) -> StreamResult:
+    """Plan, run and (optionally) reconcile one stream; a SqquidError fails the stream only."""
+    stream, destination = run.stream, run.destination
+    try:
+        old_state = StreamState() if run.refresh else destination.load_states().get(stream.name, StreamState())
+        windows = plan_windows(stream, old_state, run.options)
+        check = run_windows(run, windows, old_state, replace=run.refresh)
+        if reconcile:
+            known = {} if check is None else {
+                p: n for p, n in check.api_counts.items() if windows.get(p) == run.options.start_date
+            }
+            _reconcile(run, known)
+    except SqquidError as exc:
+        log.error("stream %s failed: %s", stream.name, exc)
+        run.result.status, run.result.exit_code, run.result.message = "failed", exc.exit_code, str(exc)
+    run.tally()
+    return run.result
+
+
+def _reconcile(run: StreamRun, known_counts: dict) -> None:
+    """Ask reconciliation which windows the API has more records in than the destination; run
+    those (merged, cursors never backwards); say so in the stream's result and its run row."""
+    stream, destination, result = run.stream, run.destination, run.result
+    start = run.options.start_date
+    gaps, surpluses = find_gaps(stream, run.client, destination, start, known_counts)
+    if gaps:
+        state = destination.load_states().get(stream.name, StreamState())
+        run_windows(run, {g.partition: g.since for g in gaps}, state, replace=False, count=False)
+        result.repaired = sum(g.missing for g in gaps)
+        result.add_message(describe_gaps(gaps))
+        remaining, _ = find_gaps(stream, run.client, destination, start)
+        if remaining:
+            result.add_message(f"still {sum(g.missing for g in remaining)} missing after the repair")
+            result.status = "warning"
+    if surpluses:
+        result.add_message(describe_surpluses(surpluses))
+        result.status = "warning"
+    if not (gaps or surpluses):
+        return
+    if run.options.strict and result.status == "warning":
+        result.status, result.exit_code = "failed", 1
+        result.message = f"{result.message} (--strict)"
+    destination.record_run(run.run_record())  # the run's one row for the stream, now final
+
+
+def _after_load(destination: Destination) -> None:
+    from .sql_views import install_views
+
+    install_views(destination)  # DuckDB: the order_lines / available_to_sell views
