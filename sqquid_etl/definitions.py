@@ -166,12 +166,6 @@ def parse_definition(raw: Any, source_file: str = "<memory>") -> StreamDefinitio
     name = _require(raw, "name", where)
     where = f"stream {name!r} ({source_file})"
     request = _require(raw, "request", where)
-    pag = _require(raw, "paginator", where)
-    if pag.get("type") not in PAGINATOR_TYPES:
-        raise ConfigError(f"{where}: paginator type {pag.get('type')!r}; expected one of {PAGINATOR_TYPES}")
-    limit = pag.get("limit")
-    if not isinstance(limit, int) or limit < 1:
-        raise ConfigError(f"{where}: paginator limit must be a positive integer")
     sync = raw.get("sync", "full_refresh")
     if sync not in SYNC_MODES:
         raise ConfigError(f"{where}: sync {sync!r}; expected one of {SYNC_MODES}")
@@ -179,19 +173,64 @@ def parse_definition(raw: Any, source_file: str = "<memory>") -> StreamDefinitio
     if sync == "incremental":
         raw_cursor = _require(raw, "cursor", where)
         cursor = Cursor(field=_require(raw_cursor, "field", where), param=_require(raw_cursor, "param", where))
-    count = None
-    if raw.get("count"):
-        count = CountEndpoint(path=_require(raw["count"], "path", where), envelope=_require(raw["count"], "envelope", where))
-    partition = None
-    if raw.get("partition"):
-        p = raw["partition"]
-        partition = Partition(param=_require(p, "param", where), values=tuple(_require(p, "values", where)))
-    keys_from = None
-    if request.get("keys_from"):
-        k = request["keys_from"]
-        sources = tuple((s["table"], s["column"]) for s in _require(k, "sources", where))
-        keys_from = KeysFrom(param=_require(k, "param", where), sources=sources, max_url_length=int(k.get("max_url_length", 2000)))
+    partition = _parse_partition(raw, where)
+    tables = _parse_tables(raw, where, partition)
+    parent = tables[0] if tables[0].nested_path is None else None
+    if cursor and parent is None:
+        raise ConfigError(f"{where}: an incremental stream needs its own table for the cursor field")
+    if cursor and cursor.field not in parent.column_names:  # type: ignore[union-attr]
+        raise ConfigError(f"{where}: cursor field {cursor.field!r} is not a column of {parent.name!r}")  # type: ignore[union-attr]
+    return StreamDefinition(
+        name=name,
+        description=raw.get("description", "").strip(),
+        path=_require(request, "path", where),
+        envelope=request.get("envelope"),
+        params=dict(request.get("params") or {}),
+        paginator=_parse_paginator(raw, where),
+        sync=sync,
+        cursor=cursor,
+        count=_parse_count(raw, where),
+        partition=partition,
+        keys_from=_parse_keys_from(request, where),
+        depends_on=tuple(raw.get("depends_on") or ()),
+        tables=tuple(tables),
+        source_file=source_file,
+    )
 
+
+def _parse_paginator(raw: dict, where: str) -> Paginator:
+    pag = _require(raw, "paginator", where)
+    if pag.get("type") not in PAGINATOR_TYPES:
+        raise ConfigError(f"{where}: paginator type {pag.get('type')!r}; expected one of {PAGINATOR_TYPES}")
+    limit = pag.get("limit")
+    if not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"{where}: paginator limit must be a positive integer")
+    return Paginator(type=pag["type"], limit=limit)
+
+
+def _parse_count(raw: dict, where: str) -> CountEndpoint | None:
+    if not raw.get("count"):
+        return None
+    return CountEndpoint(path=_require(raw["count"], "path", where), envelope=_require(raw["count"], "envelope", where))
+
+
+def _parse_partition(raw: dict, where: str) -> Partition | None:
+    if not raw.get("partition"):
+        return None
+    p = raw["partition"]
+    return Partition(param=_require(p, "param", where), values=tuple(_require(p, "values", where)))
+
+
+def _parse_keys_from(request: dict, where: str) -> KeysFrom | None:
+    if not request.get("keys_from"):
+        return None
+    k = request["keys_from"]
+    sources = tuple((s["table"], s["column"]) for s in _require(k, "sources", where))
+    return KeysFrom(param=_require(k, "param", where), sources=sources, max_url_length=int(k.get("max_url_length", 2000)))
+
+
+def _parse_tables(raw: dict, where: str, partition: Partition | None) -> list[TableSpec]:
+    """The stream's own table (first, when it has one) and its children's."""
     tables: list[TableSpec] = []
     partition_cols = []
     if partition:
@@ -201,46 +240,30 @@ def parse_definition(raw: Any, source_file: str = "<memory>") -> StreamDefinitio
         parent = _parse_table(raw, where, None, partition_cols)
         tables.append(parent)
     for child in raw.get("children") or []:
-        child_where = f"{where} child {child.get('table')!r}"
-        nested = _require(child, "field", child_where)
-        links = child.get("parent_fields") or {}
-        parent_cols = [
-            Column(name=col, type=typ, source=src, nullable=False, from_parent=True)
-            for col, (src, typ) in (
-                (c, (s["from"], s["type"]) if isinstance(s, dict) else (s, "integer")) for c, s in links.items()
-            )
-        ]
-        table = _parse_table(child, child_where, nested, parent_cols)
-        link = None
-        if parent is not None and parent_cols:
-            first = parent_cols[0]
-            if first.source not in parent.column_names:
-                raise ConfigError(f"{child_where}: parent field {first.source!r} is not a column of {parent.name!r}")
-            link = (first.name, first.source)
-        tables.append(TableSpec(table.name, table.primary_key, table.columns, nested, link))
+        tables.append(_parse_child(child, f"{where} child {child.get('table')!r}", parent))
     if not tables:
         raise ConfigError(f"{where}: defines no table (give 'table' or 'children')")
-    if cursor and parent is None:
-        raise ConfigError(f"{where}: an incremental stream needs its own table for the cursor field")
-    if cursor and cursor.field not in parent.column_names:  # type: ignore[union-attr]
-        raise ConfigError(f"{where}: cursor field {cursor.field!r} is not a column of {parent.name!r}")  # type: ignore[union-attr]
+    return tables
 
-    return StreamDefinition(
-        name=name,
-        description=raw.get("description", "").strip(),
-        path=_require(request, "path", where),
-        envelope=request.get("envelope"),
-        params=dict(request.get("params") or {}),
-        paginator=Paginator(type=pag["type"], limit=limit),
-        sync=sync,
-        cursor=cursor,
-        count=count,
-        partition=partition,
-        keys_from=keys_from,
-        depends_on=tuple(raw.get("depends_on") or ()),
-        tables=tuple(tables),
-        source_file=source_file,
-    )
+
+def _parse_child(child: dict, where: str, parent: TableSpec | None) -> TableSpec:
+    """A child table: the records of a nested list, with the parent's key columns."""
+    nested = _require(child, "field", where)
+    links = child.get("parent_fields") or {}
+    parent_cols = [
+        Column(name=col, type=typ, source=src, nullable=False, from_parent=True)
+        for col, (src, typ) in (
+            (c, (s["from"], s["type"]) if isinstance(s, dict) else (s, "integer")) for c, s in links.items()
+        )
+    ]
+    table = _parse_table(child, where, nested, parent_cols)
+    link = None
+    if parent is not None and parent_cols:
+        first = parent_cols[0]
+        if first.source not in parent.column_names:
+            raise ConfigError(f"{where}: parent field {first.source!r} is not a column of {parent.name!r}")
+        link = (first.name, first.source)
+    return TableSpec(table.name, table.primary_key, table.columns, nested, link)
 
 
 def load_definitions(directory: Path | None = None) -> dict[str, StreamDefinition]:
