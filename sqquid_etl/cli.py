@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -13,15 +14,42 @@ import click
 
 from .errors import SqquidError
 from .progress import configure_logging
-
-# Arrow's buffers from the system allocator, which gives freed memory back to the operating
-# system; pyarrow's default (mimalloc) keeps it: ~25 MB more peak RSS for an extract
-# (bench/memory.py). Read by pyarrow when first loaded, which the commands below do lazily.
-os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+from .settings import DEFAULT_BURST, DEFAULT_DUCKDB, DEFAULT_LOOKBACK, DEFAULT_RATE
 
 log = logging.getLogger("sqquid_etl")
 
-DEFAULTS = {"lookback": "1s", "rate": 2.0, "burst": 40}
+DEFAULTS = {"lookback": DEFAULT_LOOKBACK, "rate": DEFAULT_RATE, "burst": DEFAULT_BURST}
+
+# commands whose modules load only when they run: the sandbox is a product of its own, and the
+# reverse load brings pandas
+LAZY_COMMANDS = {
+    "load-inventory": ("sqquid_etl.reverse_cli", "load_inventory_command"),
+    "sandbox": ("sqquid_etl.sandbox.cli", "sandbox_command"),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module only when that command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS:
+            module, attribute = LAZY_COMMANDS[cmd_name]
+            return getattr(importlib.import_module(module), attribute)
+        return super().get_command(ctx, cmd_name)
+
+
+def _use_system_allocator() -> None:
+    """Arrow's buffers from the system allocator, which gives freed memory back to the operating
+    system; pyarrow's default (mimalloc) keeps it: ~25 MB more peak RSS for an extract
+    (bench/memory.py). ARROW_DEFAULT_MEMORY_POOL, when set, is the user's choice and is kept."""
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        return
+    import pyarrow
+
+    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
 
 
 def _fail(exc: SqquidError) -> None:
@@ -48,7 +76,7 @@ def _output(ctx: click.Context, verbose: int = 0, quiet: bool | None = None, log
     return settings
 
 
-@click.group()
+@click.group(cls=LazyGroup)
 @_output_options
 @click.version_option(package_name="sqquid-etl")
 @click.pass_context
@@ -116,6 +144,7 @@ def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, start_
 
     With a config file (`--config`, or ./sqquid.toml) a scheduled job is `sqquid-etl extract`.
     """
+    _use_system_allocator()
     from .pipeline import extract as run_extract
     from .progress import ProgressReporter
 
@@ -233,7 +262,7 @@ def _open_state(config, duckdb_path, parquet_dir):
 
     settings = _settings(config)
     duckdb_path, parquet_dir = _destination(settings, duckdb_path, parquet_dir)
-    where = parquet_dir or duckdb_path or "sqquid.duckdb"
+    where = parquet_dir or duckdb_path or DEFAULT_DUCKDB
     return open_state_destination(duckdb_path, parquet_dir), where
 
 
@@ -342,19 +371,6 @@ def demo(duckdb_path: str, orders: int, products: int, rate: float) -> None:
     if not ok:
         sys.exit(1)
 
-
-def _register_optional_commands() -> None:
-    try:
-        from .sandbox.cli import sandbox_command
-    except ImportError:  # pragma: no cover - the sandbox ships with the package
-        return
-    main.add_command(sandbox_command, name="sandbox")
-    from .reverse_cli import load_inventory_command
-
-    main.add_command(load_inventory_command, name="load-inventory")
-
-
-_register_optional_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

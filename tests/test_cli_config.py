@@ -112,16 +112,20 @@ def test_missing_explicit_config_is_an_error(tmp_path, monkeypatch):
 
 
 def test_the_cli_allocates_arrow_buffers_from_the_system_allocator():
-    """The CLI sets ARROW_DEFAULT_MEMORY_POOL=system (unless set) before pyarrow loads: the
-    system allocator gives freed memory back (bench/memory.py)."""
+    """The extract command takes Arrow's buffers from the system allocator (unless the user chose
+    one with ARROW_DEFAULT_MEMORY_POOL): it gives freed memory back (bench/memory.py). Importing
+    the CLI changes nothing: no environment variable, no pyarrow."""
     import os
     import subprocess
     import sys
 
-    script = "import sys, sqquid_etl.cli, pyarrow; print('pyarrow' in sys.modules, pyarrow.default_memory_pool().backend_name)"
+    script = (
+        "import os, sys, sqquid_etl.cli as c; before = ('pyarrow' in sys.modules, 'ARROW_DEFAULT_MEMORY_POOL' in os.environ); "
+        "c._use_system_allocator(); import pyarrow; print(*before, pyarrow.default_memory_pool().backend_name)"
+    )
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
-    assert done.stdout.split() == ["True", "system"], done.stderr
+    assert done.stdout.split() == ["False", "False", "system"], done.stderr
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                           env={**env, "ARROW_DEFAULT_MEMORY_POOL": "jemalloc"})
-    assert done.stdout.split()[1] in ("jemalloc", "mimalloc"), done.stderr  # the user's choice is left alone
+    assert done.stdout.split()[2] in ("jemalloc", "mimalloc"), done.stderr  # the user's choice is left alone
