@@ -6,21 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Iterable
-from urllib.parse import quote
 
 import pandas as pd
 import pyarrow as pa
 
 from .client import SqquidClient
 from .definitions import StreamDefinition, load_definitions
-from .errors import ApiError, ConfigError
+from .errors import ConfigError
 from .keys import batch_keys
 from .read import read_tables
 from .reverse_validate import DEFAULT, KEY
 
-LIST_PATH = "/v1/inventory"
-LIST_LIMIT = 1000
-MAX_URL_LENGTH = 2000
 INVENTORY_STREAM = "inventory"
 INVENTORY_TABLE = "inventory"
 # the inventory table's columns -> the columns of the current-inventory frame
@@ -37,57 +33,13 @@ def inventory_definition() -> StreamDefinition:
     return definition
 
 
-def sku_batches(skus: Iterable[str], base_url: str, max_url_length: int = MAX_URL_LENGTH) -> tuple[list[list[str]], list[str]]:
-    """Skus grouped so that each `GET /v1/inventory?skus=...` URL stays under the limit.
-    Skus holding a comma cannot be listed (the API splits on commas): returned apart."""
-    budget = max_url_length - len(base_url) - len(LIST_PATH) - 80
-    batches: list[list[str]] = []
-    current: list[str] = []
-    size = 0
-    unlistable = []
-    for sku in sorted(set(skus)):
-        if "," in sku:
-            unlistable.append(sku)
-            continue
-        cost = len(quote(sku, safe="")) + 3  # the comma, encoded as %2C
-        if cost > budget:
-            unlistable.append(sku)
-            continue
-        if current and size + cost > budget:
-            batches.append(current)
-            current, size = [], 0
-        current.append(sku)
-        size += cost
-    if current:
-        batches.append(current)
-    return batches, unlistable
-
-
 def fetch_current(client: SqquidClient, skus: Iterable[str]) -> tuple[pd.DataFrame, list[str]]:
     """Current inventory records of the given skus (columns sku, location_external_id, bin,
-    current_qty) and the skus that could not be listed."""
-    batches, unlistable = sku_batches(skus, client.base_url)
-    rows: dict[tuple[str, str, str], int] = {}
-    for batch in batches:
-        offset = 0
-        while True:
-            body = client.get(LIST_PATH, {"skus": ",".join(batch), "offset": offset, "limit": LIST_LIMIT})
-            results = body.get("results") if isinstance(body, dict) else None
-            if not isinstance(results, list):
-                raise ApiError(f"GET {LIST_PATH} answered without a 'results' list", endpoint=f"GET {LIST_PATH}")
-            for item in results:
-                sku = str(item.get("sku"))
-                for rec in item.get("inventory") or []:
-                    key = (sku, str(rec.get("location_external_id") or DEFAULT), str(rec.get("bin") or DEFAULT))
-                    rows[key] = int(rec.get("qty_on_hand") or 0)
-            offset += len(results)
-            total = body.get("total")
-            if not results or (isinstance(total, int) and offset >= total) or (not isinstance(total, int) and len(results) < LIST_LIMIT):
-                break
-    frame = pd.DataFrame(
-        [(*k, q) for k, q in rows.items()], columns=KEY + ["current_qty"]
-    ).astype({"sku": object, "location_external_id": object, "bin": object, "current_qty": "int64"})
-    return frame, unlistable
+    current_qty) and the skus that could not be listed (sorted)."""
+    definition = inventory_definition()
+    keys = batch_keys(definition.keys_from, definition.path, skus, client.base_url)  # type: ignore[arg-type]
+    tables = [page[INVENTORY_TABLE] for _, page in read_tables(definition, client, {None: None}, keys.batches)]
+    return current_frame(tables), sorted(keys.unlistable)
 
 
 def current_frame(tables: list[pa.Table]) -> pd.DataFrame:

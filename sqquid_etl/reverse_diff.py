@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from .client import SqquidClient
-from .reverse_current import LIST_PATH, fetch_current
+from .reverse_current import fetch_current, inventory_definition
 from .reverse_report import LoadReport
 from .reverse_validate import KEY, PreparedInventory
 
@@ -49,7 +49,7 @@ def diff_into_report(client: SqquidClient, prepared: PreparedInventory, report: 
     if unlistable:
         report.warnings.append(
             f"{len(unlistable)} sku(s) contain a comma or are too long to be listed by GET "
-            f"{LIST_PATH}; their current inventory was not seen (e.g. {unlistable[:3]})")
+            f"{inventory_definition().path}; their current inventory was not seen (e.g. {unlistable[:3]})")
     diff = compute_diff(prepared.records, current, mode)
     counts = diff["change"].value_counts()
     report.changed = int(counts.get("changed", 0))

@@ -4,8 +4,10 @@ batches with the journal, full update with its diff and threshold, dry run, CLI.
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 import duckdb
+import pyarrow as pa
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +17,7 @@ from sqquid_etl.client import Credentials, SqquidClient
 from sqquid_etl.errors import ApiError, ConfigError, InputError, StateError
 from sqquid_etl.reverse import load_inventory
 from sqquid_etl.reverse_cli import load_inventory_command
+from sqquid_etl.reverse_current import current_frame, fetch_current
 from sqquid_etl.reverse_validate import build_payload, prepare_inventory
 from sqquid_etl.sandbox import FaultConfig, Sandbox, SandboxConfig
 
@@ -388,6 +391,62 @@ def test_partial_dry_run_diffs_only_the_given_keys(sb):
     report = load_inventory(frame_of({key: before[key] + 2}), mode="partial", client=client_for(sb), dry_run=True)
     assert sb.stats.by_route[PARTIAL] == 0 and inventory(sb) == before
     assert report.diff["change"].tolist() == ["changed"] and report.records_zeroed is None
+
+
+# -- current inventory, read through the inventory stream definition -------------------------
+
+
+def test_current_inventory_is_read_through_the_inventory_definition(sb):
+    before = inventory(sb)
+    skus = sorted({k[0] for k in before})[:5]
+    sb.stats.reset()
+    current, unlistable = fetch_current(client_for(sb), skus + ["HAS,COMMA", "NOT-IN-THE-ACCOUNT"])
+    assert unlistable == ["HAS,COMMA"]
+    assert list(current.columns) == ["sku", "location_external_id", "bin", "current_qty"]
+    assert current["current_qty"].dtype == np.int64
+    seen = {(r.sku, r.location_external_id, r.bin): r.current_qty for r in current.itertuples()}
+    assert seen == {k: q for k, q in before.items() if k[0] in skus}
+    assert sb.stats.by_route[LIST] == 1  # one batch of skus, one page
+
+
+class ListingClient:
+    """Records the listings asked for; the account has no inventory."""
+
+    base_url = "http://127.0.0.1:1"
+
+    def __init__(self):
+        self.urls = []
+        self.skus = []
+
+    def get(self, path, params=None, decode=None):
+        self.urls.append(f"{self.base_url}{path}?{urlencode(params)}")
+        self.skus.extend(params["skus"].split(","))
+        return {"total": 0, "offset": 0, "limit": 1000, "results": []}
+
+
+def test_current_inventory_skus_are_batched_under_the_url_limit():
+    client = ListingClient()
+    skus = [f"LONG-SKU-{i:06d}/{'x' * 20}" for i in range(500)]
+    current, unlistable = fetch_current(client, skus + ["y" * 3000])
+    assert current.empty and unlistable == ["y" * 3000]
+    assert len(client.urls) > 1 and all(len(url) < 2000 for url in client.urls)
+    assert sorted(client.skus) == sorted(skus)
+
+
+def test_current_frame_defaults_location_and_bin_and_keeps_the_last_record():
+    table = pa.table({
+        "sku": ["A", "A", "B", "B"],
+        "location_external_id": ["", None, "50", "50"],
+        "bin": [None, "default", "", ""],
+        "qty_on_hand": pa.array([1, 2, None, 4], pa.int64()),
+    })
+    frame = current_frame([table])
+    assert frame.to_dict("records") == [
+        {"sku": "A", "location_external_id": "default", "bin": "default", "current_qty": 2},
+        {"sku": "B", "location_external_id": "50", "bin": "default", "current_qty": 4},
+    ]
+    empty = current_frame([])
+    assert list(empty.columns) == ["sku", "location_external_id", "bin", "current_qty"] and empty.empty
 
 
 # -- CLI ----------------------------------------------------------------------------------
