@@ -130,12 +130,9 @@ def create_views(conn: Any) -> list[str]:
 
 
 def install_views(destination: Any) -> list[str]:
-    """The pipeline's hook after an extract: views for a DuckDB destination, nothing for Parquet."""
-    from .destinations.duckdb import DuckDBDestination
-
-    if not isinstance(destination, DuckDBDestination):
-        return []
-    return create_views(destination.conn)
+    """The pipeline's hook after an extract (kept for callers of it: `destination.after_load()`
+    is the hook; for DuckDB it calls `create_views`, Parquet makes nothing)."""
+    return destination.after_load()
 
 
 def attach_parquet(conn: Any, root: str) -> list[str]:

@@ -1,46 +1,74 @@
-"""Destinations: DuckDB (default) and Parquet, behind one interface (`base.Destination`)."""
+"""Destinations: DuckDB (default) and Parquet, behind one interface (`protocol.Destination`).
+
+Callers get a destination from these functions and use only the protocol. A new kind of
+destination (Parquet on object storage, Apache Iceberg, ...) is a class implementing the
+protocol plus `check(location, tuning)` and `missing(location)` static methods, added to KINDS;
+the functions below take it as a keyword named after its kind (`open_destination(iceberg=...)`).
+
+Modules: `protocol` (the interface), `duckdb` / `parquet` (the two kinds and their writers),
+`parquet_layout` (a Parquet directory and its generations), `state_file` (state as one JSON
+file), `files` (durable file operations), `staging` + `buffer` (pages staged before a commit),
+`merge_sql` (SQL of merges and reads), `duckdb_tuning` (memory, threads, the memory-limit retry).
+"""
 
 from __future__ import annotations
 
-import os
+import importlib
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
-from .base import Destination, check_tuning
+from ..settings import DEFAULT_DUCKDB, Tuning
+from .protocol import Destination, StreamWriter
+
+__all__ = ["Destination", "StreamWriter", "KINDS", "check_destination", "open_destination", "open_existing"]
+
+# kind -> (module, class); the first is the default, at DEFAULT_DUCKDB
+KINDS: dict[str, tuple[str, str]] = {
+    "duckdb": (f"{__name__}.duckdb", "DuckDBDestination"),
+    "parquet": (f"{__name__}.parquet", "ParquetDestination"),
+}
 
 
-def check_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None) -> None:
-    """Refuse a destination that cannot be written, or tuning variables that do not parse,
-    before anything is requested or created."""
-    if duckdb and parquet:
-        raise ConfigError("give either --duckdb or --parquet, not both")
-    check_tuning()
-    if parquet:
-        path, option = Path(parquet), "--parquet"
-    else:
-        path, option = Path(duckdb or "sqquid.duckdb"), "--duckdb"
-    if path.exists():
-        if not os.access(path, os.W_OK):
-            raise ConfigError(f"{option} {path}: not writable")
-        if option == "--duckdb" and path.is_dir():
-            raise ConfigError(f"{option} {path}: is a directory, expected a DuckDB file")
-        return
-    existing = path.absolute().parent
-    while not existing.exists():
-        if option == "--duckdb":
-            raise ConfigError(f"{option} {path}: directory {existing} does not exist")
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise ConfigError(f"{option} {path}: directory {existing} is not writable")
+def _choose(duckdb: str | Path | None, parquet: str | Path | None, others: dict[str, Any]) -> tuple[Any, str | Path]:
+    """The class of the one destination given (DuckDB at DEFAULT_DUCKDB when none is) and its location."""
+    unknown = set(others) - set(KINDS)
+    if unknown:
+        raise TypeError(f"unknown destination kind(s): {', '.join(sorted(unknown))}")
+    given = {kind: location for kind, location in {"duckdb": duckdb, "parquet": parquet, **others}.items() if location}
+    if len(given) > 1:
+        raise ConfigError("give either " + " or ".join(f"--{kind}" for kind in given) + ", not both")
+    kind, location = next(iter(given.items())) if given else ("duckdb", DEFAULT_DUCKDB)
+    module, name = KINDS[kind]
+    return getattr(importlib.import_module(module), name), location
 
 
-def open_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None) -> Destination:
-    if duckdb and parquet:
-        raise ConfigError("give either --duckdb or --parquet, not both")
-    if parquet:
-        from .parquet import ParquetDestination
+def _tuning(tuning: Tuning | None) -> Tuning:
+    # until the pipeline and CLI resolve settings and pass them, the environment is the source
+    return Tuning.from_env() if tuning is None else tuning
 
-        return ParquetDestination(parquet)
-    from .duckdb import DuckDBDestination
 
-    return DuckDBDestination(duckdb or "sqquid.duckdb")
+def check_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None, *,
+                      tuning: Tuning | None = None, **others: Any) -> None:
+    """Refuse a destination that cannot be written, or tuning that is not usable, before
+    anything is requested or created."""
+    kind, location = _choose(duckdb, parquet, others)
+    kind.check(location, _tuning(tuning))
+
+
+def open_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None, *,
+                     tuning: Tuning | None = None, **others: Any) -> Destination:
+    """The destination to extract into (created when it does not exist)."""
+    kind, location = _choose(duckdb, parquet, others)
+    return kind(location, _tuning(tuning))
+
+
+def open_existing(duckdb: str | Path | None = None, parquet: str | Path | None = None, *, must_exist: bool = True,
+                  tuning: Tuning | None = None, **others: Any) -> Destination:
+    """A destination an extract made, to look at or change its state: a ConfigError, and nothing
+    created, when there is none (unless `must_exist` is False)."""
+    kind, location = _choose(duckdb, parquet, others)
+    why = kind.missing(location) if must_exist else None
+    if why:
+        raise ConfigError(why)
+    return kind(location, _tuning(tuning))

@@ -1,5 +1,5 @@
-"""DuckDB destination: one table per stream table, merged by primary key; data and state of a
-stream committed in one transaction."""
+"""DuckDB destination: one table per stream table, merged by primary key; data, state and run
+record of a stream committed in one transaction."""
 
 from __future__ import annotations
 
@@ -7,51 +7,59 @@ import os
 import shutil
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import duckdb
 import pyarrow as pa
 
 from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
+from ..runs import RunRecord
+from ..settings import Tuning
 from ..state import StreamState
-from .base import (
-    SEQ, RunRecord, check_columns, latest_versions_sql, quote_identifier, tune_duckdb, where_clause, within_memory_limit,
-)
+from .buffer import SEQ
+from .duckdb_tuning import check_tuning, tune, within_memory_limit
+from .merge_sql import check_columns, latest_versions_sql, quote_identifier as q, where_clause
 from .staging import ParquetStage
 
 STATE_TABLE = "_sqquid_state"
 RUNS_TABLE = "_sqquid_runs"
 
 
-q = quote_identifier
-
-
 class DuckDBDestination:
-    def __init__(self, path: str | os.PathLike, read_only: bool = False):
+    OPTION = "--duckdb"
+
+    @staticmethod
+    def check(location: str | os.PathLike, tuning: Tuning) -> None:
+        """Refuse a file that cannot be created or written, before anything is requested."""
+        check_tuning(tuning)
+        path = Path(location)
+        if path.exists():
+            if not os.access(path, os.W_OK):
+                raise ConfigError(f"--duckdb {path}: not writable")
+            if path.is_dir():
+                raise ConfigError(f"--duckdb {path}: is a directory, expected a DuckDB file")
+            return
+        directory = path.absolute().parent
+        if not directory.exists():
+            raise ConfigError(f"--duckdb {path}: directory {directory} does not exist")
+        if not directory.is_dir() or not os.access(directory, os.W_OK):
+            raise ConfigError(f"--duckdb {path}: directory {directory} is not writable")
+
+    @staticmethod
+    def missing(location: str | os.PathLike) -> str | None:
+        """Why there is no extract to open here (None: there is one)."""
+        path = Path(location)
+        return None if path.is_file() else f"--duckdb {path}: no such DuckDB file (nothing extracted there yet)"
+
+    def __init__(self, path: str | os.PathLike, tuning: Tuning | None = None):
         self.path = Path(path)
-        if not read_only:
-            from . import check_destination
-
-            check_destination(duckdb=self.path)
-        try:
-            self.conn = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
-                raise StateError(
-                    f"{self.path} is in use by another process (another extract is running?); "
-                    "wait for it to finish"
-                ) from None
-            raise ConfigError(f"cannot open DuckDB file {self.path}: {exc}") from None
-        except duckdb.Error as exc:
-            raise ConfigError(f"cannot open DuckDB file {self.path}: {exc}") from None
-        tune_duckdb(self.conn)  # spill to disk rather than grow with the extract
+        self.tuning = tuning or Tuning()
+        self.check(self.path, self.tuning)
+        self.conn = _connect(self.path)
+        tune(self.conn, self.tuning)  # spill to disk rather than grow with the extract
         self.staging_dir = self.path.with_name(self.path.name + ".staging")
-        if not read_only:
-            shutil.rmtree(self.staging_dir, ignore_errors=True)  # a crashed run's pages (we hold the lock)
-            self._ensure_meta_tables()
-
-    def _ensure_meta_tables(self) -> None:
+        shutil.rmtree(self.staging_dir, ignore_errors=True)  # a crashed run's pages (we hold the lock)
         self.conn.execute(
             f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (stream VARCHAR, state VARCHAR, updated_at TIMESTAMPTZ)"
         )
@@ -63,27 +71,40 @@ class DuckDBDestination:
                 message VARCHAR)"""
         )
 
-    # -- state ------------------------------------------------------------------------------------
+    @property
+    def location(self) -> str:
+        return str(self.path)
 
-    def load_states(self) -> dict[str, StreamState]:
-        if not self._table_exists(STATE_TABLE):
-            return {}
-        rows = self.conn.execute(f"SELECT stream, state FROM {STATE_TABLE}").fetchall()
-        return {stream: StreamState.from_json(text, f"{self.path} table {STATE_TABLE}, stream {stream!r}") for stream, text in rows}
-
-    def save_state(self, stream: str, state: StreamState | None) -> None:
+    def transaction(self, work: Callable[[], object]) -> None:
+        """Run `work()` in one transaction: all of it is stored, or none."""
         self.conn.execute("BEGIN TRANSACTION")
         try:
-            self._write_state(stream, state)
+            work()
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
 
-    def _write_state(self, stream: str, state: StreamState | None) -> None:
+    # -- state ------------------------------------------------------------------------------------
+
+    def load_states(self) -> dict[str, StreamState]:
+        rows = self.conn.execute(f"SELECT stream, state FROM {STATE_TABLE}").fetchall()
+        return {stream: StreamState.from_json(text, f"{self.path} table {STATE_TABLE}, stream {stream!r}") for stream, text in rows}
+
+    def save_state(self, stream: str, state: StreamState | None) -> None:
+        self.transaction(lambda: self.write_state(stream, state))
+
+    def write_state(self, stream: str, state: StreamState | None) -> None:
+        """save_state within the caller's transaction (a writer's commit)."""
         self.conn.execute(f"DELETE FROM {STATE_TABLE} WHERE stream = ?", [stream])
         if state is not None:
             self.conn.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, ?, now())", [stream, state.to_json()])
+
+    def state_streams(self) -> list[str]:
+        return [r[0] for r in self.conn.execute(f"SELECT DISTINCT stream FROM {STATE_TABLE} ORDER BY 1").fetchall()]
+
+    def clear_states(self) -> None:
+        self.transaction(lambda: self.conn.execute(f"DELETE FROM {STATE_TABLE}"))
 
     def record_run(self, run: RunRecord) -> None:
         row = run.as_row()
@@ -92,7 +113,7 @@ class DuckDBDestination:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def _table_exists(self, table: str) -> bool:
+    def table_exists(self, table: str) -> bool:
         return bool(
             self.conn.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
@@ -101,19 +122,19 @@ class DuckDBDestination:
         )
 
     def distinct_values(self, table: str, column: str) -> list[Any] | None:
-        if not self._table_exists(table):
+        if not self.table_exists(table):
             return None
         rows = self.conn.execute(f"SELECT DISTINCT {q(column)} FROM {q(table)} WHERE {q(column)} IS NOT NULL ORDER BY 1").fetchall()
         return [r[0] for r in rows]
 
     def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
-        if not self._table_exists(table):
+        if not self.table_exists(table):
             return 0
         where, params = where_clause(column, since, equals)
         return self.conn.execute(f"SELECT count(*) FROM {q(table)}{where}", params).fetchall()[0][0]
 
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
-        if not self._table_exists(table):
+        if not self.table_exists(table):
             return None, None
         where, params = where_clause(None, None, equals)
         return self.conn.execute(f"SELECT min({q(column)}), max({q(column)}) FROM {q(table)}{where}", params).fetchall()[0]
@@ -123,14 +144,33 @@ class DuckDBDestination:
     def begin(self, stream: StreamDefinition, replace: bool) -> "DuckDBStreamWriter":
         return DuckDBStreamWriter(self, stream, replace)
 
+    def after_load(self) -> list[str]:
+        from ..sql_views import create_views
+
+        return create_views(self.conn)
+
     def close(self) -> None:
         self.conn.close()
+
+
+def _connect(path: Path) -> Any:
+    try:
+        return duckdb.connect(str(path))
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StateError(
+                f"{path} is in use by another process (another extract is running?); wait for it to finish"
+            ) from None
+        raise ConfigError(f"cannot open DuckDB file {path}: {exc}") from None
+    except duckdb.Error as exc:
+        raise ConfigError(f"cannot open DuckDB file {path}: {exc}") from None
 
 
 class DuckDBStreamWriter:
     """Stages a stream's pages in Parquet files beside the database (memory bounded by a batch;
     a crashed run's files are removed when the database is next opened). `commit` merges them
-    into the target tables and stores state in ONE transaction: old or new, never half."""
+    into the target tables and stores state and the run record in ONE transaction: old or new,
+    never half."""
 
     def __init__(self, destination: DuckDBDestination, stream: StreamDefinition, replace: bool):
         self.dest = destination
@@ -139,16 +179,16 @@ class DuckDBStreamWriter:
         self.replace = replace
         self._was_empty: dict[str, bool] = {}
         for table in stream.tables:
-            if not replace and destination._table_exists(table.name):
+            if not replace and destination.table_exists(table.name):
                 self._check_columns(table)
                 self._was_empty[table.name] = not self.conn.execute(f"SELECT 1 FROM {q(table.name)} LIMIT 1").fetchall()
             else:
                 self._was_empty[table.name] = True
-        self.stage = ParquetStage(destination.staging_dir / stream.name, stream)
+        self.stage = ParquetStage(destination.staging_dir / stream.name, stream, destination.tuning.flush_rows)
 
     def _check_columns(self, table: TableSpec) -> None:
         have = [r[0] for r in self.conn.execute(f"DESCRIBE {q(table.name)}").fetchall()]
-        check_columns(str(self.dest.path), table.name, have, self.stream, table.column_names)
+        check_columns(self.dest.location, table.name, have, self.stream, table.column_names)
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         self.stage.write(tables)
@@ -157,32 +197,29 @@ class DuckDBStreamWriter:
         spec = next(t for t in self.stream.tables if t.name == table)
         keys = ", ".join(q(k) for k in spec.primary_key)
         sql = f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self.stage.relation(table)})"
-        return within_memory_limit(self.conn, self.stream.name, lambda: self.conn.execute(sql).fetchall()[0][0])
+        return within_memory_limit(self.conn, self.dest.tuning, self.stream.name, lambda: self.conn.execute(sql).fetchall()[0][0])
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
         try:
-            within_memory_limit(self.conn, self.stream.name, lambda: self._commit_once(state, run))
+            within_memory_limit(
+                self.conn, self.dest.tuning, self.stream.name, lambda: self.dest.transaction(lambda: self._store(state, run))
+            )
         finally:
             self.stage.discard()
 
-    def _commit_once(self, state: StreamState, run: RunRecord) -> None:
+    def _store(self, state: StreamState, run: RunRecord) -> None:
+        """The merge of every table, the state and the run record (within one transaction)."""
         staged = {t.name: self.stage.relation(t.name) for t in self.stream.tables}
         parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
-        self.conn.execute("BEGIN TRANSACTION")
-        try:
-            for table in self.stream.tables:
-                self._create_target(table, staged[table.name])
-                self._merge(table, staged, parent)
-            self.dest._write_state(self.stream.name, state)
-            self.dest.record_run(run)
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        for table in self.stream.tables:
+            self._create_target(table, staged[table.name])
+            self._merge(table, staged, parent)
+        self.dest.write_state(self.stream.name, state)
+        self.dest.record_run(run)
 
     def _create_target(self, table: TableSpec, staged: str) -> None:
         """The table, with the column types of the staged file (those of the stream's schema)."""
-        if self.replace or not self.dest._table_exists(table.name):
+        if self.replace or not self.dest.table_exists(table.name):
             self.conn.execute(f"CREATE OR REPLACE TABLE {q(table.name)} AS SELECT * EXCLUDE ({SEQ}) FROM {staged} LIMIT 0")
 
     def _merge(self, table: TableSpec, staged: dict[str, str], parent: TableSpec | None) -> None:

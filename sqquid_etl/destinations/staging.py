@@ -1,5 +1,5 @@
 """Staging: a stream's pages, numbered in arrival order, in one Parquet file per table until the
-destination commits them. Written in batches of about SQQUID_FLUSH_ROWS rows, so memory is
+destination commits them. Written in batches of about `Tuning.flush_rows` rows, so memory is
 bounded by the batch and not by the stream; read back by DuckDB (`relation`) to merge."""
 
 from __future__ import annotations
@@ -12,20 +12,17 @@ import pyarrow.parquet as pq
 
 from ..definitions import StreamDefinition
 from ..records import arrow_schema
-from .base import SEQ, PageBuffer
-
-
-def sql_path(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+from .buffer import SEQ, PageBuffer
+from .merge_sql import sql_path
 
 
 class ParquetStage:
-    def __init__(self, directory: Path, stream: StreamDefinition):
+    def __init__(self, directory: Path, stream: StreamDefinition, flush_rows: int):
         self.directory = directory
         self.stream = stream
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
-        self._buffer = PageBuffer([t.name for t in stream.tables])
+        self._buffer = PageBuffer([t.name for t in stream.tables], flush_rows)
         self._writers: dict[str, pq.ParquetWriter] = {}
 
     def path(self, table: str) -> Path:

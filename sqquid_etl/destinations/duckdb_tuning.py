@@ -1,0 +1,74 @@
+"""How a DuckDB connection that merges staged pages uses memory and threads, from a `Tuning`
+resolved by the caller (nothing here reads the environment), and the memory-limit retry."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, TypeVar
+
+import duckdb
+
+from ..errors import ConfigError
+from ..settings import DEFAULT_MEMORY_LIMIT, Tuning
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# merges that run out of the default limit are run again with these (never above what they need)
+ESCALATED_MEMORY_LIMITS = ("256MB", "1GB")
+
+
+def tune(conn: Any, tuning: Tuning) -> None:
+    """Settings for a connection that merges staged pages: memory bounded by `tuning.memory_limit`
+    (default DEFAULT_MEMORY_LIMIT), spilling to disk beyond it, and `tuning.threads` threads
+    (default 1: each holds its own buffers, and an extract's wall time is the API's rate limit,
+    not the merge)."""
+    conn.execute("SET preserve_insertion_order = false")
+    conn.execute("SET allocator_flush_threshold = '8MB'")  # give freed memory back after each task
+    limit = (tuning.memory_limit or DEFAULT_MEMORY_LIMIT).strip()
+    try:
+        conn.execute("SET memory_limit = '" + limit.replace("'", "''") + "'")
+    except duckdb.Error as exc:
+        raise ConfigError(f"DuckDB memory limit {limit!r} (SQQUID_DUCKDB_MEMORY_LIMIT): {exc}") from None
+    if not isinstance(tuning.threads, int) or tuning.threads < 1:
+        raise ConfigError(f"DuckDB threads {tuning.threads!r} (SQQUID_DUCKDB_THREADS): must be a whole number, at least 1")
+    conn.execute(f"SET threads = {tuning.threads}")
+
+
+def check_tuning(tuning: Tuning) -> None:
+    """The tuning is usable (a memory limit DuckDB understands, threads and rows per batch at
+    least 1), or a ConfigError says which setting is not."""
+    if not isinstance(tuning.flush_rows, int) or tuning.flush_rows < 1:
+        raise ConfigError(f"rows per staged batch {tuning.flush_rows!r} (SQQUID_FLUSH_ROWS): must be a whole number, at least 1")
+    with duckdb.connect() as conn:
+        tune(conn, tuning)
+
+
+def within_memory_limit(conn: Any, tuning: Tuning, stream: str, work: Callable[[], T]) -> T:
+    """Run DuckDB work of a stream (a merge, which rolls itself back on failure). When it runs out
+    of the default memory limit it is run again with a larger one (logged), so the low default
+    costs no failure; the limit is then set back. A limit the user set is kept: running out of
+    it is a ConfigError that says which setting to raise."""
+    if tuning.memory_limit:
+        return _or_config_error(work, stream, tuning.memory_limit)
+    limits = (DEFAULT_MEMORY_LIMIT, *ESCALATED_MEMORY_LIMITS)
+    try:
+        for smaller, larger in zip(limits, limits[1:]):
+            try:
+                return work()
+            except duckdb.OutOfMemoryException:
+                log.warning("stream %s: DuckDB ran out of %s while merging; merging again with %s", stream, smaller, larger)
+                conn.execute(f"SET memory_limit = '{larger}'")
+        return _or_config_error(work, stream, limits[-1])
+    finally:
+        conn.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}'")
+
+
+def _or_config_error(work: Callable[[], T], stream: str, limit: str) -> T:
+    try:
+        return work()
+    except duckdb.OutOfMemoryException as exc:
+        raise ConfigError(
+            f"stream {stream!r}: DuckDB ran out of its memory limit ({limit}) while merging the staged pages "
+            f"({str(exc).splitlines()[0]}); nothing of the stream was stored. Raise SQQUID_DUCKDB_MEMORY_LIMIT"
+        ) from None

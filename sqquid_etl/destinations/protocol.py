@@ -1,0 +1,98 @@
+"""The interface every destination implements, and all that callers may use of one.
+
+A destination stores extracted tables, the incremental state of each stream and a record of each
+run. Callers (the engine, reconciliation, the pipeline, `state` commands) get one from
+`destinations.open_destination` / `open_existing` and use only the methods below: never its
+class, connection, directory or private methods. A new destination (Parquet on object storage,
+Apache Iceberg, ...) implements these and registers itself in `destinations/__init__.py`.
+
+Guarantees every destination gives:
+- Pages a writer is given are invisible until `commit`, which stores them with the stream's new
+  state and its run record; a crash at any point leaves the old data and old state, or the new
+  data and new state, never new state over old data.
+- A corrupt stored state is a StateError naming where it is stored, never read as "no state".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from ..definitions import StreamDefinition
+from ..runs import RunRecord
+from ..state import StreamState
+
+
+class StreamWriter(Protocol):
+    """Stages one stream's pages; nothing is visible until `commit`, which also stores state."""
+
+    def write(self, tables: dict[str, pa.Table]) -> None:
+        """Stage a page: {table name: rows} of the stream's tables (memory bounded by a batch)."""
+
+    def distinct_keys(self, table: str) -> int:
+        """How many distinct primary keys of `table` were staged so far (the count check)."""
+
+    def commit(self, state: StreamState, run: RunRecord) -> None:
+        """Merge the staged rows into the tables by primary key (the last version of a key wins; a
+        parent fetched again replaces its child rows), store `state` and `run`: all or nothing.
+        The staged pages are dropped, whether it succeeds or not."""
+
+    def abort(self) -> None:
+        """Drop the staged pages; the tables and state stay as they were (idempotent)."""
+
+
+class Destination(Protocol):
+    """Where an extract is stored; see the module's docstring."""
+
+    @property
+    def location(self) -> str:
+        """Where it is, for messages (a path, or a URL for remote storage)."""
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def load_states(self) -> dict[str, StreamState]:
+        """Every stream's stored state; a StateError naming the store when any is corrupt."""
+
+    def save_state(self, stream: str, state: StreamState | None) -> None:
+        """Store (None: forget) one stream's state, on its own. Only this stream's entry changes,
+        even when another stream's entry is corrupt; a StateError when the store as a whole cannot
+        be read (then `clear_states` is the fix)."""
+
+    def state_streams(self) -> list[str]:
+        """The streams with a stored state, sorted, including those whose state is corrupt (what
+        `state reset` forgets); [] when the store as a whole cannot be read."""
+
+    def clear_states(self) -> None:
+        """Forget every stream's state, repairing a store that cannot be read at all."""
+
+    def record_run(self, run: RunRecord) -> None:
+        """Append a run record on its own (a failed run: its commit never happened)."""
+
+    # -- reading the stored tables ------------------------------------------------------------------
+
+    def distinct_values(self, table: str, column: str) -> list[Any] | None:
+        """The distinct non-null values of a column, sorted (the key source of streams listed by
+        key, e.g. inventory by sku); None when the table has not been extracted."""
+
+    def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
+        """Rows of `table` with `column >= since` (all when None) and `k = v` for each of `equals`
+        (reconciliation compares it with the API's count); 0 when the table does not exist."""
+
+    def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
+        """min and max of `column` over the rows matching `equals`; (None, None) when none."""
+
+    # -- writing ------------------------------------------------------------------------------------
+
+    def begin(self, stream: StreamDefinition, replace: bool) -> StreamWriter:
+        """A writer for one stream's pages; `replace`: the commit replaces the stream's tables
+        instead of merging into them. An existing table whose columns differ from the stream's is
+        a StateError (re-extract it with --full-refresh)."""
+
+    def after_load(self) -> list[str]:
+        """Hook for the end of an extract: what the destination derives from its tables (DuckDB:
+        the `order_lines` / `available_to_sell` views). Returns the names of what it made."""
+
+    def close(self) -> None:
+        """Release the destination (its connection and its lock)."""
