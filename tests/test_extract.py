@@ -205,13 +205,13 @@ def test_duckdb_out_of_memory_is_a_clear_error_and_stores_nothing(make_sandbox, 
 @pytest.mark.parametrize("target", ["duckdb", "parquet"])
 def test_a_merge_out_of_the_default_memory_runs_again_with_more(make_sandbox, tmp_path, monkeypatch, caplog, target):
     """The default limit is low (memory stays flat); a merge that needs more is not a failure."""
-    from sqquid_etl.destinations import base
+    from sqquid_etl.destinations import duckdb_tuning
 
     sandbox = make_sandbox(orders=3000, products=50)
     monkeypatch.delenv("SQQUID_DUCKDB_MEMORY_LIMIT", raising=False)
-    monkeypatch.setattr(base, "DEFAULT_MEMORY_LIMIT", "1MB")  # too little for any merge
+    monkeypatch.setattr(duckdb_tuning, "DEFAULT_MEMORY_LIMIT", "1MB")  # too little for any merge
     where = {"duckdb": tmp_path / "s.duckdb"} if target == "duckdb" else {"parquet": tmp_path / "lake"}
-    with caplog.at_level("WARNING", logger="sqquid_etl.destinations.base"):
+    with caplog.at_level("WARNING", logger="sqquid_etl.destinations.duckdb_tuning"):
         result = extract(["orders"], client=make_client(sandbox), **where)
     assert result.ok, [s.message for s in result.streams]
     assert "merging again with 256MB" in caplog.text
