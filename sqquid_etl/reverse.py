@@ -1,16 +1,18 @@
 """Reverse load: set Sqquid inventory from a DataFrame, CSV or Parquet file.
 
-    validate whole input (reverse_validate) -> payload -> [diff against current inventory]
-    -> partial: batches of skus, each acknowledged batch journaled
+    read input (reverse_input) -> validate whole input (reverse_validate) -> payload
+    -> [diff against current inventory (reverse_current, reverse_diff)]
+    -> partial: batches of skus, each acknowledged batch journaled (reverse_send, reverse_journal)
     -> full: one request with the complete list (the API zeroes everything not listed)
 
 Nothing is sent before the whole input validated. A failed partial load can be re-run with
 the same input: batches that the journal records as acknowledged are skipped.
 
-The modules, by job: `reverse_validate` (read, validate, payload), `reverse_current` (current
-inventory, read through the `inventory` stream definition; baseline skus), `reverse_diff` (the
-diff and its counts), `reverse_journal` (journal and its lock), `reverse_send` (partial batches,
-full update), `reverse_report` (`LoadReport`), `reverse_cli` (the command); this one runs a load.
+The modules, by job: `reverse_input` (read a frame, file or query), `reverse_validate`
+(validate, payload), `reverse_current` (current inventory, read through the `inventory` stream
+definition; baseline skus), `reverse_diff` (the diff and its counts), `reverse_journal` (the
+journal and its lock), `reverse_send` (partial batches, full update), `reverse_report`
+(`LoadReport`), `reverse_cli` (the command); this one runs a load.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from .reverse_diff import DIFF_COLUMNS, compute_diff, write_diff  # noqa: F401 -
 from .reverse_journal import Journal, journal_lock  # noqa: F401 - importable from here, as before
 from .reverse_report import LoadReport
 from .reverse_send import FULL_PATH, PARTIAL_PATH, send_full, send_partial  # noqa: F401
-from .reverse_validate import build_payload, prepare_inventory, to_frame
+from .reverse_input import to_frame
+from .reverse_validate import build_payload, prepare_inventory
 from .settings import DEFAULT_BURST, DEFAULT_RATE
 
 MODES = ("partial", "full")

@@ -48,7 +48,7 @@ def load_inventory_command(file, mode, duckdb_path, query, dry_run, confirm, bat
     The whole input is validated before anything is sent.
     """
     from .reverse import load_inventory
-    from .reverse_validate import read_duckdb_query
+    from .reverse_input import read_duckdb_query
 
     try:
         if (file is None) == (duckdb_path is None):
