@@ -1,10 +1,12 @@
 """HTTP client for the Sqquid API: login and re-login, pacing, retries, timeouts.
 
-It knows nothing of streams: it sends one request and returns the decoded JSON body.
+It knows nothing of streams or pages: it sends one request and returns its body, as JSON
+(`get`, `request`) or as the bytes that came (`get_body`: list pages, which `decode` reads).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -22,10 +24,9 @@ from requests.adapters import HTTPAdapter
 from .errors import ApiError, AuthError, ConfigError
 from .pacing import LeakyBucketPacer
 from .redaction import SECRETS
+from .retry import Failure, RetryBudget
 
 log = logging.getLogger(__name__)
-
-Decoder = Callable[[bytes], Any]
 
 DEFAULT_BASE_URL = "https://api.sqquid.com"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -178,7 +179,8 @@ class SqquidClient:
 
     def login(self) -> None:
         """Get a fresh token (POST /v1/login)."""
-        body = self._send("POST", "/v1/login", None, self._credentials.login_body(), authenticated=False)
+        request = _Request.build(self.base_url, "POST", "/v1/login", None, self._credentials.login_body())
+        body = self._send(request, self.retry_budget(request.endpoint), _json)
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise AuthError("login (POST /v1/login) answered without a token")
@@ -200,10 +202,14 @@ class SqquidClient:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def get(self, path: str, params: dict[str, Any] | None = None, *, decode: Decoder | None = None) -> Any:
-        """GET and decode the body (JSON; or by `decode`, which raises ValueError on a body that is
-        not JSON, so a truncated answer is retried like any transient failure)."""
-        return self.request("GET", path, params=params, decode=decode)
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """GET and decode the JSON body (a body that is not JSON is retried like any transient failure)."""
+        return self.request("GET", path, params=params)
+
+    def get_body(self, path: str, params: dict[str, Any] | None = None, *, budget: RetryBudget | None = None) -> bytes:
+        """GET and return the body as it came (list pages: `decode` reads them). `budget`: the
+        retry budget to spend, when the caller retries this request itself too."""
+        return self._authenticated("GET", path, params, None, budget, _raw)
 
     def patch(self, path: str, body: Any) -> Any:
         return self.request("PATCH", path, json_body=body)
@@ -221,90 +227,82 @@ class SqquidClient:
         *,
         params: dict[str, Any] | None = None,
         json_body: Any = None,
-        decode: Decoder | None = None,
     ) -> Any:
         """Send an authenticated request and return its decoded JSON body.
 
         A 401 triggers one re-login and one repeat; transient failures are retried with backoff.
         """
+        return self._authenticated(method, path, params, json_body, None, _json)
+
+    def retry_budget(self, endpoint: str) -> RetryBudget:
+        """A fresh retry budget for one request to `endpoint` (e.g. "GET /v1/orders")."""
+        return RetryBudget(endpoint, self.max_tries, self.max_throttled, self._wait_to_retry)
+
+    def _authenticated(self, method: str, path: str, params: dict[str, Any] | None, json_body: Any,
+                       budget: RetryBudget | None, read: Callable[[bytes], Any]) -> Any:
+        request = _Request.build(self.base_url, method, path, params, json_body)
+        budget = budget or self.retry_budget(request.endpoint)
         token = self._ensure_token()
         try:
-            return self._send(method, path, params, json_body, authenticated=True, token=token, decode=decode)
+            return self._send(request.with_token(token), budget, read)
         except AuthError:
             token = self._ensure_token(stale=token)
-            return self._send(method, path, params, json_body, authenticated=True, token=token, decode=decode)
+            return self._send(request.with_token(token), budget, read)
 
-    def _send(
-        self,
-        method: str,
-        path: str,
-        params: dict[str, Any] | None,
-        json_body: Any,
-        *,
-        authenticated: bool,
-        token: str | None = None,
-        decode: Decoder | None = None,
-    ) -> Any:
-        endpoint = f"{method} {path}"
-        url = self.base_url + path
-        headers = {"Authorization": f"Bearer {token}"} if authenticated else {}
-        data = None
-        if json_body is not None:
-            data = json.dumps(json_body, separators=(",", ":")).encode()
-            headers["Content-Type"] = "application/json"
-        last_problem = "no attempt made"
-        failures = throttles = 0  # 429s have their own, larger budget: the server said "wait", not "broken"
+    def _send(self, request: "_Request", budget: RetryBudget, read: Callable[[bytes], Any]) -> Any:
+        """Attempts until one succeeds or the budget is spent (ApiError); AuthError on a 401."""
         while True:
-            waited = self.pacer.acquire()
-            self._count(requests=1, paced_seconds=waited)
-            retry_after: float | None = None
-            throttled = False
+            outcome = self._attempt(request)
+            if isinstance(outcome, Failure):
+                budget.failed(outcome.problem, throttled=outcome.throttled, retry_after=outcome.retry_after)
+                continue
             try:
-                response = self._session.request(
-                    method, url, params=params, data=data, headers=headers, timeout=self.timeout
-                )
-                status = response.status_code
-                if status == 401:
-                    if authenticated:
-                        raise AuthError(f"{endpoint}: token rejected (401)")
-                    raise AuthError(
-                        f"login refused (401) for {self._credentials.method}: check the credentials"
-                    )
-                if status in RETRY_STATUSES:
-                    last_problem = f"HTTP {status} {_server_message(response)}"
-                    if status == 429:
-                        throttled = True
-                        self._count(throttled=1)
-                        retry_after = _retry_after(response)
-                        if retry_after is not None:
-                            self.pacer.penalize(retry_after)
-                elif status >= 400:
-                    raise ApiError(
-                        f"{endpoint} failed: HTTP {status} {_server_message(response)}",
-                        status=status,
-                        endpoint=endpoint,
-                    )
-                else:
-                    try:
-                        return (decode or json.loads)(response.content) if response.content else None
-                    except ValueError as exc:
-                        last_problem = f"unparseable JSON ({exc})"
-            except TRANSIENT_ERRORS as exc:
-                last_problem = f"{type(exc).__name__}: {SECRETS.redact(str(exc))}"
-            if throttled:
-                throttles += 1
-                if throttles >= self.max_throttled:
-                    raise ApiError(
-                        f"{endpoint} still throttled (429) after {throttles} tries: {last_problem}", endpoint=endpoint
-                    )
-            else:
-                failures += 1
-                if failures >= self.max_tries:
-                    raise ApiError(f"{endpoint} failed after {failures} tries: {last_problem}", endpoint=endpoint)
-            delay = self._backoff(max(failures, throttles), retry_after)
-            log.info("%s: %s; retry in %.2fs", endpoint, last_problem, delay)
-            self._count(retries=1)
-            self._sleep(delay)
+                return read(outcome)
+            except ValueError as exc:
+                budget.failed(f"unparseable JSON ({exc})")
+
+    def _attempt(self, request: "_Request") -> "bytes | Failure":
+        """One paced attempt: the body of a success, or the failure to retry (a transient
+        status or transport error). Raises AuthError on 401, ApiError on another 4xx."""
+        waited = self.pacer.acquire()
+        self._count(requests=1, paced_seconds=waited)
+        try:
+            response = self._session.request(
+                request.method, request.url, params=request.params, data=request.data,
+                headers=request.headers, timeout=self.timeout,
+            )
+            status = response.status_code
+            if status == 401:
+                raise self._auth_error(request)
+            if status == 429:
+                return self._throttled(response)
+            if status in RETRY_STATUSES:
+                return Failure(f"HTTP {status} {_server_message(response)}")
+            if status >= 400:
+                raise ApiError(f"{request.endpoint} failed: HTTP {status} {_server_message(response)}",
+                               status=status, endpoint=request.endpoint)
+            return response.content
+        except TRANSIENT_ERRORS as exc:
+            return Failure(f"{type(exc).__name__}: {SECRETS.redact(str(exc))}")
+
+    def _auth_error(self, request: "_Request") -> AuthError:
+        if request.authenticated:
+            return AuthError(f"{request.endpoint}: token rejected (401)")
+        return AuthError(f"login refused (401) for {self._credentials.method}: check the credentials")
+
+    def _throttled(self, response: requests.Response) -> "Failure":
+        """A 429: counted, and the pacer told to hold off for as long as the server asked."""
+        self._count(throttled=1)
+        retry_after = _retry_after(response)
+        if retry_after is not None:
+            self.pacer.penalize(retry_after)
+        return Failure(f"HTTP 429 {_server_message(response)}", throttled=True, retry_after=retry_after)
+
+    def _wait_to_retry(self, endpoint: str, problem: str, attempt: int, retry_after: float | None) -> None:
+        delay = self._backoff(attempt, retry_after)
+        log.info("%s: %s; retry in %.2fs", endpoint, problem, delay)
+        self._count(retries=1)
+        self._sleep(delay)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -316,6 +314,36 @@ class SqquidClient:
         with self._stats_lock:
             for name, value in increments.items():
                 setattr(self.stats, name, getattr(self.stats, name) + value)
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    url: str
+    endpoint: str  # "GET /v1/orders": how errors and logs name it
+    params: dict[str, Any] | None
+    data: bytes | None
+    headers: dict[str, str]
+    authenticated: bool = False
+
+    @classmethod
+    def build(cls, base_url: str, method: str, path: str, params: dict[str, Any] | None, json_body: Any) -> "_Request":
+        headers, data = {}, None
+        if json_body is not None:
+            data = json.dumps(json_body, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        return cls(method, base_url + path, f"{method} {path}", params, data, headers)
+
+    def with_token(self, token: str) -> "_Request":
+        return dataclasses.replace(self, headers={**self.headers, "Authorization": f"Bearer {token}"}, authenticated=True)
+
+
+def _json(content: bytes) -> Any:
+    return json.loads(content) if content else None
+
+
+def _raw(content: bytes) -> bytes:
+    return content
 
 
 def _retry_after(response: requests.Response) -> float | None:

@@ -11,7 +11,7 @@ import pyarrow as pa
 from .client import SqquidClient
 from .definitions import StreamDefinition
 from .fetch import FetchStats, fetch_pages
-from .records import PageConverter
+from .records import page_tables
 
 
 def read_tables(
@@ -25,8 +25,7 @@ def read_tables(
 ) -> Iterator[tuple[str | None, dict[str, pa.Table]]]:
     """Every page of the stream's windows (partition -> start, None: from the beginning), in
     order, as (partition, one Arrow table per table of the stream). Memory is bounded by the
-    pages in flight."""
-    converter = PageConverter(stream)
-    pages = fetch_pages(stream, client, windows, key_batches, prefetch, stats=stats, decode=converter.decode)
-    for page in pages:
-        yield page.partition, converter.convert(page.records, page.partition)
+    pages in flight. The fetch threads decode the pages (`decode`); each is converted here with
+    the plan it was read with (`records.page_tables`)."""
+    for partition, page in fetch_pages(stream, client, windows, key_batches, prefetch, stats=stats):
+        yield partition, page_tables(stream, page, partition)

@@ -1,4 +1,10 @@
-"""The client's HTTP contract, as vcrpy cassettes recorded against the sandbox.
+"""Request-shape tests of the client, as vcrpy cassettes recorded against the sandbox.
+
+These are not contract tests of the real Sqquid API: the cassettes were recorded against our
+own sandbox, which implements our reading of the API, so they cannot detect the API drifting
+from it. What they do pin down is the shape of what the client sends (methods, paths, query
+parameters, login and PATCH bodies, headers) and that it copes with the answers recorded, so a
+change to the client that alters its requests shows up here.
 
 Cassettes live in tests/cassettes/. Delete one to record it again (the sandbox is started for
 that); otherwise they are replayed and the sandbox receives nothing. Authorization headers,
@@ -62,7 +68,7 @@ def test_contract_login_and_v1_page(contract_sandbox):
     name = "login_and_orders.yaml"
     replay = _replayed(name)
     with recorder.use_cassette(name) as cassette, make_client(contract_sandbox) as client:
-        page = client.get("/v1/orders", {"page": 1, "limit": 50})
+        page = json.loads(client.get_body("/v1/orders", {"page": 1, "limit": 50}))  # as list pages are fetched
         count = client.get("/v1/orders/count", {"created_at_min": "2024-01-01T00:00:00+00:00"})
     assert len(page["Orders"]) == 50 and isinstance(page["Orders"][0]["order_items"], list)
     assert count["Orders"] <= 60

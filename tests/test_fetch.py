@@ -7,13 +7,16 @@ answers can be held back to force pages to complete out of order. Nothing sleeps
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 
 import pytest
 
 from sqquid_etl.definitions import Paginator, load_definitions
 from sqquid_etl.errors import ApiError
-from sqquid_etl.fetch import FetchStats, _ConcurrentFetch, fetch_pages
+from sqquid_etl.fetch import FetchStats, fetch_pages
+from sqquid_etl.fetch_concurrent import ConcurrentFetch
+from sqquid_etl.retry import RetryBudget
 from sqquid_etl.sandbox import FaultConfig
 from tests.support import make_client
 
@@ -25,8 +28,25 @@ def with_limit(name: str, limit: int, **changes):
     return dataclasses.replace(stream, paginator=Paginator(stream.paginator.type, limit), **changes)
 
 
+def rows(page) -> list[dict]:
+    """A page's records (read by Arrow from the body, or decoded into dicts)."""
+    return page.records if page.records is not None else page.array.to_pylist()
+
+
 def ids(pages) -> list[int]:
-    return [r["id"] for p in pages for r in p.records]
+    return [r["id"] for _, p in pages for r in rows(p)]
+
+
+class FakeClient:
+    """Stands in for SqquidClient where fetching uses it: bodies as bytes, a retry budget."""
+
+    pool_size = 4
+
+    def retry_budget(self, endpoint):
+        return RetryBudget(endpoint, 3, 3, lambda *args: None)
+
+    def get_body(self, path, params, budget=None):
+        return json.dumps(self.answer(params)).encode()
 
 
 # -- against the sandbox --------------------------------------------------------------------------
@@ -40,7 +60,7 @@ def test_page_number_pages_in_order_complete_without_waste(sandbox, limit):
     expected = [o["id"] for o in sandbox.store.orders]
     assert ids(pages) == expected  # in order, nothing missing, nothing twice
     assert len(pages) == len(expected) // limit + 1  # up to and including the first short page
-    assert all(len(p.records) == limit for p in pages[:-1]) and len(pages[-1].records) < limit
+    assert all(len(p) == limit for _, p in pages[:-1]) and len(pages[-1][1]) < limit
     assert stats.pages == len(pages)
     # planned by /count: no page past the end was requested
     assert stats.wasted == 0
@@ -56,24 +76,22 @@ def test_speculative_over_fetch_stops_at_the_first_short_page(sandbox):
     assert ids(pages) == [o["id"] for o in sandbox.store.orders]
     assert len(pages) == 16  # 15 full pages of 20, then an empty one
     assert stats.count_hints == 0
-    assert stats.wasted <= _ConcurrentFetch.SPECULATE_MAX
+    assert stats.wasted <= ConcurrentFetch.SPECULATE_MAX
     served = sandbox.stats.by_route["GET /v1/orders"]
     assert stats.requests == stats.pages + stats.wasted
     assert stats.pages <= served <= stats.requests  # the last speculative ones may still be on the way
 
 
-class ScriptedPageClient:
+class ScriptedPageClient(FakeClient):
     """A page-number list of `n` records; page `hold_page` answers only once `wait_for` pages
     were requested (so pages past the end are in flight when the end is seen)."""
-
-    pool_size = 4
 
     def __init__(self, n: int, hold_page: int, wait_for: set[int]):
         self.n, self.hold_page, self.wait_for = n, hold_page, wait_for
         self.requested: list[int] = []
         self.cond = threading.Condition()
 
-    def get(self, path, params, decode=None):  # SqquidClient.get's signature; pages stay dicts
+    def answer(self, params):
         page, limit = params["page"], params["limit"]
         with self.cond:
             self.requested.append(page)
@@ -90,7 +108,7 @@ def test_speculative_pages_past_the_end_are_discarded_and_counted():
     client = ScriptedPageClient(25, hold_page=3, wait_for={4})
     stats = FetchStats()
     pages = list(fetch_pages(stream, client, {None: None}, None, concurrency=4, stats=stats))
-    assert [r["id"] for p in pages for r in p.records] == list(range(25))
+    assert ids(pages) == list(range(25))
     assert len(pages) == 3
     assert 1 <= stats.wasted <= 2 and stats.requests == 3 + stats.wasted
     # after page 2 came back full, pages 3-5 were speculated; the empty page 4 stopped the rest
@@ -101,10 +119,10 @@ def test_partitions_match_a_sequential_fetch(sandbox):
     stream = with_limit("shipment_items", 30)
     windows = {scope: None for scope in stream.partition.values}
     with make_client(sandbox) as client:
-        sequential = [(p.partition, [r["id"] for r in p.records])
-                      for p in fetch_pages(stream, client, windows, None, concurrency=1)]
-        concurrent = [(p.partition, [r["id"] for r in p.records])
-                      for p in fetch_pages(stream, client, windows, None, concurrency=5, prefetch=1)]
+        sequential = [(partition, [r["id"] for r in rows(p)])
+                      for partition, p in fetch_pages(stream, client, windows, None, concurrency=1)]
+        concurrent = [(partition, [r["id"] for r in rows(p)])
+                      for partition, p in fetch_pages(stream, client, windows, None, concurrency=5, prefetch=1)]
     assert concurrent == sequential
     assert sum(len(i) for _, i in concurrent) == len(sandbox.store.shipment_items)
 
@@ -125,7 +143,7 @@ def test_key_batches_keep_their_order(sandbox):
     batches = [",".join(skus[i:i + 25]) for i in range(0, len(skus), 25)]
     with make_client(sandbox) as client:
         pages = list(fetch_pages(stream, client, {None: None}, batches, concurrency=4))
-    assert [r["sku"] for p in pages for r in p.records] == skus
+    assert [r["sku"] for _, p in pages for r in rows(p)] == skus
     assert len(pages) == len(batches)
 
 
@@ -151,12 +169,29 @@ def test_relogin_under_concurrency(sandbox):
     assert sandbox.stats.logins <= 1 + 4  # once at the start, then at most once per thread
 
 
+def test_a_list_body_cut_short_is_asked_again(make_sandbox):
+    sandbox = make_sandbox(faults=FaultConfig(truncate_every=3))
+    with make_client(sandbox) as client:
+        pages = list(fetch_pages(with_limit("orders", 50), client, {None: None}, None, concurrency=1))
+        assert client.stats.retries >= 1
+    assert ids(pages) == [o["id"] for o in sandbox.store.orders]
+
+
+def test_bodies_cut_short_and_failed_requests_spend_one_retry_budget(make_sandbox):
+    # every 2nd request answers 500, every 3rd a body cut short: the second page's attempts are
+    # 500, cut short, 500, and the failures of both kinds count against the same max_tries
+    sandbox = make_sandbox(faults=FaultConfig(error_every=2, truncate_every=3))
+    with make_client(sandbox, max_tries=3) as client:
+        with pytest.raises(ApiError, match=r"GET /v1/orders failed after 3 tries: HTTP 500"):
+            list(fetch_pages(with_limit("orders", 50), client, {None: None}, None, concurrency=1, prefetch=0))
+        assert client.stats.retries == 2
+    assert sandbox.stats.faults_by_kind == {"error": 2, "truncate": 1}
+
+
 # -- against a scripted client -------------------------------------------------------------------
 
-class ScriptedClient:
+class ScriptedClient(FakeClient):
     """Serves an offset list of `n` records `limit` at a time; `hold` pages wait for a release."""
-
-    pool_size = 4
 
     def __init__(self, n: int, server_limit: int = 1000, fail: dict | None = None, hold: dict | None = None):
         self.n, self.server_limit = n, server_limit
@@ -165,7 +200,7 @@ class ScriptedClient:
         self.served: list[int] = []
         self.lock = threading.Lock()
 
-    def get(self, path, params, decode=None):  # SqquidClient.get's signature; pages stay dicts
+    def answer(self, params):
         offset, limit = params["offset"], min(params["limit"], self.server_limit)
         with self.lock:
             self.served.append(offset)
@@ -187,7 +222,7 @@ def test_pages_completing_out_of_order_are_yielded_in_order():
     stream = offset_stream(10)
     pages = fetch_pages(stream, client, {None: None}, None, concurrency=4)
     first = next(pages)
-    assert [r["id"] for r in first.records] == list(range(10))
+    assert ids([first]) == list(range(10))
 
     # release offset 10 only once offsets 20 and 30 were served (they complete first)
     def release():
@@ -199,14 +234,14 @@ def test_pages_completing_out_of_order_are_yielded_in_order():
 
     threading.Thread(target=release, daemon=True).start()
     rest = list(pages)
-    assert [r["id"] for p in rest for r in p.records] == list(range(10, 100))
+    assert ids(rest) == list(range(10, 100))
     assert sorted(client.served) == list(range(0, 100, 10))  # each page once
 
 
 def test_server_capping_the_limit_is_followed():
     client = ScriptedClient(95, server_limit=10)
     pages = list(fetch_pages(offset_stream(50), client, {None: None}, None, concurrency=3))
-    assert [r["id"] for p in pages for r in p.records] == list(range(95))
+    assert ids(pages) == list(range(95))
     assert sorted(client.served) == list(range(0, 95, 10))
 
 
@@ -218,7 +253,7 @@ def test_an_error_beyond_nothing_needed_is_ignored_and_a_needed_one_is_raised():
         for page in fetch_pages(offset_stream(10), client, {None: None}, None, concurrency=4):
             seen.append(page)
     assert err.value is boom
-    assert [r["id"] for p in seen for r in p.records] == list(range(30))
+    assert ids(seen) == list(range(30))
 
 
 def test_closing_early_stops_requesting():

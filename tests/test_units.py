@@ -7,6 +7,7 @@ import pyarrow as pa
 import pytest
 
 from sqquid_etl.client import Credentials, SqquidClient, check_base_url
+from sqquid_etl.decode import Page
 from sqquid_etl.definitions import load_definitions, parse_definition, select_streams
 from sqquid_etl.errors import ConfigError, SchemaError, StateError
 from sqquid_etl.pacing import LeakyBucketPacer
@@ -44,21 +45,37 @@ def test_pacer_disabled():
     assert clock.now == 0
 
 
+def facts(n: int, total: int | None = None, limit: int | None = None) -> Page:
+    return Page(None, [{}] * n, None, b"", total, limit)
+
+
 def test_page_number_paginator_stops_on_short_page():
     p = PageNumberPaginator(250)
-    assert p.first_params() == {"page": 1, "limit": 250}
-    assert p.advance([{}] * 250, {}) is True
-    assert p.next_params() == {"page": 2, "limit": 250}
-    assert p.advance([{}] * 10, {}) is False
+    assert p.params_for(0) == {"page": 1, "limit": 250}
+    assert p.params_for(1) == {"page": 2, "limit": 250}
+    assert p.is_last(0, facts(250)) is False
+    assert p.is_last(1, facts(10)) is True
+    assert p.pages_known(facts(250)) is None
+    assert p.pages_from_count(500) == 3  # two full pages, then an empty one
 
 
 def test_offset_paginator_uses_total():
     p = OffsetPaginator(200)
-    p.first_params()
-    assert p.advance([{}] * 200, {"total": 400}) is True
-    assert p.next_params() == {"offset": 200, "limit": 200}
-    assert p.advance([{}] * 200, {"total": 400}) is False
-    assert p.advance([], {"total": 999}) is False
+    assert p.pages_known(facts(200, total=400)) == 2
+    assert p.params_for(1) == {"offset": 200, "limit": 200}
+    assert p.is_last(0, facts(200, total=400)) is False
+    assert p.is_last(1, facts(200, total=400)) is True
+    assert p.is_last(2, facts(0, total=999)) is True
+
+
+def test_offset_paginator_follows_the_servers_cap():
+    p = OffsetPaginator(200)
+    assert p.pages_known(facts(50, total=120, limit=50)) == 3  # the envelope's limit is the step
+    assert p.params_for(2) == {"offset": 100, "limit": 200}
+    capped = OffsetPaginator(200)
+    assert capped.pages_known(facts(30, total=100)) == 4  # a short first page that is not the last: a cap
+    assert capped.params_for(3) == {"offset": 90, "limit": 200}
+    assert capped.is_last(2, facts(30, total=100)) is False and capped.is_last(3, facts(10, total=100)) is True
 
 
 def test_http_refused_for_remote_host_but_allowed_on_loopback():

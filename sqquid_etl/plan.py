@@ -1,0 +1,139 @@
+"""How a stream's pages are read into Arrow: the Arrow types of the schema's column types, and
+the read plan (immutable) of a stream, built from its schema and from what was learned about
+the values the API really sends. Pure: nothing here holds state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from .definitions import StreamDefinition
+
+ATTRIBUTE_TYPE = pa.list_(pa.struct([("label", pa.string()), ("value", pa.string())]))
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "integer": pa.int64(),
+    "number": pa.float64(),
+    "string": pa.string(),
+    "boolean": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "decimal": pa.decimal128(18, 4),
+    "string_list": pa.list_(pa.string()),
+    "attributes": ATTRIBUTE_TYPE,
+    "json": pa.string(),
+}
+
+# how a value is read from the JSON before the column's cast: timestamps and decimals as text
+READ_TYPES: dict[str, pa.DataType] = {**ARROW_TYPES, "timestamp": pa.string(), "decimal": pa.string()}
+
+# what Arrow raises when values do not fit the type they are read as
+ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError,
+                OverflowError, KeyError, AttributeError)
+
+FieldKey = tuple  # (nested path or None for the record itself, source key)
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """How one page is read: built once per thing learned, never changed, carried by each page.
+
+    A field whose values do not fit its Arrow type (the API sends a number where the schema
+    says text) is in `python`: read by Python from dicts, or, when every value seen was an
+    integer (also in `integers`), by Arrow's JSON reader as an integer and cast to text."""
+
+    struct: pa.StructType  # a page of dicts is read as this
+    fields: dict  # FieldKey -> Arrow read type, of the fields read by Arrow
+    python: frozenset  # FieldKeys read by Python from dicts (values that do not fit their Arrow type)
+    integers: frozenset  # those of them whose values were all integers: Arrow's JSON reader reads them as such
+    json_schema: pa.Schema | None  # a body is read as {envelope: list<this struct>}, or None: not by Arrow
+
+    def knows(self, python: frozenset, integers: frozenset) -> bool:
+        return python <= self.python and integers <= self.integers
+
+
+def build_plan(stream: StreamDefinition, python: frozenset = frozenset(),
+               integers: frozenset = frozenset()) -> ReadPlan | None:
+    """The plan of a stream with these fields learned, or None where the fast path cannot apply
+    (json columns, a field read with two types, a nested list that is also a field)."""
+    top: dict[str, pa.DataType] = {}
+    fields: dict[FieldKey, pa.DataType] = {}
+    body_top: dict[str, pa.DataType] = {}  # the same, as Arrow's JSON reader reads a body
+    for table in stream.tables:
+        child: dict[str, pa.DataType] = {}
+        body_child: dict[str, pa.DataType] = {}
+        for column in table.columns:
+            if column.from_partition:
+                continue
+            if column.type == "json":
+                return None
+            path = None if column.from_parent or table.nested_path is None else table.nested_path
+            key = (path, column.source)
+            read = READ_TYPES[column.type]
+            (body_top if path is None else body_child)[column.source] = pa.int64() if key in integers else read
+            if key in python:
+                continue
+            if fields.setdefault(key, read) != read:
+                return None
+            (top if path is None else child)[column.source] = read
+        if table.nested_path is not None:
+            if table.nested_path in top or table.nested_path in body_top:
+                return None
+            top[table.nested_path] = pa.list_(pa.struct(list(child.items())))
+            body_top[table.nested_path] = pa.list_(pa.struct(list(body_child.items())))
+    json_schema = None
+    if python <= integers and stream.envelope is not None:
+        json_schema = pa.schema([(stream.envelope, pa.list_(pa.struct(list(body_top.items()))))])
+    return ReadPlan(pa.struct(list(top.items())), fields, python, integers, json_schema)
+
+
+def misfit_fields(plan: ReadPlan, records: list[dict]) -> tuple[frozenset, frozenset] | None:
+    """After a page of dicts did not fit the plan's struct: the fields whose values do not fit
+    their Arrow type, and those of them whose values are all integers. None when no field is to
+    blame (records of an unexpected shape: the record-by-record path names the problem)."""
+    bad, integers = set(), set()
+    for (path, source), read in plan.fields.items():
+        values: list | None = None
+        try:
+            values = field_values(records, path, source)
+            pa.array(values, read)
+        except ARROW_ERRORS:
+            bad.add((path, source))
+            if values is not None and read == pa.string() and _all_integers(values):
+                integers.add((path, source))
+        except Exception:  # noqa: BLE001 - records of an unexpected shape: the slow path says
+            return None
+    if not bad:
+        return None
+    return frozenset(bad), frozenset(integers)
+
+
+def integer_text_fields(plan: ReadPlan, records: Any) -> frozenset:
+    """The text fields whose values on this page are integers (and none text)."""
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        return frozenset()
+    found = set()
+    for (path, source), read in plan.fields.items():
+        if read != pa.string():
+            continue
+        try:
+            values = field_values(records, path, source)
+        except (TypeError, AttributeError):
+            return frozenset()  # records of an unexpected shape: the record-by-record path says
+        if _all_integers(values):
+            found.add((path, source))
+    return frozenset(found)
+
+
+def field_values(records: list[dict], path: str | None, source: str) -> list:
+    """The values of one field: of each record (`path` None), or of each item of its `path` list."""
+    if path is None:
+        return [r.get(source) for r in records]
+    return [item.get(source) for r in records for item in (r.get(path) or [])]
+
+
+def _all_integers(values: list) -> bool:
+    """Integers (no booleans, no text), at least one, nulls aside: what Arrow reads as int64 and
+    casts to the same text Python would write."""
+    present = [v for v in values if v is not None]
+    return bool(present) and all(type(v) is int for v in present)
