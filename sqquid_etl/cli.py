@@ -173,6 +173,7 @@ def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, start_
                 full_refresh=refresh, strict=bool(strict if strict is not None else settings.get("strict", False)),
                 rate=rate or None, burst=burst if burst is not None else settings.get("burst", DEFAULTS["burst"]),
                 catalog=catalog_path or settings.get("catalog"), progress=reporter, stream_done=reporter.stream_done,
+                tuning=settings.tuning(),
             )
         finally:
             reporter.close()

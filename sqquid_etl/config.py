@@ -18,6 +18,11 @@
     catalog = "catalog.json"
     strict = false
 
+    [tuning]                           # or SQQUID_DUCKDB_MEMORY_LIMIT, SQQUID_DUCKDB_THREADS, SQQUID_FLUSH_ROWS
+    duckdb_memory_limit = "40MB"
+    duckdb_threads = 1
+    flush_rows = 10000
+
 Precedence: command-line option > environment variable (SQQUID_BASE_URL, SQQUID_API_KEY, ...)
 > this file > built-in default. Relative paths are relative to the file's directory. Secrets are
 refused in the file: name the environment variable that holds them instead.
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .settings import Tuning
 
 DEFAULT_FILE = "sqquid.toml"
 
@@ -45,6 +51,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
         "streams": (list,), "start_date": (str,), "lookback": (str,), "catalog": (str,), "strict": (bool,),
         "full_refresh": (bool, list),
     },
+    "tuning": {"duckdb_memory_limit": (str,), "duckdb_threads": (int,), "flush_rows": (int,)},
 }
 _SECRETS = {"api_key": "api_key_env", "password": "password_env", "token": "api_key_env"}
 
@@ -58,6 +65,10 @@ class Settings:
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.values.get(name, default)
+
+    def tuning(self, env: Mapping[str, str] | None = None) -> Tuning:
+        """How destinations use memory: the environment's variables, else the file's [tuning]."""
+        return Tuning.from_env(env, {k: v for k, v in self.values.items() if k in _SCHEMA["tuning"]})
 
     def credentials(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
         """api_key / username / password read from the variables the file names (only those set).

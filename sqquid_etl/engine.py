@@ -18,7 +18,7 @@ from .client import SqquidClient
 from .count_check import CountCheck, check_count
 from .cursors import CursorTracker
 from .definitions import StreamDefinition
-from .destinations.base import Destination
+from .destinations import Destination
 from .errors import ConfigError, SqquidError
 from .fetch import FetchStats
 from .keys import batch_keys

@@ -16,11 +16,10 @@ from typing import Callable, Iterable
 from .client import Credentials, SqquidClient
 from .definitions import StreamDefinition, load_definitions, select_streams
 from .destinations import check_destination, open_destination
-from .destinations.base import Destination
 from .engine import ProgressCallback, RunOptions, StreamResult, StreamRun, new_run_id, plan_windows, run_windows
 from .errors import ConfigError, SqquidError
 from .reconcile import describe_gaps, describe_surpluses, find_gaps
-from .settings import DEFAULT_BURST, DEFAULT_DUCKDB, DEFAULT_LOOKBACK, DEFAULT_RATE
+from .settings import DEFAULT_BURST, DEFAULT_DUCKDB, DEFAULT_LOOKBACK, DEFAULT_RATE, Tuning
 from .state import StreamState, parse_duration, parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -69,23 +68,26 @@ def extract(
     reconcile: bool = True,
     catalog: str | Path | dict | None = None,
     stream_done: Callable[[StreamResult], None] | None = None,
+    tuning: Tuning | None = None,
 ) -> ExtractResult:
     """Extract the selected streams (all by default) into DuckDB (default `sqquid.duckdb`) or a
     Parquet directory. Options are validated before anything is requested or written.
     `catalog` (a Singer catalog file or dict) selects the streams and fields; `stream_done` is
-    called with each stream's result as it finishes."""
+    called with each stream's result as it finishes. `tuning` (how destinations use memory)
+    defaults to the environment's SQQUID_DUCKDB_MEMORY_LIMIT, SQQUID_DUCKDB_THREADS, SQQUID_FLUSH_ROWS."""
     selected, options = _plan(streams, catalog, start_date, lookback, full_refresh, strict)
     if rate is not None and not rate > 0:
         raise ConfigError(f"--rate {rate}: must be a positive number of requests per second (0 turns pacing off)")
     if burst < 1:
         raise ConfigError(f"--burst {burst}: must be at least 1")
-    check_destination(duckdb, parquet)
+    tuning = Tuning.from_env() if tuning is None else tuning
+    check_destination(duckdb, parquet, tuning=tuning)
     own_client = client is None
     if client is None:
         client = SqquidClient(Credentials.from_env(api_key, username, password), base_url, rate=rate, burst=burst)
     try:
         client.ensure_token()  # bad credentials fail here, before the destination is touched
-        destination = open_destination(duckdb, parquet)
+        destination = open_destination(duckdb, parquet, tuning=tuning)
     except BaseException:
         if own_client:
             client.close()
@@ -101,7 +103,7 @@ def extract(
                 stream_done(stream_result)
             if stream_result.status == "failed" and (stop_on_failure or stream_result.exit_code in (2, 3)):
                 break
-        _after_load(destination)
+        destination.after_load()  # DuckDB: the order_lines / available_to_sell views
     finally:
         destination.close()
         if own_client:
@@ -174,9 +176,3 @@ def _reconcile(run: StreamRun, known_counts: dict) -> None:
         result.status, result.exit_code = "failed", 1
         result.message = f"{result.message} (--strict)"
     destination.record_run(run.run_record())  # the run's one row for the stream, now final
-
-
-def _after_load(destination: Destination) -> None:
-    from .sql_views import install_views
-
-    install_views(destination)  # DuckDB: the order_lines / available_to_sell views

@@ -21,7 +21,7 @@ from typing import Callable
 
 from .client import SqquidClient
 from .definitions import StreamDefinition
-from .destinations.base import Destination
+from .destinations import Destination
 from .fetch import count_records
 
 log = logging.getLogger(__name__)

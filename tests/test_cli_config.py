@@ -129,3 +129,23 @@ def test_the_cli_allocates_arrow_buffers_from_the_system_allocator():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                           env={**env, "ARROW_DEFAULT_MEMORY_POOL": "jemalloc"})
     assert done.stdout.split()[2] in ("jemalloc", "mimalloc"), done.stderr  # the user's choice is left alone
+
+
+def test_tuning_comes_from_the_file_unless_the_environment_sets_it(tmp_path, monkeypatch):
+    for name in ("SQQUID_DUCKDB_MEMORY_LIMIT", "SQQUID_DUCKDB_THREADS", "SQQUID_FLUSH_ROWS"):
+        monkeypatch.delenv(name, raising=False)
+    path = _write(tmp_path / "sqquid.toml", '[tuning]\nduckdb_memory_limit = "64MB"\nflush_rows = 500\n')
+    tuning = load_config(path).tuning()
+    assert (tuning.memory_limit, tuning.threads, tuning.flush_rows) == ("64MB", 1, 500)
+    monkeypatch.setenv("SQQUID_FLUSH_ROWS", "700")
+    assert load_config(path).tuning().flush_rows == 700
+
+
+def test_bad_tuning_in_the_file_fails_before_any_request(make_sandbox, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SQQUID_FLUSH_ROWS", raising=False)
+    sandbox = make_sandbox(orders=20, products=5)
+    _write(tmp_path / "sqquid.toml", _toml(sandbox, "[tuning]\nflush_rows = 0\n"))
+    out = CliRunner().invoke(main, ["extract"], env={"MY_SQQUID_KEY": API_KEY})
+    assert out.exit_code == 2 and "[tuning] flush_rows" in out.stderr
+    assert sandbox.stats.requests == 0 and not (tmp_path / "data" / "warehouse.duckdb").exists()
