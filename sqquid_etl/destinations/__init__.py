@@ -2,8 +2,9 @@
 
 Callers get a destination from these functions and use only the protocol. A new kind of
 destination (Parquet on object storage, Apache Iceberg, ...) is a class implementing the
-protocol plus `check(location, tuning)` and `missing(location)` static methods, added to KINDS;
-the functions below take it as a keyword named after its kind (`open_destination(iceberg=...)`).
+protocol's `DestinationKind` (a `Destination`, plus `check(location, tuning)` and
+`missing(location)`), added to KINDS; the functions below take it as a keyword named after its
+kind (`open_destination(iceberg="s3://...")`).
 
 Modules: `protocol` (the interface), `duckdb` / `parquet` (the two kinds and their writers),
 `parquet_layout` (a Parquet directory and its generations), `state_file` (state as one JSON
@@ -19,18 +20,18 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..settings import DEFAULT_DUCKDB, Tuning
-from .protocol import Destination, StreamWriter
+from .protocol import Destination, DestinationKind, StreamWriter
 
-__all__ = ["Destination", "StreamWriter", "KINDS", "check_destination", "open_destination", "open_existing"]
+__all__ = ["Destination", "DestinationKind", "StreamWriter", "KINDS", "check_destination", "open_destination", "open_existing"]
 
-# kind -> (module, class); the first is the default, at DEFAULT_DUCKDB
+# kind -> (module, class), imported when used; none given: DuckDB at DEFAULT_DUCKDB
 KINDS: dict[str, tuple[str, str]] = {
     "duckdb": (f"{__name__}.duckdb", "DuckDBDestination"),
     "parquet": (f"{__name__}.parquet", "ParquetDestination"),
 }
 
 
-def _choose(duckdb: str | Path | None, parquet: str | Path | None, others: dict[str, Any]) -> tuple[Any, str | Path]:
+def _choose(duckdb: str | Path | None, parquet: str | Path | None, others: dict[str, Any]) -> tuple[DestinationKind, Any]:
     """The class of the one destination given (DuckDB at DEFAULT_DUCKDB when none is) and its location."""
     unknown = set(others) - set(KINDS)
     if unknown:

@@ -14,6 +14,8 @@ from ..settings import DEFAULT_MEMORY_LIMIT, Tuning
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+LIMIT_SETTING = "SQQUID_DUCKDB_MEMORY_LIMIT or config [tuning] duckdb_memory_limit"
+
 # merges that run out of the default limit are run again with these (never above what they need)
 ESCALATED_MEMORY_LIMITS = ("256MB", "1GB")
 
@@ -29,9 +31,10 @@ def tune(conn: Any, tuning: Tuning) -> None:
     try:
         conn.execute("SET memory_limit = '" + limit.replace("'", "''") + "'")
     except duckdb.Error as exc:
-        raise ConfigError(f"DuckDB memory limit {limit!r} (SQQUID_DUCKDB_MEMORY_LIMIT): {exc}") from None
+        raise ConfigError(f"DuckDB memory limit {limit!r} ({LIMIT_SETTING}): {exc}") from None
     if not isinstance(tuning.threads, int) or tuning.threads < 1:
-        raise ConfigError(f"DuckDB threads {tuning.threads!r} (SQQUID_DUCKDB_THREADS): must be a whole number, at least 1")
+        raise ConfigError(f"DuckDB threads {tuning.threads!r} (SQQUID_DUCKDB_THREADS or config [tuning] duckdb_threads): "
+                          "must be a whole number, at least 1")
     conn.execute(f"SET threads = {tuning.threads}")
 
 
@@ -39,7 +42,8 @@ def check_tuning(tuning: Tuning) -> None:
     """The tuning is usable (a memory limit DuckDB understands, threads and rows per batch at
     least 1), or a ConfigError says which setting is not."""
     if not isinstance(tuning.flush_rows, int) or tuning.flush_rows < 1:
-        raise ConfigError(f"rows per staged batch {tuning.flush_rows!r} (SQQUID_FLUSH_ROWS): must be a whole number, at least 1")
+        raise ConfigError(f"rows per staged batch {tuning.flush_rows!r} (SQQUID_FLUSH_ROWS or config [tuning] flush_rows): "
+                          "must be a whole number, at least 1")
     with duckdb.connect() as conn:
         tune(conn, tuning)
 
@@ -70,5 +74,5 @@ def _or_config_error(work: Callable[[], T], stream: str, limit: str) -> T:
     except duckdb.OutOfMemoryException as exc:
         raise ConfigError(
             f"stream {stream!r}: DuckDB ran out of its memory limit ({limit}) while merging the staged pages "
-            f"({str(exc).splitlines()[0]}); nothing of the stream was stored. Raise SQQUID_DUCKDB_MEMORY_LIMIT"
+            f"({str(exc).splitlines()[0]}); nothing of the stream was stored. Raise {LIMIT_SETTING}"
         ) from None

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from ..definitions import StreamDefinition
 from ..runs import RunRecord
+from ..settings import Tuning
 from ..state import StreamState
 
 
@@ -96,3 +97,22 @@ class Destination(Protocol):
 
     def close(self) -> None:
         """Release the destination (its connection and its lock)."""
+
+
+class DestinationKind(Protocol):
+    """A kind of destination, as `destinations/__init__.py` registers it (in KINDS): the class,
+    whose instances are Destinations. Nothing outside `destinations/` names one."""
+
+    OPTION: str  # the command-line option naming its location, for messages ("--duckdb")
+
+    @staticmethod
+    def check(location: Any, tuning: Tuning) -> None:
+        """A ConfigError when it could not be written at `location` (or `tuning` is unusable),
+        before anything is requested or created."""
+
+    @staticmethod
+    def missing(location: Any) -> str | None:
+        """Why there is no extract at `location` to open (None: there is one)."""
+
+    def __call__(self, location: Any, tuning: Tuning | None = None) -> Destination:
+        """Open (creating it when it does not exist) and lock it for this process."""

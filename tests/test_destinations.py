@@ -1,0 +1,172 @@
+"""The destination protocol, held by every registered kind: what callers may rely on, through
+the factory functions and the protocol only (a new kind added to KINDS runs these too)."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+
+from sqquid_etl.definitions import load_definitions
+from sqquid_etl.destinations import KINDS, check_destination, open_destination, open_existing
+from sqquid_etl.errors import ConfigError, StateError
+from sqquid_etl.records import page_to_tables
+from sqquid_etl.runs import RunRecord
+from sqquid_etl.settings import Tuning
+from sqquid_etl.state import StreamState
+
+ORDERS = load_definitions()["orders"]
+
+
+def _order(id_, created, items=(), total="1.00"):
+    return {"id": id_, "created_at": created, "total": total,
+            "order_items": [{"id": i, "sku": f"S{i}", "qty": 1} for i in items]}
+
+
+def _location(kind, tmp_path):
+    return tmp_path / ("s.duckdb" if kind == "duckdb" else "lake")
+
+
+@pytest.fixture(params=sorted(KINDS))
+def opened(request, tmp_path):
+    destination = open_destination(**{request.param: _location(request.param, tmp_path)}, tuning=Tuning())
+    yield request.param, destination
+    destination.close()
+
+
+def _commit(destination, pages, state, run_id="r1", replace=False):
+    writer = destination.begin(ORDERS, replace=replace)
+    for page in pages:
+        writer.write(page_to_tables(ORDERS, page))
+    keys = writer.distinct_keys("orders")
+    writer.commit(state, RunRecord(run_id=run_id, stream="orders", started_at="2024-01-01T00:00:00+00:00", status="ok"))
+    return keys
+
+
+def test_an_empty_destination(opened, tmp_path):
+    kind, destination = opened
+    assert destination.location == str(_location(kind, tmp_path))
+    assert destination.load_states() == {} and destination.state_streams() == []
+    assert destination.distinct_values("orders", "id") is None
+    assert destination.count_since("orders", "created_at", None, {}) == 0
+    assert destination.cursor_bounds("orders", "created_at", {}) == (None, None)
+
+
+def test_commit_merges_by_key_with_state_and_abort_changes_nothing(opened):
+    kind, destination = opened
+    state = StreamState(cursors={"_": "2024-01-02T00:00:00.000000Z"}, rows_last_run=3)
+    first = [_order(1, "2024-01-01T00:00:00Z", items=(10, 11)), _order(2, "2024-01-02T00:00:00Z")]
+    again = [_order(1, "2024-01-01T00:00:00Z", items=(12,), total="9.00")]  # a changed order, items replaced
+    assert _commit(destination, [first, first[:1]], state) == 2  # a key twice in a run: counted once
+    assert _commit(destination, [again], state, run_id="r2") == 1
+    assert destination.load_states() == {"orders": state} and destination.state_streams() == ["orders"]
+    assert destination.distinct_values("orders", "id") == [1, 2]
+    assert destination.distinct_values("order_items", "id") == [12]  # a parent fetched again replaces its children
+    assert destination.count_since("orders", "created_at", None, {}) == 2
+    assert str(destination.cursor_bounds("orders", "created_at", {})[1]).startswith("2024-01-02")
+
+    writer = destination.begin(ORDERS, replace=False)
+    writer.write(page_to_tables(ORDERS, [_order(3, "2024-01-03T00:00:00Z")]))
+    writer.abort()
+    assert destination.distinct_values("orders", "id") == [1, 2] and destination.load_states() == {"orders": state}
+
+    _commit(destination, [[_order(5, "2024-01-05T00:00:00Z")]], StreamState(), run_id="r3", replace=True)
+    assert destination.distinct_values("orders", "id") == [5]
+    assert destination.after_load() == (["order_lines"] if kind == "duckdb" else [])
+
+
+def test_state_one_stream_at_a_time_and_cleared(opened):
+    _, destination = opened
+    one, two = StreamState(cursors={"_": "2024-01-01T00:00:00.000000Z"}), StreamState(rows_last_run=4)
+    destination.save_state("orders", one)
+    destination.save_state("locations", two)
+    assert destination.load_states() == {"orders": one, "locations": two}
+    destination.save_state("orders", None)
+    assert destination.state_streams() == ["locations"]
+    destination.clear_states()
+    assert destination.load_states() == {} and destination.state_streams() == []
+
+
+def _corrupt_orders(kind, path):
+    """orders' stored state made unreadable; locations' left valid."""
+    if kind == "duckdb":
+        with duckdb.connect(str(path)) as conn:
+            conn.execute("UPDATE _sqquid_state SET state = '{\"cursors\": {\"_\": \"not a date\"}}' WHERE stream = 'orders'")
+    else:
+        raw = json.loads((path / "_sqquid_state.json").read_text())
+        raw["orders"] = {"cursors": {"_": "not a date"}}
+        (path / "_sqquid_state.json").write_text(json.dumps(raw))
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_corrupt_entry_is_an_error_yet_other_streams_can_be_changed(kind, tmp_path):
+    path = _location(kind, tmp_path)
+    kept = StreamState(cursors={"_": "2024-01-01T00:00:00.000000Z"})
+    destination = open_existing(**{kind: path}, must_exist=False, tuning=Tuning())
+    destination.save_state("orders", StreamState())
+    destination.save_state("locations", kept)
+    destination.close()
+    _corrupt_orders(kind, path)
+    destination = open_existing(**{kind: path}, tuning=Tuning())
+    try:
+        with pytest.raises(StateError, match="orders"):
+            destination.load_states()
+        assert destination.state_streams() == ["locations", "orders"]  # the corrupt one too
+        destination.save_state("buffers", kept)
+        destination.save_state("locations", None)
+        assert destination.state_streams() == ["buffers", "orders"]
+        destination.save_state("orders", None)  # forgetting the corrupt one is the fix
+        assert destination.load_states() == {"buffers": kept}
+    finally:
+        destination.close()
+
+
+def test_a_parquet_state_file_that_is_not_json_is_replaced_only_as_a_whole(tmp_path):
+    lake = tmp_path / "lake"
+    open_destination(parquet=lake, tuning=Tuning()).close()
+    (lake / "_sqquid_state.json").write_text("{ truncated")
+    destination = open_existing(parquet=lake, tuning=Tuning())
+    try:
+        with pytest.raises(StateError, match="corrupt state"):
+            destination.load_states()
+        assert destination.state_streams() == []
+        with pytest.raises(StateError, match="not a JSON object"):
+            destination.save_state("orders", StreamState())
+        destination.clear_states()
+        assert destination.load_states() == {}
+    finally:
+        destination.close()
+
+
+def test_the_factory_chooses_one_destination_and_never_creates_one_to_look(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="either --duckdb or --parquet, not both"):
+        open_destination(duckdb="a.duckdb", parquet="lake")
+    with pytest.raises(TypeError, match="unknown destination"):
+        open_destination(iceberg="warehouse")
+    for given, message in (({}, "sqquid.duckdb: no such DuckDB file"), ({"parquet": "lake"}, "lake: no such directory")):
+        with pytest.raises(ConfigError, match=message):
+            open_existing(**given)
+    assert list(tmp_path.iterdir()) == []
+    destination = open_destination()  # none given: DuckDB at ./sqquid.duckdb
+    assert destination.location == "sqquid.duckdb"
+    destination.close()
+
+
+def test_tuning_is_what_is_passed_not_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQQUID_FLUSH_ROWS", "ten")
+    monkeypatch.setenv("SQQUID_DUCKDB_THREADS", "0")
+    check_destination(duckdb=tmp_path / "s.duckdb", tuning=Tuning(threads=2))
+    destination = open_destination(duckdb=tmp_path / "s.duckdb", tuning=Tuning(threads=2))
+    try:
+        assert destination.conn.execute("SELECT current_setting('threads')").fetchone()[0] == 2
+    finally:
+        destination.close()
+    with pytest.raises(ConfigError, match="SQQUID_DUCKDB_THREADS"):  # no tuning given: the environment, for now
+        check_destination(duckdb=tmp_path / "s.duckdb")
+    with pytest.raises(ConfigError, match="SQQUID_DUCKDB_MEMORY_LIMIT"):
+        check_destination(parquet=tmp_path / "lake", tuning=Tuning(memory_limit="lots"))
+    with pytest.raises(ConfigError, match="SQQUID_FLUSH_ROWS"):
+        check_destination(parquet=tmp_path / "lake", tuning=Tuning(flush_rows=0))
+    assert not (tmp_path / "lake").exists()
