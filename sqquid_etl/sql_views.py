@@ -129,12 +129,6 @@ def create_views(conn: Any) -> list[str]:
     return created
 
 
-def install_views(destination: Any) -> list[str]:
-    """The pipeline's hook after an extract (kept for callers of it: `destination.after_load()`
-    is the hook; for DuckDB it calls `create_views`, Parquet makes nothing)."""
-    return destination.after_load()
-
-
 def attach_parquet(conn: Any, root: str) -> list[str]:
     """On any DuckDB connection, define one view per table of a Parquet extract under `root`,
     then the helper views over them. Returns the helper views created."""
