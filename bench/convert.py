@@ -1,7 +1,7 @@
 """A/B of the per-page work in one process (robust to other load on the machine), body bytes
 -> Arrow tables, three ways: json.loads + the record-by-record path, json.loads + one struct
-conversion of the dicts, and Arrow's JSON reader straight from the body (`PageConverter.decode`,
-what an extract does).
+conversion of the dicts (`PageDecoder.from_records`), and Arrow's JSON reader straight from the
+body (`PageDecoder.decode`, what an extract does); each page then converted by `page_tables`.
 
     python bench/convert.py --orders 20000 --products 10000
 """
@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import API_KEY, machine, sandbox_process  # noqa: E402
 
 from sqquid_etl import records as R  # noqa: E402
+from sqquid_etl.decode import PageDecoder  # noqa: E402
 from sqquid_etl.definitions import load_definitions  # noqa: E402
 
 
@@ -58,12 +59,12 @@ def main() -> None:
         n = sum(len(p) for p in parsed)
         t_json = best(lambda: [json.loads(c) and None for c in pages])  # not held: no GC of a growing list
         t_slow = best(lambda: [R._slow_page(stream, json.loads(c)[env], None) for c in pages], 3)
-        dicts = R.PageConverter(stream)
-        t_dicts = best(lambda: [dicts.convert(json.loads(c)[env], None) for c in pages], 3)
-        arrow = R.PageConverter(stream)
+        dicts = PageDecoder(stream)
+        t_dicts = best(lambda: [R.page_tables(stream, dicts.from_records(json.loads(c)[env])) for c in pages], 3)
+        arrow = PageDecoder(stream)
         decoded = [arrow.decode(c) for c in pages]  # learns the plan (numbers in text fields) on the first page
-        assert all(isinstance(d, R.ArrowPage) for d in decoded[1:])
-        t_arrow = best(lambda: [arrow.convert(arrow.decode(c), None) for c in pages], 3)
+        assert all(d.read_by_arrow for d in decoded[1:])
+        t_arrow = best(lambda: [R.page_tables(stream, arrow.decode(c)) for c in pages], 3)
         print(f"{name}: {len(pages)} pages, {n} records, {sum(map(len, pages)) / 2**20:.0f} MiB JSON")
         print(f"  json.loads alone {t_json:.2f} s")
         print(f"  body -> Arrow: json.loads + record-by-record {t_slow:.2f} s   json.loads + struct conversion "

@@ -3,8 +3,9 @@
     /tmp/benchvenv/bin/python bench/phases.py --orders 200000 --products 100000
 
 Runs `extract(["orders", "products"])` in this process against a sandbox in its own process
-(throttling off), with the writer's and the converter's functions wrapped in timers (wall
-seconds spent inside each; page -> Arrow competes for the GIL with the fetch threads).
+(throttling off), with the writer's functions, the decoder's and the conversion wrapped in
+timers (wall seconds spent inside each; decoding runs in the fetch threads, conversion in the
+consumer, and both compete for the GIL).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import API_KEY, sandbox_process  # noqa: E402
 
+import sqquid_etl.decode as decode  # noqa: E402
 import sqquid_etl.destinations.duckdb as duckdb_destination  # noqa: E402
-import sqquid_etl.engine as engine  # noqa: E402
+import sqquid_etl.read as read  # noqa: E402
 from sqquid_etl.pipeline import extract  # noqa: E402
 
 SPENT: dict[str, float] = {}
@@ -45,7 +47,8 @@ def main() -> None:
     writer.write = timed("staging writes", writer.write)
     writer._merge = timed("merge", writer._merge)
     writer.commit = timed("commit (incl. merge)", writer.commit)
-    engine.PageConverter.convert = timed("page -> Arrow", engine.PageConverter.convert)
+    decode.PageDecoder.decode = timed("body -> page (threads)", decode.PageDecoder.decode)
+    read.page_tables = timed("page -> Arrow tables", read.page_tables)
     with sandbox_process(orders=a.orders, products=a.products, rate=0) as (url, _):
         with tempfile.TemporaryDirectory() as tmp:
             before = resource.getrusage(resource.RUSAGE_SELF)

@@ -1,4 +1,4 @@
-"""sqquid-etl without a destination: fetch_pages + PageConverter for orders and products
+"""sqquid-etl without a destination: read_tables (fetch, decode, convert) for orders and products
 (the client-side work this package owns: HTTP, JSON, pagination, Arrow conversion).
 
     python bench/contenders/sqquid_fetch_arrow.py URL [STREAM ...]
@@ -11,8 +11,7 @@ os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")  # as the CLI does,
 
 from sqquid_etl.client import Credentials, SqquidClient
 from sqquid_etl.definitions import load_definitions
-from sqquid_etl.fetch import fetch_pages
-from sqquid_etl.records import PageConverter
+from sqquid_etl.read import read_tables
 
 url = sys.argv[1]
 streams = sys.argv[2:] or ["orders", "products"]
@@ -20,8 +19,7 @@ defs = load_definitions()
 rows = {}
 with SqquidClient(Credentials(api_key="sandbox-api-key"), url, rate=None) as client:
     for name in streams:
-        converter = PageConverter(defs[name])
-        for page in fetch_pages(defs[name], client, {None: None}, None, decode=converter.decode):
-            for table, data in converter.convert(page.records, page.partition).items():
+        for _, tables in read_tables(defs[name], client, {None: None}):
+            for table, data in tables.items():
                 rows[table] = rows.get(table, 0) + data.num_rows
 print(rows)
