@@ -249,7 +249,7 @@ class SqquidClient:
             token = self._ensure_token(stale=token)
             return self._send(request.with_token(token), budget, read)
 
-    def _send(self, request: "_Request", budget: RetryBudget, read: Callable[[bytes], Any]) -> Any:
+    def _send(self, request: _Request, budget: RetryBudget, read: Callable[[bytes], Any]) -> Any:
         """Attempts until one succeeds or the budget is spent (ApiError); AuthError on a 401."""
         while True:
             outcome = self._attempt(request)
@@ -261,7 +261,7 @@ class SqquidClient:
             except ValueError as exc:
                 budget.failed(f"unparseable JSON ({exc})")
 
-    def _attempt(self, request: "_Request") -> "bytes | Failure":
+    def _attempt(self, request: _Request) -> bytes | Failure:
         """One paced attempt: the body of a success, or the failure to retry (a transient
         status or transport error). Raises AuthError on 401, ApiError on another 4xx."""
         waited = self.pacer.acquire()
@@ -285,12 +285,12 @@ class SqquidClient:
         except TRANSIENT_ERRORS as exc:
             return Failure(f"{type(exc).__name__}: {SECRETS.redact(str(exc))}")
 
-    def _auth_error(self, request: "_Request") -> AuthError:
+    def _auth_error(self, request: _Request) -> AuthError:
         if request.authenticated:
             return AuthError(f"{request.endpoint}: token rejected (401)")
         return AuthError(f"login refused (401) for {self._credentials.method}: check the credentials")
 
-    def _throttled(self, response: requests.Response) -> "Failure":
+    def _throttled(self, response: requests.Response) -> Failure:
         """A 429: counted, and the pacer told to hold off for as long as the server asked."""
         self._count(throttled=1)
         retry_after = _retry_after(response)

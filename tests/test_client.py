@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -117,3 +118,18 @@ def test_no_secret_in_logs(sandbox, caplog):
     text = caplog.text
     assert API_KEY not in text and token not in text
     assert "retry" in text  # something was logged, so the check above could have failed
+
+
+def test_get_body_returns_the_bytes_as_they_came_and_the_caller_may_spend_the_same_budget(sandbox):
+    sandbox.set_faults(FaultConfig(truncate_every=1))  # every data answer is JSON cut in half
+    with make_client(sandbox, max_tries=3) as client:
+        body = client.get_body("/v1/orders", {"limit": 2})
+        with pytest.raises(ValueError):
+            json.loads(body)  # the client does not read list pages: the decoder notices, the fetcher asks again
+        assert client.stats.retries == 0
+        budget = client.retry_budget("GET /v1/orders")
+        budget.failed("unparseable JSON")
+        budget.failed("unparseable JSON")
+        with pytest.raises(ApiError, match="GET /v1/orders failed after 3 tries: unparseable JSON"):
+            budget.failed("unparseable JSON")
+        assert client.stats.retries == 2
