@@ -264,7 +264,7 @@ def _open_state(config, duckdb_path, parquet_dir):
     settings = _settings(config)
     duckdb_path, parquet_dir = _destination(settings, duckdb_path, parquet_dir)
     where = parquet_dir or duckdb_path or DEFAULT_DUCKDB
-    return open_state_destination(duckdb_path, parquet_dir), where
+    return open_state_destination(duckdb_path, parquet_dir, tuning=settings.tuning()), where
 
 
 @main.group()

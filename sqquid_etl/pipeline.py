@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 from .client import Credentials, SqquidClient
 from .definitions import StreamDefinition, load_definitions, select_streams
-from .destinations import check_destination, open_destination
+from .destinations import Destination, check_destination, open_destination
 from .engine import ProgressCallback, RunOptions, StreamResult, StreamRun, new_run_id, plan_windows, run_windows
 from .errors import ConfigError, SqquidError
 from .reconcile import describe_gaps, describe_surpluses, find_gaps
@@ -85,13 +85,7 @@ def extract(
     own_client = client is None
     if client is None:
         client = SqquidClient(Credentials.from_env(api_key, username, password), base_url, rate=rate, burst=burst)
-    try:
-        client.ensure_token()  # bad credentials fail here, before the destination is touched
-        destination = open_destination(duckdb, parquet, tuning=tuning)
-    except BaseException:
-        if own_client:
-            client.close()
-        raise
+    destination = _open(client, own_client, lambda: open_destination(duckdb, parquet, tuning=tuning))
     result = ExtractResult(run_id=new_run_id(), destination=str(parquet or duckdb or DEFAULT_DUCKDB))
     try:
         for definition in selected:
@@ -109,6 +103,17 @@ def extract(
         if own_client:
             client.close()
     return result
+
+
+def _open(client: SqquidClient, own_client: bool, open_: Callable[[], Destination]) -> Destination:
+    """Log in, then open the destination: bad credentials fail before the destination is touched."""
+    try:
+        client.ensure_token()
+        return open_()
+    except BaseException:
+        if own_client:
+            client.close()
+        raise
 
 
 def _plan(streams, catalog, start_date, lookback, full_refresh, strict) -> tuple[list[StreamDefinition], RunOptions]:

@@ -163,8 +163,7 @@ def test_tuning_is_what_is_passed_not_the_environment(tmp_path, monkeypatch):
         assert destination.conn.execute("SELECT current_setting('threads')").fetchone()[0] == 2
     finally:
         destination.close()
-    with pytest.raises(ConfigError, match="SQQUID_DUCKDB_THREADS"):  # no tuning given: the environment, for now
-        check_destination(duckdb=tmp_path / "s.duckdb")
+    check_destination(duckdb=tmp_path / "s.duckdb")  # no tuning given: the defaults, never the environment
     with pytest.raises(ConfigError, match="SQQUID_DUCKDB_MEMORY_LIMIT"):
         check_destination(parquet=tmp_path / "lake", tuning=Tuning(memory_limit="lots"))
     with pytest.raises(ConfigError, match="SQQUID_FLUSH_ROWS"):

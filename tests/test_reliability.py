@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import duckdb
 import pytest
 
 from sqquid_etl import extract
@@ -70,9 +71,20 @@ def test_late_arriving_orders_are_found_by_bisection_and_fetched(sandbox, tmp_pa
     assert second.ok, [(s.stream, s.message) for s in second.streams]
     orders = second.stream("orders")
     assert orders.repaired == 5 and "reconciled" in orders.message
+    runs = _run_rows(tmp_path, kind, second.run_id)  # one row a stream for the run, the repair included
+    assert sorted(r[0] for r in runs) == ["orders", "shipment_items"]
+    _, rows, pages, message = next(r for r in runs if r[0] == "orders")
+    assert (rows, pages) == (sum(orders.rows.values()), orders.pages) and "reconciled" in message
     tables = ["orders", "order_items", "shipment_items"]
     read = duckdb_tables(tmp_path / "s.duckdb", tables) if kind == "duckdb" else parquet_tables(tmp_path / "lake", tables)
     assert_tables_equal(read, expected_tables(sandbox.store), tables)
+
+
+def _run_rows(tmp_path, kind, run_id):
+    """(stream, rows, pages, message) of a run's rows in `_sqquid_runs`."""
+    source = "_sqquid_runs" if kind == "duckdb" else f"read_parquet('{tmp_path / 'lake' / '_sqquid_runs' / '*.parquet'}')"
+    with duckdb.connect(str(tmp_path / "s.duckdb") if kind == "duckdb" else ":memory:") as conn:
+        return conn.execute(f"SELECT stream, rows, pages, message FROM {source} WHERE run_id = ?", [run_id]).fetchall()
 
 
 def test_scope_change_behind_the_cursor_is_reconciled(sandbox, tmp_path):

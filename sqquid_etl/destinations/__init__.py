@@ -45,8 +45,8 @@ def _choose(duckdb: str | Path | None, parquet: str | Path | None, others: dict[
 
 
 def _tuning(tuning: Tuning | None) -> Tuning:
-    # until the pipeline and CLI resolve settings and pass them, the environment is the source
-    return Tuning.from_env() if tuning is None else tuning
+    # settings are resolved by the caller (the CLI, `extract(...)`); none given: the defaults
+    return Tuning() if tuning is None else tuning
 
 
 def check_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None, *,

@@ -107,8 +107,10 @@ class DuckDBDestination:
         self.transaction(lambda: self.conn.execute(f"DELETE FROM {STATE_TABLE}"))
 
     def record_run(self, run: RunRecord) -> None:
+        """The run's one row for the stream: a later record of the same run replaces it."""
         row = run.as_row()
         placeholders = ", ".join("?" for _ in row)
+        self.conn.execute(f"DELETE FROM {RUNS_TABLE} WHERE run_id = ? AND stream = ?", [run.run_id, run.stream])
         self.conn.execute(f"INSERT INTO {RUNS_TABLE} VALUES ({placeholders})", list(row.values()))
 
     # -- reading ----------------------------------------------------------------------------------

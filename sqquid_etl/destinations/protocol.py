@@ -69,7 +69,9 @@ class Destination(Protocol):
         """Forget every stream's state, repairing a store that cannot be read at all."""
 
     def record_run(self, run: RunRecord) -> None:
-        """Append a run record on its own (a failed run: its commit never happened)."""
+        """Store a run record on its own (a failed run: its commit never happened; or the final
+        word on a run after reconciliation). One record per (run_id, stream): a later one of the
+        same run and stream replaces the earlier, as does the record a `commit` stores."""
 
     # -- reading the stored tables ------------------------------------------------------------------
 
