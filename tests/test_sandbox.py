@@ -205,12 +205,12 @@ def test_v2_products_filters_sort_and_variants(shared):
 def test_inventory_list_requires_skus_and_groups_per_sku(shared):
     sb, s = shared
     assert s.get(sb.url + "/v1/inventory").status_code == 400
-    skus = list(sb.store.inv_keys_by_sku)[:30]
+    skus = list(dict.fromkeys(sku for sku, _, _ in sb.store.inventory))[:30]
     body = s.get(sb.url + "/v1/inventory", params={"skus": ",".join(skus), "limit": 25}).json()
     assert body["total"] == 30 and body["limit"] == 25 and len(body["results"]) == 25
     first = body["results"][0]
     assert first["sku"] == skus[0]
-    assert len(first["inventory"]) == len(sb.store.inv_keys_by_sku[skus[0]])
+    assert len(first["inventory"]) == len(sb.store.inventory_of(skus[0]))
     body = s.get(sb.url + "/v1/inventory", params={"skus": ",".join(skus), "bin": "front", "limit": 5000}).json()
     assert body["limit"] == 1000
     assert all(rec["bin"] == "front" for r in body["results"] for rec in r["inventory"])
@@ -268,10 +268,10 @@ def test_invalid_inventory_body_is_400_and_changes_nothing(fresh, body):
 
 def test_inventory_sku_endpoints_with_slash_and_space(fresh):
     sb, s = fresh
-    sku = next(k for k in sb.store.inv_keys_by_sku if "/" in k and " " in k)
+    sku = next(sku for sku, _, _ in sb.store.inventory if "/" in sku and " " in sku)
     url = sb.url + "/v1/inventory/" + quote(sku, safe="")
     recs = s.get(url).json()
-    assert recs and len(recs) == len(sb.store.inv_keys_by_sku[sku])
+    assert recs and len(recs) == len(sb.store.inventory_of(sku))
     r = s.patch(url, json={"qty_on_hand": "9", "location_external_id": "50", "bin": "aisle-5"})
     assert r.status_code == 200 and r.json()["qty_on_hand"] == 9
     assert sb.store.inventory[(sku, "50", "aisle-5")]["qty_on_hand"] == 9
@@ -289,6 +289,7 @@ def test_v2_product_and_variant_lifecycle_with_encoded_sku(fresh):
     r = s.patch(url, json={"price": 12.5, "brand": "Zeta", "data": {"weight": 2, "color_code": "R"}})
     assert r.status_code == 200, r.text
     assert r.json()["price"] == 12.5 and r.json()["brand"] == "Zeta" and r.json()["data"]["color_code"] == "R"
+    parent = sb.store.product_by_sku(parent["sku"])
     assert parent["price"] == "12.5000" and parent["weight"] == "2.0000"
     variants = s.get(url + "/variants").json()
     assert [v["sku"] for v in variants] == [c["sku"] for c in parent["Child_Products"]]
@@ -299,7 +300,7 @@ def test_v2_product_and_variant_lifecycle_with_encoded_sku(fresh):
     assert s.delete(vurl).json() == "OK"
     assert s.delete(vurl).status_code == 404
     r = s.post(sb.url + "/v2/products", json={"sku": "NEW-P", "price": 9.99, "name": "Thé"})
-    assert r.status_code == 200 and sb.store.product_by_sku["NEW-P"]["price"] == "9.9900"
+    assert r.status_code == 200 and sb.store.product_by_sku("NEW-P")["price"] == "9.9900"
     assert s.post(sb.url + "/v2/products", json={"price": 1}).status_code == 400
     assert s.delete(sb.url + "/v2/products/NEW-P").json() == "OK"
     assert s.patch(sb.url + "/v2/products/NEW-P", json={}).status_code == 404
@@ -329,7 +330,7 @@ def test_buffers_locations_returns_shipments(fresh):
                json={"adjustment": -2.34, "items": [{"sku": item["sku"], "store_id_return": "50", "qty": 1}]})
     assert r.status_code == 200 and r.json()["adjustment"] == "-2.34"
     assert len(s.get(sb.url + f"/v2/orders/{order['id']}/returns").json()) == len(before) + 1
-    unshipped = next(o for o in sb.store.orders if o["id"] not in sb.store.shipments_by_order)
+    unshipped = next(o for o in sb.store.orders if not sb.store.shipments_of(o["id"]))
     n = s.get(sb.url + "/v1/shipments/count").json()["Shipments"]
     assert s.post(sb.url + f"/v1/order/{unshipped['id']}/shipments", json={"tracking_number": "T1"}).json() == {"message": "success"}
     again = s.post(sb.url + f"/v1/order/{unshipped['id']}/shipments", json={})

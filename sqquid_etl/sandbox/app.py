@@ -29,7 +29,8 @@ class SandboxConfig:
     faults: FaultConfig = field(default_factory=FaultConfig)
     host: str = "127.0.0.1"
     port: int = 0  # 0 = a free port
-    prewarm: bool = False  # serialize every record at start (first listing pass as fast as later ones)
+    prewarm: bool = False  # fill the record cache at start (first listing pass as fast as later ones)
+    cache_mb: int = 256  # serialized records kept for later pages (the rest is made again when asked)
 
 
 class Stats:
@@ -102,7 +103,7 @@ class Sandbox:
     def __init__(self, config: SandboxConfig | None = None):
         self.config = config or SandboxConfig()
         cfg = self.config
-        self.store = Store(cfg.seed, cfg.orders, cfg.products)
+        self.store = Store(cfg.seed, cfg.orders, cfg.products, cache_bytes=cfg.cache_mb << 20)
         self.stats = Stats()
         self.tokens = Tokens(cfg.token_ttl, cfg.clock)
         self.buckets = BucketRegistry(cfg.rate, cfg.burst, cfg.clock)

@@ -29,7 +29,7 @@ from .faults import FaultConfig
 @click.option("--fail-status", default=500, show_default=True, type=click.IntRange(100, 599))
 @click.option("--drop-every", default=0, type=click.IntRange(min=0), help="every Nth answer is cut and the connection closed")
 @click.option("--truncate-every", default=0, type=click.IntRange(min=0), help="every Nth answer has half its JSON")
-@click.option("--prewarm/--no-prewarm", default=False, help="serialize every record before listening")
+@click.option("--prewarm/--no-prewarm", default=False, help="fill the record cache before listening")
 def sandbox_command(host, port, seed, orders, products, rate, burst, token_ttl, latency, api_keys,
                     username, password, fail_every, fail_status, drop_every, truncate_every, prewarm):
     """Serve a deterministic emulation of the Sqquid API on HOST:PORT."""

@@ -1,4 +1,4 @@
-"""HTTP side: routing, authentication, throttling, faults, and the handlers of every endpoint.
+"""HTTP side: the server, authentication, throttling, faults and the admin endpoints.
 
 Keep-alive HTTP/1.1; every answer has a Content-Length and goes out in one write (headers and
 body together, TCP_NODELAY) so a client never waits on Nagle/delayed-ACK.
@@ -6,20 +6,19 @@ body together, TCP_NODELAY) so a client never waits on Nagle/delayed-ACK.
 
 from __future__ import annotations
 
-import json
 import socket
 import sys
 import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote
 
-from . import crud, views
 from .bucket import retry_after_header
 from .data import MUTATIONS, dumps
 from .faults import DROP, ERROR, STORM, TRUNCATE, FaultConfig
-from .views import Reject, bad
+from .params import Reject, bad
+from .params import parse_params
+from .routes import LIST_ROUTES, ROUTES, json_body, match
 
 NOT_AUTH = "The auth token was not provided or is invalid"
 ERROR_CODES = {400: "BadRequest", 401: "NotAuthenticated", 403: "Forbidden", 404: "NotFound",
@@ -27,137 +26,10 @@ ERROR_CODES = {400: "BadRequest", 401: "NotAuthenticated", 403: "Forbidden", 404
                503: "ServiceUnavailable", 504: "GatewayTimeout"}
 
 
-def _json(body: bytes):
-    if not body.strip():
-        return None
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise bad(crud.INVALID_JSON) from None
-
-
-def _int_arg(value: str, what: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise bad(f"{what} needs to be an integer") from None
-
-
-# Each handler: (app, args, params, body bytes) -> bytes or a JSON-able object.
-def _v1_list(route):
-    return lambda app, a, p, b: views.v1_list(app.store, route, p)
-
-
-def _v1_count(route):
-    return lambda app, a, p, b: views.v1_count(app.store, route, p)
-
-
-def _order_shipments(app, a, p, b):
-    order_id = _int_arg(a[0], "order id")
-    recs = sorted(app.store.shipments_by_order.get(order_id, ()), key=lambda s: s["id"])
-    return b'{"Shipments":[' + views.page_bytes(app.store, "shipments", recs) + b"]}"
-
-
-def _returns(app, a, p, b):
-    order_id = _int_arg(a[0], "order id")
-    if order_id not in app.store.order_by_id:
-        raise views.not_found("Order not found")
-    return app.store.returns.get(order_id, [])
-
-
-def _inventory_set(full):
-    def handler(app, a, p, b):
-        updates = crud.inventory_updates(_json(b))
-        app.store.set_inventory(updates, full=full)
-        return "OK"
-    return handler
-
-
-def _inventory_delete(app, a, p, b):
-    inventory_id = _int_arg(a[1], "inventory id") if len(a) > 1 else None
-    if not app.store.delete_inventory(a[0], inventory_id) and inventory_id is not None:
-        raise views.not_found("Inventory record not found")
-    return "OK"
-
-
-ROUTES = {
-    "POST /v1/login": None,  # answered by Handler._login (no token, no throttle, no faults)
-    "GET /v1/orders": _v1_list("/v1/orders"),
-    "GET /v1/orders/count": _v1_count("/v1/orders"),
-    "GET /v1/products": _v1_list("/v1/products"),
-    "GET /v1/products/count": _v1_count("/v1/products"),
-    "POST /v1/products/inventory/update": lambda app, a, p, b: crud.legacy_inventory_update(app.store, p),
-    "GET /v1/shipments": _v1_list("/v1/shipments"),
-    "GET /v1/shipments/count": _v1_count("/v1/shipments"),
-    "GET /v1/order/{order_id}/shipments": _order_shipments,
-    "POST /v1/order/{order_id}/shipments":
-        lambda app, a, p, b: crud.shipment_create(app.store, _int_arg(a[0], "order id"), _json(b)),
-    "GET /v1/shipmentitems": _v1_list("/v1/shipmentitems"),
-    "GET /v1/shipmentitems/count": _v1_count("/v1/shipmentitems"),
-    "PATCH /v1/shipmentitems/{id}/cancel":
-        lambda app, a, p, b: crud.shipment_item_cancel(app.store, _int_arg(a[0], "shipment item id")),
-    "GET /v2/products": lambda app, a, p, b: views.v2_products(app.store, p),
-    "POST /v2/products": lambda app, a, p, b: crud.product_upsert(app.store, _json(b)),
-    "PATCH /v2/products/{sku}": lambda app, a, p, b: crud.product_upsert(app.store, _json(b), sku=a[0]),
-    "DELETE /v2/products/{sku}": lambda app, a, p, b: crud.product_delete(app.store, a[0]),
-    "GET /v2/products/{sku}/variants": lambda app, a, p, b: crud.variants_list(app.store, a[0]),
-    "POST /v2/products/{sku}/variants": lambda app, a, p, b: crud.variant_upsert(app.store, a[0], _json(b)),
-    "PATCH /v2/products/{sku}/variants/{variant_sku}":
-        lambda app, a, p, b: crud.variant_upsert(app.store, a[0], _json(b), variant_sku=a[1]),
-    "DELETE /v2/products/{sku}/variants/{variant_sku}":
-        lambda app, a, p, b: crud.variant_delete(app.store, a[0], a[1]),
-    "GET /v1/inventory": lambda app, a, p, b: views.inventory_list(app.store, p),
-    "PATCH /v1/inventory/partial": _inventory_set(full=False),
-    "PATCH /v1/inventory/full": _inventory_set(full=True),
-    "GET /v1/inventory/{sku}": lambda app, a, p, b: app.store.inventory_of(a[0]),
-    "PATCH /v1/inventory/{sku}": lambda app, a, p, b: crud.inventory_patch(app.store, a[0], _json(b)),
-    "DELETE /v1/inventory/{sku}": _inventory_delete,
-    "DELETE /v1/inventory/{sku}/{inventory_id}": _inventory_delete,
-    "GET /v1/buffers": lambda app, a, p, b: views.buffers_list(app.store, p),
-    "POST /v1/buffers": lambda app, a, p, b: crud.buffer_create(app.store, _json(b)),
-    "PATCH /v1/buffers/{buffer_id}": lambda app, a, p, b: crud.buffer_set(app.store, a[0], _json(b)),
-    "PATCH /v1/buffers/{buffer_id}/add": lambda app, a, p, b: crud.buffer_set(app.store, a[0], _json(b), add=True),
-    "DELETE /v1/buffers/{buffer_id}": lambda app, a, p, b: crud.buffer_delete(app.store, a[0]),
-    "GET /v1/locations": lambda app, a, p, b: views.locations_list(app.store, p),
-    "POST /v1/locations": lambda app, a, p, b: crud.location_create(app.store, _json(b)),
-    "PATCH /v1/locations/{location_id}": lambda app, a, p, b: crud.location_update(app.store, a[0], _json(b)),
-    "DELETE /v1/locations/{location_id}": lambda app, a, p, b: crud.location_delete(app.store, a[0]),
-    "GET /v2/orders/{order_id}/returns": _returns,
-    "POST /v2/orders/{order_id}/returns":
-        lambda app, a, p, b: crud.return_create(app.store, _int_arg(a[0], "order id"), _json(b)),
-}
-LIST_ROUTES = {"GET /v1/orders", "GET /v1/products", "GET /v1/shipments", "GET /v1/shipmentitems",
-               "GET /v2/products", "GET /v1/inventory", "GET /v1/buffers", "GET /v1/locations"}
-
-# (method, segments) with literal segments first so /v1/inventory/partial beats {sku}.
-_TEMPLATES = sorted(
-    ((key.split(" ", 1)[0], tuple(key.split(" ", 1)[1].strip("/").split("/")), key) for key in ROUTES),
-    key=lambda t: sum(s.startswith("{") for s in t[1]))
-
-
-def match(method: str, raw_path: str) -> tuple[str, list[str]]:
-    """Route key and decoded path arguments; Reject 404/405 otherwise. Segments are split on
-    the raw path, then percent-decoded (a sku may contain ``%2F``)."""
-    segments = [unquote(s) for s in raw_path.strip("/").split("/")]
-    allowed = []
-    for m, template, key in _TEMPLATES:
-        if len(template) != len(segments):
-            continue
-        args = []
-        for t, s in zip(template, segments):
-            if t.startswith("{"):
-                if s == "":
-                    break
-                args.append(s)
-            elif t != s:
-                break
-        else:
-            if m == method:
-                return key, args
-            allowed.append(m)
-    if allowed:
-        raise Reject(405, "MethodNotAllowed", f"{method} is not allowed here (allowed: {', '.join(sorted(set(allowed)))})")
-    raise Reject(404, "NotFound", f"No such endpoint: {method} {raw_path}")
+def _sizes(store) -> dict:
+    with store.lock:
+        return {"orders": len(store.orders), "products": len(store.products), "shipments": len(store.shipments),
+                "shipment_items": len(store.shipment_items), "now": store.now}
 
 
 class SandboxServer(ThreadingHTTPServer):
@@ -259,34 +131,14 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(app.config.latency)
         if route == "POST /v1/login":
             return self._login(app, body)
-        auth = self.headers.get("Authorization", "")
-        scheme, _, token = auth.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token or not app.tokens.valid(token):
-            return self._error(401, "NotAuthenticated", NOT_AUTH)
-        wait = app.buckets.try_acquire(token)
-        if wait is not None:
-            app.stats.add("throttled")
-            return self._error(429, "TooManyRequests",
-                               f"Too many requests: the bucket holds {app.config.burst}, "
-                               f"leaking {app.config.rate}/s", {
-                                   "Retry-After": retry_after_header(wait),
-                                   "X-Retry-After-Seconds": f"{wait:.3f}"})
+        if not self._admitted(app):
+            return
         fault = app.faults.decide()
-        if fault == STORM:
-            app.stats.add("throttled")
-            app.stats.add("faults_injected", STORM)
-            ra = app.faults.config.storm_retry_after
-            return self._error(429, "TooManyRequests", "Too many requests (injected storm)",
-                               {"Retry-After": ra, "X-Retry-After-Seconds": f"{float(ra):.3f}"})
-        if fault == ERROR:
-            app.stats.add("faults_injected", ERROR)
-            status = app.faults.config.error_status
-            return self._error(status, ERROR_CODES.get(status, "Error"), "Injected fault")
-        params = views.parse_params(query)
+        if fault in (STORM, ERROR):
+            return self._fault_answer(app, fault)
         try:
             with app.store.lock:
-                result = ROUTES[route](app, args, params, body)
+                result = ROUTES[route](app, args, parse_params(query), body)
                 out = result if isinstance(result, bytes) else dumps(result)
         except Reject as r:
             return self._error(r.status, r.code, r.message)
@@ -295,6 +147,39 @@ class Handler(BaseHTTPRequestHandler):
             if spec:
                 app.stats.add("faults_injected", "mutate")
                 app.store.mutate(spec)
+        self._deliver(app, out, fault)
+
+    def _admitted(self, app) -> bool:
+        """A valid token with room in its bucket; otherwise answers 401 or 429."""
+        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or not app.tokens.valid(token):
+            self._error(401, "NotAuthenticated", NOT_AUTH)
+            return False
+        wait = app.buckets.try_acquire(token)
+        if wait is not None:
+            app.stats.add("throttled")
+            self._error(429, "TooManyRequests", f"Too many requests: the bucket holds {app.config.burst}, "
+                                                f"leaking {app.config.rate}/s",
+                        {"Retry-After": retry_after_header(wait), "X-Retry-After-Seconds": f"{wait:.3f}"})
+            return False
+        return True
+
+    def _fault_answer(self, app, fault: str) -> None:
+        """A storm 429 or an error status instead of the answer."""
+        if fault == STORM:
+            app.stats.add("throttled")
+            app.stats.add("faults_injected", STORM)
+            ra = app.faults.config.storm_retry_after
+            return self._error(429, "TooManyRequests", "Too many requests (injected storm)",
+                               {"Retry-After": ra, "X-Retry-After-Seconds": f"{float(ra):.3f}"})
+        app.stats.add("faults_injected", ERROR)
+        status = app.faults.config.error_status
+        return self._error(status, ERROR_CODES.get(status, "Error"), "Injected fault")
+
+    def _deliver(self, app, out: bytes, fault: str | None) -> None:
+        """Send the answer: whole, or cut (DROP: half, then the connection closes; TRUNCATE:
+        a complete response whose JSON is cut in half)."""
         if fault == DROP:
             app.stats.add("faults_injected", DROP)
             self.close_connection = True
@@ -312,7 +197,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _login(self, app, body: bytes) -> None:
         try:
-            data = _json(body)
+            data = json_body(body)
         except Reject as r:
             return self._error(r.status, r.code, r.message)
         if not isinstance(data, dict):
@@ -338,7 +223,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self._send(200, dumps(app.faults.config.to_dict()))
             if name == "faults" and method == "POST":
                 try:
-                    cfg = FaultConfig.from_dict(_json(body) or {})
+                    cfg = FaultConfig.from_dict(json_body(body) or {})
                 except (TypeError, ValueError) as e:
                     raise bad(str(e)) from None
                 app.set_faults(cfg)
@@ -351,16 +236,13 @@ class Handler(BaseHTTPRequestHandler):
                 app.stats.reset()
                 return self._send(200, dumps("OK"))
             if name == "mutate" and method == "POST":
-                spec = _json(body) or {}
+                spec = json_body(body) or {}
                 if not isinstance(spec, dict) or any(
                         k not in MUTATIONS or not isinstance(v, int) or isinstance(v, bool) or v < 0
                         for k, v in spec.items()):
                     raise bad(f"mutate takes {{name: n}} with names in {', '.join(MUTATIONS)}")
                 app.store.mutate(spec)
-                s = app.store
-                return self._send(200, dumps({"orders": len(s.orders), "products": len(s.products),
-                                              "shipments": len(s.shipments),
-                                              "shipment_items": len(s.shipment_items), "now": s.now}))
+                return self._send(200, dumps(_sizes(app.store)))
             if name in ("faults", "expire-tokens", "stats", "mutate"):
                 raise Reject(405, "MethodNotAllowed", f"{method} is not allowed on {raw_path}")
             raise Reject(404, "NotFound", f"No such admin endpoint: {raw_path}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 START_EPOCH = 1704067200  # 2024-01-01T00:00:00Z
 END_EPOCH = 1793491199  # 2026-10-31T23:59:59Z
@@ -53,3 +54,45 @@ def normalize(value: str) -> str:
 
 def to_epoch(stored: str) -> float:
     return parse(stored)
+
+
+_DAYS: dict[int, str] = {}
+
+
+def stamp(seconds: int) -> str:
+    """Whole epoch seconds -> the stored form (fast: the date part is cached per day)."""
+    day, rest = divmod(seconds, 86400)
+    date = _DAYS.get(day)
+    if date is None:
+        date = _DAYS[day] = time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
+    hours, rest = divmod(rest, 3600)
+    return f"{date}T{hours:02d}:{rest // 60:02d}:{rest % 60:02d}.000Z"
+
+
+def seconds_from(stored: str) -> int:
+    """The first whole second at or after a stored timestamp."""
+    return math.ceil(round(parse(stored), 3))
+
+
+def seconds_until(stored: str) -> int:
+    """The last whole second at or before a stored timestamp."""
+    return math.floor(round(parse(stored), 3))
+
+
+class Bound(NamedTuple):
+    """A date filter: the stored-form text (for records kept as dicts) and whole seconds (for
+    generated records, whose times are whole seconds)."""
+
+    text: str
+    seconds: int
+
+
+def at_least(value: str) -> Bound:
+    """``>= value`` as a Bound. ValueError if the value is not ISO 8601."""
+    text = lower_bound(value)
+    return Bound(text, seconds_from(text))
+
+
+def at_most(value: str) -> Bound:
+    text = upper_bound(value)
+    return Bound(text, seconds_until(text))

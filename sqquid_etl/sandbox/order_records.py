@@ -1,0 +1,128 @@
+"""The generated orders: their compact layout, drawn at start, and order i as the JSON text
+``/v1/orders`` serves, made on demand.
+
+Layout (per order index i, id i + 1): the creation time; the first order item id (items of
+order i have ids ``first_item[i] + 1 .. first_item[i + 1]``, and the generated shipment item of
+an order item has the same id); which orders have a shipment (shipment ids follow order
+order); each item's scope and whether the order's shipment holds it; which orders have a
+return. The rest of an order comes from its digest.
+"""
+
+from __future__ import annotations
+
+import random
+from array import array
+from bisect import bisect_left
+from itertools import accumulate, compress, repeat
+from operator import add
+
+from .draws import below, codes, flags, u16, u24
+from .pools import LOCATION_IDS, SHIP_METHODS, SOURCES, Customers, jstr, money2
+from .timeutil import END_EPOCH, START_EPOCH
+
+SCOPES = ("toship", "shipped", "cancelled", "flagged")  # an item's scope code is its index here
+IN_SHIPMENT = 4  # item_state bit: the order's generated shipment holds the item
+SCOPE_MASK = 3
+
+
+def _scope_table() -> bytes:
+    """item state from (kind * 256 + a random byte); kinds: 0-1 the order has no shipment,
+    2-4 the shipment holds the item, 5 it does not."""
+    unshipped = bytes(0 if a < below(0.7) else 2 if a < below(0.85) else 3 for a in range(256))
+    held = bytes(IN_SHIPMENT | (1 if a < below(0.9) else 3) for a in range(256))
+    return unshipped * 2 + held * 3 + unshipped
+
+
+_SCOPE_TABLE = _scope_table()
+_ROW = [k * 256 for k in range(6)]
+_KIND = [[b"\0" * n for n in range(6)], [b"\2" + b"\4" * (n - 1) if n else b"" for n in range(6)]]
+
+
+def _creation_times(r: random.Random, n: int) -> array:
+    """n creation times, non-decreasing, with bulk-import runs that share one value, and ~1%
+    late arrivals that carry an older one."""
+    span = END_EPOCH - START_EPOCH
+    sizes = []
+    left = n
+    while left > 0:
+        size = min(50 + int(r.random() * 251) if r.random() < 0.02 else 1, left)
+        sizes.append(size)
+        left -= size
+    starts = sorted(START_EPOCH + int(r.random() * span) for _ in sizes)
+    out = array("q")
+    for size, start in zip(sizes, starts):
+        out.extend(repeat(start, size))
+    for i in compress(range(1, n), flags(r, max(n - 1, 0), 0.01)):
+        out[i] = out[int(r.random() * i)]
+    return out
+
+
+class OrderLayout:
+    def __init__(self, seed: int, count: int):
+        r = random.Random(f"{seed}:orders")
+        self.count = count
+        self.created = _creation_times(r, count)
+        self.by_created = array("i", sorted(range(count), key=self.created.__getitem__))
+        items = codes(r, count, [0, 51, 51, 51, 51, 52])  # 1-5 items
+        self.first_item = array("i", accumulate(items, initial=0))
+        shipped = flags(r, count, 0.6)
+        self.shipped_orders = array("i", compress(range(count), shipped))
+        kinds = b"".join(_KIND[s][n] for s, n in zip(shipped, items))
+        kinds = bytes(map(add, kinds, flags(r, len(kinds), 0.2)))
+        self.item_state = bytearray(map(_SCOPE_TABLE.__getitem__,
+                                        map(add, map(_ROW.__getitem__, kinds), r.randbytes(len(kinds)))))
+        self.returned_orders = array("i", compress(range(count), flags(r, count, 0.02)))
+
+    @property
+    def item_count(self) -> int:
+        return self.first_item[self.count]
+
+    def shipment_of(self, i: int) -> int | None:
+        """Index of order i's generated shipment, if it has one."""
+        k = bisect_left(self.shipped_orders, i)
+        return k if k < len(self.shipped_orders) and self.shipped_orders[k] == i else None
+
+    def return_of(self, i: int) -> int | None:
+        k = bisect_left(self.returned_orders, i)
+        return k if k < len(self.returned_orders) and self.returned_orders[k] == i else None
+
+
+_SOURCES = [jstr(s) for s in SOURCES]
+_METHODS = [jstr(m) for m in SHIP_METHODS]
+
+
+class OrderMaker:
+    """Orders as JSON text from a digest: the same code makes generated and added orders."""
+
+    def __init__(self, seed: int):
+        self.customers = Customers(seed)
+
+    def json(self, oid: int, created: str, d: bytes, first_item_id: int, n_items: int,
+             variant, n_variants: int) -> str:
+        """``variant(k)`` -> (sku, price cents) for k < n_variants; d is 64 random bytes."""
+        c = self.customers
+        people = len(c.people)
+        cust = u16(d, 0) % people
+        bill = cust if d[2] < below(0.85) else u16(d, 3) % people
+        items = []
+        subtotal = tax_total = 0
+        for j in range(n_items):
+            k = 11 + 9 * j
+            sku, price = variant(u24(d, k) % n_variants) if n_variants else (f"LOOSE-{u16(d, k) % 1000}", 1999)
+            qty = 1 + (d[k + 4] % 3 if d[k + 3] < below(0.3) else 0)
+            discount = 0 if d[k + 5] < below(0.8) else price * qty // 10
+            tax = (price * qty - discount) * 8 // 100 if d[k + 6] < below(0.6) else 0
+            line = price * qty - discount + tax
+            subtotal += line
+            tax_total += tax
+            store = LOCATION_IDS[d[k + 8] % len(LOCATION_IDS)] if d[k + 7] < below(0.8) else "null"
+            items.append(f'{{"id":{first_item_id + j},"tax":"{money2(tax)}","qty":{qty},"sku":"{sku}",'
+                         f'"price":"{money2(price)}","discount":"{money2(discount)}",'
+                         f'"total":"{money2(line)}","store_id":{store}}}')
+        ship = 0 if d[5] < below(0.3) else 500 + u16(d, 6) % 1500
+        receipt = "null" if d[8] < below(0.05) else f'"{190000 + oid}"'
+        return (f'{{"order_items":[{",".join(items)}],"id":{oid},"external_id":"{100000000 + oid * 3}",'
+                f'"created_at":"{created}","total":"{money2(subtotal + ship)}","tax":"{money2(tax_total)}",'
+                f'"receipt_id":{receipt},"source":{_SOURCES[d[9] % len(SOURCES)]},'
+                f'"shipping_method":{_METHODS[d[10] % len(SHIP_METHODS)]},{c.shipping[cust]},'
+                f'"shipping_charge":"{money2(ship)}",{c.billing[bill]},{c.customer[cust]}}}')
