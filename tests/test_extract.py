@@ -85,19 +85,19 @@ def test_failure_mid_stream_keeps_old_data_and_state(sandbox, tmp_path):
     before = duckdb_tables(db, ["orders"])["orders"]
     sandbox.store.add_orders(600)
     calls = {"n": 0}
-    real_get = client.get
+    real_get_body = client.get_body
 
-    def failing_get(path, params=None, **kwargs):
+    def failing_get_body(path, params=None, **kwargs):  # list pages are fetched with get_body
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt("simulated crash")
-        return real_get(path, params, **kwargs)
+        return real_get_body(path, params, **kwargs)
 
-    client.get = failing_get
+    client.get_body = failing_get_body
     with pytest.raises(KeyboardInterrupt):
         extract(["orders"], duckdb=db, client=client)
     assert duckdb_tables(db, ["orders"])["orders"] == before  # nothing half-written
-    client.get = real_get
+    client.get_body = real_get_body
     assert extract(["orders"], duckdb=db, client=client).ok
     assert_tables_equal(duckdb_tables(db, ["orders"]), expected_tables(sandbox.store), ["orders"])
 
@@ -164,11 +164,15 @@ def test_an_extract_reads_pages_with_arrow_and_never_imports_pandas(make_sandbox
     sandbox = make_sandbox(orders=600, products=200)
     script = (
         "import sys\n"
-        "from sqquid_etl import records\n"
+        "from sqquid_etl import decode\n"
         "from sqquid_etl.pipeline import extract\n"
         "kinds = []\n"
-        "real = records.PageConverter.convert\n"
-        "records.PageConverter.convert = lambda self, page, *a: kinds.append(type(page).__name__) or real(self, page, *a)\n"
+        "real = decode.PageDecoder.decode\n"
+        "def read(self, body):\n"
+        "    page = real(self, body)\n"
+        "    kinds.append('arrow' if page.read_by_arrow else 'dicts')\n"
+        "    return page\n"
+        "decode.PageDecoder.decode = read\n"
         "for target in ({'duckdb': sys.argv[2] + '/s.duckdb'}, {'parquet': sys.argv[2] + '/lake'}):\n"
         "    assert extract(base_url=sys.argv[1], api_key=sys.argv[3], rate=None, **target).ok\n"
         "print(sorted(set(kinds)), 'pandas' in sys.modules)\n"
@@ -176,7 +180,7 @@ def test_an_extract_reads_pages_with_arrow_and_never_imports_pandas(make_sandbox
     done = subprocess.run([sys.executable, "-c", script, sandbox.url, str(tmp_path), API_KEY],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[-2] == "['ArrowPage'] False"
+    assert done.stdout.split("\n")[-2] == "['arrow'] False"
 
 
 @pytest.mark.parametrize("variable, value", [("SQQUID_DUCKDB_MEMORY_LIMIT", "lots"), ("SQQUID_DUCKDB_THREADS", "0"),

@@ -42,15 +42,17 @@ def test_token_expiry_mid_run_is_exact(make_sandbox, tmp_path):
     sandbox = make_sandbox(orders=600, products=150)
     client = make_client(sandbox)
     calls = {"n": 0}
-    real_get = client.get
 
-    def get(path, params=None, **kwargs):
-        calls["n"] += 1
-        if calls["n"] % 9 == 0:
-            sandbox.expire_tokens()
-        return real_get(path, params, **kwargs)
+    def expiring(real):
+        def request(path, params=None, **kwargs):
+            calls["n"] += 1
+            if calls["n"] % 9 == 0:
+                sandbox.expire_tokens()
+            return real(path, params, **kwargs)
+        return request
 
-    client.get = get
+    client.get = expiring(client.get)
+    client.get_body = expiring(client.get_body)  # list pages
     result = extract(duckdb=tmp_path / "s.duckdb", client=client)
     assert result.ok
     assert client.stats.logins > 3

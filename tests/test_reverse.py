@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from sqquid_etl.client import Credentials, SqquidClient
+from sqquid_etl.retry import RetryBudget
 from sqquid_etl.errors import ApiError, ConfigError, InputError, StateError
 from sqquid_etl.reverse import load_inventory
 from sqquid_etl.reverse_cli import load_inventory_command
@@ -418,10 +419,13 @@ class ListingClient:
         self.urls = []
         self.skus = []
 
-    def get(self, path, params=None, decode=None):
+    def get_body(self, path, params=None, budget=None):  # SqquidClient.get_body: list pages as bytes
         self.urls.append(f"{self.base_url}{path}?{urlencode(params)}")
         self.skus.extend(params["skus"].split(","))
-        return {"total": 0, "offset": 0, "limit": 1000, "results": []}
+        return b'{"total": 0, "offset": 0, "limit": 1000, "results": []}'
+
+    def retry_budget(self, endpoint):
+        return RetryBudget(endpoint, 1, 1, lambda *args: None)
 
 
 def test_current_inventory_skus_are_batched_under_the_url_limit():
