@@ -111,10 +111,11 @@ class OrderBook:
         else:
             self.added_scope[key] = code
 
-    def _created_text(self, table: Table, key: int, order_of) -> str:
+    def _created_text(self, table: Table, key: int, order_of=None) -> str:
+        """created_at of a record; ``order_of(key)`` is its order's key (None: it is an order)."""
         if key >= table.base:
             return table.added[key - table.base]["created_at"]
-        return stamp(self.layout.created[order_of(key)])
+        return stamp(self.layout.created[key if order_of is None else order_of(key)])
 
     # ---- filters ---------------------------------------------------------------------------
     def _orders_between(self, lo, hi) -> list[int]:
@@ -135,7 +136,7 @@ class OrderBook:
         if ids is None:
             return array("i", self._orders_between(lo, None) + self._added(self.orders, lo))
         keys = [i - 1 for i in ids if self.orders.exists(i - 1)]
-        return [k for k in keys if lo is None or self._created_text(self.orders, k, int) >= lo.text]
+        return [k for k in keys if lo is None or self._created_text(self.orders, k) >= lo.text]
 
     def order_count(self, lo) -> int:
         layout = self.layout
