@@ -23,7 +23,7 @@ from requests.adapters import HTTPAdapter
 
 from .errors import ApiError, AuthError, ConfigError
 from .pacing import LeakyBucketPacer
-from .redaction import SECRETS
+from .redaction import SECRETS, SecretRegistry
 from .retry import Failure, RetryBudget
 
 log = logging.getLogger(__name__)
@@ -52,15 +52,16 @@ class Credentials:
     password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        if self.api_key:
-            SECRETS.add(self.api_key)
-        elif self.username and self.password:
-            SECRETS.add(self.password)
-        else:
+        if not (self.api_key or (self.username and self.password)):
             raise ConfigError(
                 "no credentials: give an api key (--api-key or SQQUID_API_KEY) or a username and "
                 "password (--username/--password or SQQUID_USERNAME/SQQUID_PASSWORD)"
             )
+
+    @property
+    def secret(self) -> str:
+        """What must never be shown: the api key, or the password."""
+        return self.api_key or self.password or ""
 
     @property
     def method(self) -> str:
@@ -88,6 +89,12 @@ class Credentials:
             username=username or env.get("SQQUID_USERNAME") or None,
             password=password or env.get("SQQUID_PASSWORD") or None,
         )
+
+
+def base_url_from_env(base_url: str | None = None, env: dict[str, str] | None = None) -> str:
+    """The base URL given, else SQQUID_BASE_URL, else the API's (resolved at the edge, like the credentials)."""
+    env = os.environ if env is None else env
+    return base_url or env.get("SQQUID_BASE_URL") or DEFAULT_BASE_URL
 
 
 def check_base_url(base_url: str) -> str:
@@ -142,9 +149,14 @@ class SqquidClient:
         sleep: Callable[[float], None] = time.sleep,
         pacer: LeakyBucketPacer | None = None,
         pool_size: int = 8,
+        secrets: SecretRegistry = SECRETS,
     ):
-        self.base_url = check_base_url(base_url or os.environ.get("SQQUID_BASE_URL") or DEFAULT_BASE_URL)
+        self.base_url = check_base_url(base_url or DEFAULT_BASE_URL)
         self._credentials = credentials
+        # the secrets to keep out of messages: the process's registry (which the logging filter
+        # reads) unless another is given; the credentials' secret and every token go in it
+        self.secrets = secrets
+        secrets.add(credentials.secret)
         self.pacer = pacer or LeakyBucketPacer(rate=rate, burst=burst)
         self.max_tries = max(1, max_tries)
         self.max_throttled = max(1, max_throttled)
@@ -184,7 +196,7 @@ class SqquidClient:
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise AuthError("login (POST /v1/login) answered without a token")
-        SECRETS.add(token)
+        self.secrets.add(token)
         self._token = token
         self._count(logins=1)
         log.debug("logged in with %s", self._credentials.method)
@@ -277,13 +289,13 @@ class SqquidClient:
             if status == 429:
                 return self._throttled(response)
             if status in RETRY_STATUSES:
-                return Failure(f"HTTP {status} {_server_message(response)}")
+                return Failure(f"HTTP {status} {_server_message(response, self.secrets)}")
             if status >= 400:
-                raise ApiError(f"{request.endpoint} failed: HTTP {status} {_server_message(response)}",
+                raise ApiError(f"{request.endpoint} failed: HTTP {status} {_server_message(response, self.secrets)}",
                                status=status, endpoint=request.endpoint)
             return response.content
         except TRANSIENT_ERRORS as exc:
-            return Failure(f"{type(exc).__name__}: {SECRETS.redact(str(exc))}")
+            return Failure(f"{type(exc).__name__}: {self.secrets.redact(str(exc))}")
 
     def _auth_error(self, request: _Request) -> AuthError:
         if request.authenticated:
@@ -296,7 +308,7 @@ class SqquidClient:
         retry_after = _retry_after(response)
         if retry_after is not None:
             self.pacer.penalize(retry_after)
-        return Failure(f"HTTP 429 {_server_message(response)}", throttled=True, retry_after=retry_after)
+        return Failure(f"HTTP 429 {_server_message(response, self.secrets)}", throttled=True, retry_after=retry_after)
 
     def _wait_to_retry(self, endpoint: str, problem: str, attempt: int, retry_after: float | None) -> None:
         delay = self._backoff(attempt, retry_after)
@@ -356,13 +368,13 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
-def _server_message(response: requests.Response) -> str:
+def _server_message(response: requests.Response, secrets: SecretRegistry) -> str:
     try:
         body = response.json()
     except ValueError:
-        return SECRETS.redact(response.text[:200])
+        return secrets.redact(response.text[:200])
     if isinstance(body, dict):
         parts = [str(body.get(k)) for k in ("code", "message") if body.get(k)]
         if parts:
-            return SECRETS.redact(": ".join(parts))
-    return SECRETS.redact(str(body)[:200])
+            return secrets.redact(": ".join(parts))
+    return secrets.redact(str(body)[:200])

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .client import Credentials, SqquidClient
+from .client import Credentials, SqquidClient, base_url_from_env
 from .errors import ConfigError
 from .reverse_current import baseline_skus, fetch_current
 from .reverse_diff import DIFF_COLUMNS, compute_diff, write_diff  # noqa: F401 - importable from here, as before
@@ -72,7 +72,8 @@ def load_inventory(
 
     own_client = client is None
     if client is None:
-        client = SqquidClient(Credentials.from_env(api_key, username, password), base_url, rate=rate, burst=burst)
+        client = SqquidClient(Credentials.from_env(api_key, username, password), base_url_from_env(base_url),
+                              rate=rate, burst=burst)
     requests_before, retries_before = client.stats.requests, client.stats.retries
     try:
         if mode == "partial":

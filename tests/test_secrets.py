@@ -73,3 +73,15 @@ def test_no_secret_anywhere_after_a_full_run(make_sandbox, tmp_path, caplog):
         assert text, f"nothing captured from {place}: the scan would prove nothing"
         for secret in secrets:
             assert secret not in text, f"a secret leaked into {place}"
+
+
+def test_secrets_are_registered_by_the_client_explicitly_not_by_building_credentials():
+    from sqquid_etl.client import SqquidClient
+    from sqquid_etl.redaction import SECRETS, SecretRegistry
+
+    Credentials(api_key="built-but-never-used-key")  # a value: building it registers nothing
+    assert SECRETS.redact("built-but-never-used-key") == "built-but-never-used-key"
+    own = SecretRegistry()
+    with SqquidClient(Credentials(api_key="client-owned-key-7"), "https://api.sqquid.com", secrets=own) as client:
+        assert client.secrets is own and own.redact("x client-owned-key-7 y") == "x *** y"
+    assert SECRETS.redact("client-owned-key-7") == "client-owned-key-7"  # the process registry untouched
