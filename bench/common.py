@@ -23,13 +23,13 @@ def sandbox_cmd(python: str = sys.executable) -> list[str]:
 
 @contextmanager
 def sandbox_process(*, orders: int, products: int, rate: float = 0.0, burst: int = 40,
-                    latency: float = 0.0, prewarm: bool = True, python: str = sys.executable,
+                    latency: float = 0.0, prewarm: bool = True, cache_mb: int = 1024, python: str = sys.executable,
                     timeout: float = 600.0):
     """Start `sqquid-etl sandbox` on a free port in its own process; yield (url, pid)."""
     args = sandbox_cmd(python) + [
         "--port", "0", "--orders", str(orders), "--products", str(products),
         "--rate", str(rate), "--burst", str(burst), "--latency", str(latency),
-        "--prewarm" if prewarm else "--no-prewarm",
+        "--prewarm" if prewarm else "--no-prewarm", "--cache-mb", str(cache_mb),
     ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

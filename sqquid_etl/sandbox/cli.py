@@ -30,14 +30,17 @@ from .faults import FaultConfig
 @click.option("--drop-every", default=0, type=click.IntRange(min=0), help="every Nth answer is cut and the connection closed")
 @click.option("--truncate-every", default=0, type=click.IntRange(min=0), help="every Nth answer has half its JSON")
 @click.option("--prewarm/--no-prewarm", default=False, help="fill the record cache before listening")
+@click.option("--cache-mb", default=256, show_default=True, type=click.IntRange(min=0),
+              help="serialized records kept in memory; the rest are generated again when asked")
 def sandbox_command(host, port, seed, orders, products, rate, burst, token_ttl, latency, api_keys,
-                    username, password, fail_every, fail_status, drop_every, truncate_every, prewarm):
+                    username, password, fail_every, fail_status, drop_every, truncate_every, prewarm, cache_mb):
     """Serve a deterministic emulation of the Sqquid API on HOST:PORT."""
     faults = FaultConfig(error_every=fail_every, error_status=fail_status, drop_every=drop_every,
                          truncate_every=truncate_every)
     cfg = SandboxConfig(seed=seed, orders=orders, products=products, rate=rate or None, burst=burst,
                         token_ttl=token_ttl, latency=latency, api_keys=tuple(api_keys),
-                        users={username: password}, faults=faults, host=host, port=port, prewarm=prewarm)
+                        users={username: password}, faults=faults, host=host, port=port, prewarm=prewarm,
+                        cache_mb=cache_mb)
     sandbox = Sandbox(cfg)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
