@@ -25,6 +25,7 @@ from .errors import ApiError, AuthError, ConfigError
 from .pacing import LeakyBucketPacer
 from .redaction import SECRETS, SecretRegistry
 from .retry import Failure, RetryBudget
+from .settings import DEFAULT_BURST, DEFAULT_RATE
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,8 @@ class SqquidClient:
         credentials: Credentials,
         base_url: str | None = None,
         *,
-        rate: float | None = 2.0,
-        burst: int = 40,
+        rate: float | None = DEFAULT_RATE,
+        burst: int = DEFAULT_BURST,
         max_tries: int = 8,
         max_throttled: int = 60,
         backoff_base: float = 0.5,

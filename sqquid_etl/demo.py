@@ -8,6 +8,7 @@ import click
 
 from .client import Credentials, SqquidClient
 from .pipeline import extract
+from .settings import DEFAULT_BURST
 
 SAMPLE_QUERY = """
 SELECT i.sku, sum(i.qty) AS units, count(DISTINCT i.order_id) AS orders
@@ -24,11 +25,11 @@ def run_demo(duckdb_path: Path, *, orders: int, products: int, rate: float, seed
     for leftover in (duckdb_path, duckdb_path.with_name(duckdb_path.name + ".wal")):
         if leftover.exists():
             leftover.unlink()  # the demo starts from an empty database each time
-    config = SandboxConfig(seed=seed, orders=orders, products=products, rate=rate, burst=40)
+    config = SandboxConfig(seed=seed, orders=orders, products=products, rate=rate, burst=DEFAULT_BURST)
     with Sandbox(config) as sandbox:
         click.echo(f"sandbox: {sandbox.url} ({orders} orders, {products} products, {rate:g} requests/s)")
         key = next(iter(config.api_keys))
-        client = SqquidClient(Credentials(api_key=key), sandbox.url, rate=rate, burst=40)
+        client = SqquidClient(Credentials(api_key=key), sandbox.url, rate=rate, burst=DEFAULT_BURST)
         with client:
             result = extract(duckdb=duckdb_path, client=client)
     from .cli import print_summary

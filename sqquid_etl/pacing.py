@@ -6,6 +6,8 @@ import threading
 import time
 from typing import Callable
 
+from .settings import DEFAULT_BURST, DEFAULT_RATE
+
 
 class LeakyBucketPacer:
     """Mirror of the server's leaky bucket (level leaks `rate` per second, at most `burst`).
@@ -17,8 +19,8 @@ class LeakyBucketPacer:
 
     def __init__(
         self,
-        rate: float | None = 2.0,
-        burst: int = 40,
+        rate: float | None = DEFAULT_RATE,
+        burst: int = DEFAULT_BURST,
         margin: int = 1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
