@@ -58,6 +58,7 @@ class DuckDBDestination:
         self.check(self.path, self.tuning)
         self.conn = _connect(self.path)
         tune(self.conn, self.tuning)  # spill to disk rather than grow with the extract
+        self._columns: dict[str, list[str]] | None = None  # table or view -> its columns (`columns`)
         self.staging_dir = self.path.with_name(self.path.name + ".staging")
         shutil.rmtree(self.staging_dir, ignore_errors=True)  # a crashed run's pages (we hold the lock)
         self.conn.execute(
@@ -82,6 +83,7 @@ class DuckDBDestination:
             work()
             self.conn.execute("COMMIT")
         except BaseException:
+            self._columns = None  # tables the work created are gone again
             self.conn.execute("ROLLBACK")
             raise
 
@@ -116,12 +118,25 @@ class DuckDBDestination:
     # -- reading ----------------------------------------------------------------------------------
 
     def table_exists(self, table: str) -> bool:
-        return bool(
-            self.conn.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
-                [table],
-            ).fetchall()[0][0]
-        )
+        return table in self.columns()
+
+    def columns(self) -> dict[str, list[str]]:
+        """Every table and view of the database with its columns, read in one query and kept
+        (this process holds the file's lock: only this destination changes them, and it says
+        so with `created` or by dropping what it knows)."""
+        if self._columns is None:
+            rows = self.conn.execute(  # sorted here: a sort in DuckDB needs more than a small memory limit
+                "SELECT table_name, column_index, column_name FROM duckdb_columns() WHERE schema_name = 'main' "
+                "AND database_name = current_database()"
+            ).fetchall()
+            self._columns = {}
+            for table, _, column in sorted(rows):
+                self._columns.setdefault(table, []).append(column)
+        return self._columns
+
+    def created(self, table: str, columns: list[str]) -> None:
+        """A table was (re)created with these columns in the current transaction."""
+        self.columns()[table] = list(columns)
 
     def distinct_values(self, table: str, column: str) -> list[Any] | None:
         if not self.table_exists(table):
@@ -149,6 +164,7 @@ class DuckDBDestination:
     def after_load(self) -> list[str]:
         from ..sql_views import create_views
 
+        self._columns = None
         return create_views(self.conn)
 
     def close(self) -> None:
@@ -172,7 +188,8 @@ class DuckDBStreamWriter:
     """Stages a stream's pages in Parquet files beside the database (memory bounded by a batch;
     a crashed run's files are removed when the database is next opened). `commit` merges them
     into the target tables and stores state and the run record in ONE transaction: old or new,
-    never half."""
+    never half. A table that received no row costs no file and no query (a run with nothing new
+    commits the state and the run row only)."""
 
     def __init__(self, destination: DuckDBDestination, stream: StreamDefinition, replace: bool):
         self.dest = destination
@@ -180,25 +197,30 @@ class DuckDBStreamWriter:
         self.stream = stream
         self.replace = replace
         self._was_empty: dict[str, bool] = {}
+        self._distinct: dict[str, int] = {}  # table -> distinct keys staged, when counted
+        existing = destination.columns()
         for table in stream.tables:
-            if not replace and destination.table_exists(table.name):
-                self._check_columns(table)
+            if not replace and table.name in existing:
+                check_columns(destination.location, table.name, existing[table.name], stream, table.column_names)
                 self._was_empty[table.name] = not self.conn.execute(f"SELECT 1 FROM {q(table.name)} LIMIT 1").fetchall()
             else:
                 self._was_empty[table.name] = True
         self.stage = ParquetStage(destination.staging_dir / stream.name, stream, destination.tuning.flush_rows)
 
-    def _check_columns(self, table: TableSpec) -> None:
-        have = [r[0] for r in self.conn.execute(f"DESCRIBE {q(table.name)}").fetchall()]
-        check_columns(self.dest.location, table.name, have, self.stream, table.column_names)
-
     def write(self, tables: dict[str, pa.Table]) -> None:
+        self._distinct.clear()
         self.stage.write(tables)
 
     def distinct_keys(self, table: str) -> int:
-        spec = next(t for t in self.stream.tables if t.name == table)
+        if table not in self._distinct:
+            self._distinct[table] = self._count_distinct(next(t for t in self.stream.tables if t.name == table))
+        return self._distinct[table]
+
+    def _count_distinct(self, spec: TableSpec) -> int:
+        if not self.stage.rows(spec.name):
+            return 0
         keys = ", ".join(q(k) for k in spec.primary_key)
-        sql = f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self.stage.relation(table)})"
+        sql = f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self.stage.relation(spec.name)})"
         return within_memory_limit(self.conn, self.dest.tuning, self.stream.name, lambda: self.conn.execute(sql).fetchall()[0][0])
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
@@ -211,34 +233,38 @@ class DuckDBStreamWriter:
 
     def _store(self, state: StreamState, run: RunRecord) -> None:
         """The merge of every table, the state and the run record (within one transaction)."""
-        staged = {t.name: self.stage.relation(t.name) for t in self.stream.tables}
         parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
         for table in self.stream.tables:
-            self._create_target(table, staged[table.name])
-            self._merge(table, staged, parent)
+            self._create_target(table)
+            self._merge(table, parent)
         self.dest.write_state(self.stream.name, state)
         self.dest.record_run(run)
 
-    def _create_target(self, table: TableSpec, staged: str) -> None:
+    def _create_target(self, table: TableSpec) -> None:
         """The table, with the column types of the staged file (those of the stream's schema)."""
         if self.replace or not self.dest.table_exists(table.name):
+            staged = self.stage.relation(table.name)
             self.conn.execute(f"CREATE OR REPLACE TABLE {q(table.name)} AS SELECT * EXCLUDE ({SEQ}) FROM {staged} LIMIT 0")
+            self.dest.created(table.name, table.column_names)
 
-    def _merge(self, table: TableSpec, staged: dict[str, str], parent: TableSpec | None) -> None:
-        stage = staged[table.name]
+    def _merge(self, table: TableSpec, parent: TableSpec | None) -> None:
         target = q(table.name)
-        latest = latest_versions_sql(stage, table, self.conn)
+        rows = self.stage.rows(table.name)
         if not self._was_empty[table.name]:
-            match = " AND ".join(f"{target}.{q(k)} = s.{q(k)}" for k in table.primary_key)
-            self.conn.execute(f"DELETE FROM {target} USING {stage} s WHERE {match}")
-            if table.parent_link and parent is not None:
+            if rows:
+                stage = self.stage.relation(table.name)
+                match = " AND ".join(f"{target}.{q(k)} = s.{q(k)}" for k in table.primary_key)
+                self.conn.execute(f"DELETE FROM {target} USING {stage} s WHERE {match}")
+            if table.parent_link and parent is not None and self.stage.rows(parent.name):
                 # children of a parent fetched again are replaced as a whole (items may be removed)
                 link, parent_key = table.parent_link
                 self.conn.execute(
-                    f"DELETE FROM {target} USING {staged[parent.name]} p "
+                    f"DELETE FROM {target} USING {self.stage.relation(parent.name)} p "
                     f"WHERE {target}.{q(link)} = p.{q(parent_key)}"
                 )
-        self.conn.execute(f"INSERT INTO {target} {latest}")
+        if rows:
+            unique = self._distinct.get(table.name) == rows or None  # counted: no key came twice
+            self.conn.execute(f"INSERT INTO {target} {latest_versions_sql(self.stage.relation(table.name), table, self.conn, unique)}")
 
     def abort(self) -> None:
         self.stage.discard()

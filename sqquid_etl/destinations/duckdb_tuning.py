@@ -32,10 +32,14 @@ def tune(conn: Any, tuning: Tuning) -> None:
         conn.execute("SET memory_limit = '" + limit.replace("'", "''") + "'")
     except duckdb.Error as exc:
         raise ConfigError(f"DuckDB memory limit {limit!r} ({LIMIT_SETTING}): {exc}") from None
+    _check_threads(tuning)
+    conn.execute(f"SET threads = {tuning.threads}")
+
+
+def _check_threads(tuning: Tuning) -> None:
     if not isinstance(tuning.threads, int) or tuning.threads < 1:
         raise ConfigError(f"DuckDB threads {tuning.threads!r} (SQQUID_DUCKDB_THREADS or config [tuning] duckdb_threads): "
                           "must be a whole number, at least 1")
-    conn.execute(f"SET threads = {tuning.threads}")
 
 
 def check_tuning(tuning: Tuning) -> None:
@@ -44,8 +48,10 @@ def check_tuning(tuning: Tuning) -> None:
     if not isinstance(tuning.flush_rows, int) or tuning.flush_rows < 1:
         raise ConfigError(f"rows per staged batch {tuning.flush_rows!r} (SQQUID_FLUSH_ROWS or config [tuning] flush_rows): "
                           "must be a whole number, at least 1")
-    with duckdb.connect() as conn:
-        tune(conn, tuning)
+    _check_threads(tuning)
+    if tuning.memory_limit:  # only DuckDB knows which limits it understands (the default it does)
+        with duckdb.connect() as conn:
+            tune(conn, tuning)
 
 
 def within_memory_limit(conn: Any, tuning: Tuning, stream: str, work: Callable[[], T]) -> T:
@@ -56,16 +62,19 @@ def within_memory_limit(conn: Any, tuning: Tuning, stream: str, work: Callable[[
     if tuning.memory_limit:
         return _or_config_error(work, stream, tuning.memory_limit)
     limits = (DEFAULT_MEMORY_LIMIT, *ESCALATED_MEMORY_LIMITS)
+    raised = False
     try:
         for smaller, larger in zip(limits, limits[1:]):
             try:
                 return work()
             except duckdb.OutOfMemoryException:
                 log.warning("stream %s: DuckDB ran out of %s while merging; merging again with %s", stream, smaller, larger)
+                raised = True
                 conn.execute(f"SET memory_limit = '{larger}'")
         return _or_config_error(work, stream, limits[-1])
     finally:
-        conn.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}'")
+        if raised:
+            conn.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}'")
 
 
 def _or_config_error(work: Callable[[], T], stream: str, limit: str) -> T:

@@ -20,16 +20,17 @@ def sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def latest_versions_sql(staged: str, table: TableSpec, conn: Any) -> str:
+def latest_versions_sql(staged: str, table: TableSpec, conn: Any, unique: bool | None = None) -> str:
     """SQL selecting the staged rows of a table, one per primary key: where a key came twice
     (records that changed while the stream was paged) its last version, found by an anti-join
     with the few keys that came twice; else every row as it is. Memory stays within DuckDB's
-    limit: the GROUP BY spills, and the join's build side holds only the repeated keys."""
+    limit: the GROUP BY spills, and the join's build side holds only the repeated keys.
+    `unique`: the caller knows that no key came twice (it counted them), so nothing is asked."""
     q = quote_identifier
     columns = ", ".join(q(c) for c in table.column_names)
     keys = ", ".join(q(k) for k in table.primary_key)
     repeated = f"SELECT {keys}, max({SEQ}) AS _last FROM {staged} GROUP BY {keys} HAVING count(*) > 1"
-    if not conn.execute(f"SELECT 1 FROM ({repeated}) LIMIT 1").fetchall():
+    if unique or not conn.execute(f"SELECT 1 FROM ({repeated}) LIMIT 1").fetchall():
         return f"SELECT {columns} FROM {staged}"
     match = " AND ".join(f"r.{q(k)} = s.{q(k)}" for k in table.primary_key)
     return (

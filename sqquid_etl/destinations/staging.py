@@ -1,14 +1,17 @@
 """Staging: a stream's pages, numbered in arrival order, in one Parquet file per table until the
 destination commits them. Written in batches of about `Tuning.flush_rows` rows, so memory is
-bounded by the batch and not by the stream; read back by DuckDB (`relation`) to merge."""
+bounded by the batch and not by the stream; read back by DuckDB (`relation`) to merge.
+
+A table that received no row has no file until its relation is asked for (then an empty file
+of its shape): a stream with nothing new costs no file, and no Parquet writer is loaded."""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..definitions import StreamDefinition
 from ..records import arrow_schema
@@ -21,16 +24,21 @@ class ParquetStage:
         self.directory = directory
         self.stream = stream
         shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir(parents=True)
         self._buffer = PageBuffer([t.name for t in stream.tables], flush_rows)
-        self._writers: dict[str, pq.ParquetWriter] = {}
+        self._writers: dict[str, Any] = {}  # table -> its open pyarrow.parquet.ParquetWriter
+        self._rows: dict[str, int] = {t.name: 0 for t in stream.tables}
 
     def path(self, table: str) -> Path:
         return self.directory / f"{table}.parquet"
 
+    def rows(self, table: str) -> int:
+        """Rows staged for a table so far (repeated keys counted each time they came)."""
+        return self._rows[table]
+
     def write(self, tables: dict[str, pa.Table]) -> None:
         for name, data in tables.items():
             if data.num_rows:
+                self._rows[name] += data.num_rows
                 self._append(name, self._buffer.add(name, data))
 
     def _append(self, name: str, batch: pa.Table | None) -> None:
@@ -38,6 +46,9 @@ class ParquetStage:
             return
         writer = self._writers.get(name)
         if writer is None:
+            import pyarrow.parquet as pq  # only once something is staged
+
+            self.directory.mkdir(parents=True, exist_ok=True)
             # plain (no compression, dictionaries or statistics): staged files live for one run,
             # and DuckDB encodes the data when it stores it
             writer = self._writers[name] = pq.ParquetWriter(
@@ -46,20 +57,23 @@ class ParquetStage:
         writer.write_table(batch)
 
     def finish(self) -> None:
-        """Write what is buffered and close the files (idempotent); a table that received no row
-        gets an empty file of its shape, so every table has a file to read."""
+        """Write what is buffered and close the files (idempotent)."""
         for table in self.stream.tables:
             self._append(table.name, self._buffer.take(table.name))
-            if table.name not in self._writers and not self.path(table.name).exists():
-                empty = arrow_schema(table).empty_table().append_column(SEQ, pa.nulls(0, pa.int64()))
-                self._append(table.name, empty)
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
 
     def relation(self, table: str) -> str:
-        """SQL naming the staged rows of a table (read by DuckDB from the file)."""
+        """SQL naming the staged rows of a table (read by DuckDB from the file); a table that
+        received no row gets an empty file of its shape."""
         self.finish()
+        if not self.path(table).exists():
+            spec = next(t for t in self.stream.tables if t.name == table)
+            schema = arrow_schema(spec).append(pa.field(SEQ, pa.int64()))
+            # from empty arrays: `Schema.empty_table()` makes pyarrow import pandas
+            self._append(table, pa.Table.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema))
+            self.finish()
         return f"read_parquet({sql_path(self.path(table))})"
 
     def discard(self) -> None:
