@@ -266,6 +266,10 @@ def _parse_child(child: dict, where: str, parent: TableSpec | None) -> TableSpec
     return TableSpec(table.name, table.primary_key, table.columns, nested, link)
 
 
+# libyaml's loader where PyYAML has it (the same documents, ~8x faster: every run reads these)
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_definitions(directory: Path | None = None) -> dict[str, StreamDefinition]:
     """Load every `*.yaml` definition (the packaged ones by default), ordered so that a stream
     comes after the streams it depends on."""
@@ -276,7 +280,7 @@ def load_definitions(directory: Path | None = None) -> dict[str, StreamDefinitio
     definitions: dict[str, StreamDefinition] = {}
     for file_name, text in sorted(files):
         try:
-            raw = yaml.safe_load(text)
+            raw = yaml.load(text, Loader=_YAML_LOADER)
         except yaml.YAMLError as exc:
             raise ConfigError(f"stream definition {file_name}: not valid YAML: {exc}") from exc
         definition = parse_definition(raw, file_name)
