@@ -177,6 +177,8 @@ class ParquetStreamWriter:
         return self.stage.relation(table.name)
 
     def distinct_keys(self, table: str) -> int:
+        if not self.stage.rows(table):
+            return 0
         spec = next(t for t in self.stream.tables if t.name == table)
         keys = ", ".join(_q(k) for k in spec.primary_key)
         sql = f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self._staged(spec)})"
@@ -184,19 +186,27 @@ class ParquetStreamWriter:
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
         try:
-            parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
-            # a generation built before running out of memory is left to clean_leftovers
-            switched = within_memory_limit(
-                self.sql, self.dest.tuning, self.stream.name,
-                lambda: [(t, self._build_generation(t, parent, run.run_id)) for t in self.stream.tables],
-            )
-            for table, generation in switched:
-                self.layout.switch(table.name, generation)
+            if self._changes_tables():
+                parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
+                # a generation built before running out of memory is left to clean_leftovers
+                switched = within_memory_limit(
+                    self.sql, self.dest.tuning, self.stream.name,
+                    lambda: [(t, self._build_generation(t, parent, run.run_id)) for t in self.stream.tables],
+                )
+                for table, generation in switched:
+                    self.layout.switch(table.name, generation)
             self.dest.save_state(self.stream.name, state)  # last: state never covers data not switched in
             self.dest.record_run(run)
         finally:
             self.abort()
         self.layout.clean_leftovers()
+
+    def _changes_tables(self) -> bool:
+        """Whether the commit changes a table: one is replaced, received rows, or does not exist
+        yet (it is made, empty); else only the state and the run record are stored."""
+        return self.replace or any(
+            self.stage.rows(t.name) or self.layout.current_generation(t.name) is None for t in self.stream.tables
+        )
 
     def _build_generation(self, table: TableSpec, parent: TableSpec | None, run_id: str) -> Path:
         commit_id = f"{run_id}-{uuid.uuid4().hex[:8]}"  # unique even when a run commits a stream twice
