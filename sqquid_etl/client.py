@@ -170,7 +170,7 @@ class SqquidClient:
         self.stats = ClientStats()
         self._stats_lock = threading.Lock()
         self.pool_size = pool_size
-        self._session = requests.Session()
+        self._session = _session_for(self.base_url)
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
@@ -349,6 +349,18 @@ class _Request:
 
     def with_token(self, token: str) -> "_Request":
         return dataclasses.replace(self, headers={**self.headers, "Authorization": f"Bearer {token}"}, authenticated=True)
+
+
+def _session_for(base_url: str) -> requests.Session:
+    """A session whose environment settings (proxies for this host, a CA bundle) are read once,
+    here, as requests would read them: not again on every request (~0.1 ms each)."""
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    return session
 
 
 def _json(content: bytes) -> Any:

@@ -133,3 +133,15 @@ def test_get_body_returns_the_bytes_as_they_came_and_the_caller_may_spend_the_sa
         with pytest.raises(ApiError, match="GET /v1/orders failed after 3 tries: unparseable JSON"):
             budget.failed("unparseable JSON")
         assert client.stats.retries == 2
+
+
+def test_the_session_reads_proxy_settings_once_for_its_host(monkeypatch):
+    from sqquid_etl.client import Credentials, SqquidClient
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    with SqquidClient(Credentials(api_key="k-proxy-1"), "https://api.sqquid.com") as client:
+        assert client._session.proxies.get("https") == "http://proxy.example:3128"
+        assert client._session.trust_env is False  # not read again on every request
+    with SqquidClient(Credentials(api_key="k-proxy-1"), "https://internal.example") as client:
+        assert not client._session.proxies  # NO_PROXY kept
