@@ -437,3 +437,162 @@ def test_generated_records_are_made_again_identically_and_serve_canonical_json()
     assert list(one.shipment_items) == list(two.shipment_items)
     empty = Store(seed=1, orders=0, products=0)
     assert len(empty.orders) == len(empty.products) == 0 and len(empty.buffers) == 50
+
+
+# ---- the drift profile (--drift) ------------------------------------------------------------
+from datetime import datetime, timezone  # noqa: E402
+from decimal import Decimal  # noqa: E402
+
+from sqquid_etl.sandbox import DriftProfile, Store  # noqa: E402
+from sqquid_etl.sandbox.drift import CHILDREN, MONEY, NULLABLE, TIMES  # noqa: E402
+from sqquid_etl.sandbox.drift_views import VIEWS, undrifted  # noqa: E402
+
+IS_ID = staticmethod(lambda name: name == "id" or name.endswith("_id"))
+
+
+def _instant(text: str) -> datetime:
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _compare(kind: str, u: dict, c: dict, s: dict, n) -> None:
+    """u undrifted, c canonical, s served (one record); counts into ``n``; asserts what never varies."""
+    extra = [k for k in s if k not in u]
+    assert list(c) == list(s) and len(extra) == 2, (kind, extra)
+    assert not isinstance(s[extra[0]], (dict, list)) and isinstance(s[extra[1]], (dict, list))
+    n["records"] += 1
+    for name, uv in u.items():
+        cv, sv = c[name], s[name]
+        if name in CHILDREN and isinstance(uv, list):
+            assert len(uv) == len(cv) == len(sv)
+            for a, b, d in zip(uv, cv, sv):
+                _compare(f"{kind}.{name}", a, b, d, n)
+            continue
+        if name == "tracking_urls":
+            assert sv == cv and (cv is None or isinstance(cv, list))  # an array (or nulled by the drift)
+            assert cv in ([], None) or c.get("tracking_number")
+            continue
+        if name in NULLABLE.get(kind, ()) and uv is not None:
+            n["nullable"] += 1
+            n["nulled"] += cv is None
+            if cv is None:
+                assert sv is None
+                continue
+        assert cv == uv, (kind, name)  # canonical: the undrifted value, unless the drift nulled it
+        if type(uv) is int and IS_ID(name):
+            n["ids"] += 1
+            n["string_ids"] += isinstance(sv, str)
+            assert int(sv) == uv and type(sv) in (int, str)
+        elif name in MONEY and isinstance(uv, str):
+            n["money"] += 1
+            n["numbers"] += not isinstance(sv, str)
+            assert Decimal(str(sv)) == Decimal(uv) and type(sv) in (str, int, float)
+        elif name in TIMES and isinstance(uv, str):
+            n["times"] += 1
+            n["other_times"] += sv != uv
+            assert _instant(sv) == _instant(uv)
+        else:
+            assert sv == uv, (kind, name, sv, uv)
+
+
+@pytest.fixture(scope="module")
+def drifting():
+    return Store(seed=11, orders=3000, products=600, drift=DriftProfile())
+
+
+def test_drift_mix_rates_within_tolerance_and_lossless(drifting):
+    from collections import Counter
+
+    n = Counter()
+    for view in VIEWS:
+        pairs = list(undrifted(drifting, view))
+        for (_, u), c, s in zip(pairs, drifting.canonical(view), drifting.served(view), strict=True):
+            _compare(view, u, c, s, n)
+    assert n["records"] > 30_000 and n["ids"] > 30_000 and n["money"] > 30_000 and n["times"] > 10_000, n
+    assert abs(n["string_ids"] / n["ids"] - 0.05) < 0.01, n
+    assert abs(n["numbers"] / n["money"] - 0.30) < 0.02, n
+    assert abs(n["nulled"] / n["nullable"] - 0.10) < 0.015, n
+    assert abs(n["other_times"] / n["times"] - 0.10) < 0.015, n
+    tracked = [s for s in drifting.served("shipments") if s["tracking_number"] and s["tracking_urls"] is not None]
+    assert len(tracked) > 500 and all(s["tracking_urls"][0].endswith(s["tracking_number"]) for s in tracked)
+    assert drifting.lossy("orders") == {}  # lossy is off by default
+
+
+def test_drift_profile_knobs_and_buffers_text_ids():
+    quiet = Store(seed=11, orders=200, products=50, drift=DriftProfile(
+        extra_fields=False, string_ids=0, number_prices=0, nulls=0, tracking_urls=False, dates=0))
+    for view in VIEWS:
+        assert quiet.served(view) == [rec for _, rec in undrifted(quiet, view)]
+    loud = Store(seed=11, orders=10, products=5, drift=DriftProfile(string_ids=1.0))
+    sent = [b["location_external_id"] for b in loud.served("buffers") if "location_external_id" in b]
+    assert any(isinstance(v, int) for v in sent)  # "50" as the reference shows it: 50
+    assert all(isinstance(v, int) or not v.isdigit() for v in sent)
+    with pytest.raises(ValueError):
+        DriftProfile(nulls=1.5)
+
+
+def test_drift_lossy_knob_marks_records_that_cannot_be_stored():
+    store = Store(seed=11, orders=2000, products=100, drift=DriftProfile(lossy=0.2))
+    marked = store.lossy("orders")
+    assert 0.16 < len(marked) / 2000 < 0.24
+    served = {o["id"] if isinstance(o["id"], int) else int(o["id"]): o for o in store.served("orders")}
+    for oid, path in marked.items():
+        value = served[oid]
+        for part in path.split("."):
+            value = value[int(part)] if part.isdigit() else value[part]
+        assert value in (1.5, "abc", "N/A", "not a date"), (oid, path, value)
+    clean = [o for i, o in served.items() if i not in marked]
+    assert all(isinstance(o["total"], (int, float)) or Decimal(o["total"]) >= 0 for o in clean)
+
+
+def test_drift_same_seed_same_bytes_cached_or_not():
+    paths = ("/v1/orders?limit=250&page=2", "/v1/products?limit=100", "/v1/shipments?limit=100",
+             "/v1/shipmentitems?scope=shipped&limit=100", "/v2/products?variants=true&limit=30",
+             "/v1/buffers", "/v1/locations", "/v1/inventory?skus=645507-001-XS,645507-001-S")
+    bodies = []
+    for seed, cache_mb in ((7, 256), (7, 0), (8, 256)):
+        with Sandbox(small(seed=seed, drift=True, cache_mb=cache_mb)) as sb:
+            s = session(sb)
+            first = [s.get(sb.url + p).content for p in paths]
+            assert first == [s.get(sb.url + p).content for p in paths]  # served again: the same bytes
+            bodies.append(b"".join(first))
+    assert bodies[0] == bodies[1] and bodies[0] != bodies[2]
+    assert b'"tracking_urls":["' in bodies[0]
+
+
+def _ids(records) -> list[int]:
+    return [int(r["id"]) for r in records]
+
+
+def test_drift_filters_and_counts_equal_with_and_without_drift():
+    cases = [("/v1/orders", {"created_at_min": "2025-06-01T00:00:00Z"}), ("/v1/orders", {"ids": "3,5,700,9"}),
+             ("/v1/products", {"updated_at_min": "2026-01-01T00:00:00+02:00"}),
+             ("/v1/shipments", {"order_ids": "1,2,3,4,5,6"}), ("/v1/shipments", {"catalog_integration_id": 100}),
+             ("/v1/shipmentitems", {"scope": "cancelled", "created_at_min": "2025-01-01T00:00:00Z",
+                                    "created_at_max": "2026-01-01T00:00:00Z"})]
+    seen = []
+    for drift in (None, True):
+        with Sandbox(small(drift=drift)) as sb:
+            s = session(sb)
+            got = []
+            for path, params in cases:
+                got.append(_ids(all_pages(s, sb.url + path, **params)))
+                got.append(s.get(sb.url + path + "/count", params=params).json())
+            for path, params in (("/v1/buffers", {"channel_id": 2}), ("/v1/locations", {"enabled": "true"}),
+                                 ("/v2/products", {"brand": "Acme", "limit": 200})):
+                body = s.get(sb.url + path, params=params).json()
+                got.append((body["total"], sorted(r.get("id", r.get("sku")) for r in body["results"])))
+            seen.append(got)
+    assert seen[0] == seen[1]
+    assert all(x for x in seen[0])
+
+
+def test_undrifted_default_serves_the_reference_shapes(shared):
+    sb, _ = shared
+    assert SandboxConfig().drift is None and sb.store.drift is None
+    for view in VIEWS:
+        records = [rec for _, rec in undrifted(sb.store, view)]
+        assert sb.store.served(view) == sb.store.canonical(view) == records
+    order = sb.store.served("orders")[0]
+    assert type(order["id"]) is int and isinstance(order["total"], str) and order["created_at"].endswith(".000Z")
+    assert sb.store.served("shipments")[0]["tracking_urls"] is None

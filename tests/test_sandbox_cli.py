@@ -44,3 +44,27 @@ def test_sandbox_command_serves_every_listed_endpoint():
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) is not None
+
+
+def test_sandbox_command_drift_flag_serves_the_drift_profile():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sqquid_etl.cli", "sandbox", "--port", "0", "--orders", "300", "--products", "20",
+         "--rate", "1000", "--drift"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert "drift profile" in line, line
+        url = re.search(r"http://127\.0\.0\.1:\d+", line).group(0)
+        token = requests.post(url + "/v1/login", json={"api_key": "sandbox-api-key"}, timeout=5).json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        orders = requests.get(url + "/v1/orders?limit=250", headers=headers, timeout=5).json()["Orders"]
+        from sqquid_etl.sandbox import Store
+
+        documented = set(Store(seed=1, orders=1, products=1).orders[0])
+        assert all(len(set(o) - documented) == 2 and documented <= set(o) for o in orders)  # two undocumented
+        assert any(isinstance(o["id"], str) for o in orders) and any(isinstance(o["total"], float) for o in orders)
+        assert requests.get(url + "/v1/orders/count", headers=headers, timeout=5).json() == {"Orders": 300}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) is not None

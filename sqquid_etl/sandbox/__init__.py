@@ -7,6 +7,7 @@
 
 from .app import Sandbox, SandboxConfig, Stats
 from .data import Store
+from .drift import DriftProfile
 from .faults import FaultConfig
 
-__all__ = ["Sandbox", "SandboxConfig", "FaultConfig", "Store", "Stats"]
+__all__ = ["Sandbox", "SandboxConfig", "FaultConfig", "DriftProfile", "Store", "Stats"]

@@ -11,6 +11,7 @@ from typing import Callable
 
 from .bucket import BucketRegistry
 from .data import Store
+from .drift import DriftProfile
 from .faults import FaultConfig, FaultInjector
 
 
@@ -31,6 +32,7 @@ class SandboxConfig:
     port: int = 0  # 0 = a free port
     prewarm: bool = False  # fill the record cache at start (first listing pass as fast as later ones)
     cache_mb: int = 256  # serialized records kept for later pages (the rest is made again when asked)
+    drift: DriftProfile | bool | None = None  # None/False: the reference's shapes; True: DriftProfile()
 
 
 class Stats:
@@ -103,7 +105,8 @@ class Sandbox:
     def __init__(self, config: SandboxConfig | None = None):
         self.config = config or SandboxConfig()
         cfg = self.config
-        self.store = Store(cfg.seed, cfg.orders, cfg.products, cache_bytes=cfg.cache_mb << 20)
+        drift = DriftProfile() if cfg.drift is True else cfg.drift or None
+        self.store = Store(cfg.seed, cfg.orders, cfg.products, cache_bytes=cfg.cache_mb << 20, drift=drift)
         self.stats = Stats()
         self.tokens = Tokens(cfg.token_ttl, cfg.clock)
         self.buckets = BucketRegistry(cfg.rate, cfg.burst, cfg.clock)

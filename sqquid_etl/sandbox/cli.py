@@ -8,6 +8,7 @@ import threading
 import click
 
 from .app import Sandbox, SandboxConfig
+from .drift import DriftProfile
 from .faults import FaultConfig
 
 
@@ -32,21 +33,29 @@ from .faults import FaultConfig
 @click.option("--prewarm/--no-prewarm", default=False, help="fill the record cache before listening")
 @click.option("--cache-mb", default=256, show_default=True, type=click.IntRange(min=0),
               help="serialized records kept in memory; the rest are generated again when asked")
+@click.option("--drift/--no-drift", default=False,
+              help="serve the drift profile: undocumented fields, string ids, number prices, nulls, "
+                   "tracking_urls arrays, other date formats (a mix fixed by the seed)")
+@click.option("--drift-lossy", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="with --drift: the fraction of records with one value no connector can store without loss")
 def sandbox_command(host, port, seed, orders, products, rate, burst, token_ttl, latency, api_keys,
-                    username, password, fail_every, fail_status, drop_every, truncate_every, prewarm, cache_mb):
+                    username, password, fail_every, fail_status, drop_every, truncate_every, prewarm, cache_mb,
+                    drift, drift_lossy):
     """Serve a deterministic emulation of the Sqquid API on HOST:PORT."""
+    if drift_lossy and not drift:
+        raise click.UsageError("--drift-lossy needs --drift")
     faults = FaultConfig(error_every=fail_every, error_status=fail_status, drop_every=drop_every,
                          truncate_every=truncate_every)
     cfg = SandboxConfig(seed=seed, orders=orders, products=products, rate=rate or None, burst=burst,
                         token_ttl=token_ttl, latency=latency, api_keys=tuple(api_keys),
                         users={username: password}, faults=faults, host=host, port=port, prewarm=prewarm,
-                        cache_mb=cache_mb)
+                        cache_mb=cache_mb, drift=DriftProfile(lossy=drift_lossy) if drift else None)
     sandbox = Sandbox(cfg)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         sandbox.start()
-        click.echo(f"Sqquid sandbox listening on {sandbox.url}")
+        click.echo(f"Sqquid sandbox listening on {sandbox.url}" + (" (drift profile)" if drift else ""))
         import sys
         sys.stdout.flush()
         while not stop.wait(0.5):

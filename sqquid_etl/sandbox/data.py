@@ -12,9 +12,11 @@ from __future__ import annotations
 import random
 import threading
 from collections import defaultdict
+from functools import partial
 from collections.abc import Mapping
 
-from . import mutations, timeutil
+from . import drift_views, mutations, timeutil
+from .drift import Drift, DriftProfile
 from .inventory import Inventory, InventoryView
 from .order_records import SCOPES
 from .orders import OrderBook
@@ -49,12 +51,15 @@ class ScopeView(Mapping):
 
 class Store:
     def __init__(self, seed: int = 1, orders: int = 5000, products: int = 2000,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES):
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, drift: DriftProfile | None = None):
         self.lock = threading.RLock()
         self.seed = seed
         self.cache = ByteCache(cache_bytes)
         self.catalog = Catalog(seed, products, self.cache)
         self.book = OrderBook(seed, orders, self.catalog, self.cache)
+        self.drift = None if drift is None else Drift(seed, drift)
+        for table in drift_views.tables(self).values() if self.drift else ():
+            table.drift = partial(self.drift.apply, table.view)
         self.stock = Inventory(seed, self.catalog.layout)
         self.locations: list[dict] = locations()
         self.buffers: list[dict] = mutations.generated_buffers(seed, self.catalog.layout)
@@ -115,6 +120,27 @@ class Store:
     def returns_of(self, order_id: int) -> list[dict]:
         key = self.book.order_key(order_id)
         return [] if key is None else self.book.returns_of(key)
+
+    # ---- drift (``drift_views``): what is served, and what it means --------------------------
+    def serve(self, view: str, key, record: dict) -> dict:
+        """A record built for this answer (the caller's copy) as served."""
+        return record if self.drift is None else self.drift.apply(view, key, record)
+
+    def served(self, view: str) -> list[dict]:
+        """Every record of a list view as its endpoint serves it (drifted, if the sandbox drifts)."""
+        with self.lock:
+            return drift_views.served(self, view)
+
+    def canonical(self, view: str) -> list[dict]:
+        """Every record of a list view in canonical form: what a connector must store (the
+        drift's values, e.g. nulls and extra fields; the undrifted types and formats)."""
+        with self.lock:
+            return drift_views.canonical(self, view)
+
+    def lossy(self, view: str) -> dict:
+        """``{record id: path}`` of the values served unreadable (the profile's ``lossy``)."""
+        with self.lock:
+            return drift_views.lossy(self, view)
 
     # ---- ids, clock, caches ----------------------------------------------------------------------
     def next_id(self, kind: str) -> int:

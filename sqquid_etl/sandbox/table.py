@@ -30,6 +30,7 @@ class Table:
         self.changed: dict[int, dict] = {}
         self.deleted: set[int] = set()
         self._alive: array | None = None
+        self.drift: Callable[[int, dict], dict] | None = None  # record -> as served (``drift.Drift``)
 
     @property
     def size(self) -> int:
@@ -67,7 +68,9 @@ class Table:
     def json_bytes(self, key: int) -> bytes:
         data = self.cache.get(self.view, key)
         if data is None:
-            if key < self.base and key not in self.changed and self._make_text is not None:
+            if self.drift is not None:
+                data = dumps(self.drift(key, self.record(key)))
+            elif key < self.base and key not in self.changed and self._make_text is not None:
                 data = self._make_text(key).encode()
             elif key < self.base and key not in self.changed:
                 data = dumps(self._make_record(key))

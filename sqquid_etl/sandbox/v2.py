@@ -112,7 +112,7 @@ def v2_products(store: Store, params: dict) -> bytes:
     for key in keys[offset:offset + limit]:
         data = store.cache.get(view, key)
         if data is None:
-            data = dumps(v2_product(store, store.catalog.product(key), variants))
+            data = dumps(store.serve(view, key, v2_product(store, store.catalog.product(key), variants)))
             store.cache.put(view, key, data)
         parts.append(data)
     return envelope(len(keys), limit, offset, b",".join(parts))

@@ -7,7 +7,10 @@ hold ``store.lock``.
 
 from __future__ import annotations
 
+import json
+
 from .data import SCOPES, Store
+from .drift_views import inventory_object
 from .params import bad, get_bool, get_int, get_list, get_stamp, offset_limit, page_limit
 from .pools import dumps
 from .table import Table
@@ -111,13 +114,19 @@ def inventory_list(store: Store, params: dict) -> bytes:
     offset, limit = offset_limit(params, 1000)
     results = []
     for sku in skus:
-        recs = [{"qty_on_hand": qty, "location_external_id": key[1], "bin": key[2]}
-                for key, _, qty in store.stock.of_sku(sku)
-                if (loc is None or key[1] == loc) and (bin_ is None or key[2] == bin_)]
-        if recs:
-            results.append({"sku": sku, "inventory": recs})
+        entries = [e for e in store.stock.of_sku(sku)
+                   if (loc is None or e[0][1] == loc) and (bin_ is None or e[0][2] == bin_)]
+        if entries:
+            results.append(inventory_object(sku, entries))
     return envelope(len(results), limit, offset,
-                    b",".join(dumps(r) for r in results[offset:offset + limit]))
+                    b",".join(dumps(store.serve("inventory", r["sku"], r)) for r in results[offset:offset + limit]))
+
+
+def _served(store: Store, view: str, recs: list[dict]) -> bytes:
+    """Records kept as dicts (buffers, locations), as served: copies drift, the store's do not."""
+    if store.drift is None:
+        return b",".join(map(dumps, recs))
+    return b",".join(dumps(store.serve(view, rec["id"], json.loads(dumps(rec)))) for rec in recs)
 
 
 def buffers_list(store: Store, params: dict) -> bytes:
@@ -129,7 +138,7 @@ def buffers_list(store: Store, params: dict) -> bytes:
             if (channel is None or b.get("channel_id") == channel)
             and (loc is None or b.get("location_external_id") == loc)
             and (sku is None or b.get("sku") == sku)]
-    return envelope(len(recs), limit, offset, b",".join(dumps(b) for b in recs[offset:offset + limit]))
+    return envelope(len(recs), limit, offset, _served(store, "buffers", recs[offset:offset + limit]))
 
 
 def locations_list(store: Store, params: dict) -> bytes:
@@ -141,4 +150,4 @@ def locations_list(store: Store, params: dict) -> bytes:
             if (type_id is None or loc["type_id"] == type_id)
             and (store_id is None or loc["store_id"] == store_id)
             and (enabled is None or loc["enabled"] == enabled)]
-    return envelope(len(recs), limit, offset, b",".join(dumps(x) for x in recs[offset:offset + limit]))
+    return envelope(len(recs), limit, offset, _served(store, "locations", recs[offset:offset + limit]))
