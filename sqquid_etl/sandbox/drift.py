@@ -20,6 +20,7 @@ canonical form (``served=False``) is the served record before its representation
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import asdict, dataclass, fields
 
@@ -126,8 +127,6 @@ class Drift:
     def lossy_field(self, view: str, key, record: dict) -> str | None:
         """The path of the value ``apply`` makes unreadable in this record (e.g.
         ``order_items.1.qty``), or None. ``record`` is the undrifted record (left unchanged)."""
-        import copy
-
         return self._walk(view, key, copy.deepcopy(record), served=False)
 
     def _walk(self, view: str, key, record: dict, served: bool) -> str | None:

@@ -3,7 +3,8 @@ read-only list view of its records.
 
 Keys 0..base-1 are generated records (made again from the seed whenever asked); keys after
 them are records added while the sandbox runs. ``changed`` replaces a generated record,
-``deleted`` hides one. The overlay is small: it holds only what changed.
+``deleted`` hides one. The overlay is small: it holds only what changed. With a ``drift`` hook
+(``drift.Drift``) a record is served drifted: made as a dict, drifted, then cached as bytes.
 """
 
 from __future__ import annotations
