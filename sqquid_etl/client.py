@@ -1,4 +1,4 @@
-"""HTTP client for the Sqquid API: login and re-login, pacing, retries, timeouts.
+"""HTTP client for the Sqquid API: login and token refresh, pacing, retries, timeouts.
 
 It knows nothing of streams or pages: it sends one request and returns its body, as JSON
 (`get`, `request`) or as the bytes that came (`get_body`: list pages, which `decode` reads).
@@ -6,7 +6,6 @@ It knows nothing of streams or pages: it sends one request and returns its body,
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import json
 import logging
@@ -26,6 +25,7 @@ from .pacing import LeakyBucketPacer
 from .redaction import SECRETS, SecretRegistry
 from .retry import Failure, RetryBudget
 from .settings import DEFAULT_BURST, DEFAULT_RATE
+from .tokens import Token, TokenKeeper
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,9 @@ class ClientStats:
 class SqquidClient:
     """One authenticated, paced, retrying connection to the Sqquid API.
 
-    Safe to share between threads: one token, one pacer, one connection pool.
+    Safe to share between threads: one token, one pacer, one connection pool. The token is
+    attached when a request is sent (after the pacer's wait and any backoff), renewed shortly
+    before its JWT `exp` on `clock` (seconds since the epoch), and after a 401.
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class SqquidClient:
         backoff_max: float = 30.0,
         timeout: tuple[float, float] = (10.0, 60.0),
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
         pacer: LeakyBucketPacer | None = None,
         pool_size: int = 8,
         secrets: SecretRegistry = SECRETS,
@@ -165,8 +168,8 @@ class SqquidClient:
         self.backoff_max = backoff_max
         self.timeout = timeout
         self._sleep = sleep
-        self._token: str | None = None
-        self._token_lock = threading.Lock()
+        self._clock = clock
+        self._tokens = TokenKeeper(self._login, clock)
         self.stats = ClientStats()
         self._stats_lock = threading.Lock()
         self.pool_size = pool_size
@@ -191,27 +194,29 @@ class SqquidClient:
     # -- auth ---------------------------------------------------------------------------------
 
     def login(self) -> None:
-        """Get a fresh token (POST /v1/login)."""
+        """Get a fresh token (POST /v1/login) now."""
+        self._tokens.login()
+
+    def ensure_token(self) -> None:
+        """Log in now unless a token is held and not about to expire (to fail early on bad
+        credentials)."""
+        self._tokens.current()
+
+    @property
+    def _token(self) -> str | None:
+        return self._tokens.value
+
+    def _login(self) -> str:
+        """POST /v1/login (paced, retried like any request): the new token."""
         request = _Request.build(self.base_url, "POST", "/v1/login", None, self._credentials.login_body())
         body = self._send(request, self.retry_budget(request.endpoint), _json)
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise AuthError("login (POST /v1/login) answered without a token")
         self.secrets.add(token)
-        self._token = token
         self._count(logins=1)
         log.debug("logged in with %s", self._credentials.method)
-
-    def ensure_token(self) -> None:
-        """Log in now unless a token is held (to fail early on bad credentials)."""
-        self._ensure_token()
-
-    def _ensure_token(self, stale: str | None = None) -> str:
-        with self._token_lock:
-            if self._token is None or self._token == stale:
-                self.login()
-            assert self._token is not None
-            return self._token
+        return token
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -243,7 +248,8 @@ class SqquidClient:
     ) -> Any:
         """Send an authenticated request and return its decoded JSON body.
 
-        A 401 triggers one re-login and one repeat; transient failures are retried with backoff.
+        A 401 triggers a re-login and a repeat, transient failures a repeat after a backoff,
+        all within the request's retry budget.
         """
         return self._authenticated(method, path, params, json_body, None, _json)
 
@@ -253,17 +259,11 @@ class SqquidClient:
 
     def _authenticated(self, method: str, path: str, params: dict[str, Any] | None, json_body: Any,
                        budget: RetryBudget | None, read: Callable[[bytes], Any]) -> Any:
-        request = _Request.build(self.base_url, method, path, params, json_body)
-        budget = budget or self.retry_budget(request.endpoint)
-        token = self._ensure_token()
-        try:
-            return self._send(request.with_token(token), budget, read)
-        except AuthError:
-            token = self._ensure_token(stale=token)
-            return self._send(request.with_token(token), budget, read)
+        request = _Request.build(self.base_url, method, path, params, json_body, authenticated=True)
+        return self._send(request, budget or self.retry_budget(request.endpoint), read)
 
     def _send(self, request: _Request, budget: RetryBudget, read: Callable[[bytes], Any]) -> Any:
-        """Attempts until one succeeds or the budget is spent (ApiError); AuthError on a 401."""
+        """Attempts until one succeeds or the budget is spent (ApiError)."""
         while True:
             outcome = self._attempt(request)
             if isinstance(outcome, Failure):
@@ -276,17 +276,20 @@ class SqquidClient:
 
     def _attempt(self, request: _Request) -> bytes | Failure:
         """One paced attempt: the body of a success, or the failure to retry (a transient
-        status or transport error). Raises AuthError on 401, ApiError on another 4xx."""
+        status or transport error, a 401 that a new token may cure). Raises AuthError on a 401
+        no new token can cure, ApiError on another 4xx."""
         waited = self.pacer.acquire()
+        token, fresh = self._tokens.current() if request.authenticated else (None, False)
         self._count(requests=1, paced_seconds=waited)
+        headers = request.headers if token is None else {**request.headers, "Authorization": f"Bearer {token.value}"}
         try:
             response = self._session.request(
                 request.method, request.url, params=request.params, data=request.data,
-                headers=request.headers, timeout=self.timeout,
+                headers=headers, timeout=self.timeout,
             )
             status = response.status_code
             if status == 401:
-                raise self._auth_error(request)
+                return self._unauthorized(request, token, fresh)
             if status == 429:
                 return self._throttled(response)
             if status in RETRY_STATUSES:
@@ -298,10 +301,16 @@ class SqquidClient:
         except TRANSIENT_ERRORS as exc:
             return Failure(f"{type(exc).__name__}: {self.secrets.redact(str(exc))}")
 
-    def _auth_error(self, request: _Request) -> AuthError:
-        if request.authenticated:
-            return AuthError(f"{request.endpoint}: token rejected (401)")
-        return AuthError(f"login refused (401) for {self._credentials.method}: check the credentials")
+    def _unauthorized(self, request: _Request, token: Token | None, fresh: bool) -> Failure:
+        """A 401: to a login, or to a token just logged in for and alive by the clock, an AuthError;
+        else the token died: dropped, the request repeated at once (a failure of its budget)."""
+        if token is None:
+            raise AuthError(f"login refused (401) for {self._credentials.method}: check the credentials")
+        if fresh and not token.expired(self._clock()):
+            raise AuthError(f"{request.endpoint}: token rejected (401) right after a login with "
+                            f"{self._credentials.method}: the API refuses the tokens it issues")
+        self._tokens.drop(token)
+        return Failure("HTTP 401 token rejected (expired?); logging in again", retry_after=0.0)
 
     def _throttled(self, response: requests.Response) -> Failure:
         """A 429: counted, and the pacer told to hold off for as long as the server asked."""
@@ -336,19 +345,17 @@ class _Request:
     endpoint: str  # "GET /v1/orders": how errors and logs name it
     params: dict[str, Any] | None
     data: bytes | None
-    headers: dict[str, str]
+    headers: dict[str, str]  # the token's header is not here: it is added when the request is sent
     authenticated: bool = False
 
     @classmethod
-    def build(cls, base_url: str, method: str, path: str, params: dict[str, Any] | None, json_body: Any) -> "_Request":
+    def build(cls, base_url: str, method: str, path: str, params: dict[str, Any] | None, json_body: Any,
+              authenticated: bool = False) -> "_Request":
         headers, data = {}, None
         if json_body is not None:
             data = json.dumps(json_body, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/json"
-        return cls(method, base_url + path, f"{method} {path}", params, data, headers)
-
-    def with_token(self, token: str) -> "_Request":
-        return dataclasses.replace(self, headers={**self.headers, "Authorization": f"Bearer {token}"}, authenticated=True)
+        return cls(method, base_url + path, f"{method} {path}", params, data, headers, authenticated)
 
 
 def _session_for(base_url: str) -> requests.Session:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+from urllib.parse import urlsplit
 
 import pytest
 
+from sqquid_etl import tokens
 from sqquid_etl.client import Credentials
 from sqquid_etl.errors import ApiError, AuthError
 from sqquid_etl.pacing import LeakyBucketPacer
 from sqquid_etl.sandbox import FaultConfig
+from sqquid_etl.tokens import Token, jwt_expiry, refresh_margin
 from tests.support import API_KEY, PASSWORD, USERNAME, FakeClock, make_client
 
 
@@ -34,6 +38,7 @@ def test_bad_credentials_are_a_clear_auth_error_without_the_secret(sandbox):
 
 
 def test_token_expiry_mid_run_relogs_in_once(make_sandbox):
+    # the client's clock (real time) disagrees with the sandbox's: the exp is not used, a 401 is
     clock = FakeClock()
     sandbox = make_sandbox(clock=clock, token_ttl=60)
     with make_client(sandbox) as client:
@@ -44,6 +49,93 @@ def test_token_expiry_mid_run_relogs_in_once(make_sandbox):
         client.get("/v1/orders", {"limit": 5})
         assert client.stats.logins == 3
     assert sandbox.stats.logins == 3
+
+
+def _sends(client, clock) -> list[tuple[str, float | None, float, int]]:
+    """What the client's session sends: (path, the exp of the token it carries, the clock when
+    sent, the status answered)."""
+    sent = []
+    send = client._session.request
+
+    def request(method, url, headers=None, **kwargs):
+        bearer = (headers or {}).get("Authorization", "").removeprefix("Bearer ")
+        exp, now = (jwt_expiry(bearer) if bearer else None), clock.now
+        response = send(method, url, headers=headers, **kwargs)
+        sent.append((urlsplit(url).path, exp, now, response.status_code))
+        return response
+
+    client._session.request = request
+    return sent
+
+
+def test_a_token_is_renewed_shortly_before_its_exp_without_a_401(make_sandbox):
+    clock = FakeClock()
+    sandbox = make_sandbox(clock=clock, token_ttl=60)
+    with make_client(sandbox, clock=clock) as client:
+        sent = _sends(client, clock)
+        for step in (0, 30, 23.5, 1, 53, 1):  # renewed 6 s (10% of 60 s) before its exp
+            clock.now += step
+            client.get("/v1/orders", {"limit": 1})
+    logins = [now for path, _, now, _ in sent if path == "/v1/login"]
+    assert logins == [1000.0, 1054.5, 1108.5]  # never waiting for the token to die
+    assert all(status == 200 for *_, status in sent) and client.stats.retries == 0
+    assert all(exp - now >= 6 for path, exp, now, _ in sent if path != "/v1/login")
+
+
+def test_the_token_is_attached_after_the_pacers_wait(make_sandbox):
+    clock = FakeClock()
+    sandbox = make_sandbox(clock=clock, token_ttl=60)
+    pacer = LeakyBucketPacer(rate=2.0, burst=1, margin=0, clock=clock, sleep=clock.sleep)
+    with make_client(sandbox, pacer=pacer, sleep=clock.sleep, clock=clock) as client:
+        sent = _sends(client, clock)
+        client.get("/v1/orders", {"limit": 1})
+        pacer.penalize(120)  # the next request waits two minutes, twice as long as a token lives
+        client.get("/v1/orders", {"limit": 1})
+    assert [path for path, *_ in sent] == ["/v1/login", "/v1/orders", "/v1/login", "/v1/orders"]
+    # the login is paced too: after the request's own wait (120.5 s), its own (0.5 s)
+    assert [now for *_, now, _ in sent] == [1000.5, 1000.5, 1121.0, 1121.0]
+    assert all(status == 200 for *_, status in sent) and client.stats.retries == 0
+    assert all(exp > now for path, exp, now, _ in sent if path != "/v1/login")
+
+
+def test_a_token_without_a_readable_exp_is_kept_until_a_401(make_sandbox, monkeypatch):
+    monkeypatch.setattr(tokens, "jwt_expiry", lambda token: None)
+    clock = FakeClock()
+    sandbox = make_sandbox(clock=clock, token_ttl=60)
+    with make_client(sandbox, clock=clock) as client:
+        sent = _sends(client, clock)
+        client.get("/v1/orders", {"limit": 1})
+        clock.now += 59
+        client.get("/v1/orders", {"limit": 1})  # not renewed: nothing says it dies
+        clock.now += 1
+        assert client.get("/v1/orders/count")["Orders"] == len(sandbox.store.orders)
+    assert [(path, status) for path, _, _, status in sent] == [
+        ("/v1/login", 200), ("/v1/orders", 200), ("/v1/orders", 200),
+        ("/v1/orders/count", 401), ("/v1/login", 200), ("/v1/orders/count", 200),
+    ]
+
+
+def test_a_401_right_after_a_login_is_an_auth_error_at_once(sandbox, monkeypatch):
+    monkeypatch.setattr(sandbox.tokens, "valid", lambda token: False)  # it refuses its own tokens
+    with make_client(sandbox) as client:
+        with pytest.raises(AuthError, match=r"GET /v1/orders: token rejected \(401\) right after a login with api_key"):
+            client.get("/v1/orders")
+    assert sandbox.stats.logins == 1 and client.stats.retries == 0
+
+
+def test_the_exp_of_a_jwt_and_the_margin_before_it():
+    example = ("eyJhbGciOiJIUzI1NiIsfdfsdfsI6IkpXVCJ9.eyJ1c2VybmFtZSI6InRlc3RwcmVsInVzZXJfaWQiOjE3LCJlbWFpbCI6InRl"
+               "c3RwcmVzcy5pbkBnbWFpbC5jb20iLCJleHAiOjE0NDc4MzMyMjl9.Ik_yi4lHbNbrRGhqmRpsW82Nls_O9lgXakk_syV-vSw")
+    assert jwt_expiry(example) == 1447833229  # the reference's example (its payload is not quite JSON)
+    payload = lambda claims: "h." + base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=") + ".s"  # noqa: E731
+    assert jwt_expiry(payload({"exp": 12.5})) == 12.5
+    for unreadable in ("opaque-token", "a.b", "a.%%%.c", payload({"exp": "12"}), payload({"exp": True}),
+                       payload({"sub": 1}), payload([1])):
+        assert jwt_expiry(unreadable) is None, unreadable
+    assert [refresh_margin(t) for t in (1.5, 5, 60, 3600)] == [0.75, 1.0, 6.0, 360.0]
+    token = Token.issued(payload({"exp": 1060}), now=1000)
+    assert (token.refresh_at, token.due(1053.9), token.due(1054)) == (1054, False, True)
+    assert Token.issued(payload({"exp": 990}), now=1000).refresh_at is None  # a clock that disagrees: until a 401
 
 
 def test_pacing_with_scaled_clock_takes_the_time_the_bucket_says_and_gets_no_429(make_sandbox):

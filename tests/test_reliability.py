@@ -3,18 +3,22 @@ records changing while paging, and concurrent runs are refused."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+import threading
+from collections import Counter
 
 import duckdb
 import pytest
 
-from sqquid_etl import extract
+from sqquid_etl import extract, fetch
 from sqquid_etl.client import quote_segment
 from sqquid_etl.errors import StateError
+from sqquid_etl.pacing import LeakyBucketPacer
 from sqquid_etl.sandbox import FaultConfig
 from tests.expected import assert_tables_equal, duckdb_tables, expected_tables, parquet_tables
-from tests.support import make_client
+from tests.support import FakeClock, make_client
 
 FAULTS = {
     "500-every-7th": FaultConfig(error_every=7),
@@ -57,6 +61,82 @@ def test_token_expiry_mid_run_is_exact(make_sandbox, tmp_path):
     assert result.ok
     assert client.stats.logins > 3
     assert_tables_equal(duckdb_tables(tmp_path / "s.duckdb"), expected_tables(sandbox.store))
+
+
+@pytest.mark.parametrize("workers", [1, None], ids=["one-at-a-time", "concurrent"])
+def test_tokens_living_1_5_s_at_2_requests_per_s_under_faults_are_exact(make_sandbox, tmp_path, monkeypatch, workers):
+    # issue #12 item 7: one fake clock for the sandbox (tokens' exp, its bucket), the pacer and the
+    # client (token refresh, backoff): every "sleep" advances it, nothing sleeps for real
+    clock = _SharedClock()
+    sandbox = make_sandbox(orders=600, products=150, clock=clock, token_ttl=1.5, rate=2.0, burst=40)
+    sandbox.set_faults(FaultConfig(error_every=7, error_status=503, drop_every=6))
+    # 2 requests/s from the start (a burst of 40 would let this small extract out at once)
+    pacer = LeakyBucketPacer(rate=2.0, burst=2, clock=clock, sleep=clock.sleep)
+    client = make_client(sandbox, pacer=pacer, sleep=clock.sleep, clock=clock)
+    if workers:  # paced, the fetcher keeps several requests in flight; here one at a time
+        monkeypatch.setattr(fetch, "default_concurrency", lambda client: workers)
+    statuses = _count_statuses(client, clock)
+    start = clock.now
+    result = extract(duckdb=tmp_path / "s.duckdb", client=client)
+    assert result.ok, [(s.stream, s.message) for s in result.streams]
+    lifetimes = (clock.now - start) / 1.5
+    assert lifetimes > 15 and client.stats.logins > lifetimes / 2  # the run outlived many tokens
+    assert sandbox.stats.faults_by_kind.keys() >= {"error", "drop"} and sandbox.stats.throttled == 0
+    assert statuses[401] == 0  # no token was ever sent expired: each was renewed before its exp
+    assert_tables_equal(duckdb_tables(tmp_path / "s.duckdb"), expected_tables(sandbox.store))
+
+
+class _SharedClock(FakeClock):
+    """A fake clock several threads share, as real time passes for threads running at once: a
+    sleep waits (without sleeping for real) until the clock reaches its end, and the clock moves
+    to the earliest end only while no request is in flight (`busy`), so that a request takes no
+    time on it, whatever the other threads do meanwhile."""
+
+    def __init__(self):
+        super().__init__()
+        self._cond = threading.Condition()
+        self._ends: list[float] = []
+        self._busy = 0
+
+    def sleep(self, seconds: float) -> None:
+        with self._cond:
+            end = self.now + max(0.0, seconds)
+            self._ends.append(end)
+            while self.now < end:
+                self._advance()
+                self._cond.wait(0.002)  # woken by a move; else try again (nothing else moved it)
+            self._ends.remove(end)
+
+    @contextlib.contextmanager
+    def busy(self):
+        with self._cond:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._advance()
+
+    def _advance(self) -> None:
+        if not self._busy and self._ends and min(self._ends) > self.now:
+            self.now = min(self._ends)
+            self._cond.notify_all()
+
+
+def _count_statuses(client, clock: _SharedClock) -> Counter:
+    """The statuses of the answers the client's session receives."""
+    statuses: Counter = Counter()
+    send = client._session.request
+
+    def request(*args, **kwargs):
+        with clock.busy():
+            response = send(*args, **kwargs)
+        statuses[response.status_code] += 1
+        return response
+
+    client._session.request = request
+    return statuses
 
 
 @pytest.mark.parametrize("kind", ["duckdb", "parquet"])

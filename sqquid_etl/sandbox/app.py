@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 import threading
 import time
@@ -22,11 +24,11 @@ class SandboxConfig:
     products: int = 2000
     rate: float | None = 2.0  # requests/s leaked per token; None disables throttling
     burst: int = 40
-    token_ttl: float = 3600.0  # seconds on `clock`
+    token_ttl: float = 3600.0  # seconds on `clock` (the tokens' `exp`)
     latency: float = 0.0  # real seconds slept before each response
     api_keys: tuple[str, ...] = ("sandbox-api-key",)
     users: dict[str, str] = field(default_factory=lambda: {"demo@sqquid.test": "sandbox-password"})
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float] = time.time  # Unix time, as a JWT's `exp`
     faults: FaultConfig = field(default_factory=FaultConfig)
     host: str = "127.0.0.1"
     port: int = 0  # 0 = a free port
@@ -77,9 +79,14 @@ class Tokens:
         self._lock = threading.Lock()
 
     def issue(self) -> str:
-        token = secrets.token_urlsafe(32)
+        """A JWT-shaped token, as the API's: its payload's `exp` is the expiry on `clock` (not signed)."""
+        expiry = self.clock() + self.ttl
+        part = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()  # noqa: E731
+        token = ".".join([part(b'{"alg":"HS256","typ":"JWT"}'),
+                          part(json.dumps({"exp": expiry, "jti": secrets.token_hex(8)}).encode()),
+                          part(secrets.token_bytes(32))])
         with self._lock:
-            self._expiry[token] = self.clock() + self.ttl
+            self._expiry[token] = expiry
         return token
 
     def valid(self, token: str) -> bool:
