@@ -236,10 +236,15 @@ def print_summary(result) -> None:
         detail = ", ".join(f"{t}={n}" for t, n in s.rows.items())
         if detail:
             click.echo(f"{'':<16}{detail}")
+        if s.records_stored or s.records_quarantined:
+            click.echo(f"{'':<16}records: {s.records_stored} stored ({s.values_coerced} values coerced), "
+                       f"{s.records_quarantined} quarantined")
     totals = sum(sum(s.rows.values()) for s in result.streams)
     failed = sum(s.status == "failed" for s in result.streams)
     click.echo("-" * len(header))
+    quarantined = sum(s.records_quarantined for s in result.streams)
     click.echo(f"{len(result.streams)} streams, {totals} rows, {sum(s.requests for s in result.streams)} requests"
+               + (f", {quarantined} records quarantined (_sqquid_rejected)" if quarantined else "")
                + (f", {failed} failed" if failed else ""))
 
 

@@ -24,7 +24,7 @@ import pyarrow.json as pa_json
 
 from .definitions import StreamDefinition
 from .errors import SchemaError
-from .plan import ARROW_ERRORS, ReadPlan, build_plan, integer_text_fields, misfit_fields
+from .plan import ARROW_ERRORS, ReadPlan, build_plan, floats_in_integers, integer_text_fields, misfit_fields
 
 # the envelope's fields (besides the records) that paginators read
 ENVELOPE_FIELDS = ("total", "limit")
@@ -100,18 +100,25 @@ class PageDecoder:
         return Page(array, records, plan, b"")
 
     def _read_dicts(self, records: list[dict], plan: ReadPlan | None) -> tuple[pa.StructArray | None, ReadPlan | None]:
-        """The records as one struct array, learning the fields whose values do not fit their
-        Arrow type (those are then read by Python at conversion), with the plan it was read by."""
+        """The records as one struct array, learning the text fields whose values are numbers
+        (those are then read by Python at conversion), with the plan it was read by; None (the
+        record-by-record path) for a page holding other drift."""
         for _ in range(2):
             if plan is None:
                 return None, None
             try:
-                return pa.array(records, type=plan.struct), plan
+                array = pa.array(records, type=plan.struct)
             except ARROW_ERRORS:
                 misfits = misfit_fields(plan, records)
                 if misfits is None:
                     return None, plan
-                plan = self._learn(*misfits)
+                learn, integers, drifted = misfits
+                if learn:
+                    plan = self._learn(learn, integers)
+                if drifted or not learn:
+                    return None, plan
+                continue
+            return (None if floats_in_integers(plan, records) else array), plan
         return None, plan
 
     def _learn(self, python: frozenset, integers: frozenset) -> ReadPlan | None:

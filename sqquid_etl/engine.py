@@ -19,11 +19,12 @@ from .count_check import CountCheck, check_count
 from .cursors import CursorTracker
 from .definitions import StreamDefinition
 from .destinations import Destination
-from .errors import ConfigError, SqquidError
+from .errors import ConfigError, SchemaError, SqquidError
 from .fetch import FetchStats
 from .keys import batch_keys
 from .read import read_tables
-from .runs import RunRecord
+from .records import PageTables
+from .runs import REJECTED_TABLE, RunRecord, rejected_rows
 from .state import NO_PARTITION, StreamState, format_timestamp, window_start
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ class StreamResult:
     exit_code: int = 0
     repaired: int = 0  # records found missing behind the cursor and re-fetched
     started_at: str = ""
+    records_stored: int = 0  # records received and staged (values coerced where they drifted)
+    values_coerced: int = 0  # values stored in another form than sent, without loss
+    records_quarantined: int = 0  # records received and stored in `_sqquid_rejected` instead
 
     @property
     def count_check(self) -> str:
@@ -81,6 +85,7 @@ class StreamRun:
     run_id: str
     progress: ProgressCallback | None = None
     result: StreamResult = field(init=False)
+    quarantined: list = field(default_factory=list)  # (partition, cursor text or None) of each record quarantined
     _requests_before: int = field(init=False)
     _started: float = field(init=False)
 
@@ -108,6 +113,7 @@ class StreamRun:
             status=status or r.status, rows=sum(r.rows.values()), pages=r.pages, requests=r.requests,
             window_start=r.window_start, cursor=r.cursor, count_expected=r.count_expected,
             count_received=r.count_received, count_check=r.count_check, message=r.message,
+            records_stored=r.records_stored, values_coerced=r.values_coerced, records_quarantined=r.records_quarantined,
         )
 
 
@@ -129,11 +135,19 @@ def run_windows(run: StreamRun, windows: Windows, old_state: StreamState, *, rep
     writer = run.destination.begin(stream, replace=replace)
     try:
         tracker = CursorTracker(stream)
-        stats = _stage_pages(run, windows, writer, tracker)
+        rejected_keys: set = set()
+        quarantined_before = run.result.records_quarantined
+        stats = _stage_pages(run, windows, writer, tracker, rejected_keys)
         check = None
         if count and stream.count:
-            check = _check_count(run, windows, stats, writer.distinct_keys(stream.tables[0].name))
+            # a record quarantined was received too: rows in = rows stored + rows quarantined
+            received = writer.distinct_keys(stream.tables[0].name) + len(rejected_keys)
+            check = _check_count(run, windows, stats, received)
         _note_windows(run.result, windows, tracker, old_state)
+        quarantined = run.result.records_quarantined - quarantined_before
+        if quarantined:
+            run.result.status = "warning" if run.result.status == "ok" else run.result.status
+            run.result.add_message(f"{quarantined} record(s) quarantined in {REJECTED_TABLE}")
         writer.commit(_new_state(run, tracker, old_state), run.run_record())
     except BaseException as exc:
         writer.abort()
@@ -142,12 +156,13 @@ def run_windows(run: StreamRun, windows: Windows, old_state: StreamState, *, rep
     return check
 
 
-def _stage_pages(run: StreamRun, windows: Windows, writer, tracker: CursorTracker) -> FetchStats:
+def _stage_pages(run: StreamRun, windows: Windows, writer, tracker: CursorTracker, rejected_keys: set) -> FetchStats:
     stream, result = run.stream, run.result
     stats = FetchStats()
     key_batches = list_key_batches(stream, run.destination, run.client.base_url)
     pages = read_tables(stream, run.client, windows, key_batches, prefetch=run.options.prefetch_pages, stats=stats)
     for partition, tables in pages:
+        _tally_page(run, writer, partition, tables, rejected_keys)
         writer.write(tables)
         tracker.observe(partition, tables)
         result.pages += 1
@@ -156,6 +171,31 @@ def _stage_pages(run: StreamRun, windows: Windows, writer, tracker: CursorTracke
         if run.progress:
             run.progress(stream.name, result.pages, result.rows.get(stream.tables[0].name, 0))
     return stats
+
+
+def _tally_page(run: StreamRun, writer, partition: str | None, tables: PageTables, rejected_keys: set) -> None:
+    """A page's records stored, values coerced and records quarantined (staged to be stored in
+    `_sqquid_rejected` by the same commit); under --strict a record quarantined fails the stream."""
+    result, rejected = run.result, tables.rejected
+    result.values_coerced += tables.coerced
+    result.records_stored += tables.records - len(rejected)
+    if not rejected:
+        return
+    if run.options.strict:
+        first = rejected[0]
+        raise SchemaError(
+            f"stream {run.stream.name!r}: record {first.key!r} cannot be stored without loss: table {first.table!r}, "
+            f"field {first.field!r}: {first.reason} (--strict: nothing of the stream was stored)"
+        )
+    result.records_quarantined += len(rejected)
+    writer.write_rejected(rejected_rows(run.run_id, run.stream.name, rejected))
+    for index, record in enumerate(rejected):
+        rejected_keys.add((partition, record.key if record.key is not None else f"#{result.pages}.{index}"))
+        run.quarantined.append((partition, record.cursor))
+    if result.records_quarantined == len(rejected):  # the first of the run: said once
+        first = rejected[0]
+        log.warning("stream %s: record %r cannot be stored without loss (%s.%s: %s): quarantined in %s, the run goes on",
+                    run.stream.name, first.key, first.table, first.field, first.reason, REJECTED_TABLE)
 
 
 def _check_count(run: StreamRun, windows: Windows, stats: FetchStats, received: int) -> CountCheck:

@@ -161,7 +161,8 @@ def _extract_stream(run: StreamRun, reconcile: bool) -> StreamResult:
 def _reconcile(run: StreamRun, known_counts: dict) -> None:
     """Ask reconciliation which windows the API has more records in than the destination; run
     those (merged, cursors never backwards); say so in the stream's result and its run row."""
-    stream, destination, result = run.stream, run.destination, run.result
+    stream, result = run.stream, run.result
+    destination = _WithQuarantined(run) if run.quarantined else run.destination
     start = run.options.start_date
     gaps, surpluses = find_gaps(stream, run.client, destination, start, known_counts)
     if gaps:
@@ -181,4 +182,24 @@ def _reconcile(run: StreamRun, known_counts: dict) -> None:
     if run.options.strict and result.status == "warning":
         result.status, result.exit_code = "failed", 1
         result.message = f"{result.message} (--strict)"
-    destination.record_run(run.run_record())  # the run's one row for the stream, now final
+    run.destination.record_run(run.run_record())  # the run's one row for the stream, now final
+
+
+class _WithQuarantined:
+    """The destination as reconciliation sees it: the records this run quarantined were
+    received (they are in `_sqquid_rejected`), so they are no gap to re-fetch."""
+
+    def __init__(self, run: StreamRun):
+        self._destination = run.destination
+        self._quarantined = [(p, datetime.fromisoformat(c) if c else None) for p, c in run.quarantined]
+
+    def __getattr__(self, name: str):
+        return getattr(self._destination, name)
+
+    def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
+        partition = next(iter(equals.values()), None)
+        quarantined = sum(
+            1 for p, cursor in self._quarantined
+            if (not equals or p == partition) and (since is None or (cursor is not None and cursor >= since))
+        )
+        return self._destination.count_since(table, column, since, equals) + quarantined

@@ -38,15 +38,18 @@ FieldKey = tuple  # (nested path or None for the record itself, source key)
 class ReadPlan:
     """How one page is read: built once per thing learned, never changed, carried by each page.
 
-    A field whose values do not fit its Arrow type (the API sends a number where the schema
-    says text) is in `python`: read by Python from dicts, or, when every value seen was an
-    integer (also in `integers`), by Arrow's JSON reader as an integer and cast to text."""
+    A text or decimal field whose values do not fit its Arrow type (the API sends a number
+    where the schema says text) is in `python`: read by Python from dicts, or, when every value
+    seen was an integer (also in `integers`), by Arrow's JSON reader as an integer and cast.
+    Other drift (text where a number is expected, a bad timestamp, ...) is never learned: only
+    the page holding it goes through the record-by-record path."""
 
     struct: pa.StructType  # a page of dicts is read as this
     fields: dict  # FieldKey -> Arrow read type, of the fields read by Arrow
     python: frozenset  # FieldKeys read by Python from dicts (values that do not fit their Arrow type)
     integers: frozenset  # those of them whose values were all integers: Arrow's JSON reader reads them as such
     json_schema: pa.Schema | None  # a body is read as {envelope: list<this struct>}, or None: not by Arrow
+    text_fields: frozenset = frozenset()  # FieldKeys of text and decimal columns: the ones that may be learned
 
     def knows(self, python: frozenset, integers: frozenset) -> bool:
         return python <= self.python and integers <= self.integers
@@ -58,6 +61,8 @@ def build_plan(stream: StreamDefinition, python: frozenset = frozenset(),
     (json columns, a field read with two types, a nested list that is also a field)."""
     top: dict[str, pa.DataType] = {}
     fields: dict[FieldKey, pa.DataType] = {}
+    text: set = set()
+    other: set = set()
     body_top: dict[str, pa.DataType] = {}  # the same, as Arrow's JSON reader reads a body
     for table in stream.tables:
         child: dict[str, pa.DataType] = {}
@@ -70,6 +75,7 @@ def build_plan(stream: StreamDefinition, python: frozenset = frozenset(),
             path = None if column.from_parent or table.nested_path is None else table.nested_path
             key = (path, column.source)
             read = READ_TYPES[column.type]
+            (text if column.type in ("string", "decimal") else other).add(key)
             (body_top if path is None else body_child)[column.source] = pa.int64() if key in integers else read
             if key in python:
                 continue
@@ -84,28 +90,41 @@ def build_plan(stream: StreamDefinition, python: frozenset = frozenset(),
     json_schema = None
     if python <= integers and stream.envelope is not None:
         json_schema = pa.schema([(stream.envelope, pa.list_(pa.struct(list(body_top.items()))))])
-    return ReadPlan(pa.struct(list(top.items())), fields, python, integers, json_schema)
+    return ReadPlan(pa.struct(list(top.items())), fields, python, integers, json_schema, frozenset(text - other))
 
 
-def misfit_fields(plan: ReadPlan, records: list[dict]) -> tuple[frozenset, frozenset] | None:
-    """After a page of dicts did not fit the plan's struct: the fields whose values do not fit
-    their Arrow type, and those of them whose values are all integers. None when no field is to
-    blame (records of an unexpected shape: the record-by-record path names the problem)."""
-    bad, integers = set(), set()
+def misfit_fields(plan: ReadPlan, records: list[dict]) -> tuple[frozenset, frozenset, bool] | None:
+    """After a page of dicts did not fit the plan's struct: the fields to learn (text or decimal
+    fields holding numbers), those of them whose values are all integers, and whether other
+    fields drifted too (then the page goes through the record-by-record path). None when no
+    field is to blame (records of an unexpected shape: the record-by-record path names it)."""
+    learn, integers, drifted = set(), set(), False
     for (path, source), read in plan.fields.items():
         values: list | None = None
         try:
             values = field_values(records, path, source)
             pa.array(values, read)
         except ARROW_ERRORS:
-            bad.add((path, source))
-            if values is not None and read == pa.string() and _all_integers(values):
+            if values is None or (path, source) not in plan.text_fields or not _numbers_or_text(values):
+                drifted = True
+                continue
+            learn.add((path, source))
+            if _all_integers(values):
                 integers.add((path, source))
         except Exception:  # noqa: BLE001 - records of an unexpected shape: the slow path says
             return None
-    if not bad:
+    if not learn and not drifted:
         return None
-    return frozenset(bad), frozenset(integers)
+    return frozenset(learn), frozenset(integers), drifted
+
+
+def floats_in_integers(plan: ReadPlan, records: list[dict]) -> bool:
+    """Whether a field read as an integer holds a float on this page: Arrow's conversion of dicts
+    would truncate it (2.5 -> 2), the record-by-record path stores it exactly or rejects it."""
+    for (path, source), read in plan.fields.items():
+        if read == pa.int64() and any(type(v) is float for v in field_values(records, path, source)):
+            return True
+    return False
 
 
 def integer_text_fields(plan: ReadPlan, records: Any) -> frozenset:
@@ -114,7 +133,7 @@ def integer_text_fields(plan: ReadPlan, records: Any) -> frozenset:
         return frozenset()
     found = set()
     for (path, source), read in plan.fields.items():
-        if read != pa.string():
+        if read != pa.string() or (path, source) not in plan.text_fields:
             continue
         try:
             values = field_values(records, path, source)
@@ -130,6 +149,11 @@ def field_values(records: list[dict], path: str | None, source: str) -> list:
     if path is None:
         return [r.get(source) for r in records]
     return [item.get(source) for r in records for item in (r.get(path) or [])]
+
+
+def _numbers_or_text(values: list) -> bool:
+    """Text, numbers and nulls only (the API's usual inconsistency in text and decimal fields)."""
+    return all(v is None or type(v) in (str, int, float) for v in values)
 
 
 def _all_integers(values: list) -> bool:

@@ -4,31 +4,57 @@ functions of (stream, page, partition), each page converted with the plan it was
 
 The fast path takes each table's columns from the page's struct array column by column
 (children through the list offsets), the fields the plan reads by Python from the page's
-dicts. A page it refuses goes through the record-by-record path, which converts what can be
-and names the record and field of what cannot."""
+dicts. A page it refuses goes through the record-by-record path, which stores what the schema
+says, coerces what drifted without loss (`columns.py`, `coerce.py`), and quarantines each
+record holding a value that cannot be stored without loss (with its children): the page's
+`PageTables.rejected`. Every record of a page is stored or rejected, never dropped."""
 
 from __future__ import annotations
 
 import array
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .coerce import Lossy, coerce
+from .columns import ColumnResult, convert_column
 from .decode import Page, PageDecoder, page_dicts
 from .definitions import Column, StreamDefinition, TableSpec
-from .errors import SchemaError
 from .plan import ARROW_ERRORS, ARROW_TYPES, ReadPlan, field_values
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record quarantined (with its children): what `_sqquid_rejected` stores of it."""
+
+    table: str  # the table, and field of the record, of the (first) value that cannot be stored
+    key: str | None  # the record's key as sent (JSON text for a key of several fields)
+    field: str
+    reason: str  # why, for every such value of the record
+    record: str  # the record as received, as JSON text
+    cursor: str | None = None  # its cursor value (ISO-8601 UTC) when it reads as a timestamp
+
+
+class PageTables(dict):
+    """{table name: pa.Table} of one page, and what its conversion did: `records` received,
+    `coerced` values stored in another form than they were sent in, `rejected` records."""
+
+    def __init__(self, tables: Iterable = (), records: int = 0, coerced: int = 0, rejected: Iterable = ()):
+        super().__init__(tables)
+        self.records = records
+        self.coerced = coerced
+        self.rejected: list[Rejected] = list(rejected)
 
 
 def arrow_schema(table: TableSpec) -> pa.Schema:
     return pa.schema([pa.field(c.name, ARROW_TYPES[c.type], nullable=c.nullable) for c in table.columns])
 
 
-def page_tables(stream: StreamDefinition, page: Page, partition_value: str | None = None) -> dict[str, pa.Table]:
+def page_tables(stream: StreamDefinition, page: Page, partition_value: str | None = None) -> PageTables:
     """One Arrow table per destination table of the stream, for one page."""
     if page.array is not None and page.plan is not None:
         try:
@@ -38,61 +64,123 @@ def page_tables(stream: StreamDefinition, page: Page, partition_value: str | Non
     return _slow_page(stream, page_dicts(stream, page), partition_value)
 
 
-def page_to_tables(
-    stream: StreamDefinition, records: list[dict], partition_value: str | None = None
-) -> dict[str, pa.Table]:
+def page_to_tables(stream: StreamDefinition, records: list[dict], partition_value: str | None = None) -> PageTables:
     """A page of records already decoded into dicts, converted on its own (as its first page)."""
     return page_tables(stream, PageDecoder(stream).from_records(records), partition_value)
 
 
-def _slow_page(stream: StreamDefinition, records: list[dict], partition_value: str | None) -> dict[str, pa.Table]:
-    out: dict[str, pa.Table] = {}
+Faults = dict  # record index -> [(table, field, reason)] of its values that cannot be stored
+
+
+def _slow_page(stream: StreamDefinition, records: list[dict], partition_value: str | None) -> PageTables:
+    """Record by record: every record stored (values coerced where they drifted) or rejected."""
+    faults: Faults = {}
+    built = []
     for table in stream.tables:
-        if table.nested_path is None:
-            rows, parents = records, records
-        else:
-            rows, parents = [], []
-            for record in records:
-                items = record.get(table.nested_path) or []
-                if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-                    found = type(items).__name__ if not isinstance(items, list) else "a list holding a non-object"
-                    raise SchemaError(
-                        f"stream {stream.name!r}: field {table.nested_path!r} of record "
-                        f"{_describe(record)} is {found}, expected a list of objects"
-                    )
-                rows.extend(items)
-                parents.extend([record] * len(items))
-        arrays = []
+        rows, parents, owners = _rows_of(table, records, faults)
+        arrays, coerced = [], []
         for column in table.columns:
-            if column.from_partition:
-                values = [partition_value] * len(rows)
-            elif column.from_parent:
-                values = [p.get(column.source) for p in parents]
-            else:
-                values = [r.get(column.source) for r in rows]
-            if column.default is not None:
-                values = [column.default if v is None else v for v in values]
-            arrays.append(_to_array(values, column, stream, table, rows))
-        out[table.name] = pa.Table.from_arrays(arrays, schema=arrow_schema(table))
+            result = convert_column(_values(column, rows, parents, partition_value), column)
+            for row, reason in result.bad.items():
+                faults.setdefault(owners[row], []).append((table.name, column.source, reason))
+            arrays.append(result.array)
+            coerced.extend(result.coerced)
+        built.append((table.name, pa.Table.from_arrays(arrays, schema=arrow_schema(table)), owners, coerced))
+    out = PageTables(records=len(records), rejected=[_rejected(stream, records[i], faults[i]) for i in sorted(faults)])
+    for name, data, owners, coerced in built:
+        if faults:
+            data = data.filter(pa.array([owner not in faults for owner in owners], pa.bool_()))
+        out[name] = data
+        out.coerced += sum(1 for row in coerced if owners[row] not in faults)
     return out
+
+
+def _rows_of(table: TableSpec, records: list[dict], faults: Faults) -> tuple[list, list, Any]:
+    """The table's rows on the page, the record each comes from, and that record's index."""
+    if table.nested_path is None:
+        return records, records, range(len(records))
+    rows: list = []
+    parents: list = []
+    owners: list = []
+    for index, record in enumerate(records):
+        items = record.get(table.nested_path)
+        if items is None:
+            continue
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            found = "a list holding a non-object" if isinstance(items, list) else _kind(items)
+            faults.setdefault(index, []).append((table.name, table.nested_path, f"{found}, expected a list of objects"))
+            continue
+        rows.extend(items)
+        parents.extend([record] * len(items))
+        owners.extend([index] * len(items))
+    return rows, parents, owners
+
+
+def _values(column: Column, rows: list, parents: list, partition_value: str | None) -> list:
+    if column.from_partition:
+        values = [partition_value] * len(rows)
+    elif column.from_parent:
+        values = [p.get(column.source) for p in parents]
+    else:
+        values = [r.get(column.source) for r in rows]
+    if column.default is not None:
+        values = [column.default if v is None else v for v in values]
+    return values
+
+
+def _rejected(stream: StreamDefinition, record: dict, faults: list) -> Rejected:
+    table, field, reason = faults[0]
+    seen = {(field, reason)}  # a parent's value its children repeat is said once
+    for t, f, r in faults[1:]:
+        if (f, r) not in seen:
+            seen.add((f, r))
+            reason += f"; {t}.{f}: {r}"
+    cursor = None
+    if stream.cursor is not None and record.get(stream.cursor.field) is not None:
+        try:
+            cursor = coerce(record[stream.cursor.field], "timestamp")
+        except Lossy:
+            pass
+    return Rejected(table, record_key(stream, record), field, reason,
+                    json.dumps(record, ensure_ascii=False, sort_keys=True, default=str), cursor)
+
+
+def record_key(stream: StreamDefinition, record: dict) -> str | None:
+    """The record's key as sent: its table's primary key fields (or, for a stream whose records
+    only hold a nested table, the fields its rows take from the record); None when it has none."""
+    first = stream.tables[0]
+    if first.nested_path is None:
+        sources = [c.source for c in first.columns if c.name in first.primary_key and not c.from_partition]
+    else:
+        sources = [c.source for c in first.columns if c.from_parent]
+    values = [record.get(source) for source in sources]
+    if all(v is None for v in values):
+        return None
+    if len(values) == 1:
+        return values[0] if isinstance(values[0], str) else json.dumps(values[0], ensure_ascii=False, sort_keys=True)
+    return json.dumps(values, ensure_ascii=False, sort_keys=True)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", str: "text", bool: "a boolean"}.get(type(value), type(value).__name__)
 
 
 # -- fast path: one struct array a page ----------------------------------------------------
 
 class _FastPathRefused(Exception):
-    """The page needs the record-by-record path (which finds and names the bad value)."""
+    """The page needs the record-by-record path (which coerces, or names and rejects, the value)."""
 
 
 _FAST_ERRORS = (*ARROW_ERRORS, _FastPathRefused)
 
 
 def _fast_page(stream: StreamDefinition, plan: ReadPlan, page: pa.StructArray, records: list[dict] | None,
-               partition_value: str | None) -> dict[str, pa.Table]:
+               partition_value: str | None) -> PageTables:
     """The tables of a page read by Arrow: from dicts (`records` given: the fields of
     `plan.python` are read from them) or from the body (every field is in `page`)."""
     if page.null_count:
         raise _FastPathRefused()  # a record that is not an object: the slow path names it
-    out: dict[str, pa.Table] = {}
+    out = PageTables(records=len(page))
     for table in stream.tables:
         path = table.nested_path
         if path is None:
@@ -107,23 +195,23 @@ def _fast_page(stream: StreamDefinition, plan: ReadPlan, page: pa.StructArray, r
         n = len(rows)
         for column in table.columns:
             if column.from_partition:
-                arrays.append(_finish(string_constant(partition_value, n), column))
+                arrays.append(_finish(string_constant(partition_value, n), column, out))
                 continue
             key = (None if column.from_parent or path is None else path, column.source)
             if key in plan.python and records is not None:
                 if path is None or column.from_parent:
-                    array = _python_column(field_values(records, None, column.source), column, stream, table, records)
-                    arrays.append(array if index is None or not column.from_parent else array.take(index))
+                    result = _python_column(field_values(records, None, column.source), column)
+                    arrays.append(_taken(result, index, out) if column.from_parent and index is not None
+                                  else _counted(result, out))
                 else:
                     if child_records is None:
                         child_records = [item for r in records for item in (r.get(path) or [])]
-                    arrays.append(_python_column([item.get(column.source) for item in child_records], column,
-                                                 stream, table, child_records))
+                    arrays.append(_counted(_python_column([item.get(column.source) for item in child_records], column), out))
                 continue
             if column.from_parent and index is not None:
-                arrays.append(_finish(page.field(column.source).take(index), column))  # only the columns needed
+                arrays.append(_finish(page.field(column.source).take(index), column, out))  # only the columns needed
             else:
-                arrays.append(_finish(rows.field(column.source), column))
+                arrays.append(_finish(rows.field(column.source), column, out))
         out[table.name] = pa.Table.from_arrays(arrays, schema=arrow_schema(table))
     return out
 
@@ -155,118 +243,40 @@ def string_constant(value: str | None, n: int) -> pa.Array:
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data * n)])
 
 
-def _python_column(values: list, column: Column, stream: StreamDefinition, table: TableSpec, rows: list) -> pa.Array:
+def _python_column(values: list, column: Column) -> ColumnResult:
+    """A field the plan reads by Python; a value that cannot be stored sends the page to the
+    record-by-record path (which rejects its record)."""
     if column.default is not None:
         values = [column.default if v is None else v for v in values]
-    return _to_array(values, column, stream, table, rows)
+    result = convert_column(values, column)
+    if result.bad:
+        raise _FastPathRefused()
+    return result
 
 
-def _finish(values: pa.Array, column: Column) -> pa.Array:
+def _counted(result: ColumnResult, out: PageTables) -> pa.Array:
+    out.coerced += len(result.coerced)
+    return result.array
+
+
+def _taken(result: ColumnResult, index: pa.Array, out: PageTables) -> pa.Array:
+    """A parent's column repeated for its children (a coerced value counts once per child)."""
+    if result.coerced:
+        coerced = pa.array(result.coerced, pa.int64())
+        out.coerced += pc.sum(pc.is_in(index, value_set=coerced)).as_py() or 0
+    return result.array.take(index)
+
+
+def _finish(values: pa.Array, column: Column, out: PageTables) -> pa.Array:
     target = ARROW_TYPES[column.type]
     if values.type != target:
+        if pa.types.is_integer(values.type) and column.type in ("string", "decimal"):
+            out.coerced += len(values) - values.null_count  # numbers sent where text or decimals are expected
         values = pc.cast(values, target)
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if column.default is not None and values.null_count:
         values = pc.coalesce(values, string_constant(column.default, len(values)))
     if not column.nullable and values.null_count:
-        raise _FastPathRefused()  # the slow path names the record
+        raise _FastPathRefused()  # the slow path rejects the record
     return values
-
-
-def _to_array(values: list, column: Column, stream: StreamDefinition, table: TableSpec, rows: list[dict]) -> pa.Array:
-    target = ARROW_TYPES[column.type]
-    try:
-        array = _convert(values, column.type, target)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError, OverflowError):
-        _raise_for_bad_value(values, column, stream, table, rows)
-        raise  # pragma: no cover - _raise_for_bad_value always raises
-    if not column.nullable and array.null_count:
-        index = next(i for i, v in enumerate(array.to_pylist()) if v is None)
-        raise SchemaError(
-            f"stream {stream.name!r}, table {table.name!r}: key column {column.name!r} is null in record "
-            f"{_describe(rows[index])}"
-        )
-    return array
-
-
-def _convert(values: list, type_name: str, target: pa.DataType) -> pa.Array:
-    if type_name == "timestamp":
-        return pc.cast(pa.array(values, pa.string()), target)
-    if type_name == "decimal":
-        try:
-            return pc.cast(pa.array(values, pa.string()), target)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            return pc.cast(pa.array([_decimal_text(v) for v in values], pa.string()), target)
-    if type_name == "json":
-        return pa.array([None if v is None else json.dumps(v, ensure_ascii=False, sort_keys=True) for v in values], target)
-    if type_name == "string":
-        try:
-            return pa.array(values, target)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            return pa.array([_scalar_text(v) for v in values], target)
-    if type_name == "attributes":
-        try:
-            return pa.array(values, target)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            return pa.array([_attribute_list(v) for v in values], target)
-    if type_name == "integer":
-        if any(isinstance(v, bool) for v in values):
-            raise TypeError("boolean is not an integer")
-        return pa.array(values, target)
-    return pa.array(values, target)
-
-
-def _decimal_text(value: Any) -> Any:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        raise TypeError("boolean is not a decimal")
-    if isinstance(value, (int, float)):
-        return format(Decimal(repr(value)), "f")
-    raise TypeError(f"{type(value).__name__} is not a decimal")
-
-
-def _scalar_text(value: Any) -> Any:
-    """Numbers where the schema says text (the API is not consistent) are kept as their text."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not a string")
-
-
-def _attribute_list(value: Any) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, list):
-        raise TypeError("attributes must be a list of {label, value}")
-    out = []
-    for item in value:
-        if not isinstance(item, dict):
-            raise TypeError("attributes must be a list of {label, value}")
-        out.append({"label": _scalar_text(item.get("label")), "value": _scalar_text(item.get("value"))})
-    return out
-
-
-def _raise_for_bad_value(values: list, column: Column, stream: StreamDefinition, table: TableSpec, rows: list[dict]) -> None:
-    target = ARROW_TYPES[column.type]
-    for index, value in enumerate(values):
-        try:
-            _convert([value], column.type, target)
-        except Exception as exc:  # noqa: BLE001 - we re-raise as SchemaError with context
-            raise SchemaError(
-                f"stream {stream.name!r}, table {table.name!r}: field {column.source!r} of record "
-                f"{_describe(rows[index])} has value {value!r}, which is not a valid {column.type} ({exc})"
-            ) from None
-    raise SchemaError(f"stream {stream.name!r}, table {table.name!r}: column {column.name!r} could not be converted")
-
-
-def _describe(record: Any) -> str:
-    if isinstance(record, dict):
-        for key in ("id", "sku"):
-            if key in record:
-                return f"{key}={record[key]!r}"
-    return "(without id)"

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 RUN_COLUMNS = (
     "run_id", "stream", "started_at", "finished_at", "status", "rows", "pages", "requests",
     "window_start", "cursor", "count_expected", "count_received", "count_check", "message",
+    "records_stored", "values_coerced", "records_quarantined",
 )
+# the integer columns (the others are text); columns added after the first version come last, so
+# a destination made by an older version gains them (DuckDB: ALTER TABLE; Parquet: files read by name)
+RUN_INTEGERS = ("rows", "pages", "requests", "count_expected", "count_received", "records_stored",
+                "values_coerced", "records_quarantined")
+ADDED_RUN_COLUMNS = ("records_stored", "values_coerced", "records_quarantined")
 
 
 @dataclass
@@ -29,6 +38,25 @@ class RunRecord:
     count_received: int | None = None
     count_check: str | None = None
     message: str | None = None
+    records_stored: int = 0  # records received and stored (their values coerced where they drifted)
+    values_coerced: int = 0  # values stored in another form than they were sent in, without loss
+    records_quarantined: int = 0  # records received and stored in `_sqquid_rejected` instead
 
     def as_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in RUN_COLUMNS}
+
+
+# records quarantined by a run: one row each, stored in the commit of the stream's data and state
+REJECTED_TABLE = "_sqquid_rejected"
+REJECTED_COLUMNS = ("run_id", "stream", "table", "key", "field", "reason", "record")  # all text
+
+
+def rejected_rows(run_id: str, stream: str, rejected: list) -> "pa.Table":
+    """The rows of `_sqquid_rejected` for records a run quarantined (`records.Rejected`)."""
+    import pyarrow as pa
+
+    columns = {
+        "run_id": [run_id] * len(rejected), "stream": [stream] * len(rejected),
+        **{name: [getattr(r, name) for r in rejected] for name in REJECTED_COLUMNS[2:]},
+    }
+    return pa.table({name: pa.array(values, pa.string()) for name, values in columns.items()})

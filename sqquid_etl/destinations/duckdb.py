@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError, StateError
-from ..runs import RunRecord
+from ..runs import ADDED_RUN_COLUMNS, REJECTED_COLUMNS, REJECTED_TABLE, RUN_COLUMNS, RunRecord
 from ..settings import Tuning
 from ..state import StreamState
 from .buffer import SEQ
@@ -71,6 +71,10 @@ class DuckDBDestination:
                 cursor VARCHAR, count_expected BIGINT, count_received BIGINT, count_check VARCHAR,
                 message VARCHAR)"""
         )
+        for column in ADDED_RUN_COLUMNS:  # a database made by an older version gains them
+            self.conn.execute(f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS {q(column)} BIGINT")
+        rejected = ", ".join(f"{q(c)} VARCHAR" for c in REJECTED_COLUMNS)
+        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {REJECTED_TABLE} ({rejected})")
 
     @property
     def location(self) -> str:
@@ -112,8 +116,9 @@ class DuckDBDestination:
         """The run's one row for the stream: a later record of the same run replaces it."""
         row = run.as_row()
         placeholders = ", ".join("?" for _ in row)
+        names = ", ".join(q(c) for c in RUN_COLUMNS)
         self.conn.execute(f"DELETE FROM {RUNS_TABLE} WHERE run_id = ? AND stream = ?", [run.run_id, run.stream])
-        self.conn.execute(f"INSERT INTO {RUNS_TABLE} VALUES ({placeholders})", list(row.values()))
+        self.conn.execute(f"INSERT INTO {RUNS_TABLE} ({names}) VALUES ({placeholders})", list(row.values()))
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -211,6 +216,9 @@ class DuckDBStreamWriter:
         self._distinct.clear()
         self.stage.write(tables)
 
+    def write_rejected(self, rows: pa.Table) -> None:
+        self.stage.write({REJECTED_TABLE: rows})
+
     def distinct_keys(self, table: str) -> int:
         if table not in self._distinct:
             self._distinct[table] = self._count_distinct(next(t for t in self.stream.tables if t.name == table))
@@ -237,6 +245,9 @@ class DuckDBStreamWriter:
         for table in self.stream.tables:
             self._create_target(table)
             self._merge(table, parent)
+        if self.stage.rows(REJECTED_TABLE):
+            columns = ", ".join(q(c) for c in REJECTED_COLUMNS)
+            self.conn.execute(f"INSERT INTO {REJECTED_TABLE} ({columns}) SELECT {columns} FROM {self.stage.relation(REJECTED_TABLE)}")
         self.dest.write_state(self.stream.name, state)
         self.dest.record_run(run)
 

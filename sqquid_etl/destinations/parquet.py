@@ -24,22 +24,19 @@ import pyarrow.parquet as pq
 
 from ..definitions import StreamDefinition, TableSpec
 from ..errors import ConfigError
-from ..runs import RUN_COLUMNS, RunRecord
+from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RUN_COLUMNS, RUN_INTEGERS, RunRecord
 from ..settings import Tuning
 from ..state import StreamState
 from .duckdb_tuning import check_tuning, tune, within_memory_limit
-from .files import link_or_copy
+from .files import fsync_path, link_or_copy
 from .merge_sql import check_columns, latest_versions_sql, quote_identifier as _q, sql_path, where_clause
 from .parquet_layout import ParquetLayout
 from .staging import ParquetStage
 from .state_file import JsonStateFile
 
-_RUNS_SCHEMA = pa.schema(
-    [
-        (name, pa.int64() if name in ("rows", "pages", "requests", "count_expected", "count_received") else pa.string())
-        for name in RUN_COLUMNS
-    ]
-)
+# files of runs by an older version lack the columns added since: read them by name
+# (`read_parquet(..., union_by_name = true)`), the missing ones null
+_RUNS_SCHEMA = pa.schema([(name, pa.int64() if name in RUN_INTEGERS else pa.string()) for name in RUN_COLUMNS])
 
 # rows per row group of the files written: DuckDB holds a row group in memory while writing it,
 # and its default (122,880 rows) does not fit a small memory limit
@@ -173,6 +170,9 @@ class ParquetStreamWriter:
     def write(self, tables: dict[str, pa.Table]) -> None:
         self.stage.write(tables)
 
+    def write_rejected(self, rows: pa.Table) -> None:
+        self.stage.write({REJECTED_TABLE: rows})
+
     def _staged(self, table: TableSpec) -> str:
         return self.stage.relation(table.name)
 
@@ -195,11 +195,26 @@ class ParquetStreamWriter:
                 )
                 for table, generation in switched:
                     self.layout.switch(table.name, generation)
+            self._store_rejected(run.run_id)
             self.dest.save_state(self.stream.name, state)  # last: state never covers data not switched in
             self.dest.record_run(run)
         finally:
             self.abort()
         self.layout.clean_leftovers()
+
+    def _store_rejected(self, run_id: str) -> None:
+        """The records quarantined, in one new file of `_sqquid_rejected/` (written aside, renamed
+        in, before the state: state never covers records neither stored nor quarantined)."""
+        if not self.stage.rows(REJECTED_TABLE):
+            return
+        self.layout.rejected.mkdir(exist_ok=True)
+        target = self.layout.rejected / f"{run_id}-{self.stream.name}-{uuid.uuid4().hex[:8]}.parquet"
+        tmp = target.with_name(f".{target.name}.tmp")
+        columns = ", ".join(_q(c) for c in REJECTED_COLUMNS)
+        self.sql.execute(f"COPY (SELECT {columns} FROM {self.stage.relation(REJECTED_TABLE)}) TO {sql_path(tmp)} (FORMAT parquet)")
+        fsync_path(tmp)
+        os.replace(tmp, target)
+        fsync_path(self.layout.rejected)
 
     def _changes_tables(self) -> bool:
         """Whether the commit changes a table: one is replaced, received rows, or does not exist

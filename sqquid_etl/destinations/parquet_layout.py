@@ -3,6 +3,7 @@
   DIR/<table>                 -> a symlink to `.sqquid/generations/<table>/<generation>/`
   DIR/_sqquid_state.json      state of every stream (temp file + rename)
   DIR/_sqquid_runs/*.parquet  one file per stream per run
+  DIR/_sqquid_rejected/*.parquet  records a run quarantined: one file per stream commit that had any
   DIR/.sqquid/staging/<run>/  pages of the running stream, before commit
   DIR/.sqquid/lock            held while a run is using the directory
 
@@ -23,6 +24,7 @@ from .files import fsync_path, replace_symlink
 
 STATE_FILE = "_sqquid_state.json"
 RUNS_DIR = "_sqquid_runs"
+REJECTED_DIR = "_sqquid_rejected"
 META_DIR = ".sqquid"
 
 
@@ -34,6 +36,7 @@ class ParquetLayout:
         self.generations = self.meta / "generations"
         self.spill = self.meta / "spill"
         self.runs = root / RUNS_DIR
+        self.rejected = root / REJECTED_DIR  # made when a run first quarantines a record
         self.state_file = root / STATE_FILE
 
     def create(self) -> None:
@@ -97,5 +100,5 @@ class ParquetLayout:
             for gen in table_dir.iterdir():
                 if current is None or gen.resolve() != current:
                     shutil.rmtree(gen, ignore_errors=True)
-        for tmp in self.root.glob(".*.tmp"):
+        for tmp in [*self.root.glob(".*.tmp"), *self.rejected.glob(".*.tmp")]:
             tmp.unlink(missing_ok=True)

@@ -11,6 +11,9 @@ Guarantees every destination gives:
   state and its run record; a crash at any point leaves the old data and old state, or the new
   data and new state, never new state over old data.
 - A corrupt stored state is a StateError naming where it is stored, never read as "no state".
+- Records quarantined by a run (`_sqquid_rejected`) are committed with the stream's data and
+  state, and the run rows gain columns over versions: a destination made by an older version
+  keeps working (its `_sqquid_runs` gains the new columns, as nulls for earlier runs).
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ class StreamWriter(Protocol):
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         """Stage a page: {table name: rows} of the stream's tables (memory bounded by a batch)."""
+
+    def write_rejected(self, rows: pa.Table) -> None:
+        """Stage rows of `_sqquid_rejected` (`runs.REJECTED_COLUMNS`, all text): records the run
+        quarantined, stored by the same `commit` as the data and state (or dropped with them)."""
 
     def distinct_keys(self, table: str) -> int:
         """How many distinct primary keys of `table` were staged so far (the count check)."""

@@ -15,18 +15,25 @@ import pyarrow as pa
 
 from ..definitions import StreamDefinition
 from ..records import arrow_schema
+from ..runs import REJECTED_COLUMNS, REJECTED_TABLE
 from .buffer import SEQ, PageBuffer
 from .merge_sql import sql_path
 
 
+REJECTED_SCHEMA = pa.schema([(name, pa.string()) for name in REJECTED_COLUMNS])
+
+
 class ParquetStage:
+    """The staged pages of a stream's tables, and its records quarantined (`REJECTED_TABLE`)."""
+
     def __init__(self, directory: Path, stream: StreamDefinition, flush_rows: int):
         self.directory = directory
         self.stream = stream
         shutil.rmtree(directory, ignore_errors=True)
-        self._buffer = PageBuffer([t.name for t in stream.tables], flush_rows)
+        self._tables = [t.name for t in stream.tables] + [REJECTED_TABLE]
+        self._buffer = PageBuffer(self._tables, flush_rows)
         self._writers: dict[str, Any] = {}  # table -> its open pyarrow.parquet.ParquetWriter
-        self._rows: dict[str, int] = {t.name: 0 for t in stream.tables}
+        self._rows: dict[str, int] = {name: 0 for name in self._tables}
 
     def path(self, table: str) -> Path:
         return self.directory / f"{table}.parquet"
@@ -58,8 +65,8 @@ class ParquetStage:
 
     def finish(self) -> None:
         """Write what is buffered and close the files (idempotent)."""
-        for table in self.stream.tables:
-            self._append(table.name, self._buffer.take(table.name))
+        for name in self._tables:
+            self._append(name, self._buffer.take(name))
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
@@ -69,8 +76,8 @@ class ParquetStage:
         received no row gets an empty file of its shape."""
         self.finish()
         if not self.path(table).exists():
-            spec = next(t for t in self.stream.tables if t.name == table)
-            schema = arrow_schema(spec).append(pa.field(SEQ, pa.int64()))
+            spec = next((t for t in self.stream.tables if t.name == table), None)
+            schema = (REJECTED_SCHEMA if spec is None else arrow_schema(spec)).append(pa.field(SEQ, pa.int64()))
             # from empty arrays: `Schema.empty_table()` makes pyarrow import pandas
             self._append(table, pa.Table.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema))
             self.finish()
