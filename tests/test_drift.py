@@ -280,3 +280,29 @@ def test_the_sandbox_drift_profile_is_stored_or_quarantined_record_by_record(mak
     tables = ["orders", "order_items"]
     actual = duckdb_tables(where["duckdb"], tables) if kind == "duckdb" else parquet_tables(where["parquet"], tables)
     assert_tables_equal(actual, expected, tables)
+
+
+drifted_attributes = st.one_of(st.none(), st.lists(st.fixed_dictionaries({"label": drifted_text, "value": drifted_text}), max_size=2),
+                               drifted_text)
+drifted_variant = st.fixed_dictionaries({"id": drifted_integer}, optional={
+    "sku": drifted_text, "qty": drifted_integer, "price": drifted_decimal, "updated_at": drifted_timestamp,
+    "Attributes": drifted_attributes})
+drifted_product = st.fixed_dictionaries({"id": drifted_integer, "updated_at": drifted_timestamp}, optional={
+    "weight": drifted_decimal, "Attributes": drifted_attributes, "Categories": st.one_of(st.lists(drifted_text, max_size=2), drifted_text),
+    "Child_Products": st.one_of(st.lists(drifted_variant, max_size=3), drifted_text)})
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(records=st.lists(drifted_product, min_size=1, max_size=5))
+def test_generated_drifted_products_never_crash_lose_a_record_or_differ_by_path(records):
+    stream = load_definitions()["products"]
+    body = json.dumps({"Products": records}).encode()
+    from_dicts = page_to_tables(stream, records)
+    from_body = page_tables(stream, PageDecoder(stream).decode(body))
+    for tables in (from_dicts, from_body):
+        assert tables["products"].num_rows + len(tables.rejected) == tables.records == len(records)
+        kept = set(tables["products"].column("id").to_pylist())
+        assert set(tables["product_variants"].column("parent_id").to_pylist()) <= kept
+    same = [({k: t.to_pylist() for k, t in x.items()}, x.coerced, [(r.key, r.field, r.reason) for r in x.rejected])
+            for x in (from_dicts, from_body)]
+    assert same[0] == same[1]
