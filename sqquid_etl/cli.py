@@ -15,8 +15,9 @@ from pathlib import Path
 import click
 
 from .errors import SqquidError
+from .cli_common import choose_destination, config_option, fail, load_settings
 from .progress import configure_logging
-from .settings import DEFAULT_BURST, DEFAULT_DUCKDB, DEFAULT_LOOKBACK, DEFAULT_RATE
+from .settings import DEFAULT_BURST, DEFAULT_LOOKBACK, DEFAULT_RATE
 
 log = logging.getLogger("sqquid_etl")
 
@@ -25,6 +26,8 @@ DEFAULTS = {"lookback": DEFAULT_LOOKBACK, "rate": DEFAULT_RATE, "burst": DEFAULT
 # commands whose modules load only when they run: the sandbox is a product of its own, and the
 # reverse load brings pandas
 LAZY_COMMANDS = {
+    "check": ("sqquid_etl.check_cli", "check_command"),
+    "state": ("sqquid_etl.state_cli", "state"),
     "load-inventory": ("sqquid_etl.reverse_cli", "load_inventory_command"),
     "sandbox": ("sqquid_etl.sandbox.cli", "sandbox_command"),
 }
@@ -64,11 +67,6 @@ def _one_blas_thread() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
-def _fail(exc: SqquidError) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(exc.exit_code)
-
-
 def _output_options(f):
     """-v/-q/--log-format, accepted before the command (`sqquid-etl -v extract`) or after it."""
     f = click.option("--log-format", type=click.Choice(["text", "json"]), default=None,
@@ -106,33 +104,11 @@ def _stream_list(value: str | list[str] | None) -> list[str] | None:
     return [s.strip() for s in value.split(",") if s.strip()]
 
 
-def _settings(config: str | None):
-    from .config import find_config, load_config
-
-    path = find_config(config)
-    if path is not None:
-        log.info("config: %s", path)
-    return load_config(path)
-
-
-def _destination(settings, duckdb_path: str | None, parquet_dir: str | None) -> tuple[str | None, str | None]:
-    """Command-line destination wins; else the config file's; else the default DuckDB file."""
-    if duckdb_path or parquet_dir:
-        return duckdb_path, parquet_dir
-    return settings.get("duckdb"), settings.get("parquet")
-
-
-_config_option = click.option(
-    "--config", "config", type=click.Path(dir_okay=False), envvar="SQQUID_CONFIG",
-    help="Settings file (env SQQUID_CONFIG; default ./sqquid.toml when present). Options override it.",
-)
-
-
 @main.command()
 @click.option("--streams", help="Comma-separated streams (default: all, or the config's / catalog's).")
 @click.option("--catalog", "catalog_path", type=click.Path(dir_okay=False),
               help="Singer catalog (from `discover`): extract only its selected streams and fields.")
-@_config_option
+@config_option
 @click.option("--duckdb", "duckdb_path", type=click.Path(dir_okay=False), help="DuckDB file (default sqquid.duckdb).")
 @click.option("--parquet", "parquet_dir", type=click.Path(file_okay=False), help="Write Parquet files under this directory instead.")
 @click.option("--start-date", help="Earliest date to extract (ISO 8601), for the first run or a full refresh.")
@@ -168,8 +144,8 @@ def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, start_
 
     output = _output(ctx, verbose, quiet, log_format)
     try:
-        settings = _settings(config)
-        duckdb_path, parquet_dir = _destination(settings, duckdb_path, parquet_dir)
+        settings = load_settings(config)
+        duckdb_path, parquet_dir = choose_destination(settings, duckdb_path, parquet_dir)
         if not (api_key or (username and password)):
             creds = settings.credentials()
             api_key, username, password = creds.get("api_key"), creds.get("username", username), creds.get("password")
@@ -196,7 +172,7 @@ def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, start_
         finally:
             reporter.close()
     except SqquidError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if output["log_format"] == "json":
         click.echo(json.dumps(summary_dict(result)))
@@ -261,121 +237,9 @@ def discover(output: str) -> None:
     try:
         path = write_catalog(Path(output))
     except SqquidError as exc:
-        _fail(exc)
+        fail(exc)
         return
     click.echo(f"wrote {path}")
-
-
-# -- state ------------------------------------------------------------------------------------------
-
-_state_destination_options = [
-    click.option("--duckdb", "duckdb_path", type=click.Path(dir_okay=False), help="DuckDB file (default sqquid.duckdb)."),
-    click.option("--parquet", "parquet_dir", type=click.Path(file_okay=False), help="A Parquet extract's directory."),
-    _config_option,
-]
-
-
-def _with_state_destination(f):
-    for option in reversed(_state_destination_options):
-        f = option(f)
-    return f
-
-
-def _open_state(config, duckdb_path, parquet_dir):
-    from .state_commands import open_state_destination
-
-    settings = _settings(config)
-    duckdb_path, parquet_dir = _destination(settings, duckdb_path, parquet_dir)
-    where = parquet_dir or duckdb_path or DEFAULT_DUCKDB
-    return open_state_destination(duckdb_path, parquet_dir, tuning=settings.tuning()), where
-
-
-@main.group()
-def state() -> None:
-    """Show, set or reset the incremental state (bookmarks) of a destination."""
-
-
-@state.command("show")
-@click.argument("stream", required=False)
-@_with_state_destination
-@click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
-def state_show(stream, duckdb_path, parquet_dir, config, as_json) -> None:
-    """Print the stored state of every stream, or of STREAM."""
-    from .definitions import load_definitions
-    from .state_commands import show
-
-    try:
-        opened, where = _open_state(config, duckdb_path, parquet_dir)
-        with opened as destination:
-            states = show(destination, stream)
-    except SqquidError as exc:
-        _fail(exc)
-        return
-    if as_json:
-        click.echo(json.dumps({name: asdict(s) for name, s in states.items()}, indent=2, sort_keys=True))
-        return
-    names = [stream] if stream else list(load_definitions())
-    click.echo(f"state of {where}")
-    header = f"{'stream':<16}{'partition':<11}{'cursor':<29}{'last run':<34}{'rows':>8}"
-    click.echo(header)
-    click.echo("-" * len(header))
-    for name in names:
-        s = states.get(name)
-        if s is None or not (s.cursors or s.last_run_at):
-            click.echo(f"{name:<16}{'-':<11}{'(no state: next extract starts from the start date)'}")
-            continue
-        cursors = sorted(s.cursors.items()) or [("-", "-")]
-        for i, (partition, cursor) in enumerate(cursors):
-            last = f"{s.last_run_at or '-'}" if i == 0 else ""
-            rows = str(s.rows_last_run) if i == 0 else ""
-            click.echo(f"{name if i == 0 else '':<16}{partition:<11}{cursor:<29}{last:<34}{rows:>8}")
-
-
-@state.command("set")
-@click.argument("stream")
-@click.option("--cursor", required=True, help="ISO 8601 date or timestamp; the next extract starts there (minus --lookback).")
-@click.option("--partition", help="Only this partition (shipment_items: toship, shipped, cancelled, flagged).")
-@_with_state_destination
-def state_set(stream, cursor, partition, duckdb_path, parquet_dir, config) -> None:
-    """Set the cursor (bookmark) of STREAM."""
-    from .state_commands import set_cursor
-
-    try:
-        opened, where = _open_state(config, duckdb_path, parquet_dir)
-        with opened as destination:
-            new = set_cursor(destination, stream, cursor, partition)
-    except SqquidError as exc:
-        _fail(exc)
-        return
-    for key, value in sorted(new.cursors.items()):
-        if partition is None or key == partition:
-            label = "" if key == "_" else f" [{key}]"
-            click.echo(f"{stream}{label}: cursor set to {value} in {where}")
-
-
-@state.command("reset")
-@click.argument("stream", required=False)
-@_with_state_destination
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def state_reset(stream, duckdb_path, parquet_dir, config, yes) -> None:
-    """Forget the state of STREAM (or of every stream): the next extract re-reads from the start date."""
-    from .state_commands import reset
-
-    try:
-        opened, where = _open_state(config, duckdb_path, parquet_dir)
-        with opened as destination:
-            if not yes:
-                what = f"stream {stream}" if stream else "EVERY stream"
-                click.confirm(f"reset the state of {what} in {where}? The next extract re-reads it from the "
-                              "start date", abort=True, err=True)
-            removed = reset(destination, stream)
-    except SqquidError as exc:
-        _fail(exc)
-        return
-    if removed:
-        click.echo(f"state reset in {where}: {', '.join(removed)}")
-    else:
-        click.echo(f"no state to reset in {where}" + (f" for {stream}" if stream else ""))
 
 
 @main.command()
@@ -390,7 +254,7 @@ def demo(duckdb_path: str, orders: int, products: int, rate: float) -> None:
     try:
         ok = run_demo(Path(duckdb_path), orders=orders, products=products, rate=rate)
     except SqquidError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if not ok:
         sys.exit(1)

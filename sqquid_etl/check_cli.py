@@ -1,0 +1,79 @@
+"""`sqquid-etl check`: a thin click command over `check.check_streams`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+
+import click
+
+from .errors import SqquidError
+from .settings import DEFAULT_BURST, DEFAULT_RATE
+
+
+@click.command("check")
+@click.option("--streams", help="Comma-separated streams (default: all, or the config's).")
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SQQUID_CONFIG",
+              help="Settings file (env SQQUID_CONFIG; default ./sqquid.toml when present).")
+@click.option("--base-url", envvar="SQQUID_BASE_URL", help="API base URL (env SQQUID_BASE_URL).")
+@click.option("--api-key", envvar="SQQUID_API_KEY", help="API key (env SQQUID_API_KEY).")
+@click.option("--username", envvar="SQQUID_USERNAME", help="Username (env SQQUID_USERNAME).")
+@click.option("--password", envvar="SQQUID_PASSWORD", help="Password (env SQQUID_PASSWORD).")
+@click.option("--rate", type=click.FloatRange(min=0), help="Requests per second the client allows itself. [default: 2]")
+@click.option("--burst", type=click.IntRange(min=1), help="Leaky-bucket size the client allows itself. [default: 40]")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (for CI).")
+def check_command(streams, config, base_url, api_key, username, password, rate, burst, as_json) -> None:
+    """Read one page of every selected stream and compare it with the stream definitions.
+
+    Exit 0 when an extract would store every record and field as sent (coerced at most), 1 when
+    it would quarantine records, drop undefined fields or fail.
+    """
+    from .check import check_streams
+    from .client import Credentials, SqquidClient, base_url_from_env
+    from .config import find_config, load_config
+    from .definitions import load_definitions, select_streams
+
+    try:
+        settings = load_config(find_config(config))
+        if not (api_key or (username and password)):
+            creds = settings.credentials()
+            api_key, username, password = creds.get("api_key"), creds.get("username", username), creds.get("password")
+        definitions = load_definitions()
+        names = [s.strip() for s in streams.split(",") if s.strip()] if streams else settings.get("streams")
+        selected = select_streams(definitions, names)
+        rate = rate if rate is not None else settings.get("rate", DEFAULT_RATE)
+        credentials = Credentials.from_env(api_key, username, password)
+        with SqquidClient(credentials, base_url_from_env(base_url or settings.get("base_url")),
+                          rate=rate or None, burst=burst or settings.get("burst", DEFAULT_BURST)) as client:
+            client.ensure_token()
+            checks = check_streams(client, selected, definitions.values())
+            requests = client.stats.requests
+    except SqquidError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    ok = all(c.stores_everything for c in checks)
+    if as_json:
+        click.echo(json.dumps({"ok": ok, "requests": requests, "streams": [
+            {**asdict(c), "stores_everything": c.stores_everything} for c in checks]}, default=str))
+    else:
+        _print(checks, requests)
+    sys.exit(0 if ok else 1)
+
+
+def _print(checks, requests: int) -> None:
+    for c in checks:
+        state = "error" if c.error else ("ok" if c.stores_everything else "differs")
+        paging = ", ".join(f"{k}={v}" for k, v in c.paging.items()) or "-"
+        click.echo(f"{c.stream:<16}{state:<9}{c.records:>5} records  envelope: {', '.join(c.envelope) or '-'}  "
+                   f"paging: {paging}")
+        if c.error:
+            click.echo(f"  error: {c.error}")
+        for d in c.differences:
+            where = f"{d.table}.{d.field}"
+            detail = f"{d.count}x, e.g. {d.example}" if d.example is not None else ""
+            reason = f" ({d.reason})" if d.reason else ""
+            click.echo(f"  {where:<40}{d.kind:<11}{detail}{reason}")
+    differing = sum(not c.stores_everything for c in checks)
+    click.echo(f"{len(checks)} streams checked with {requests} requests; "
+               + (f"{differing} would not be stored as sent" if differing else "an extract would store everything"))
