@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from .client import SqquidClient
 from .definitions import StreamDefinition, load_definitions
-from .errors import ConfigError
+from .errors import ConfigError, SchemaError
 from .keys import batch_keys
 from .read import read_tables
 from .reverse_validate import DEFAULT, KEY
@@ -38,7 +38,15 @@ def fetch_current(client: SqquidClient, skus: Iterable[str]) -> tuple[pd.DataFra
     current_qty) and the skus that could not be listed (sorted)."""
     definition = inventory_definition()
     keys = batch_keys(definition.keys_from, definition.path, skus, client.base_url)  # type: ignore[arg-type]
-    tables = [page[INVENTORY_TABLE] for _, page in read_tables(definition, client, {None: None}, keys.batches)]
+    tables = []
+    for _, page in read_tables(definition, client, {None: None}, keys.batches):
+        if page.rejected:  # a record an extract would quarantine: its current inventory is unknown
+            bad = page.rejected[0]
+            raise SchemaError(
+                f"current inventory of sku {bad.key} cannot be read exactly: field {bad.field!r}: {bad.reason} "
+                f"({len(page.rejected)} such record(s) on the page); nothing was sent"
+            )
+        tables.append(page[INVENTORY_TABLE])
     return current_frame(tables), sorted(keys.unlistable)
 
 

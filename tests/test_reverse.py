@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from sqquid_etl.client import Credentials, SqquidClient
 from sqquid_etl.retry import RetryBudget
-from sqquid_etl.errors import ApiError, ConfigError, InputError, StateError
+from sqquid_etl.errors import ApiError, ConfigError, InputError, SchemaError, StateError
 from sqquid_etl.reverse import load_inventory
 from sqquid_etl.reverse_cli import load_inventory_command
 from sqquid_etl.reverse_current import current_frame, fetch_current
@@ -435,6 +435,22 @@ def test_current_inventory_skus_are_batched_under_the_url_limit():
     assert current.empty and unlistable == ["y" * 3000]
     assert len(client.urls) > 1 and all(len(url) < 2000 for url in client.urls)
     assert sorted(client.skus) == sorted(skus)
+
+
+class LossyInventoryClient(ListingClient):
+    """An account whose inventory listing holds a quantity that cannot be stored (1.5)."""
+
+    def get_body(self, path, params=None, budget=None):
+        super().get_body(path, params, budget)
+        return (b'{"total": 2, "offset": 0, "limit": 1000, "results": ['
+                b'{"sku": "A", "inventory": [{"location_external_id": "50", "bin": "x", "qty_on_hand": 3}]},'
+                b'{"sku": "B", "inventory": [{"location_external_id": "50", "bin": "x", "qty_on_hand": 1.5}]}]}')
+
+
+def test_current_inventory_that_cannot_be_read_exactly_stops_the_load():
+    with pytest.raises(SchemaError, match="sku 'B'|sku B") as err:
+        fetch_current(LossyInventoryClient(), ["A", "B"])
+    assert "qty_on_hand" in str(err.value) and "nothing was sent" in str(err.value)
 
 
 def test_current_frame_defaults_location_and_bin_and_keeps_the_last_record():
