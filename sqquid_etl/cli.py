@@ -115,7 +115,7 @@ def _stream_list(value: str | list[str] | None) -> list[str] | None:
 @click.option("--lookback", help="Re-read this much before the stored cursor (1s, 15m, 2h, 1d). [default: 1s]")
 @click.option("--full-refresh", "full_refresh", is_flag=False, flag_value="*", default=None,
               help="Re-extract from the start date: all selected streams, or a comma-separated list.")
-@click.option("--strict", is_flag=True, default=None, help="Fail a stream whose records differ from the API's /count.")
+@click.option("--strict", is_flag=True, default=None, help="Fail a stream whose records differ from the API's /count, or that would quarantine a record.")
 @click.option("--base-url", envvar="SQQUID_BASE_URL", help="API base URL (env SQQUID_BASE_URL).")
 @click.option("--api-key", envvar="SQQUID_API_KEY", help="API key (env SQQUID_API_KEY).")
 @click.option("--username", envvar="SQQUID_USERNAME", help="Username (env SQQUID_USERNAME).")
