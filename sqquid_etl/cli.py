@@ -26,6 +26,7 @@ DEFAULTS = {"lookback": DEFAULT_LOOKBACK, "rate": DEFAULT_RATE, "burst": DEFAULT
 # commands whose modules load only when they run: the sandbox is a product of its own, and the
 # reverse load brings pandas
 LAZY_COMMANDS = {
+    "capture": ("sqquid_etl.capture_cli", "capture_command"),
     "check": ("sqquid_etl.check_cli", "check_command"),
     "state": ("sqquid_etl.state_cli", "state"),
     "load-inventory": ("sqquid_etl.reverse_cli", "load_inventory_command"),
