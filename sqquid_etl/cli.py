@@ -117,6 +117,8 @@ def _stream_list(value: str | list[str] | None) -> list[str] | None:
 @click.option("--full-refresh", "full_refresh", is_flag=False, flag_value="*", default=None,
               help="Re-extract from the start date: all selected streams, or a comma-separated list.")
 @click.option("--strict", is_flag=True, default=None, help="Fail a stream whose records differ from the API's /count, or that would quarantine a record.")
+@click.option("--schema-contract", "schema_contract", type=click.Choice(["evolve", "freeze", "discard"]), default=None,
+              help="Undocumented fields: new columns (evolve, the default), fail the stream (freeze) or drop them (discard).")
 @click.option("--base-url", envvar="SQQUID_BASE_URL", help="API base URL (env SQQUID_BASE_URL).")
 @click.option("--api-key", envvar="SQQUID_API_KEY", help="API key (env SQQUID_API_KEY).")
 @click.option("--username", envvar="SQQUID_USERNAME", help="Username (env SQQUID_USERNAME).")
@@ -128,7 +130,7 @@ def _stream_list(value: str | list[str] | None) -> list[str] | None:
 @_output_options
 @click.pass_context
 def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, start_date, lookback, full_refresh, strict,
-            base_url, api_key, username, password, rate, burst, show_progress, verbose, quiet, log_format) -> None:
+            schema_contract, base_url, api_key, username, password, rate, burst, show_progress, verbose, quiet, log_format) -> None:
     """Extract streams into DuckDB (default) or Parquet, incrementally.
 
     With a config file (`--config`, or ./sqquid.toml) a scheduled job is `sqquid-etl extract`.
@@ -168,7 +170,7 @@ def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, start_
                 full_refresh=refresh, strict=bool(strict if strict is not None else settings.get("strict", False)),
                 rate=rate or None, burst=burst if burst is not None else settings.get("burst", DEFAULTS["burst"]),
                 catalog=catalog_path or settings.get("catalog"), progress=reporter, stream_done=reporter.stream_done,
-                tuning=settings.tuning(),
+                tuning=settings.tuning(), schema_contract=schema_contract or settings.get("schema_contract"),
             )
         finally:
             reporter.close()

@@ -17,6 +17,7 @@
     lookback = "1s"
     catalog = "catalog.json"
     strict = false
+    schema_contract = "evolve"         # undocumented fields: evolve | freeze | discard
 
     [tuning]                           # or SQQUID_DUCKDB_MEMORY_LIMIT, SQQUID_DUCKDB_THREADS, SQQUID_FLUSH_ROWS
     duckdb_memory_limit = "40MB"
@@ -49,7 +50,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "destination": {"duckdb": (str,), "parquet": (str,)},
     "extract": {
         "streams": (list,), "start_date": (str,), "lookback": (str,), "catalog": (str,), "strict": (bool,),
-        "full_refresh": (bool, list),
+        "full_refresh": (bool, list), "schema_contract": (str,),
     },
     "tuning": {"duckdb_memory_limit": (str,), "duckdb_threads": (int,), "flush_rows": (int,)},
 }

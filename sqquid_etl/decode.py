@@ -4,7 +4,9 @@ records, the envelope's paging metadata, and the immutable plan it was read with
 A body is read by Arrow's JSON reader straight into one struct array typed by the stream's
 schema (in C++, without the GIL, no Python object per value) when the plan allows it, else by
 `json.loads` into dicts, which Arrow then reads as the same struct array where their values fit.
-The fetch threads decode; the consumer only converts (`records.page_tables`).
+The fetch threads decode; the consumer only converts (`records.page_tables`). Fields the schema
+does not name are read too, so a page holding any says so (`Page.undocumented`) at no cost to
+one that does not; the conversion then finds them (`evolve.py`).
 
 What the decoder learns (fields whose values do not fit their Arrow type, the API's numbers
 where the schema says text) only ever grows, and lives in one place: `PageDecoder._plan`,
@@ -49,6 +51,8 @@ class Page:
     body: bytes
     total: int | None = None
     limit: int | None = None
+    undocumented: bool = False  # read by Arrow: its records hold fields the plan does not read
+
 
     def __len__(self) -> int:
         return len(self.array) if self.records is None else len(self.records)  # type: ignore[arg-type]
@@ -176,7 +180,7 @@ def _read_body(body: bytes, plan: ReadPlan | None, envelope: str | None) -> Page
         table = pa_json.read_json(
             pa.BufferReader(text),
             read_options=pa_json.ReadOptions(use_threads=False, block_size=max(1 << 16, len(text) + 1)),
-            parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore"),
+            parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
@@ -186,4 +190,7 @@ def _read_body(body: bytes, plan: ReadPlan | None, envelope: str | None) -> Page
     if lists.null_count:
         return None
     total, limit = (table.column(name)[0].as_py() for name in ENVELOPE_FIELDS)
-    return Page(lists.flatten(), None, plan, body, total, limit)
+    # fields the schema does not name are read too (inferred): their presence says the page
+    # has undocumented fields, which the conversion then finds in the records (`evolve.py`)
+    undocumented = lists.type != schema.field(envelope).type
+    return Page(lists.flatten(), None, plan, body, total, limit, undocumented)

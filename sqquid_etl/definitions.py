@@ -109,6 +109,7 @@ class StreamDefinition:
     depends_on: tuple[str, ...]
     tables: tuple[TableSpec, ...]  # the first is the stream's own table (or its only nested one)
     source_file: str = ""
+    schema_contract: str | None = None  # evolve | freeze | discard for undocumented fields (None: the run's)
 
     @property
     def table_names(self) -> list[str]:
@@ -195,7 +196,15 @@ def parse_definition(raw: Any, source_file: str = "<memory>") -> StreamDefinitio
         depends_on=tuple(raw.get("depends_on") or ()),
         tables=tuple(tables),
         source_file=source_file,
+        schema_contract=_parse_contract(raw, where),
     )
+
+
+def _parse_contract(raw: dict, where: str) -> str | None:
+    contract = raw.get("schema_contract")
+    if contract is not None and contract not in ("evolve", "freeze", "discard"):
+        raise ConfigError(f"{where}: schema_contract {contract!r}; expected evolve, freeze or discard")
+    return contract
 
 
 def _parse_paginator(raw: dict, where: str) -> Paginator:

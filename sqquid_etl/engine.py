@@ -20,6 +20,7 @@ from .cursors import CursorTracker
 from .definitions import StreamDefinition
 from .destinations import Destination
 from .errors import ConfigError, SchemaError, SqquidError
+from .evolve import DEFAULT_CONTRACT
 from .fetch import FetchStats
 from .keys import batch_keys
 from .read import read_tables
@@ -72,6 +73,8 @@ class RunOptions:
     full_refresh: frozenset[str] = frozenset()
     strict: bool = False
     prefetch_pages: int = 2
+    schema_contract: str | None = None  # evolve | freeze | discard; None: each stream's (else evolve)
+    deselected: dict = field(default_factory=dict)  # stream -> (table, field) a catalog deselected
 
 
 @dataclass
@@ -86,6 +89,7 @@ class StreamRun:
     progress: ProgressCallback | None = None
     result: StreamResult = field(init=False)
     quarantined: list = field(default_factory=list)  # (partition, cursor text or None) of each record quarantined
+    undocumented: set = field(default_factory=set)  # (table, field) of the undocumented fields said so far
     _requests_before: int = field(init=False)
     _started: float = field(init=False)
 
@@ -93,6 +97,11 @@ class StreamRun:
         self.result = StreamResult(stream=self.stream.name, started_at=_now())
         self._requests_before = self.client.stats.requests
         self._started = time.monotonic()
+
+    @property
+    def contract(self) -> str:
+        """What is done with an undocumented field: the run's contract, else the stream's, else evolve."""
+        return self.options.schema_contract or self.stream.schema_contract or DEFAULT_CONTRACT
 
     @property
     def refresh(self) -> bool:
@@ -163,6 +172,8 @@ def _stage_pages(run: StreamRun, windows: Windows, writer, tracker: CursorTracke
     pages = read_tables(stream, run.client, windows, key_batches, prefetch=run.options.prefetch_pages, stats=stats)
     for partition, tables in pages:
         _tally_page(run, writer, partition, tables, rejected_keys)
+        if tables.extras:
+            tables.extras = undocumented_fields(run, writer, tables.extras)
         writer.write(tables)
         tracker.observe(partition, tables)
         result.pages += 1
@@ -181,11 +192,12 @@ def _tally_page(run: StreamRun, writer, partition: str | None, tables: PageTable
     result.records_stored += tables.records - len(rejected)
     if not rejected:
         return
-    if run.options.strict:
+    if run.options.strict or run.contract == "freeze":
         first = rejected[0]
+        why = "--strict" if run.options.strict else "schema contract freeze"
         raise SchemaError(
             f"stream {run.stream.name!r}: record {first.key!r} cannot be stored without loss: table {first.table!r}, "
-            f"field {first.field!r}: {first.reason} (--strict: nothing of the stream was stored)"
+            f"field {first.field!r}: {first.reason} ({why}: nothing of the stream was stored)"
         )
     result.records_quarantined += len(rejected)
     writer.write_rejected(rejected_rows(run.run_id, run.stream.name, rejected))
@@ -196,6 +208,37 @@ def _tally_page(run: StreamRun, writer, partition: str | None, tables: PageTable
         first = rejected[0]
         log.warning("stream %s: record %r cannot be stored without loss (%s.%s: %s): quarantined in %s, the run goes on",
                     run.stream.name, first.key, first.table, first.field, first.reason, REJECTED_TABLE)
+
+
+def undocumented_fields(run: StreamRun, writer, extras: list) -> list:
+    """A page's undocumented fields under the stream's schema contract: those to keep as new
+    columns (`evolve`, where the destination can); each field said once a run (a warning);
+    under `freeze` the first one fails the stream. Fields a catalog deselected stay dropped."""
+    stream, contract = run.stream, run.contract
+    deselected = run.options.deselected.get(stream.name, ())
+    extras = [e for e in extras if (e.table, e.field) not in deselected]
+    if extras and contract == "freeze":
+        first = extras[0]
+        raise SchemaError(
+            f"stream {stream.name!r}: record {first.record!r} holds the undocumented field {first.field!r} "
+            f"(table {first.table!r}) (schema contract freeze: nothing of the stream was stored)"
+        )
+    evolves = contract == "evolve" and getattr(writer, "evolves", False)
+    kept = [e for e in extras if evolves and e.table is not None]
+    for extra in extras:
+        if (extra.table, extra.field) in run.undocumented:
+            continue
+        run.undocumented.add((extra.table, extra.field))
+        if evolves and extra.table is not None:
+            log.warning("stream %s: undocumented field %r kept as the new column %s.%s", stream.name, extra.field,
+                        extra.table, extra.column)
+        else:
+            why = ("schema contract discard" if contract == "discard" else
+                   "the stream has no table of its own" if extra.table is None else
+                   f"{run.destination.location} cannot keep undocumented fields yet")
+            log.warning("stream %s: undocumented field %r of table %s dropped (%s)", stream.name, extra.field,
+                        extra.table, why)
+    return kept
 
 
 def _check_count(run: StreamRun, windows: Windows, stats: FetchStats, received: int) -> CountCheck:

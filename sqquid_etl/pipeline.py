@@ -18,6 +18,7 @@ from .definitions import StreamDefinition, load_definitions, select_streams
 from .destinations import Destination, check_destination, open_destination
 from .engine import ProgressCallback, RunOptions, StreamResult, StreamRun, new_run_id, plan_windows, run_windows
 from .errors import ConfigError, SqquidError
+from .evolve import CONTRACTS, dropped_fields
 from .reconcile import describe_gaps, describe_surpluses, find_gaps
 from .settings import DEFAULT_BURST, DEFAULT_DUCKDB, DEFAULT_LOOKBACK, DEFAULT_RATE, Tuning
 from .state import StreamState, parse_duration, parse_timestamp
@@ -69,13 +70,16 @@ def extract(
     catalog: str | Path | dict | None = None,
     stream_done: Callable[[StreamResult], None] | None = None,
     tuning: Tuning | None = None,
+    schema_contract: str | None = None,
 ) -> ExtractResult:
     """Extract the selected streams (all by default) into DuckDB (default `sqquid.duckdb`) or a
     Parquet directory. Options are validated before anything is requested or written.
     `catalog` (a Singer catalog file or dict) selects the streams and fields; `stream_done` is
     called with each stream's result as it finishes. `tuning` (how destinations use memory)
-    defaults to the environment's SQQUID_DUCKDB_MEMORY_LIMIT, SQQUID_DUCKDB_THREADS, SQQUID_FLUSH_ROWS."""
-    selected, options = _plan(streams, catalog, start_date, lookback, full_refresh, strict)
+    defaults to the environment's SQQUID_DUCKDB_MEMORY_LIMIT, SQQUID_DUCKDB_THREADS, SQQUID_FLUSH_ROWS.
+    `schema_contract` (evolve | freeze | discard) says what becomes of the fields no definition
+    names: by default each stream's `schema_contract`, else evolve (new nullable columns)."""
+    selected, options = _plan(streams, catalog, start_date, lookback, full_refresh, strict, schema_contract)
     if rate is not None and not rate > 0:
         raise ConfigError(f"--rate {rate}: must be a positive number of requests per second (0 turns pacing off)")
     if burst < 1:
@@ -117,14 +121,18 @@ def _open(client: SqquidClient, own_client: bool, open_: Callable[[], Destinatio
         raise
 
 
-def _plan(streams, catalog, start_date, lookback, full_refresh, strict) -> tuple[list[StreamDefinition], RunOptions]:
+def _plan(streams, catalog, start_date, lookback, full_refresh, strict,
+          schema_contract=None) -> tuple[list[StreamDefinition], RunOptions]:
     """The streams to run, in dependency order, and the run's options; a bad one is a ConfigError."""
-    definitions = load_definitions()
+    if schema_contract is not None and schema_contract not in CONTRACTS:
+        raise ConfigError(f"--schema-contract {schema_contract!r}: expected one of {', '.join(CONTRACTS)}")
+    definitions = full = load_definitions()
     if catalog is not None:
         from .catalog import apply_catalog
 
         definitions = apply_catalog(catalog, definitions)
     selected = select_streams(definitions, list(streams) if streams else None)
+    deselected = {d.name: dropped_fields(full[d.name], d) for d in selected if d.name in full}
     if isinstance(full_refresh, bool):
         refresh = frozenset(d.name for d in selected) if full_refresh else frozenset()
     else:
@@ -135,6 +143,8 @@ def _plan(streams, catalog, start_date, lookback, full_refresh, strict) -> tuple
         lookback=parse_duration(lookback, "--lookback"),
         full_refresh=refresh,
         strict=strict,
+        schema_contract=schema_contract,
+        deselected={name: fields for name, fields in deselected.items() if fields},
     )
     return selected, options
 

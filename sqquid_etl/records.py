@@ -7,7 +7,8 @@ The fast path takes each table's columns from the page's struct array column by 
 dicts. A page it refuses goes through the record-by-record path, which stores what the schema
 says, coerces what drifted without loss (`columns.py`, `coerce.py`), and quarantines each
 record holding a value that cannot be stored without loss (with its children): the page's
-`PageTables.rejected`. Every record of a page is stored or rejected, never dropped."""
+`PageTables.rejected`. Every record of a page is stored or rejected, never dropped; the fields
+no column reads are found (`evolve.find_extras`) for the schema contract: `PageTables.extras`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import array
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any, Iterable
 
 import pyarrow as pa
@@ -24,6 +26,7 @@ from .coerce import Lossy, coerce
 from .columns import ColumnResult, convert_column
 from .decode import Page, PageDecoder, page_dicts
 from .definitions import Column, StreamDefinition, TableSpec
+from .evolve import find_extras
 from .plan import ARROW_ERRORS, ARROW_TYPES, ReadPlan, field_values
 
 
@@ -41,13 +44,15 @@ class Rejected:
 
 class PageTables(dict):
     """{table name: pa.Table} of one page, and what its conversion did: `records` received,
-    `coerced` values stored in another form than they were sent in, `rejected` records."""
+    `coerced` values stored in another form than they were sent in, `rejected` records, and
+    `extras`: the undocumented fields of the records stored (`evolve.Extra`)."""
 
     def __init__(self, tables: Iterable = (), records: int = 0, coerced: int = 0, rejected: Iterable = ()):
         super().__init__(tables)
         self.records = records
         self.coerced = coerced
         self.rejected: list[Rejected] = list(rejected)
+        self.extras: list = []
 
 
 def arrow_schema(table: TableSpec) -> pa.Schema:
@@ -58,10 +63,17 @@ def page_tables(stream: StreamDefinition, page: Page, partition_value: str | Non
     """One Arrow table per destination table of the stream, for one page."""
     if page.array is not None and page.plan is not None:
         try:
-            return _fast_page(stream, page.plan, page.array, page.records, partition_value)
+            out = _fast_page(stream, page.plan, page.array, page.records, partition_value)
         except _FAST_ERRORS:
             pass
-    return _slow_page(stream, page_dicts(stream, page), partition_value)
+        else:
+            if page.records is not None or page.undocumented:
+                out.extras = find_extras(stream, page_dicts(stream, page), (), partial(record_key, stream))
+            return out
+    records = page_dicts(stream, page)
+    out, skipped = _slow_page(stream, records, partition_value)
+    out.extras = find_extras(stream, records, skipped, partial(record_key, stream))
+    return out
 
 
 def page_to_tables(stream: StreamDefinition, records: list[dict], partition_value: str | None = None) -> PageTables:
@@ -72,8 +84,9 @@ def page_to_tables(stream: StreamDefinition, records: list[dict], partition_valu
 Faults = dict  # record index -> [(table, field, reason)] of its values that cannot be stored
 
 
-def _slow_page(stream: StreamDefinition, records: list[dict], partition_value: str | None) -> PageTables:
-    """Record by record: every record stored (values coerced where they drifted) or rejected."""
+def _slow_page(stream: StreamDefinition, records: list[dict], partition_value: str | None) -> tuple[PageTables, set]:
+    """Record by record: every record stored (values coerced where they drifted) or rejected
+    (the indices of those, with the tables)."""
     faults: Faults = {}
     built = []
     for table in stream.tables:
@@ -92,7 +105,7 @@ def _slow_page(stream: StreamDefinition, records: list[dict], partition_value: s
             data = data.filter(pa.array([owner not in faults for owner in owners], pa.bool_()))
         out[name] = data
         out.coerced += sum(1 for row in coerced if owners[row] not in faults)
-    return out
+    return out, set(faults)
 
 
 def _rows_of(table: TableSpec, records: list[dict], faults: Faults) -> tuple[list, list, Any]:

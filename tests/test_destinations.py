@@ -199,3 +199,33 @@ def test_tuning_is_what_is_passed_not_the_environment(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="SQQUID_FLUSH_ROWS"):
         check_destination(parquet=tmp_path / "lake", tuning=Tuning(flush_rows=0))
     assert not (tmp_path / "lake").exists()
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("flush_rows", [1, 10_000])
+def test_undocumented_fields_of_the_last_version_of_a_key(tmp_path, kind, flush_rows):
+    """A writer says whether it `evolves` (keeps a page's undocumented fields as new columns);
+    where it does, a key's last version gives its values (a field it lacks is null) in the
+    record's table and its children's."""
+    destination = open_destination(**{kind: _location(kind, tmp_path)}, tuning=Tuning(flush_rows=flush_rows))
+    try:
+        def order(id_, **extra):
+            record = _order(id_, "2024-01-01T00:00:00Z", items=(id_ * 10,))
+            record["order_items"][0].update(extra)
+            return {**record, **extra}
+
+        pages = [[order(1, flag=1), order(2, flag="x")], [order(3)], [order(1), order(2, flag="y")]]
+        writer = destination.begin(ORDERS, replace=False)
+        assert isinstance(writer.evolves, bool)
+        for page in pages:
+            tables = page_to_tables(ORDERS, page)
+            tables.extras = tables.extras if writer.evolves else []
+            writer.write(tables)
+        writer.commit(StreamState(), RunRecord(run_id="r1", stream="orders", started_at="2024-01-01T00:00:00+00:00", status="ok"))
+        assert destination.distinct_values("orders", "id") == [1, 2, 3]
+        if writer.evolves:
+            assert destination.distinct_values("orders", "flag") == ["y"]
+            assert destination.distinct_values("order_items", "flag") == ["y"]
+            assert destination.count_since("orders", "created_at", None, {"flag": "y"}) == 1
+    finally:
+        destination.close()

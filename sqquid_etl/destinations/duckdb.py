@@ -19,8 +19,9 @@ from ..settings import Tuning
 from ..state import StreamState
 from .buffer import SEQ
 from .duckdb_tuning import check_tuning, tune, within_memory_limit
-from .merge_sql import check_columns, latest_versions_sql, quote_identifier as q, where_clause
-from .staging import ParquetStage
+from .duckdb_evolve import EvolvedColumns, add_columns, documented_columns, update_sql
+from .merge_sql import latest_versions_sql, quote_identifier as q, where_clause
+from .staging import ParquetStage, extra_name
 
 STATE_TABLE = "_sqquid_state"
 RUNS_TABLE = "_sqquid_runs"
@@ -194,7 +195,10 @@ class DuckDBStreamWriter:
     a crashed run's files are removed when the database is next opened). `commit` merges them
     into the target tables and stores state and the run record in ONE transaction: old or new,
     never half. A table that received no row costs no file and no query (a run with nothing new
-    commits the state and the run row only)."""
+    commits the state and the run row only). Undocumented fields become new columns
+    (`duckdb_evolve.py`), added by the same commit."""
+
+    evolves = True  # keeps the undocumented fields of a page (`PageTables.extras`) as new columns
 
     def __init__(self, destination: DuckDBDestination, stream: StreamDefinition, replace: bool):
         self.dest = destination
@@ -206,14 +210,19 @@ class DuckDBStreamWriter:
         existing = destination.columns()
         for table in stream.tables:
             if not replace and table.name in existing:
-                check_columns(destination.location, table.name, existing[table.name], stream, table.column_names)
+                documented_columns(self.conn, destination.location, table.name, existing[table.name], stream,
+                                   table.column_names)
                 self._was_empty[table.name] = not self.conn.execute(f"SELECT 1 FROM {q(table.name)} LIMIT 1").fetchall()
             else:
                 self._was_empty[table.name] = True
         self.stage = ParquetStage(destination.staging_dir / stream.name, stream, destination.tuning.flush_rows)
+        self.evolved = EvolvedColumns()
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         self._distinct.clear()
+        extras = getattr(tables, "extras", None)
+        if extras:
+            self.evolved.stage(extras, self.stage)  # numbered by the rows staged before the page's
         self.stage.write(tables)
 
     def write_rejected(self, rows: pa.Table) -> None:
@@ -245,11 +254,22 @@ class DuckDBStreamWriter:
         for table in self.stream.tables:
             self._create_target(table)
             self._merge(table, parent)
+            types = self.evolved.types.get(table.name)
+            if types and self.stage.rows(table.name):
+                self._evolve(table, types, run.run_id)
         if self.stage.rows(REJECTED_TABLE):
             columns = ", ".join(q(c) for c in REJECTED_COLUMNS)
             self.conn.execute(f"INSERT INTO {REJECTED_TABLE} ({columns}) SELECT {columns} FROM {self.stage.relation(REJECTED_TABLE)}")
         self.dest.write_state(self.stream.name, state)
         self.dest.record_run(run)
+
+    def _evolve(self, table: TableSpec, types: dict[str, str], run_id: str) -> None:
+        """The table's undocumented fields as columns, holding the values of the rows merged."""
+        types = add_columns(self.conn, table, types, self.stream.name, run_id)
+        known = self.dest.columns()[table.name]
+        known.extend(c for c in types if c not in known)
+        staged, extras = self.stage.relation(table.name), self.stage.relation(extra_name(table.name))
+        self.conn.execute(update_sql(table, staged, extras, types))
 
     def _create_target(self, table: TableSpec) -> None:
         """The table, with the column types of the staged file (those of the stream's schema)."""
@@ -275,7 +295,8 @@ class DuckDBStreamWriter:
                 )
         if rows:
             unique = self._distinct.get(table.name) == rows or None  # counted: no key came twice
-            self.conn.execute(f"INSERT INTO {target} {latest_versions_sql(self.stage.relation(table.name), table, self.conn, unique)}")
+            columns = ", ".join(q(c) for c in table.column_names)  # by name: the table may have evolved columns
+            self.conn.execute(f"INSERT INTO {target} ({columns}) {latest_versions_sql(self.stage.relation(table.name), table, self.conn, unique)}")
 
     def abort(self) -> None:
         self.stage.discard()

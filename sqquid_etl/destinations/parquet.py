@@ -151,6 +151,8 @@ class ParquetDestination:
 
 
 class ParquetStreamWriter:
+    evolves = False  # undocumented fields are dropped, with a warning (not yet new columns here)
+
     def __init__(self, destination: ParquetDestination, stream: StreamDefinition, replace: bool):
         self.dest = destination
         self.layout = destination.layout

@@ -32,8 +32,14 @@ from ..state import StreamState
 class StreamWriter(Protocol):
     """Stages one stream's pages; nothing is visible until `commit`, which also stores state."""
 
+    evolves: bool  # keeps the undocumented fields of a page (`records.PageTables.extras`) as new columns
+
     def write(self, tables: dict[str, pa.Table]) -> None:
-        """Stage a page: {table name: rows} of the stream's tables (memory bounded by a batch)."""
+        """Stage a page: {table name: rows} of the stream's tables (memory bounded by a batch).
+        Where the writer `evolves`, the page's `extras` (`evolve.Extra`: undocumented fields
+        with their values, row by row) become new nullable columns of their tables at `commit`
+        (merged by column name; an existing table may hold such columns of earlier runs), each
+        recorded once in `_sqquid_schema_changes` (stream, table, column, type, first run)."""
 
     def write_rejected(self, rows: pa.Table) -> None:
         """Stage rows of `_sqquid_rejected` (`runs.REJECTED_COLUMNS`, all text): records the run

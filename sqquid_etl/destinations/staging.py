@@ -21,6 +21,13 @@ from .merge_sql import sql_path
 
 
 REJECTED_SCHEMA = pa.schema([(name, pa.string()) for name in REJECTED_COLUMNS])
+EXTRA_ROW = "_sqquid_row"  # the staged row (its SEQ in its table's file) an undocumented value belongs to
+EXTRA_SCHEMA = pa.schema([(EXTRA_ROW, pa.int64()), ("column", pa.string()), ("value", pa.string())])
+
+
+def extra_name(table: str) -> str:
+    """The staged table of the undocumented values of a table's rows (`duckdb_evolve.py`)."""
+    return f"_sqquid_extra.{table}"
 
 
 class ParquetStage:
@@ -30,7 +37,7 @@ class ParquetStage:
         self.directory = directory
         self.stream = stream
         shutil.rmtree(directory, ignore_errors=True)
-        self._tables = [t.name for t in stream.tables] + [REJECTED_TABLE]
+        self._tables = [t.name for t in stream.tables] + [REJECTED_TABLE] + [extra_name(t.name) for t in stream.tables]
         self._buffer = PageBuffer(self._tables, flush_rows)
         self._writers: dict[str, Any] = {}  # table -> its open pyarrow.parquet.ParquetWriter
         self._rows: dict[str, int] = {name: 0 for name in self._tables}
@@ -77,7 +84,8 @@ class ParquetStage:
         self.finish()
         if not self.path(table).exists():
             spec = next((t for t in self.stream.tables if t.name == table), None)
-            schema = (REJECTED_SCHEMA if spec is None else arrow_schema(spec)).append(pa.field(SEQ, pa.int64()))
+            schema = REJECTED_SCHEMA if table == REJECTED_TABLE else EXTRA_SCHEMA if spec is None else arrow_schema(spec)
+            schema = schema.append(pa.field(SEQ, pa.int64()))
             # from empty arrays: `Schema.empty_table()` makes pyarrow import pandas
             self._append(table, pa.Table.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema))
             self.finish()

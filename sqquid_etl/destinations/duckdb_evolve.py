@@ -1,0 +1,107 @@
+"""Schema evolution in DuckDB: the undocumented fields a writer is given (`PageTables.extras`,
+see `evolve.py`) become nullable columns of their tables, added by the commit that stores
+their data, and are recorded once in `_sqquid_schema_changes`.
+
+Their values are staged beside the table's rows, one row a value (`EXTRA_SCHEMA`: the staged
+row it belongs to, the column, the value as text), so a staged file never changes shape. At
+commit the table gains its new columns (ALTER TABLE; a column whose values disagree across
+pages or runs is widened: BIGINT -> DOUBLE, anything else -> VARCHAR), the rows are merged by
+column name, then the rows merged receive the values of their latest version (one UPDATE a
+table). A run without undocumented fields runs none of this."""
+
+from __future__ import annotations
+
+import array
+from typing import Any
+
+import pyarrow as pa
+
+from ..definitions import StreamDefinition, TableSpec
+from ..evolve import widen
+from .buffer import SEQ
+from .merge_sql import check_columns, quote_identifier as q
+from .staging import EXTRA_ROW, EXTRA_SCHEMA, extra_name
+
+HISTORY_TABLE = "_sqquid_schema_changes"
+_TYPES = ("BIGINT", "DOUBLE", "BOOLEAN", "JSON", "VARCHAR")
+
+
+class EvolvedColumns:
+    """The undocumented fields a writer has staged: table -> {column: type so far}."""
+
+    def __init__(self) -> None:
+        self.types: dict[str, dict[str, str]] = {}
+
+    def stage(self, extras: list, stage: Any) -> None:
+        """Stage a page's undocumented values; before the page's rows are (their numbers follow)."""
+        by_table: dict[str, list] = {}
+        for extra in extras:
+            types = self.types.setdefault(extra.table, {})
+            types[extra.column] = widen(types.get(extra.column, "NULL"), extra.type)
+            by_table.setdefault(extra.table, []).append(extra)
+        for table, found in by_table.items():
+            start = stage.rows(table)
+            rows = array.array("q", [start + row for extra in found for row in extra.rows])
+            columns = [extra.column for extra in found for _ in extra.rows]
+            values = [value for extra in found for value in extra.values]
+            data = pa.Table.from_arrays(
+                [pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows)]),
+                 pa.array(columns, pa.string()), pa.array(values, pa.string())], schema=EXTRA_SCHEMA)
+            stage.write({extra_name(table): data})
+
+
+def documented_columns(conn: Any, where: str, table: str, have: list[str], stream: StreamDefinition,
+                       want: list[str]) -> None:
+    """`merge_sql.check_columns`, the columns an earlier run added for undocumented fields aside."""
+    if have != want and history_exists(conn):
+        evolved = {r[0] for r in conn.execute(f"SELECT {q('column')} FROM {HISTORY_TABLE} WHERE {q('table')} = ?",
+                                                [table]).fetchall()}
+        have = [c for c in have if c not in evolved or c in want]
+    check_columns(where, table, have, stream, want)
+
+
+def history_exists(conn: Any) -> bool:
+    return bool(conn.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = ? AND schema_name = 'main' "
+                             "AND database_name = current_database()", [HISTORY_TABLE]).fetchall())
+
+
+def add_columns(conn: Any, table: TableSpec, types: dict[str, str], stream: str, run_id: str) -> dict[str, str]:
+    """The table's new columns added (or widened), each recorded once in the history; returns
+    the type of each column (within the caller's transaction)."""
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (stream VARCHAR, {q('table')} VARCHAR, "
+                 f"{q('column')} VARCHAR, type VARCHAR, first_run VARCHAR, recorded_at TIMESTAMPTZ)")
+    have = dict(conn.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main' "
+        "AND database_name = current_database()", [table.name]).fetchall())
+    recorded = {(c, t) for c, t in conn.execute(
+        f"SELECT {q('column')}, type FROM {HISTORY_TABLE} WHERE {q('table')} = ?", [table.name]).fetchall()}
+    final = {}
+    for column, kind in types.items():
+        kind = "VARCHAR" if kind == "NULL" else kind
+        existing = have.get(column)
+        if existing is None:
+            conn.execute(f"ALTER TABLE {q(table.name)} ADD COLUMN {q(column)} {kind}")
+        else:
+            wide = widen(existing if existing in _TYPES else "VARCHAR", kind)
+            if wide != existing:
+                conn.execute(f"ALTER TABLE {q(table.name)} ALTER COLUMN {q(column)} TYPE {wide}")
+            kind = wide
+        if (column, kind) not in recorded:
+            conn.execute(f"INSERT INTO {HISTORY_TABLE} VALUES (?, ?, ?, ?, ?, now())",
+                         [stream, table.name, column, kind, run_id])
+        final[column] = kind
+    return final
+
+
+def update_sql(table: TableSpec, staged: str, extras: str, types: dict[str, str]) -> str:
+    """SQL giving the rows merged from `staged` the undocumented values of their latest version."""
+    keys = ", ".join(q(k) for k in table.primary_key)
+    latest = f"SELECT {keys}, {SEQ} FROM {staged} QUALIFY {SEQ} = max({SEQ}) OVER (PARTITION BY {keys})"
+    pivot = ", ".join(
+        f"max(e.value) FILTER (WHERE e.{q('column')} = '{c.replace(chr(39), chr(39) * 2)}') AS {q(c)}" for c in types
+    )
+    assign = ", ".join(f"{q(c)} = CAST(v.{q(c)} AS {kind})" for c, kind in types.items())
+    match = " AND ".join(f"{q(table.name)}.{q(k)} = v.{q(k)}" for k in table.primary_key)
+    mkeys = ", ".join(f"m.{q(k)}" for k in table.primary_key)
+    return (f"UPDATE {q(table.name)} SET {assign} FROM (SELECT {mkeys}, {pivot} FROM ({latest}) m "
+            f"JOIN {extras} e ON e.{EXTRA_ROW} = m.{SEQ} GROUP BY {mkeys}) v WHERE {match}")

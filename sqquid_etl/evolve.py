@@ -1,0 +1,137 @@
+"""Undocumented fields (issue #12 item 1): the fields of a page's records (and child records)
+that no column of the stream's definition reads, found once a page is converted, with their
+values as text and a conservative type, for the schema contract to keep (`evolve`: a new
+nullable column of the table), refuse (`freeze`) or drop (`discard`). Pure: nothing here holds
+state. A page without such fields costs one flag check (read by Arrow) or one key-set check a
+record (read by Python)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .definitions import StreamDefinition, TableSpec
+
+CONTRACTS = ("evolve", "freeze", "discard")
+DEFAULT_CONTRACT = "evolve"
+
+# the column types an undocumented field may get, from the narrowest; NULL: only nulls seen so far
+_NUMBERS = ("NULL", "BIGINT", "DOUBLE")
+
+
+@dataclass(frozen=True, slots=True)
+class Extra:
+    """One undocumented field of one table on one page. `table` is None for a field of a record
+    whose stream has no table of its own (there is nowhere to keep it)."""
+
+    table: str | None
+    field: str  # the key in the record
+    column: str  # the column it becomes
+    type: str  # NULL, BIGINT, DOUBLE, BOOLEAN, JSON or VARCHAR
+    rows: list  # the table's rows on the page (index in the page's table) holding it
+    values: list  # their values as text (None: null)
+    record: Any  # the key of the first record holding it (for messages)
+
+
+def widen(a: str, b: str) -> str:
+    """The narrowest type holding values of both types (VARCHAR holds any value as text)."""
+    if a == b or b == "NULL":
+        return a
+    if a == "NULL":
+        return b
+    if a in _NUMBERS and b in _NUMBERS:
+        return "DOUBLE"
+    return "VARCHAR"
+
+
+def value_type(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if type(value) is bool:
+        return "BOOLEAN"
+    if type(value) is int:
+        return "BIGINT" if -(1 << 63) <= value < (1 << 63) else "VARCHAR"
+    if type(value) is float:
+        return "DOUBLE"
+    if isinstance(value, (dict, list)):
+        return "JSON"
+    return "VARCHAR"
+
+
+def value_text(value: Any) -> str | None:
+    """The value as text its column's type reads back exactly (JSON text but for text itself)."""
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def known_fields(stream: StreamDefinition, table: TableSpec | None) -> frozenset:
+    """The keys the definition reads from a record (table None: the stream's top-level records
+    when it has no table of its own) or from the child records of a nested table."""
+    if table is not None and table.nested_path is not None:
+        return frozenset(c.source for c in table.columns if not (c.from_parent or c.from_partition))
+    known = set()
+    for t in stream.tables:
+        if t.nested_path is None:
+            known.update(c.source for c in t.columns if not c.from_partition)
+        else:
+            known.add(t.nested_path)
+            known.update(c.source for c in t.columns if c.from_parent)
+    return frozenset(known)
+
+
+def find_extras(stream: StreamDefinition, records: list[dict], skipped: set | frozenset,
+                key: Callable[[dict], Any]) -> list[Extra]:
+    """The undocumented fields of a page's records (but those of `skipped`, not stored), row by
+    row of the tables the page converted to."""
+    own = stream.tables[0] if stream.tables[0].nested_path is None else None
+    found: list[Extra] = []
+    known = known_fields(stream, own)
+    found += _extras(own, [r for i, r in enumerate(records) if i not in skipped], known, None, key)
+    for table in stream.tables:
+        if table.nested_path is None:
+            continue
+        rows, owners = [], []
+        for i, record in enumerate(records):
+            items = record.get(table.nested_path)
+            if i not in skipped and isinstance(items, list):
+                rows.extend(items)
+                owners.extend([record] * len(items))
+        found += _extras(table, rows, known_fields(stream, table), owners, key)
+    return found
+
+
+def _extras(table: TableSpec | None, rows: list[dict], known: frozenset, owners: list | None,
+            key: Callable[[dict], Any]) -> list[Extra]:
+    fields: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        if isinstance(row, dict) and not known.issuperset(row):
+            for name in row:
+                if name not in known:
+                    fields.setdefault(name, []).append(index)
+    out = []
+    taken = {c.name.lower() for c in table.columns} if table is not None else set()
+    for name, indices in fields.items():
+        values = [rows[i][name] for i in indices]
+        kind = "NULL"
+        for value in values:
+            kind = widen(kind, value_type(value))
+        first = indices[0] if owners is None else None
+        record = key(rows[first] if first is not None else owners[indices[0]])  # type: ignore[index]
+        column = name if name.lower() not in taken and not name.startswith("_sqquid") else f"{name}_undocumented"
+        out.append(Extra(None if table is None else table.name, name, column, kind, indices,
+                         [value_text(v) for v in values], record))
+    return out
+
+
+def dropped_fields(full: StreamDefinition, narrowed: StreamDefinition) -> frozenset:
+    """(table, field) of the fields a catalog deselected: they stay dropped, never evolved."""
+    dropped = set()
+    kept = {t.name: t for t in narrowed.tables}
+    for table in full.tables:
+        was = known_fields(full, table)
+        now = known_fields(narrowed, kept.get(table.name)) if table.name in kept else frozenset()
+        name = table.name if table.nested_path is not None or full.tables[0].nested_path is None else None
+        dropped.update((name, field) for field in was - now)
+    return frozenset(dropped)
