@@ -24,13 +24,19 @@ def sandbox_cmd(python: str = sys.executable) -> list[str]:
 @contextmanager
 def sandbox_process(*, orders: int, products: int, rate: float = 0.0, burst: int = 40,
                     latency: float = 0.0, prewarm: bool = True, cache_mb: int = 1024, python: str = sys.executable,
-                    timeout: float = 600.0):
-    """Start `sqquid-etl sandbox` on a free port in its own process; yield (url, pid)."""
+                    timeout: float = 600.0, drift: bool = False, drift_lossy: float = 0.0):
+    """Start `sqquid-etl sandbox` on a free port in its own process; yield (url, pid).
+
+    ``drift`` serves the drift profile (`--drift`), ``drift_lossy`` its lossy fraction (`--drift-lossy`)."""
     args = sandbox_cmd(python) + [
         "--port", "0", "--orders", str(orders), "--products", str(products),
         "--rate", str(rate), "--burst", str(burst), "--latency", str(latency),
         "--prewarm" if prewarm else "--no-prewarm", "--cache-mb", str(cache_mb),
     ]
+    if drift:
+        args.append("--drift")
+        if drift_lossy:
+            args += ["--drift-lossy", str(drift_lossy)]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + timeout
@@ -40,7 +46,7 @@ def sandbox_process(*, orders: int, products: int, rate: float = 0.0, burst: int
             if not line:
                 raise RuntimeError(f"sandbox exited: {proc.stderr.read()}")
             if "listening on" in line:
-                url = line.strip().rsplit(" ", 1)[-1]
+                url = next(w for w in line.split() if w.startswith("http"))  # --drift adds " (drift profile)"
                 break
         if url is None:
             raise RuntimeError("sandbox did not start in time")
