@@ -2,7 +2,8 @@
 the default contract (`evolve`) it becomes a nullable column of its table, added by the commit
 that stores its data and recorded once in `_sqquid_schema_changes`; `freeze` fails the stream
 naming stream, field and record, nothing stored; `discard` keeps today's tables, with one
-warning a field. The Parquet destination drops them with a warning (not yet evolved)."""
+warning a field. The Parquet destination does the same in the table's new generation (every
+file of it with the same columns), its history in `_sqquid_schema_changes/`."""
 
 from __future__ import annotations
 
@@ -28,13 +29,26 @@ HISTORY = "_sqquid_schema_changes"
 NOW = "2026-01-01T00:00:00+00:00"
 
 
+def _connect(path):
+    """A DuckDB file, or a Parquet extract as views (its schema history too)."""
+    if path.suffix == ".duckdb":
+        return duckdb.connect(str(path), read_only=True)
+    from sqquid_etl.sql_views import attach_parquet
+
+    conn = duckdb.connect()
+    attach_parquet(conn, str(path))
+    if (path / HISTORY).is_dir():
+        conn.execute(f"CREATE VIEW {HISTORY} AS SELECT * FROM read_parquet('{path / HISTORY / '*.parquet'}')")
+    return conn
+
+
 def _columns(path, table: str) -> dict[str, str]:
-    with duckdb.connect(str(path), read_only=True) as conn:
+    with _connect(path) as conn:
         return dict(conn.execute(f"SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = '{table}'").fetchall())
 
 
 def _read(path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(path), read_only=True) as conn:
+    with _connect(path) as conn:
         return conn.execute(sql).fetchall()
 
 
@@ -46,11 +60,12 @@ def _undocumented(records: list[dict], known: frozenset) -> set[str]:
     return {name for record in records for name in record if name not in known}
 
 
-def test_undocumented_fields_become_columns_with_their_values(make_sandbox, tmp_path, caplog):
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_undocumented_fields_become_columns_with_their_values(make_sandbox, tmp_path, caplog, kind):
     sandbox = make_sandbox(orders=300, products=20, drift=True)
-    db = tmp_path / "s.duckdb"
+    db = tmp_path / ("s.duckdb" if kind == "duckdb" else "lake")
     with caplog.at_level(logging.WARNING, logger="sqquid_etl.engine"):
-        first = extract(["orders"], duckdb=db, client=make_client(sandbox))
+        first = extract(["orders"], client=make_client(sandbox), **{kind: db})
     assert first.stream("orders").status == "ok", first.stream("orders").message
     stream = load_definitions()["orders"]
     orders = sandbox.store.canonical("orders")
@@ -70,13 +85,15 @@ def test_undocumented_fields_become_columns_with_their_values(make_sandbox, tmp_
     history = _read(db, f"SELECT stream, \"table\", \"column\", type, first_run FROM {HISTORY}")
     assert {(t, c) for _, t, c, _, _ in history} == {(t, c) for t, cs in expected.items() for c in cs}
     assert {(s, run) for s, _, _, _, run in history} == {("orders", first.run_id)}
-    assert all(_columns(db, t)[c] == kind for _, t, c, kind, _ in history)
+    assert all(_columns(db, t)[c] == (k if kind == "duckdb" else _columns(db, t)[c]) for _, t, c, k, _ in history)
     said = [r.getMessage() for r in caplog.records if "undocumented field" in r.getMessage()]
     assert len(said) == sum(len(cs) for cs in expected.values())  # once a field a run
 
-    second = extract(["orders"], duckdb=db, client=make_client(sandbox))
+    second = extract(["orders"], client=make_client(sandbox), **{kind: db})
     assert second.stream("orders").status == "ok"
-    assert _read(db, f"SELECT stream, \"table\", \"column\", type, first_run FROM {HISTORY}") == history
+    assert sorted(_read(db, f"SELECT stream, \"table\", \"column\", type, first_run FROM {HISTORY}")) == sorted(history)
+    for table in ("orders", "order_items"):  # the merge kept every row and every value
+        assert _read(db, f"SELECT count(*), count(DISTINCT id) FROM {table}")[0][0] == len(orders if table == "orders" else items)
 
 
 def test_freeze_fails_the_stream_naming_field_and_record(make_sandbox, tmp_path):
@@ -125,15 +142,16 @@ def test_discard_keeps_todays_tables(make_sandbox, tmp_path, caplog):
     assert "sync_note" in _columns(drifted, "orders")
 
 
-def test_parquet_drops_undocumented_fields_with_a_warning(make_sandbox, tmp_path, caplog):
+def test_parquet_discard_then_evolve(make_sandbox, tmp_path):
     sandbox = make_sandbox(orders=60, products=10, drift=True)
-    with caplog.at_level(logging.WARNING, logger="sqquid_etl.engine"):
-        result = extract(["orders"], parquet=tmp_path / "lake", client=make_client(sandbox))
+    lake = tmp_path / "lake"
+    result = extract(["orders"], parquet=lake, client=make_client(sandbox), schema_contract="discard")
     assert result.stream("orders").status == "ok"
-    said = [r.getMessage() for r in caplog.records if "cannot keep undocumented fields yet" in r.getMessage()]
-    assert said
-    tables = parquet_tables(tmp_path / "lake", ["orders"])
-    assert len(tables["orders"]) == 60
+    assert list(_columns(lake, "orders")) == load_definitions()["orders"].tables[0].column_names
+    result = extract(["orders"], parquet=lake, client=make_client(sandbox))
+    assert result.stream("orders").status == "ok", result.stream("orders").message
+    assert "sync_note" in _columns(lake, "orders")  # every file of the generation has it
+    assert len(parquet_tables(lake, ["orders"])["orders"]) == 60
 
 
 def test_deselected_fields_stay_dropped(make_sandbox, tmp_path):
@@ -154,22 +172,23 @@ def test_deselected_fields_stay_dropped(make_sandbox, tmp_path):
     assert "source" not in columns and "sync_note" in columns
 
 
-def test_columns_widen_across_runs(tmp_path):
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_columns_widen_across_runs(tmp_path, kind):
     stream = load_definitions()["locations"]
-    dest = open_destination(duckdb=tmp_path / "w.duckdb")
+    path = tmp_path / ("w.duckdb" if kind == "duckdb" else "lake")
+    dest = open_destination(**{kind: path})
     try:
         for run, value in (("r1", 5), ("r2", 2.5), ("r3", "text")):
-            record = {"id": 1, "city": "x", "flag": value}
-            tables = page_to_tables(stream, [record])
+            records = [{"id": 1, "city": "x", "flag": value}] + ([{"id": 2, "city": "y"}] if run == "r1" else [])
+            tables = page_to_tables(stream, records)
             assert [e.field for e in tables.extras] == ["flag"]
             writer = dest.begin(stream, replace=False)
             writer.write(tables)
             writer.commit(StreamState(), RunRecord(run_id=run, stream=stream.name, started_at=NOW, finished_at=NOW, status="ok"))
     finally:
         dest.close()
-    path = tmp_path / "w.duckdb"
     assert _columns(path, "locations")["flag"] == "VARCHAR"
-    assert _read(path, "SELECT flag FROM locations") == [("text",)]
+    assert _read(path, "SELECT id, flag FROM locations ORDER BY id") == [(1, "text"), (2, None)]
     assert _read(path, f"SELECT type, first_run FROM {HISTORY} ORDER BY first_run") == [
         ("BIGINT", "r1"), ("DOUBLE", "r2"), ("VARCHAR", "r3")]
 

@@ -31,7 +31,9 @@ from .duckdb_tuning import check_tuning, tune, within_memory_limit
 from .files import fsync_path, link_or_copy
 from .merge_sql import check_columns, latest_versions_sql, quote_identifier as _q, sql_path, where_clause
 from .parquet_layout import ParquetLayout
-from .staging import ParquetStage
+from .duckdb_evolve import EvolvedColumns
+from .parquet_evolve import carried_columns, file_columns, new_rows_sql, plan_columns, recorded, write_history
+from .staging import ParquetStage, extra_name
 from .state_file import JsonStateFile
 
 # files of runs by an older version lack the columns added since: read them by name
@@ -151,7 +153,7 @@ class ParquetDestination:
 
 
 class ParquetStreamWriter:
-    evolves = False  # undocumented fields are dropped, with a warning (not yet new columns here)
+    evolves = True  # undocumented fields become columns of the new generation (`parquet_evolve.py`)
 
     def __init__(self, destination: ParquetDestination, stream: StreamDefinition, replace: bool):
         self.dest = destination
@@ -163,13 +165,22 @@ class ParquetStreamWriter:
             for table in stream.tables:
                 self._check_columns(table)
         self.stage = ParquetStage(self.layout.staging_dir(stream.name), stream, destination.tuning.flush_rows)
+        self.evolved = EvolvedColumns()
+        self._changes: list = []  # (table, column, type) added or widened by the commit
 
     def _check_columns(self, table: TableSpec) -> None:
         files = self.layout.table_files(table.name)
         if files:
-            check_columns(str(self.layout.root), table.name, pq.read_schema(files[0]).names, self.stream, table.column_names)
+            have, want = pq.read_schema(files[0]).names, table.column_names
+            if have[:len(want)] == want and len(have) > len(want):  # and columns added for undocumented fields
+                evolved = {(t, c) for t, c, _ in recorded(self.sql, self.layout.root)}
+                have = have[:len(want)] + [c for c in have[len(want):] if (table.name, c) not in evolved]
+            check_columns(str(self.layout.root), table.name, have, self.stream, want)
 
     def write(self, tables: dict[str, pa.Table]) -> None:
+        extras = getattr(tables, "extras", None)
+        if extras:
+            self.evolved.stage(extras, self.stage)  # numbered by the rows staged before the page's
         self.stage.write(tables)
 
     def write_rejected(self, rows: pa.Table) -> None:
@@ -198,6 +209,8 @@ class ParquetStreamWriter:
                 for table, generation in switched:
                     self.layout.switch(table.name, generation)
             self._store_rejected(run.run_id)
+            known = recorded(self.sql, self.layout.root) if self._changes else set()
+            write_history(self.layout.root, self.stream.name, run.run_id, [c for c in self._changes if c not in known])
             self.dest.save_state(self.stream.name, state)  # last: state never covers data not switched in
             self.dest.record_run(run)
         finally:
@@ -228,11 +241,21 @@ class ParquetStreamWriter:
     def _build_generation(self, table: TableSpec, parent: TableSpec | None, run_id: str) -> Path:
         commit_id = f"{run_id}-{uuid.uuid4().hex[:8]}"  # unique even when a run commits a stream twice
         generation = self.layout.new_generation(table.name, commit_id)
-        self.sql.execute(f"CREATE OR REPLACE TEMP VIEW _new AS {latest_versions_sql(self._staged(table), table, self.sql)}")
         old_files = [] if self.replace else self.layout.table_files(table.name)
+        have = file_columns(self.sql, old_files[0]) if old_files else {}
+        staged = self.evolved.types.get(table.name, {}) if self.stage.rows(table.name) else {}
+        final, changed = plan_columns(table, have, staged)
+        self._changes += [(table.name, c, kind) for c, kind in changed]
+        if final:
+            extras = self.stage.relation(extra_name(table.name)) if staged else None
+            new = new_rows_sql(table, self._staged(table), extras, final, staged)
+        else:
+            new = latest_versions_sql(self._staged(table), table, self.sql)
+        self.sql.execute(f"CREATE OR REPLACE TEMP VIEW _new AS {new}")
         condition = self._replaced_condition(table, parent)
+        reshape = carried_columns(table, final, have) if changed else None  # every file gets the new shape
         for old in old_files:
-            self._carry_over(old, generation, condition)
+            self._carry_over(old, generation, condition, reshape)
         new_rows = self.sql.execute("SELECT count(*) FROM _new").fetchall()[0][0]
         if new_rows or not any(generation.iterdir()):
             target = generation / f"part-{commit_id}.parquet"
@@ -250,18 +273,19 @@ class ParquetStreamWriter:
             condition += f" OR o.{_q(link)} IN (SELECT k FROM _parents)"
         return condition
 
-    def _carry_over(self, old: Path, generation: Path, condition: str) -> None:
+    def _carry_over(self, old: Path, generation: Path, condition: str, reshape: str | None) -> None:
         """An old file into the new generation: linked when no row of it is replaced, else
-        rewritten without the replaced rows (left out when none is kept)."""
+        rewritten without the replaced rows (left out when none is kept); `reshape` (SQL
+        columns): the generation has other columns, every file is rewritten."""
         source = f"read_parquet({sql_path(old)}) o"
         hit = self.sql.execute(f"SELECT count(*) FROM {source} WHERE {condition}").fetchall()[0][0]
-        if hit == 0:
+        if hit == 0 and reshape is None:
             link_or_copy(old, generation / old.name)
             return
         kept = self.sql.execute(f"SELECT count(*) FROM {source} WHERE NOT ({condition})").fetchall()[0][0]
         if kept:
             self.sql.execute(
-                f"COPY (SELECT o.* FROM {source} WHERE NOT ({condition})) TO {sql_path(generation / old.name)} "
+                f"COPY (SELECT {reshape or 'o.*'} FROM {source} WHERE NOT ({condition})) TO {sql_path(generation / old.name)} "
                 f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
             )
 

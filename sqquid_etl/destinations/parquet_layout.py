@@ -25,6 +25,7 @@ from .files import fsync_path, replace_symlink
 STATE_FILE = "_sqquid_state.json"
 RUNS_DIR = "_sqquid_runs"
 REJECTED_DIR = "_sqquid_rejected"
+SCHEMA_DIR = "_sqquid_schema_changes"  # columns added for undocumented fields (`parquet_evolve.py`)
 META_DIR = ".sqquid"
 
 
@@ -100,5 +101,5 @@ class ParquetLayout:
             for gen in table_dir.iterdir():
                 if current is None or gen.resolve() != current:
                     shutil.rmtree(gen, ignore_errors=True)
-        for tmp in [*self.root.glob(".*.tmp"), *self.rejected.glob(".*.tmp")]:
+        for tmp in [*self.root.glob(".*.tmp"), *self.rejected.glob(".*.tmp"), *(self.root / SCHEMA_DIR).glob(".*.tmp")]:
             tmp.unlink(missing_ok=True)
