@@ -44,22 +44,27 @@ class StreamCheck:
     paging: dict[str, Any] = field(default_factory=dict)  # total, limit, offset, page as sent
     differences: list[Difference] = field(default_factory=list)
     error: str | None = None
+    contract: str = "evolve"  # what an extract does with undefined fields: evolve keeps them as columns
 
     @property
     def stores_everything(self) -> bool:
-        """An extract would store every record and field of this page as sent (coerced at most)."""
-        return self.error is None and not any(d.kind in ("lossy", "undefined") for d in self.differences)
+        """An extract would store every record and field of this page (coerced at most; undefined
+        fields as new columns under the `evolve` contract)."""
+        blocking = ("lossy",) if self.contract == "evolve" else ("lossy", "undefined")
+        return self.error is None and not any(d.kind in blocking for d in self.differences)
 
 
 def check_streams(client: SqquidClient, streams: list[StreamDefinition],
-                  available: Iterable[StreamDefinition] = ()) -> list[StreamCheck]:
+                  available: Iterable[StreamDefinition] = (), contract: str | None = None) -> list[StreamCheck]:
     """One page of each stream, compared with its definition; the pages of the streams a stream
-    lists its keys from (`available`, e.g. products for inventory) are read first when needed."""
+    lists its keys from (`available`, e.g. products for inventory) are read first when needed.
+    `contract`: the run's schema contract (None: each stream's, else evolve), as an extract's."""
     seen: dict[tuple[str, str], set[str]] = {}
     checks = []
     wanted = {s.name for s in streams}
     for stream in _with_dependencies(streams, available):
         result = check_stream(client, stream, seen)
+        result.contract = contract or stream.schema_contract or "evolve"
         if stream.name in wanted:
             checks.append(result)
     return checks

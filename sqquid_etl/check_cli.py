@@ -22,12 +22,15 @@ from .settings import DEFAULT_BURST, DEFAULT_RATE
 @click.option("--password", envvar="SQQUID_PASSWORD", help="Password (env SQQUID_PASSWORD).")
 @click.option("--rate", type=click.FloatRange(min=0), help="Requests per second the client allows itself. [default: 2]")
 @click.option("--burst", type=click.IntRange(min=1), help="Leaky-bucket size the client allows itself. [default: 40]")
+@click.option("--schema-contract", "contract", type=click.Choice(["evolve", "freeze", "discard"]),
+              help="As for extract: what undefined fields mean (default: each stream's, else evolve).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (for CI).")
-def check_command(streams, config, base_url, api_key, username, password, rate, burst, as_json) -> None:
+def check_command(streams, config, base_url, api_key, username, password, rate, burst, contract, as_json) -> None:
     """Read one page of every selected stream and compare it with the stream definitions.
 
-    Exit 0 when an extract would store every record and field as sent (coerced at most), 1 when
-    it would quarantine records, drop undefined fields or fail.
+    Exit 0 when an extract would store every record and field (coerced at most; undefined fields
+    as new columns under the evolve contract), 1 when it would quarantine records, drop or refuse
+    undefined fields, or fail.
     """
     from .check import check_streams
     from .client import Credentials, SqquidClient, base_url_from_env
@@ -47,7 +50,8 @@ def check_command(streams, config, base_url, api_key, username, password, rate, 
         with SqquidClient(credentials, base_url_from_env(base_url or settings.get("base_url")),
                           rate=rate or None, burst=burst or settings.get("burst", DEFAULT_BURST)) as client:
             client.ensure_token()
-            checks = check_streams(client, selected, definitions.values())
+            checks = check_streams(client, selected, definitions.values(),
+                                   contract or settings.get("schema_contract"))
             requests = client.stats.requests
     except SqquidError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -46,9 +46,18 @@ def test_check_of_a_drifting_server_names_each_difference_and_exits_1(make_sandb
     assert lossy["reason"] and lossy["example"] is not None
 
 
+def test_check_of_lossless_drift_passes_under_evolve_and_fails_under_discard(make_sandbox):
+    sandbox = make_sandbox(orders=120, products=40, drift=True)
+    evolve = _check(sandbox, "--json")
+    assert evolve.exit_code == 0, evolve.output  # every difference coerced or kept as a new column
+    kinds = {d["kind"] for s in json.loads(evolve.output)["streams"] for d in s["differences"]}
+    assert {"undefined", "coerced"} <= kinds and "lossy" not in kinds
+    assert _check(sandbox, "--schema-contract", "discard").exit_code == 1  # undefined fields would be dropped
+
+
 def test_check_never_prints_a_secret_or_personal_data(make_sandbox):
     sandbox = make_sandbox(orders=100, products=30, drift=True)
-    result = _check(sandbox)
+    result = _check(sandbox, "--schema-contract", "freeze")
     assert result.exit_code == 1 and "would not be stored as sent" in result.output
     assert API_KEY not in result.output
     personal = set()
