@@ -250,12 +250,13 @@ def discover(output: str) -> None:
 @click.option("--orders", default=5000, show_default=True)
 @click.option("--products", default=2000, show_default=True)
 @click.option("--rate", default=20.0, show_default=True, help="Requests/s of the demo sandbox and client (the real API allows 2).")
-def demo(duckdb_path: str, orders: int, products: int, rate: float) -> None:
+@click.option("--drift", is_flag=True, help="Run against the sandbox's drift profile (undocumented fields, string ids, ...).")
+def demo(duckdb_path: str, orders: int, products: int, rate: float, drift: bool) -> None:
     """Start the sandbox, extract every stream into DuckDB, print a summary and a sample query."""
     from .demo import run_demo
 
     try:
-        ok = run_demo(Path(duckdb_path), orders=orders, products=products, rate=rate)
+        ok = run_demo(Path(duckdb_path), orders=orders, products=products, rate=rate, drift=drift)
     except SqquidError as exc:
         fail(exc)
         return

@@ -19,15 +19,16 @@ LIMIT 5
 """.strip()
 
 
-def run_demo(duckdb_path: Path, *, orders: int, products: int, rate: float, seed: int = 1) -> bool:
+def run_demo(duckdb_path: Path, *, orders: int, products: int, rate: float, seed: int = 1, drift: bool = False) -> bool:
     from .sandbox import Sandbox, SandboxConfig
 
     for leftover in (duckdb_path, duckdb_path.with_name(duckdb_path.name + ".wal")):
         if leftover.exists():
             leftover.unlink()  # the demo starts from an empty database each time
-    config = SandboxConfig(seed=seed, orders=orders, products=products, rate=rate, burst=DEFAULT_BURST)
+    config = SandboxConfig(seed=seed, orders=orders, products=products, rate=rate, burst=DEFAULT_BURST, drift=drift)
     with Sandbox(config) as sandbox:
-        click.echo(f"sandbox: {sandbox.url} ({orders} orders, {products} products, {rate:g} requests/s)")
+        click.echo(f"sandbox: {sandbox.url} ({orders} orders, {products} products, {rate:g} requests/s"
+                   f"{', drift profile' if drift else ''})")
         key = next(iter(config.api_keys))
         client = SqquidClient(Credentials(api_key=key), sandbox.url, rate=rate, burst=DEFAULT_BURST)
         with client:

@@ -225,19 +225,22 @@ def undocumented_fields(run: StreamRun, writer, extras: list) -> list:
         )
     evolves = contract == "evolve" and getattr(writer, "evolves", False)
     kept = [e for e in extras if evolves and e.table is not None]
+    new_columns: dict[str, list[str]] = {}  # table -> columns first seen on this page: one line a table
     for extra in extras:
         if (extra.table, extra.field) in run.undocumented:
             continue
         run.undocumented.add((extra.table, extra.field))
         if evolves and extra.table is not None:
-            log.warning("stream %s: undocumented field %r kept as the new column %s.%s", stream.name, extra.field,
-                        extra.table, extra.column)
+            new_columns.setdefault(extra.table, []).append(extra.column)
         else:
             why = ("schema contract discard" if contract == "discard" else
                    "the stream has no table of its own" if extra.table is None else
                    f"{run.destination.location} cannot keep undocumented fields yet")
             log.warning("stream %s: undocumented field %r of table %s dropped (%s)", stream.name, extra.field,
                         extra.table, why)
+    for table, columns in new_columns.items():
+        log.warning("stream %s: %d undocumented field(s) kept as new columns of %s: %s", stream.name, len(columns),
+                    table, ", ".join(sorted(columns)))
     return kept
 
 
