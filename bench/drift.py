@@ -109,6 +109,7 @@ def main() -> None:
     if a.lossy:
         modes[f"drift, lossy {a.lossy:g}"] = {"drift": True, "drift_lossy": a.lossy}
     print(f"machine: {machine()}")
+    print(f"code: {_revision()}")
     print(f"{a.orders} orders + {a.products} products, {a.repeat} interleaved rounds, medians")
     results = {m: [] for m in modes}
     with ExitStack() as stack:
@@ -157,6 +158,17 @@ def main() -> None:
                   f"(target <= 2x); floor on the same pages {m['floor'] / clean['floor']:.2f}x")
     if a.json:
         Path(a.json).write_text(json.dumps({"results": results, "medians": med}, indent=2, default=str))
+
+
+def _revision() -> str:
+    """The commit measured, and whether the connector's files differ from it (a shared tree)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=HERE.parent.parent, capture_output=True, text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "sqquid_etl")
+    return git("rev-parse", "--short", "HEAD") + (f" + uncommitted: {' '.join(dirty.split()[1::2])}" if dirty else "")
 
 
 if __name__ == "__main__":
