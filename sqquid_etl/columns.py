@@ -5,6 +5,7 @@ Pure: nothing here holds state."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -60,7 +61,20 @@ def conforming(values: list, type_name: str, target: pa.DataType) -> pa.Array:
     return pa.array(values, target)
 
 
+# text that Arrow's cast reads as is, for the columns read as text: the rest goes through the
+# coercion rules in Python (exact), and the column is cast once
+_AS_IS = {
+    "timestamp": re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})"),
+    "decimal": re.compile(r"[+-]?\d{1,14}(?:\.\d{1,4})?"),
+}
+
+
 def _value_by_value(values: list, column: Column, target: pa.DataType) -> ColumnResult:
+    if column.type in _AS_IS:
+        try:
+            return _text_column(values, column, target)
+        except CONVERSION_ERRORS:
+            pass  # a value the pattern let through that Arrow refuses: decided one by one below
     exact = _EXACT.get(column.type)
     out, coerced, bad = [], [], {}
     for row, value in enumerate(values):
@@ -86,6 +100,28 @@ def _value_by_value(values: list, column: Column, target: pa.DataType) -> Column
             continue
         out.append(fixed)
         coerced.append(row)
+    return ColumnResult(conforming(out, column.type, target), coerced, bad)
+
+
+def _text_column(values: list, column: Column, target: pa.DataType) -> ColumnResult:
+    """A timestamp or decimal column without an Arrow call a value: text of the form Arrow reads
+    is kept as is, any other value coerced by the Python rules (or refused), then one cast."""
+    as_is = _AS_IS[column.type].fullmatch
+    out, coerced, bad = [], [], {}
+    for row, value in enumerate(values):
+        if value is None:
+            out.append(None)
+            if not column.nullable:
+                bad[row] = _null_key(column)
+        elif type(value) is str and as_is(value):
+            out.append(value)
+        else:
+            try:
+                out.append(coerce(value, column.type))
+                coerced.append(row)
+            except Lossy as exc:
+                out.append(None)
+                bad[row] = str(exc)
     return ColumnResult(conforming(out, column.type, target), coerced, bad)
 
 

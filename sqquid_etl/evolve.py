@@ -59,11 +59,16 @@ def value_type(value: Any) -> str:
     return "VARCHAR"
 
 
+_json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once, not a call
+
+
 def value_text(value: Any) -> str | None:
     """The value as text its column's type reads back exactly (JSON text but for text itself)."""
     if value is None or isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if type(value) is int:
+        return str(value)
+    return _json_text(value)
 
 
 def known_fields(stream: StreamDefinition, table: TableSpec | None) -> frozenset:
