@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .cli_common import api_options, credentials_from
 from .errors import SqquidError
 from .settings import DEFAULT_BURST, DEFAULT_RATE
 
@@ -15,17 +16,10 @@ from .settings import DEFAULT_BURST, DEFAULT_RATE
 @click.command("capture")
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--streams", help="Comma-separated streams (default: all, or the config's).")
+@api_options
 @click.option("--max-pages", type=click.IntRange(min=1), default=2, show_default=True,
               help="Pages recorded of every listing (the capture ends each listing there).")
 @click.option("--name", help="File name of the cassette and manifest (default: capture-<UTC time>).")
-@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SQQUID_CONFIG",
-              help="Settings file (env SQQUID_CONFIG; default ./sqquid.toml when present).")
-@click.option("--base-url", envvar="SQQUID_BASE_URL", help="API base URL (env SQQUID_BASE_URL).")
-@click.option("--api-key", envvar="SQQUID_API_KEY", help="API key (env SQQUID_API_KEY).")
-@click.option("--username", envvar="SQQUID_USERNAME", help="Username (env SQQUID_USERNAME).")
-@click.option("--password", envvar="SQQUID_PASSWORD", help="Password (env SQQUID_PASSWORD).")
-@click.option("--rate", type=click.FloatRange(min=0), help="Requests per second the capture allows itself. [default: 2]")
-@click.option("--burst", type=click.IntRange(min=1), help="Leaky-bucket size the capture allows itself. [default: 40]")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Replay the cassette through a full extract (offline) before saying it is complete.")
 def capture_command(directory, streams, max_pages, name, config, base_url, api_key, username, password,
@@ -40,9 +34,7 @@ def capture_command(directory, streams, max_pages, name, config, base_url, api_k
 
     try:
         settings = load_config(find_config(config))
-        if not (api_key or (username and password)):
-            creds = settings.credentials()
-            api_key, username, password = creds.get("api_key"), creds.get("username", username), creds.get("password")
+        api_key, username, password = credentials_from(settings, api_key, username, password)
         names = [s.strip() for s in streams.split(",") if s.strip()] if streams else settings.get("streams")
         rate = rate if rate is not None else settings.get("rate", DEFAULT_RATE)
         result = capture(directory, name=name, streams=names, max_pages=max_pages,

@@ -8,20 +8,14 @@ from dataclasses import asdict
 
 import click
 
+from .cli_common import api_options, credentials_from
 from .errors import SqquidError
 from .settings import DEFAULT_BURST, DEFAULT_RATE
 
 
 @click.command("check")
 @click.option("--streams", help="Comma-separated streams (default: all, or the config's).")
-@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="SQQUID_CONFIG",
-              help="Settings file (env SQQUID_CONFIG; default ./sqquid.toml when present).")
-@click.option("--base-url", envvar="SQQUID_BASE_URL", help="API base URL (env SQQUID_BASE_URL).")
-@click.option("--api-key", envvar="SQQUID_API_KEY", help="API key (env SQQUID_API_KEY).")
-@click.option("--username", envvar="SQQUID_USERNAME", help="Username (env SQQUID_USERNAME).")
-@click.option("--password", envvar="SQQUID_PASSWORD", help="Password (env SQQUID_PASSWORD).")
-@click.option("--rate", type=click.FloatRange(min=0), help="Requests per second the client allows itself. [default: 2]")
-@click.option("--burst", type=click.IntRange(min=1), help="Leaky-bucket size the client allows itself. [default: 40]")
+@api_options
 @click.option("--schema-contract", "contract", type=click.Choice(["evolve", "freeze", "discard"]),
               help="As for extract: what undefined fields mean (default: each stream's, else evolve).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (for CI).")
@@ -39,9 +33,7 @@ def check_command(streams, config, base_url, api_key, username, password, rate, 
 
     try:
         settings = load_config(find_config(config))
-        if not (api_key or (username and password)):
-            creds = settings.credentials()
-            api_key, username, password = creds.get("api_key"), creds.get("username", username), creds.get("password")
+        api_key, username, password = credentials_from(settings, api_key, username, password)
         definitions = load_definitions()
         names = [s.strip() for s in streams.split(",") if s.strip()] if streams else settings.get("streams")
         selected = select_streams(definitions, names)

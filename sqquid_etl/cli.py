@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from .errors import SqquidError
-from .cli_common import choose_destination, config_option, fail, load_settings
+from .cli_common import choose_destination, config_option, credentials_from, fail, load_settings
 from .progress import configure_logging
 from .settings import DEFAULT_BURST, DEFAULT_LOOKBACK, DEFAULT_RATE
 
@@ -149,9 +149,7 @@ def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, start_
     try:
         settings = load_settings(config)
         duckdb_path, parquet_dir = choose_destination(settings, duckdb_path, parquet_dir)
-        if not (api_key or (username and password)):
-            creds = settings.credentials()
-            api_key, username, password = creds.get("api_key"), creds.get("username", username), creds.get("password")
+        api_key, username, password = credentials_from(settings, api_key, username, password)
         if full_refresh == "*":
             refresh: bool | list[str] = True
         elif full_refresh:

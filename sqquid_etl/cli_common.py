@@ -37,3 +37,29 @@ config_option = click.option(
     "--config", "config", type=click.Path(dir_okay=False), envvar="SQQUID_CONFIG",
     help="Settings file (env SQQUID_CONFIG; default ./sqquid.toml when present). Options override it.",
 )
+
+
+def api_options(f):
+    """--config, --base-url, --api-key, --username, --password, --rate, --burst: how a command
+    that reads the API reaches it (the environment's variables as defaults, the config file next)."""
+    options = [
+        config_option,
+        click.option("--base-url", envvar="SQQUID_BASE_URL", help="API base URL (env SQQUID_BASE_URL)."),
+        click.option("--api-key", envvar="SQQUID_API_KEY", help="API key (env SQQUID_API_KEY)."),
+        click.option("--username", envvar="SQQUID_USERNAME", help="Username (env SQQUID_USERNAME)."),
+        click.option("--password", envvar="SQQUID_PASSWORD", help="Password (env SQQUID_PASSWORD)."),
+        click.option("--rate", type=click.FloatRange(min=0),
+                     help="Requests per second the client allows itself (0: no pacing). [default: 2]"),
+        click.option("--burst", type=click.IntRange(min=1), help="Leaky-bucket size the client allows itself. [default: 40]"),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def credentials_from(settings, api_key: str | None, username: str | None, password: str | None) -> tuple:
+    """The options' credentials, else those the config file names (read from the environment)."""
+    if api_key or (username and password):
+        return api_key, username, password
+    found = settings.credentials()
+    return found.get("api_key"), found.get("username", username), found.get("password")

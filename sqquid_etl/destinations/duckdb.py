@@ -20,6 +20,7 @@ from ..state import StreamState
 from .buffer import SEQ
 from .duckdb_tuning import check_tuning, tune, within_memory_limit
 from .duckdb_evolve import EvolvedColumns, add_columns, documented_columns, update_sql
+from .files import check_can_write
 from .merge_sql import latest_versions_sql, quote_identifier as q, where_clause
 from .staging import ParquetStage, extra_name
 
@@ -34,18 +35,7 @@ class DuckDBDestination:
     def check(location: str | os.PathLike, tuning: Tuning) -> None:
         """Refuse a file that cannot be created or written, before anything is requested."""
         check_tuning(tuning)
-        path = Path(location)
-        if path.exists():
-            if not os.access(path, os.W_OK):
-                raise ConfigError(f"--duckdb {path}: not writable")
-            if path.is_dir():
-                raise ConfigError(f"--duckdb {path}: is a directory, expected a DuckDB file")
-            return
-        directory = path.absolute().parent
-        if not directory.exists():
-            raise ConfigError(f"--duckdb {path}: directory {directory} does not exist")
-        if not directory.is_dir() or not os.access(directory, os.W_OK):
-            raise ConfigError(f"--duckdb {path}: directory {directory} is not writable")
+        check_can_write(location, "--duckdb", what="a DuckDB file")
 
     @staticmethod
     def missing(location: str | os.PathLike) -> str | None:

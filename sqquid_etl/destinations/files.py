@@ -6,6 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ..errors import ConfigError
+
 
 def fsync_path(path: Path) -> None:
     """Flush a file or a directory (a rename is durable once its directory is flushed)."""
@@ -42,3 +44,23 @@ def link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
+
+
+def check_can_write(location: str | os.PathLike, option: str, *, what: str | None = None) -> None:
+    """Refuse, before anything is requested or created, a location that cannot be written: an
+    existing one that is not writable (or, when `what` names the file expected, a directory), a
+    new one whose nearest existing directory is not writable (a file's own directory must exist)."""
+    path = Path(location)
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"{option} {path}: not writable")
+        if what is not None and path.is_dir():
+            raise ConfigError(f"{option} {path}: is a directory, expected {what}")
+        return
+    directory = path.absolute().parent
+    if what is not None and not directory.exists():
+        raise ConfigError(f"{option} {path}: directory {directory} does not exist")
+    while not directory.exists():
+        directory = directory.parent
+    if not directory.is_dir() or not os.access(directory, os.W_OK):
+        raise ConfigError(f"{option} {path}: directory {directory} is not writable")

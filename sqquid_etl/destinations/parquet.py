@@ -28,7 +28,7 @@ from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RUN_COLUMNS, RUN_INTEGERS, 
 from ..settings import Tuning
 from ..state import StreamState
 from .duckdb_tuning import check_tuning, tune, within_memory_limit
-from .files import fsync_path, link_or_copy
+from .files import check_can_write, fsync_path, link_or_copy
 from .merge_sql import check_columns, latest_versions_sql, quote_identifier as _q, sql_path, where_clause
 from .parquet_layout import ParquetLayout
 from .duckdb_evolve import EvolvedColumns
@@ -52,16 +52,7 @@ class ParquetDestination:
     def check(location: str | os.PathLike, tuning: Tuning) -> None:
         """Refuse a directory that cannot be created or written, before anything is requested."""
         check_tuning(tuning)
-        path = Path(location)
-        if path.exists():
-            if not os.access(path, os.W_OK):
-                raise ConfigError(f"--parquet {path}: not writable")
-            return
-        existing = path.absolute().parent
-        while not existing.exists():
-            existing = existing.parent
-        if not existing.is_dir() or not os.access(existing, os.W_OK):
-            raise ConfigError(f"--parquet {path}: directory {existing} is not writable")
+        check_can_write(location, "--parquet")
 
     @staticmethod
     def missing(location: str | os.PathLike) -> str | None:
