@@ -8,7 +8,7 @@ record (read by Python)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from .definitions import StreamDefinition, TableSpec
@@ -22,8 +22,8 @@ _NUMBERS = ("NULL", "BIGINT", "DOUBLE")
 
 @dataclass(frozen=True, slots=True)
 class Extra:
-    """One undocumented field of one table on one page. `table` is None for a field of a record
-    whose stream has no table of its own (there is nowhere to keep it)."""
+    """One undocumented field of one table on one page. A field of the record of a stream without
+    a table of its own (inventory) is kept on its nested table's rows, as `record_<field>`."""
 
     table: str | None
     field: str  # the key in the record
@@ -93,7 +93,8 @@ def find_extras(stream: StreamDefinition, records: list[dict], skipped: set | fr
     own = stream.tables[0] if stream.tables[0].nested_path is None else None
     found: list[Extra] = []
     known = known_fields(stream, own)
-    found += _extras(own, [r for i, r in enumerate(records) if i not in skipped], known, None, key)
+    if own is not None:
+        found += _extras(own, [r for i, r in enumerate(records) if i not in skipped], known, None, key)
     for table in stream.tables:
         if table.nested_path is None:
             continue
@@ -104,6 +105,9 @@ def find_extras(stream: StreamDefinition, records: list[dict], skipped: set | fr
                 rows.extend(items)
                 owners.extend([record] * len(items))
         found += _extras(table, rows, known_fields(stream, table), owners, key)
+        if own is None:  # no table of its own (inventory: a record a sku): its rows carry the record's fields
+            found += [replace(e, column=f"record_{e.column}", field=f"record.{e.field}")
+                      for e in _extras(table, owners, known, owners, key)]
     return found
 
 

@@ -263,3 +263,25 @@ def _stream_file(name: str):
     from importlib import resources
 
     return next(p for p in resources.files("sqquid_etl.streams").iterdir() if p.name == f"{name}.yaml")
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_a_stream_without_a_table_of_its_own_keeps_its_records_fields_on_its_rows(make_sandbox, tmp_path, kind):
+    """inventory: a record a sku, rows only in its `inventory` list; the sku record's undocumented
+    fields go on each of its rows as record_<field>, nothing dropped."""
+    sandbox = make_sandbox(orders=20, products=15, drift=True)
+    db = tmp_path / ("s.duckdb" if kind == "duckdb" else "lake")
+    assert extract(["products", "inventory"], client=make_client(sandbox), **{kind: db}).ok
+    columns = _columns(db, "inventory")
+    checked = 0
+    for record in sandbox.store.served("inventory"):
+        extras = {k: v for k, v in record.items() if k not in ("sku", "inventory")}
+        assert extras  # the drift profile puts undocumented fields on every record
+        for name, value in extras.items():
+            column = f"record_{name}"
+            assert column in columns
+            stored = _read(db, f"SELECT DISTINCT \"{column}\" FROM inventory WHERE sku = '{record['sku']}'")
+            if stored:  # skus that are no product's (ORPHAN-...) cannot be listed: no rows
+                assert [_stored(v, "JSON" if isinstance(value, (dict, list)) else "") for (v,) in stored] == [value]
+                checked += 1
+    assert checked > 0
