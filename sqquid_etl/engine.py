@@ -88,7 +88,7 @@ class StreamRun:
     run_id: str
     progress: ProgressCallback | None = None
     result: StreamResult = field(init=False)
-    quarantined: list = field(default_factory=list)  # (partition, cursor text or None) of each record quarantined
+    quarantined: list = field(default_factory=list)  # (partition, cursor or None) of each record quarantined
     undocumented: set = field(default_factory=set)  # (table, field) of the undocumented fields said so far
     _requests_before: int = field(init=False)
     _started: float = field(init=False)
@@ -152,12 +152,14 @@ def run_windows(run: StreamRun, windows: Windows, old_state: StreamState, *, rep
             # a record quarantined was received too: rows in = rows stored + rows quarantined
             received = writer.distinct_keys(stream.tables[0].name) + len(rejected_keys)
             check = _check_count(run, windows, stats, received)
-        _note_windows(run.result, windows, tracker, old_state)
+        cursors = tracker.advance(old_state.cursors)
+        _note_windows(run.result, windows, cursors)
         quarantined = run.result.records_quarantined - quarantined_before
         if quarantined:
-            run.result.status = "warning" if run.result.status == "ok" else run.result.status
+            if run.result.status == "ok":
+                run.result.status = "warning"
             run.result.add_message(f"{quarantined} record(s) quarantined in {REJECTED_TABLE}")
-        writer.commit(_new_state(run, tracker, old_state), run.run_record())
+        writer.commit(_new_state(run, cursors), run.run_record())
     except BaseException as exc:
         writer.abort()
         _record_failure(run, exc)
@@ -203,7 +205,7 @@ def _tally_page(run: StreamRun, writer, partition: str | None, tables: PageTable
     writer.write_rejected(rejected_rows(run.run_id, run.stream.name, rejected))
     for index, record in enumerate(rejected):
         rejected_keys.add((partition, record.key if record.key is not None else f"#{result.pages}.{index}"))
-        run.quarantined.append((partition, record.cursor))
+        run.quarantined.append((partition, datetime.fromisoformat(record.cursor) if record.cursor else None))
     if result.records_quarantined == len(rejected):  # the first of the run: said once
         first = rejected[0]
         log.warning("stream %s: record %r cannot be stored without loss (%s.%s: %s): quarantined in %s, the run goes on",
@@ -223,18 +225,17 @@ def undocumented_fields(run: StreamRun, writer, extras: list) -> list:
             f"stream {stream.name!r}: record {first.record!r} holds the undocumented field {first.field!r} "
             f"(table {first.table!r}) (schema contract freeze: nothing of the stream was stored)"
         )
-    evolves = contract == "evolve" and getattr(writer, "evolves", False)
-    kept = [e for e in extras if evolves and e.table is not None]
+    evolves = contract == "evolve" and writer.evolves
+    kept = extras if evolves else []
     new_columns: dict[str, list[str]] = {}  # table -> columns first seen on this page: one line a table
     for extra in extras:
         if (extra.table, extra.field) in run.undocumented:
             continue
         run.undocumented.add((extra.table, extra.field))
-        if evolves and extra.table is not None:
+        if evolves:
             new_columns.setdefault(extra.table, []).append(extra.column)
         else:
             why = ("schema contract discard" if contract == "discard" else
-                   "the stream has no table of its own" if extra.table is None else
                    f"{run.destination.location} cannot keep undocumented fields yet")
             log.warning("stream %s: undocumented field %r of table %s dropped (%s)", stream.name, extra.field,
                         extra.table, why)
@@ -259,18 +260,18 @@ def _check_count(run: StreamRun, windows: Windows, stats: FetchStats, received: 
     return check
 
 
-def _note_windows(result: StreamResult, windows: Windows, tracker: CursorTracker, old_state: StreamState) -> None:
+def _note_windows(result: StreamResult, windows: Windows, cursors: dict[str, str]) -> None:
     """The first window start of the run (a repair never moves it) and the cursor reached."""
     if result.window_start is None:
         first = next((w for w in windows.values() if w is not None), None)
         result.window_start = format_timestamp(first) if first else None
-    result.cursor = max(tracker.advance(old_state.cursors).values(), default=None)
+    result.cursor = max(cursors.values(), default=None)
 
 
-def _new_state(run: StreamRun, tracker: CursorTracker, old_state: StreamState) -> StreamState:
-    """The stream's state after this commit: cursors only move forward."""
+def _new_state(run: StreamRun, cursors: dict[str, str]) -> StreamState:
+    """The stream's state after this commit: cursors only move forward (`CursorTracker.advance`)."""
     return StreamState(
-        cursors=tracker.advance(old_state.cursors),
+        cursors=cursors,
         last_run_at=_now(),
         last_run_id=run.run_id,
         rows_last_run=sum(run.result.rows.values()),

@@ -20,7 +20,7 @@ from .engine import ProgressCallback, RunOptions, StreamResult, StreamRun, new_r
 from .errors import ConfigError, SqquidError
 from .evolve import CONTRACTS, dropped_fields
 from .reconcile import describe_gaps, describe_surpluses, find_gaps
-from .settings import DEFAULT_BURST, DEFAULT_DUCKDB, DEFAULT_LOOKBACK, DEFAULT_RATE, Tuning
+from .settings import DEFAULT_BURST, DEFAULT_LOOKBACK, DEFAULT_RATE, Tuning
 from .state import StreamState, parse_duration, parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def extract(
         client = SqquidClient(Credentials.from_env(api_key, username, password), base_url_from_env(base_url),
                               rate=rate, burst=burst)
     destination = _open(client, own_client, lambda: open_destination(duckdb, parquet, tuning=tuning))
-    result = ExtractResult(run_id=new_run_id(), destination=str(parquet or duckdb or DEFAULT_DUCKDB))
+    result = ExtractResult(run_id=new_run_id(), destination=destination.location)
     try:
         for definition in selected:
             stream_result = _extract_stream(
@@ -171,16 +171,15 @@ def _extract_stream(run: StreamRun, reconcile: bool) -> StreamResult:
 def _reconcile(run: StreamRun, known_counts: dict) -> None:
     """Ask reconciliation which windows the API has more records in than the destination; run
     those (merged, cursors never backwards); say so in the stream's result and its run row."""
-    stream, result = run.stream, run.result
-    destination = _WithQuarantined(run) if run.quarantined else run.destination
+    stream, destination, result = run.stream, run.destination, run.result
     start = run.options.start_date
-    gaps, surpluses = find_gaps(stream, run.client, destination, start, known_counts)
+    gaps, surpluses = find_gaps(stream, run.client, destination, start, known_counts, run.quarantined)
     if gaps:
         state = destination.load_states().get(stream.name, StreamState())
         run_windows(run, {g.partition: g.since for g in gaps}, state, replace=False, count=False)
         result.repaired = sum(g.missing for g in gaps)
         result.add_message(describe_gaps(gaps))
-        remaining, _ = find_gaps(stream, run.client, destination, start)
+        remaining, _ = find_gaps(stream, run.client, destination, start, quarantined=run.quarantined)
         if remaining:
             result.add_message(f"still {sum(g.missing for g in remaining)} missing after the repair")
             result.status = "warning"
@@ -192,24 +191,4 @@ def _reconcile(run: StreamRun, known_counts: dict) -> None:
     if run.options.strict and result.status == "warning":
         result.status, result.exit_code = "failed", 1
         result.message = f"{result.message} (--strict)"
-    run.destination.record_run(run.run_record())  # the run's one row for the stream, now final
-
-
-class _WithQuarantined:
-    """The destination as reconciliation sees it: the records this run quarantined were
-    received (they are in `_sqquid_rejected`), so they are no gap to re-fetch."""
-
-    def __init__(self, run: StreamRun):
-        self._destination = run.destination
-        self._quarantined = [(p, datetime.fromisoformat(c) if c else None) for p, c in run.quarantined]
-
-    def __getattr__(self, name: str):
-        return getattr(self._destination, name)
-
-    def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
-        partition = next(iter(equals.values()), None)
-        quarantined = sum(
-            1 for p, cursor in self._quarantined
-            if (not equals or p == partition) and (since is None or (cursor is not None and cursor >= since))
-        )
-        return self._destination.count_since(table, column, since, equals) + quarantined
+    destination.record_run(run.run_record())  # the run's one row for the stream, now final

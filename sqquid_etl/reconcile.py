@@ -51,15 +51,19 @@ def find_gaps(
     destination: Destination,
     start_date: datetime | None,
     known_counts: dict[str | None, int] | None = None,
+    quarantined: list[tuple[str | None, datetime | None]] = (),  # type: ignore[assignment]
 ) -> tuple[list[Gap], list[Surplus]]:
     """Compare the API's count with the destination's for each partition; bisect any shortfall.
     `known_counts` are API counts already asked with the same filter (this run's window, when it
-    started at the start date): they save a request each."""
+    started at the start date): they save a request each. `quarantined`: (partition, cursor) of
+    the records this run received and stored in `_sqquid_rejected`: received, so no gap."""
     if stream.count is None or stream.cursor is None:
         return [], []
     gaps, surpluses = [], []
     for partition in stream.partition.values if stream.partition else [None]:
-        shortfall = _shortfall(stream, client, destination, partition, start_date, (known_counts or {}).get(partition))
+        mine = [cursor for p, cursor in quarantined if p == partition]
+        shortfall = _shortfall(stream, client, destination, partition, start_date,
+                               (known_counts or {}).get(partition), mine)
         total = shortfall(start_date)
         if total < 0:
             surpluses.append(Surplus(partition, -total))
@@ -74,14 +78,17 @@ def find_gaps(
 
 
 def _shortfall(stream: StreamDefinition, client: SqquidClient, destination: Destination, partition: str | None,
-               start_date: datetime | None, known: int | None) -> Callable[[datetime | None], int]:
-    """f(t): the API's count of the partition's records with cursor >= t, less the destination's."""
+               start_date: datetime | None, known: int | None,
+               quarantined: list[datetime | None]) -> Callable[[datetime | None], int]:
+    """f(t): the API's count of the partition's records with cursor >= t, less those received
+    (stored in the destination, or quarantined by this run)."""
     equals = {stream.partition.param: partition} if stream.partition and partition else {}
     table, column = stream.tables[0].name, stream.cursor.field  # type: ignore[union-attr]
 
     def shortfall(since: datetime | None) -> int:
         api = known if since == start_date and known is not None else count_records(stream, client, since, partition)
-        return api - destination.count_since(table, column, since, equals)
+        rejected = sum(1 for c in quarantined if since is None or (c is not None and c >= since))
+        return api - destination.count_since(table, column, since, equals) - rejected
 
     return shortfall
 
