@@ -109,17 +109,9 @@ class Store:
         key = self.catalog.find(sku)
         return None if key is None else self.catalog.product(key)
 
-    def order_by_id(self, order_id: int) -> dict | None:
-        key = self.book.order_key(order_id)
-        return None if key is None else self.book.order(key)
-
     def shipments_of(self, order_id: int) -> list[dict]:
         key = self.book.order_key(order_id)
         return [] if key is None else [self.book.shipments.record(s) for s in self.book.shipment_keys_of(key)]
-
-    def returns_of(self, order_id: int) -> list[dict]:
-        key = self.book.order_key(order_id)
-        return [] if key is None else self.book.returns_of(key)
 
     # ---- drift (``drift_views``): what is served, and what it means --------------------------
     def serve(self, view: str, key, record: dict) -> dict:

@@ -20,7 +20,6 @@ class Catalog:
         self.table = Table("products", count, cache, make_text=self.layout.json)
         self.added_by_sku: dict[str, int] = {}  # sku of an added product -> key
         self.added_variants: dict[str, int] = {}  # sku of a variant not generated -> product key
-        self.ids: dict[int, int] = {}  # id of an added product -> key
         self._next_id = self.layout.next_id
 
     # ---- ids and lookups -----------------------------------------------------------------
@@ -28,12 +27,6 @@ class Catalog:
         value = self._next_id
         self._next_id += 1
         return value
-
-    def key_of_id(self, pid: int) -> int | None:
-        key = self.ids.get(pid)
-        if key is None:
-            key = self.layout.index_of_id(pid)
-        return key if key is not None and self.table.exists(key) else None
 
     def find(self, sku: str) -> int | None:
         """Key of the live product with this sku."""
@@ -54,9 +47,6 @@ class Catalog:
         product = self.product(key)
         child = next((c for c in product["Child_Products"] if c["sku"] == sku), None)
         return (key, child) if child is not None else None
-
-    def sku_taken(self, sku: str) -> bool:
-        return self.find(sku) is not None or self.find_variant(sku) is not None
 
     def product(self, key: int) -> dict:
         return self.table.record(key)
@@ -95,7 +85,6 @@ class Catalog:
     def add(self, product: dict) -> int:
         key = self.table.add(product)
         self.added_by_sku[product["sku"]] = key
-        self.ids[product["id"]] = key
         for child in product["Child_Products"]:
             self.added_variants[child["sku"]] = key
         return key
