@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -52,7 +53,7 @@ def convert_column(values: list, column: Column) -> ColumnResult:
 def conforming(values: list, type_name: str, target: pa.DataType) -> pa.Array:
     """The values as the column's type where they are what the schema says (Arrow's reading of
     text as timestamps and decimals included); raises one of CONVERSION_ERRORS otherwise."""
-    if type_name in ("timestamp", "decimal"):
+    if type_name in _READ_AS_TEXT:
         return pc.cast(pa.array(values, pa.string()), target)
     if type_name == "json":
         return pa.array([None if v is None else json_text(v) for v in values], target)
@@ -71,57 +72,49 @@ _AS_IS = {
 
 def _value_by_value(values: list, column: Column, target: pa.DataType) -> ColumnResult:
     if column.type in _AS_IS:
+        # a timestamp or decimal column without an Arrow call a value: text of the form Arrow
+        # reads is kept as is, any other value coerced by the Python rules (or refused), one cast
+        as_is = _AS_IS[column.type].fullmatch
         try:
-            return _text_column(values, column, target)
+            return _each_value(values, column, target, lambda v: type(v) is str and as_is(v) is not None)
         except CONVERSION_ERRORS:
             pass  # a value the pattern let through that Arrow refuses: decided one by one below
     exact = _EXACT.get(column.type)
+    if exact is not None:
+        return _each_value(values, column, target, exact)
+    text_only = column.type in _READ_AS_TEXT
+
+    def misfit(value) -> str | None:
+        return _misfit(value, column.type, target)
+
+    return _each_value(values, column, target, lambda v: (not text_only or type(v) is str) and misfit(v) is None,
+                       misfit)
+
+
+def _each_value(values: list, column: Column, target: pa.DataType, keep: Callable[[Any], bool],
+                misfit: Callable[[Any], str | None] | None = None) -> ColumnResult:
+    """Each value kept as sent (`keep`), else coerced (and, with `misfit`, checked against the
+    conforming conversion), else refused; a null refused in a column that is not nullable."""
     out, coerced, bad = [], [], {}
     for row, value in enumerate(values):
         if value is None:
             out.append(None)
             if not column.nullable:
                 bad[row] = _null_key(column)
-            continue
-        if exact is not None and exact(value):
-            out.append(value)
-            continue
-        if exact is None and (column.type not in _READ_AS_TEXT or type(value) is str) and _misfit(value, column.type, target) is None:
-            out.append(value)
-            continue
-        try:
-            fixed = coerce(value, column.type)
-            why = None if exact is not None else _misfit(fixed, column.type, target)
-            if why is not None:
-                raise Lossy(f"{value!r} does not fit {target} without loss ({why})")
-        except Lossy as exc:
-            out.append(None)
-            bad[row] = str(exc)
-            continue
-        out.append(fixed)
-        coerced.append(row)
-    return ColumnResult(conforming(out, column.type, target), coerced, bad)
-
-
-def _text_column(values: list, column: Column, target: pa.DataType) -> ColumnResult:
-    """A timestamp or decimal column without an Arrow call a value: text of the form Arrow reads
-    is kept as is, any other value coerced by the Python rules (or refused), then one cast."""
-    as_is = _AS_IS[column.type].fullmatch
-    out, coerced, bad = [], [], {}
-    for row, value in enumerate(values):
-        if value is None:
-            out.append(None)
-            if not column.nullable:
-                bad[row] = _null_key(column)
-        elif type(value) is str and as_is(value):
+        elif keep(value):
             out.append(value)
         else:
             try:
-                out.append(coerce(value, column.type))
-                coerced.append(row)
+                fixed = coerce(value, column.type)
+                why = None if misfit is None else misfit(fixed)
+                if why is not None:
+                    raise Lossy(f"{value!r} does not fit {target} without loss ({why})")
             except Lossy as exc:
                 out.append(None)
                 bad[row] = str(exc)
+                continue
+            out.append(fixed)
+            coerced.append(row)
     return ColumnResult(conforming(out, column.type, target), coerced, bad)
 
 
