@@ -15,8 +15,9 @@ from typing import Any, Iterable
 from .client import SqquidClient
 from .columns import convert_column
 from .decode import page_records
-from .definitions import Column, StreamDefinition, TableSpec
+from .definitions import StreamDefinition, TableSpec
 from .errors import SqquidError
+from .evolve import known_fields
 from .keys import batch_keys
 from .listing import window_params
 from .paginate import make_paginator
@@ -93,10 +94,14 @@ def check_stream(client: SqquidClient, stream: StreamDefinition, seen: dict[tupl
     if isinstance(body, dict):
         result.envelope = sorted(k for k in body if k != stream.envelope)
         result.paging = {k: body[k] for k in ("total", "limit", "offset", "page") if k in body}
+    if stream.tables[0].nested_path is not None:  # no table of its own: its records' own fields
+        result.differences.extend(_undefined(stream.name, records, known_fields(stream, None), client))
     for table in stream.tables:
         rows = _rows(records, table)
         _remember(seen, table, rows)
-        result.differences.extend(_compare(table, rows, _defined(stream, table), client))
+        result.differences.extend(_undefined(table.name, rows, known_fields(stream, table), client))
+        result.differences.extend(_types(table, rows, client))
+    result.differences.sort(key=lambda d: (d.kind, d.table, d.field))
     return result
 
 
@@ -119,17 +124,6 @@ def _rows(records: list[dict], table: TableSpec) -> list[dict]:
     return [item for r in records for item in (r.get(table.nested_path) or []) if isinstance(item, dict)]
 
 
-def _defined(stream: StreamDefinition, table: TableSpec) -> dict[str, Column]:
-    """The fields a row of the table may hold: its columns' sources, and the nested lists of the
-    stream's other tables (a parent record holds its children)."""
-    defined = {c.source: c for c in table.columns if not (c.from_parent or c.from_partition)}
-    if table.nested_path is None or table is stream.tables[0]:
-        for other in stream.tables:
-            if other.nested_path and other is not table:
-                defined.setdefault(other.nested_path, Column(other.nested_path, "json", other.nested_path))
-    return defined
-
-
 def _remember(seen: dict, table: TableSpec, rows: list[dict]) -> None:
     for column in table.columns:
         if not column.from_partition and not column.from_parent:
@@ -138,34 +132,34 @@ def _remember(seen: dict, table: TableSpec, rows: list[dict]) -> None:
             )
 
 
-def _compare(table: TableSpec, rows: list[dict], defined: dict[str, Column], client: SqquidClient) -> list[Difference]:
+def _undefined(table: str, rows: list[dict], known: frozenset, client: SqquidClient) -> list[Difference]:
+    """The fields the rows hold that the definition does not read (`evolve.known_fields`, as an extract)."""
     out: dict[tuple[str, str], Difference] = {}
-    present = set()
     for row in rows:
         for name, value in row.items():
-            present.add(name)
-            column = defined.get(name)
-            if column is None:
-                _note(out, table.name, name, "undefined", value, client)
-            elif value is not None and column.type != "json":
-                kind, reason = _classify(value, column)
-                if kind != "ok":
-                    _note(out, table.name, name, kind, value, client, reason)
-    if rows:
-        for name in sorted(set(defined) - present):
-            out[(name, "never_seen")] = Difference(table.name, name, "never_seen")
-    return sorted(out.values(), key=lambda d: (d.kind, d.field))
+            if name not in known:
+                _note(out, table, name, "undefined", value, client)
+    return list(out.values())
 
 
-def _classify(value: Any, column: Column) -> tuple[str, str | None]:
-    """ok (stored as sent), coerced (stored exactly after coercion) or lossy (its record would
-    be quarantined): the extract's own conversion of the column, on this one value."""
-    converted = convert_column([value], column)
-    if converted.bad:
-        return "lossy", converted.bad[0]
-    if converted.coerced:
-        return "coerced", f"{_kind(value)} where the definition says {column.type}"
-    return "ok", None
+def _types(table: TableSpec, rows: list[dict], client: SqquidClient) -> list[Difference]:
+    """Each column's values through the extract's own conversion (`columns.convert_column`):
+    values coerced, values lossy (their record would be quarantined), columns never sent."""
+    out: dict[tuple[str, str], Difference] = {}
+    for column in table.columns:
+        if column.from_parent or column.from_partition or not rows:
+            continue
+        if not any(column.source in row for row in rows):
+            out[(column.source, "never_seen")] = Difference(table.name, column.source, "never_seen")
+            continue
+        values = [row.get(column.source) for row in rows]
+        converted = convert_column(values, column)
+        for index in converted.coerced:
+            reason = f"{_kind(values[index])} where the definition says {column.type}"
+            _note(out, table.name, column.source, "coerced", values[index], client, reason)
+        for index, why in converted.bad.items():
+            _note(out, table.name, column.source, "lossy", values[index], client, why)
+    return list(out.values())
 
 
 def _note(out: dict, table: str, name: str, kind: str, value: Any, client: SqquidClient, reason: str | None = None) -> None:
