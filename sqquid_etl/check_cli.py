@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import click
 
-from .cli_common import api_options, credentials_from
+from .cli_common import api_options, credentials_from, load_settings
 from .errors import SqquidError
 from .settings import DEFAULT_BURST, DEFAULT_RATE
 
@@ -28,11 +28,10 @@ def check_command(streams, config, base_url, api_key, username, password, rate, 
     """
     from .check import check_streams
     from .client import Credentials, SqquidClient, base_url_from_env
-    from .config import find_config, load_config
     from .definitions import load_definitions, select_streams
 
     try:
-        settings = load_config(find_config(config))
+        settings = load_settings(config)
         api_key, username, password = credentials_from(settings, api_key, username, password)
         definitions = load_definitions()
         names = [s.strip() for s in streams.split(",") if s.strip()] if streams else settings.get("streams")
