@@ -152,6 +152,13 @@ class ParquetStreamWriter:
         self.sql = destination.sql
         self.stream = stream
         self.replace = replace
+        # each table's current generation, its files and their columns, read once (this process
+        # holds the directory's lock: only this writer's commit changes them); replaced: none
+        self._current = {} if replace else {t.name: self.layout.current_generation(t.name) for t in stream.tables}
+        self._old_files = {t.name: sorted(current.glob("*.parquet")) if (current := self._current.get(t.name)) else []
+                           for t in stream.tables}
+        self._have = {name: file_columns(self.sql, files[0]) if files else {} for name, files in self._old_files.items()}
+        self._recorded: set | None = None  # the schema history, read when first needed
         if not replace:
             for table in stream.tables:
                 self._check_columns(table)
@@ -159,12 +166,17 @@ class ParquetStreamWriter:
         self.evolved = EvolvedColumns()
         self._changes: list = []  # (table, column, type) added or widened by the commit
 
+    def _history(self) -> set:
+        """(table, column, type) recorded in the schema history (read once)."""
+        if self._recorded is None:
+            self._recorded = recorded(self.sql, self.layout.root)
+        return self._recorded
+
     def _check_columns(self, table: TableSpec) -> None:
-        files = self.layout.table_files(table.name)
-        if files:
-            have, want = pq.read_schema(files[0]).names, table.column_names
+        if self._old_files[table.name]:
+            have, want = list(self._have[table.name]), table.column_names
             if have[:len(want)] == want and len(have) > len(want):  # and columns added for undocumented fields
-                evolved = {(t, c) for t, c, _ in recorded(self.sql, self.layout.root)}
+                evolved = {(t, c) for t, c, _ in self._history()}
                 have = have[:len(want)] + [c for c in have[len(want):] if (table.name, c) not in evolved]
             check_columns(str(self.layout.root), table.name, have, self.stream, want)
 
@@ -200,7 +212,7 @@ class ParquetStreamWriter:
                 for table, generation in switched:
                     self.layout.switch(table.name, generation)
             self._store_rejected(run.run_id)
-            known = recorded(self.sql, self.layout.root) if self._changes else set()
+            known = self._history() if self._changes else set()
             write_history(self.layout.root, self.stream.name, run.run_id, [c for c in self._changes if c not in known])
             self.dest.save_state(self.stream.name, state)  # last: state never covers data not switched in
             self.dest.record_run(run)
@@ -226,14 +238,13 @@ class ParquetStreamWriter:
         """Whether the commit changes a table: one is replaced, received rows, or does not exist
         yet (it is made, empty); else only the state and the run record are stored."""
         return self.replace or any(
-            self.stage.rows(t.name) or self.layout.current_generation(t.name) is None for t in self.stream.tables
+            self.stage.rows(t.name) or self._current[t.name] is None for t in self.stream.tables
         )
 
     def _build_generation(self, table: TableSpec, parent: TableSpec | None, run_id: str) -> Path:
         commit_id = f"{run_id}-{uuid.uuid4().hex[:8]}"  # unique even when a run commits a stream twice
         generation = self.layout.new_generation(table.name, commit_id)
-        old_files = [] if self.replace else self.layout.table_files(table.name)
-        have = file_columns(self.sql, old_files[0]) if old_files else {}
+        old_files, have = self._old_files[table.name], self._have[table.name]
         staged = self.evolved.types.get(table.name, {}) if self.stage.rows(table.name) else {}
         final, changed = plan_columns(table, have, staged)
         self._changes += [(table.name, c, kind) for c, kind in changed]
@@ -269,11 +280,12 @@ class ParquetStreamWriter:
         rewritten without the replaced rows (left out when none is kept); `reshape` (SQL
         columns): the generation has other columns, every file is rewritten."""
         source = f"read_parquet({sql_path(old)}) o"
-        hit = self.sql.execute(f"SELECT count(*) FROM {source} WHERE {condition}").fetchall()[0][0]
+        hit, kept = self.sql.execute(
+            f"SELECT count(*) FILTER (WHERE {condition}), count(*) FILTER (WHERE NOT ({condition})) FROM {source}"
+        ).fetchall()[0]
         if hit == 0 and reshape is None:
             link_or_copy(old, generation / old.name)
             return
-        kept = self.sql.execute(f"SELECT count(*) FROM {source} WHERE NOT ({condition})").fetchall()[0][0]
         if kept:
             self.sql.execute(
                 f"COPY (SELECT {reshape or 'o.*'} FROM {source} WHERE NOT ({condition})) TO {sql_path(generation / old.name)} "

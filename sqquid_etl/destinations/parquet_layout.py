@@ -72,11 +72,6 @@ class ParquetLayout:
             raise StateError(f"{link} exists but is not managed by sqquid-etl (expected a symlink to a generation)")
         return None
 
-    def table_files(self, table: str) -> list[Path]:
-        """The table's current Parquet files, sorted ([] when it has not been extracted)."""
-        current = self.current_generation(table)
-        return sorted(current.glob("*.parquet")) if current else []
-
     def new_generation(self, table: str, commit_id: str) -> Path:
         generation = self.generations / table / commit_id
         generation.mkdir(parents=True, exist_ok=False)
