@@ -67,11 +67,15 @@ class Inventory:
         out += [(key, *self.added[key]) for key in self.added_by_sku.get(sku, ())]
         return out
 
+    def _live_generated(self, key: tuple) -> int | None:
+        """Index of the live generated record at ``key``, if there is one."""
+        return next((r for r, k in self._generated_keys(key[0]) if k == key and self.qty[r] != DELETED), None)
+
     def get(self, key: tuple) -> tuple[int, int] | None:
         """(id, qty) of a live record."""
-        for r, k in self._generated_keys(key[0]):
-            if k == key and self.qty[r] != DELETED:
-                return r + 1, self.qty[r]
+        r = self._live_generated(key)
+        if r is not None:
+            return r + 1, self.qty[r]
         found = self.added.get(key)
         return (found[0], found[1]) if found else None
 
@@ -97,10 +101,10 @@ class Inventory:
     # ---- writes ------------------------------------------------------------------------------
     def set(self, key: tuple, qty: int) -> int:
         """Set a record's quantity (a new record if there is none); returns its id."""
-        for r, k in self._generated_keys(key[0]):
-            if k == key and self.qty[r] != DELETED:
-                self.qty[r] = qty
-                return r + 1
+        r = self._live_generated(key)
+        if r is not None:
+            self.qty[r] = qty
+            return r + 1
         found = self.added.get(key)
         if found is None:
             found = self.added[key] = [self.next_id, qty]
@@ -110,10 +114,10 @@ class Inventory:
         return found[0]
 
     def delete(self, key: tuple) -> None:
-        for r, k in self._generated_keys(key[0]):
-            if k == key and self.qty[r] != DELETED:
-                self.qty[r] = DELETED
-                return
+        r = self._live_generated(key)
+        if r is not None:
+            self.qty[r] = DELETED
+            return
         if self.added.pop(key, None) is not None:
             keys = self.added_by_sku[key[0]]
             keys.remove(key)
