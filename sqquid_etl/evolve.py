@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+from .coerce import INT64_MAX, INT64_MIN
 from .definitions import StreamDefinition, TableSpec
 
 CONTRACTS = ("evolve", "freeze", "discard")
@@ -51,7 +52,7 @@ def value_type(value: Any) -> str:
     if type(value) is bool:
         return "BOOLEAN"
     if type(value) is int:
-        return "BIGINT" if -(1 << 63) <= value < (1 << 63) else "VARCHAR"
+        return "BIGINT" if INT64_MIN <= value <= INT64_MAX else "VARCHAR"
     if type(value) is float:
         return "DOUBLE"
     if isinstance(value, (dict, list)):

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .coerce import Lossy, coerce
+from .coerce import Lossy, coerce, json_text
 from .columns import ColumnResult, convert_column
 from .decode import Page, PageDecoder, page_dicts
 from .definitions import Column, StreamDefinition, TableSpec
@@ -170,8 +170,8 @@ def record_key(stream: StreamDefinition, record: dict) -> str | None:
     if all(v is None for v in values):
         return None
     if len(values) == 1:
-        return values[0] if isinstance(values[0], str) else json.dumps(values[0], ensure_ascii=False, sort_keys=True)
-    return json.dumps(values, ensure_ascii=False, sort_keys=True)
+        return values[0] if isinstance(values[0], str) else json_text(values[0])
+    return json_text(values)
 
 
 def _kind(value: Any) -> str:
