@@ -50,6 +50,19 @@ class EvolvedColumns:
             stage.write({extra_name(table): data})
 
 
+def column_type(existing: str | None, kind: str) -> str:
+    """The type of an undocumented column: `kind` as found (NULL: VARCHAR), widened with the
+    type the column has already (None: it is new)."""
+    kind = "VARCHAR" if kind == "NULL" else kind
+    return kind if existing is None else widen(existing if existing in _TYPES else "VARCHAR", kind)
+
+
+def pivot_sql(columns) -> str:
+    """SQL columns of the staged values `e` (`EXTRA_SCHEMA`), one a column, for a GROUP BY row."""
+    return ", ".join(f"max(e.value) FILTER (WHERE e.{q('column')} = '{c.replace(chr(39), chr(39) * 2)}') AS {q(c)}"
+                     for c in columns)
+
+
 def documented_columns(conn: Any, where: str, table: str, have: list[str], stream: StreamDefinition,
                        want: list[str]) -> None:
     """`merge_sql.check_columns`, the columns an earlier run added for undocumented fields aside."""
@@ -76,16 +89,13 @@ def add_columns(conn: Any, table: TableSpec, types: dict[str, str], stream: str,
     recorded = {(c, t) for c, t in conn.execute(
         f"SELECT {q('column')}, type FROM {HISTORY_TABLE} WHERE {q('table')} = ?", [table.name]).fetchall()}
     final = {}
-    for column, kind in types.items():
-        kind = "VARCHAR" if kind == "NULL" else kind
+    for column, found in types.items():
         existing = have.get(column)
+        kind = column_type(existing, found)
         if existing is None:
             conn.execute(f"ALTER TABLE {q(table.name)} ADD COLUMN {q(column)} {kind}")
-        else:
-            wide = widen(existing if existing in _TYPES else "VARCHAR", kind)
-            if wide != existing:
-                conn.execute(f"ALTER TABLE {q(table.name)} ALTER COLUMN {q(column)} TYPE {wide}")
-            kind = wide
+        elif kind != existing:
+            conn.execute(f"ALTER TABLE {q(table.name)} ALTER COLUMN {q(column)} TYPE {kind}")
         if (column, kind) not in recorded:
             conn.execute(f"INSERT INTO {HISTORY_TABLE} VALUES (?, ?, ?, ?, ?, now())",
                          [stream, table.name, column, kind, run_id])
@@ -97,9 +107,7 @@ def update_sql(table: TableSpec, staged: str, extras: str, types: dict[str, str]
     """SQL giving the rows merged from `staged` the undocumented values of their latest version."""
     keys = ", ".join(q(k) for k in table.primary_key)
     latest = f"SELECT {keys}, {SEQ} FROM {staged} QUALIFY {SEQ} = max({SEQ}) OVER (PARTITION BY {keys})"
-    pivot = ", ".join(
-        f"max(e.value) FILTER (WHERE e.{q('column')} = '{c.replace(chr(39), chr(39) * 2)}') AS {q(c)}" for c in types
-    )
+    pivot = pivot_sql(types)
     assign = ", ".join(f"{q(c)} = CAST(v.{q(c)} AS {kind})" for c, kind in types.items())
     match = " AND ".join(f"{q(table.name)}.{q(k)} = v.{q(k)}" for k in table.primary_key)
     mkeys = ", ".join(f"m.{q(k)}" for k in table.primary_key)

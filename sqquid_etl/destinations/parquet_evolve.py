@@ -16,15 +16,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..definitions import TableSpec
-from ..evolve import widen
 from .buffer import SEQ
+from .duckdb_evolve import column_type, pivot_sql
 from .files import fsync_path
 from .merge_sql import quote_identifier as q, sql_path
 from .parquet_layout import SCHEMA_DIR
 from .staging import EXTRA_ROW
 
 HISTORY_SCHEMA = pa.schema([(n, pa.string()) for n in ("stream", "table", "column", "type", "first_run")])
-_TYPES = ("BIGINT", "DOUBLE", "BOOLEAN", "JSON", "VARCHAR")
 
 
 def file_columns(sql: Any, path: Path) -> dict[str, str]:
@@ -37,13 +36,10 @@ def plan_columns(table: TableSpec, have: dict[str, str], staged: dict[str, str])
     with their types, and the (column, type) added or widened by this commit."""
     final = {c: t for c, t in have.items() if c not in table.column_names}
     changed = []
-    for column, kind in staged.items():
-        kind = "VARCHAR" if kind == "NULL" else kind
-        if column in final:
-            wide = widen(final[column] if final[column] in _TYPES else "VARCHAR", kind)
-            if wide == final[column]:
-                continue
-            kind = wide
+    for column, found in staged.items():
+        kind = column_type(final.get(column), found)
+        if kind == final.get(column):
+            continue
         final[column] = kind
         changed.append((column, kind))
     return final, changed
@@ -58,9 +54,7 @@ def new_rows_sql(table: TableSpec, staged: str, extras: str | None, final: dict[
                 for c, kind in final.items()]
     sql = f"SELECT {', '.join(columns)} FROM ({latest}) s"
     if extras and staged_types:
-        pivot = ", ".join(f"max(e.value) FILTER (WHERE e.{q('column')} = '{c.replace(chr(39), chr(39) * 2)}') AS {q(c)}"
-                          for c in staged_types)
-        sql += f" LEFT JOIN (SELECT e.{EXTRA_ROW}, {pivot} FROM {extras} e GROUP BY e.{EXTRA_ROW}) v ON v.{EXTRA_ROW} = s.{SEQ}"
+        sql += f" LEFT JOIN (SELECT e.{EXTRA_ROW}, {pivot_sql(staged_types)} FROM {extras} e GROUP BY e.{EXTRA_ROW}) v ON v.{EXTRA_ROW} = s.{SEQ}"
     return sql
 
 
