@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from itertools import compress
+from itertools import chain, compress
 
 from . import skus
 from .product_records import ProductLayout
@@ -115,7 +115,7 @@ class Catalog:
             later = map(updated_min.seconds.__le__, self.layout.updated[start:])
             base = compress(range(start, n), later)
         table = self.table
-        added = [k for k, p in enumerate(table.added, start=n)
+        added = (k for k, p in enumerate(table.added, start=n)
                  if (created_min is None or p["created_at"] >= created_min.text)
-                 and (updated_min is None or p["updated_at"] >= updated_min.text)]
-        return array("i", [k for k in base if k not in table.deleted] + [k for k in added if k not in table.deleted])
+                 and (updated_min is None or p["updated_at"] >= updated_min.text))
+        return array("i", (k for k in chain(base, added) if k not in table.deleted))

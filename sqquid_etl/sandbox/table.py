@@ -71,12 +71,12 @@ class Table:
         if data is None:
             if self.drift is not None:
                 data = dumps(self.drift(key, self.record(key)))
-            elif key < self.base and key not in self.changed and self._make_text is not None:
-                data = self._make_text(key).encode()
-            elif key < self.base and key not in self.changed:
-                data = dumps(self._make_record(key))
-            else:
+            elif not self.generated(key):
                 data = dumps(self.changed.get(key) or self.added[key - self.base])
+            elif self._make_text is not None:
+                data = self._make_text(key).encode()
+            else:
+                data = dumps(self._make_record(key))
             self.cache.put(self.view, key, data)
         return data
 
