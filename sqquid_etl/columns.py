@@ -14,11 +14,7 @@ import pyarrow.compute as pc
 
 from .coerce import INT64_MAX, INT64_MIN, Lossy, coerce, json_text
 from .definitions import Column
-from .plan import ARROW_TYPES
-
-# what a conversion raises when values do not fit the type
-CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError,
-                     OverflowError)
+from .plan import ARROW_TYPES, CONVERSION_ERRORS
 
 # where Python's type of a value says exactly whether the conforming conversion takes it (and
 # the coercion's result is of that type): no Arrow call a value

@@ -26,10 +26,8 @@ import pyarrow.json as pa_json
 
 from .definitions import StreamDefinition
 from .errors import SchemaError
-from .plan import ARROW_ERRORS, ReadPlan, build_plan, floats_in_integers, integer_text_fields, misfit_fields
-
-# the envelope's fields (besides the records) that paginators read
-ENVELOPE_FIELDS = ("total", "limit")
+from .plan import (ARROW_ERRORS, ENVELOPE_FIELDS, ReadPlan, build_plan, floats_in_integers, integer_text_fields,
+                   misfit_fields)
 
 
 class BodyNotJSON(ValueError):
@@ -173,8 +171,6 @@ def _read_body(body: bytes, plan: ReadPlan | None, envelope: str | None) -> Page
     if plan is None or plan.json_schema is None or envelope is None:
         return None
     schema = plan.json_schema
-    for name in ENVELOPE_FIELDS:
-        schema = schema.append(pa.field(name, pa.int64()))
     text = body if b"\n" not in body and b"\r" not in body else body.replace(b"\n", b" ").replace(b"\r", b" ")
     try:
         table = pa_json.read_json(

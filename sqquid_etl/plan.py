@@ -27,9 +27,14 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 # how a value is read from the JSON before the column's cast: timestamps and decimals as text
 READ_TYPES: dict[str, pa.DataType] = {**ARROW_TYPES, "timestamp": pa.string(), "decimal": pa.string()}
 
-# what Arrow raises when values do not fit the type they are read as
-ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError,
-                OverflowError, KeyError, AttributeError)
+# what a conversion raises when values do not fit the type
+CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError,
+                     OverflowError)
+# ... and reading values from records of an unexpected shape besides
+ARROW_ERRORS = (*CONVERSION_ERRORS, KeyError, AttributeError)
+
+# the envelope's fields (besides the records) that paginators read; a body is read with them
+ENVELOPE_FIELDS = ("total", "limit")
 
 FieldKey = tuple  # (nested path or None for the record itself, source key)
 
@@ -48,7 +53,7 @@ class ReadPlan:
     fields: dict  # FieldKey -> Arrow read type, of the fields read by Arrow
     python: frozenset  # FieldKeys read by Python from dicts (values that do not fit their Arrow type)
     integers: frozenset  # those of them whose values were all integers: Arrow's JSON reader reads them as such
-    json_schema: pa.Schema | None  # a body is read as {envelope: list<this struct>}, or None: not by Arrow
+    json_schema: pa.Schema | None  # a body is read as {envelope: list<struct>, total, limit}, or None: not by Arrow
     text_fields: frozenset = frozenset()  # FieldKeys of text and decimal columns: the ones that may be learned
 
     def knows(self, python: frozenset, integers: frozenset) -> bool:
@@ -89,7 +94,8 @@ def build_plan(stream: StreamDefinition, python: frozenset = frozenset(),
             body_top[table.nested_path] = pa.list_(pa.struct(list(body_child.items())))
     json_schema = None
     if python <= integers and stream.envelope is not None:
-        json_schema = pa.schema([(stream.envelope, pa.list_(pa.struct(list(body_top.items()))))])
+        json_schema = pa.schema([(stream.envelope, pa.list_(pa.struct(list(body_top.items())))),
+                                 *((name, pa.int64()) for name in ENVELOPE_FIELDS)])
     return ReadPlan(pa.struct(list(top.items())), fields, python, integers, json_schema, frozenset(text - other))
 
 
