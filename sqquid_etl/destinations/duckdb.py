@@ -29,8 +29,6 @@ RUNS_TABLE = "_sqquid_runs"
 
 
 class DuckDBDestination:
-    OPTION = "--duckdb"
-
     @staticmethod
     def check(location: str | os.PathLike, tuning: Tuning) -> None:
         """Refuse a file that cannot be created or written, before anything is requested."""

@@ -46,8 +46,6 @@ ROW_GROUP_ROWS = 16_384
 
 
 class ParquetDestination:
-    OPTION = "--parquet"
-
     @staticmethod
     def check(location: str | os.PathLike, tuning: Tuning) -> None:
         """Refuse a directory that cannot be created or written, before anything is requested."""

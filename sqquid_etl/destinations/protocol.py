@@ -118,8 +118,6 @@ class DestinationKind(Protocol):
     """A kind of destination, as `destinations/__init__.py` registers it (in KINDS): the class,
     whose instances are Destinations. Nothing outside `destinations/` names one."""
 
-    OPTION: str  # the command-line option naming its location, for messages ("--duckdb")
-
     @staticmethod
     def check(location: Any, tuning: Tuning) -> None:
         """A ConfigError when it could not be written at `location` (or `tuning` is unusable),
