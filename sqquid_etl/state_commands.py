@@ -21,9 +21,9 @@ from .state import NO_PARTITION, StreamState, format_timestamp, parse_timestamp
 
 @contextmanager
 def open_state_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None,
-                           *, must_exist: bool = True, tuning: Tuning | None = None) -> Iterator[Destination]:
+                           *, tuning: Tuning | None = None) -> Iterator[Destination]:
     """Open an existing destination (default ./sqquid.duckdb); never create one by looking at it."""
-    destination = open_existing(duckdb, parquet, must_exist=must_exist, tuning=tuning)
+    destination = open_existing(duckdb, parquet, tuning=tuning)
     try:
         yield destination
     finally:
