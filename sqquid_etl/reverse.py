@@ -24,11 +24,9 @@ from typing import Any
 from .client import Credentials, SqquidClient, base_url_from_env
 from .errors import ConfigError
 from .reverse_current import baseline_skus, fetch_current
-from .reverse_diff import DIFF_COLUMNS, compute_diff, write_diff  # noqa: F401 - importable from here, as before
-from .reverse_journal import Journal, journal_lock  # noqa: F401 - importable from here, as before
+from .reverse_diff import compute_diff
 from .reverse_report import LoadReport
-from .reverse_send import FULL_PATH, PARTIAL_PATH, send_full, send_partial  # noqa: F401
-from .reverse_input import to_frame
+from .reverse_send import send_full, send_partial
 from .reverse_validate import build_payload, prepare_inventory
 from .settings import DEFAULT_BURST, DEFAULT_RATE
 
@@ -64,7 +62,7 @@ def load_inventory(
     """
     started = time.monotonic()
     _check_options(mode, batch_size, zero_threshold)
-    prepared = prepare_inventory(to_frame(data))
+    prepared = prepare_inventory(data)
     report = LoadReport(mode=mode, dry_run=dry_run, rows_read=prepared.rows_read, records=len(prepared.records),
                         duplicates_collapsed=prepared.duplicates_collapsed, skus=prepared.skus)
     journal = _journal_path(data, mode, journal, report)

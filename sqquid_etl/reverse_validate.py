@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .reverse_input import read_duckdb_query, read_input, to_frame  # noqa: F401 - importable from here, as before
+from .reverse_input import to_frame
 
 KEY = ["sku", "location_external_id", "bin"]
 REQUIRED = ["sku", "qty_on_hand"]
