@@ -58,7 +58,9 @@ class Store:
         self.catalog = Catalog(seed, products, self.cache)
         self.book = OrderBook(seed, orders, self.catalog, self.cache)
         self.drift = None if drift is None else Drift(seed, drift)
-        for table in drift_views.tables(self).values() if self.drift else ():
+        self.tables = {"orders": self.book.orders, "products": self.catalog.table,  # the v1 lists, by view
+                       "shipments": self.book.shipments, "shipmentitems": self.book.items}
+        for table in self.tables.values() if self.drift else ():
             table.drift = partial(self.drift.apply, table.view)
         self.stock = Inventory(seed, self.catalog.layout)
         self.locations: list[dict] = locations()
@@ -161,7 +163,7 @@ class Store:
     def warm(self) -> None:
         """Serialize list records now, in list order, until the byte cache is full."""
         with self.lock:
-            for table in (self.book.orders, self.catalog.table, self.book.shipments, self.book.items):
+            for table in self.tables.values():
                 for key in table.keys():
                     if self.cache.full:
                         return

@@ -17,11 +17,6 @@ from .pools import dumps
 VIEWS = ("orders", "products", "shipments", "shipmentitems", "inventory", "buffers", "locations")
 
 
-def tables(store) -> dict:
-    return {"orders": store.book.orders, "products": store.catalog.table, "shipments": store.book.shipments,
-            "shipmentitems": store.book.items}
-
-
 def inventory_object(sku: str, entries) -> dict:
     """One sku of ``GET /v1/inventory``; ``entries``: (key, id, qty) of its records."""
     return {"sku": sku, "inventory": [{"qty_on_hand": qty, "location_external_id": key[1], "bin": key[2]}
@@ -30,7 +25,7 @@ def inventory_object(sku: str, entries) -> dict:
 
 def undrifted(store, view: str) -> Iterator[tuple[object, dict]]:
     """(drift key, fresh undrifted record) of every live record of a view, in list order."""
-    table = tables(store).get(view)
+    table = store.tables.get(view)
     if table is not None:
         return ((k, table.record(k)) for k in table.keys())
     if view in ("buffers", "locations"):
@@ -45,7 +40,7 @@ def undrifted(store, view: str) -> Iterator[tuple[object, dict]]:
 
 def served(store, view: str) -> list[dict]:
     """Every record as the list endpoint serves it (the bytes a client reads, parsed)."""
-    table = tables(store).get(view)
+    table = store.tables.get(view)
     if table is not None:
         return [json.loads(table.json_bytes(k)) for k in table.keys()]
     return [store.serve(view, key, rec) for key, rec in undrifted(store, view)]

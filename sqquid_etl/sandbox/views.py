@@ -73,20 +73,20 @@ def shipment_items_filtered(store: Store, params: dict):
     return store.query_cache.get(query, lambda: store.book.item_keys(SCOPES.index(scope), lo, hi, integration))
 
 
-V1_LISTS = {  # route -> (envelope key, filter, table)
-    "/v1/orders": (b"Orders", orders_filtered, lambda store: store.book.orders),
-    "/v1/products": (b"Products", products_filtered, lambda store: store.catalog.table),
-    "/v1/shipments": (b"Shipments", shipments_filtered, lambda store: store.book.shipments),
-    "/v1/shipmentitems": (b"shipmentitems", shipment_items_filtered, lambda store: store.book.items),
+V1_LISTS = {  # route -> (envelope key, filter, view in store.tables)
+    "/v1/orders": (b"Orders", orders_filtered, "orders"),
+    "/v1/products": (b"Products", products_filtered, "products"),
+    "/v1/shipments": (b"Shipments", shipments_filtered, "shipments"),
+    "/v1/shipmentitems": (b"shipmentitems", shipment_items_filtered, "shipmentitems"),
 }
 
 
 def v1_list(store: Store, route: str, params: dict) -> bytes:
-    envelope, filtered, table = V1_LISTS[route]
+    envelope, filtered, view = V1_LISTS[route]
     page, limit = page_limit(params)
     keys = filtered(store, params)
     start = (page - 1) * limit
-    parts = page_parts(table(store), keys[start:start + limit])
+    parts = page_parts(store.tables[view], keys[start:start + limit])
     return b"".join([b'{"' + envelope + b'":[', *parts, b"]}"])
 
 
