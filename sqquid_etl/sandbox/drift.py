@@ -207,5 +207,5 @@ class Drift:
                 name, values = pool[(start + step) % len(pool)]
                 if name not in rec:
                     pick = values[int(r.random() * len(values))]
-                    rec[name] = list(pick) if isinstance(pick, list) else dict(pick) if isinstance(pick, dict) else pick
+                    rec[name] = copy.deepcopy(pick)  # no record shares a nested list of the pool
                     break
