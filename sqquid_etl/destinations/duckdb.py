@@ -19,7 +19,7 @@ from ..settings import Tuning
 from ..state import StreamState
 from .buffer import SEQ
 from .duckdb_tuning import check_tuning, tune, within_memory_limit
-from .duckdb_evolve import EvolvedColumns, add_columns, documented_columns, update_sql
+from .duckdb_evolve import add_columns, documented_columns, update_sql
 from .files import check_can_write
 from .merge_sql import latest_versions_sql, quote_identifier as q, where_clause
 from .staging import ParquetStage, extra_name
@@ -204,13 +204,9 @@ class DuckDBStreamWriter:
             else:
                 self._was_empty[table.name] = True
         self.stage = ParquetStage(destination.staging_dir / stream.name, stream, destination.tuning.flush_rows)
-        self.evolved = EvolvedColumns()
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         self._distinct.clear()
-        extras = getattr(tables, "extras", None)
-        if extras:
-            self.evolved.stage(extras, self.stage)  # numbered by the rows staged before the page's
         self.stage.write(tables)
 
     def write_rejected(self, rows: pa.Table) -> None:
@@ -242,7 +238,7 @@ class DuckDBStreamWriter:
         for table in self.stream.tables:
             self._create_target(table)
             self._merge(table, parent)
-            types = self.evolved.types.get(table.name)
+            types = self.stage.extra_types.get(table.name)
             if types and self.stage.rows(table.name):
                 self._evolve(table, types, run.run_id)
         if self.stage.rows(REJECTED_TABLE):

@@ -11,43 +11,16 @@ table). A run without undocumented fields runs none of this."""
 
 from __future__ import annotations
 
-import array
 from typing import Any
-
-import pyarrow as pa
 
 from ..definitions import StreamDefinition, TableSpec
 from ..evolve import widen
 from .buffer import SEQ
 from .merge_sql import check_columns, quote_identifier as q
-from .staging import EXTRA_ROW, EXTRA_SCHEMA, extra_name
+from .staging import EXTRA_ROW
 
 HISTORY_TABLE = "_sqquid_schema_changes"
 _TYPES = ("BIGINT", "DOUBLE", "BOOLEAN", "JSON", "VARCHAR")
-
-
-class EvolvedColumns:
-    """The undocumented fields a writer has staged: table -> {column: type so far}."""
-
-    def __init__(self) -> None:
-        self.types: dict[str, dict[str, str]] = {}
-
-    def stage(self, extras: list, stage: Any) -> None:
-        """Stage a page's undocumented values; before the page's rows are (their numbers follow)."""
-        by_table: dict[str, list] = {}
-        for extra in extras:
-            types = self.types.setdefault(extra.table, {})
-            types[extra.column] = widen(types.get(extra.column, "NULL"), extra.type)
-            by_table.setdefault(extra.table, []).append(extra)
-        for table, found in by_table.items():
-            start = stage.rows(table)
-            rows = array.array("q", [start + row for extra in found for row in extra.rows])
-            columns = [extra.column for extra in found for _ in extra.rows]
-            values = [value for extra in found for value in extra.values]
-            data = pa.Table.from_arrays(
-                [pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows)]),
-                 pa.array(columns, pa.string()), pa.array(values, pa.string())], schema=EXTRA_SCHEMA)
-            stage.write({extra_name(table): data})
 
 
 def column_type(existing: str | None, kind: str) -> str:

@@ -31,7 +31,6 @@ from .duckdb_tuning import check_tuning, tune, within_memory_limit
 from .files import check_can_write, fsync_path, link_or_copy
 from .merge_sql import check_columns, latest_versions_sql, quote_identifier as _q, sql_path, where_clause
 from .parquet_layout import ParquetLayout
-from .duckdb_evolve import EvolvedColumns
 from .parquet_evolve import carried_columns, file_columns, new_rows_sql, plan_columns, recorded, write_history
 from .staging import ParquetStage, extra_name
 from .state_file import JsonStateFile
@@ -161,7 +160,6 @@ class ParquetStreamWriter:
             for table in stream.tables:
                 self._check_columns(table)
         self.stage = ParquetStage(self.layout.staging_dir(stream.name), stream, destination.tuning.flush_rows)
-        self.evolved = EvolvedColumns()
         self._changes: list = []  # (table, column, type) added or widened by the commit
 
     def _history(self) -> set:
@@ -179,9 +177,6 @@ class ParquetStreamWriter:
             check_columns(str(self.layout.root), table.name, have, self.stream, want)
 
     def write(self, tables: dict[str, pa.Table]) -> None:
-        extras = getattr(tables, "extras", None)
-        if extras:
-            self.evolved.stage(extras, self.stage)  # numbered by the rows staged before the page's
         self.stage.write(tables)
 
     def write_rejected(self, rows: pa.Table) -> None:
@@ -243,7 +238,7 @@ class ParquetStreamWriter:
         commit_id = f"{run_id}-{uuid.uuid4().hex[:8]}"  # unique even when a run commits a stream twice
         generation = self.layout.new_generation(table.name, commit_id)
         old_files, have = self._old_files[table.name], self._have[table.name]
-        staged = self.evolved.types.get(table.name, {}) if self.stage.rows(table.name) else {}
+        staged = self.stage.extra_types.get(table.name, {}) if self.stage.rows(table.name) else {}
         final, changed = plan_columns(table, have, staged)
         self._changes += [(table.name, c, kind) for c, kind in changed]
         if final:

@@ -1,5 +1,5 @@
 """Schema evolution in the Parquet destination: the undocumented fields a writer is given
-(staged as in DuckDB, `duckdb_evolve.EvolvedColumns`) become columns of the table's new
+(staged as in DuckDB, `staging.ParquetStage`) become columns of the table's new
 generation, after its documented columns. Every file of a generation has the same columns:
 a commit that adds or widens a column rewrites the files it carries over (with the column null,
 or cast), so readers never need `union_by_name`. New and widened columns are recorded in

@@ -3,10 +3,15 @@ destination commits them. Written in batches of about `Tuning.flush_rows` rows, 
 bounded by the batch and not by the stream; read back by DuckDB (`relation`) to merge.
 
 A table that received no row has no file until its relation is asked for (then an empty file
-of its shape): a stream with nothing new costs no file, and no Parquet writer is loaded."""
+of its shape): a stream with nothing new costs no file, and no Parquet writer is loaded.
+
+The undocumented values of a page (`PageTables.extras`, see `evolve.py`) are staged beside its
+table's rows, one row a value (`EXTRA_SCHEMA`), and their columns' types kept (`extra_types`)
+for the commit (`duckdb_evolve.py`, `parquet_evolve.py`)."""
 
 from __future__ import annotations
 
+import array
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from ..definitions import StreamDefinition
+from ..evolve import widen
 from ..records import arrow_schema
 from ..runs import REJECTED_COLUMNS, REJECTED_TABLE
 from .buffer import SEQ, PageBuffer
@@ -41,6 +47,7 @@ class ParquetStage:
         self._buffer = PageBuffer(self._tables, flush_rows)
         self._writers: dict[str, Any] = {}  # table -> its open pyarrow.parquet.ParquetWriter
         self._rows: dict[str, int] = {name: 0 for name in self._tables}
+        self.extra_types: dict[str, dict[str, str]] = {}  # table -> {undocumented column: its type so far}
 
     def path(self, table: str) -> Path:
         return self.directory / f"{table}.parquet"
@@ -50,10 +57,30 @@ class ParquetStage:
         return self._rows[table]
 
     def write(self, tables: dict[str, pa.Table]) -> None:
+        """Stage a page's tables, and its undocumented values (`extras`) where it has any."""
+        extras = getattr(tables, "extras", None)
+        if extras:
+            self._write_extras(extras)  # before the page's rows: numbered by the rows staged before them
         for name, data in tables.items():
             if data.num_rows:
                 self._rows[name] += data.num_rows
                 self._append(name, self._buffer.add(name, data))
+
+    def _write_extras(self, extras: list) -> None:
+        by_table: dict[str, list] = {}
+        for extra in extras:
+            types = self.extra_types.setdefault(extra.table, {})
+            types[extra.column] = widen(types.get(extra.column, "NULL"), extra.type)
+            by_table.setdefault(extra.table, []).append(extra)
+        for table, found in by_table.items():
+            start = self.rows(table)
+            rows = array.array("q", [start + row for extra in found for row in extra.rows])
+            columns = [extra.column for extra in found for _ in extra.rows]
+            values = [value for extra in found for value in extra.values]
+            data = pa.Table.from_arrays(
+                [pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows)]),
+                 pa.array(columns, pa.string()), pa.array(values, pa.string())], schema=EXTRA_SCHEMA)
+            self.write({extra_name(table): data})
 
     def _append(self, name: str, batch: pa.Table | None) -> None:
         if batch is None:
