@@ -6,21 +6,21 @@ It knows nothing of streams or pages: it sends one request and returns its body,
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from .errors import ApiError, AuthError, ConfigError
+from .credentials import DEFAULT_BASE_URL, Credentials, base_url_from_env, check_base_url  # noqa: F401 - importable from here
+from .errors import ApiError, AuthError
 from .pacing import LeakyBucketPacer
 from .redaction import SECRETS, SecretRegistry
 from .retry import Failure, RetryBudget
@@ -29,7 +29,6 @@ from .tokens import Token, TokenKeeper
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://api.sqquid.com"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 TRANSIENT_ERRORS = (
     requests.ConnectionError,
@@ -42,82 +41,6 @@ TRANSIENT_ERRORS = (
 def quote_segment(value: str) -> str:
     """Quote one URL path segment (skus may hold spaces and slashes)."""
     return quote(str(value), safe="")
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """An api key, or a username and password. The repr never shows a secret."""
-
-    api_key: str | None = field(default=None, repr=False)
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if not (self.api_key or (self.username and self.password)):
-            raise ConfigError(
-                "no credentials: give an api key (--api-key or SQQUID_API_KEY) or a username and "
-                "password (--username/--password or SQQUID_USERNAME/SQQUID_PASSWORD)"
-            )
-
-    @property
-    def secret(self) -> str:
-        """What must never be shown: the api key, or the password."""
-        return self.api_key or self.password or ""
-
-    @property
-    def method(self) -> str:
-        return "api_key" if self.api_key else f"username {self.username!r}"
-
-    def login_body(self) -> dict[str, str]:
-        if self.api_key:
-            return {"api_key": self.api_key}
-        return {"username": self.username or "", "password": self.password or ""}
-
-    @classmethod
-    def from_env(
-        cls,
-        api_key: str | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        env: dict[str, str] | None = None,
-    ) -> "Credentials":
-        """Options win over the environment (SQQUID_API_KEY, SQQUID_USERNAME, SQQUID_PASSWORD)."""
-        env = os.environ if env is None else env
-        if api_key or (username and password):
-            return cls(api_key=api_key, username=username, password=password)
-        return cls(
-            api_key=env.get("SQQUID_API_KEY") or None,
-            username=username or env.get("SQQUID_USERNAME") or None,
-            password=password or env.get("SQQUID_PASSWORD") or None,
-        )
-
-
-def base_url_from_env(base_url: str | None = None, env: dict[str, str] | None = None) -> str:
-    """The base URL given, else SQQUID_BASE_URL, else the API's (resolved at the edge, like the credentials)."""
-    env = os.environ if env is None else env
-    return base_url or env.get("SQQUID_BASE_URL") or DEFAULT_BASE_URL
-
-
-def check_base_url(base_url: str) -> str:
-    """Return the base URL without a trailing slash; refuse plain http to a non-loopback host."""
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base URL {base_url!r} is not an http(s) URL")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigError(
-            f"base URL {base_url!r}: plain http is refused for a non-loopback host "
-            "(credentials and tokens would cross the network unencrypted); use https"
-        )
-    return base_url.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass
@@ -178,6 +101,12 @@ class SqquidClient:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers.update({"Accept": "application/json", "User-Agent": "sqquid-etl/0.1"})
+
+    @classmethod
+    def from_env(cls, base_url: str | None = None, api_key: str | None = None, username: str | None = None,
+                 password: str | None = None, **options: Any) -> "SqquidClient":
+        """A client for the credentials and base URL given, else the environment's (SQQUID_*)."""
+        return cls(Credentials.from_env(api_key, username, password), base_url_from_env(base_url), **options)
 
     def __repr__(self) -> str:
         return f"SqquidClient(base_url={self.base_url!r}, credentials={self._credentials!r})"

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .client import Credentials, SqquidClient, base_url_from_env
+from .client import SqquidClient
 from .definitions import StreamDefinition, load_definitions, select_streams
 from .destinations import Destination, check_destination, open_destination
 from .engine import ProgressCallback, RunOptions, StreamResult, StreamRun, new_run_id, plan_windows, run_windows
@@ -88,8 +88,7 @@ def extract(
     check_destination(duckdb, parquet, tuning=tuning)
     own_client = client is None
     if client is None:
-        client = SqquidClient(Credentials.from_env(api_key, username, password), base_url_from_env(base_url),
-                              rate=rate, burst=burst)
+        client = SqquidClient.from_env(base_url, api_key, username, password, rate=rate, burst=burst)
     destination = _open(client, own_client, lambda: open_destination(duckdb, parquet, tuning=tuning))
     result = ExtractResult(run_id=new_run_id(), destination=destination.location)
     try:

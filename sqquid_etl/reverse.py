@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .client import Credentials, SqquidClient, base_url_from_env
+from .client import SqquidClient
 from .errors import ConfigError
 from .reverse_current import baseline_skus, fetch_current
 from .reverse_diff import compute_diff
@@ -70,8 +70,7 @@ def load_inventory(
 
     own_client = client is None
     if client is None:
-        client = SqquidClient(Credentials.from_env(api_key, username, password), base_url_from_env(base_url),
-                              rate=rate, burst=burst)
+        client = SqquidClient.from_env(base_url, api_key, username, password, rate=rate, burst=burst)
     requests_before, retries_before = client.stats.requests, client.stats.retries
     try:
         if mode == "partial":
