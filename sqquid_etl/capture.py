@@ -33,11 +33,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 from requests.adapters import HTTPAdapter
 
-from .check import PERSONAL
 from .client import Credentials, SqquidClient, base_url_from_env
-from .definitions import StreamDefinition, load_definitions, select_streams
+from .definitions import StreamDefinition, load_definitions, with_dependencies
 from .pacing import LeakyBucketPacer
 from .pipeline import ExtractResult, extract
+from .redaction import PERSONAL, is_personal
 from .settings import DEFAULT_BURST, DEFAULT_RATE
 
 FILTERED = "FILTERED"
@@ -183,7 +183,7 @@ class Scrubber:
     def value(self, value: Any, personal: str | None = None) -> Any:
         """A JSON value with every personal field faked (`personal`: the key above it that is)."""
         if isinstance(value, dict):
-            return {k: self.value(v, personal or (k if _is_personal(k) else None)) for k, v in value.items()}
+            return {k: self.value(v, personal or (k if is_personal(k) else None)) for k, v in value.items()}
         if isinstance(value, list):
             return [self.value(v, personal) for v in value]
         if personal is not None:
@@ -207,10 +207,6 @@ class Scrubber:
         if str(value).replace(" ", "").replace("-", "").replace("+", "").isdigit():
             return ("1" + digits)[:len(str(value))]
         return f"{word}-{digest[:10]}"
-
-
-def _is_personal(key: str) -> bool:
-    return any(word in key.lower() for word in PERSONAL)
 
 
 # -- recording -------------------------------------------------------------------------------------
@@ -293,9 +289,7 @@ def capture(
     credentials = Credentials.from_env(api_key, username, password)
     url = base_url_from_env(base_url)
     definitions = load_definitions()
-    wanted = {s.name for s in select_streams(definitions, streams)}
-    wanted |= {d for s in select_streams(definitions, list(wanted)) for d in s.depends_on}  # inventory: products
-    selected = select_streams(definitions, sorted(wanted))
+    selected = with_dependencies(definitions, streams)
     stamp = datetime.now(timezone.utc).replace(microsecond=0)
     name = name or f"capture-{stamp.strftime('%Y%m%dT%H%M%SZ')}"
     directory = Path(directory)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli_common import api_options, credentials_from
+from .cli_common import api_options, credentials_from, load_settings
 from .errors import SqquidError
 from .settings import DEFAULT_BURST, DEFAULT_RATE
 
@@ -30,10 +30,9 @@ def capture_command(directory, streams, max_pages, name, config, base_url, api_k
     Send both files with a report of a difference: they become a test (tests/cassettes/captured/).
     """
     from .capture import capture, replay
-    from .config import find_config, load_config
 
     try:
-        settings = load_config(find_config(config))
+        settings = load_settings(config)
         api_key, username, password = credentials_from(settings, api_key, username, password)
         names = [s.strip() for s in streams.split(",") if s.strip()] if streams else settings.get("streams")
         rate = rate if rate is not None else settings.get("rate", DEFAULT_RATE)

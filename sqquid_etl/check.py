@@ -10,20 +10,19 @@ customer's personal data (names, emails, phones, addresses are shown by their ki
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from .client import SqquidClient
 from .columns import convert_column
 from .decode import page_records
-from .definitions import StreamDefinition, TableSpec
+from .definitions import StreamDefinition, TableSpec, with_dependencies
 from .errors import SqquidError
 from .evolve import known_fields
 from .keys import batch_keys
 from .listing import window_params
 from .paginate import make_paginator
+from .redaction import is_personal
 
-# fields whose values are a customer's personal data: shown by kind, never by value
-PERSONAL = ("name", "email", "phone", "address", "street", "city", "zip", "postal", "company")
 KEYS_PER_CHECK = 20  # skus asked for a stream listed by key: a page's worth is enough to see its fields
 
 
@@ -56,28 +55,20 @@ class StreamCheck:
 
 
 def check_streams(client: SqquidClient, streams: list[StreamDefinition],
-                  available: Iterable[StreamDefinition] = (), contract: str | None = None) -> list[StreamCheck]:
+                  definitions: dict[str, StreamDefinition] | None = None, contract: str | None = None) -> list[StreamCheck]:
     """One page of each stream, compared with its definition; the pages of the streams a stream
-    lists its keys from (`available`, e.g. products for inventory) are read first when needed.
+    lists its keys from (in `definitions`, e.g. products for inventory) are read first when needed.
     `contract`: the run's schema contract (None: each stream's, else evolve), as an extract's."""
     seen: dict[tuple[str, str], set[str]] = {}
     checks = []
     wanted = {s.name for s in streams}
-    for stream in _with_dependencies(streams, available):
+    reading = with_dependencies(definitions, sorted(wanted)) if definitions else streams
+    for stream in reading:
         result = check_stream(client, stream, seen)
         result.contract = contract or stream.schema_contract or "evolve"
         if stream.name in wanted:
             checks.append(result)
     return checks
-
-
-def _with_dependencies(streams: list[StreamDefinition], available: Iterable[StreamDefinition]) -> list[StreamDefinition]:
-    by_name = {s.name: s for s in available}
-    names = {s.name for s in streams}
-    for stream in streams:
-        names.update(d for d in stream.depends_on if d in by_name)
-    ordered = [s for s in by_name.values() if s.name in names] if by_name else []
-    return ordered or list(streams)
 
 
 def check_stream(client: SqquidClient, stream: StreamDefinition, seen: dict[tuple[str, str], set[str]]) -> StreamCheck:
@@ -168,7 +159,7 @@ def _note(out: dict, table: str, name: str, kind: str, value: Any, client: Sqqui
 
 
 def _example(name: str, value: Any, client: SqquidClient) -> str:
-    if any(word in name.lower() for word in PERSONAL):
+    if is_personal(name):
         return f"<{_kind(value)}, personal: not shown>"
     text = client.secrets.redact(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."

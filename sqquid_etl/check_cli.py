@@ -27,7 +27,7 @@ def check_command(streams, config, base_url, api_key, username, password, rate, 
     undefined fields, or fail.
     """
     from .check import check_streams
-    from .client import Credentials, SqquidClient, base_url_from_env
+    from .client import SqquidClient
     from .definitions import load_definitions, select_streams
 
     try:
@@ -37,11 +37,10 @@ def check_command(streams, config, base_url, api_key, username, password, rate, 
         names = [s.strip() for s in streams.split(",") if s.strip()] if streams else settings.get("streams")
         selected = select_streams(definitions, names)
         rate = rate if rate is not None else settings.get("rate", DEFAULT_RATE)
-        credentials = Credentials.from_env(api_key, username, password)
-        with SqquidClient(credentials, base_url_from_env(base_url or settings.get("base_url")),
-                          rate=rate or None, burst=burst or settings.get("burst", DEFAULT_BURST)) as client:
+        with SqquidClient.from_env(base_url or settings.get("base_url"), api_key, username, password,
+                                   rate=rate or None, burst=burst or settings.get("burst", DEFAULT_BURST)) as client:
             client.ensure_token()
-            checks = check_streams(client, selected, definitions.values(),
+            checks = check_streams(client, selected, definitions,
                                    contract or settings.get("schema_contract"))
             requests = client.stats.requests
     except SqquidError as exc:

@@ -335,3 +335,11 @@ def select_streams(definitions: dict[str, StreamDefinition], names: list[str] | 
     if unknown:
         raise ConfigError(f"unknown stream(s) {', '.join(unknown)}; known streams: {', '.join(definitions)}")
     return [d for n, d in definitions.items() if n in names]
+
+
+def with_dependencies(definitions: dict[str, StreamDefinition], names: list[str] | None) -> list[StreamDefinition]:
+    """The named streams (all when None) and the streams they depend on (inventory: products),
+    in dependency order; unknown names are a ConfigError."""
+    wanted = {d.name for d in select_streams(definitions, names)}
+    wanted |= {dep for name in wanted for dep in definitions[name].depends_on if dep in definitions}
+    return [d for name, d in definitions.items() if name in wanted]

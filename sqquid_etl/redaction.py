@@ -7,6 +7,14 @@ import threading
 
 MASK = "***"
 
+# keys whose values are a customer's personal data (names, emails, phones, addresses): shown by
+# kind only by `check`, replaced by fakes in a `capture`
+PERSONAL = ("name", "email", "phone", "address", "street", "city", "zip", "postal", "company")
+
+
+def is_personal(key: str) -> bool:
+    return any(word in key.lower() for word in PERSONAL)
+
 
 class SecretRegistry:
     """The secrets of this process (api keys, passwords, tokens) and how to mask them in text."""
