@@ -16,9 +16,9 @@ def __getattr__(name: str) -> Any:
     """`extract` and `ExtractResult` are imported on first use: importing the package (the CLI
     does, first) does not load pyarrow and DuckDB, so the CLI can choose Arrow's allocator."""
     if name in ("extract", "ExtractResult"):
-        from . import pipeline
+        from . import api
 
-        return getattr(pipeline, name)
+        return getattr(api, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -71,6 +71,7 @@ def extract(
     stream_done: Callable[[StreamResult], None] | None = None,
     tuning: Tuning | None = None,
     schema_contract: str | None = None,
+    destination: Destination | None = None,
 ) -> ExtractResult:
     """Extract the selected streams (all by default) into DuckDB (default `sqquid.duckdb`) or a
     Parquet directory. Options are validated before anything is requested or written.
@@ -78,18 +79,21 @@ def extract(
     called with each stream's result as it finishes. `tuning` (how destinations use memory)
     defaults to the environment's SQQUID_DUCKDB_MEMORY_LIMIT, SQQUID_DUCKDB_THREADS, SQQUID_FLUSH_ROWS.
     `schema_contract` (evolve | freeze | discard) says what becomes of the fields no definition
-    names: by default each stream's `schema_contract`, else evolve (new nullable columns)."""
+    names: by default each stream's `schema_contract`, else evolve (new nullable columns).
+    `destination`: an opened destination to use instead of `duckdb` / `parquet` (the Singer tap's
+    and the dlt source's, `emit.EmittingDestination`); it is closed at the end."""
     selected, options = _plan(streams, catalog, start_date, lookback, full_refresh, strict, schema_contract)
     if rate is not None and not rate > 0:
         raise ConfigError(f"--rate {rate}: must be a positive number of requests per second (0 turns pacing off)")
     if burst < 1:
         raise ConfigError(f"--burst {burst}: must be at least 1")
     tuning = Tuning.from_env() if tuning is None else tuning
-    check_destination(duckdb, parquet, tuning=tuning)
+    if destination is None:
+        check_destination(duckdb, parquet, tuning=tuning)
     own_client = client is None
     if client is None:
         client = SqquidClient.from_env(base_url, api_key, username, password, rate=rate, burst=burst)
-    destination = _open(client, own_client, lambda: open_destination(duckdb, parquet, tuning=tuning))
+    destination = _open(client, own_client, lambda: destination or open_destination(duckdb, parquet, tuning=tuning))
     result = ExtractResult(run_id=new_run_id(), destination=destination.location)
     try:
         for definition in selected:
