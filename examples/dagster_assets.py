@@ -37,7 +37,7 @@ class SqquidResource(ConfigurableResource):
             duckdb=self.duckdb_path,
             base_url=self.base_url,
             api_key=os.environ.get(self.api_key_env),
-            rate=self.rate or None,
+            rate=self.rate,
             start_date=self.start_date,
         )
 
