@@ -137,10 +137,10 @@ class EmittingWriter:
             tables = {}
             for spec in self.stream.tables:
                 sql = latest_versions_sql(self.stage.relation(spec.name), spec, self.conn)
-                tables[spec.name] = _reader(self.conn.cursor().execute(sql))  # a cursor a result: read in turn
+                tables[spec.name] = _reader(self.conn.cursor().sql(sql))  # a cursor a result: read in turn
             rejected = None
             if self.stage.rows(REJECTED_TABLE):
-                rejected = _reader(self.conn.cursor().execute(f"SELECT * EXCLUDE (_sqquid_seq) FROM {self.stage.relation(REJECTED_TABLE)}"))
+                rejected = _reader(self.conn.cursor().sql(f"SELECT * EXCLUDE (_sqquid_seq) FROM {self.stage.relation(REJECTED_TABLE)}"))
             keys = self._keys_after()
             self.dest.on_commit(Commit(self.stream, tables, rejected, state, run, self.replace, keys))
             self.dest.keys, self.dest.states[self.stream.name] = keys, state
@@ -170,7 +170,7 @@ class EmittingWriter:
             pass
 
 
-def _reader(cursor: Any) -> pa.RecordBatchReader:
-    """The pending result in batches (DuckDB 2 names it `to_arrow_reader`, 1.x `fetch_record_batch`)."""
-    method = getattr(cursor, "to_arrow_reader", None) or cursor.fetch_record_batch
+def _reader(relation: Any) -> pa.RecordBatchReader:
+    """A relation's rows in batches (DuckDB 2 names it `to_arrow_reader`, 1.x `fetch_arrow_reader`)."""
+    method = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
     return method(BATCH_ROWS)

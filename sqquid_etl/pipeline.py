@@ -80,13 +80,9 @@ def extract(
     defaults to the environment's SQQUID_DUCKDB_MEMORY_LIMIT, SQQUID_DUCKDB_THREADS, SQQUID_FLUSH_ROWS.
     `schema_contract` (evolve | freeze | discard) says what becomes of the fields no definition
     names: by default each stream's `schema_contract`, else evolve (new nullable columns).
-    `destination`: an opened destination to use instead of `duckdb` / `parquet` (the Singer tap's
-    and the dlt source's, `emit.EmittingDestination`); it is closed at the end."""
+    `destination`: an opened one instead of duckdb/parquet (`emit.EmittingDestination`)."""
     selected, options = _plan(streams, catalog, start_date, lookback, full_refresh, strict, schema_contract)
-    if rate is not None and not rate > 0:
-        raise ConfigError(f"--rate {rate}: must be a positive number of requests per second (0 turns pacing off)")
-    if burst < 1:
-        raise ConfigError(f"--burst {burst}: must be at least 1")
+    _check_pacing(rate, burst)
     tuning = Tuning.from_env() if tuning is None else tuning
     if destination is None:
         check_destination(duckdb, parquet, tuning=tuning)
@@ -111,6 +107,13 @@ def extract(
         if own_client:
             client.close()
     return result
+
+
+def _check_pacing(rate: float | None, burst: int) -> None:
+    if rate is not None and not rate > 0:
+        raise ConfigError(f"--rate {rate}: must be a positive number of requests per second (0 turns pacing off)")
+    if burst < 1:
+        raise ConfigError(f"--burst {burst}: must be at least 1")
 
 
 def _open(client: SqquidClient, own_client: bool, open_: Callable[[], Destination]) -> Destination:

@@ -1,0 +1,76 @@
+"""The dlt source: loaded into dlt's DuckDB destination it gives the tables and rows of
+`sqquid-etl extract`, and a second run is incremental through dlt's own state."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from sqquid_etl.cli import main
+from sqquid_etl.definitions import load_definitions
+from tests.expected import COMPARED
+from tests.support import API_KEY
+
+dlt = pytest.importorskip("dlt", reason="dlt is not installed (it is in the test extra: pip install -e '.[test]')")
+
+
+def _pipeline(tmp_path):
+    return dlt.pipeline(pipeline_name="sqquid_test", destination=dlt.destinations.duckdb(str(tmp_path / "dlt.duckdb")),
+                        dataset_name="sqquid", pipelines_dir=str(tmp_path / "pipelines"))
+
+
+def _tables(path, schema: str) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(path), read_only=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        return {t: sorted(conn.execute(f"SELECT {cols} FROM {schema}.{t}").fetchall(), key=repr) for t, cols in COMPARED.items()}
+
+
+def test_dlt_source_loads_what_extract_stores_then_runs_incrementally(make_sandbox, tmp_path, monkeypatch):
+    from sqquid_etl.dlt import sqquid_source
+
+    monkeypatch.chdir(tmp_path)
+    sandbox = make_sandbox(orders=150, products=50)
+    pipeline = _pipeline(tmp_path)
+    pipeline.run(sqquid_source(base_url=sandbox.url, api_key=API_KEY, rate=0))
+    extracted = CliRunner().invoke(main, ["extract", "--duckdb", "cli.duckdb", "--rate", "0", "-q"],
+                                   env={"SQQUID_BASE_URL": sandbox.url, "SQQUID_API_KEY": API_KEY})
+    assert extracted.exit_code == 0, extracted.output
+    loaded = _tables(tmp_path / "dlt.duckdb", "sqquid")
+    assert loaded == _tables(tmp_path / "cli.duckdb", "main")  # every table, every row, the same values
+    schema = pipeline.default_schema
+    assert schema.get_table("orders")["write_disposition"] == "merge"
+    assert schema.get_table("inventory")["write_disposition"] == "replace"
+    assert [c for c, v in schema.get_table_columns("inventory").items() if v.get("primary_key")] == \
+        ["sku", "location_external_id", "bin"]
+    state = pipeline.state["sources"]["sqquid"]["sqquid"]
+    cursor = state["bookmarks"]["orders"]["cursors"]["_"]
+    assert set(state["bookmarks"]) == set(load_definitions()) and state["keys"]["products.sku"]
+
+    new = sandbox.store.add_orders(6)
+    pipeline.run(sqquid_source(base_url=sandbox.url, api_key=API_KEY, rate=0))
+    counts = pipeline.last_trace.last_normalize_info.row_counts
+    since = _parse(cursor) - timedelta(seconds=1)  # the bookmark less the lookback
+    assert counts["orders"] == sum(_parse(o["created_at"]) >= since for o in sandbox.store.orders) < len(sandbox.store.orders)
+    assert counts.get("products", 0) < 50  # nothing changed: at most the lookback's rows again
+    with duckdb.connect(str(tmp_path / "dlt.duckdb"), read_only=True) as conn:
+        ids = {r[0] for r in conn.execute("SELECT id FROM sqquid.orders").fetchall()}
+        assert len(ids) == len(sandbox.store.orders) == 156 and {o["id"] for o in new} <= ids  # merged, no duplicate
+        assert conn.execute("SELECT count(*) FROM sqquid.orders").fetchall()[0][0] == 156
+
+
+def test_dlt_source_selects_streams_with_their_dependencies(make_sandbox, tmp_path):
+    from sqquid_etl.dlt import sqquid_source
+
+    sandbox = make_sandbox(orders=10, products=10)
+    source = sqquid_source(["inventory"], base_url=sandbox.url, api_key=API_KEY, rate=0)
+    assert set(source.resources) == {"products", "product_variants", "inventory"}  # inventory is listed by their skus
+    assert source.resources["inventory"].write_disposition == "replace"
+
+
+def _parse(value: str):
+    from sqquid_etl.state import parse_timestamp
+
+    return parse_timestamp(value, "test")
