@@ -70,6 +70,25 @@ def test_dlt_source_selects_streams_with_their_dependencies(make_sandbox, tmp_pa
     assert source.resources["inventory"].write_disposition == "replace"
 
 
+def test_a_failed_extract_loads_nothing_and_keeps_no_state(make_sandbox, tmp_path):
+    from dlt.pipeline.exceptions import PipelineStepFailed
+
+    from sqquid_etl.dlt import sqquid_source
+    from sqquid_etl.errors import AuthError
+
+    sandbox = make_sandbox(orders=10, products=10)
+    pipeline = _pipeline(tmp_path)
+    with pytest.raises(PipelineStepFailed) as raised:
+        pipeline.run(sqquid_source(["orders"], base_url=sandbox.url, api_key="wrong-key", rate=0))
+    causes, error = [], raised.value
+    while error is not None:
+        causes.append(error)
+        error = error.__cause__ or error.__context__
+    assert any(isinstance(e, AuthError) for e in causes)
+    assert "wrong-key" not in str(raised.value)
+    assert "sqquid" not in pipeline.state.get("sources", {})
+
+
 def _parse(value: str):
     from sqquid_etl.state import parse_timestamp
 
