@@ -1,18 +1,22 @@
 """Reverse load: set Sqquid inventory from a DataFrame, CSV or Parquet file.
 
-    read input (reverse_input) -> validate whole input (reverse_validate) -> payload
-    -> [diff against current inventory (reverse_current, reverse_diff)]
-    -> partial: batches of skus, each acknowledged batch journaled (reverse_send, reverse_journal)
-    -> full: one request with the complete list (the API zeroes everything not listed)
+    read input (reverse_input) -> validate whole input (reverse_validate) -> records
+    -> partial: the records, in chunks, each acknowledged chunk journaled (reverse_send)
+    -> full: current inventory first (reverse_current: --baseline, or the products and inventory
+       streams), the diff and its guard (reverse_diff, reverse_full), then by default the records
+       and a 0 for every record the update zeroes, as chunked partial updates journaled like a
+       partial load; or one PATCH /v1/inventory/full (via="full-endpoint")
 
-Nothing is sent before the whole input validated. A failed partial load can be re-run with
-the same input: batches that the journal records as acknowledged are skipped.
+Nothing is sent before the whole input validated, and no full update is sent whose effect was not
+counted. A load stopped midway is re-run with the same input: chunks the journal acknowledges
+are skipped.
 
-The modules, by job: `reverse_input` (read a frame, file or query), `reverse_validate`
-(validate, payload), `reverse_current` (current inventory, read through the `inventory` stream
-definition; baseline skus), `reverse_diff` (the diff and its counts), `reverse_journal` (the
-journal and its lock), `reverse_send` (partial batches, full update), `reverse_report`
-(`LoadReport`), `reverse_cli` (the command); this one runs a load.
+The modules, by job: `reverse_input` (read a frame, file or query; refuse overlapping paths),
+`reverse_validate` (validate, payload), `reverse_current` (current inventory, baseline),
+`reverse_diff` (the diff and its counts), `reverse_chunks` (cutting records into requests),
+`reverse_journal` (the journal and its lock), `reverse_send` (chunked partial updates),
+`reverse_full` (a full update), `reverse_report` (`LoadReport`), `reverse_cli` (the command);
+this one runs a load.
 """
 
 from __future__ import annotations
@@ -23,14 +27,17 @@ from typing import Any
 
 from .client import SqquidClient
 from .errors import ConfigError
-from .reverse_current import baseline_skus, fetch_current
-from .reverse_diff import compute_diff
+from .reverse_current import Progress, parse_age, read_baseline
+from .reverse_diff import ZERO_CHOICES, compute_diff
+from .reverse_full import VIA_CHOICES, FullOptions, send_full
+from .reverse_input import refuse_overlaps
 from .reverse_report import LoadReport
-from .reverse_send import send_full, send_partial
+from .reverse_send import send_partial
 from .reverse_validate import build_payload, prepare_inventory
 from .settings import DEFAULT_BURST, DEFAULT_RATE
 
 MODES = ("partial", "full")
+DEFAULT_BASELINE_MAX_AGE = 3600.0
 
 
 def load_inventory(
@@ -47,26 +54,39 @@ def load_inventory(
     batch_size: int = 500,
     journal: str | Path | None = None,
     baseline: str | Path | None = None,
+    baseline_max_age: float | str = DEFAULT_BASELINE_MAX_AGE,
+    zero: str = "unlisted-skus",
+    via: str = "chunks",
     zero_threshold: float = 0.05,
     diff_out: str | Path | None = None,
     rate: float | None = DEFAULT_RATE,
     burst: int = DEFAULT_BURST,
+    progress: Progress | None = None,
 ) -> LoadReport:
     """Set inventory from `data` (DataFrame, pyarrow Table, or a CSV/Parquet path).
 
-    mode "partial": sets the given (sku, location, bin) records, in batches of `batch_size`
-    skus, journaled so that a re-run skips acknowledged batches. mode "full": one request
-    with the complete list; every other inventory record of the account becomes 0, so it is
-    refused when it would zero more than `zero_threshold` of the records currently above 0,
-    unless `confirm`. `dry_run` computes the diff and sends no update.
+    mode "partial": sets the given (sku, location, bin) records, in chunks of at most
+    `batch_size` skus (and 2 MiB), journaled so that a re-run skips acknowledged chunks.
+    mode "full": also zeroes the records `zero` says ("unlisted-skus": records of skus not in
+    the input; "unlisted-records": every record not in it), after reading the account's
+    inventory (from `baseline`, an extract's DuckDB file not older than `baseline_max_age`
+    seconds, else through the API) and counting the effect; refused without `confirm` when it
+    zeroes more than `zero_threshold` of the records above 0, or touches what cannot be seen.
+    Sent as chunked partial updates (`via="chunks"`) or one `PATCH /v1/inventory/full`
+    (`via="full-endpoint"`). `dry_run` computes the diff and sends no update.
     """
     started = time.monotonic()
-    _check_options(mode, batch_size, zero_threshold)
+    _check_options(mode, batch_size, zero_threshold, zero, via)
+    max_age = parse_age(baseline_max_age)
+    journal = _journal_path(data, mode, via, journal)
+    refuse_overlaps([("input", data), ("baseline", baseline)],
+                    [("--journal", journal), ("--journal's lock", _lock_of(journal)), ("--diff-out", diff_out)])
     prepared = prepare_inventory(data)
     report = LoadReport(mode=mode, dry_run=dry_run, rows_read=prepared.rows_read, records=len(prepared.records),
                         duplicates_collapsed=prepared.duplicates_collapsed, skus=prepared.skus)
-    journal = _journal_path(data, mode, journal, report)
-    baseline_set = baseline_skus(baseline) if baseline is not None else None
+    current = read_baseline(baseline, max_age) if mode == "full" and baseline is not None else None
+    if mode == "partial" and baseline is not None:
+        report.warnings.append("--baseline is for full updates; a partial load reads the input's skus itself")
 
     own_client = client is None
     if client is None:
@@ -77,8 +97,11 @@ def load_inventory(
             send_partial(client, prepared, report, batch_size=batch_size, journal=journal, dry_run=dry_run,
                          diff_out=diff_out)
         else:
-            send_full(client, prepared, report, confirm=confirm, dry_run=dry_run, baseline=baseline_set,
-                      zero_threshold=zero_threshold, diff_out=diff_out)
+            report.via, report.zero = via, zero
+            report.current_source = current.source if current is not None else "the API"
+            options = FullOptions(zero=zero, via=via, confirm=confirm, dry_run=dry_run, zero_threshold=zero_threshold,
+                                  batch_size=batch_size, journal=journal, diff_out=diff_out)
+            send_full(client, prepared, report, options, current, progress)
     finally:
         report.requests = client.stats.requests - requests_before
         report.retries = client.stats.retries - retries_before
@@ -88,21 +111,25 @@ def load_inventory(
     return report
 
 
-def _check_options(mode: str, batch_size: int, zero_threshold: float) -> None:
+def _check_options(mode: str, batch_size: int, zero_threshold: float, zero: str, via: str) -> None:
     if mode not in MODES:
         raise ConfigError(f"mode must be 'partial' or 'full', not {mode!r}")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, not {batch_size!r}")
     if not 0 <= zero_threshold <= 1:
         raise ConfigError(f"zero_threshold must be between 0 and 1, not {zero_threshold!r}")
+    if zero not in ZERO_CHOICES:
+        raise ConfigError(f"zero must be one of {', '.join(ZERO_CHOICES)}, not {zero!r}")
+    if via not in VIA_CHOICES:
+        raise ConfigError(f"via must be one of {', '.join(VIA_CHOICES)}, not {via!r}")
 
 
-def _journal_path(data: Any, mode: str, journal: str | Path | None, report: LoadReport) -> str | Path | None:
-    """The journal of a partial load: the one given, else FILE.journal.jsonl beside an input file.
-    A full load keeps none (a warning says so when one was given)."""
-    if mode == "full":
+def _journal_path(data: Any, mode: str, via: str, journal: str | Path | None) -> str | Path | None:
+    """The journal of a chunked load: the one given, else FILE.journal.jsonl beside an input file.
+    A full update sent as one request keeps none."""
+    if mode == "full" and via == "full-endpoint":
         if journal is not None:
-            report.warnings.append("the journal is for partial loads; a full load is one request and is not journaled")
+            raise ConfigError("--journal is for chunked loads; --via full-endpoint is one request and keeps none")
         return None
     if journal is None and isinstance(data, (str, Path)):
         source = Path(data)
@@ -110,4 +137,8 @@ def _journal_path(data: Any, mode: str, journal: str | Path | None, report: Load
     return journal
 
 
-__all__ = ["LoadReport", "load_inventory", "compute_diff", "fetch_current", "prepare_inventory", "build_payload"]
+def _lock_of(journal: str | Path | None) -> Path | None:
+    return None if journal is None else Path(journal).with_name(Path(journal).name + ".lock")
+
+
+__all__ = ["LoadReport", "load_inventory", "compute_diff", "prepare_inventory", "build_payload"]

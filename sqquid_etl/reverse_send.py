@@ -1,88 +1,98 @@
-"""Reverse load: sending a validated input. Partial: batches of skus, each acknowledged batch
-journaled, so that a re-run skips them. Full: one request with the complete list (the API zeroes
-every record not listed), refused above the zeroing threshold unless confirmed."""
+"""Reverse load: sending records as chunked partial updates (`PATCH /v1/inventory/partial`), each
+acknowledged chunk journaled so that a re-run skips it. Used by a partial load (the input's
+records) and by a full update sent the default way (the input's records and a 0 for every record
+the update zeroes)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from .client import SqquidClient
-from .errors import ApiError, ConfigError, SqquidError
-from .reverse_diff import diff_into_report
+from .errors import ApiError, SqquidError
+from .reverse_chunks import MAX_BODY_BYTES, chunk_payload, plan_chunks
+from .reverse_current import fetch_current
+from .reverse_diff import compute_diff, count_diff, write_diff
 from .reverse_journal import Journal, journal_lock
 from .reverse_report import LoadReport
 from .reverse_validate import PreparedInventory, payload_hash
 
 PARTIAL_PATH = "/v1/inventory/partial"
-FULL_PATH = "/v1/inventory/full"
-
-
-# -- partial ------------------------------------------------------------------------------
 
 
 def send_partial(client: SqquidClient, prepared: PreparedInventory, report: LoadReport, *, batch_size: int,
                  journal: str | Path | None, dry_run: bool, diff_out: str | Path | None) -> None:
-    if journal is not None and not dry_run:
-        with journal_lock(Path(journal)):  # read and written by this load alone
-            _partial_batches(client, prepared, report, batch_size=batch_size, journal=journal, dry_run=dry_run,
-                             diff_out=diff_out)
-    else:
-        _partial_batches(client, prepared, report, batch_size=batch_size, journal=journal, dry_run=dry_run,
-                         diff_out=diff_out)
+    """Set the input's records; with `diff_out` or `dry_run`, diff them against the account first."""
+    if dry_run or diff_out is not None:
+        current, unlistable = fetch_current(client, set(prepared.records["sku"].tolist()))
+        if unlistable:
+            report.warnings.append(f"{len(unlistable)} sku(s) contain a comma or are too long to be listed; their "
+                                   f"current inventory was not seen (e.g. {unlistable[:3]})")
+        diff = compute_diff(prepared.records, current, "partial")
+        count_diff(diff, report, "partial", len(current))
+        if diff_out is not None:
+            write_diff(diff, diff_out, report)
+    send_chunks(client, prepared.records, report, batch_size=batch_size, journal=journal, dry_run=dry_run,
+                key=prepared.input_hash())
 
 
-def _partial_batches(client: SqquidClient, prepared: PreparedInventory, report: LoadReport, *, batch_size: int,
-                     journal: str | Path | None, dry_run: bool, diff_out: str | Path | None) -> None:
-    payload = prepared.payload()
-    batches = [payload[i:i + batch_size] for i in range(0, len(payload), batch_size)]
-    report.batches_total = len(batches)
-    book = Journal(Path(journal), prepared.input_hash()) if journal is not None else None
+def send_chunks(client: SqquidClient, records: pd.DataFrame, report: LoadReport, *, batch_size: int,
+                journal: str | Path | None, dry_run: bool, key: str,
+                max_bytes: int | None = None) -> None:
+    """PATCH `records` (sorted by sku, location, bin) in chunks; with a journal (held locked) the
+    chunks it acknowledges for `key` are skipped, and each chunk acknowledged now is added."""
+    chunks = plan_chunks(records, batch_size, max_bytes or MAX_BODY_BYTES)
+    report.batches_total = len(chunks)
     report.journal = str(journal) if journal is not None else None
+    book = Journal(Path(journal), key) if journal is not None else None
     if dry_run:
-        if book is not None:
-            report.batches_skipped = sum(payload_hash(b) in book.acknowledged for b in batches)
-        diff_into_report(client, prepared, report, "partial", None, diff_out)
+        if book is not None and book.acknowledged:
+            report.batches_skipped = sum(payload_hash(chunk_payload(records, c)) in book.acknowledged for c in chunks)
         return
-    if diff_out is not None:
-        diff_into_report(client, prepared, report, "partial", None, diff_out)
-    if book is not None and book.complete:
-        report.already_applied = True
-        report.batches_skipped = len(batches)
+    if book is None:
+        _send(client, records, chunks, report, None)
         return
-    if book is not None:
+    with journal_lock(book.path):  # read and written by this load alone
+        book = Journal(book.path, key)  # as it is now that the lock is held
+        if book.complete:
+            report.already_applied = True
+            report.batches_skipped = len(chunks)
+            return
         book.check_writable()
-    _send_batches(client, batches, report, book)
-    if book is not None:
-        book.record_complete(len(batches), len(prepared.records))
+        _send(client, records, chunks, report, book)
+        book.record_complete(len(chunks), len(records))
 
 
-def _send_batches(client: SqquidClient, batches: list[list[dict[str, Any]]], report: LoadReport,
-                  book: Journal | None) -> None:
-    """PATCH every batch the journal has not acknowledged; journal each one acknowledged."""
-    for index, batch in enumerate(batches, start=1):
-        digest = payload_hash(batch)
+def _send(client: SqquidClient, records: pd.DataFrame, chunks: list[tuple[int, int]], report: LoadReport,
+          book: Journal | None) -> None:
+    """PATCH every chunk the journal has not acknowledged; journal each one acknowledged."""
+    for index, chunk in enumerate(chunks, start=1):
+        payload = chunk_payload(records, chunk)
+        digest = payload_hash(payload)
         if book is not None and digest in book.acknowledged:
             report.batches_skipped += 1
             continue
         try:
-            client.patch(PARTIAL_PATH, batch)
+            client.patch(PARTIAL_PATH, payload)
         except SqquidError as exc:
-            raise type(exc)(f"partial load stopped at batch {index} of {len(batches)}: {exc}. "
-                            f"{_resume_hint(report, len(batches), book)}", **_error_kwargs(exc)) from exc
+            raise type(exc)(f"load stopped at chunk {index} of {len(chunks)}: {exc}. "
+                            f"{_resume_hint(report, len(chunks), book)}", **_error_kwargs(exc)) from exc
         if book is not None:
-            book.record_batch(digest, index, len(batch))
+            book.record_batch(digest, index, len(payload))
         report.batches_sent += 1
-        report.skus_sent += len(batch)
+        report.skus_sent += len(payload)
+        report.records_sent += chunk[1] - chunk[0]
 
 
 def _resume_hint(report: LoadReport, total: int, book: Journal | None) -> str:
     done = report.batches_sent + report.batches_skipped
     if book is not None:
-        return (f"{done} of {total} batches are acknowledged in the journal {report.journal}: re-run with the same "
+        return (f"{done} of {total} chunks are acknowledged in the journal {report.journal}: re-run with the same "
                 "input to send only the rest")
-    return (f"{done} of {total} batches were applied; no journal was kept, so a re-run sends every batch again "
-            "(harmless for a partial update)")
+    return (f"{done} of {total} chunks were applied; no journal was kept, so a re-run sends every chunk again "
+            "(harmless: each sets records to the input's quantities)")
 
 
 def _error_kwargs(exc: SqquidError) -> dict[str, Any]:
@@ -91,36 +101,3 @@ def _error_kwargs(exc: SqquidError) -> dict[str, Any]:
     return {}
 
 
-# -- full ---------------------------------------------------------------------------------
-
-
-def send_full(client: SqquidClient, prepared: PreparedInventory, report: LoadReport, *, confirm: bool, dry_run: bool,
-              baseline: set[str] | None, zero_threshold: float, diff_out: str | Path | None) -> None:
-    report.batches_total = 1
-    if baseline is None:
-        report.warnings.append(
-            "no baseline: only the inventory of the input's skus was read, so records of skus outside the input "
-            "could not be seen; the full update sets them to 0 too and they are not counted. Pass --baseline "
-            "EXTRACT.duckdb (baseline=) to see them")
-    else:
-        report.warnings.append(
-            "records of skus in neither the input nor the baseline (e.g. inventory without a product) could not be "
-            "seen; the full update sets them to 0 too")
-    current = diff_into_report(client, prepared, report, "full", baseline, diff_out)
-    in_stock = int((current["current_qty"] > 0).sum())
-    zeroed = report.records_zeroed or 0
-    share = zeroed / in_stock if in_stock else 0.0
-    if dry_run:
-        if share > zero_threshold:
-            report.warnings.append(f"the update would zero {zeroed} of {in_stock} records currently above 0 "
-                                   f"({share:.1%} > {zero_threshold:.1%}): sending it needs --yes (confirm=True)")
-        return
-    if share > zero_threshold and not confirm:
-        raise ConfigError(
-            f"full update refused: it would set {zeroed} of the {in_stock} inventory records currently above 0 to 0 "
-            f"({share:.1%}, more than the threshold {zero_threshold:.1%}); nothing was sent. Check the diff "
-            "(--dry-run --diff-out diff.csv), then re-run with --yes (confirm=True) or raise --threshold")
-    payload = prepared.payload()
-    client.patch(FULL_PATH, payload)
-    report.batches_sent = 1
-    report.skus_sent = len(payload)

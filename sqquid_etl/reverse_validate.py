@@ -27,6 +27,7 @@ KEY = ["sku", "location_external_id", "bin"]
 REQUIRED = ["sku", "qty_on_hand"]
 DEFAULT = "default"
 MAX_QTY = 2**31 - 1
+MIN_QTY = -MAX_QTY  # oversold stock is negative; the range is symmetric
 SHOWN_PROBLEMS = 20
 
 _INT_TYPES = (int, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64)
@@ -160,11 +161,11 @@ def _int_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, problem
     values = series.to_numpy(dtype=object) if series.dtype == object else series
     sub = values[pos] if isinstance(values, np.ndarray) else series.iloc[pos].to_numpy()
     sub = np.asarray(sub, dtype=object) if sub.dtype == object else sub
-    neg = np.asarray(sub < 0, dtype=bool)
+    small = np.asarray(sub < MIN_QTY, dtype=bool)
     big = np.asarray(sub > MAX_QTY, dtype=bool)
-    problems.add(pos[neg], column, "negative")
+    problems.add(pos[small], column, f"smaller than {MIN_QTY}")
     problems.add(pos[big], column, f"larger than {MAX_QTY}")
-    ok = ~neg & ~big
+    ok = ~small & ~big
     out[pos[ok]] = sub[ok].astype(np.int64)
 
 
@@ -175,14 +176,14 @@ def _float_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, probl
     inf = np.isinf(sub)
     finite = ~nan & ~inf
     frac = finite & (np.floor(np.where(finite, sub, 0)) != np.where(finite, sub, 0))
-    neg = finite & ~frac & (sub < 0)
+    small = finite & ~frac & (sub < MIN_QTY)
     big = finite & ~frac & (sub > MAX_QTY)
     problems.add(pos[nan], column, "missing (null or NaN)")
     problems.add(pos[inf], column, "not finite")
     problems.add(pos[frac], column, "not a whole number")
-    problems.add(pos[neg], column, "negative")
+    problems.add(pos[small], column, f"smaller than {MIN_QTY}")
     problems.add(pos[big], column, f"larger than {MAX_QTY}")
-    ok = finite & ~frac & ~neg & ~big
+    ok = finite & ~frac & ~small & ~big
     out[pos[ok]] = sub[ok].astype(np.int64)
 
 
@@ -190,10 +191,9 @@ def _text_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, proble
     column = "qty_on_hand"
     text = series.iloc[pos].astype(str).str.strip()
     empty = (text == "").to_numpy()
-    integral = text.str.fullmatch(r"\d+(?:\.0*)?").to_numpy(dtype=bool)
-    negative = text.str.fullmatch(r"-\d+(?:\.\d*)?").to_numpy(dtype=bool)
+    integral = text.str.fullmatch(r"-?\d+(?:\.0*)?").to_numpy(dtype=bool)
     number = np.full(len(pos), np.nan)
-    odd = ~(integral | empty | negative)
+    odd = ~(integral | empty)
     if odd.any():
         number[odd] = pd.to_numeric(text[odd], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     infinite = np.isinf(number)
@@ -201,17 +201,18 @@ def _text_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, proble
     fractional = finite & (np.floor(np.where(finite, number, 0)) != np.where(finite, number, 0))
     notation = finite & ~fractional  # "1e3", "+5": a whole number, but not in digits
     problems.add(pos[empty], column, "missing (empty)")
-    problems.add(pos[negative], column, "negative")
     problems.add(pos[infinite], column, "not finite")
     problems.add(pos[fractional], column, "not a whole number")
     problems.add(pos[notation], column, "not written as plain digits")
-    rest = ~(empty | integral | negative | infinite | finite)
+    rest = ~(empty | integral | infinite | finite)
     problems.add(pos[rest], column, "not a number")
     if integral.any():
         parsed = text[integral].astype(np.float64).to_numpy()
         big = parsed > MAX_QTY
+        small = parsed < MIN_QTY
         problems.add(pos[integral][big], column, f"larger than {MAX_QTY}")
-        out[pos[integral][~big]] = parsed[~big].astype(np.int64)
+        problems.add(pos[integral][small], column, f"smaller than {MIN_QTY}")
+        out[pos[integral][~big & ~small]] = parsed[~big & ~small].astype(np.int64)
 
 
 def _texts(series: pd.Series, column: str, problems: _Problems, *, required: bool) -> np.ndarray:

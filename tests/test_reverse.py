@@ -67,8 +67,9 @@ BAD_CASES = [
     ({"sku": ["A", "B"], "qty_on_hand": ["1", ""]}, "row 2, column qty_on_hand", "missing"),
     ({"sku": ["A", "B"], "qty_on_hand": ["1", "3.5"]}, "row 2, column qty_on_hand", "not a whole number"),
     ({"sku": ["A", "B"], "qty_on_hand": [1.0, 3.5]}, "row 2, column qty_on_hand", "not a whole number"),
-    ({"sku": ["A", "B"], "qty_on_hand": ["1", "-4"]}, "row 2, column qty_on_hand", "negative"),
-    ({"sku": ["A", "B"], "qty_on_hand": [1, -4]}, "row 2, column qty_on_hand", "negative"),
+    ({"sku": ["A", "B"], "qty_on_hand": ["1", "-2147483648"]}, "row 2, column qty_on_hand", "smaller than"),
+    ({"sku": ["A", "B"], "qty_on_hand": [1, -(2**31)]}, "row 2, column qty_on_hand", "smaller than"),
+    ({"sku": ["A", "B"], "qty_on_hand": ["1", "-4.5"]}, "row 2, column qty_on_hand", "not a whole number"),
     ({"sku": ["A", "B"], "qty_on_hand": ["1", "abc"]}, "row 2, column qty_on_hand", "not a number"),
     ({"sku": ["A", "B"], "qty_on_hand": ["1", "1e3"]}, "row 2, column qty_on_hand", "plain digits"),
     ({"sku": ["A", "B"], "qty_on_hand": [1, "x"]}, "row 2, column qty_on_hand", "not a number"),
@@ -216,7 +217,7 @@ def test_partial_load_sets_given_keys_and_nothing_else(sb):
     assert report.batches_sent == sb.stats.by_route[PARTIAL] == report.batches_total
     assert report.skus_sent == len({k[0] for k in target})
     assert sb.stats.by_route[FULL] == 0
-    assert "partial" in report.summary() and "batches sent" in report.summary()
+    assert "partial" in report.summary() and "chunks sent" in report.summary()
 
 
 def test_partial_10000_skus_in_batches_of_500_is_20_requests(sb):
@@ -237,7 +238,7 @@ def test_partial_resumes_after_failure_sending_only_unacknowledged_batches(sb, t
     sb.set_faults(FaultConfig(error_every=7, error_status=500))  # the 7th data request fails
     with pytest.raises(ApiError) as info:
         load_inventory(frame, mode="partial", client=client, batch_size=50, journal=journal)
-    assert "batch 7 of 20" in str(info.value) and "re-run" in str(info.value)
+    assert "chunk 7 of 20" in str(info.value) and "re-run" in str(info.value)
     assert sb.stats.by_route[PARTIAL] == 7  # 6 acknowledged, the 7th answered 500
     assert len(journal.read_text().splitlines()) == 6
 
@@ -304,59 +305,145 @@ def test_a_second_load_sharing_the_journal_is_refused_while_the_first_runs(sb, t
 # -- full load ----------------------------------------------------------------------------
 
 
-def test_full_load_sets_frame_and_zeroes_everything_else_in_one_request(sb):
+def seen(sandbox) -> dict[tuple[str, str, str], int]:
+    """The records the tool can see: those of products and variants (orphans have no product)."""
+    return {k: q for k, q in inventory(sandbox).items() if not k[0].startswith("ORPHAN")}
+
+
+def two_record_sku(before) -> str:
+    return sorted({k[0] for k, q in before.items() if q > 0 and sum(1 for j in before if j[0] == k[0]) >= 2
+                   and not k[0].startswith("ORPHAN")})[0]
+
+
+def test_full_default_is_chunked_partials_zeroing_unlisted_skus(sb):
     before = inventory(sb)
-    keys = some_keys(sb, 20)
-    target = {k: 1 + i for i, k in enumerate(keys)}
-    target[("FULL-NEW", "7", "front")] = 3
+    sku = two_record_sku(before)
+    listed = sorted(k for k in before if k[0] == sku)
+    target = {listed[0]: 77, ("FULL-NEW", "7", "front"): 3}
     sb.stats.reset()
-    report = load_inventory(frame_of(target), mode="full", client=client_for(sb), confirm=True)
+    report = load_inventory(frame_of(target), mode="full", client=client_for(sb), confirm=True, batch_size=40)
     after = inventory(sb)
-    assert sb.stats.by_route[FULL] == 1 and sb.stats.by_route[PARTIAL] == 0
+    assert sb.stats.by_route[FULL] == 0 and sb.stats.by_route[PARTIAL] == report.batches_sent > 1
     assert all(after[k] == q for k, q in target.items())
-    assert all(q == 0 for k, q in after.items() if k not in target)
-    assert set(after) == set(before) | set(target)
-    assert report.batches_sent == 1 and report.records_zeroed is not None and report.records_zeroed >= 0
-    assert "could not be seen" in report.summary() and "--baseline" in report.summary()
+    assert all(after[k] == before[k] for k in listed[1:])  # other records of a listed sku: kept
+    assert all(q == 0 for k, q in after.items() if k[0] not in (sku, "FULL-NEW") and not k[0].startswith("ORPHAN"))
+    assert all(after[k] == q for k, q in before.items() if k[0].startswith("ORPHAN"))  # unseen: untouched
+    assert report.records_zeroed == sum(1 for k, q in seen(sb).items() if False) + sum(
+        1 for k, q in before.items() if q != 0 and k[0] != sku and not k[0].startswith("ORPHAN"))
+    assert report.kept == len(listed) - 1 and report.via == "chunks" and report.zero == "unlisted-skus"
+    assert "cannot be listed by the API" in report.summary()
 
 
-def test_full_threshold_refuses_without_confirm_and_sends_nothing(sb, tmp_path):
+def test_full_unlisted_records_zeroes_other_records_of_listed_skus(sb):
     before = inventory(sb)
-    sku = sorted({k[0] for k, q in before.items() if q > 0 and sum(1 for j in before if j[0] == k[0]) >= 2})[0]
+    sku = two_record_sku(before)
+    listed = sorted(k for k in before if k[0] == sku)
+    sb.stats.reset()
+    report = load_inventory(frame_of({listed[0]: 5}), mode="full", zero="unlisted-records", client=client_for(sb),
+                            confirm=True)
+    after = inventory(sb)
+    assert after[listed[0]] == 5 and all(after[k] == 0 for k in listed[1:])
+    assert report.kept == 0 and sb.stats.by_route[FULL] == 0
+
+
+def test_full_without_yes_is_refused_with_the_count_and_sends_nothing(sb, tmp_path):
+    before = inventory(sb)
+    sku = two_record_sku(before)
     keep = sorted(k for k in before if k[0] == sku)[0]
+    would_zero = sum(1 for k, q in seen(sb).items() if q != 0 and k[0] != sku)
+    in_stock = sum(1 for q in seen(sb).values() if q > 0)
     sb.stats.reset()
     with pytest.raises(ConfigError) as info:
         load_inventory(frame_of({keep: 1}), mode="full", client=client_for(sb))
-    assert "--yes" in str(info.value) and "nothing was sent" in str(info.value)
+    message = str(info.value)
+    assert "--yes" in message and "nothing was sent" in message
+    assert f"of the {in_stock} inventory records currently above 0" in message
+    assert f"{would_zero} record(s) in all are zeroed" in message
     assert sb.stats.by_route[FULL] == 0 and sb.stats.by_route[PARTIAL] == 0
+    assert sb.stats.by_route["GET /v1/products"] >= 1  # it read the account's skus first
     assert inventory(sb) == before
 
 
-def test_full_threshold_counts_baseline_skus(sb, tmp_path):
-    before = inventory(sb)
-    product_skus = sorted({k[0] for k in before if not k[0].startswith("ORPHAN")})
-    baseline = tmp_path / "extract.duckdb"
-    with duckdb.connect(str(baseline)) as con:
-        con.execute("CREATE TABLE product_variants AS SELECT * FROM (VALUES " +
-                    ",".join(f"('{s}')" for s in product_skus) + ") t(sku)")
-    keep = {k: q for k, q in before.items() if k[0] == product_skus[0]}
+def test_full_under_threshold_goes_without_confirm(sb):
+    target = {k: q + 1 for k, q in seen(sb).items()}
     sb.stats.reset()
-    report = load_inventory(frame_of(keep), mode="full", client=client_for(sb), baseline=baseline, dry_run=True,
-                            zero_threshold=0.5)
-    seen = {k: q for k, q in before.items() if k[0] in product_skus}
-    assert report.current_records_seen == len(seen)
-    assert report.records_zeroed == sum(1 for k, q in seen.items() if q > 0 and k not in keep)
-    assert any("--yes" in w for w in report.warnings)
+    report = load_inventory(frame_of(target), mode="full", client=client_for(sb))
+    assert sb.stats.by_route[PARTIAL] == report.batches_sent >= 1
+    assert report.records_zeroed == 0 and report.changed == len(target)
+    assert all(inventory(sb)[k] == q for k, q in target.items())
+
+
+def test_full_endpoint_is_one_request_and_always_needs_yes(sb):
+    before = inventory(sb)
+    target = {k: q + 1 for k, q in seen(sb).items()}
+    sb.stats.reset()
+    with pytest.raises(ConfigError, match="cannot see"):
+        load_inventory(frame_of(target), mode="full", via="full-endpoint", client=client_for(sb))
+    assert sb.stats.by_route[FULL] == 0 and inventory(sb) == before
+    sku = two_record_sku(before)
+    listed = sorted(k for k in before if k[0] == sku)
+    report = load_inventory(frame_of({listed[0]: 9}), mode="full", via="full-endpoint", zero="unlisted-records",
+                            client=client_for(sb), confirm=True)
+    after = inventory(sb)
+    assert sb.stats.by_route[FULL] == 1 and sb.stats.by_route[PARTIAL] == 0 and report.batches_sent == 1
+    assert after[listed[0]] == 9 and all(q == 0 for k, q in after.items() if k != listed[0])  # orphans too
+
+
+def test_full_endpoint_body_over_the_limit_is_refused(sb, monkeypatch):
+    import sqquid_etl.reverse_full as full
+
+    monkeypatch.setattr(full, "MAX_BODY_BYTES", 1000)
+    sb.stats.reset()
+    with pytest.raises(ConfigError, match="body over"):
+        load_inventory(frame_of(seen(sb)), mode="full", via="full-endpoint", client=client_for(sb), confirm=True)
     assert sb.stats.by_route[FULL] == 0
 
 
-def test_full_under_threshold_goes_without_confirm(sb):
-    before = inventory(sb)
-    target = {k: q + 1 for k, q in before.items() if not k[0].startswith("ORPHAN")}
+def test_full_with_skus_that_cannot_be_seen_needs_yes(sb):
+    target = dict(seen(sb))
+    target[("HAS,COMMA", "default", "default")] = 1
     sb.stats.reset()
-    report = load_inventory(frame_of(target), mode="full", client=client_for(sb))
-    assert sb.stats.by_route[FULL] == 1
-    assert report.records_zeroed == 0 and report.changed == len(target)
+    with pytest.raises(ConfigError, match="cannot be seen"):
+        load_inventory(frame_of(target), mode="full", client=client_for(sb))
+    assert sb.stats.by_route[PARTIAL] == 0
+
+
+def make_baseline(sb, path):
+    from sqquid_etl import extract
+
+    assert extract(["products", "inventory"], duckdb=path, client=client_for(sb)).ok
+
+
+def test_full_against_a_baseline_reads_no_inventory_from_the_api(sb, tmp_path):
+    baseline = tmp_path / "extract.duckdb"
+    make_baseline(sb, baseline)
+    before = inventory(sb)
+    sku = two_record_sku(before)
+    keep = {k: q for k, q in before.items() if k[0] == sku}
+    sb.stats.reset()
+    report = load_inventory(frame_of(keep), mode="full", client=client_for(sb), baseline=baseline, dry_run=True,
+                            zero_threshold=1)
+    assert sb.stats.by_route[LIST] == 0 and sb.stats.by_route["GET /v1/products"] == 0
+    assert report.current_records_seen == len(seen(sb))
+    assert report.records_zeroed == sum(1 for k, q in seen(sb).items() if q != 0 and k[0] != sku)
+    assert "baseline extract.duckdb" in report.summary()
+
+
+def test_a_stale_or_foreign_baseline_is_refused(sb, tmp_path):
+    baseline = tmp_path / "extract.duckdb"
+    make_baseline(sb, baseline)
+    frame = frame_of({next(iter(seen(sb))): 1})
+    sb.stats.reset()
+    with pytest.raises(ConfigError, match="more than --baseline-max-age"):
+        load_inventory(frame, mode="full", client=client_for(sb), baseline=baseline, baseline_max_age="0s")
+    foreign = tmp_path / "other.duckdb"
+    with duckdb.connect(str(foreign)) as con:
+        con.execute("CREATE TABLE product_variants AS SELECT 'A' AS sku")
+    with pytest.raises(ConfigError, match="no table"):
+        load_inventory(frame, mode="full", client=client_for(sb), baseline=foreign)
+    with pytest.raises(ConfigError, match="baseline-max-age"):
+        load_inventory(frame, mode="full", client=client_for(sb), baseline=baseline, baseline_max_age="soon")
+    assert sb.stats.requests == 0
 
 
 # -- dry run ------------------------------------------------------------------------------
@@ -364,25 +451,28 @@ def test_full_under_threshold_goes_without_confirm(sb):
 
 def test_full_dry_run_sends_no_patch_and_writes_the_diff(sb, tmp_path):
     before = inventory(sb)
-    sku = sorted({k[0] for k in before if sum(1 for j in before if j[0] == k[0]) >= 2 and before[k] > 0})[0]
+    sku = two_record_sku(before)
     keys = sorted(k for k in before if k[0] == sku)
     changed, kept = keys[0], keys[1]
-    target = {changed: before[changed] + 1, kept: before[kept], (sku, "NEWLOC", "default"): 4}
+    target = {changed: before[changed] + 1, (sku, "NEWLOC", "default"): 4, ("NEG-1", "default", "default"): -3}
     diff_path = tmp_path / "diff.csv"
     sb.stats.reset()
     report = load_inventory(frame_of(target), mode="full", client=client_for(sb), dry_run=True, diff_out=diff_path)
     assert sb.stats.by_route[FULL] == 0 and sb.stats.by_route[PARTIAL] == 0 and sb.stats.by_route[LIST] >= 1
     assert inventory(sb) == before
     diff = pd.read_csv(diff_path, dtype=str, keep_default_na=False)
-    assert list(diff.columns) == ["sku", "location_external_id", "bin", "current_qty", "new_qty", "change"]
+    assert list(diff.columns) == ["sku", "location_external_id", "bin", "current_qty", "new_qty", "change", "flag"]
     rows = {(r.sku, r.location_external_id, r.bin): (r.current_qty, r.new_qty, r.change) for r in diff.itertuples()}
     assert rows[changed] == (str(before[changed]), str(before[changed] + 1), "changed")
-    assert rows[kept] == (str(before[kept]), str(before[kept]), "unchanged")
+    assert rows[kept] == (str(before[kept]), str(before[kept]), "kept")
     assert rows[(sku, "NEWLOC", "default")] == ("", "4", "new")
-    for key in keys[2:]:
-        assert rows[key] == (str(before[key]), "0", "zeroed" if before[key] > 0 else "unchanged")
-    assert len(rows) == len(keys) + 1
-    assert report.dry_run and report.new == 1 and report.changed == 1
+    assert rows[("NEG-1", "default", "default")] == ("", "-3", "new")
+    for key, qty in seen(sb).items():  # every seen record of another sku: listed, zeroed unless already 0
+        if key[0] != sku:
+            assert rows[key] == (str(qty), "0", "zeroed" if qty != 0 else "unchanged")
+    assert len(rows) == len(seen(sb)) + 2
+    assert report.dry_run and report.new == 2 and report.changed == 1 and report.negative == 1
+    assert diff.loc[diff["sku"] == "NEG-1", "flag"].tolist() == ["negative"]
 
 
 def test_partial_dry_run_diffs_only_the_given_keys(sb):
@@ -485,7 +575,7 @@ def test_cli_partial_from_csv(sb, tmp_path):
     assert result.exit_code == 0, result.output
     assert inventory(sb)[("007", "default", "default")] == 3
     assert inventory(sb)[("007", "50", "front")] == 5
-    assert "batches sent:       1 of 1" in result.output
+    assert "chunks sent:        1 of 1" in result.output
     again = run_cli(sb, str(path), "--mode", "partial")
     assert again.exit_code == 0 and "already applied" in again.output
 

@@ -235,22 +235,38 @@ def test_inventory_partial_changes_only_listed_keys(fresh):
                     "location_external_id": "default", "bin": "default"}]
 
 
-def test_inventory_full_zeroes_everything_else(fresh):
+def test_inventory_full_zeroes_unlisted_skus_and_keeps_other_records_of_listed_ones(fresh):
     sb, s = fresh
     keys = list(sb.store.inventory)
+    before = {k: v["qty_on_hand"] for k, v in sb.store.inventory.items()}
     (sku, loc, bin_) = keys[0]
     r = s.patch(sb.url + "/v1/inventory/full",
                 json=[{"sku": sku, "inventory": [{"location_external_id": loc, "bin": bin_, "qty_on_hand": 42}]}])
     assert r.status_code == 200 and r.json() == "OK"
     assert sb.store.inventory[(sku, loc, bin_)]["qty_on_hand"] == 42
-    assert all(v["qty_on_hand"] == 0 for k, v in sb.store.inventory.items() if k != (sku, loc, bin_))
+    # the reference's sentence: records of skus not in the call are zeroed; a listed sku keeps its others
+    assert all(v["qty_on_hand"] == (before[k] if k[0] == sku else 0)
+               for k, v in sb.store.inventory.items() if k != (sku, loc, bin_))
     assert set(sb.store.inventory) == set(keys)  # kept, not deleted
+
+
+def test_inventory_accepts_negative_quantities(fresh):
+    sb, s = fresh
+    (sku, loc, bin_) = next(iter(sb.store.inventory))
+    body = [{"sku": sku, "inventory": [{"location_external_id": loc, "bin": bin_, "qty_on_hand": -5}]}]
+    assert s.patch(sb.url + "/v1/inventory/partial", json=body).status_code == 200
+    assert sb.store.inventory[(sku, loc, bin_)]["qty_on_hand"] == -5  # oversold, not deleted
+    listed = s.get(sb.url + "/v1/inventory", params={"skus": sku}).json()["results"][0]["inventory"]
+    assert {"location_external_id": loc, "bin": bin_, "qty_on_hand": -5}.items() <= next(
+        r for r in listed if r["location_external_id"] == loc and r["bin"] == bin_).items()
+    too_low = [{"sku": sku, "inventory": [{"qty_on_hand": -(2**31)}]}]
+    assert s.patch(sb.url + "/v1/inventory/partial", json=too_low).status_code == 400
 
 
 @pytest.mark.parametrize("body", [
     {"sku": "x"},
     [{"sku": "A", "inventory": [{"qty_on_hand": 1}]}, {"sku": "B", "inventory": [{"qty_on_hand": True}]}],
-    [{"sku": "A", "inventory": [{"qty_on_hand": -1}]}],
+    [{"sku": "A", "inventory": [{"qty_on_hand": 2**31}]}],
     [{"sku": "A", "inventory": [{"qty_on_hand": "3"}]}],
     [{"sku": "A", "inventory": [{"qty_on_hand": 1.5}]}],
     [{"sku": "A"}],

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from .data import Store
+from .inventory import MAX_QTY
 from .params import bad
 from .validate import body_object, is_int, location_value
+
+
+def _quantity(qty) -> bool:
+    """Any integer quantity a record can hold: oversold stock is negative."""
+    return is_int(qty) and -MAX_QTY <= qty <= MAX_QTY
 
 
 def inventory_updates(body) -> list[tuple[tuple[str, str, str], int]]:
@@ -23,8 +29,9 @@ def inventory_updates(body) -> list[tuple[tuple[str, str, str], int]]:
             if not isinstance(rec, dict):
                 raise bad(f"The request body is invalid: {where} is not an object")
             qty = rec.get("qty_on_hand")
-            if not is_int(qty) or qty < 0:
-                raise bad(f"The request body is invalid: {where}: qty_on_hand must be an integer >= 0")
+            if not _quantity(qty):
+                raise bad(f"The request body is invalid: {where}: qty_on_hand must be an integer "
+                          f"(-{MAX_QTY}..{MAX_QTY})")
             loc = rec.get("location_external_id")
             loc = "default" if loc is None else location_value(loc, f"{where}: location_external_id")
             bin_ = rec.get("bin")
@@ -37,10 +44,10 @@ def inventory_updates(body) -> list[tuple[tuple[str, str, str], int]]:
 def inventory_patch(store: Store, sku: str, body) -> dict:
     body = body_object(body)
     qty = body.get("qty_on_hand")
-    if isinstance(qty, str) and qty.isdigit():
+    if isinstance(qty, str) and qty.lstrip("-").isdigit() and qty.isascii():
         qty = int(qty)
-    if not is_int(qty) or qty < 0:
-        raise bad("The request can't be understood: qty_on_hand must be an integer >= 0")
+    if not _quantity(qty):
+        raise bad(f"The request can't be understood: qty_on_hand must be an integer (-{MAX_QTY}..{MAX_QTY})")
     loc = body.get("location_external_id")
     loc = "default" if loc is None else location_value(loc, "location_external_id")
     bin_ = body.get("bin")

@@ -177,11 +177,13 @@ class Store:
                     for key, rid, qty in self.stock.of_sku(sku)]
 
     def set_inventory(self, updates: list[tuple[tuple, int]], full: bool = False) -> None:
-        """Apply validated ``((sku, location, bin), qty)`` pairs; ``full`` zeroes all others."""
+        """Apply validated ``((sku, location, bin), qty)`` pairs; ``full`` zeroes the records of
+        every sku not in the updates (the reference's sentence: other records of a listed sku
+        are kept)."""
         with self.lock:
             self.tick()
             if full:
-                self.stock.zero_all()
+                self.stock.zero_unlisted({key[0] for key, _ in updates})
             for key, qty in updates:
                 self.stock.set(key, qty)
             self.touch("inventory")

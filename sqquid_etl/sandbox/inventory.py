@@ -2,8 +2,9 @@
 arrays, records added while the sandbox runs kept as a small overlay.
 
 Generated: every variant sku has 2-3 records at distinct places (``pools.PLACES``), then a few
-orphan skus (no product) have one each; record r has id r + 1. A quantity of -1 marks a
-deleted record. Records added later take the next ids.
+orphan skus (no product) have one each; record r has id r + 1. Quantities may be negative
+(oversold stock); -2**31, which no write can set, marks a deleted record. Records added later take
+the next ids.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from .draws import codes
 from .pools import PLACES
 from .product_records import ProductLayout
 
-DELETED = -1
+DELETED = -(2**31)
+MAX_QTY = 2**31 - 1  # a quantity is a 32-bit integer other than DELETED: -MAX_QTY..MAX_QTY
 
 
 class Inventory:
@@ -124,11 +126,14 @@ class Inventory:
             if not keys:
                 del self.added_by_sku[key[0]]
 
-    def zero_all(self) -> None:
-        """Every live record to 0 (deleted ones stay deleted)."""
-        self.qty = array("i", (DELETED if q == DELETED else 0 for q in self.qty))
-        for found in self.added.values():
-            found[1] = 0
+    def zero_unlisted(self, listed: set[str]) -> None:
+        """Every live record of a sku not in ``listed`` to 0 (deleted ones stay deleted); the
+        records of listed skus are kept as they are."""
+        keep = {r for sku in listed for r, _ in self._generated_keys(sku)}
+        self.qty = array("i", (q if q == DELETED or r in keep else 0 for r, q in enumerate(self.qty)))
+        for key, found in self.added.items():
+            if key[0] not in listed:
+                found[1] = 0
 
 
 class InventoryView(Mapping):
