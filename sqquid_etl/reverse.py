@@ -63,24 +63,14 @@ def load_inventory(
     burst: int = DEFAULT_BURST,
     progress: Progress | None = None,
 ) -> LoadReport:
-    """Set inventory from `data` (DataFrame, pyarrow Table, or a CSV/Parquet path).
-
-    mode "partial": sets the given (sku, location, bin) records, in chunks of at most
-    `batch_size` skus (and 2 MiB), journaled so that a re-run skips acknowledged chunks.
-    mode "full": also zeroes the records `zero` says ("unlisted-skus": records of skus not in
-    the input; "unlisted-records": every record not in it), after reading the account's
-    inventory (from `baseline`, an extract's DuckDB file not older than `baseline_max_age`
-    seconds, else through the API) and counting the effect; refused without `confirm` when it
-    zeroes more than `zero_threshold` of the records above 0, or touches what cannot be seen.
-    Sent as chunked partial updates (`via="chunks"`) or one `PATCH /v1/inventory/full`
-    (`via="full-endpoint"`). `dry_run` computes the diff and sends no update.
-    """
+    """Set inventory from `data` (DataFrame, pyarrow Table, or a CSV/Parquet path); see
+    docs/reverse-load.md. "partial" sets the given records; "full" also zeroes what `zero` says,
+    after counting it against the account's inventory (`baseline`, else the API), refused
+    without `confirm` above `zero_threshold` or when it touches what cannot be seen; sent
+    `via` chunked partial updates (journaled) or one PATCH /v1/inventory/full."""
     started = time.monotonic()
-    _check_options(mode, batch_size, zero_threshold, zero, via)
+    journal = _check_options(data, mode, batch_size, zero_threshold, zero, via, journal, baseline, diff_out)
     max_age = parse_age(baseline_max_age)
-    journal = _journal_path(data, mode, via, journal)
-    refuse_overlaps([("input", data), ("baseline", baseline)],
-                    [("--journal", journal), ("--journal's lock", _lock_of(journal)), ("--diff-out", diff_out)])
     prepared = prepare_inventory(data)
     report = LoadReport(mode=mode, dry_run=dry_run, rows_read=prepared.rows_read, records=len(prepared.records),
                         duplicates_collapsed=prepared.duplicates_collapsed, skus=prepared.skus)
@@ -88,6 +78,8 @@ def load_inventory(
     if mode == "partial" and baseline is not None:
         report.warnings.append("--baseline is for full updates; a partial load reads the input's skus itself")
 
+    options = FullOptions(zero=zero, via=via, confirm=confirm, dry_run=dry_run, zero_threshold=zero_threshold,
+                          batch_size=batch_size, journal=journal, diff_out=diff_out)
     own_client = client is None
     if client is None:
         client = SqquidClient.from_env(base_url, api_key, username, password, rate=rate, burst=burst)
@@ -99,8 +91,6 @@ def load_inventory(
         else:
             report.via, report.zero = via, zero
             report.current_source = current.source if current is not None else "the API"
-            options = FullOptions(zero=zero, via=via, confirm=confirm, dry_run=dry_run, zero_threshold=zero_threshold,
-                                  batch_size=batch_size, journal=journal, diff_out=diff_out)
             send_full(client, prepared, report, options, current, progress)
     finally:
         report.requests = client.stats.requests - requests_before
@@ -111,7 +101,10 @@ def load_inventory(
     return report
 
 
-def _check_options(mode: str, batch_size: int, zero_threshold: float, zero: str, via: str) -> None:
+def _check_options(data: Any, mode: str, batch_size: int, zero_threshold: float, zero: str, via: str,
+                   journal: str | Path | None, baseline: str | Path | None, diff_out: str | Path | None,
+                   ) -> str | Path | None:
+    """Refuse bad options before anything is read or sent; the journal the load keeps."""
     if mode not in MODES:
         raise ConfigError(f"mode must be 'partial' or 'full', not {mode!r}")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -122,6 +115,10 @@ def _check_options(mode: str, batch_size: int, zero_threshold: float, zero: str,
         raise ConfigError(f"zero must be one of {', '.join(ZERO_CHOICES)}, not {zero!r}")
     if via not in VIA_CHOICES:
         raise ConfigError(f"via must be one of {', '.join(VIA_CHOICES)}, not {via!r}")
+    journal = _journal_path(data, mode, via, journal)
+    refuse_overlaps([("input", data), ("baseline", baseline)],
+                    [("--journal", journal), ("--journal's lock", _lock_of(journal)), ("--diff-out", diff_out)])
+    return journal
 
 
 def _journal_path(data: Any, mode: str, via: str, journal: str | Path | None) -> str | Path | None:

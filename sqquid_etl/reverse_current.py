@@ -155,8 +155,8 @@ def read_baseline(path: str | Path, max_age: float, now: float | None = None) ->
 
 def _check_age(con, path: Path, max_age: float, now: float) -> None:
     row = con.execute(f"SELECT epoch(max(started_at)) FROM {RUNS_TABLE} WHERE stream = ? AND status IN ('ok', 'warning')",
-                      [INVENTORY_STREAM]).fetchone()
-    started = row[0] if row else None
+                      [INVENTORY_STREAM]).fetchall()
+    started = row[0][0] if row else None
     if started is None:
         raise ConfigError(f"baseline {str(path)!r} holds no completed run of the inventory stream: its age is unknown")
     age = now - float(started)
