@@ -27,7 +27,7 @@ __all__ = ["Destination", "DestinationKind", "StreamWriter", "KINDS", "check_des
 # kind -> (module, class), imported when used; none given: DuckDB at DEFAULT_DUCKDB
 KINDS: dict[str, tuple[str, str]] = {
     "duckdb": (f"{__name__}.duckdb", "DuckDBDestination"),
-    "parquet": (f"{__name__}.parquet", "ParquetDestination"),
+    "parquet": (f"{__name__}.parquet_kind", "PARQUET"),  # a directory, or a storage URL (s3://...)
 }
 
 

@@ -44,6 +44,15 @@ _RUNS_SCHEMA = pa.schema([(name, pa.int64() if name in RUN_INTEGERS else pa.stri
 ROW_GROUP_ROWS = 16_384
 
 
+def run_table(run: RunRecord) -> pa.Table:
+    """A run record as a one-row table of `_sqquid_runs`."""
+    # read from a JSON line: `pa.Table.from_pylist` would make pyarrow import pandas (~50 MB)
+    return pa_json.read_json(
+        pa.BufferReader(json.dumps(run.as_row()).encode()),
+        parse_options=pa_json.ParseOptions(explicit_schema=_RUNS_SCHEMA, unexpected_field_behavior="error"),
+    ).select(_RUNS_SCHEMA.names)
+
+
 class ParquetDestination:
     @staticmethod
     def check(location: str | os.PathLike, tuning: Tuning) -> None:
@@ -88,15 +97,9 @@ class ParquetDestination:
         self._states.clear()
 
     def record_run(self, run: RunRecord) -> None:
-        row = run.as_row()
-        # read from a JSON line: `pa.Table.from_pylist` would make pyarrow import pandas (~50 MB)
-        table = pa_json.read_json(
-            pa.BufferReader(json.dumps(row).encode()),
-            parse_options=pa_json.ParseOptions(explicit_schema=_RUNS_SCHEMA, unexpected_field_behavior="error"),
-        ).select(_RUNS_SCHEMA.names)
         target = self.layout.runs / f"{run.run_id}-{run.stream}.parquet"
         tmp = target.with_name(f".{target.name}.tmp")
-        pq.write_table(table, tmp)
+        pq.write_table(run_table(run), tmp)
         os.replace(tmp, target)
 
     # -- reading ----------------------------------------------------------------------------------
@@ -151,7 +154,8 @@ class ParquetStreamWriter:
         self.replace = replace
         # each table's current generation, its files and their columns, read once (this process
         # holds the directory's lock: only this writer's commit changes them); replaced: none
-        self._current = {} if replace else {t.name: self.layout.current_generation(t.name) for t in stream.tables}
+        current = {t.name: self.layout.current_generation(t.name) for t in stream.tables}  # refuses what is not ours
+        self._current = {} if replace else current
         self._old_files = {t.name: sorted(current.glob("*.parquet")) if (current := self._current.get(t.name)) else []
                            for t in stream.tables}
         self._have = {name: file_columns(self.sql, files[0]) if files else {} for name, files in self._old_files.items()}

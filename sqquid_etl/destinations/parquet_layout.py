@@ -41,7 +41,15 @@ class ParquetLayout:
         self.state_file = root / STATE_FILE
 
     def create(self) -> None:
-        """Make the directories (a ConfigError when it cannot be done or written)."""
+        """Make the directories (a ConfigError when it cannot be done or written). An existing
+        directory that is neither empty nor marked as an extract (`.sqquid/`) is refused and
+        left untouched: the tool writes only where it made the destination."""
+        if self.root.exists() and not self.meta.is_dir():
+            if not self.root.is_dir():
+                raise ConfigError(f"--parquet {self.root}: not a directory")
+            if any(self.root.iterdir()):
+                raise ConfigError(f"--parquet {self.root}: holds files but no {META_DIR}/, so it was not made by sqquid-etl; "
+                                  "refusing to write there (choose an empty or new directory)")
         try:
             for directory in (self.root, self.staging, self.generations, self.runs):
                 directory.mkdir(parents=True, exist_ok=True)
@@ -66,10 +74,11 @@ class ParquetLayout:
     def current_generation(self, table: str) -> Path | None:
         """The directory of the table's current files; None when it has not been extracted."""
         link = self.table_link(table)
-        if link.is_symlink():
+        if link.is_symlink() and link.resolve().parent == (self.generations / table).resolve():
             return link.resolve()
-        if link.exists():
-            raise StateError(f"{link} exists but is not managed by sqquid-etl (expected a symlink to a generation)")
+        if link.exists() or link.is_symlink():
+            raise StateError(f"{link} exists but is not managed by sqquid-etl (expected a symlink to a generation); "
+                             "it is left as it is: move it away, or extract elsewhere")
         return None
 
     def new_generation(self, table: str, commit_id: str) -> Path:
@@ -92,7 +101,10 @@ class ParquetLayout:
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True, exist_ok=True)
         for table_dir in self.generations.iterdir():
-            current = self.current_generation(table_dir.name)
+            try:
+                current = self.current_generation(table_dir.name)
+            except StateError:
+                continue  # a file of the user's under the table's name: its stream is refused, nothing removed
             for gen in table_dir.iterdir():
                 if current is None or gen.resolve() != current:
                     shutil.rmtree(gen, ignore_errors=True)

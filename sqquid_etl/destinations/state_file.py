@@ -16,14 +16,26 @@ from .files import write_atomic
 
 
 class JsonStateFile:
-    def __init__(self, path: Path):
-        self.path = path
+    """The states in a local file; subclasses keep the same JSON elsewhere (the
+    manifest of a Parquet extract on object storage) by overriding `_text` and `_store`."""
+
+    def __init__(self, path: Path | str):
+        self.path = path  # where the states are, for messages
+
+    def _text(self) -> str | None:
+        """The stored JSON text; None when nothing is stored."""
+        path = Path(self.path)
+        return path.read_text(encoding="utf-8") if path.exists() else None
+
+    def _store(self, text: str) -> None:
+        write_atomic(Path(self.path), text.encode())
 
     def load(self) -> dict[str, StreamState]:
-        if not self.path.exists():
+        text = self._text()
+        if text is None:
             return {}
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            raw = json.loads(text)
             if not isinstance(raw, dict):
                 raise ValueError("not a JSON object")
         except (ValueError, UnicodeDecodeError) as exc:
@@ -33,13 +45,13 @@ class JsonStateFile:
     def _raw(self) -> dict | None:
         """The file's JSON object as it is (entries unchecked); None when it is not one."""
         try:
-            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            raw = json.loads(self._text() or "")
         except (OSError, ValueError):
             return None
         return raw if isinstance(raw, dict) else None
 
     def _write(self, states: dict) -> None:
-        write_atomic(self.path, (json.dumps(states, indent=2, sort_keys=True) + "\n").encode())
+        self._store(json.dumps(states, indent=2, sort_keys=True) + "\n")
 
     def save(self, stream: str, state: StreamState | None) -> None:
         """Store (None: remove) one stream's entry; the other entries stay as they are."""

@@ -1,0 +1,41 @@
+"""The `parquet` kind of destination: a local directory (`parquet.py`) or a storage URL
+(`s3://bucket/prefix`, `gs://`, `az://`, ...: `parquet_remote.py`), chosen by the location."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+from ..settings import Tuning
+from .object_store import is_url
+
+
+def _resolve(location: Any) -> tuple[Any, Any]:
+    """The class that stores at `location`, and the location as that class takes it."""
+    if is_url(location):
+        return importlib.import_module(f"{__package__}.parquet_remote").StoreParquetDestination, location
+    text = os.fspath(location)
+    local = text[len("file://"):] if text.startswith("file://") else location
+    return importlib.import_module(f"{__package__}.parquet").ParquetDestination, local
+
+
+class ParquetKind:
+    """A DestinationKind (`protocol.py`) that hands each location to the class that stores there."""
+
+    @staticmethod
+    def check(location: Any, tuning: Tuning) -> None:
+        kind, where = _resolve(location)
+        kind.check(where, tuning)
+
+    @staticmethod
+    def missing(location: Any) -> str | None:
+        kind, where = _resolve(location)
+        return kind.missing(where)
+
+    def __call__(self, location: Any, tuning: Tuning | None = None) -> Any:
+        kind, where = _resolve(location)
+        return kind(where, tuning)
+
+
+PARQUET = ParquetKind()

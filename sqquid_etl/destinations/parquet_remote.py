@@ -1,0 +1,134 @@
+"""Parquet on object storage: `--parquet s3://bucket/prefix` (or `gs://`, `az://`, any
+`pyarrow.fs` / `fsspec` URL). The same tables, merge and schema evolution as the local Parquet
+destination (`parquet.py`, whose writer builds each generation on local disk); what differs is
+how a generation is made current: its new files uploaded, then one manifest write that also holds
+the state (`parquet_store_layout.py`), instead of a symlink switch and a state file.
+"""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..definitions import StreamDefinition
+from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RunRecord
+from ..settings import Tuning
+from ..state import StreamState
+from .duckdb_tuning import check_tuning, tune, within_memory_limit
+from .merge_sql import quote_identifier as _q, sql_path
+from .object_store import ObjectStore
+from .parquet import ParquetDestination, ParquetStreamWriter, run_table
+from .parquet_layout import REJECTED_DIR, RUNS_DIR
+from .parquet_store_layout import MANIFEST, Manifest, StoreLayout
+from .state_file import JsonStateFile
+from .store_lock import StoreLock
+
+
+class ManifestStates(JsonStateFile):
+    """The states kept in the manifest (`state set` / `state reset` write a new manifest)."""
+
+    def __init__(self, layout: StoreLayout):
+        super().__init__(layout.store.where(MANIFEST))
+        self.layout = layout
+
+    def _text(self) -> str | None:
+        return json.dumps(self.layout.manifest.states)
+
+    def _store(self, text: str) -> None:
+        current = self.layout.manifest
+        self.layout.commit(Manifest(current.tables, json.loads(text), current.rejected, current.schema_changes))
+
+
+class StoreParquetDestination(ParquetDestination):
+    @staticmethod
+    def check(location: str, tuning: Tuning) -> None:
+        check_tuning(tuning)
+        ObjectStore(location).check_reachable()
+
+    @staticmethod
+    def missing(location: str) -> str | None:
+        store = ObjectStore(location)
+        return None if store.read(MANIFEST) is not None else f"--parquet {location}: no sqquid-etl extract there (no {MANIFEST})"
+
+    def __init__(self, location: str, tuning: Tuning | None = None):  # noqa: super().__init__ is the local one
+        self.root = location
+        self.store = ObjectStore(location)
+        self.tuning = tuning or Tuning()
+        self.layout = StoreLayout(self.store)
+        self.layout.open(create=True, lock=False)  # a prefix that is not an extract is left untouched
+        self._lock = StoreLock(self.store)
+        try:
+            self._lock.acquire()
+            self.layout.open(create=True)
+            self._states = ManifestStates(self.layout)
+            self.sql = duckdb.connect()
+            self.sql.execute(f"SET temp_directory = {sql_path(self.layout.spill)}")
+            tune(self.sql, self.tuning)
+            self.layout.clean_leftovers()
+        except BaseException:
+            self._release()
+            raise
+
+    @property
+    def location(self) -> str:
+        return self.store.url
+
+    def record_run(self, run: RunRecord) -> None:
+        sink = pa.BufferOutputStream()
+        pq.write_table(run_table(run), sink)
+        self.store.write(f"{RUNS_DIR}/{run.run_id}-{run.stream}.parquet", sink.getvalue().to_pybytes())
+
+    def commit(self, stream: str, tables: dict[str, list[str]], state: StreamState, rejected: list[str], changes: list) -> None:
+        """The commit point: one manifest with the stream's new files and state."""
+        current = self.layout.manifest
+        states = {**current.states, stream: json.loads(state.to_json())}
+        self.layout.commit(Manifest({**current.tables, **tables}, states, current.rejected + rejected,
+                                    current.schema_changes + changes))
+
+    def begin(self, stream: StreamDefinition, replace: bool) -> "StoreParquetStreamWriter":
+        return StoreParquetStreamWriter(self, stream, replace)
+
+    def _release(self) -> None:
+        self._lock.release()
+        self.layout.close()
+
+    def close(self) -> None:
+        if hasattr(self, "sql"):
+            self.sql.close()
+        self._release()
+
+
+class StoreParquetStreamWriter(ParquetStreamWriter):
+    def _history(self) -> set:
+        return {(t, c, kind) for _, t, c, kind, _ in self.dest.layout.manifest.schema_changes}
+
+    def commit(self, state: StreamState, run: RunRecord) -> None:
+        try:
+            tables: dict[str, list[str]] = {}
+            if self._changes_tables():
+                parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
+                built = within_memory_limit(
+                    self.sql, self.dest.tuning, self.stream.name,
+                    lambda: [(t, self._build_generation(t, parent, run.run_id)) for t in self.stream.tables],
+                )
+                tables = {table.name: self.layout.publish(table.name, generation) for table, generation in built}
+            known = self._history()
+            changes = [[self.stream.name, t, c, kind, run.run_id] for t, c, kind in self._changes if (t, c, kind) not in known]
+            self.dest.commit(self.stream.name, tables, state, self._publish_rejected(run.run_id), changes)
+            self.dest.record_run(run)
+        finally:
+            self.abort()
+        self.layout.clean_leftovers([t.name for t in self.stream.tables])
+
+    def _publish_rejected(self, run_id: str) -> list[str]:
+        if not self.stage.rows(REJECTED_TABLE):
+            return []
+        local = self.layout.work / "rejected.parquet"
+        columns = ", ".join(_q(c) for c in REJECTED_COLUMNS)
+        self.sql.execute(f"COPY (SELECT {columns} FROM {self.stage.relation(REJECTED_TABLE)}) TO {sql_path(local)} (FORMAT parquet)")
+        name = self.layout.publish_file(local, self.layout.new_name(REJECTED_DIR, f"{run_id}-{self.stream.name}"))
+        local.unlink()
+        return [name]
