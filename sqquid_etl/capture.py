@@ -31,20 +31,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from requests.adapters import HTTPAdapter
-
 from .client import Credentials, SqquidClient, base_url_from_env
 from .definitions import StreamDefinition, load_definitions, with_dependencies
 from .pacing import LeakyBucketPacer
 from .pipeline import ExtractResult, extract
 from .redaction import PERSONAL, is_personal
 from .settings import DEFAULT_BURST, DEFAULT_RATE
+from .transport import Response, Transport, full_url
 
 FILTERED = "FILTERED"
 FAR_EXP = 4102444800  # 2100-01-01: a replay never needs another login
 MANIFEST_SUFFIX = ".json"
-KEPT_RESPONSE_HEADERS = ("Content-Type",)
-KEPT_REQUEST_HEADERS = ("Accept", "Content-Type", "User-Agent")
+KEPT_RESPONSE_HEADERS = ("content-type",)  # compared in lower case
+KEPT_REQUEST_HEADERS = ("accept", "content-type", "user-agent")
 
 
 def fake_token() -> str:
@@ -211,45 +210,48 @@ class Scrubber:
 
 # -- recording -------------------------------------------------------------------------------------
 
-class Recorder(HTTPAdapter):
-    """The client's transport during a capture: paces, bounds the answers the extract sees, and
-    keeps each request with its (bounded, scrubbed) answer."""
+class Recorder:
+    """The client's transport during a capture (it wraps the client's own): paces, bounds the
+    answers the extract sees, and keeps each request with its (bounded, scrubbed) answer."""
 
-    def __init__(self, base_url: str, bounds: Bounds, scrubber: Scrubber, pacer: LeakyBucketPacer):
-        super().__init__(pool_connections=1, pool_maxsize=2, max_retries=0)
+    def __init__(self, inner: Transport, base_url: str, bounds: Bounds, scrubber: Scrubber, pacer: LeakyBucketPacer):
+        self.inner = inner
         self.base_path = urlsplit(base_url).path.rstrip("/")
         self.bounds, self.scrubber, self.pacer = bounds, scrubber, pacer
         self.interactions: list[tuple[Any, dict]] = []
         self._lock = threading.Lock()
 
-    def send(self, request, **kwargs):  # type: ignore[override]
+    def send(self, method: str, url: str, params: dict[str, Any] | None = None, data: bytes | None = None,
+             headers: dict[str, str] | None = None) -> Response:
         self.pacer.acquire()
-        response = super().send(request, **kwargs)
-        parts = urlsplit(request.url)
+        response = self.inner.send(method, url, params, data, headers)
+        url = full_url(url, params)
+        parts = urlsplit(url)
         path = parts.path[len(self.base_path):] if parts.path.startswith(self.base_path) else parts.path
-        login = request.method == "POST" and path == "/v1/login"
-        content = response.content
-        if request.method == "GET" and response.status_code < 300:
-            content = self.bounds.rewrite(path, dict(parse_qsl(parts.query)), content)
-            response._content = content
-        self._keep(request, response, content, login)
+        login = method == "POST" and path == "/v1/login"
+        if method == "GET" and response.status < 300:
+            response.content = self.bounds.rewrite(path, dict(parse_qsl(parts.query)), response.content)
+        self._keep(method, url, data, headers or {}, response, login)
         return response
 
-    def _keep(self, request, response, content: bytes, login: bool) -> None:
+    def close(self) -> None:
+        self.inner.close()
+
+    def _keep(self, method: str, url: str, data: bytes | None, headers: dict[str, str], response: Response,
+              login: bool) -> None:
         from vcr.request import Request
 
-        scrub = self.scrubber
+        scrub, content = self.scrubber, response.content
         if login:
             body: bytes | None = scrub.login_body()
-            answer = scrub.login_answer(content) if response.status_code < 300 else scrub.body(content)
+            answer = scrub.login_answer(content) if response.status < 300 else scrub.body(content)
         else:
-            raw = request.body.encode() if isinstance(request.body, str) else request.body
-            body = scrub.body(raw) if raw else None
+            body = scrub.body(data) if data else None
             answer = scrub.body(content) if content else b""
-        headers = {k: v for k, v in request.headers.items() if k in KEPT_REQUEST_HEADERS}
-        recorded = Request(request.method, scrub.url(request.url), body, headers)
-        kept = {k: [v] for k, v in response.headers.items() if k in KEPT_RESPONSE_HEADERS}
-        answer_dict = {"status": {"code": response.status_code, "message": response.reason or ""},
+        kept_request = {k: v for k, v in headers.items() if k.lower() in KEPT_REQUEST_HEADERS}
+        recorded = Request(method, scrub.url(url), body, kept_request)
+        kept = {k: [v] for k, v in response.headers.items() if k.lower() in KEPT_RESPONSE_HEADERS}
+        answer_dict = {"status": {"code": response.status, "message": response.reason or ""},
                        "headers": kept, "body": {"string": answer}}
         with self._lock:
             self.interactions.append((recorded, answer_dict))
@@ -297,8 +299,9 @@ def capture(
     bounds = Bounds(selected, max_pages)
     with SqquidClient(credentials, url, rate=None) as client:  # sequential fetch: a replay asks the same
         scrubber = Scrubber(client.base_url, credentials)
-        recorder = Recorder(client.base_url, bounds, scrubber, LeakyBucketPacer(rate=rate or None, burst=burst))
-        client._session.mount(client.base_url, recorder)
+        recorder = Recorder(client.transport, client.base_url, bounds, scrubber,
+                            LeakyBucketPacer(rate=rate or None, burst=burst))
+        client.transport = recorder
         with tempfile.TemporaryDirectory(prefix="sqquid-capture-") as tmp:
             result = extract([s.name for s in selected], duckdb=Path(tmp) / "capture.duckdb", client=client,
                              reconcile=False)

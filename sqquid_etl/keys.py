@@ -4,6 +4,7 @@ from the caller (a destination's table, or a user's input)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable
 from urllib.parse import quote
@@ -11,6 +12,7 @@ from urllib.parse import quote
 from .definitions import KeysFrom
 
 URL_OVERHEAD = 80  # the other parameters of a listing (offset, limit, a cursor) and the separators
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch  # what `quote` leaves as it is (most skus)
 
 
 @dataclass
@@ -32,7 +34,7 @@ def batch_keys(spec: KeysFrom, path: str, values: Iterable[str], base_url: str) 
         if "," in value:
             out.unlistable[value] = "holds a comma, which the API reads as a separator"
             continue
-        cost = len(quote(value, safe="")) + 3  # the comma, encoded as %2C
+        cost = (len(value) if _UNQUOTED(value) else len(quote(value, safe=""))) + 3  # the comma, encoded as %2C
         if cost > budget:
             out.unlistable[value] = "is longer than the URL limit on its own"
             continue

@@ -55,16 +55,16 @@ def _sends(client, clock) -> list[tuple[str, float | None, float, int]]:
     """What the client's session sends: (path, the exp of the token it carries, the clock when
     sent, the status answered)."""
     sent = []
-    send = client._session.request
+    send = client.transport.send
 
-    def request(method, url, headers=None, **kwargs):
+    def request(method, url, params=None, data=None, headers=None):
         bearer = (headers or {}).get("Authorization", "").removeprefix("Bearer ")
         exp, now = (jwt_expiry(bearer) if bearer else None), clock.now
-        response = send(method, url, headers=headers, **kwargs)
-        sent.append((urlsplit(url).path, exp, now, response.status_code))
+        response = send(method, url, params, data, headers)
+        sent.append((urlsplit(url).path, exp, now, response.status))
         return response
 
-    client._session.request = request
+    client.transport.send = request
     return sent
 
 
@@ -227,13 +227,14 @@ def test_get_body_returns_the_bytes_as_they_came_and_the_caller_may_spend_the_sa
         assert client.stats.retries == 2
 
 
-def test_the_session_reads_proxy_settings_once_for_its_host(monkeypatch):
+def test_the_transport_reads_proxy_settings_once_for_its_host(monkeypatch):
     from sqquid_etl.client import Credentials, SqquidClient
 
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:p%40ss@proxy.example:3128")
     monkeypatch.setenv("NO_PROXY", "internal.example")
     with SqquidClient(Credentials(api_key="k-proxy-1"), "https://api.sqquid.com") as client:
-        assert client._session.proxies.get("https") == "http://proxy.example:3128"
-        assert client._session.trust_env is False  # not read again on every request
+        proxy = client.transport.proxy
+        assert (proxy.host, proxy.port) == ("proxy.example", 3128)
+        assert proxy.headers["Proxy-Authorization"] == "Basic " + base64.b64encode(b"user:p@ss").decode()
     with SqquidClient(Credentials(api_key="k-proxy-1"), "https://internal.example") as client:
-        assert not client._session.proxies  # NO_PROXY kept
+        assert client.transport.proxy is None  # NO_PROXY kept

@@ -125,17 +125,17 @@ class _SharedClock(FakeClock):
 
 
 def _count_statuses(client, clock: _SharedClock) -> Counter:
-    """The statuses of the answers the client's session receives."""
+    """The statuses of the answers the client's transport receives."""
     statuses: Counter = Counter()
-    send = client._session.request
+    send = client.transport.send
 
     def request(*args, **kwargs):
         with clock.busy():
             response = send(*args, **kwargs)
-        statuses[response.status_code] += 1
+        statuses[response.status] += 1
         return response
 
-    client._session.request = request
+    client.transport.send = request
     return statuses
 
 
