@@ -31,6 +31,7 @@ LAZY_COMMANDS = {
     "state": ("sqquid_etl.state_cli", "state"),
     "load-inventory": ("sqquid_etl.reverse_cli", "load_inventory_command"),
     "sandbox": ("sqquid_etl.sandbox.cli", "sandbox_command"),
+    "sql": ("sqquid_etl.sql_cli", "sql_command"),
 }
 
 

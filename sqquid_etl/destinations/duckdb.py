@@ -163,6 +163,10 @@ class DuckDBDestination:
 
     def close(self) -> None:
         self.conn.close()
+        try:
+            self.staging_dir.rmdir()  # each stream's pages went with its commit: no empty directory left
+        except OSError:
+            pass  # absent, or holding what another run of this file stages (it removes its own)
 
 
 def _connect(path: Path) -> Any:
