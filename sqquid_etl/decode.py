@@ -12,6 +12,11 @@ What the decoder learns (fields whose values do not fit their Arrow type, the AP
 where the schema says text) only ever grows, and lives in one place: `PageDecoder._plan`,
 read and replaced under `PageDecoder._lock`. Each page carries the plan it was read with, so
 its conversion never looks at the decoder again.
+
+A stream whose pages keep drifting in ways that are not learned (every page of a less tidy
+server) stops paying for the attempts: after `SLOW_STREAK` pages in a row went to the
+record-by-record path, a page is read by Python directly but for one in `PROBE_EVERY`, which
+tries Arrow again (a page that Arrow reads ends the streak).
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from .definitions import StreamDefinition
 from .errors import SchemaError
 from .plan import (ARROW_ERRORS, ENVELOPE_FIELDS, ReadPlan, build_plan, floats_in_integers, integer_text_fields,
                    misfit_fields)
+
+
+SLOW_STREAK = 2  # pages in a row that drifted before the decoder stops trying Arrow on every page
+PROBE_EVERY = 8  # while it does, one page in this many is tried by Arrow again
 
 
 class BodyNotJSON(ValueError):
@@ -68,6 +77,8 @@ class PageDecoder:
         self.stream = stream
         self._lock = threading.Lock()
         self._plan = build_plan(stream)
+        self._slow_streak = 0  # pages in a row that only the record-by-record path could read
+        self._pages = 0
 
     @property
     def plan(self) -> ReadPlan | None:
@@ -78,10 +89,14 @@ class PageDecoder:
     def decode(self, body: bytes) -> Page:
         """The page of a list response. Raises BodyNotJSON when the body is not JSON, and
         SchemaError when it holds no list of records under the stream's envelope."""
-        plan = self.plan
+        plan, probe = self._next_page()
+        if not probe:  # pages keep drifting: read by Python, not tried by Arrow first
+            decoded = _json(body)
+            return Page(None, page_records(self.stream, decoded), plan, body,
+                        _envelope_int(decoded, "total"), _envelope_int(decoded, "limit"))
         page = _read_body(body, plan, self.stream.envelope)
         if page is not None:
-            return page
+            return self._noted(page)
         decoded = _json(body)
         records = page_records(self.stream, decoded)
         if plan is not None and plan.json_schema is not None:
@@ -92,9 +107,21 @@ class PageDecoder:
                 plan = self._learn(learned, learned)
                 page = _read_body(body, plan, self.stream.envelope)
                 if page is not None:
-                    return page
+                    return self._noted(page)
         array, plan = self._read_dicts(records, plan)
-        return Page(array, records, plan, body, _envelope_int(decoded, "total"), _envelope_int(decoded, "limit"))
+        return self._noted(Page(array, records, plan, body, _envelope_int(decoded, "total"), _envelope_int(decoded, "limit")))
+
+    def _next_page(self) -> tuple[ReadPlan | None, bool]:
+        """The plan to read the next page with, and whether to try Arrow on it."""
+        with self._lock:
+            self._pages += 1
+            return self._plan, self._slow_streak < SLOW_STREAK or self._pages % PROBE_EVERY == 0
+
+    def _noted(self, page: Page) -> Page:
+        """The page, its outcome counted in the streak of pages only Python could read."""
+        with self._lock:
+            self._slow_streak = 0 if page.array is not None else self._slow_streak + 1
+        return page
 
     def from_records(self, records: list[dict]) -> Page:
         """A page of records already decoded into dicts."""

@@ -306,3 +306,26 @@ def test_generated_drifted_products_never_crash_lose_a_record_or_differ_by_path(
     same = [({k: t.to_pylist() for k, t in x.items()}, x.coerced, [(r.key, r.field, r.reason) for r in x.rejected])
             for x in (from_dicts, from_body)]
     assert same[0] == same[1]
+
+
+def test_a_stream_that_keeps_drifting_stops_trying_arrow_but_probes_it_again():
+    """After SLOW_STREAK drifted pages in a row a page is read by Python directly (converted the
+    same), but for one in PROBE_EVERY: a clean probe ends the streak and Arrow reads again."""
+    from sqquid_etl import decode
+
+    stream = load_definitions()["orders"]
+    decoder = PageDecoder(stream)
+    clean = {"id": 1, "created_at": "2024-01-01T00:00:00.000Z", "total": "1.50", "order_items": [{"id": 7, "qty": 1}]}
+    drifted = json.dumps({"Orders": [clean, {**clean, "id": "27"}]}).encode()
+    clean_body = json.dumps({"Orders": [clean]}).encode()
+    for _ in range(decode.SLOW_STREAK):
+        assert decoder.decode(drifted).array is None  # tried by Arrow, read record by record
+    pages = [decoder.decode(clean_body) for _ in range(decode.PROBE_EVERY)]
+    by_arrow = [p.read_by_arrow for p in pages]
+    assert by_arrow.count(True) >= 1 and by_arrow.count(False) >= decode.PROBE_EVERY - 2 - 1
+    after_probe = by_arrow.index(True)
+    assert all(by_arrow[after_probe:])  # the probe read by Arrow ended the streak
+    expected = page_tables(stream, pages[after_probe])
+    for page in pages:  # read either way, the page converts to the same tables
+        tables = page_tables(stream, page)
+        assert {n: t.to_pylist() for n, t in tables.items()} == {n: t.to_pylist() for n, t in expected.items()}
