@@ -112,7 +112,9 @@ def _stream_list(value: str | list[str] | None) -> list[str] | None:
               help="Singer catalog (from `discover`): extract only its selected streams and fields.")
 @config_option
 @click.option("--duckdb", "duckdb_path", type=click.Path(dir_okay=False), help="DuckDB file (default sqquid.duckdb).")
-@click.option("--parquet", "parquet_dir", type=click.Path(file_okay=False), help="Write Parquet files under this directory instead.")
+@click.option("--parquet", "parquet_dir", type=click.Path(file_okay=False),
+              help="Write Parquet files under this directory, or an object-store URL (s3://bucket/prefix), instead.")
+@click.option("--iceberg", help="Write Apache Iceberg tables instead: WAREHOUSE[?catalog=URL&namespace=NAME].")
 @click.option("--start-date", help="Earliest date to extract (ISO 8601), for the first run or a full refresh.")
 @click.option("--lookback", help="Re-read this much before the stored cursor (1s, 15m, 2h, 1d). [default: 1s]")
 @click.option("--full-refresh", "full_refresh", is_flag=False, flag_value="*", default=None,
@@ -130,7 +132,7 @@ def _stream_list(value: str | list[str] | None) -> list[str] | None:
               help="A progress bar per stream on a terminal, log lines otherwise.")
 @_output_options
 @click.pass_context
-def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, start_date, lookback, full_refresh, strict,
+def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, iceberg, start_date, lookback, full_refresh, strict,
             schema_contract, base_url, api_key, username, password, rate, burst, show_progress, verbose, quiet, log_format) -> None:
     """Extract streams into DuckDB (default) or Parquet, incrementally.
 
@@ -149,7 +151,8 @@ def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, start_
     output = _output(ctx, verbose, quiet, log_format)
     try:
         settings = load_settings(config)
-        duckdb_path, parquet_dir = choose_destination(settings, duckdb_path, parquet_dir)
+        if not iceberg:
+            duckdb_path, parquet_dir = choose_destination(settings, duckdb_path, parquet_dir)
         api_key, username, password = credentials_from(settings, api_key, username, password)
         if full_refresh == "*":
             refresh: bool | list[str] = True
@@ -162,7 +165,7 @@ def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, start_
                                                  output["log_format"] == "json", rate or None)
         try:
             result = run_extract(
-                _stream_list(streams) or settings.get("streams"), duckdb=duckdb_path, parquet=parquet_dir,
+                _stream_list(streams) or settings.get("streams"), duckdb=duckdb_path, parquet=parquet_dir, iceberg=iceberg,
                 base_url=base_url or settings.get("base_url"), api_key=api_key, username=username, password=password,
                 start_date=start_date or settings.get("start_date"),
                 lookback=lookback or settings.get("lookback", DEFAULTS["lookback"]),

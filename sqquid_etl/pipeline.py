@@ -48,11 +48,17 @@ class ExtractResult:
         raise KeyError(f"no stream {name!r} in this run (it ran: {', '.join(s.stream for s in self.streams) or 'none'})")
 
 
+def _iceberg(location: str | None) -> dict:
+    """The Iceberg destination as the destination factories take it (none: {})."""
+    return {"iceberg": location} if location else {}
+
+
 def extract(
     streams: Iterable[str] | None = None,
     *,
     duckdb: str | Path | None = None,
     parquet: str | Path | None = None,
+    iceberg: str | None = None,
     base_url: str | None = None,
     api_key: str | None = None,
     username: str | None = None,
@@ -74,22 +80,22 @@ def extract(
     destination: Destination | None = None,
 ) -> ExtractResult:
     """Extract the selected streams (all by default) into DuckDB (default `sqquid.duckdb`) or a
-    Parquet directory. Options are validated before anything is requested or written.
+    Parquet directory or URL, or Iceberg tables (`iceberg`: WAREHOUSE[?catalog=URL&namespace=NAME]). Options are validated before anything is requested or written.
     `catalog` (a Singer catalog file or dict) selects the streams and fields; `stream_done` is
     called with each stream's result as it finishes. `tuning` (how destinations use memory)
     defaults to the environment's SQQUID_DUCKDB_MEMORY_LIMIT, SQQUID_DUCKDB_THREADS, SQQUID_FLUSH_ROWS.
     `schema_contract` (evolve | freeze | discard) says what becomes of the fields no definition
     names: by default each stream's `schema_contract`, else evolve (new nullable columns).
-    `destination`: an opened one instead of duckdb/parquet (`emit.EmittingDestination`)."""
+    `destination`: an opened one instead of duckdb/parquet/iceberg (`emit.EmittingDestination`)."""
     selected, options = _plan(streams, catalog, start_date, lookback, full_refresh, strict, schema_contract)
     _check_pacing(rate, burst)
     tuning = Tuning.from_env() if tuning is None else tuning
     if destination is None:
-        check_destination(duckdb, parquet, tuning=tuning)
+        check_destination(duckdb, parquet, tuning=tuning, **_iceberg(iceberg))
     own_client = client is None
     if client is None:
         client = SqquidClient.from_env(base_url, api_key, username, password, rate=rate, burst=burst)
-    destination = _open(client, own_client, lambda: destination or open_destination(duckdb, parquet, tuning=tuning))
+    destination = _open(client, own_client, lambda: destination or open_destination(duckdb, parquet, tuning=tuning, **_iceberg(iceberg)))
     result = ExtractResult(run_id=new_run_id(), destination=destination.location)
     try:
         for definition in selected:

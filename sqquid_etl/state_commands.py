@@ -21,9 +21,10 @@ from .state import NO_PARTITION, StreamState, format_timestamp, parse_timestamp
 
 @contextmanager
 def open_state_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None,
-                           *, tuning: Tuning | None = None) -> Iterator[Destination]:
-    """Open an existing destination (default ./sqquid.duckdb); never create one by looking at it."""
-    destination = open_existing(duckdb, parquet, tuning=tuning)
+                           *, tuning: Tuning | None = None, **others: str) -> Iterator[Destination]:
+    """Open an existing destination (default ./sqquid.duckdb; `others`: another kind, as
+    `iceberg=...`); never create one by looking at it."""
+    destination = open_existing(duckdb, parquet, tuning=tuning, **others)
     try:
         yield destination
     finally:

@@ -25,7 +25,7 @@ def _order(id_, created, items=(), total="1.00"):
 
 
 def _location(kind, tmp_path):
-    return tmp_path / ("s.duckdb" if kind == "duckdb" else "lake")
+    return tmp_path / {"duckdb": "s.duckdb", "iceberg": "warehouse"}.get(kind, "lake")
 
 
 @pytest.fixture(params=sorted(KINDS))
@@ -123,6 +123,12 @@ def _corrupt_orders(kind, path):
     if kind == "duckdb":
         with duckdb.connect(str(path)) as conn:
             conn.execute("UPDATE _sqquid_state SET state = '{\"cursors\": {\"_\": \"not a date\"}}' WHERE stream = 'orders'")
+    elif kind == "iceberg":  # a stream without a table yet: its state is a property of the namespace
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        catalog = SqlCatalog("sqquid", uri=f"sqlite:///{path}/catalog.db", warehouse=path.as_uri())
+        catalog.update_namespace_properties("sqquid", updates={"sqquid.state.orders": '{"cursors": {"_": "not a date"}}'})
+        catalog.engine.dispose()
     else:
         raw = json.loads((path / "_sqquid_state.json").read_text())
         raw["orders"] = {"cursors": {"_": "not a date"}}
@@ -174,7 +180,7 @@ def test_the_factory_chooses_one_destination_and_never_creates_one_to_look(tmp_p
     with pytest.raises(ConfigError, match="either --duckdb or --parquet, not both"):
         open_destination(duckdb="a.duckdb", parquet="lake")
     with pytest.raises(TypeError, match="unknown destination"):
-        open_destination(iceberg="warehouse")
+        open_destination(delta="warehouse")
     for given, message in (({}, "sqquid.duckdb: no such DuckDB file"), ({"parquet": "lake"}, "lake: no such directory")):
         with pytest.raises(ConfigError, match=message):
             open_existing(**given)

@@ -28,6 +28,7 @@ __all__ = ["Destination", "DestinationKind", "StreamWriter", "KINDS", "check_des
 KINDS: dict[str, tuple[str, str]] = {
     "duckdb": (f"{__name__}.duckdb", "DuckDBDestination"),
     "parquet": (f"{__name__}.parquet_kind", "PARQUET"),  # a directory, or a storage URL (s3://...)
+    "iceberg": (f"{__name__}.iceberg", "IcebergDestination"),  # WAREHOUSE[?catalog=URL&namespace=NAME]
 }
 
 
