@@ -156,11 +156,27 @@ def render_catalog() -> str:
 
 
 def write_catalog(path: Path) -> Path:
-    """Write atomically (temp file + rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_catalog(), encoding="utf-8")
-    os.replace(tmp, path)
+    """Write atomically (temp file + rename). An existing file is replaced only when it is a
+    catalog (a JSON object with a `streams` list): anything else is the user's, left as it is."""
+    if path.exists() and not _is_catalog(path):
+        raise ConfigError(f"--output {path}: exists and is not a catalog; it was left as it is: give another path")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(render_catalog(), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp.is_file():
+            tmp.unlink()
+        raise ConfigError(f"--output {path}: cannot be written ({exc.strerror or exc})") from None
     return path
+
+
+def _is_catalog(path: Path) -> bool:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(raw, dict) and isinstance(raw.get("streams"), list)
 
 
 # -- selection ------------------------------------------------------------------------------------
@@ -180,13 +196,49 @@ def load_catalog(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _check_shape(raw: Any, where: str) -> None:
+    """A catalog's shape: a `streams` list of entries, each stream once, each named by a string,
+    with a metadata list whose breadcrumbs are each given once and whose `selected` and
+    `selected-by-default` are true or false (a string "false" is refused: it would read as true)."""
     if not isinstance(raw, dict) or not isinstance(raw.get("streams"), list):
         raise ConfigError(f"catalog {where}: expected an object with a 'streams' list")
+    seen: set[str] = set()
     for i, entry in enumerate(raw["streams"]):
-        if not isinstance(entry, dict) or not (entry.get("tap_stream_id") or entry.get("stream")):
+        name = entry.get("tap_stream_id") or entry.get("stream") if isinstance(entry, dict) else None
+        if not isinstance(name, str):
             raise ConfigError(f"catalog {where}: streams[{i}] has no 'tap_stream_id'")
+        if name in seen:
+            raise ConfigError(f"catalog {where}: stream {name!r} is listed more than once (streams[{i}]); keep one entry")
+        seen.add(name)
         if not isinstance(entry.get("metadata", []), list):
-            raise ConfigError(f"catalog {where}: stream {entry.get('tap_stream_id')!r}: 'metadata' must be a list")
+            raise ConfigError(f"catalog {where}: stream {name!r}: 'metadata' must be a list")
+        _check_metadata(entry["metadata"] if "metadata" in entry else [], f"catalog {where}: stream {name!r}")
+
+
+def _check_metadata(items: list, where: str) -> None:
+    crumbs: set[tuple] = set()
+    for item in items:
+        if not (isinstance(item, dict) and isinstance(item.get("breadcrumb"), list) and isinstance(item.get("metadata"), dict)):
+            continue  # not Singer metadata: ignored, as before
+        crumb = tuple(str(p) for p in item["breadcrumb"])
+        if crumb in crumbs:
+            raise ConfigError(f"{where}: breadcrumb {list(crumb)} is given more than once; keep one")
+        crumbs.add(crumb)
+        for key in ("selected", "selected-by-default"):
+            value = item["metadata"].get(key)
+            if key in item["metadata"] and not isinstance(value, bool):
+                raise ConfigError(f"{where}: breadcrumb {list(crumb)}: {key!r} is {value!r}; expected true or false "
+                                  "(JSON booleans, without quotes)")
+
+
+def check_named(catalog: dict[str, Any] | str | os.PathLike, definitions: dict[str, StreamDefinition],
+                selected: dict[str, StreamDefinition], names: list[str], option: str) -> None:
+    """Streams named on the command line that the catalog does not select: a ConfigError saying
+    so (not "unknown stream")."""
+    left_out = [name for name in names if name in definitions and name not in selected]
+    if left_out:
+        where = "(in memory)" if isinstance(catalog, dict) else str(catalog)
+        raise ConfigError(f"{option}: stream(s) {', '.join(left_out)} not selected in catalog {where}; set "
+                          "\"selected\": true in the stream's [] breadcrumb, or leave out --catalog")
 
 
 def _metadata_by_breadcrumb(entry: dict[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:

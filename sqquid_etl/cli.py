@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from .errors import SqquidError
-from .cli_common import choose_destination, config_option, credentials_from, fail, load_settings
+from .cli_common import choose_destination, config_option, credentials_from, fail, last_resort, load_settings
 from .progress import configure_logging
 from .settings import DEFAULT_BURST, DEFAULT_LOOKBACK, DEFAULT_RATE
 
@@ -46,6 +46,15 @@ class LazyGroup(click.Group):
             module, attribute = LAZY_COMMANDS[cmd_name]
             return getattr(importlib.import_module(module), attribute)
         return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context):
+        """Every failure ends as one `error:` line and a documented exit code, never a traceback."""
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last word of the command line
+            last_resort(exc)
 
 
 def _use_system_allocator() -> None:

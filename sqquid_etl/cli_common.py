@@ -8,6 +8,7 @@ import sys
 import click
 
 from .errors import SqquidError
+from .redaction import SECRETS
 
 log = logging.getLogger("sqquid_etl")
 
@@ -15,6 +16,22 @@ log = logging.getLogger("sqquid_etl")
 def fail(exc: SqquidError) -> None:
     click.echo(f"error: {exc}", err=True)
     sys.exit(exc.exit_code)
+
+
+def last_resort(exc: Exception) -> None:
+    """An error no command caught: one `error:` line, secrets masked, and exit 1 (a SqquidError:
+    its own code). An OSError is the machine's (a full disk, a file that vanished); anything
+    else is a bug, said as one, with its traceback at -vv."""
+    if isinstance(exc, SqquidError):
+        fail(exc)
+    log.debug("the error's traceback", exc_info=exc)
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        message = f"{exc.strerror or exc}{where}"
+    else:
+        message = f"unexpected {type(exc).__name__}: {exc} (a bug of sqquid-etl: please report it; -vv shows where)"
+    click.echo(f"error: {SECRETS.redact(message)}", err=True)
+    sys.exit(1)
 
 
 def load_settings(config: str | None):

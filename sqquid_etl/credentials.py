@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .redaction import fingerprint
 
 DEFAULT_BASE_URL = "https://api.sqquid.com"
 
@@ -18,7 +19,7 @@ class Credentials:
     """An api key, or a username and password. The repr never shows a secret."""
 
     api_key: str | None = field(default=None, repr=False)
-    username: str | None = None
+    username: str | None = field(default=None, repr=False)  # personal data: shown hashed (`method`)
     password: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -35,7 +36,7 @@ class Credentials:
 
     @property
     def method(self) -> str:
-        return "api_key" if self.api_key else f"username {self.username!r}"
+        return "api_key" if self.api_key else f"username {fingerprint(self.username or '')} (hashed)"
 
     def login_body(self) -> dict[str, str]:
         if self.api_key:
@@ -69,10 +70,14 @@ def base_url_from_env(base_url: str | None = None, env: dict[str, str] | None = 
 
 def check_base_url(base_url: str) -> str:
     """Return the base URL without a trailing slash; refuse plain http to a non-loopback host."""
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(base_url)
+        host = parts.hostname
+    except ValueError:  # e.g. an IPv6 address left open: "http://[::1"
+        host = None
+    if not host or parts.scheme not in ("http", "https"):
         raise ConfigError(f"base URL {base_url!r} is not an http(s) URL")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not _is_loopback(host):
         raise ConfigError(
             f"base URL {base_url!r}: plain http is refused for a non-loopback host "
             "(credentials and tokens would cross the network unencrypted); use https"

@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Callable
 
-from .settings import DEFAULT_BURST, DEFAULT_RATE
+from .settings import DEFAULT_BURST, DEFAULT_RATE, check_pacing
 
 
 class LeakyBucketPacer:
@@ -25,10 +25,7 @@ class LeakyBucketPacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ):
-        if rate is not None and rate <= 0:
-            raise ValueError("rate must be positive (or None to disable pacing)")
-        if burst < 1:
-            raise ValueError("burst must be at least 1")
+        check_pacing(rate, burst)  # a ConfigError naming the option
         self.rate = rate
         self.capacity = max(1, burst - margin)
         self._clock = clock

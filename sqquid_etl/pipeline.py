@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -17,11 +17,15 @@ from .client import SqquidClient
 from .definitions import StreamDefinition, load_definitions, select_streams
 from .destinations import Destination, check_destination, open_destination
 from .engine import ProgressCallback, RunOptions, StreamResult, StreamRun, new_run_id, plan_windows, run_windows
-from .errors import ConfigError, SqquidError
+from .errors import ConfigError, SqquidError, StateError
 from .evolve import CONTRACTS, dropped_fields
 from .reconcile import describe_gaps, describe_surpluses, find_gaps
-from .settings import DEFAULT_BURST, DEFAULT_LOOKBACK, DEFAULT_RATE, Tuning
-from .state import StreamState, parse_duration, parse_timestamp
+from .settings import DEFAULT_BURST, DEFAULT_LOOKBACK, DEFAULT_RATE, Tuning, check_pacing
+from .state import BEGINNING, NO_PARTITION, StreamState, after_now, parse_duration, parse_timestamp
+
+# a stored cursor later than now by more than this is warned about on every run (the API's clock
+# may run a little ahead of this machine's)
+FUTURE_SLACK = timedelta(days=1)
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +92,7 @@ def extract(
     names: by default each stream's `schema_contract`, else evolve (new nullable columns).
     `destination`: an opened one instead of duckdb/parquet/iceberg (`emit.EmittingDestination`)."""
     selected, options = _plan(streams, catalog, start_date, lookback, full_refresh, strict, schema_contract)
-    _check_pacing(rate, burst)
+    check_pacing(rate, burst)
     tuning = Tuning.from_env() if tuning is None else tuning
     if destination is None:
         check_destination(duckdb, parquet, tuning=tuning, **_iceberg(iceberg))
@@ -97,11 +101,14 @@ def extract(
         client = SqquidClient.from_env(base_url, api_key, username, password, rate=rate, burst=burst)
     destination = _open(client, own_client, lambda: destination or open_destination(duckdb, parquet, tuning=tuning, **_iceberg(iceberg)))
     result = ExtractResult(run_id=new_run_id(), destination=destination.location)
+    corrupt: set[str] = set()  # streams whose state could not be read: their dependents do not run
     try:
         for definition in selected:
-            stream_result = _extract_stream(
-                StreamRun(definition, client, destination, options, result.run_id, progress), reconcile
-            )
+            run = StreamRun(definition, client, destination, options, result.run_id, progress)
+            parent = next((name for name in definition.depends_on if name in corrupt), None)
+            stream_result = _not_run(run, parent) if parent else _extract_stream(run, reconcile)
+            if stream_result.exit_code == StateError.exit_code:
+                corrupt.add(definition.name)
             result.streams.append(stream_result)
             if stream_done:
                 stream_done(stream_result)
@@ -113,13 +120,6 @@ def extract(
         if own_client:
             client.close()
     return result
-
-
-def _check_pacing(rate: float | None, burst: int) -> None:
-    if rate is not None and not rate > 0:
-        raise ConfigError(f"--rate {rate}: must be a positive number of requests per second (0 turns pacing off)")
-    if burst < 1:
-        raise ConfigError(f"--burst {burst}: must be at least 1")
 
 
 def _open(client: SqquidClient, own_client: bool, open_: Callable[[], Destination]) -> Destination:
@@ -140,9 +140,12 @@ def _plan(streams, catalog, start_date, lookback, full_refresh, strict,
         raise ConfigError(f"--schema-contract {schema_contract!r}: expected one of {', '.join(CONTRACTS)}")
     definitions = full = load_definitions()
     if catalog is not None:
-        from .catalog import apply_catalog
+        from .catalog import apply_catalog, check_named
 
         definitions = apply_catalog(catalog, definitions)
+        check_named(catalog, full, definitions, list(streams or ()), "--streams")
+        if not isinstance(full_refresh, bool):
+            check_named(catalog, full, definitions, list(full_refresh), "--full-refresh")
     selected = select_streams(definitions, list(streams) if streams else None)
     deselected = {d.name: dropped_fields(full[d.name], d) for d in selected if d.name in full}
     if isinstance(full_refresh, bool):
@@ -150,8 +153,13 @@ def _plan(streams, catalog, start_date, lookback, full_refresh, strict,
     else:
         refresh = frozenset(full_refresh)
         select_streams(definitions, list(refresh))  # unknown names are an error
+    start = parse_timestamp(start_date, "--start-date") if start_date else None
+    if start is not None and after_now(start):
+        raise ConfigError(f"--start-date {start_date}: after now; nothing would be read: give a date in the past")
+    if start is not None and start < BEGINNING:
+        start = None  # the beginning (`state.window_start`)
     options = RunOptions(
-        start_date=parse_timestamp(start_date, "--start-date") if start_date else None,
+        start_date=start,
         lookback=parse_duration(lookback, "--lookback"),
         full_refresh=refresh,
         strict=strict,
@@ -162,22 +170,90 @@ def _plan(streams, catalog, start_date, lookback, full_refresh, strict,
 
 
 def _extract_stream(run: StreamRun, reconcile: bool) -> StreamResult:
-    """Plan, run and (optionally) reconcile one stream; a SqquidError fails the stream only."""
-    stream, destination = run.stream, run.destination
+    """Plan, run and (optionally) reconcile one stream; a SqquidError fails the stream only. One
+    that comes after the stream's data and cursor were committed (a request of the
+    reconciliation) does not undo them: the stream and its run row say both (a warning; under
+    --strict a failure)."""
+    stream, result = run.stream, run.result
+    committed = None  # (status, message, rows) once the data and cursor are committed
     try:
-        old_state = StreamState() if run.refresh else destination.load_states().get(stream.name, StreamState())
+        old_state = StreamState() if run.refresh else _stored_state(run)
         windows = plan_windows(stream, old_state, run.options)
         check = run_windows(run, windows, old_state, replace=run.refresh)
+        committed = result.status, result.message, dict(result.rows)
         if reconcile:
             known = {} if check is None else {
                 p: n for p, n in check.api_counts.items() if windows.get(p) == run.options.start_date
             }
             _reconcile(run, known)
     except SqquidError as exc:
-        log.error("stream %s failed: %s", stream.name, exc)
-        run.result.status, run.result.exit_code, run.result.message = "failed", exc.exit_code, str(exc)
+        if committed is not None:
+            _failed_after_commit(run, committed, exc)
+        else:
+            log.error("stream %s failed: %s", stream.name, exc)
+            result.status, result.exit_code, result.message = "failed", exc.exit_code, str(exc)
     run.tally()
-    return run.result
+    return result
+
+
+def _failed_after_commit(run: StreamRun, committed: tuple, exc: SqquidError) -> None:
+    """The stream's data and cursor are stored; what failed after them is said beside that, in
+    its result and in its one run row."""
+    result = run.result
+    result.status, result.message, result.rows = committed  # rows a failed repair staged were not stored
+    rows = sum(result.rows.values())
+    result.add_message(f"its data ({rows} rows) and cursor were committed; what came after failed: {exc}")
+    if run.options.strict:
+        result.status, result.exit_code = "failed", exc.exit_code
+        result.message = f"{result.message} (--strict)"
+    else:
+        result.status, result.exit_code = "warning", 0
+    log.log(logging.ERROR if run.options.strict else logging.WARNING, "stream %s: %s", run.stream.name, result.message)
+    try:
+        run.destination.record_run(run.run_record())
+    except SqquidError as again:
+        log.error("stream %s: its run row could not be recorded: %s", run.stream.name, again)
+
+
+def _stored_state(run: StreamRun) -> StreamState:
+    """The stream's state (only its own: another stream's corrupt state does not matter here);
+    what it says that the user should know is said: no state while the tables hold rows (a
+    deleted state: the stream is read again from the start date), a cursor after now."""
+    stream = run.stream
+    state = run.destination.load_state(stream.name)
+    if state is None:
+        table = stream.tables[0].name
+        rows = run.destination.count_since(table, stream.cursor.field, None, {}) if stream.cursor else 0
+        if rows:
+            _warn(run, f"no stored state while table {table} holds {rows} rows (reset or deleted?): read again "
+                       "from the start date, rows merged by key")
+        return StreamState()
+    for partition, cursor in sorted(state.cursors.items()):
+        if after_now(parse_timestamp(cursor, "cursor"), slack=FUTURE_SLACK):
+            where = "" if partition == NO_PARTITION else f" (partition {partition})"
+            _warn(run, f"cursor {cursor}{where} is after now: nothing newer is read until then; fix it with "
+                       f"'sqquid-etl state set {stream.name} --cursor DATE'")
+    return state
+
+
+def _warn(run: StreamRun, message: str) -> None:
+    log.warning("stream %s: %s", run.stream.name, message)
+    run.result.add_message(message)
+    if run.result.status == "ok":
+        run.result.status = "warning"
+
+
+def _not_run(run: StreamRun, parent: str) -> StreamResult:
+    """A stream not run because the state of a stream it depends on cannot be read."""
+    result = run.result
+    result.status, result.exit_code = "failed", StateError.exit_code
+    result.message = f"not run: it depends on stream {parent!r}, whose state cannot be read (see its error)"
+    log.error("stream %s failed: %s", run.stream.name, result.message)
+    try:
+        run.destination.record_run(run.run_record())
+    except SqquidError as exc:
+        log.error("stream %s: its run row could not be recorded: %s", run.stream.name, exc)
+    return result
 
 
 def _reconcile(run: StreamRun, known_counts: dict) -> None:
@@ -187,7 +263,7 @@ def _reconcile(run: StreamRun, known_counts: dict) -> None:
     start = run.options.start_date
     gaps, surpluses = find_gaps(stream, run.client, destination, start, known_counts, run.quarantined)
     if gaps:
-        state = destination.load_states().get(stream.name, StreamState())
+        state = destination.load_state(stream.name) or StreamState()
         run_windows(run, {g.partition: g.since for g in gaps}, state, replace=False, count=False)
         result.repaired = sum(g.missing for g in gaps)
         result.add_message(describe_gaps(gaps))

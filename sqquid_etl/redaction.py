@@ -16,6 +16,14 @@ def is_personal(key: str) -> bool:
     return any(word in key.lower() for word in PERSONAL)
 
 
+def fingerprint(value: str) -> str:
+    """Personal data (a username) as it may be shown in logs and messages: the first 8 hex
+    digits of its SHA-256, the same for the same value, so runs can be told apart without it."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
 class SecretRegistry:
     """The secrets of this process (api keys, passwords, tokens) and how to mask them in text."""
 

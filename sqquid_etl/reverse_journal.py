@@ -25,18 +25,17 @@ class Journal:
         self.input_hash = input_hash
         self.acknowledged: set[str] = set()
         self.complete = False
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(entry, dict) or entry.get("input") != input_hash:
-                    continue
-                if entry.get("event") == "batch":
-                    self.acknowledged.add(str(entry.get("batch")))
-                elif entry.get("event") == "complete":
-                    self.complete = True
+        for line in _lines(path):
+            try:
+                entry = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if not isinstance(entry, dict) or entry.get("input") != input_hash:
+                continue
+            if entry.get("event") == "batch":
+                self.acknowledged.add(str(entry.get("batch")))
+            elif entry.get("event") == "complete":
+                self.complete = True
 
     def _append(self, entry: dict[str, Any]) -> None:
         entry = {**entry, "input": self.input_hash, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -60,6 +59,24 @@ class Journal:
     def record_complete(self, batches: int, records: int) -> None:
         self._append({"event": "complete", "batches": batches, "records": records})
         self.complete = True
+
+
+def _lines(path: Path) -> list[str]:
+    """The journal's lines ([] when there is none). Every line the tool writes is ASCII JSON, so
+    bytes that are not UTF-8 mean the file is not a journal, or was damaged: a StateError, and
+    nothing is sent (a load that resumed from it could send a batch twice, or skip one)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ConfigError(f"journal {str(path)!r} cannot be read ({exc.strerror or exc}); nothing was sent") from None
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise StateError(f"journal {str(path)!r}, line {line}: not UTF-8 text (byte {data[exc.start]:#04x}): not a "
+                         "journal of sqquid-etl, or damaged; nothing was sent; move it away to start the load afresh") from None
 
 
 @contextmanager

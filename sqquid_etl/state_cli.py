@@ -25,14 +25,15 @@ def _with_state_destination(f):
     return f
 
 
-def _open_state(config, duckdb_path, parquet_dir, iceberg=None):
+def _open_state(config, duckdb_path, parquet_dir, iceberg=None, read_only=False):
     from .state_commands import open_state_destination
 
     settings = load_settings(config)
     if not iceberg:
         duckdb_path, parquet_dir = choose_destination(settings, duckdb_path, parquet_dir)
     where = iceberg or parquet_dir or duckdb_path or DEFAULT_DUCKDB
-    return open_state_destination(duckdb_path, parquet_dir, tuning=settings.tuning(), **({"iceberg": iceberg} if iceberg else {})), where
+    others = {"iceberg": iceberg} if iceberg else {}
+    return open_state_destination(duckdb_path, parquet_dir, tuning=settings.tuning(), read_only=read_only, **others), where
 
 
 @click.group()
@@ -50,7 +51,7 @@ def state_show(stream, duckdb_path, parquet_dir, iceberg, config, as_json) -> No
     from .state_commands import show
 
     try:
-        opened, where = _open_state(config, duckdb_path, parquet_dir, iceberg)
+        opened, where = _open_state(config, duckdb_path, parquet_dir, iceberg, read_only=True)  # looking never writes
         with opened as destination:
             states = show(destination, stream)
     except SqquidError as exc:

@@ -9,6 +9,7 @@ resetting every stream repairs a store that cannot be read at all.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -16,15 +17,16 @@ from .definitions import StreamDefinition, load_definitions
 from .destinations import Destination, open_existing
 from .errors import ConfigError, StateError
 from .settings import Tuning
-from .state import NO_PARTITION, StreamState, format_timestamp, parse_timestamp
+from .state import NO_PARTITION, StreamState, after_now, format_timestamp, parse_timestamp
 
 
 @contextmanager
 def open_state_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None,
-                           *, tuning: Tuning | None = None, **others: str) -> Iterator[Destination]:
-    """Open an existing destination (default ./sqquid.duckdb; `others`: another kind, as
-    `iceberg=...`); never create one by looking at it."""
-    destination = open_existing(duckdb, parquet, tuning=tuning, **others)
+                           *, tuning: Tuning | None = None, read_only: bool = False, **others: str) -> Iterator[Destination]:
+    """Open an existing extract (default ./sqquid.duckdb; `others`: another kind, as
+    `iceberg=...`); never create one, nor write into what is not an extract's; `read_only`
+    (looking): nothing written at all."""
+    destination = open_existing(duckdb, parquet, tuning=tuning, read_only=read_only, **others)
     try:
         yield destination
     finally:
@@ -39,11 +41,10 @@ def _definition(name: str, definitions: dict[str, StreamDefinition]) -> StreamDe
 
 def show(destination: Destination, stream: str | None = None) -> dict[str, StreamState]:
     """Every stream's stored state (or one stream's; an empty state if it has none)."""
-    states = destination.load_states()
     if stream is None:
-        return dict(sorted(states.items()))
+        return dict(sorted(destination.load_states().items()))
     _definition(stream, load_definitions())
-    return {stream: states.get(stream, StreamState())}
+    return {stream: destination.load_state(stream) or StreamState()}  # another stream's corrupt state does not matter
 
 
 def set_cursor(destination: Destination, stream: str, cursor: str, partition: str | None = None) -> StreamState:
@@ -52,7 +53,11 @@ def set_cursor(destination: Destination, stream: str, cursor: str, partition: st
     definition = _definition(stream, load_definitions())
     if definition.cursor is None:
         raise ConfigError(f"stream {stream!r} is a full refresh every run: it has no cursor to set")
-    value = format_timestamp(parse_timestamp(cursor, "--cursor"))
+    parsed = parse_timestamp(cursor, "--cursor")
+    if after_now(parsed):
+        raise ConfigError(f"--cursor {cursor}: after now ({format_timestamp(datetime.now(timezone.utc))}); every "
+                          "extract would read nothing until then: give a date in the past")
+    value = format_timestamp(parsed)
     if definition.partition:
         values = definition.partition.values
         if partition is not None and partition not in values:
@@ -63,7 +68,7 @@ def set_cursor(destination: Destination, stream: str, cursor: str, partition: st
             raise ConfigError(f"--partition: stream {stream!r} is not partitioned")
         keys = [NO_PARTITION]
     try:
-        state = destination.load_states().get(stream, StreamState())
+        state = destination.load_state(stream) or StreamState()
     except StateError:
         state = StreamState()  # the corrupt one may be this stream's: setting it is the fix
     for key in keys:

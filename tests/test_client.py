@@ -13,6 +13,7 @@ from sqquid_etl import tokens
 from sqquid_etl.client import Credentials
 from sqquid_etl.errors import ApiError, AuthError
 from sqquid_etl.pacing import LeakyBucketPacer
+from sqquid_etl.redaction import fingerprint
 from sqquid_etl.sandbox import FaultConfig
 from sqquid_etl.tokens import Token, jwt_expiry, refresh_margin
 from tests.support import API_KEY, PASSWORD, USERNAME, FakeClock, make_client
@@ -32,9 +33,9 @@ def test_bad_credentials_are_a_clear_auth_error_without_the_secret(sandbox):
             client.get("/v1/orders")
     assert "login refused" in str(err.value) and "not-the-key-42" not in str(err.value)
     with make_client(sandbox, credentials=Credentials(username=USERNAME, password="wrong-password-9")) as client:
-        with pytest.raises(AuthError, match="demo@sqquid.test") as err:
+        with pytest.raises(AuthError, match=fingerprint(USERNAME)) as err:  # personal data: hashed
             client.get("/v1/orders")
-    assert "wrong-password-9" not in str(err.value)
+    assert "wrong-password-9" not in str(err.value) and USERNAME not in str(err.value)
 
 
 def test_token_expiry_mid_run_relogs_in_once(make_sandbox):

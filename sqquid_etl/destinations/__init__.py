@@ -66,11 +66,14 @@ def open_destination(duckdb: str | Path | None = None, parquet: str | Path | Non
 
 
 def open_existing(duckdb: str | Path | None = None, parquet: str | Path | None = None, *, must_exist: bool = True,
-                  tuning: Tuning | None = None, **others: Any) -> Destination:
-    """A destination an extract made, to look at or change its state: a ConfigError, and nothing
-    created, when there is none (unless `must_exist` is False)."""
+                  tuning: Tuning | None = None, read_only: bool = False, **others: Any) -> Destination:
+    """A destination an extract made, to look at (`read_only`: nothing written) or change its
+    state: a ConfigError, and nothing created or changed, when there is none or what is there is
+    not an extract's (unless `must_exist` is False)."""
     kind, location = _choose(duckdb, parquet, others)
     why = kind.missing(location) if must_exist else None
     if why:
         raise ConfigError(why)
+    if read_only:
+        return kind(location, _tuning(tuning), read_only=True)
     return kind(location, _tuning(tuning))

@@ -13,19 +13,17 @@ import duckdb
 import pyarrow as pa
 
 from ..definitions import StreamDefinition, TableSpec
-from ..errors import ConfigError, StateError
-from ..runs import ADDED_RUN_COLUMNS, REJECTED_COLUMNS, REJECTED_TABLE, RUN_COLUMNS, RunRecord
+from ..errors import StateError
+from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RUN_COLUMNS, RunRecord
 from ..settings import Tuning
 from ..state import StreamState
 from .buffer import SEQ
 from .duckdb_tuning import check_tuning, tune, within_memory_limit
 from .duckdb_evolve import add_columns, documented_columns, update_sql
+from .duckdb_own import RUNS_TABLE, STATE_COLUMNS, STATE_TABLE, check_ours, connect, first_line, prepare
 from .files import check_can_write
 from .merge_sql import latest_versions_sql, quote_identifier as q, where_clause
 from .staging import ParquetStage, extra_name
-
-STATE_TABLE = "_sqquid_state"
-RUNS_TABLE = "_sqquid_runs"
 
 
 class DuckDBDestination:
@@ -37,33 +35,39 @@ class DuckDBDestination:
 
     @staticmethod
     def missing(location: str | os.PathLike) -> str | None:
-        """Why there is no extract to open here (None: there is one)."""
+        """Why there is no extract to open here (None: there may be one)."""
         path = Path(location)
-        return None if path.is_file() else f"--duckdb {path}: no such DuckDB file (nothing extracted there yet)"
+        if not path.is_file():
+            return f"--duckdb {path}: no such DuckDB file (nothing extracted there yet)"
+        return None  # whether it is an extract's is told when it is opened (`check_ours`)
 
-    def __init__(self, path: str | os.PathLike, tuning: Tuning | None = None):
+    def __init__(self, path: str | os.PathLike, tuning: Tuning | None = None, *, read_only: bool = False):
+        """Open (creating it when new) and lock the database; `read_only`: only to look at it
+        (nothing created, changed or cleaned: `state show`)."""
         self.path = Path(path)
         self.tuning = tuning or Tuning()
-        self.check(self.path, self.tuning)
-        self.conn = _connect(self.path)
-        tune(self.conn, self.tuning)  # spill to disk rather than grow with the extract
         self._columns: dict[str, list[str]] | None = None  # table or view -> its columns (`columns`)
         self.staging_dir = self.path.with_name(self.path.name + ".staging")
+        if read_only:
+            self.conn = connect(self.path, read_only=True)
+            try:
+                check_ours(self.conn, self.path, looking=True)
+            except BaseException:
+                self.conn.close()
+                raise
+            return
+        self.check(self.path, self.tuning)
+        existed = self.path.exists()
+        self.conn = connect(self.path)
+        try:
+            if existed:
+                check_ours(self.conn, self.path)
+            tune(self.conn, self.tuning)  # spill to disk rather than grow with the extract
+            prepare(self.conn, self.path)
+        except BaseException:
+            self.conn.close()
+            raise
         shutil.rmtree(self.staging_dir, ignore_errors=True)  # a crashed run's pages (we hold the lock)
-        self.conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} (stream VARCHAR, state VARCHAR, updated_at TIMESTAMPTZ)"
-        )
-        self.conn.execute(
-            f"""CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
-                run_id VARCHAR, stream VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
-                status VARCHAR, rows BIGINT, pages BIGINT, requests BIGINT, window_start VARCHAR,
-                cursor VARCHAR, count_expected BIGINT, count_received BIGINT, count_check VARCHAR,
-                message VARCHAR)"""
-        )
-        for column in ADDED_RUN_COLUMNS:  # a database made by an older version gains them
-            self.conn.execute(f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS {q(column)} BIGINT")
-        rejected = ", ".join(f"{q(c)} VARCHAR" for c in REJECTED_COLUMNS)
-        self.conn.execute(f"CREATE TABLE IF NOT EXISTS {REJECTED_TABLE} ({rejected})")
 
     @property
     def location(self) -> str:
@@ -83,31 +87,74 @@ class DuckDBDestination:
     # -- state ------------------------------------------------------------------------------------
 
     def load_states(self) -> dict[str, StreamState]:
-        rows = self.conn.execute(f"SELECT stream, state FROM {STATE_TABLE}").fetchall()
-        return {stream: StreamState.from_json(text, f"{self.path} table {STATE_TABLE}, stream {stream!r}") for stream, text in rows}
+        texts: dict[str, list] = {}
+        for stream, text in self._state_rows("SELECT stream, state FROM {} ORDER BY 1", []):
+            texts.setdefault(stream, []).append(text)
+        return {stream: self._state(stream, found) for stream, found in texts.items()}
+
+    def load_state(self, stream: str) -> StreamState | None:
+        rows = self._state_rows("SELECT stream, state FROM {} WHERE stream = ?", [stream])
+        return self._state(stream, [text for _, text in rows]) if rows else None
+
+    def _state_rows(self, sql: str, params: list) -> list[tuple]:
+        """Rows of the state table; a StateError when it cannot be read as one (a column missing,
+        another type) or a row names no stream."""
+        try:
+            rows = self.conn.execute(sql.format(STATE_TABLE), params).fetchall()
+        except duckdb.CatalogException:
+            if STATE_TABLE not in self.columns():
+                return []  # an extract without it (made before it existed, or it was dropped): no state
+            raise StateError(f"{self.path} table {STATE_TABLE} cannot be read: corrupt state; "
+                             "'sqquid-etl state reset' (every stream) re-creates it") from None
+        except duckdb.Error as exc:
+            raise StateError(f"{self.path} table {STATE_TABLE} cannot be read ({first_line(exc)}): corrupt state; "
+                             "'sqquid-etl state reset' (every stream) re-creates it") from None
+        if any(not isinstance(name, str) for name, _ in rows):
+            raise StateError(f"{self.path} table {STATE_TABLE}: a row names no stream: corrupt state; "
+                             "'sqquid-etl state reset' (every stream) re-creates it")
+        return rows
+
+    def _state(self, stream: str, texts: list) -> StreamState:
+        where = f"{self.path} table {STATE_TABLE}, stream {stream!r}"
+        if len(texts) > 1:
+            raise StateError(f"{where}: corrupt state ({len(texts)} rows, one expected); fix it with "
+                             "'sqquid-etl state set' or 'state reset'")
+        return StreamState.from_json(texts[0], where)
 
     def save_state(self, stream: str, state: StreamState | None) -> None:
         self.transaction(lambda: self.write_state(stream, state))
 
     def write_state(self, stream: str, state: StreamState | None) -> None:
         """save_state within the caller's transaction (a writer's commit)."""
-        self.conn.execute(f"DELETE FROM {STATE_TABLE} WHERE stream = ?", [stream])
-        if state is not None:
-            self.conn.execute(f"INSERT INTO {STATE_TABLE} VALUES (?, ?, now())", [stream, state.to_json()])
+        try:
+            self.conn.execute(f"DELETE FROM {STATE_TABLE} WHERE stream = ?", [stream])
+            if state is not None:
+                self.conn.execute(f"INSERT INTO {STATE_TABLE} (stream, state, updated_at) VALUES (?, ?, now())",
+                                  [stream, state.to_json()])
+        except duckdb.Error as exc:
+            raise StateError(f"{self.path} table {STATE_TABLE} cannot be written ({first_line(exc)}); "
+                             "'sqquid-etl state reset' (every stream) re-creates it") from None
 
     def state_streams(self) -> list[str]:
-        return [r[0] for r in self.conn.execute(f"SELECT DISTINCT stream FROM {STATE_TABLE} ORDER BY 1").fetchall()]
+        try:
+            return [r[0] for r in self.conn.execute(f"SELECT DISTINCT stream FROM {STATE_TABLE} ORDER BY 1").fetchall()
+                    if isinstance(r[0], str)]
+        except duckdb.Error:
+            return []
 
     def clear_states(self) -> None:
-        self.transaction(lambda: self.conn.execute(f"DELETE FROM {STATE_TABLE}"))
+        self.transaction(lambda: self.conn.execute(f"CREATE OR REPLACE TABLE {STATE_TABLE} {STATE_COLUMNS}"))
 
     def record_run(self, run: RunRecord) -> None:
         """The run's one row for the stream: a later record of the same run replaces it."""
         row = run.as_row()
         placeholders = ", ".join("?" for _ in row)
         names = ", ".join(q(c) for c in RUN_COLUMNS)
-        self.conn.execute(f"DELETE FROM {RUNS_TABLE} WHERE run_id = ? AND stream = ?", [run.run_id, run.stream])
-        self.conn.execute(f"INSERT INTO {RUNS_TABLE} ({names}) VALUES ({placeholders})", list(row.values()))
+        try:
+            self.conn.execute(f"DELETE FROM {RUNS_TABLE} WHERE run_id = ? AND stream = ?", [run.run_id, run.stream])
+            self.conn.execute(f"INSERT INTO {RUNS_TABLE} ({names}) VALUES ({placeholders})", list(row.values()))
+        except duckdb.Error as exc:
+            raise StateError(f"{self.path} table {RUNS_TABLE} cannot be written ({first_line(exc)})") from None
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -167,19 +214,6 @@ class DuckDBDestination:
             self.staging_dir.rmdir()  # each stream's pages went with its commit: no empty directory left
         except OSError:
             pass  # absent, or holding what another run of this file stages (it removes its own)
-
-
-def _connect(path: Path) -> Any:
-    try:
-        return duckdb.connect(str(path))
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise StateError(
-                f"{path} is in use by another process (another extract is running?); wait for it to finish"
-            ) from None
-        raise ConfigError(f"cannot open DuckDB file {path}: {exc}") from None
-    except duckdb.Error as exc:
-        raise ConfigError(f"cannot open DuckDB file {path}: {exc}") from None
 
 
 class DuckDBStreamWriter:

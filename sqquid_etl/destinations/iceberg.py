@@ -51,11 +51,11 @@ class IcebergDestination:
             return f"--iceberg {where.text}: no catalog {sqlite} (nothing extracted there yet)"
         return None
 
-    def __init__(self, location: Any, tuning: Tuning | None = None):
+    def __init__(self, location: Any, tuning: Tuning | None = None, *, read_only: bool = False):
         self.where = IcebergLocation.parse(location)
         self.where.check_local()
         self.tuning = tuning or Tuning()
-        self.catalog = open_catalog(self.where, create=True)
+        self.catalog = open_catalog(self.where, create=not read_only)  # read_only (`state show`): nothing made
         self.namespace = self.where.namespace
         self.work = Path(tempfile.mkdtemp(prefix="sqquid-iceberg-"))
         self.sql = duckdb.connect()
@@ -93,6 +93,10 @@ class IcebergDestination:
     def load_states(self) -> dict[str, StreamState]:
         return {stream: StreamState.from_json(text, f"{self.location}, {where}, stream {stream!r}")
                 for stream, (text, where) in sorted(self._raw_states().items())}
+
+    def load_state(self, stream: str) -> StreamState | None:
+        found = self._raw_states().get(stream)
+        return None if found is None else StreamState.from_json(found[0], f"{self.location}, {found[1]}, stream {stream!r}")
 
     def save_state(self, stream: str, state: StreamState | None) -> None:
         table = self._state_tables().get(stream)

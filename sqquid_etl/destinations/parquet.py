@@ -30,7 +30,7 @@ from ..state import StreamState
 from .duckdb_tuning import check_tuning, tune, within_memory_limit
 from .files import check_can_write, fsync_path, link_or_copy
 from .merge_sql import check_columns, latest_versions_sql, quote_identifier as _q, sql_path, where_clause
-from .parquet_layout import ParquetLayout
+from .parquet_layout import META_DIR, STATE_FILE, ParquetLayout
 from .parquet_evolve import carried_columns, file_columns, new_rows_sql, plan_columns, recorded, write_history
 from .staging import ParquetStage, extra_name
 from .state_file import JsonStateFile
@@ -64,19 +64,26 @@ class ParquetDestination:
     def missing(location: str | os.PathLike) -> str | None:
         """Why there is no extract to open here (None: there is one)."""
         path = Path(location)
-        return None if path.is_dir() else f"--parquet {path}: no such directory (nothing extracted there yet)"
+        if not path.is_dir():
+            return f"--parquet {path}: no such directory (nothing extracted there yet)"
+        if not ((path / META_DIR).is_dir() or (path / STATE_FILE).exists()):
+            return f"--parquet {path}: not a directory sqquid-etl made (no {META_DIR}/ nor {STATE_FILE}); nothing was changed"
+        return None
 
-    def __init__(self, directory: str | os.PathLike, tuning: Tuning | None = None):
+    def __init__(self, directory: str | os.PathLike, tuning: Tuning | None = None, *, read_only: bool = False):
         self.root = Path(directory)
         self.layout = ParquetLayout(self.root)
         self.tuning = tuning or Tuning()
-        self.layout.create()
-        self._lock_file = self.layout.lock()
+        self._lock_file = None
+        if not read_only:  # read_only: to look at it (`state show`): nothing created, locked or cleaned
+            self.layout.create()
+            self._lock_file = self.layout.lock()
         self._states = JsonStateFile(self.layout.state_file)
         self.sql = duckdb.connect()
         self.sql.execute(f"SET temp_directory = {sql_path(self.layout.spill)}")
         tune(self.sql, self.tuning)
-        self.layout.clean_leftovers()
+        if not read_only:
+            self.layout.clean_leftovers()
 
     @property
     def location(self) -> str:
@@ -86,6 +93,9 @@ class ParquetDestination:
 
     def load_states(self) -> dict[str, StreamState]:
         return self._states.load()
+
+    def load_state(self, stream: str) -> StreamState | None:
+        return self._states.load_one(stream)
 
     def save_state(self, stream: str, state: StreamState | None) -> None:
         self._states.save(stream, state)
@@ -138,7 +148,7 @@ class ParquetDestination:
 
     def close(self) -> None:
         self.sql.close()
-        if not self._lock_file.closed:
+        if self._lock_file is not None and not self._lock_file.closed:
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
 

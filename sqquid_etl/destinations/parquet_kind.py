@@ -33,9 +33,9 @@ class ParquetKind:
         kind, where = _resolve(location)
         return kind.missing(where)
 
-    def __call__(self, location: Any, tuning: Tuning | None = None) -> Any:
+    def __call__(self, location: Any, tuning: Tuning | None = None, *, read_only: bool = False) -> Any:
         kind, where = _resolve(location)
-        return kind(where, tuning)
+        return kind(where, tuning, read_only=read_only)
 
 
 PARQUET = ParquetKind()

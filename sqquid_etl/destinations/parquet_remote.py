@@ -53,11 +53,16 @@ class StoreParquetDestination(ParquetDestination):
         store = ObjectStore(location)
         return None if store.read(MANIFEST) is not None else f"--parquet {location}: no sqquid-etl extract there (no {MANIFEST})"
 
-    def __init__(self, location: str, tuning: Tuning | None = None):  # noqa: super().__init__ is the local one
+    def __init__(self, location: str, tuning: Tuning | None = None, *, read_only: bool = False):  # noqa: super().__init__ is the local one
         self.root = location
         self.store = ObjectStore(location)
         self.tuning = tuning or Tuning()
         self.layout = StoreLayout(self.store)
+        self._lock = None
+        if read_only:  # to look at it (`state show`): the manifest read; nothing written, no lock taken
+            self.layout.open(create=False, lock=False)
+            self._states = ManifestStates(self.layout)
+            return
         self.layout.open(create=True, lock=False)  # a prefix that is not an extract is left untouched
         self._lock = StoreLock(self.store)
         try:
@@ -92,7 +97,8 @@ class StoreParquetDestination(ParquetDestination):
         return StoreParquetStreamWriter(self, stream, replace)
 
     def _release(self) -> None:
-        self._lock.release()
+        if self._lock is not None:
+            self._lock.release()
         self.layout.close()
 
     def close(self) -> None:

@@ -67,7 +67,12 @@ class Destination(Protocol):
     # -- state ------------------------------------------------------------------------------------
 
     def load_states(self) -> dict[str, StreamState]:
-        """Every stream's stored state; a StateError naming the store when any is corrupt."""
+        """Every stream's stored state; a StateError naming the store when any is corrupt (an
+        entry that does not parse, or a stream stored twice)."""
+
+    def load_state(self, stream: str) -> StreamState | None:
+        """One stream's stored state (None: it has none); a StateError when its entry is corrupt
+        or the store as a whole cannot be read. Another stream's corrupt entry does not matter."""
 
     def save_state(self, stream: str, state: StreamState | None) -> None:
         """Store (None: forget) one stream's state, on its own. Only this stream's entry changes,
@@ -125,7 +130,11 @@ class DestinationKind(Protocol):
 
     @staticmethod
     def missing(location: Any) -> str | None:
-        """Why there is no extract at `location` to open (None: there is one)."""
+        """Why there is no extract at `location` to open (None: there is one): nothing there, or
+        something the tool did not make (it carries no mark of an extract), which is never
+        written into."""
 
-    def __call__(self, location: Any, tuning: Tuning | None = None) -> Destination:
-        """Open (creating it when it does not exist) and lock it for this process."""
+    def __call__(self, location: Any, tuning: Tuning | None = None, *, read_only: bool = False) -> Destination:
+        """Open (creating it when it does not exist) and lock it for this process. `read_only`:
+        open an existing one only to look at it (`state show`): nothing is created, changed,
+        locked or cleaned, and only the reading methods are used."""

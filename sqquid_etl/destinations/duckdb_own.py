@@ -1,0 +1,79 @@
+"""What makes a DuckDB database an extract's: its own tables (`_sqquid_state`, the mark, beside
+`_sqquid_runs` and `_sqquid_rejected`), and opening one. A database of the user's (tables, no
+state table) is never written into; one opened to look at it is opened read-only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from ..errors import ConfigError, StateError
+from ..runs import ADDED_RUN_COLUMNS, REJECTED_COLUMNS, REJECTED_TABLE
+from .merge_sql import quote_identifier as q
+
+STATE_TABLE = "_sqquid_state"
+RUNS_TABLE = "_sqquid_runs"
+MARKS = {STATE_TABLE, RUNS_TABLE}  # either makes a database an extract's (versions before the state table: the runs)
+
+
+def connect(path: Path, read_only: bool = False) -> Any:
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StateError(
+                f"{path} is in use by another process (another extract is running?); wait for it to finish"
+            ) from None
+        raise ConfigError(f"cannot open DuckDB file {path}: {exc}") from None
+    except duckdb.Error as exc:
+        raise ConfigError(f"cannot open DuckDB file {path}: {exc}") from None
+
+
+STATE_COLUMNS = "(stream VARCHAR, state VARCHAR, updated_at TIMESTAMPTZ)"
+
+
+def tables(conn: Any) -> list[str]:
+    """The tables and views of the database (its own catalog, every schema)."""
+    return [r[0] for r in conn.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = current_database() AND NOT internal"
+    ).fetchall()]
+
+
+def check_ours(conn: Any, path: Path, *, looking: bool = False) -> None:
+    """Refuse a database of the user's: it holds tables or views but neither mark of a database
+    an extract made (`looking`: it holds no mark, even when empty): it is left as it is."""
+    found = tables(conn)
+    if looking and not MARKS & set(found):
+        raise ConfigError(f"--duckdb {path}: not a database sqquid-etl made (no {STATE_TABLE} table); it was left as it is")
+    if found and not MARKS & set(found):
+        shown = ", ".join(sorted(found)[:5]) + (", ..." if len(found) > 5 else "")
+        raise ConfigError(f"--duckdb {path}: a database sqquid-etl did not make (it holds {shown} and no "
+                          f"{STATE_TABLE} nor {RUNS_TABLE}); it was left as it is: extract into a new file")
+
+
+def prepare(conn: Any, path: Path) -> None:
+    """The state, runs and rejected tables (a database made by an older version gains the run
+    columns added since); a StateError when the database's own tables are not usable."""
+    try:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} {STATE_COLUMNS}")
+        conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
+                run_id VARCHAR, stream VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
+                status VARCHAR, rows BIGINT, pages BIGINT, requests BIGINT, window_start VARCHAR,
+                cursor VARCHAR, count_expected BIGINT, count_received BIGINT, count_check VARCHAR,
+                message VARCHAR)"""
+        )
+        for column in ADDED_RUN_COLUMNS:
+            conn.execute(f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS {q(column)} BIGINT")
+        rejected = ", ".join(f"{q(c)} VARCHAR" for c in REJECTED_COLUMNS)
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {REJECTED_TABLE} ({rejected})")
+    except duckdb.Error as exc:
+        raise StateError(f"{path}: its tables {STATE_TABLE}, {RUNS_TABLE}, {REJECTED_TABLE} are not usable "
+                         f"({first_line(exc)})") from None
+
+
+def first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
