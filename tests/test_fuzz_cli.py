@@ -182,6 +182,10 @@ COMMANDS = {
                        "--query": st.sampled_from(["SELECT 1", "SELECT * FROM orders", "DROP TABLE orders", "("]),
                        "--dry-run": None, "--yes": None, "--batch-size": either(["500", "1"], numbers),
                        "--journal": new_paths, "--diff-out": new_paths, "--threshold": either(["0.05", "1"], numbers), **API},
+    "sql": {"ARG": st.sampled_from(["SELECT 1", "SELECT * FROM orders", "DROP TABLE orders", "(", "SELECT * FROM _sqquid_state",
+                                    "CREATE TABLE x AS SELECT 1"]),
+            "--format": st.sampled_from(["table", "csv", "json", "xml"]), "--max-rows": either(["0", "5"], numbers),
+            **DESTINATION},
     "capture": {"ARG": either(["newdir"], paths), "--streams": stream_lists, "--max-pages": either(["1", "2"], numbers),
                 "--name": either(["c1"], text), "--no-verify": None, "--config": either(["job.toml"], paths), **API},
 }
@@ -189,7 +193,7 @@ COMMANDS = {
 
 # what a command is nearly always given (its required argument and options, a state command's destination)
 USUAL = {"state show": ["--duckdb"], "state set": ["ARG", "--cursor", "--duckdb"], "state reset": ["--parquet"],
-         "load-inventory": ["ARG", "--mode"], "capture": ["ARG"]}
+         "load-inventory": ["ARG", "--mode"], "capture": ["ARG"], "sql": ["ARG"]}
 
 
 @st.composite
@@ -510,6 +514,7 @@ def test_journals_are_read_or_refused_clearly(tmp_path):
         outcomes.append("read")
 
     case()
+    print(f"\njournals: {dict(Counter(outcomes))}")
     assert {"read", "refused"} <= set(outcomes)
 
 
@@ -530,7 +535,12 @@ def test_state_entries_parse_or_are_corrupt(tmp_path):
             state = StreamState.from_json(json.dumps(entry), "here")
         except StateError as exc:
             assert str(exc).startswith("here: corrupt state")
+            outcomes.append("corrupt")
             return
         assert StreamState.from_json(state.to_json(), "again") == state  # what is read is written back alike
+        outcomes.append("read")
 
+    outcomes = []
     case()
+    print(f"\nstate entries: {dict(Counter(outcomes))}")
+    assert {"read", "corrupt"} <= set(outcomes)
