@@ -101,25 +101,33 @@ def extract(
         client = SqquidClient.from_env(base_url, api_key, username, password, rate=rate, burst=burst)
     destination = _open(client, own_client, lambda: destination or open_destination(duckdb, parquet, tuning=tuning, **_iceberg(iceberg)))
     result = ExtractResult(run_id=new_run_id(), destination=destination.location)
-    corrupt: set[str] = set()  # streams whose state could not be read: their dependents do not run
     try:
-        for definition in selected:
-            run = StreamRun(definition, client, destination, options, result.run_id, progress)
-            parent = next((name for name in definition.depends_on if name in corrupt), None)
-            stream_result = _not_run(run, parent) if parent else _extract_stream(run, reconcile)
-            if stream_result.exit_code == StateError.exit_code:
-                corrupt.add(definition.name)
-            result.streams.append(stream_result)
-            if stream_done:
-                stream_done(stream_result)
-            if stream_result.status == "failed" and (stop_on_failure or stream_result.exit_code in (2, 3)):
-                break
+        start = lambda definition: StreamRun(definition, client, destination, options, result.run_id, progress)  # noqa: E731
+        _run_streams(result, selected, start, reconcile, stream_done, stop_on_failure)
         destination.after_load()  # DuckDB: the order_lines / available_to_sell views
     finally:
         destination.close()
         if own_client:
             client.close()
     return result
+
+
+def _run_streams(result: ExtractResult, selected: list[StreamDefinition], start: Callable[[StreamDefinition], StreamRun],
+                 reconcile: bool, stream_done: Callable[[StreamResult], None] | None, stop_on_failure: bool) -> None:
+    """Each stream in turn, its result into `result`. A stream that depends on one whose state
+    could not be read is not run (its keys would come from a table whose state is unknown)."""
+    corrupt: set[str] = set()
+    for definition in selected:
+        run = start(definition)
+        parent = next((name for name in definition.depends_on if name in corrupt), None)
+        stream_result = _not_run(run, parent) if parent else _extract_stream(run, reconcile)
+        if stream_result.exit_code == StateError.exit_code:
+            corrupt.add(definition.name)
+        result.streams.append(stream_result)
+        if stream_done:
+            stream_done(stream_result)
+        if stream_result.status == "failed" and (stop_on_failure or stream_result.exit_code in (2, 3)):
+            break
 
 
 def _open(client: SqquidClient, own_client: bool, open_: Callable[[], Destination]) -> Destination:
