@@ -73,6 +73,9 @@ class EmittingDestination:
     def load_states(self) -> dict[str, StreamState]:
         return dict(self.states)
 
+    def load_state(self, stream: str) -> StreamState | None:
+        return self.states.get(stream)
+
     def save_state(self, stream: str, state: StreamState | None) -> None:
         if state is None:
             self.states.pop(stream, None)
