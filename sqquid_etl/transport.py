@@ -59,7 +59,7 @@ class Transport:
         self.connect_timeout, self.read_timeout = timeout
         self.pool_size = max(1, pool_size)
         self.proxy = proxy_for(base_url)
-        self.ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+        self.ca_bundle = ca_bundle()
         self._ssl_context: Any = None
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
@@ -125,7 +125,9 @@ class Transport:
         if self._ssl_context is None:
             import ssl  # only for https (~0.01 s)
 
-            self._ssl_context = ssl.create_default_context(cafile=self.ca_bundle)
+            bundle = self.ca_bundle
+            folder = bundle is not None and os.path.isdir(bundle)  # a directory of certificates, as requests allows
+            self._ssl_context = ssl.create_default_context(cafile=None if folder else bundle, capath=bundle if folder else None)
         return self._ssl_context
 
     def _exchange(self, conn: http.client.HTTPConnection, method: str, target: str, data: bytes | None,
@@ -147,6 +149,20 @@ class Transport:
         else:
             self._give_back(conn)
         return Response(answer.status, answer.reason or "", answer.headers if answer.headers is not None else {}, content)
+
+
+def ca_bundle() -> str | None:
+    """The certificates an https connection trusts, as requests chose them: REQUESTS_CA_BUNDLE or
+    CURL_CA_BUNDLE (or SSL_CERT_FILE) when set, else certifi's bundle where it is installed (a slim
+    image may have no system store), else the system's."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        if os.environ.get(name):
+            return os.environ[name]
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - requests brings it
+        return None
+    return certifi.where()
 
 
 @dataclass(frozen=True)

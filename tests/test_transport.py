@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sqquid_etl.transport import Transport, TransportError, _exempt, full_url, proxy_for
+from sqquid_etl.transport import Transport, TransportError, _exempt, ca_bundle, full_url, proxy_for
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -97,3 +97,14 @@ def test_no_proxy_rules(monkeypatch):
     proxy = proxy_for("https://api.sqquid.com")
     assert (proxy.host, proxy.port) == ("lower", 2)  # the lower-case name wins, as in urllib
     assert proxy_for("http://api.sqquid.com") is None  # no proxy for plain http
+
+
+def test_https_trusts_the_bundle_requests_would(monkeypatch, tmp_path):
+    import certifi
+
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert ca_bundle() == certifi.where()  # a slim image without a system store still verifies
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "corp.pem"))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "requests.pem"))
+    assert ca_bundle() == str(tmp_path / "requests.pem")
