@@ -182,6 +182,8 @@ def _stage_pages(run: StreamRun, windows: Windows, writer, tracker: CursorTracke
         for name, table in tables.items():
             result.rows[name] = result.rows.get(name, 0) + table.num_rows
         if run.progress:
+            if stats.counts and hasattr(run.progress, "expect"):  # the /count asked to plan the pages
+                run.progress.expect(stream.name, sum(stats.counts.values()))
             run.progress(stream.name, result.pages, result.rows.get(stream.tables[0].name, 0))
     return stats
 

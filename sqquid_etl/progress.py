@@ -1,10 +1,12 @@
 """What a run tells the person (or the log collector) watching it.
 
-- On a terminal: one line per stream, redrawn in place on stderr: a bar, records, pages, the
-  record rate, the /count total once known (n/a before the stream ends) and the request rate
-  the pacing allows. A finished stream keeps its line.
+- On a terminal: one line per stream, redrawn in place on stderr by tqdm's meter: records done
+  of the total the API's /count gave before the pages were fetched (the engine calls `expect`),
+  the percentage and bar, the record rate and the time left; pages and the pacing after it. A
+  stream without /count (inventory, buffers, locations) shows its records and rate only. A
+  finished stream keeps its line.
 - Not on a terminal (cron, CI, a container): plain log lines, one when a stream starts, one every
-  `interval` seconds while it runs, one when it ends.
+  `interval` seconds while it runs (done/total, percentage, rate, ETA), one when it ends.
 - `--log-format json`: every log line, progress included, is one JSON object (`event`,
   `stream`, `pages`, `records`, ...), for pipelines.
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 import time
 from datetime import datetime, timezone
@@ -102,25 +105,32 @@ def _fmt(n: int | None) -> str:
     return "n/a" if n is None else f"{n:,}"
 
 
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
 class ProgressReporter:
-    """The engine's `progress(stream, pages, records)` callback plus `stream_done(result)`.
+    """The engine's `progress(stream, pages, records)` callback, `expect(stream, total)` (the
+    /count total) and `stream_done(result)`.
 
     mode: "bar" (a terminal), "log" (log lines), "off"."""
 
     def __init__(self, mode: str = "log", *, rate: float | None = None, out: TextIO | None = None,
-                 interval: float = 10.0, clock: Callable[[], float] = time.monotonic, width: int = 20):
+                 interval: float = 10.0, clock: Callable[[], float] = time.monotonic, width: int | None = None):
         self.mode = mode
         self.rate = rate
         self._out = out
         self.interval = interval
         self.clock = clock
-        self.width = width
+        self.width = width  # the meter's columns (None: the terminal's)
         self._stream: str | None = None
         self._started = 0.0
         self._last_emit = 0.0
         self._pages = 0
         self._records = 0
-        self._tick = 0
+        self._total: int | None = None
         self._line_open = False
         self._previous_end = clock()  # streams run one after another: one starts when the last ends
 
@@ -144,9 +154,18 @@ class ProgressReporter:
         self._end_line()
         self._stream, self._started, self._last_emit = stream, self._previous_end, self.clock()
         self._pages = self._records = 0
+        self._total = None
         if self.mode == "log":
             log.info("stream %s: started (%s)", stream, self._pacing(),
                      extra={"event": "stream_start", "stream": stream, "rate_limit": self.rate})
+
+    def expect(self, stream: str, total: int) -> None:
+        """The records the stream will bring, from the API's /count (asked before its pages)."""
+        if self.mode == "off":
+            return
+        if stream != self._stream:
+            self._begin(stream)
+        self._total = total
 
     def __call__(self, stream: str, pages: int, records: int) -> None:
         if self.mode == "off":
@@ -158,38 +177,37 @@ class ProgressReporter:
         if self.mode == "bar":
             if now - self._last_emit >= 0.1 or pages == 1:
                 self._last_emit = now
-                self._draw(done=None)
+                self._draw(self._records, self._total, f"{_fmt(pages)} pages, {self._pacing()}")
         elif now - self._last_emit >= self.interval:
             self._last_emit = now
-            log.info("stream %s: %s records, %s pages, %.0f records/s, count total n/a until the end",
-                     stream, _fmt(records), _fmt(pages), self._rate(now),
-                     extra={"event": "progress", "stream": stream, "pages": pages, "records": records})
+            self._log_progress(stream, pages, records, now)
+
+    def _log_progress(self, stream: str, pages: int, records: int, now: float) -> None:
+        rate, total = self._rate(now), self._total
+        if total:
+            left = max(total - records, 0)
+            eta = left / rate if rate > 0 else None
+            done = (f"{_fmt(records)}/{_fmt(total)} records ({100 * records / total:.0f}%)"
+                    f", ETA {_duration(eta) if eta is not None else 'n/a'}")
+        else:
+            eta, done = None, f"{_fmt(records)} records (total n/a: no /count for this stream)"
+        log.info("stream %s: %s, %s pages, %.0f records/s", stream, done, _fmt(pages), rate,
+                 extra={"event": "progress", "stream": stream, "pages": pages, "records": records, "total": total,
+                        "records_per_second": round(rate, 1), "eta_seconds": None if eta is None else round(eta, 1)})
 
     def _rate(self, now: float) -> float:
         elapsed = now - self._started
         return self._records / elapsed if elapsed > 0 else 0.0
 
-    def _bar(self, fraction: float | None) -> str:
-        if fraction is None:  # total unknown: a block moving back and forth
-            self._tick += 1
-            span = 2 * (self.width - 4)
-            pos = self._tick % span
-            pos = pos if pos < self.width - 4 else span - pos
-            return "[" + " " * pos + "====" + " " * (self.width - 4 - pos) + "]"
-        filled = int(round(min(max(fraction, 0.0), 1.0) * self.width))
-        return "[" + "#" * filled + "." * (self.width - filled) + "]"
+    def _draw(self, records: int, total: int | None, tail: str) -> None:
+        """One line by tqdm's meter: done/total, %, bar, elapsed<left, rate, then `tail`."""
+        from tqdm import tqdm
 
-    def _draw(self, done: Any) -> None:
-        total = None
-        if done is not None:
-            total = done.count_expected
-            fraction = 1.0 if done.status != "failed" else (self._records / total if total else 0.0)
-            tail = f"{done.status}  {done.seconds:.1f}s"
-        else:
-            elapsed = self.clock() - self._started
-            fraction, tail = None, (f"{self._rate(self.clock()):.0f} rec/s" if elapsed >= 0.5 else "- rec/s")
-        text = (f"{self._stream:<15}{self._bar(fraction)} {_fmt(self._records):>9} records {_fmt(self._pages):>6} pages"
-                f"  total {_fmt(total)}  {tail}  {self._pacing()}")
+        width = self.width or shutil.get_terminal_size((100, 20)).columns
+        elapsed = max(self.clock() - self._started, 0.0)
+        total = total if total and total >= records else None  # a late record past the count: no bar
+        text = tqdm.format_meter(records, total, elapsed, ncols=width - 1, prefix=f"{self._stream:<15}", unit=" rec",
+                                 postfix=tail)
         self.out.write("\r" + text + "\x1b[K")
         self.out.flush()
         self._line_open = True
@@ -209,19 +227,25 @@ class ProgressReporter:
         records = next(iter(result.rows.values()), self._records) if result.rows else self._records
         self._records, self._pages = records, result.pages
         if self.mode == "bar":
-            self._draw(done=result)
+            total = result.count_expected or self._total
+            if result.status != "failed":
+                total = max(total or 0, records) or None  # the stream is done: a full bar
+            self._draw(records, total, f"{_fmt(result.pages)} pages, {result.status}, {result.seconds:.1f}s")
             self._end_line()
         else:
-            level = logging.WARNING if result.status == "failed" else logging.INFO
-            log.log(level, "stream %s: %s, %s records, %s pages, %d requests, %.1fs, count total %s%s",
-                    result.stream, result.status, _fmt(records), _fmt(result.pages), result.requests, result.seconds,
-                    _fmt(result.count_expected), f" ({result.message})" if result.message else "",
-                    extra={"event": "stream_done", "stream": result.stream, "status": result.status,
-                           "rows": dict(result.rows), "pages": result.pages, "requests": result.requests,
-                           "seconds": round(result.seconds, 3), "count_expected": result.count_expected,
-                           "count_received": result.count_received, "cursor": result.cursor})
+            self._log_done(result, records)
         self._stream = None
         self._previous_end = self.clock()
+
+    def _log_done(self, result: Any, records: int) -> None:
+        level = logging.WARNING if result.status == "failed" else logging.INFO
+        log.log(level, "stream %s: %s, %s records, %s pages, %d requests, %.1fs, count total %s%s",
+                result.stream, result.status, _fmt(records), _fmt(result.pages), result.requests, result.seconds,
+                _fmt(result.count_expected), f" ({result.message})" if result.message else "",
+                extra={"event": "stream_done", "stream": result.stream, "status": result.status,
+                       "rows": dict(result.rows), "pages": result.pages, "requests": result.requests,
+                       "seconds": round(result.seconds, 3), "count_expected": result.count_expected,
+                       "count_received": result.count_received, "cursor": result.cursor})
 
     def close(self) -> None:
         self._end_line()

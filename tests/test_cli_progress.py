@@ -47,38 +47,49 @@ def test_bar_on_a_terminal_redraws_one_line_per_stream():
     assert ProgressReporter.for_terminal(True, False, 2.0, stream=io.StringIO()).mode == "log"
     assert ProgressReporter.for_terminal(False, False, 2.0, stream=term).mode == "off"
     clock = Clock()
-    bar = ProgressReporter("bar", rate=2.0, out=term, clock=clock)
+    bar = ProgressReporter("bar", rate=2.0, out=term, clock=clock, width=120)
+    bar.expect("orders", 1000)  # the /count asked before the pages
     for page in (1, 2, 3):
         clock.now += 1
         bar("orders", page, page * 250)
     running = term.getvalue()
     assert running.count("\r") == 3 and "\n" not in running
-    assert "750 records" in running and "3 pages" in running and "total n/a" in running
-    assert "pacing 2 req/s" in running and "250 rec/s" in running  # 750 records in 3 s
-    bar.stream_done(StreamResult(stream="orders", rows={"orders": 800, "order_items": 2000}, pages=4,
-                                 requests=5, seconds=3.5, count_expected=800, count_received=800))
+    last = running.split("\r")[-1]
+    assert "750/1000" in last and "75%" in last and "3 pages" in last and "pacing 2 req/s" in last
+    assert "250.00 rec/s" in last  # 750 records in 3 s
+    assert "00:03<00:01" in last  # elapsed < time left at this rate: 250 records, 1 s
+    bar.stream_done(StreamResult(stream="orders", rows={"orders": 1000, "order_items": 2000}, pages=4,
+                                 requests=5, seconds=3.5, count_expected=1000, count_received=1000))
     last = term.getvalue().split("\r")[-1]
-    assert last.endswith("\n") and "orders" in last and "800 records" in last and "total 800" in last
-    assert "[" + "#" * 20 + "]" in last and "ok" in last
+    assert last.endswith("\n") and "orders" in last and "1000/1000" in last and "100%" in last and "ok" in last
     clock.now += 1
-    bar("locations", 1, 8)
-    assert term.getvalue().split("\n")[-1].startswith("\rlocations")  # a new line for the next stream
+    bar("locations", 1, 8)  # no /count: records and rate, no total
+    line = term.getvalue().split("\n")[-1]
+    assert line.startswith("\rlocations") and "8 rec" in line and "%" not in line
 
 
 def test_log_lines_when_not_a_terminal(caplog):
     caplog.set_level(logging.INFO, logger="sqquid_etl.progress")
     clock = Clock()
     reporter = ProgressReporter("log", rate=2.0, clock=clock, interval=10)
+    reporter.expect("orders", 1000)
     reporter("orders", 1, 250)
     clock.now += 5
     reporter("orders", 2, 500)  # within the interval: no line
     clock.now += 6
     reporter("orders", 3, 750)
     reporter.stream_done(StreamResult(stream="orders", rows={"orders": 750}, pages=3, requests=4, seconds=11))
-    events = [(r.event, r.getMessage()) for r in caplog.records if r.name == "sqquid_etl.progress"]
-    assert [e for e, _ in events] == ["stream_start", "progress", "stream_done"]
-    assert "750 records" in events[1][1] and "count total n/a" in events[1][1]
-    assert "count total n/a" in events[2][1] and "ok" in events[2][1]
+    reporter("locations", 1, 8)
+    clock.now += 11
+    reporter("locations", 2, 16)
+    records = [r for r in caplog.records if r.name == "sqquid_etl.progress"]
+    assert [r.event for r in records] == ["stream_start", "progress", "stream_done", "stream_start", "progress"]
+    progress = records[1]
+    assert "750/1,000 records (75%)" in progress.getMessage() and "68 records/s" in progress.getMessage()
+    assert progress.total == 1000 and progress.eta_seconds == pytest.approx(250 / (750 / 11), abs=0.1)
+    assert "ETA 4s" in progress.getMessage()
+    assert "count total n/a" in records[2].getMessage() and "ok" in records[2].getMessage()
+    assert "16 records (total n/a" in records[4].getMessage() and records[4].total is None
 
 
 def _env(sandbox):
@@ -136,3 +147,26 @@ def test_configure_logging_replaces_its_handler():
     configure_logging(1, "json")
     ours = [h for h in logging.getLogger("sqquid_etl").handlers if getattr(h, "_sqquid", False)]
     assert len(ours) == 1
+
+
+def test_the_engine_gives_the_count_total_with_the_pages(make_sandbox, tmp_path):
+    from sqquid_etl.pipeline import extract
+    from tests.support import make_client
+
+    sandbox = make_sandbox(orders=900, products=10)
+    seen = []
+
+    class Recorder:
+        def __call__(self, stream, pages, records):
+            seen.append(("page", stream, records))
+
+        def expect(self, stream, total):
+            seen.append(("total", stream, total))
+
+    # paced (as against the API): pages are fetched concurrently, planned by the /count asked first
+    with make_client(sandbox, rate=1000.0, burst=1000) as client:
+        assert extract(["orders"], duckdb=tmp_path / "p.duckdb", client=client, progress=Recorder()).ok
+    totals = [e for e in seen if e[0] == "total"]
+    assert totals and set(totals) == {("total", "orders", 900)}  # the /count, before the last page at least
+    assert seen.index(totals[0]) < len(seen) - 1
+    assert seen[-1] == ("page", "orders", 900)
