@@ -1,45 +1,48 @@
-"""Airflow: a daily DAG with one task per Sqquid stream, on sqquid-etl's Python API.
+"""Airflow 3: a daily DAG with one task per Sqquid stream, on sqquid-etl's Python API.
 
-    pip install sqquid-etl apache-airflow
-    # the key goes in an Airflow Variable or the worker's environment, never in the DAG file:
+    pip install sqquid-etl 'apache-airflow>=3'
+    # the key in the worker's environment (or an Airflow connection/secret backend), never in the DAG file:
     export SQQUID_API_KEY=...
+    export SQQUID_CONFIG=/opt/airflow/sqquid.toml      # optional: destination, start date, rate, ...
     cp examples/airflow_dag.py $AIRFLOW_HOME/dags/
 
-Tasks follow the stream definitions' `depends_on` (inventory after products). Each task is
-incremental (the state lives in the DuckDB file) and retried by Airflow on failure; a task only
-fails for a failed stream, a count warning is logged. Streams write to one DuckDB file, so the
-DAG runs one task at a time (`max_active_tasks=1`); use one file per stream, or Parquet, to run
-them in parallel. Settings come from `SQQUID_CONFIG` (a sqquid.toml) when set.
+Written for Airflow 3's task SDK (`airflow.sdk`: `dag`, `task`). Tasks follow the stream
+definitions' `depends_on` (inventory after products). Each task is incremental (the state lives
+in the destination) and retried by Airflow; a task fails only for a failed stream, a count
+warning is logged. `extract(...)` resolves its settings as the CLI does: the environment
+(SQQUID_API_KEY, SQQUID_BASE_URL), then the sqquid.toml named by SQQUID_CONFIG, then the
+defaults; SQQUID_DUCKDB here chooses the DuckDB file. Streams write to one DuckDB file, which
+takes one writer at a time, so the DAG runs one task (`max_active_tasks=1`) and one run
+(`max_active_runs=1`) at a time; give other DAGs writing the same file the same pool of one slot
+(`pool="sqquid_duckdb"`), or write one file per stream, or Parquet, to run them in parallel.
 """
 
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
-from airflow.decorators import dag, task
+from airflow.sdk import dag, task
 
 from sqquid_etl.definitions import load_definitions
-
-DUCKDB_PATH = os.environ.get("SQQUID_DUCKDB", "/opt/airflow/data/sqquid.duckdb")
 
 
 def extract_stream(stream: str) -> dict:
     """Run one stream; return its summary (pushed to XCom)."""
     from sqquid_etl import extract
 
-    result = extract([stream], duckdb=DUCKDB_PATH, base_url=os.environ.get("SQQUID_BASE_URL"),
-                     api_key=os.environ.get("SQQUID_API_KEY"))
-    s = result.stream(stream)
-    if s.status == "failed":
-        raise RuntimeError(f"stream {stream} failed: {s.message}")
-    return {"stream": stream, "status": s.status, "rows": s.rows, "cursor": s.cursor, "count_check": s.count_check}
+    with extract([stream], duckdb=os.environ.get("SQQUID_DUCKDB")) as result:
+        s = result.stream(stream)
+        if s.status == "failed":
+            raise RuntimeError(f"stream {stream} failed: {s.message}")
+        return {"stream": stream, "status": s.status, "rows": s.rows, "cursor": s.cursor,
+                "count_check": s.count_check, "destination": result.destination}
 
 
 @dag(
     dag_id="sqquid_extract",
     schedule="@daily",
-    start_date=datetime(2024, 1, 1),
+    start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
     max_active_tasks=1,
