@@ -239,15 +239,19 @@ def print_summary(result) -> None:
 
 
 @main.command()
-@click.option("--output", default="catalog.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--output", default="catalog.json", show_default=True, type=click.Path(dir_okay=False, allow_dash=True),
+              help="Where to write it; - for stdout.")
 def discover(output: str) -> None:
     """Write the Singer-style catalog of every stream (generated from the definitions).
 
     Edit `selected` in it (stream: the [] breadcrumb; field: ["properties", NAME]) and pass it
     to `extract --catalog`.
     """
-    from .catalog import write_catalog
+    from .catalog import render_catalog, write_catalog
 
+    if output == "-":  # stdout, as Singer tools expect
+        click.echo(render_catalog(), nl=False)
+        return
     try:
         path = write_catalog(Path(output))
     except SqquidError as exc:

@@ -162,3 +162,24 @@ def test_json_schema_of_arrow_types():
     assert json_schema(pa.decimal128(18, 4))["format"] == "singer.decimal"
     assert json_schema(pa.list_(pa.struct([("label", pa.string())])))["items"]["properties"]["label"] == {"type": ["string", "null"]}
     assert json_schema(pa.timestamp("us", tz="UTC"))["format"] == "date-time"
+
+
+def test_discover_to_stdout_is_the_taps_catalog(tmp_path, monkeypatch):
+    from sqquid_etl.cli import main as cli
+
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(cli, ["discover", "--output", "-"])
+    assert out.exit_code == 0 and not (tmp_path / "-").exists()
+    assert json.loads(out.stdout) == json.loads(CliRunner().invoke(main, ["--discover"]).stdout)
+
+
+def test_meltano_example_names_the_taps_settings_and_capabilities():
+    import yaml
+
+    from sqquid_etl.singer_cli import SETTINGS, about
+
+    project = yaml.safe_load((REPO / "examples" / "meltano" / "meltano.yml").read_text(encoding="utf-8"))
+    tap = next(p for p in project["plugins"]["extractors"] if p["name"] == "tap-sqquid")
+    assert tap["executable"] == "tap-sqquid" and set(tap["capabilities"]) == set(about()["capabilities"])
+    assert {s["name"] for s in tap["settings"]} <= set(SETTINGS) and set(tap["config"]) <= set(SETTINGS)
+    assert all(s.get("sensitive") for s in tap["settings"] if s["name"] in ("api_key", "password"))
