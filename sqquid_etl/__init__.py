@@ -7,7 +7,7 @@ from .errors import ApiError, AuthError, ConfigError, InputError, SchemaError, S
 
 __all__ = [
     "ApiError", "AuthError", "ConfigError", "Credentials", "ExtractResult", "InputError", "SchemaError",
-    "SqquidClient", "SqquidError", "StateError", "extract", "load_inventory",
+    "SqquidClient", "SqquidError", "StateError", "extract", "load_buffers", "load_inventory",
 ]
 __version__ = "0.1.0"
 
@@ -28,3 +28,11 @@ def load_inventory(*args, **kwargs):
     from .reverse import load_inventory as _load_inventory
 
     return _load_inventory(*args, **kwargs)
+
+
+def load_buffers(*args, **kwargs):
+    """Make the account's dynamic buffers those of a DataFrame (or CSV/Parquet file).
+    See `sqquid_etl.buffers.load_buffers`."""
+    from .buffers import load_buffers as _load_buffers
+
+    return _load_buffers(*args, **kwargs)

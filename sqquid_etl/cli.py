@@ -29,6 +29,7 @@ LAZY_COMMANDS = {
     "capture": ("sqquid_etl.capture_cli", "capture_command"),
     "check": ("sqquid_etl.check_cli", "check_command"),
     "state": ("sqquid_etl.state_cli", "state"),
+    "load-buffers": ("sqquid_etl.buffers_cli", "load_buffers_command"),
     "load-inventory": ("sqquid_etl.reverse_cli", "load_inventory_command"),
     "sandbox": ("sqquid_etl.sandbox.cli", "sandbox_command"),
     "sql": ("sqquid_etl.sql_cli", "sql_command"),

@@ -64,7 +64,7 @@ class PreparedInventory:
 # -- validation ---------------------------------------------------------------------------
 
 
-class _Problems:
+class Problems:
     """Bad cells found so far: positions (0-based), column, reason."""
 
     def __init__(self) -> None:
@@ -107,7 +107,7 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _kinds(series: pd.Series) -> dict[str, np.ndarray]:
+def value_kinds(series: pd.Series) -> dict[str, np.ndarray]:
     """Positions of the values of each kind: null, str, int, float, bool, other."""
     n = len(series)
     nulls = series.isna().to_numpy()
@@ -140,11 +140,10 @@ def _kinds(series: pd.Series) -> dict[str, np.ndarray]:
     return {"null": everything[nulls], "other": everything[~nulls]}
 
 
-def _quantities(series: pd.Series, problems: _Problems) -> np.ndarray:
-    """int64 quantities (-1 where invalid); every bad cell is reported to `problems`."""
-    column = "qty_on_hand"
+def quantities(series: pd.Series, problems: Problems, column: str = "qty_on_hand") -> np.ndarray:
+    """int64 integers (-1 where invalid); every bad cell is reported to `problems` under `column`."""
     out = np.full(len(series), -1, dtype=np.int64)
-    kinds = _kinds(series)
+    kinds = value_kinds(series)
     problems.add(kinds.get("null", []), column, "missing (null or NaN)")
     problems.add(kinds.get("bool", []), column, "a boolean, not a quantity")
     problems.add(kinds.get("other", []), column, "not a number")
@@ -152,12 +151,11 @@ def _quantities(series: pd.Series, problems: _Problems) -> np.ndarray:
     for kind, read in (("int", _int_quantities), ("float", _float_quantities), ("str", _text_quantities)):
         pos = kinds.get(kind, none)
         if len(pos):
-            read(series, pos, out, problems)
+            read(series, pos, out, problems, column)
     return out
 
 
-def _int_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, problems: _Problems) -> None:
-    column = "qty_on_hand"
+def _int_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, problems: Problems, column: str) -> None:
     values = series.to_numpy(dtype=object) if series.dtype == object else series
     sub = values[pos] if isinstance(values, np.ndarray) else series.iloc[pos].to_numpy()
     sub = np.asarray(sub, dtype=object) if sub.dtype == object else sub
@@ -169,8 +167,7 @@ def _int_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, problem
     out[pos[ok]] = sub[ok].astype(np.int64)
 
 
-def _float_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, problems: _Problems) -> None:
-    column = "qty_on_hand"
+def _float_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, problems: Problems, column: str) -> None:
     sub = series.iloc[pos].to_numpy(dtype=np.float64)
     nan = np.isnan(sub)
     inf = np.isinf(sub)
@@ -187,8 +184,7 @@ def _float_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, probl
     out[pos[ok]] = sub[ok].astype(np.int64)
 
 
-def _text_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, problems: _Problems) -> None:
-    column = "qty_on_hand"
+def _text_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, problems: Problems, column: str) -> None:
     text = series.iloc[pos].astype(str).str.strip()
     empty = (text == "").to_numpy()
     integral = text.str.fullmatch(r"-?\d+(?:\.0*)?").to_numpy(dtype=bool)
@@ -215,10 +211,10 @@ def _text_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, proble
         out[pos[integral][~big & ~small]] = parsed[~big & ~small].astype(np.int64)
 
 
-def _texts(series: pd.Series, column: str, problems: _Problems, *, required: bool) -> np.ndarray:
-    """Text values as an object array; null/"" become DEFAULT unless `required` (then a problem)."""
-    out = np.full(len(series), DEFAULT if not required else "", dtype=object)
-    kinds = _kinds(series)
+def texts(series: pd.Series, column: str, problems: Problems, *, required: bool, empty: Any = DEFAULT) -> np.ndarray:
+    """Text values as an object array; null/"" become `empty` unless `required` (then a problem)."""
+    out = np.full(len(series), empty if not required else "", dtype=object)
+    kinds = value_kinds(series)
     empty_positions = [kinds.get("null", np.array([], dtype=np.int64))]
     problems.add(kinds.get("bool", []), column, "a boolean, not text")
     problems.add(kinds.get("other", []), column, "not text")
@@ -270,12 +266,12 @@ def prepare_inventory(data: Any) -> PreparedInventory:
     if n == 0:
         raise InputError("input has no data rows: nothing to load; nothing was sent")
     frame = frame.reset_index(drop=True)
-    problems = _Problems()
-    sku = _texts(frame["sku"], "sku", problems, required=True)
-    qty = _quantities(frame["qty_on_hand"], problems)
-    location = (_texts(frame["location_external_id"], "location_external_id", problems, required=False)
+    problems = Problems()
+    sku = texts(frame["sku"], "sku", problems, required=True)
+    qty = quantities(frame["qty_on_hand"], problems)
+    location = (texts(frame["location_external_id"], "location_external_id", problems, required=False)
                 if "location_external_id" in frame.columns else np.full(n, DEFAULT, dtype=object))
-    bin_ = (_texts(frame["bin"], "bin", problems, required=False)
+    bin_ = (texts(frame["bin"], "bin", problems, required=False)
             if "bin" in frame.columns else np.full(n, DEFAULT, dtype=object))
     records = pd.DataFrame({"sku": sku, "location_external_id": location, "bin": bin_, "qty_on_hand": qty,
                             "row": np.arange(1, n + 1)})

@@ -11,7 +11,8 @@ from sqquid_etl.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 # commands whose options are documented in their own page, linked from the README
-OWN_PAGE = {"load-inventory": (ROOT / "docs" / "reverse-load.md").read_text(encoding="utf-8")}
+REVERSE_LOAD = (ROOT / "docs" / "reverse-load.md").read_text(encoding="utf-8")
+OWN_PAGE = {"load-inventory": REVERSE_LOAD, "load-buffers": REVERSE_LOAD}
 
 QUICK_START = [
     "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/sqquid-etl demo",
