@@ -27,7 +27,7 @@ from typing import Any
 
 from .client import SqquidClient
 from .errors import ConfigError
-from .reverse_current import Progress, parse_age, read_baseline
+from .reverse_current import Current, Progress, parse_age, read_baseline, release_memory
 from .reverse_diff import ZERO_CHOICES, compute_diff
 from .reverse_full import VIA_CHOICES, FullOptions, send_full
 from .reverse_input import refuse_overlaps
@@ -72,11 +72,10 @@ def load_inventory(
     journal = _check_options(data, mode, batch_size, zero_threshold, zero, via, journal, baseline, diff_out)
     max_age = parse_age(baseline_max_age)
     prepared = prepare_inventory(data)
+    release_memory()
     report = LoadReport(mode=mode, dry_run=dry_run, rows_read=prepared.rows_read, records=len(prepared.records),
                         duplicates_collapsed=prepared.duplicates_collapsed, skus=prepared.skus)
-    current = read_baseline(baseline, max_age) if mode == "full" and baseline is not None else None
-    if mode == "partial" and baseline is not None:
-        report.warnings.append("--baseline is for full updates; a partial load reads the input's skus itself")
+    current = _baseline(mode, baseline, max_age, report)
 
     options = FullOptions(zero=zero, via=via, confirm=confirm, dry_run=dry_run, zero_threshold=zero_threshold,
                           batch_size=batch_size, journal=journal, diff_out=diff_out)
@@ -99,6 +98,18 @@ def load_inventory(
         if own_client:
             client.close()
     return report
+
+
+def _baseline(mode: str, baseline: str | Path | None, max_age: float, report: LoadReport) -> Current | None:
+    """A full update's current inventory from `--baseline`, read before any login."""
+    if baseline is None:
+        return None
+    if mode == "partial":
+        report.warnings.append("--baseline is for full updates; a partial load reads the input's skus itself")
+        return None
+    current = read_baseline(baseline, max_age)
+    release_memory()
+    return current
 
 
 def _check_options(data: Any, mode: str, batch_size: int, zero_threshold: float, zero: str, via: str,

@@ -20,17 +20,29 @@ _PLAIN = r'[\x20\x21\x23-\x5b\x5d-\x7e]*'  # characters JSON writes as they are
 
 def text_bytes(values: pd.Series) -> np.ndarray:
     """An upper bound of each string's JSON size, quotes included (exact for plain ASCII; any
-    other character counted as the 12 bytes of a surrogate pair escape)."""
+    other character counted as the 12 bytes of a surrogate pair escape). A categorical is
+    measured once per category."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        per_category = text_bytes(pd.Series(values.cat.categories, dtype=object))
+        return per_category[values.cat.codes.to_numpy()]
     text = values.astype(str)
     lengths = text.str.len().to_numpy(dtype=np.int64)
     plain = text.str.fullmatch(_PLAIN).to_numpy(dtype=bool)
     return np.where(plain, lengths, 12 * lengths) + 2
 
 
+def digits(numbers: np.ndarray) -> np.ndarray:
+    """Characters of each integer written out (its sign included)."""
+    size = np.ones(len(numbers), dtype=np.int64) + (numbers < 0)
+    magnitude = np.abs(numbers)
+    for power in range(1, 19):
+        size += magnitude >= 10**power
+    return size
+
+
 def record_bytes(frame: pd.DataFrame) -> np.ndarray:
     qty = frame["qty_on_hand"].to_numpy(dtype=np.int64)
-    digits = np.char.str_len(qty.astype(str)).astype(np.int64)
-    return (RECORD_OVERHEAD + text_bytes(frame["location_external_id"]) + text_bytes(frame["bin"]) + digits)
+    return (RECORD_OVERHEAD + text_bytes(frame["location_external_id"]) + text_bytes(frame["bin"]) + digits(qty))
 
 
 def plan_chunks(frame: pd.DataFrame, batch_size: int, max_bytes: int = MAX_BODY_BYTES) -> list[tuple[int, int]]:
@@ -38,9 +50,10 @@ def plan_chunks(frame: pd.DataFrame, batch_size: int, max_bytes: int = MAX_BODY_
     `max_bytes` of body."""
     if frame.empty:
         return []
-    sku = frame["sku"].to_numpy()
+    skus = frame["sku"]
+    sku = skus.cat.codes.to_numpy() if isinstance(skus.dtype, pd.CategoricalDtype) else skus.to_numpy()
     starts = np.flatnonzero(np.r_[True, sku[1:] != sku[:-1]])  # first row of each sku
-    sku_cost = SKU_OVERHEAD + text_bytes(pd.Series(sku[starts]))
+    sku_cost = SKU_OVERHEAD + text_bytes(skus.iloc[starts])
     rows = record_bytes(frame)
     group_bytes = np.add.reduceat(rows, starts) + sku_cost
     ends = np.r_[starts[1:], len(frame)]

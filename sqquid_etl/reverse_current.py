@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -38,7 +39,7 @@ class Current:
     cannot be seen (skus that cannot be listed, products quarantined with their skus)."""
 
     records: pd.DataFrame
-    skus: set[str]
+    skus: pd.Index  # every sku known to exist (of the records, the products, the variants)
     unlistable: list[str] = field(default_factory=list)
     products_unreadable: int = 0
     source: str = "the API"
@@ -103,23 +104,47 @@ def read_account(client: SqquidClient, input_skus: set[str], progress: Progress 
     skus, unreadable = account_skus(client, progress)
     skus |= input_skus
     records, unlistable = fetch_current(client, skus, progress)
-    return Current(records, skus, unlistable, unreadable)
+    return Current(records, pd.Index(sorted(skus), dtype="str"), unlistable, unreadable)
 
 
-def current_frame(tables: list[pa.Table]) -> pd.DataFrame:
+def current_frame(tables: Iterable[pa.Table]) -> pd.DataFrame:
     """The inventory table's pages as the frame the diff needs: one row per (sku, location, bin)
-    (the last one read wins), an empty location or bin meaning "default", a null quantity 0."""
+    (the last one read wins; text columns as categoricals), an empty location or bin meaning
+    "default", a null quantity 0."""
     columns = list(CURRENT_COLUMNS.values())
-    if not tables:
-        frame = pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
-    else:
-        table = pa.concat_tables(tables).select(list(CURRENT_COLUMNS)).rename_columns(columns)
-        frame = table.to_pandas()
-    for column in ("location_external_id", "bin"):
-        frame[column] = frame[column].astype(object).where(frame[column].notna() & (frame[column] != ""), DEFAULT)
-    frame["sku"] = frame["sku"].astype(object)
+    encoded = [_encoded(t.select(list(CURRENT_COLUMNS)).rename_columns(columns)) for t in tables]
+    if not encoded:
+        encoded = [_encoded(pa.table({c: pa.array([], pa.int64() if c == "current_qty" else pa.string())
+                                      for c in columns}))]
+    frame = pa.concat_tables(encoded).unify_dictionaries().to_pandas()
     frame["current_qty"] = frame["current_qty"].fillna(0).astype("int64")
-    return frame.drop_duplicates(KEY, keep="last").reset_index(drop=True)
+    codes = [frame[c].cat.codes.to_numpy().astype(np.int64) for c in KEY]
+    sizes = [len(frame[c].cat.categories) + 1 for c in KEY]
+    combined = (codes[0] * sizes[1] + codes[1]) * sizes[2] + codes[2]
+    order = np.argsort(combined, kind="stable")
+    repeated = combined[order][1:] == combined[order][:-1]
+    if not repeated.any():  # the usual case: no copy
+        return frame
+    keep = np.ones(len(frame), dtype=bool)
+    keep[order[:-1][repeated]] = False  # of a repeated key, the last record read is kept
+    return frame[keep].reset_index(drop=True)
+
+
+def _encoded(table: pa.Table) -> pa.Table:
+    """Key columns dictionary-encoded (each distinct text held once), location and bin defaulted."""
+    import pyarrow.compute as pc
+
+    for name in KEY:
+        column = pc.cast(table[name], pa.string())
+        if name != "sku":
+            filled = pc.fill_null(column, "")
+            column = pc.if_else(pc.equal(filled, ""), DEFAULT, filled)
+        table = table.set_column(table.schema.get_field_index(name), name, pc.dictionary_encode(column))
+    # a copy: the quantities alone would keep the page's (or DuckDB batch's) whole buffers alive
+    quantity = np.array(table["current_qty"].to_numpy(zero_copy_only=False), copy=True)
+    mask = table["current_qty"].is_null().to_numpy(zero_copy_only=False)
+    return table.set_column(table.schema.get_field_index("current_qty"), "current_qty",
+                            pa.array(quantity, pa.int64(), mask=mask if mask.any() else None))
 
 
 # -- the baseline: the DuckDB file of a recent extract ------------------------------------------
@@ -134,20 +159,20 @@ def read_baseline(path: str | Path, max_age: float, now: float | None = None) ->
     if not path.is_file():
         raise ConfigError(f"baseline DuckDB file {str(path)!r} does not exist")
     try:
-        with duckdb.connect(str(path), read_only=True) as con:
+        with duckdb.connect(str(path), read_only=True, config={"threads": 1, "memory_limit": "64MB"}) as con:
             tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
             missing = sorted({INVENTORY_TABLE, RUNS_TABLE} - tables)
             if missing:
                 raise ConfigError(f"baseline {str(path)!r} has no table {', '.join(missing)}: give the DuckDB file of "
                                   "an extract that read the inventory stream")
             _check_age(con, path, max_age, time.time() if now is None else now)
-            records = current_frame([con.sql(
-                f'SELECT {", ".join(CURRENT_COLUMNS)} FROM "{INVENTORY_TABLE}"').to_arrow_table()])
-            skus = set(records["sku"].unique().tolist())
+            reader = con.sql(f'SELECT {", ".join(CURRENT_COLUMNS)} FROM "{INVENTORY_TABLE}"').to_arrow_reader(100_000)
+            records = current_frame(pa.Table.from_batches([batch]) for batch in reader)
+            skus = records["sku"].cat.categories
             for table in SKU_TABLES:
                 if table in tables:
-                    rows = con.execute(f'SELECT DISTINCT CAST(sku AS VARCHAR) FROM "{table}" WHERE sku <> \'\'').fetchall()
-                    skus.update(r[0] for r in rows)
+                    found = con.sql(f'SELECT DISTINCT CAST(sku AS VARCHAR) AS sku FROM "{table}" WHERE sku <> \'\'')
+                    skus = skus.union(pd.Index(found.to_arrow_table().column("sku").to_pandas()))
     except duckdb.Error as exc:
         raise ConfigError(f"baseline {str(path)!r} could not be read: {exc}") from exc
     return Current(records, skus, source=f"the baseline {path.name}")
@@ -170,6 +195,17 @@ def _span(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def release_memory() -> None:
+    """Hand the heap's freed memory back to the system (glibc keeps it otherwise): called between
+    the phases of a large load, so one phase's temporaries do not add to the next one's peak."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def parse_age(text: str | float | int) -> float:

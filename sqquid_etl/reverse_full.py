@@ -23,7 +23,7 @@ import pandas as pd
 from .client import SqquidClient
 from .errors import ConfigError
 from .reverse_chunks import MAX_BODY_BYTES, plan_chunks
-from .reverse_current import Current, Progress, read_account
+from .reverse_current import Current, Progress, read_account, release_memory
 from .reverse_diff import compute_diff, count_diff, write_diff
 from .reverse_report import LoadReport
 from .reverse_send import send_chunks
@@ -51,6 +51,7 @@ def send_full(client: SqquidClient, prepared: PreparedInventory, report: LoadRep
     if baseline is not None:
         _add_input_skus_the_baseline_lacks(client, prepared, current, progress)
     diff = compute_diff(prepared.records, current.records, "full", options.zero)
+    release_memory()
     count_diff(diff, report, "full", len(current.records))
     _count_unseen(current, report, options.via)
     if options.diff_out is not None:
@@ -84,11 +85,16 @@ def _add_input_skus_the_baseline_lacks(client: SqquidClient, prepared: PreparedI
     """Input skus no table of the baseline knows (new skus, inventory without a product): read from the API."""
     from .reverse_current import fetch_current
 
-    missing = set(prepared.records["sku"].unique().tolist()) - current.skus
-    if missing:
-        records, unlistable = fetch_current(client, missing, progress)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    skus = pa.array(prepared.records["sku"].cat.categories, pa.string())  # the input's (and no other)
+    missing = pd.Index(skus.filter(pc.invert(pc.is_in(skus, value_set=pa.array(current.skus, pa.string()))))
+                       .to_pandas(), dtype="str")
+    if len(missing):
+        records, unlistable = fetch_current(client, missing.tolist(), progress)
         current.records = pd.concat([current.records, records], ignore_index=True)
-        current.skus |= missing
+        current.skus = current.skus.union(missing)
         current.unlistable = sorted(set(current.unlistable) | set(unlistable))
 
 

@@ -39,7 +39,8 @@ _BOOL_TYPES = (bool, np.bool_)
 @dataclass
 class PreparedInventory:
     """A validated input: `records` has one row per key (columns sku, location_external_id,
-    bin, qty_on_hand as int64), sorted by key; `row` holds each record's first 1-based data row."""
+    bin as categoricals with sorted categories, qty_on_hand as int64), sorted by key; `row`
+    holds each record's first 1-based data row."""
 
     records: pd.DataFrame
     rows_read: int
@@ -211,43 +212,69 @@ def _text_quantities(series: pd.Series, pos: np.ndarray, out: np.ndarray, proble
         out[pos[integral][~big & ~small]] = parsed[~big & ~small].astype(np.int64)
 
 
-def texts(series: pd.Series, column: str, problems: Problems, *, required: bool, empty: Any = DEFAULT) -> np.ndarray:
-    """Text values as an object array; null/"" become `empty` unless `required` (then a problem)."""
-    out = np.full(len(series), empty if not required else "", dtype=object)
+def texts(series: pd.Series, column: str, problems: Problems, *, required: bool, empty: Any = DEFAULT) -> pd.Series:
+    """Text values; null/"" become `empty` unless `required` (then a problem). A column of text
+    (the usual case) stays in pandas' string storage: no Python object per value."""
     kinds = value_kinds(series)
-    empty_positions = [kinds.get("null", np.array([], dtype=np.int64))]
-    problems.add(kinds.get("bool", []), column, "a boolean, not text")
-    problems.add(kinds.get("other", []), column, "not text")
+    none = np.array([], dtype=np.int64)
+    problems.add(kinds.get("bool", none), column, "a boolean, not text")
+    problems.add(kinds.get("other", none), column, "not text")
+    empty_positions = [kinds.get("null", none)]
+    pos = kinds.get("str", none)
+    if len(pos) == len(series):  # only text: checked where it is
+        out = series.reset_index(drop=True).astype("str")
+        empty_positions.append(_check_text(out, pos, column, problems))
+    else:
+        out = pd.Series(np.full(len(series), "", dtype=object))
+        if len(pos):
+            text = series.iloc[pos].astype("str").reset_index(drop=True)
+            empty_positions.append(_check_text(text, pos, column, problems))
+            out.iloc[pos] = text.to_numpy(dtype=object)
+        empty_positions.append(_numbers_as_text(series, kinds, out, column, problems))
+    gone = np.concatenate(empty_positions)
+    if required:
+        problems.add(gone, column, "missing (null or empty)")
+    elif len(gone):
+        mask = np.zeros(len(out), dtype=bool)
+        mask[gone] = True
+        out = out.mask(mask, empty)
+    return out
 
-    pos = kinds.get("str", np.array([], dtype=np.int64))
-    if len(pos):
-        text = series.iloc[pos].astype(str)
-        empty = (text == "").to_numpy()
-        stripped = text.str.strip()
-        blank = ~empty & (stripped == "").to_numpy()
-        padded = ~empty & ~blank & (stripped != text).to_numpy()
-        empty_positions.append(pos[empty])
-        problems.add(pos[blank], column, "only whitespace")
-        problems.add(pos[padded], column, "leading or trailing whitespace")
-        good = ~empty & ~blank & ~padded
-        out[pos[good]] = text.to_numpy(dtype=object)[good]
 
+def _check_text(text: pd.Series, pos: np.ndarray, column: str, problems: Problems) -> np.ndarray:
+    """Report whitespace-only and padded values; the positions of empty ones."""
+    empty = (text == "").to_numpy(dtype=bool)
+    blank = ~empty & text.str.fullmatch(r"\s+").to_numpy(dtype=bool)
+    padded = ~empty & ~blank & text.str.contains(r"^\s|\s$").to_numpy(dtype=bool)
+    problems.add(pos[blank], column, "only whitespace")
+    problems.add(pos[padded], column, "leading or trailing whitespace")
+    return pos[empty]
+
+
+def _numbers_as_text(series: pd.Series, kinds: dict[str, np.ndarray], out: pd.Series, column: str,
+                     problems: Problems) -> np.ndarray:
+    """Whole numbers given where text was expected (a sku stored as a number) written as text;
+    the positions of NaN (empty)."""
     pos = kinds.get("int", np.array([], dtype=np.int64))
     if len(pos):
-        out[pos] = [str(int(v)) for v in series.iloc[pos].to_numpy(dtype=object)]  # rare: skus stored as numbers
-
+        out.iloc[pos] = [str(int(v)) for v in series.iloc[pos].to_numpy(dtype=object)]
     pos = kinds.get("float", np.array([], dtype=np.int64))
-    if len(pos):
-        sub = series.iloc[pos].to_numpy(dtype=np.float64)
-        nan = np.isnan(sub)
-        whole = ~nan & np.isfinite(sub) & (np.floor(np.where(np.isfinite(sub), sub, 0)) == sub)
-        empty_positions.append(pos[nan])
-        problems.add(pos[~nan & ~whole], column, "a number with a fraction, not text")
-        out[pos[whole]] = [str(int(v)) for v in sub[whole]]
+    if not len(pos):
+        return pos
+    sub = series.iloc[pos].to_numpy(dtype=np.float64)
+    nan = np.isnan(sub)
+    whole = ~nan & np.isfinite(sub) & (np.floor(np.where(np.isfinite(sub), sub, 0)) == sub)
+    problems.add(pos[~nan & ~whole], column, "a number with a fraction, not text")
+    out.iloc[pos[whole]] = [str(int(v)) for v in sub[whole]]
+    return pos[nan]
 
-    if required:
-        problems.add(np.concatenate(empty_positions), column, "missing (null or empty)")
-    return out
+
+def category(values: Any) -> pd.Categorical:
+    """Text as a categorical with sorted categories: each distinct value held once (a million
+    records of a few hundred thousand skus and a few locations), sorting by code sorts by text."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.reorder_categories(sorted(values.cat.categories)).array
+    return pd.Categorical(values)
 
 
 def prepare_inventory(data: Any) -> PreparedInventory:
@@ -270,11 +297,12 @@ def prepare_inventory(data: Any) -> PreparedInventory:
     sku = texts(frame["sku"], "sku", problems, required=True)
     qty = quantities(frame["qty_on_hand"], problems)
     location = (texts(frame["location_external_id"], "location_external_id", problems, required=False)
-                if "location_external_id" in frame.columns else np.full(n, DEFAULT, dtype=object))
+                if "location_external_id" in frame.columns else pd.Series([DEFAULT] * n, dtype="str"))
     bin_ = (texts(frame["bin"], "bin", problems, required=False)
-            if "bin" in frame.columns else np.full(n, DEFAULT, dtype=object))
-    records = pd.DataFrame({"sku": sku, "location_external_id": location, "bin": bin_, "qty_on_hand": qty,
-                            "row": np.arange(1, n + 1)})
+            if "bin" in frame.columns else pd.Series([DEFAULT] * n, dtype="str"))
+    records = pd.DataFrame({"sku": category(sku), "location_external_id": category(location), "bin": category(bin_),
+                            "qty_on_hand": qty, "row": np.arange(1, n + 1)})
+    del sku, location, bin_
     bad = np.zeros(n, dtype=bool)
     for part in problems.parts:
         bad[part["pos"].to_numpy()] = True
@@ -283,7 +311,7 @@ def prepare_inventory(data: Any) -> PreparedInventory:
     conflicting_keys = unique[unique.duplicated(subset=KEY, keep=False)][KEY].drop_duplicates()
     if len(conflicting_keys):
         clash = good.merge(conflicting_keys, on=KEY)
-        details = clash.groupby(KEY, sort=False).agg(rows=("row", list), qtys=("qty_on_hand", lambda s: sorted(set(s))))
+        details = clash.groupby(KEY, sort=False, observed=True).agg(rows=("row", list), qtys=("qty_on_hand", lambda s: sorted(set(s))))
         clash = clash.join(details, on=KEY)
         clash["pos"] = clash["row"] - 1
         clash["column"] = "qty_on_hand"
