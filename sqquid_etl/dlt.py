@@ -28,8 +28,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import dlt
 import pyarrow as pa
+
+try:
+    import dlt
+except ImportError as exc:  # pragma: no cover - the core install has no dlt
+    raise ImportError("sqquid_etl.dlt needs dlt: pip install 'sqquid-etl[dlt]'") from exc
 
 from .emit import Commit, EmittingDestination
 from .errors import SqquidError
