@@ -136,4 +136,8 @@ def main(config_path, catalog, properties, state, discover, show_about, about_fo
     except SqquidError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        click.echo("error: the target stopped reading (closed the pipe); its last STATE is the one to keep", err=True)
+        sys.exit(1)
     sys.exit(code)

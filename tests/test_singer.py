@@ -183,3 +183,15 @@ def test_meltano_example_names_the_taps_settings_and_capabilities():
     assert tap["executable"] == "tap-sqquid" and set(tap["capabilities"]) == set(about()["capabilities"])
     assert {s["name"] for s in tap["settings"]} <= set(SETTINGS) and set(tap["config"]) <= set(SETTINGS)
     assert all(s.get("sensitive") for s in tap["settings"] if s["name"] in ("api_key", "password"))
+
+
+def test_a_target_that_stops_reading_is_an_error_not_a_traceback(make_sandbox, tmp_path):
+    sandbox = make_sandbox(orders=300, products=20)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQQUID_")}
+    tap = subprocess.Popen([str(TAP), "--config", str(_config(tmp_path, sandbox, streams=["orders"]))],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    tap.stdout.readline()  # the target reads one message, then goes away
+    tap.stdout.close()
+    assert tap.wait(timeout=60) == 1
+    err = tap.stderr.read().decode()
+    assert "the target stopped reading" in err and "Traceback" not in err
