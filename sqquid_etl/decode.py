@@ -89,17 +89,14 @@ class PageDecoder:
     def decode(self, body: bytes) -> Page:
         """The page of a list response. Raises BodyNotJSON when the body is not JSON, and
         SchemaError when it holds no list of records under the stream's envelope."""
-        plan, probe = self._next_page()
-        if not probe:  # pages keep drifting: read by Python, not tried by Arrow first
-            decoded = _json(body)
-            return Page(None, page_records(self.stream, decoded), plan, body,
-                        _envelope_int(decoded, "total"), _envelope_int(decoded, "limit"))
-        page = _read_body(body, plan, self.stream.envelope)
-        if page is not None:
-            return self._noted(page)
+        plan, try_body = self._next_page()
+        if try_body:
+            page = _read_body(body, plan, self.stream.envelope)
+            if page is not None:
+                return self._noted(page, by_body=True)
         decoded = _json(body)
         records = page_records(self.stream, decoded)
-        if plan is not None and plan.json_schema is not None:
+        if try_body and plan is not None and plan.json_schema is not None:
             # numbers where the schema says text (the API's usual inconsistency): learn them from
             # this page and read it by Arrow again, reading them as integers
             learned = integer_text_fields(plan, records)
@@ -107,20 +104,21 @@ class PageDecoder:
                 plan = self._learn(learned, learned)
                 page = _read_body(body, plan, self.stream.envelope)
                 if page is not None:
-                    return self._noted(page)
+                    return self._noted(page, by_body=True)
         array, plan = self._read_dicts(records, plan)
-        return self._noted(Page(array, records, plan, body, _envelope_int(decoded, "total"), _envelope_int(decoded, "limit")))
+        page = Page(array, records, plan, body, _envelope_int(decoded, "total"), _envelope_int(decoded, "limit"))
+        return self._noted(page, by_body=False) if try_body else page
 
     def _next_page(self) -> tuple[ReadPlan | None, bool]:
-        """The plan to read the next page with, and whether to try Arrow on it."""
+        """The plan to read the next page with, and whether to try Arrow's reader on its body."""
         with self._lock:
             self._pages += 1
             return self._plan, self._slow_streak < SLOW_STREAK or self._pages % PROBE_EVERY == 0
 
-    def _noted(self, page: Page) -> Page:
-        """The page, its outcome counted in the streak of pages only Python could read."""
+    def _noted(self, page: Page, by_body: bool) -> Page:
+        """The page, counted in the streak of pages Arrow could not read from the body."""
         with self._lock:
-            self._slow_streak = 0 if page.array is not None else self._slow_streak + 1
+            self._slow_streak = 0 if by_body else self._slow_streak + 1
         return page
 
     def from_records(self, records: list[dict]) -> Page:
@@ -130,8 +128,10 @@ class PageDecoder:
 
     def _read_dicts(self, records: list[dict], plan: ReadPlan | None) -> tuple[pa.StructArray | None, ReadPlan | None]:
         """The records as one struct array, learning the text fields whose values are numbers
-        (those are then read by Python at conversion), with the plan it was read by; None (the
-        record-by-record path) for a page holding other drift."""
+        (those are then read by Python at conversion), with the plan it was read by. Other drift
+        is not learned: the page's own plan reads its drifted fields by Python (coerced value by
+        value at conversion, `columns.py`), the rest by Arrow; None (the record-by-record path)
+        where even that fails."""
         for _ in range(2):
             if plan is None:
                 return None, None
@@ -144,10 +144,15 @@ class PageDecoder:
                 learn, integers, drifted = misfits
                 if learn:
                     plan = self._learn(learn, integers)
-                if drifted or not learn:
+                if drifted:  # (integers sent as floats too: Arrow would take 2.0 as 2 without a word)
+                    return _read_with_own_plan(self.stream, records, plan, drifted | floats_in_integers(plan, records))
+                if not learn:
                     return None, plan
                 continue
-            return (None if floats_in_integers(plan, records) else array), plan
+            floats = floats_in_integers(plan, records)
+            if floats:
+                return _read_with_own_plan(self.stream, records, plan, floats)
+            return array, plan
         return None, plan
 
     def _learn(self, python: frozenset, integers: frozenset) -> ReadPlan | None:
@@ -157,6 +162,20 @@ class PageDecoder:
             if plan is not None and not plan.knows(python, integers):
                 plan = self._plan = build_plan(self.stream, plan.python | python, plan.integers | integers)
             return plan
+
+
+def _read_with_own_plan(stream: StreamDefinition, records: list[dict], plan: ReadPlan,
+                        drifted: frozenset) -> tuple[pa.StructArray | None, ReadPlan | None]:
+    """A page whose `drifted` fields do not fit their Arrow type, read by a plan of its own (never
+    learned: the next pages are not affected) that reads those by Python; (None, plan) when even
+    that does not read it."""
+    own = build_plan(stream, plan.python | drifted, plan.integers)
+    if own is None:
+        return None, plan
+    try:
+        return pa.array(records, type=own.struct), own
+    except ARROW_ERRORS:
+        return None, plan
 
 
 def page_records(stream: StreamDefinition, body: Any) -> list[dict]:

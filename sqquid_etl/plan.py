@@ -46,8 +46,10 @@ class ReadPlan:
     A text or decimal field whose values do not fit its Arrow type (the API sends a number
     where the schema says text) is in `python`: read by Python from dicts, or, when every value
     seen was an integer (also in `integers`), by Arrow's JSON reader as an integer and cast.
-    Other drift (text where a number is expected, a bad timestamp, ...) is never learned: only
-    the page holding it goes through the record-by-record path."""
+    Other drift (text where a number is expected, an integer sent as 2.0, ...) is never learned:
+    the page holding it is read by a plan of its own that reads those fields by Python too
+    (`decode._read_with_own_plan`); a value no rule stores sends its page through the
+    record-by-record path, which quarantines its record."""
 
     struct: pa.StructType  # a page of dicts is read as this
     fields: dict  # FieldKey -> Arrow read type, of the fields read by Arrow
@@ -99,20 +101,22 @@ def build_plan(stream: StreamDefinition, python: frozenset = frozenset(),
     return ReadPlan(pa.struct(list(top.items())), fields, python, integers, json_schema, frozenset(text - other))
 
 
-def misfit_fields(plan: ReadPlan, records: list[dict]) -> tuple[frozenset, frozenset, bool] | None:
+def misfit_fields(plan: ReadPlan, records: list[dict]) -> tuple[frozenset, frozenset, frozenset] | None:
     """After a page of dicts did not fit the plan's struct: the fields to learn (text or decimal
-    fields holding numbers), those of them whose values are all integers, and whether other
-    fields drifted too (then the page goes through the record-by-record path). None when no
-    field is to blame (records of an unexpected shape: the record-by-record path names it)."""
-    learn, integers, drifted = set(), set(), False
+    fields holding numbers), those of them whose values are all integers, and the other fields
+    that drifted (the page's own plan reads those by Python). None when no field is to blame
+    (records of an unexpected shape: the record-by-record path names it)."""
+    learn, integers, drifted = set(), set(), set()
     for (path, source), read in plan.fields.items():
         values: list | None = None
         try:
             values = field_values(records, path, source)
             pa.array(values, read)
         except ARROW_ERRORS:
-            if values is None or (path, source) not in plan.text_fields or not _numbers_or_text(values):
-                drifted = True
+            if values is None:
+                return None
+            if (path, source) not in plan.text_fields or not _numbers_or_text(values):
+                drifted.add((path, source))
                 continue
             learn.add((path, source))
             if _all_integers(values):
@@ -121,16 +125,14 @@ def misfit_fields(plan: ReadPlan, records: list[dict]) -> tuple[frozenset, froze
             return None
     if not learn and not drifted:
         return None
-    return frozenset(learn), frozenset(integers), drifted
+    return frozenset(learn), frozenset(integers), frozenset(drifted)
 
 
-def floats_in_integers(plan: ReadPlan, records: list[dict]) -> bool:
-    """Whether a field read as an integer holds a float on this page: Arrow's conversion of dicts
-    would truncate it (2.5 -> 2), the record-by-record path stores it exactly or rejects it."""
-    for (path, source), read in plan.fields.items():
-        if read == pa.int64() and any(type(v) is float for v in field_values(records, path, source)):
-            return True
-    return False
+def floats_in_integers(plan: ReadPlan, records: list[dict]) -> frozenset:
+    """The fields read as integers that hold a float on this page: Arrow's conversion of dicts
+    would truncate it (2.5 -> 2); read by Python, it is stored exactly or its record rejected."""
+    return frozenset((path, source) for (path, source), read in plan.fields.items()
+                     if read == pa.int64() and any(type(v) is float for v in field_values(records, path, source)))
 
 
 def integer_text_fields(plan: ReadPlan, records: Any) -> frozenset:

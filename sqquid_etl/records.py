@@ -27,7 +27,7 @@ from .columns import ColumnResult, convert_column
 from .decode import Page, PageDecoder, page_dicts
 from .definitions import Column, StreamDefinition, TableSpec
 from .evolve import find_extras
-from .plan import ARROW_ERRORS, ARROW_TYPES, ReadPlan, field_values
+from .plan import ARROW_ERRORS, ARROW_TYPES, CONVERSION_ERRORS, ReadPlan, field_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,12 +221,27 @@ def _fast_page(stream: StreamDefinition, plan: ReadPlan, page: pa.StructArray, r
                         child_records = [item for r in records for item in (r.get(path) or [])]
                     arrays.append(_counted(_python_column([item.get(column.source) for item in child_records], column), out))
                 continue
-            if column.from_parent and index is not None:
-                arrays.append(_finish(page.field(column.source).take(index), column, out))  # only the columns needed
-            else:
-                arrays.append(_finish(rows.field(column.source), column, out))
+            try:
+                if column.from_parent and index is not None:
+                    arrays.append(_finish(page.field(column.source).take(index), column, out))  # only the columns needed
+                else:
+                    arrays.append(_finish(rows.field(column.source), column, out))
+            except CONVERSION_ERRORS:
+                if records is None:
+                    raise
+                # text Arrow's cast does not read (a timestamp in another ISO form, a decimal
+                # with spaces): this column by Python, value by value, as the slow path would
+                arrays.append(_by_python(records, path, column, index, out))
         out[table.name] = pa.Table.from_arrays(arrays, schema=arrow_schema(table))
     return out
+
+
+def _by_python(records: list[dict], path: str | None, column: Column, index: pa.Array | None, out: PageTables) -> pa.Array:
+    """A column of a page read from its dicts and converted value by value (`columns.py`)."""
+    if path is None or column.from_parent:
+        result = _python_column(field_values(records, None, column.source), column)
+        return _taken(result, index, out) if column.from_parent and index is not None else _counted(result, out)
+    return _counted(_python_column(field_values(records, path, column.source), column), out)
 
 
 def column_max(values: pa.Array | pa.ChunkedArray) -> Any:

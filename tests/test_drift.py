@@ -309,8 +309,8 @@ def test_generated_drifted_products_never_crash_lose_a_record_or_differ_by_path(
 
 
 def test_a_stream_that_keeps_drifting_stops_trying_arrow_but_probes_it_again():
-    """After SLOW_STREAK drifted pages in a row a page is read by Python directly (converted the
-    same), but for one in PROBE_EVERY: a clean probe ends the streak and Arrow reads again."""
+    """After SLOW_STREAK drifted pages in a row a page is decoded by Python directly (converted the
+    same), but for one in PROBE_EVERY: a clean probe ends the streak and Arrow reads bodies again."""
     from sqquid_etl import decode
 
     stream = load_definitions()["orders"]
@@ -319,7 +319,7 @@ def test_a_stream_that_keeps_drifting_stops_trying_arrow_but_probes_it_again():
     drifted = json.dumps({"Orders": [clean, {**clean, "id": "27"}]}).encode()
     clean_body = json.dumps({"Orders": [clean]}).encode()
     for _ in range(decode.SLOW_STREAK):
-        assert decoder.decode(drifted).array is None  # tried by Arrow, read record by record
+        assert not decoder.decode(drifted).read_by_arrow  # tried on the body, read from dicts
     pages = [decoder.decode(clean_body) for _ in range(decode.PROBE_EVERY)]
     by_arrow = [p.read_by_arrow for p in pages]
     assert by_arrow.count(True) >= 1 and by_arrow.count(False) >= decode.PROBE_EVERY - 2 - 1
@@ -329,3 +329,22 @@ def test_a_stream_that_keeps_drifting_stops_trying_arrow_but_probes_it_again():
     for page in pages:  # read either way, the page converts to the same tables
         tables = page_tables(stream, page)
         assert {n: t.to_pylist() for n, t in tables.items()} == {n: t.to_pylist() for n, t in expected.items()}
+
+
+def test_a_page_with_drifted_values_keeps_the_fast_path_for_its_other_columns():
+    """Ids as text, a timestamp in another ISO form, an integer sent as 2.0: the page's own plan
+    reads those columns by Python (coerced, counted), the rest by Arrow; the tables are exactly
+    those of the record-by-record path."""
+    from sqquid_etl import records as records_module
+
+    stream = load_definitions()["orders"]
+    clean = {"id": 1, "created_at": "2024-01-01T00:00:00.000Z", "total": "1.50", "order_items": [{"id": 7, "qty": 1}]}
+    page = [clean, {**clean, "id": "27", "created_at": "2024-01-02 03:04:05", "order_items": [{"id": "8", "qty": 2.0}]}]
+    decoder = PageDecoder(stream)
+    decoded = decoder.decode(json.dumps({"Orders": page}).encode())
+    assert decoded.array is not None and decoded.plan.python >= {(None, "id"), ("order_items", "qty")}
+    expected, _ = records_module._slow_page(stream, page, None)
+    fast = records_module._fast_page(stream, decoded.plan, decoded.array, decoded.records, None)
+    assert {n: t.to_pylist() for n, t in fast.items()} == {n: t.to_pylist() for n, t in expected.items()}
+    assert fast.coerced == expected.coerced == 5  # id, created_at, order_id (from the id), item id, qty
+    assert decoder.plan.python == frozenset()  # nothing learned for the pages after it
