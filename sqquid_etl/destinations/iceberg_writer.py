@@ -173,24 +173,22 @@ class IcebergStreamWriter:
 
     def _replaced_filter(self, spec: TableSpec, parent: TableSpec | None) -> tuple[Any, str] | None:
         """(pyiceberg filter reaching every stored row the commit may replace, SQL on such a row
-        `o`: true when it is replaced); None when the commit replaces none."""
-        from pyiceberg.expressions import In, Or
+        `o`: true when it is replaced); None when the commit replaces none (or the table is empty)."""
+        from pyiceberg.expressions import Or
 
+        table = self._tables[spec.name]
+        if table is None or table.current_snapshot() is None:
+            return None
         first = spec.primary_key[0]
-        reach = []
-        values = [r[0] for r in self.sql.execute(f"SELECT DISTINCT {_q(first)} FROM _new WHERE {_q(first)} IS NOT NULL").fetchall()]
-        if values:
-            reach.append(In(first, values))
+        reach = [_reach(self.sql, first, f"SELECT {_q(first)} AS v FROM _new")]
         match = " AND ".join(f"o.{_q(k)} IS NOT DISTINCT FROM n.{_q(k)}" for k in spec.primary_key)
         condition = f"EXISTS (SELECT 1 FROM _new n WHERE {match})"
         if spec.parent_link and parent is not None:
             link, parent_key = spec.parent_link
-            parents = [r[0] for r in self.sql.execute(
-                f"SELECT DISTINCT {_q(parent_key)} FROM {self.stage.relation(parent.name)} WHERE {_q(parent_key)} IS NOT NULL").fetchall()]
-            if parents:
-                reach.append(In(link, parents))
-                self.sql.execute(f"CREATE OR REPLACE TEMP TABLE _parents AS SELECT DISTINCT {_q(parent_key)} AS k FROM {self.stage.relation(parent.name)}")
-                condition += f" OR o.{_q(link)} IN (SELECT k FROM _parents)"
+            self.sql.execute(f"CREATE OR REPLACE TEMP TABLE _parents AS SELECT DISTINCT {_q(parent_key)} AS k FROM {self.stage.relation(parent.name)}")
+            reach.append(_reach(self.sql, link, "SELECT k AS v FROM _parents"))
+            condition += f" OR o.{_q(link)} IN (SELECT k FROM _parents)"
+        reach = [r for r in reach if r is not None]
         if not reach:
             return None
         return (reach[0] if len(reach) == 1 else Or(*reach)), condition
@@ -200,3 +198,19 @@ class IcebergStreamWriter:
             self.stage.discard()
         finally:
             self.lock.release()
+
+
+IN_LIMIT = 2_000  # more values than this: reach them by their range (a pyiceberg `In` binds each one in Python)
+
+
+def _reach(sql: Any, column: str, values: str) -> Any:
+    """A pyiceberg filter on `column` reaching every non-null value of the query `values` (one
+    column `v`): the values themselves when few, else their range; None when there are none."""
+    from pyiceberg.expressions import And, GreaterThanOrEqual, In, LessThanOrEqual
+
+    count, low, high = sql.execute(f"SELECT count(DISTINCT v), min(v), max(v) FROM ({values}) WHERE v IS NOT NULL").fetchall()[0]
+    if not count:
+        return None
+    if count <= IN_LIMIT:
+        return In(column, [r[0] for r in sql.execute(f"SELECT DISTINCT v FROM ({values}) WHERE v IS NOT NULL").fetchall()])
+    return And(GreaterThanOrEqual(column, low), LessThanOrEqual(column, high))
