@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=200_000)
     ap.add_argument("--products", type=int, default=100_000)
     ap.add_argument("--streams", default="orders,products")
+    ap.add_argument("--only", action="append", help="run only destinations whose name contains this (DuckDB always runs)")
     a = ap.parse_args()
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
@@ -63,6 +64,8 @@ def main() -> None:
             print(f"sandbox: {a.orders} orders, {a.products} products; S3: moto server at {endpoint}")
             reference = None
             for name, target in _targets(tmp, bucket).items():
+                if a.only and name != "DuckDB (local file)" and not any(o.lower() in name.lower() for o in a.only):
+                    continue
                 for run in ("first", "again"):
                     moto_before = proc_cpu_seconds(moto.pid)
                     r = run_wait4([sys.executable, HERE / "contenders" / "sqquid_target.py", url, a.streams, "--", *target], env, pid)

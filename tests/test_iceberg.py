@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -97,6 +98,12 @@ def test_sigkill_mid_run_then_rerun_is_exact(make_sandbox, tmp_path):
     assert finished.returncode == 0, finished.stderr
     catalog = _catalog(warehouse.as_uri(), warehouse / "catalog.db")
     assert_tables_equal(iceberg_tables(catalog), expected_tables(sandbox.store))
+    for name in COMPARED:  # every data file a snapshot lists exists, and no other is left
+        table = catalog.load_table(("sqquid", name))
+        listed = set(table.inspect.all_files().column("file_path").to_pylist())
+        data = Path(table.location().removeprefix("file://")) / "data"
+        stored = {f"file://{p}" for p in data.glob("*.parquet")}
+        assert stored == listed, name
 
 
 def test_two_writers_of_one_namespace_at_once_both_commit(make_sandbox, tmp_path):

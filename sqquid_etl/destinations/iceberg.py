@@ -32,6 +32,7 @@ from .duckdb_tuning import check_tuning, tune
 from .iceberg_catalog import IcebergLocation, iceberg_schema, open_catalog
 from .iceberg_commit import STATE, STREAM, load_table, quietly, retried
 from .merge_sql import quote_identifier as _q, sql_path, where_clause
+from .object_store import ObjectStore
 from .parquet import run_table
 
 RUNS = "_sqquid_runs"
@@ -41,7 +42,10 @@ class IcebergDestination:
     @staticmethod
     def check(location: Any, tuning: Tuning) -> None:
         check_tuning(tuning)
-        IcebergLocation.parse(location).check_local()
+        where = IcebergLocation.parse(location)
+        where.check_local()
+        if where.remote:
+            ObjectStore(where.warehouse, "--iceberg").check_reachable()
 
     @staticmethod
     def missing(location: Any) -> str | None:

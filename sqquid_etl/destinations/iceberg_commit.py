@@ -19,7 +19,7 @@ EVOLVED = "sqquid.evolved"  # JSON list of the columns added for undocumented fi
 PRIMARY_KEY = "sqquid.primary-key"  # JSON list
 ATTEMPTS = 8
 # rows a data file holds in memory before it is written (pyiceberg's bin-packing of a stream)
-TABLE_PROPERTIES = {"write.target-file-size-bytes": str(32 * 1024 * 1024)}
+TABLE_PROPERTIES = {"write.target-file-size-bytes": str(8 * 1024 * 1024)}
 
 
 def load_table(catalog: Any, identifier: tuple[str, str]) -> Any:
@@ -68,3 +68,19 @@ def quietly(delete: Callable[..., None], *args: Any) -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Delete operation did not match any records")
         delete(*args)
+
+
+def remove_orphan_files(table: Any) -> int:
+    """Delete the data files under the table's `data/` that no snapshot lists (those of a run
+    killed before its commit). Only for a table no other process writes (this one holds its
+    stream's lock): another writer's files are unlisted until its commit. Returns how many."""
+    from .object_store import ObjectStore
+
+    if table.current_snapshot() is None:
+        listed: set[str] = set()
+    else:
+        listed = set(table.inspect.all_files().column("file_path").to_pylist())
+    store = ObjectStore(table.location(), "--iceberg")
+    orphans = [name for name in store.list("data") if store.where(name) not in listed]
+    store.delete(orphans)
+    return len(orphans)

@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 import pyarrow as pa
+from pyiceberg.expressions import AlwaysTrue
 
 from ..definitions import StreamDefinition, TableSpec
 from ..records import arrow_schema
@@ -25,12 +26,13 @@ from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RunRecord
 from ..state import StreamState
 from .duckdb_tuning import within_memory_limit
 from .iceberg_catalog import WriterLock
-from .iceberg_commit import EVOLVED, PRIMARY_KEY, STATE, STREAM, ensure_table, quietly, retried
+from .iceberg_commit import EVOLVED, PRIMARY_KEY, STATE, STREAM, ensure_table, quietly, remove_orphan_files, retried
 from .merge_sql import check_columns, latest_versions_sql, quote_identifier as _q
 from .parquet_evolve import HISTORY_SCHEMA, carried_columns, new_rows_sql, plan_columns
 from .staging import REJECTED_SCHEMA, ParquetStage, extra_name
 
-BATCH_ROWS = 65_536  # rows a batch handed from DuckDB to pyiceberg
+BATCH_ROWS = 16_384  # rows a batch handed from DuckDB to pyiceberg
+CHUNK_BYTES = 8 * 1024 * 1024  # Arrow bytes given to pyiceberg at once
 
 
 class IcebergStreamWriter:
@@ -45,6 +47,9 @@ class IcebergStreamWriter:
         self.lock.acquire()
         try:
             self._tables = {t.name: destination.table(t.name) for t in stream.tables}
+            for table in self._tables.values():
+                if table is not None:
+                    remove_orphan_files(table)  # a killed run's: this process alone writes these tables now
             if not replace:
                 for spec in stream.tables:
                     self._check_columns(spec)
@@ -153,17 +158,31 @@ class IcebergStreamWriter:
                 with tx.update_schema(allow_incompatible_changes=self.replace) as update:
                     update.union_by_name(pa.schema([f.with_nullable(True) for f in new_schema]))
             if self.replace:
-                quietly(tx.overwrite, self._reader("SELECT * FROM _new"))
+                quietly(tx.delete, AlwaysTrue())
+                self._append(tx, "SELECT * FROM _new")
             elif replaced is not None:
                 old = current.scan(row_filter=replaced[0]).to_arrow()
                 self.sql.register("_old", old)
                 kept = f"SELECT {reshape} FROM _old o WHERE NOT ({replaced[1]})"
                 quietly(tx.delete, replaced[0])
-                tx.append(self._reader(f"SELECT * FROM _new UNION ALL {kept}"))
+                self._append(tx, f"SELECT * FROM _new UNION ALL {kept}")
             else:
-                tx.append(self._reader("SELECT * FROM _new"))
+                self._append(tx, "SELECT * FROM _new")
             tx.set_properties({**state_props, EVOLVED: json.dumps(evolved)})
         retried(self.dest.catalog, table.name(), change)
+
+    def _append(self, tx: Any, sql: str) -> None:
+        """The rows of a query appended a chunk at a time (pyiceberg takes in every batch of a
+        reader before it writes one file: memory would grow with the table)."""
+        reader = self._reader(sql)
+        chunk: list[pa.RecordBatch] = []
+        for batch in reader:
+            chunk.append(batch)
+            if sum(b.nbytes for b in chunk) >= CHUNK_BYTES:
+                tx.append(pa.Table.from_batches(chunk))
+                chunk = []
+        if chunk:
+            tx.append(pa.Table.from_batches(chunk, schema=reader.schema))
 
     def _reader(self, sql: str) -> pa.RecordBatchReader:
         """The rows of a query in batches (DuckDB 2 names it `to_arrow_reader`, 1.x `fetch_arrow_reader`)."""

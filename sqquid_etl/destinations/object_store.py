@@ -116,6 +116,8 @@ class ObjectStore:
         return sorted(i.path[start:] for i in infos if i.type == pafs.FileType.File)
 
     def delete(self, names: list[str]) -> None:
+        if not names:
+            return
         if self.scheme == "s3" and self._client() is not None:
             return self._s3_delete(names)  # in batches, and no empty "directory" object left behind
         for name in names:

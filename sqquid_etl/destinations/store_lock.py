@@ -73,7 +73,10 @@ class StoreLock:
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
-            tag = self.store.put_if(LOCK, self._body(), self._tag)
+            try:
+                tag = self.store.put_if(LOCK, self._body(), self._tag)
+            except StateError:
+                continue  # the store did not answer: the next beat
             if tag is None:
                 return  # taken over (this process was thought dead): the manifest's own check refuses its commit
             self._tag = tag
