@@ -33,7 +33,7 @@ DOCUMENTED = set(range(8))  # README: 0 ok, 1 other, 2 options, 3 login, 4 API, 
 STREAMS = ["orders", "products", "inventory", "locations", "buffers", "shipments", "shipment_items"]
 # the generated cases of each test (docs/reliability.md counts them)
 CASES = {"options": 220, "config": 70, "catalog": 50, "parquet_state": 50, "duckdb_state": 40, "journal": 300,
-         "state_entry": 200}
+         "state_entry": 200, "tap": 60}
 
 
 def fuzz_settings(cases: int):
@@ -163,6 +163,7 @@ API = {"--base-url": either(["SANDBOX"], urls), "--api-key": keys, "--username":
        "--password": st.sampled_from(["", "x", PASSWORD]), "--rate": either(["0", "2", "100"], numbers),
        "--burst": either(["40", "1"], numbers)}
 DESTINATION = {"--duckdb": either(["new.duckdb", "s.duckdb"], paths), "--parquet": either(["lake", "newdir"], paths),
+               "--iceberg": st.sampled_from(["wh", "notes", "plain.txt", "", "wh?namespace=", "wh?catalog=nope://x"]),
                "--config": either(["job.toml"], paths)}
 COMMANDS = {
     "extract": {"--streams": stream_lists, "--catalog": either(["catalog.json"], paths),
@@ -544,3 +545,62 @@ def test_state_entries_parse_or_are_corrupt(tmp_path):
     case()
     print(f"\nstate entries: {dict(Counter(outcomes))}")
     assert {"read", "corrupt"} <= set(outcomes)
+
+
+# -- the Singer tap (`tap-sqquid`): its config.json keys and its state file --------------------------
+
+TAP_KEYS = ["api_key", "username", "password", "base_url", "start_date", "lookback", "rate", "burst", "streams",
+            "strict", "schema_contract", "nope"]
+tap_values = st.one_of(json_values, st.sampled_from(["RIGHT", "SANDBOX", "http://example.com", "2024-01-01", "2999-01-01",
+                                                     "1e30d", "1s", "discard", "freeze", 1e308, -1, 0, 10**30]),
+                       st.lists(st.sampled_from(STREAMS + ["nope"]), max_size=2))
+
+
+@st.composite
+def tap_files(draw) -> tuple[bytes, bytes | None]:
+    config = {key: draw(tap_values) for key in draw(st.lists(st.sampled_from(TAP_KEYS), max_size=5, unique=True))}
+    if draw(st.integers(0, 2)):  # most cases can log in: they reach the state and the run
+        config.update(api_key="RIGHT", rate=0)
+    state = None
+    if draw(st.booleans()):
+        bookmarks = {name: draw(entries) for name in draw(st.lists(st.sampled_from(["locations", "nope"]), max_size=2))}
+        raw = draw(st.sampled_from(["ok", "type", "truncate"]))
+        state = json.dumps({"bookmarks": bookmarks, "sqquid_keys": draw(st.dictionaries(text, json_values, max_size=1))})
+        state = (json.dumps(draw(json_values)) if raw == "type" else state[:len(state) // 2] if raw == "truncate"
+                 else state).encode()
+    return json.dumps(config).encode(), state
+
+
+def test_the_tap_config_and_state_end_in_a_documented_exit(world, tmp_path):
+    from sqquid_etl.singer_cli import main as tap
+
+    sandbox, template = world
+    exits: Counter = Counter()
+
+    @fuzz_settings(CASES["tap"])
+    @given(files=tap_files(), catalog=st.booleans())
+    def case(files, catalog):
+        config, state = files
+        config = config.replace(b'"RIGHT"', json.dumps(API_KEY).encode()).replace(b'"SANDBOX"', json.dumps(sandbox.url).encode())
+        config = config.replace(b"http://example.com", sandbox.url.encode())  # never a request beyond loopback
+        here = tmp_path / f"tap-{next(_counter)}"
+        here.mkdir()
+        (here / "config.json").write_bytes(config)
+        args = ["--config", str(here / "config.json")]
+        if catalog:
+            shutil.copy(template / "catalog.json", here / "catalog.json")
+            args += ["--catalog", str(here / "catalog.json")]
+        if state is not None:
+            (here / "state.json").write_bytes(state)
+            args += ["--state", str(here / "state.json")]
+        out = CliRunner().invoke(tap, args, env=base_env(sandbox))
+        assert out.exception is None or isinstance(out.exception, SystemExit), (args, config, state, out.exception)
+        assert out.exit_code in DOCUMENTED and "Traceback" not in out.output, (config, out.output)
+        if state is not None:
+            assert (here / "state.json").read_bytes() == state  # the tap writes its state to stdout only
+        exits[out.exit_code] += 1
+        shutil.rmtree(here)
+
+    case()
+    print(f"\ntap: exit codes {dict(sorted(exits.items()))}")
+    assert {0, 2, 7} <= set(exits)
