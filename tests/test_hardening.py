@@ -334,3 +334,51 @@ def test_an_unexpected_error_is_one_error_line_never_a_traceback(monkeypatch, tm
     out = run("state", "show")
     assert out.exit_code == 1 and "error: unexpected RuntimeError: something no one foresaw" in out.stderr
     assert "Traceback" not in out.output
+
+
+# -- overlapping paths: one option pointing at what another names -------------------------------------
+
+
+@pytest.fixture
+def extracted(sandbox, tmp_path, monkeypatch):
+    """A working directory with a DuckDB extract, a Parquet extract, a config and a catalog."""
+    monkeypatch.chdir(tmp_path)
+    assert extract(["locations"], duckdb=tmp_path / "s.duckdb", client=make_client(sandbox)).ok
+    assert extract(["locations"], parquet=tmp_path / "lake", client=make_client(sandbox)).ok
+    (tmp_path / "sqquid.toml").write_text('[extract]\nstreams = ["locations"]\n')
+    (tmp_path / "catalog.json").write_text(json.dumps(build_catalog()))
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, code", [
+    (["extract", "--config", "s.duckdb"], 2),  # the database as the config file
+    (["extract", "--catalog", "s.duckdb"], 2),  # ... as the catalog
+    (["extract", "--catalog", "sqquid.toml"], 2),  # the config as the catalog
+    (["extract", "--duckdb", "catalog.json"], 2),  # the catalog as the database
+    (["extract", "--duckdb", "sqquid.toml"], 2),
+    (["extract", "--duckdb", "s.duckdb", "--parquet", "lake"], 2),
+    (["discover", "--output", "s.duckdb"], 2),  # only a catalog is replaced
+    (["discover", "--output", "sqquid.toml"], 2),
+    (["state", "show", "--duckdb", "catalog.json"], 2),
+    (["state", "reset", "--yes", "--parquet", "lake/locations"], 2),  # a table of the extract, not the extract
+    (["sql", "DROP TABLE locations", "--duckdb", "s.duckdb"], 1),  # looking is read-only
+])
+def test_overlapping_paths_are_refused_and_change_nothing(extracted, sandbox, args, code):
+    before = snapshot(extracted)
+    out = run(*args, "--api-key", API_KEY, "--base-url", sandbox.url) if args[0] == "extract" else run(*args)
+    clean_error(out, code)
+    assert snapshot(extracted) == before
+
+
+def test_a_users_directory_named_like_the_staging_directory_is_left_alone(sandbox, tmp_path):
+    staging = tmp_path / "s.duckdb.staging"
+    staging.mkdir()
+    (staging / "mine.txt").write_text("the user's")
+    with pytest.raises(ConfigError, match="did not stage"):
+        extract(["locations"], duckdb=tmp_path / "s.duckdb", client=make_client(sandbox))
+    assert (staging / "mine.txt").read_text() == "the user's" and not (tmp_path / "s.duckdb").exists()
+    (staging / "mine.txt").unlink()
+    (staging / "orders").mkdir()
+    (staging / "orders" / "orders.parquet").write_bytes(b"a crashed run's page")
+    assert extract(["locations"], duckdb=tmp_path / "s.duckdb", client=make_client(sandbox)).ok
+    assert not staging.exists()  # a crashed run's pages are removed

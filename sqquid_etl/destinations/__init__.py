@@ -9,7 +9,8 @@ kind (`open_destination(iceberg="s3://...")`).
 Modules: `protocol` (the interface), `duckdb` / `parquet` (the two kinds and their writers),
 `parquet_layout` (a Parquet directory and its generations), `state_file` (state as one JSON
 file), `files` (durable file operations), `staging` + `buffer` (pages staged before a commit),
-`merge_sql` (SQL of merges and reads), `duckdb_tuning` (memory, threads, the memory-limit retry).
+`merge_sql` (SQL of merges and reads), `duckdb_tuning` (memory, threads, the memory-limit retry),
+`duckdb_own` (what marks a database as an extract's, and opening one).
 """
 
 from __future__ import annotations

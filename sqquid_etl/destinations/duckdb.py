@@ -20,7 +20,7 @@ from ..state import StreamState
 from .buffer import SEQ
 from .duckdb_tuning import check_tuning, tune, within_memory_limit
 from .duckdb_evolve import add_columns, documented_columns, update_sql
-from .duckdb_own import RUNS_TABLE, STATE_COLUMNS, STATE_TABLE, check_ours, connect, first_line, prepare
+from .duckdb_own import RUNS_TABLE, STATE_COLUMNS, STATE_TABLE, check_ours, check_staging, connect, first_line, prepare
 from .files import check_can_write
 from .merge_sql import latest_versions_sql, quote_identifier as q, where_clause
 from .staging import ParquetStage, extra_name
@@ -57,6 +57,7 @@ class DuckDBDestination:
                 raise
             return
         self.check(self.path, self.tuning)
+        check_staging(self.staging_dir)
         existed = self.path.exists()
         self.conn = connect(self.path)
         try:

@@ -77,3 +77,18 @@ def prepare(conn: Any, path: Path) -> None:
 
 def first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def check_staging(directory: Path) -> None:
+    """The directory beside the database where pages are staged (`<db>.staging/<stream>/<table>.parquet`)
+    is removed when the database is opened (a crashed run's pages); one of that name holding
+    anything else is the user's: refused, left as it is."""
+    if not (directory.exists() or directory.is_symlink()):
+        return
+    ours = directory.is_dir() and not directory.is_symlink() and all(
+        stream.is_dir() and not stream.is_symlink() and all(f.is_file() and f.suffix == ".parquet" for f in stream.iterdir())
+        for stream in directory.iterdir()
+    )
+    if not ours:
+        raise ConfigError(f"{directory}: holds what sqquid-etl did not stage (it stages the pages of {directory.stem} "
+                          "there); it was left as it is: move it away")
