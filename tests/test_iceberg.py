@@ -168,3 +168,29 @@ def test_a_location_that_is_not_a_warehouse_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="nothing extracted there yet"):
         open_existing(iceberg=str(tmp_path / "none"), tuning=Tuning())
     assert not (tmp_path / "none").exists()
+
+
+def test_state_commands_work_on_an_iceberg_extract(sandbox, tmp_path):
+    from click.testing import CliRunner
+
+    from sqquid_etl.cli import main
+
+    warehouse = str(tmp_path / "warehouse")
+    assert extract(["locations"], iceberg=warehouse, client=make_client(sandbox)).ok
+    runner = CliRunner()
+    shown = runner.invoke(main, ["state", "show", "--iceberg", warehouse, "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert "locations" in json.loads(shown.output)
+    done = runner.invoke(main, ["state", "set", "orders", "--cursor", "2024-05-01T00:00:00Z", "--iceberg", warehouse])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(main, ["state", "reset", "locations", "--yes", "--iceberg", warehouse])
+    assert done.exit_code == 0, done.output
+    destination = open_existing(iceberg=warehouse, tuning=Tuning())
+    try:
+        assert destination.state_streams() == ["orders"]
+        assert destination.load_states()["orders"].cursors
+    finally:
+        destination.close()
+    missing = runner.invoke(main, ["state", "show", "--iceberg", str(tmp_path / "none")])
+    assert missing.exit_code != 0 and "nothing extracted there yet" in missing.output
+    assert not (tmp_path / "none").exists()

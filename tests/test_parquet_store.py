@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
+import time
 
 import boto3
 import duckdb
@@ -21,6 +23,7 @@ from sqquid_etl import extract
 from sqquid_etl.destinations import open_destination, open_existing
 from sqquid_etl.errors import ConfigError, StateError
 from sqquid_etl.settings import Tuning
+from sqquid_etl.state import StreamState
 from tests import test_destinations as contract
 from tests.expected import COMPARED, assert_tables_equal, expected_tables
 from tests.s3_server import bucket, s3_endpoint  # noqa: F401 (fixtures)
@@ -111,20 +114,22 @@ def test_sigkill_mid_run_then_rerun_is_exact_and_cleans_orphans(make_sandbox, la
 
 
 def test_one_writer_a_prefix_and_a_dead_holder_is_taken_over(lake, bucket):
+    s3 = boto3.client("s3")
     first = open_destination(parquet=lake, tuning=Tuning())
     try:
         with pytest.raises(StateError, match="in use by another process"):
             open_destination(parquet=lake, tuning=Tuning())
+        # thought dead and taken over: its commits are refused, never written over its successor's
+        s3.put_object(Bucket=bucket, Key="lake/_sqquid/lock.json", Body=b'{"owner": "someone else"}')
+        with pytest.raises(StateError, match="lost its lock"):
+            first.save_state("orders", StreamState())
     finally:
         first.close()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    lock = json.loads(boto3.client("s3").get_object(Bucket=bucket, Key="lake/_sqquid/manifest.json")["Body"].read())
-    assert lock["format"] == 1
-    import socket
-    import time
     body = json.dumps({"owner": "x", "host": socket.gethostname(), "pid": int(dead.stdout), "beat": time.time()})
-    boto3.client("s3").put_object(Bucket=bucket, Key="lake/_sqquid/lock.json", Body=body.encode())
+    s3.put_object(Bucket=bucket, Key="lake/_sqquid/lock.json", Body=body.encode())
     open_destination(parquet=lake, tuning=Tuning()).close()  # its holder is gone: taken over
+    assert "lake/_sqquid/lock.json" not in _objects(bucket)
 
 
 def test_a_prefix_not_made_by_sqquid_etl_is_refused_and_left_untouched(bucket):

@@ -67,6 +67,7 @@ class StoreParquetDestination(ParquetDestination):
         self._lock = StoreLock(self.store)
         try:
             self._lock.acquire()
+            self.layout.guard = self._lock.check
             self.layout.open(create=True)
             self._states = ManifestStates(self.layout)
             self.sql = duckdb.connect()

@@ -25,6 +25,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..errors import ConfigError, StateError
 from .object_store import ObjectStore
@@ -94,6 +95,7 @@ class StoreLayout:
         self.staging = self.work / "staging"
         self.spill = self.work / "spill"
         self.manifest = Manifest()
+        self.guard: Callable[[], None] = lambda: None  # raises when this process may not commit (`StoreLock.check`)
 
     def open(self, create: bool, lock: bool = True) -> None:
         """Read the manifest; `create`: make an empty extract where there is nothing (`lock`:
@@ -113,6 +115,7 @@ class StoreLayout:
 
     def commit(self, manifest: Manifest) -> None:
         """Store `manifest` in one conditional write: only over the version this process read."""
+        self.guard()
         tag = self.store.put_if(MANIFEST, manifest.to_bytes(), self.manifest.tag)
         if tag is None:
             raise StateError(f"{self.store.where(MANIFEST)} was changed by another process during this run; "

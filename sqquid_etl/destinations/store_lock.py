@@ -81,6 +81,14 @@ class StoreLock:
                 return  # taken over (this process was thought dead): the manifest's own check refuses its commit
             self._tag = tag
 
+    def check(self) -> None:
+        """A StateError unless this process still holds the lock (a commit checks it first: a
+        process thought dead and taken over must not commit over its successor)."""
+        data = self.store.read(LOCK)
+        if data is None or json.loads(data).get("owner") != self.owner:
+            raise StateError(f"{self.store.url}: this run lost its lock to another process (it was thought dead); "
+                             "nothing of this commit is visible (run again)")
+
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
