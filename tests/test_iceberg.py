@@ -194,3 +194,27 @@ def test_state_commands_work_on_an_iceberg_extract(sandbox, tmp_path):
     missing = runner.invoke(main, ["state", "show", "--iceberg", str(tmp_path / "none")])
     assert missing.exit_code != 0 and "nothing extracted there yet" in missing.output
     assert not (tmp_path / "none").exists()
+
+
+def test_undocumented_fields_become_columns_and_a_full_refresh_drops_them(tmp_path):
+    from sqquid_etl.records import page_to_tables
+    from sqquid_etl.runs import RunRecord
+    from sqquid_etl.state import StreamState
+    from tests.test_destinations import ORDERS, _commit, _order
+
+    destination = open_destination(iceberg=str(tmp_path / "w"), tuning=Tuning())
+    try:
+        record = {**_order(1, "2024-01-01T00:00:00Z", items=(10,)), "flag": 7}
+        writer = destination.begin(ORDERS, replace=False)
+        writer.write(page_to_tables(ORDERS, [record]))
+        writer.commit(StreamState(), RunRecord(run_id="r1", stream="orders", started_at="2024-01-01T00:00:00+00:00"))
+        assert destination.distinct_values("orders", "flag") == [7]
+        assert str(destination.table("orders").schema().find_field("flag").field_type) == "long"  # a schema update
+        changes = destination.table("_sqquid_schema_changes").scan().to_arrow().to_pylist()
+        assert {(c["table"], c["column"]) for c in changes} == {("orders", "flag")}
+        _commit(destination, [[_order(2, "2024-01-01T00:00:00Z")]], StreamState(), run_id="r2", replace=True)
+        assert "flag" not in [f.name for f in destination.table("orders").schema().fields]
+        _commit(destination, [[_order(3, "2024-01-01T00:00:00Z")]], StreamState(), run_id="r3")
+        assert destination.distinct_values("orders", "id") == [2, 3]
+    finally:
+        destination.close()

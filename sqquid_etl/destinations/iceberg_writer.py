@@ -112,7 +112,7 @@ class IcebergStreamWriter:
 
     def _plan(self, spec: TableSpec) -> tuple[dict, dict, list, dict]:
         """(have, final undocumented columns, changed, staged types) of a table's commit."""
-        have = self._have(spec.name)
+        have = {} if self.replace else self._have(spec.name)  # replaced: the columns of earlier runs go
         staged = self.stage.extra_types.get(spec.name, {}) if self.stage.rows(spec.name) else {}
         final, changed = plan_columns(spec, have, staged)
         return have, final, changed, staged
@@ -157,6 +157,8 @@ class IcebergStreamWriter:
             if final or self.replace:
                 with tx.update_schema(allow_incompatible_changes=self.replace) as update:
                     update.union_by_name(pa.schema([f.with_nullable(True) for f in new_schema]))
+                    for gone in [f.name for f in current.schema().fields if f.name not in new_schema.names] if self.replace else []:
+                        update.delete_column(gone)  # replaced: the columns of earlier undocumented fields go
             if self.replace:
                 quietly(tx.delete, AlwaysTrue())
                 self._append(tx, "SELECT * FROM _new")
