@@ -27,12 +27,13 @@ import pyarrow as pa
 
 from .definitions import StreamDefinition, load_definitions
 from .destinations.merge_sql import latest_versions_sql, quote_identifier as q
+from .destinations.duckdb_tuning import tune
 from .destinations.staging import ParquetStage
 from .runs import REJECTED_TABLE, RunRecord
 from .settings import Tuning
 from .state import StreamState
 
-BATCH_ROWS = 10_000
+BATCH_ROWS = 2_000
 
 
 @dataclass
@@ -120,7 +121,7 @@ class EmittingWriter:
         self.dest, self.stream, self.replace = destination, stream, replace
         self.stage = ParquetStage(destination.workdir / stream.name, stream, destination.tuning.flush_rows)
         self.conn = duckdb.connect()
-        self.conn.execute(f"SET threads = {destination.tuning.threads}")
+        tune(self.conn, destination.tuning)  # memory and threads as the DuckDB destination's
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         self.stage.write(tables)

@@ -113,6 +113,10 @@ def run_tap(config: dict[str, Any], catalog: str | None, state: str | None, out)
 @click.option("--format", "about_format", type=click.Choice(["json", "markdown"]), default="json", hidden=True)
 def main(config_path, catalog, properties, state, discover, show_about, about_format) -> None:
     """Singer tap for the Sqquid retail API: SCHEMA, RECORD and STATE messages on stdout."""
+    # as `sqquid-etl extract` does (cli.py), before pyarrow loads: Arrow's buffers from the system
+    # allocator, which gives freed memory back, and one OpenBLAS thread; a value set is kept
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from .progress import configure_logging
 
     configure_logging(0, "text")
