@@ -122,6 +122,8 @@ class EmittingWriter:
         self.stage = ParquetStage(destination.workdir / stream.name, stream, destination.tuning.flush_rows)
         self.conn = duckdb.connect()
         tune(self.conn, destination.tuning)  # memory and threads as the DuckDB destination's
+        spill = str(destination.workdir / "duckdb-spill").replace("'", "''")
+        self.conn.execute(f"SET temp_directory = '{spill}'")  # beyond the limit: here, not in the cwd
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         self.stage.write(tables)

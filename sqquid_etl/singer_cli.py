@@ -81,7 +81,11 @@ def run_tap(config: dict[str, Any], catalog: str | None, state: str | None, out)
 
     states, keys = load_state(state)
     writer = SingerWriter(out, states, keys)
-    destination = EmittingDestination(on_commit=writer.commit, states=states, keys=keys, label="singer (stdout)")
+    from .settings import Tuning
+
+    tuning = Tuning.from_env()  # SQQUID_DUCKDB_MEMORY_LIMIT, ... as for an extract
+    destination = EmittingDestination(on_commit=writer.commit, states=states, keys=keys, label="singer (stdout)",
+                                      tuning=tuning)
     rate = config.get("rate", 2.0)
     if rate < 0:
         raise ConfigError(f"--config: rate {rate}: must be at least 0 (0: no pacing)")
@@ -93,7 +97,7 @@ def run_tap(config: dict[str, Any], catalog: str | None, state: str | None, out)
         start_date=config.get("start_date"), lookback=config.get("lookback", "1s"),
         strict=config.get("strict", False), rate=rate or None, burst=config.get("burst", 40),
         schema_contract=config.get("schema_contract", "discard"), reconcile=False,
-        progress=reporter, stream_done=reporter.stream_done,
+        progress=reporter, stream_done=reporter.stream_done, tuning=tuning,
     )
     writer.send_state()
     for s in result.streams:

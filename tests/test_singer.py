@@ -195,3 +195,16 @@ def test_a_target_that_stops_reading_is_an_error_not_a_traceback(make_sandbox, t
     assert tap.wait(timeout=60) == 1
     err = tap.stderr.read().decode()
     assert "the target stopped reading" in err and "Traceback" not in err
+
+
+def test_small_memory_limit_and_batches_emit_every_row_once(make_sandbox, tmp_path, monkeypatch):
+    sandbox = make_sandbox(orders=1500, products=30)
+    monkeypatch.setenv("SQQUID_DUCKDB_MEMORY_LIMIT", "16MB")
+    monkeypatch.setenv("SQQUID_FLUSH_ROWS", "100")  # many staged batches
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    assert run_tap({"api_key": API_KEY, "base_url": sandbox.url, "rate": 0, "streams": ["orders"]}, None, None, out) == 0
+    ids = [json.loads(line)["record"]["id"] for line in out.getvalue().splitlines() if '"stream":"orders"' in line
+           and '"RECORD"' in line]
+    assert sorted(ids) == sorted(o["id"] for o in sandbox.store.orders)  # each once, none missing
+    assert list(tmp_path.iterdir()) == []  # nothing spilled or staged into the working directory
