@@ -263,9 +263,10 @@ def discover(output: str) -> None:
 
 @main.command()
 @click.option("--duckdb", "duckdb_path", default="sqquid-demo.duckdb", show_default=True, type=click.Path(dir_okay=False))
-@click.option("--orders", default=5000, show_default=True)
-@click.option("--products", default=2000, show_default=True)
-@click.option("--rate", default=20.0, show_default=True, help="Requests/s of the demo sandbox and client (the real API allows 2).")
+@click.option("--orders", default=5000, show_default=True, type=click.IntRange(0, 10_000_000))
+@click.option("--products", default=2000, show_default=True, type=click.IntRange(0, 10_000_000))
+@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(min=0),
+              help="Requests/s of the demo sandbox and client (the real API allows 2).")
 @click.option("--drift", is_flag=True, help="Run against the sandbox's drift profile (undocumented fields, string ids, ...).")
 def demo(duckdb_path: str, orders: int, products: int, rate: float, drift: bool) -> None:
     """Start the sandbox, extract every stream into DuckDB, print a summary and a sample query."""

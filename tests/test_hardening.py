@@ -382,3 +382,12 @@ def test_a_users_directory_named_like_the_staging_directory_is_left_alone(sandbo
     (staging / "orders" / "orders.parquet").write_bytes(b"a crashed run's page")
     assert extract(["locations"], duckdb=tmp_path / "s.duckdb", client=make_client(sandbox)).ok
     assert not staging.exists()  # a crashed run's pages are removed
+
+
+@pytest.mark.parametrize("args", [["demo", "--orders", "-1"], ["demo", "--products", "9" * 20], ["demo", "--rate", "-2"],
+                                  ["sandbox", "--port", "99999"], ["sandbox", "--latency", "-1"],
+                                  ["sandbox", "--token-ttl", "0"], ["sandbox", "--orders", "99999999999"]])
+def test_demo_and_sandbox_options_out_of_range_are_refused_before_anything_starts(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    clean_error(run(*args), 2, args[1])
+    assert list(tmp_path.iterdir()) == []

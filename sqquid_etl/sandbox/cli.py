@@ -14,15 +14,16 @@ from .faults import FaultConfig
 
 @click.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8765, show_default=True, type=int, help="0 = a free port")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0 = a free port")
 @click.option("--seed", default=1, show_default=True, type=int)
-@click.option("--orders", default=5000, show_default=True, type=click.IntRange(min=0))
-@click.option("--products", default=2000, show_default=True, type=click.IntRange(min=0))
-@click.option("--rate", default=2.0, show_default=True, type=float,
+@click.option("--orders", default=5000, show_default=True, type=click.IntRange(0, 10_000_000))
+@click.option("--products", default=2000, show_default=True, type=click.IntRange(0, 10_000_000))
+@click.option("--rate", default=2.0, show_default=True, type=click.FloatRange(min=0),
               help="requests/s leaked per token; 0 disables throttling")
 @click.option("--burst", default=40, show_default=True, type=click.IntRange(min=1))
-@click.option("--token-ttl", default=3600.0, show_default=True, type=float, help="token lifetime, seconds")
-@click.option("--latency", default=0.0, show_default=True, type=float, help="seconds slept before each answer")
+@click.option("--token-ttl", default=3600.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="token lifetime, seconds")
+@click.option("--latency", default=0.0, show_default=True, type=click.FloatRange(min=0), help="seconds slept before each answer")
 @click.option("--api-key", "api_keys", multiple=True, default=("sandbox-api-key",), show_default=True)
 @click.option("--username", default="demo@sqquid.test", show_default=True)
 @click.option("--password", default="sandbox-password", show_default=True)
