@@ -218,3 +218,32 @@ def test_undocumented_fields_become_columns_and_a_full_refresh_drops_them(tmp_pa
         assert destination.distinct_values("orders", "id") == [2, 3]
     finally:
         destination.close()
+
+
+def test_a_commit_that_loses_a_race_is_retried_and_loses_nothing(tmp_path):
+    """Another writer commits to the same table between this commit's read and its write: the
+    commit is made again on the table as it now is; every row of both is there."""
+    from sqquid_etl.destinations.iceberg_commit import retried
+    from sqquid_etl.destinations.parquet import run_table
+    from sqquid_etl.runs import RunRecord
+
+    def run(run_id):
+        return RunRecord(run_id=run_id, stream="orders", started_at="2024-01-01T00:00:00+00:00", status="ok")
+
+    ours = open_destination(iceberg=str(tmp_path / "w"), tuning=Tuning())
+    theirs = open_destination(iceberg=str(tmp_path / "w"), tuning=Tuning())
+    try:
+        ours.record_run(run("r0"))
+        attempts = []
+
+        def change(table, tx):
+            attempts.append(table.metadata_location)
+            if len(attempts) == 1:
+                theirs.record_run(run("theirs"))  # gets in first
+            tx.append(run_table(run("ours")))
+        retried(ours.catalog, ("sqquid", "_sqquid_runs"), change)
+        runs = ours.table("_sqquid_runs").scan().to_arrow().column("run_id").to_pylist()
+        assert sorted(runs) == ["ours", "r0", "theirs"]
+    finally:
+        ours.close()
+        theirs.close()

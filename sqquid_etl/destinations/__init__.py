@@ -1,7 +1,8 @@
-"""Destinations: DuckDB (default) and Parquet, behind one interface (`protocol.Destination`).
+"""Destinations: DuckDB (default), Parquet (a directory or object storage) and Apache Iceberg,
+behind one interface (`protocol.Destination`).
 
 Callers get a destination from these functions and use only the protocol. A new kind of
-destination (Parquet on object storage, Apache Iceberg, ...) is a class implementing the
+destination is a class (or, as `parquet_kind.PARQUET`, an object) implementing the
 protocol's `DestinationKind` (a `Destination`, plus `check(location, tuning)` and
 `missing(location)`), added to KINDS; the functions below take it as a keyword named after its
 kind (`open_destination(iceberg="s3://...")`).
@@ -10,7 +11,11 @@ Modules: `protocol` (the interface), `duckdb` / `parquet` (the two kinds and the
 `parquet_layout` (a Parquet directory and its generations), `state_file` (state as one JSON
 file), `files` (durable file operations), `staging` + `buffer` (pages staged before a commit),
 `merge_sql` (SQL of merges and reads), `duckdb_tuning` (memory, threads, the memory-limit retry),
-`duckdb_own` (what marks a database as an extract's, and opening one).
+`duckdb_own` (what marks a database as an extract's, and opening one); `parquet_kind` (a
+directory or a URL), `parquet_remote` + `parquet_store_layout` (Parquet on object storage: a
+manifest commit), `object_store` (objects under a URL, conditional writes), `store_lock` (one
+writer a prefix); `iceberg` + `iceberg_writer` (the Iceberg kind), `iceberg_catalog` (location,
+SQL catalog, one writer a stream), `iceberg_commit` (commits retried, tables made once).
 """
 
 from __future__ import annotations

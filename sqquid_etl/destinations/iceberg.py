@@ -24,7 +24,6 @@ import duckdb
 import pyarrow as pa
 
 from ..definitions import StreamDefinition
-from ..errors import StateError
 from ..runs import RunRecord
 from ..settings import Tuning
 from ..state import StreamState

@@ -18,8 +18,9 @@ STATE = "sqquid.state"  # that stream's state (JSON), set by the same commit as 
 EVOLVED = "sqquid.evolved"  # JSON list of the columns added for undocumented fields
 PRIMARY_KEY = "sqquid.primary-key"  # JSON list
 ATTEMPTS = 8
-# rows a data file holds in memory before it is written (pyiceberg's bin-packing of a stream)
-TABLE_PROPERTIES = {"write.target-file-size-bytes": str(8 * 1024 * 1024)}
+# (data files of 8 MB in memory; the metadata files of the last 20 commits kept, older ones deleted)
+TABLE_PROPERTIES = {"write.target-file-size-bytes": str(8 * 1024 * 1024),
+                    "write.metadata.delete-after-commit.enabled": "true", "write.metadata.previous-versions-max": "20"}
 
 
 def load_table(catalog: Any, identifier: tuple[str, str]) -> Any:

@@ -30,7 +30,7 @@ from typing import Callable
 from ..errors import ConfigError, StateError
 from .object_store import ObjectStore
 from .store_lock import LOCK
-from .parquet_layout import REJECTED_DIR, RUNS_DIR
+from .parquet_layout import REJECTED_DIR
 
 MANIFEST = "_sqquid/manifest.json"
 FORMAT = 1
@@ -191,7 +191,3 @@ class StoreLayout:
 
     def close(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
-
-    @property
-    def runs_dir(self) -> str:
-        return RUNS_DIR
