@@ -52,7 +52,7 @@ class ExtractResult(_PipelineResult):
     `streams`: one `StreamResult` per stream (status, rows per table, pages, requests, seconds,
     window, cursor, the /count check, records stored / coerced / quarantined)."""
 
-    kind: str = "duckdb"  # duckdb | parquet
+    kind: str = "duckdb"  # duckdb | parquet | iceberg
     _conn: Any = field(default=None, init=False, repr=False, compare=False)
 
     def stream(self, name: str):
@@ -77,6 +77,9 @@ class ExtractResult(_PipelineResult):
         if self._conn is None:
             import duckdb
 
+            if self.kind == "iceberg":
+                raise ConfigError(f"{self.destination}: the result reads DuckDB and Parquet destinations; read Iceberg "
+                                  "tables with pyiceberg (catalog.load_table(...).scan().to_arrow()) or a query engine")
             if self.kind == "parquet":
                 from .sql_views import attach_parquet
 
@@ -131,6 +134,7 @@ class Resolved:
     streams: list[str] | None
     duckdb: str | None
     parquet: str | None
+    iceberg: str | None
     base_url: str | None
     api_key: str | None
     username: str | None
@@ -166,7 +170,7 @@ def resolve_settings(config: str | os.PathLike | None = None, *, env: Mapping[st
             value[name] = env[variable]
     api_key, username, password = credentials_from(settings, value.get("api_key"), value.get("username"),
                                                    value.get("password"))
-    if not (value.get("duckdb") or value.get("parquet")):
+    if not (value.get("duckdb") or value.get("parquet") or value.get("iceberg")):
         value["duckdb"], value["parquet"] = settings.get("duckdb"), settings.get("parquet")
     streams = value.get("streams", settings.get("streams"))
     rate = value.get("rate", settings.get("rate", DEFAULT_RATE))
@@ -174,7 +178,7 @@ def resolve_settings(config: str | os.PathLike | None = None, *, env: Mapping[st
         raise ConfigError(f"rate {rate!r}: must be a number of requests per second, at least 0 (0: no pacing)")
     return Resolved(
         streams=[streams] if isinstance(streams, str) else list(streams) if streams else None,
-        duckdb=_path(value.get("duckdb")), parquet=_path(value.get("parquet")),
+        duckdb=_path(value.get("duckdb")), parquet=_path(value.get("parquet")), iceberg=value.get("iceberg"),
         base_url=value.get("base_url", settings.get("base_url")),
         api_key=api_key, username=username, password=password,
         start_date=value.get("start_date", settings.get("start_date")),
@@ -199,6 +203,7 @@ def extract(
     config: str | os.PathLike | None = None,
     duckdb: str | os.PathLike | None = None,
     parquet: str | os.PathLike | None = None,
+    iceberg: str | None = None,
     base_url: str | None = None,
     api_key: str | None = None,
     username: str | None = None,
@@ -218,8 +223,9 @@ def extract(
     stop_on_failure: bool = False,
     reconcile: bool = True,
 ) -> ExtractResult:
-    """Extract the selected streams (all by default) into DuckDB (default `sqquid.duckdb`) or a
-    Parquet directory, and return what was done with a way to read what was stored.
+    """Extract the selected streams (all by default) into DuckDB (default `sqquid.duckdb`), a
+    Parquet directory or URL, or Iceberg tables (`iceberg`: WAREHOUSE[?catalog=URL&namespace=NAME]),
+    and return what was done with a way to read what was stored (DuckDB and Parquet).
 
     Every argument means what the `sqquid-etl extract` option of the same name means, and one
     left at None is read, like an option left out, from the environment, then the config file
@@ -232,7 +238,7 @@ def extract(
     if isinstance(full_refresh, str):
         full_refresh = [s.strip() for s in full_refresh.split(",") if s.strip()]
     resolved = resolve_settings(
-        config, streams=streams, duckdb=duckdb, parquet=parquet, base_url=base_url, api_key=api_key,
+        config, streams=streams, duckdb=duckdb, parquet=parquet, iceberg=iceberg, base_url=base_url, api_key=api_key,
         username=username, password=password, start_date=start_date, lookback=lookback,
         full_refresh=None if full_refresh is None else full_refresh if isinstance(full_refresh, bool) else list(full_refresh),
         strict=strict, rate=rate, burst=burst, catalog=catalog, schema_contract=schema_contract, tuning=tuning)
@@ -244,7 +250,7 @@ def extract(
             raise StateError(_HELD_MESSAGE.format(path=resolved.duckdb or "sqquid.duckdb")) from None
         raise
     return ExtractResult(run_id=done.run_id, destination=done.destination, streams=done.streams,
-                         kind="parquet" if resolved.parquet else "duckdb")
+                         kind="iceberg" if resolved.iceberg else "parquet" if resolved.parquet else "duckdb")
 
 
 _HELD_MESSAGE = (

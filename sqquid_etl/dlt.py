@@ -122,7 +122,7 @@ def sqquid_source(
                                 catalog=catalog, strict=strict)
     definitions = apply_catalog(resolved.catalog) if resolved.catalog else load_definitions()
     selected = with_dependencies(definitions, resolved.streams)
-    kwargs = {k: v for k, v in resolved.pipeline_kwargs().items() if k not in ("duckdb", "parquet", "full_refresh")}
+    kwargs = {k: v for k, v in resolved.pipeline_kwargs().items() if k not in ("duckdb", "parquet", "iceberg", "full_refresh")}
     kwargs["schema_contract"] = kwargs["schema_contract"] or "discard"  # no table here to add columns to
     run = _Run([d.name for d in selected], kwargs, client)
     resources = []

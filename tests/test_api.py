@@ -125,3 +125,13 @@ def test_parquet_result_reads_through_views(make_sandbox, env, tmp_path):
         assert result.kind == "parquet" and result.ok
         assert result.arrow("orders").num_rows == 25
         assert result.sql("SELECT count(*) FROM order_lines").fetchall()[0][0] == result.stream("orders").rows["order_items"]
+
+
+def test_iceberg_argument_wins_over_the_config_destination(env, tmp_path):
+    (tmp_path / "sqquid.toml").write_text('[destination]\nduckdb = "from-config.duckdb"\n', encoding="utf-8")
+    resolved = resolve_settings(iceberg="warehouse")
+    assert (resolved.iceberg, resolved.duckdb, resolved.parquet) == ("warehouse", None, None)  # as --iceberg
+    assert resolve_settings().duckdb == str(tmp_path / "from-config.duckdb")
+    result = ExtractResult(run_id="r", destination="warehouse", kind="iceberg")
+    with pytest.raises(ConfigError, match="pyiceberg"):
+        result.table("orders")
