@@ -132,6 +132,10 @@ def _stream_list(value: str | list[str] | None) -> list[str] | None:
 @click.option("--strict", is_flag=True, default=None, help="Fail a stream whose records differ from the API's /count, or that would quarantine a record.")
 @click.option("--schema-contract", "schema_contract", type=click.Choice(["evolve", "freeze", "discard"]), default=None,
               help="Undocumented fields: new columns (evolve, the default), fail the stream (freeze) or drop them (discard).")
+@click.option("--reread", help="Trailing window re-read every run, per stream: orders=30d,products=all,shipments=0 "
+              "(overrides the definitions' `reread:` and the config's [reread]).")
+@click.option("--hard-delete", "hard_delete", is_flag=True, default=None,
+              help="Remove the records a run proves gone upstream instead of marking them _sqquid_deleted_at.")
 @click.option("--base-url", envvar="SQQUID_BASE_URL", help="API base URL (env SQQUID_BASE_URL).")
 @click.option("--api-key", envvar="SQQUID_API_KEY", help="API key (env SQQUID_API_KEY).")
 @click.option("--username", envvar="SQQUID_USERNAME", help="Username (env SQQUID_USERNAME).")
@@ -143,13 +147,14 @@ def _stream_list(value: str | list[str] | None) -> list[str] | None:
 @_output_options
 @click.pass_context
 def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, iceberg, start_date, lookback, full_refresh, strict,
-            schema_contract, base_url, api_key, username, password, rate, burst, show_progress, verbose, quiet, log_format) -> None:
+            schema_contract, reread, hard_delete, base_url, api_key, username, password, rate, burst, show_progress, verbose, quiet, log_format) -> None:
     """Extract streams into DuckDB (default) or Parquet, incrementally.
 
     With a config file (`--config`, or ./sqquid.toml) a scheduled job is `sqquid-etl extract`.
     """
     _one_blas_thread()
     _use_system_allocator()
+    from .freshness import split_reread
     from .pipeline import extract as run_extract
     from .progress import ProgressReporter
 
@@ -183,6 +188,8 @@ def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, iceber
                 rate=rate or None, burst=burst if burst is not None else settings.get("burst", DEFAULTS["burst"]),
                 catalog=catalog_path or settings.get("catalog"), progress=reporter, stream_done=reporter.stream_done,
                 tuning=settings.tuning(), schema_contract=schema_contract or settings.get("schema_contract"),
+                reread={**settings.get("reread", {}), **split_reread(reread)},
+                hard_delete=bool(hard_delete if hard_delete is not None else settings.get("hard_delete", False)),
             )
         finally:
             reporter.close()

@@ -18,6 +18,10 @@
     catalog = "catalog.json"
     strict = false
     schema_contract = "evolve"         # undocumented fields: evolve | freeze | discard
+    hard_delete = false                # records proven gone upstream: removed, not marked
+
+    [reread]                           # trailing window each stream re-reads every run
+    orders = "30d"                     # (overrides the definition's `reread:`; "all", "0")
 
     [tuning]                           # or SQQUID_DUCKDB_MEMORY_LIMIT, SQQUID_DUCKDB_THREADS, SQQUID_FLUSH_ROWS
     duckdb_memory_limit = "40MB"
@@ -50,8 +54,9 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "destination": {"duckdb": (str,), "parquet": (str,)},
     "extract": {
         "streams": (list,), "start_date": (str,), "lookback": (str,), "catalog": (str,), "strict": (bool,),
-        "full_refresh": (bool, list), "schema_contract": (str,),
+        "full_refresh": (bool, list), "schema_contract": (str,), "hard_delete": (bool,),
     },
+    "reread": {},  # stream name -> window (any stream name: checked when the streams are known)
     "tuning": {"duckdb_memory_limit": (str,), "duckdb_threads": (int,), "flush_rows": (int,)},
 }
 _SECRETS = {"api_key": "api_key_env", "password": "password_env", "token": "api_key_env"}
@@ -127,6 +132,11 @@ def load_config(path: str | os.PathLike | None) -> Settings:
                     f"{where}: secrets do not belong in the file; put it in an environment variable and "
                     f"name that variable with {_SECRETS[key]} = \"...\""
                 )
+            if section == "reread":
+                if not isinstance(value, str):
+                    raise ConfigError(f"{where}: expected a window such as \"30d\", \"all\" or \"0\", got {value!r}")
+                values.setdefault("reread", {})[key] = value
+                continue
             if key not in _SCHEMA[section]:
                 raise ConfigError(f"{where}: unknown key (expected one of {', '.join(_SCHEMA[section])})")
             types = _SCHEMA[section][key]

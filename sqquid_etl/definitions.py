@@ -7,6 +7,7 @@ fills. The engine runs any definition and knows no stream by name.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .state import parse_duration
 
 FIELD_TYPES = (
     "integer",
@@ -28,6 +30,7 @@ FIELD_TYPES = (
 )
 PAGINATOR_TYPES = ("page_number", "offset")
 SYNC_MODES = ("incremental", "full_refresh")
+REREAD_ALL = timedelta.max  # `reread: all`: every run re-reads the stream from its start date
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,8 @@ class StreamDefinition:
     tables: tuple[TableSpec, ...]  # the first is the stream's own table (or its only nested one)
     source_file: str = ""
     schema_contract: str | None = None  # evolve | freeze | discard for undocumented fields (None: the run's)
+    reread: timedelta | None = None  # re-read this trailing window every run (REREAD_ALL: everything)
+    history: bool = False  # keep a type-2 history of the stream's tables (`<table>_history`)
 
     @property
     def table_names(self) -> list[str]:
@@ -197,7 +202,27 @@ def parse_definition(raw: Any, source_file: str = "<memory>") -> StreamDefinitio
         tables=tuple(tables),
         source_file=source_file,
         schema_contract=_parse_contract(raw, where),
+        reread=parse_reread(raw.get("reread"), f"{where}: reread") if cursor else None,
+        history=_parse_history(raw, where, sync),
     )
+
+
+def parse_reread(value: Any, what: str) -> timedelta | None:
+    """`14d`, `36h`, `all` (REREAD_ALL) or none/0 (None): the trailing window re-read every run."""
+    if value is None or str(value).strip().lower() in ("none", "0", "off", ""):
+        return None
+    if str(value).strip().lower() == "all":
+        return REREAD_ALL
+    return parse_duration(value, what) or None
+
+
+def _parse_history(raw: dict, where: str, sync: str) -> bool:
+    history = raw.get("history", False)
+    if not isinstance(history, bool):
+        raise ConfigError(f"{where}: history {history!r}; expected true or false")
+    if history and sync != "full_refresh":
+        raise ConfigError(f"{where}: history is kept for full_refresh streams (snapshots); this one is {sync}")
+    return history
 
 
 def _parse_contract(raw: dict, where: str) -> str | None:

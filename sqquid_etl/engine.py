@@ -17,7 +17,7 @@ from typing import Callable
 from .client import SqquidClient
 from .count_check import CountCheck, check_count
 from .cursors import CursorTracker
-from .definitions import StreamDefinition
+from .definitions import REREAD_ALL, StreamDefinition
 from .destinations import Destination
 from .errors import ConfigError, SchemaError, SqquidError
 from .evolve import DEFAULT_CONTRACT
@@ -25,7 +25,7 @@ from .fetch import FetchStats
 from .keys import batch_keys
 from .read import read_tables
 from .records import PageTables
-from .runs import REJECTED_TABLE, RunRecord, rejected_rows
+from .runs import CHANGE_COLUMNS, REJECTED_TABLE, RunRecord, rejected_rows
 from .state import NO_PARTITION, StreamState, format_timestamp, window_start
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,10 @@ class StreamResult:
     records_stored: int = 0  # records received and staged (values coerced where they drifted)
     values_coerced: int = 0  # values stored in another form than sent, without loss
     records_quarantined: int = 0  # records received and stored in `_sqquid_rejected` instead
+    records_new: int = 0  # by content hash, where the destination keeps one (`runs.RunRecord`)
+    records_changed: int = 0
+    records_unchanged: int = 0
+    records_deleted: int = 0  # proven gone upstream: marked `_sqquid_deleted_at` (or removed)
 
     @property
     def count_check(self) -> str:
@@ -75,6 +79,12 @@ class RunOptions:
     prefetch_pages: int = 2
     schema_contract: str | None = None  # evolve | freeze | discard; None: each stream's (else evolve)
     deselected: dict = field(default_factory=dict)  # stream -> (table, field) a catalog deselected
+    reread: dict = field(default_factory=dict)  # stream -> its re-read window for this run (None: none)
+    hard_delete: bool = False  # records proven gone are removed, not marked `_sqquid_deleted_at`
+
+    def reread_of(self, stream: StreamDefinition) -> timedelta | None:
+        """The trailing window the stream re-reads every run: the run's override, else its definition's."""
+        return self.reread[stream.name] if stream.name in self.reread else stream.reread
 
 
 @dataclass
@@ -123,15 +133,24 @@ class StreamRun:
             window_start=r.window_start, cursor=r.cursor, count_expected=r.count_expected,
             count_received=r.count_received, count_check=r.count_check, message=r.message,
             records_stored=r.records_stored, values_coerced=r.values_coerced, records_quarantined=r.records_quarantined,
+            **{name: getattr(r, name) for name in CHANGE_COLUMNS},
         )
 
 
 def plan_windows(stream: StreamDefinition, state: StreamState, options: RunOptions) -> Windows:
-    """Where each partition's window starts: the stored cursor less the lookback, else the start date."""
+    """Where each partition's window starts: the stored cursor less the lookback, or less the
+    stream's re-read window when that is longer (REREAD_ALL: the start date), else the start date."""
     windows: Windows = {}
+    reread = options.reread_of(stream)
+    back = max(options.lookback, reread) if reread and reread != REREAD_ALL else options.lookback
     for partition in stream.partition.values if stream.partition else [None]:
         cursor = state.cursors.get(partition or NO_PARTITION)
-        windows[partition] = window_start(cursor, options.lookback, options.start_date) if stream.cursor else None
+        if stream.cursor is None:
+            windows[partition] = None
+        elif reread == REREAD_ALL:
+            windows[partition] = options.start_date
+        else:
+            windows[partition] = window_start(cursor, back, options.start_date)
     return windows
 
 
@@ -152,6 +171,8 @@ def run_windows(run: StreamRun, windows: Windows, old_state: StreamState, *, rep
             # a record quarantined was received too: rows in = rows stored + rows quarantined
             received = writer.distinct_keys(stream.tables[0].name) + len(rejected_keys)
             check = _check_count(run, windows, stats, received)
+        if check is not None and check.ok and not rejected_keys and getattr(writer, "tracks_changes", False):
+            _prove_gone(stream, windows, writer, run.options.hard_delete)
         cursors = tracker.advance(old_state.cursors)
         _note_windows(run.result, windows, cursors)
         quarantined = run.result.records_quarantined - quarantined_before
@@ -159,12 +180,25 @@ def run_windows(run: StreamRun, windows: Windows, old_state: StreamState, *, rep
             if run.result.status == "ok":
                 run.result.status = "warning"
             run.result.add_message(f"{quarantined} record(s) quarantined in {REJECTED_TABLE}")
-        writer.commit(_new_state(run, cursors), run.run_record())
+        record = run.run_record()
+        writer.commit(_new_state(run, cursors), record)
+        for name in CHANGE_COLUMNS:  # the writer counted this commit's records into the run row
+            setattr(run.result, name, getattr(record, name))
     except BaseException as exc:
         writer.abort()
         _record_failure(run, exc)
         raise
     return check
+
+
+def _prove_gone(stream: StreamDefinition, windows: Windows, writer, hard: bool) -> None:
+    """The windows were listed completely (the count check agreed): a stored record of a window
+    that the listing did not return is gone upstream. The writer marks it at commit."""
+    if stream.cursor is None:
+        return
+    for partition, since in windows.items():
+        equals = {stream.partition.param: partition} if stream.partition and partition else {}
+        writer.prove_gone(stream.cursor.field, since, equals, hard=hard)
 
 
 def _stage_pages(run: StreamRun, windows: Windows, writer, tracker: CursorTracker, rejected_keys: set) -> FetchStats:

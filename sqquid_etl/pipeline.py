@@ -19,6 +19,7 @@ from .destinations import Destination, check_destination, open_destination
 from .engine import ProgressCallback, RunOptions, StreamResult, StreamRun, new_run_id, plan_windows, run_windows
 from .errors import ConfigError, SqquidError, StateError
 from .evolve import CONTRACTS, dropped_fields
+from .freshness import parse_reread_overrides
 from .reconcile import describe_gaps, describe_surpluses, find_gaps
 from .settings import DEFAULT_BURST, DEFAULT_LOOKBACK, DEFAULT_RATE, Tuning, check_pacing
 from .state import BEGINNING, NO_PARTITION, StreamState, after_now, parse_duration, parse_timestamp
@@ -75,13 +76,12 @@ def extract(
     burst: int = DEFAULT_BURST,
     client: SqquidClient | None = None,
     progress: ProgressCallback | None = None,
-    stop_on_failure: bool = False,
-    reconcile: bool = True,
+    stop_on_failure: bool = False, reconcile: bool = True,
     catalog: str | Path | dict | None = None,
     stream_done: Callable[[StreamResult], None] | None = None,
     tuning: Tuning | None = None,
-    schema_contract: str | None = None,
-    destination: Destination | None = None,
+    schema_contract: str | None = None, destination: Destination | None = None,
+    reread: str | dict | None = None, hard_delete: bool = False,
 ) -> ExtractResult:
     """Extract the selected streams (all by default) into DuckDB (default `sqquid.duckdb`) or a
     Parquet directory or URL, or Iceberg tables (`iceberg`: WAREHOUSE[?catalog=URL&namespace=NAME]). Options are validated before anything is requested or written.
@@ -90,8 +90,10 @@ def extract(
     defaults to the environment's SQQUID_DUCKDB_MEMORY_LIMIT, SQQUID_DUCKDB_THREADS, SQQUID_FLUSH_ROWS.
     `schema_contract` (evolve | freeze | discard) says what becomes of the fields no definition
     names: by default each stream's `schema_contract`, else evolve (new nullable columns).
-    `destination`: an opened one instead of duckdb/parquet/iceberg (`emit.EmittingDestination`)."""
+    `destination`: an opened one instead of duckdb/parquet/iceberg (`emit.EmittingDestination`).
+    `reread` ("orders=30d,products=all"), `hard_delete`: `freshness.py`."""
     selected, options = _plan(streams, catalog, start_date, lookback, full_refresh, strict, schema_contract)
+    options.reread, options.hard_delete = parse_reread_overrides(reread, load_definitions()), hard_delete
     check_pacing(rate, burst)
     tuning = Tuning.from_env() if tuning is None else tuning
     if destination is None:

@@ -12,12 +12,14 @@ RUN_COLUMNS = (
     "run_id", "stream", "started_at", "finished_at", "status", "rows", "pages", "requests",
     "window_start", "cursor", "count_expected", "count_received", "count_check", "message",
     "records_stored", "values_coerced", "records_quarantined",
+    "records_new", "records_changed", "records_unchanged", "records_deleted",
 )
 # the integer columns (the others are text); columns added after the first version come last, so
 # a destination made by an older version gains them (DuckDB: ALTER TABLE; Parquet: files read by name)
+CHANGE_COLUMNS = ("records_new", "records_changed", "records_unchanged", "records_deleted")
 RUN_INTEGERS = ("rows", "pages", "requests", "count_expected", "count_received", "records_stored",
-                "values_coerced", "records_quarantined")
-ADDED_RUN_COLUMNS = ("records_stored", "values_coerced", "records_quarantined")
+                "values_coerced", "records_quarantined") + CHANGE_COLUMNS
+ADDED_RUN_COLUMNS = ("records_stored", "values_coerced", "records_quarantined") + CHANGE_COLUMNS
 
 
 @dataclass
@@ -41,6 +43,13 @@ class RunRecord:
     records_stored: int = 0  # records received and stored (their values coerced where they drifted)
     values_coerced: int = 0  # values stored in another form than they were sent in, without loss
     records_quarantined: int = 0  # records received and stored in `_sqquid_rejected` instead
+    # by record of the stream's own table, where the destination compares content hashes
+    # (`_sqquid_hash`): received and not stored before / stored with other content / the same;
+    # and records proven gone upstream (`_sqquid_deleted_at` set, or removed by --hard-delete)
+    records_new: int = 0
+    records_changed: int = 0
+    records_unchanged: int = 0
+    records_deleted: int = 0
 
     def as_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in RUN_COLUMNS}

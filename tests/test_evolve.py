@@ -135,8 +135,8 @@ def test_discard_keeps_todays_tables(make_sandbox, tmp_path, caplog):
         result = extract(["orders"], duckdb=drifted, client=make_client(sandbox), schema_contract="discard")
     assert result.stream("orders").status == "ok"
     stream = load_definitions()["orders"]
-    for table in stream.tables:
-        assert list(_columns(drifted, table.name)) == table.column_names
+    for table in stream.tables:  # the documented columns, then the hash and soft-delete columns
+        assert list(_columns(drifted, table.name)) == table.column_names + ["_sqquid_hash", "_sqquid_deleted_at"]
     dropped = [r.getMessage() for r in caplog.records if "dropped (schema contract discard)" in r.getMessage()]
     assert dropped and len(dropped) == len(set(dropped))
     assert _read(drifted, f"SELECT count(*) FROM duckdb_tables() WHERE table_name = '{HISTORY}'") == [(0,)]

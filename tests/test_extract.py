@@ -44,9 +44,10 @@ def test_second_run_fetches_only_new_window_and_stays_exact(sandbox, tmp_path):
     sandbox.store.add_orders(30)
     sandbox.store.update_products(5)
     sandbox.stats.reset()
-    second = extract(["orders", "products"], duckdb=db, client=client)
+    # products re-read everything every run by default (variants change without their parent): not here
+    second = extract(["orders", "products"], duckdb=db, client=client, reread={"products": "0"})
     assert second.ok
-    assert second.stream("orders").rows["orders"] < 300  # only the window since the cursor
+    assert second.stream("orders").rows["orders"] < 300  # only the window since the cursor (and its re-read)
     assert second.stream("orders").rows["orders"] >= 30
     assert second.stream("products").rows["products"] < 120
     tables = ["orders", "order_items", "products", "product_variants"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,6 +21,9 @@ from .buffer import SEQ
 from .duckdb_tuning import check_tuning, tune, within_memory_limit
 from .duckdb_evolve import add_columns, documented_columns, update_sql
 from .duckdb_own import RUNS_TABLE, STATE_COLUMNS, STATE_TABLE, check_ours, check_staging, connect, first_line, prepare
+from .duckdb_freshness import (DELETED_AT, HASH, META_COLUMNS, Changes, Gone, add_meta_columns, count_changes,
+                               hash_sql, mark_gone, tracked)
+from .duckdb_history import record_history
 from .files import check_can_write
 from .merge_sql import latest_versions_sql, quote_identifier as q, where_clause
 from .staging import ParquetStage, extra_name
@@ -183,20 +186,25 @@ class DuckDBDestination:
     def distinct_values(self, table: str, column: str) -> list[Any] | None:
         if not self.table_exists(table):
             return None
-        rows = self.conn.execute(f"SELECT DISTINCT {q(column)} FROM {q(table)} WHERE {q(column)} IS NOT NULL ORDER BY 1").fetchall()
+        live = f" AND {DELETED_AT} IS NULL" if self._soft_deletes(table) else ""
+        rows = self.conn.execute(f"SELECT DISTINCT {q(column)} FROM {q(table)} WHERE {q(column)} IS NOT NULL{live} ORDER BY 1").fetchall()
         return [r[0] for r in rows]
 
     def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
         if not self.table_exists(table):
             return 0
-        where, params = where_clause(column, since, equals)
+        where, params = where_clause(column, since, equals, live=self._soft_deletes(table))
         return self.conn.execute(f"SELECT count(*) FROM {q(table)}{where}", params).fetchall()[0][0]
 
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
         if not self.table_exists(table):
             return None, None
-        where, params = where_clause(None, None, equals)
+        where, params = where_clause(None, None, equals, live=self._soft_deletes(table))
         return self.conn.execute(f"SELECT min({q(column)}), max({q(column)}) FROM {q(table)}{where}", params).fetchall()[0]
+
+    def _soft_deletes(self, table: str) -> bool:
+        """Whether the table marks records gone upstream (they are not counted or listed)."""
+        return DELETED_AT in self.columns().get(table, ())
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -232,13 +240,16 @@ class DuckDBStreamWriter:
         self.conn = destination.conn
         self.stream = stream
         self.replace = replace
+        self.tracks_changes = tracked(stream)  # `_sqquid_hash`, `_sqquid_deleted_at`, counts in the run row
+        self.hard_delete = False  # records proven gone are removed instead of marked (`prove_gone`)
+        self._gone: list[Gone] = []
         self._was_empty: dict[str, bool] = {}
         self._distinct: dict[str, int] = {}  # table -> distinct keys staged, when counted
         existing = destination.columns()
         for table in stream.tables:
             if not replace and table.name in existing:
-                documented_columns(self.conn, destination.location, table.name, existing[table.name], stream,
-                                   table.column_names)
+                have = [c for c in existing[table.name] if c not in META_COLUMNS]
+                documented_columns(self.conn, destination.location, table.name, have, stream, table.column_names)
                 self._was_empty[table.name] = not self.conn.execute(f"SELECT 1 FROM {q(table.name)} LIMIT 1").fetchall()
             else:
                 self._was_empty[table.name] = True
@@ -250,6 +261,13 @@ class DuckDBStreamWriter:
 
     def write_rejected(self, rows: pa.Table) -> None:
         self.stage.write({REJECTED_TABLE: rows})
+
+    def prove_gone(self, column: str, since: datetime | None, equals: dict[str, str], hard: bool = False) -> None:
+        """The run listed this range of the stream's own table completely: the commit marks the
+        stored records in it that were not staged as deleted (`duckdb_freshness.mark_gone`), or
+        removes them (`hard`)."""
+        self._gone.append(Gone(column, since, dict(equals)))
+        self.hard_delete = self.hard_delete or hard
 
     def distinct_keys(self, table: str) -> int:
         if table not in self._distinct:
@@ -274,8 +292,14 @@ class DuckDBStreamWriter:
     def _store(self, state: StreamState, run: RunRecord) -> None:
         """The merge of every table, the state and the run record (within one transaction)."""
         parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
+        changes = self._count_changes(parent)
+        if self.stream.history:
+            for table in self.stream.tables:
+                record_history(self.conn, self.dest.columns(), table, self._latest(table), run)
         for table in self.stream.tables:
             self._create_target(table)
+            if self.tracks_changes:
+                self.dest.columns()[table.name].extend(add_meta_columns(self.conn, table.name, self.dest.columns()[table.name]))
             self._merge(table, parent)
             types = self.stage.extra_types.get(table.name)
             if types and self.stage.rows(table.name):
@@ -283,8 +307,25 @@ class DuckDBStreamWriter:
         if self.stage.rows(REJECTED_TABLE):
             columns = ", ".join(q(c) for c in REJECTED_COLUMNS)
             self.conn.execute(f"INSERT INTO {REJECTED_TABLE} ({columns}) SELECT {columns} FROM {self.stage.relation(REJECTED_TABLE)}")
+        if self.tracks_changes and self._gone:
+            staged = self.stage.relation(self.stream.tables[0].name)
+            changes.deleted = mark_gone(self.conn, self.stream, staged, self._gone, datetime.now(timezone.utc),
+                                        self.hard_delete, set(self.dest.columns()))
+        for name in ("new", "changed", "unchanged", "deleted"):
+            setattr(run, f"records_{name}", getattr(run, f"records_{name}") + getattr(changes, name))
         self.dest.write_state(self.stream.name, state)
         self.dest.record_run(run)
+
+    def _latest(self, table: TableSpec) -> str:
+        """SQL of the staged rows of a table, one per key (the last version of a key that came twice)."""
+        return latest_versions_sql(self.stage.relation(table.name), table, self.conn, self._distinct.get(table.name) == self.stage.rows(table.name) or None)
+
+    def _count_changes(self, parent: TableSpec | None) -> Changes:
+        """New / changed / unchanged records of the stream's own table (before the merge)."""
+        if not self.tracks_changes or parent is None or not self.stage.rows(parent.name):
+            return Changes()
+        exists = self.dest.table_exists(parent.name) and HASH in self.dest.columns()[parent.name]
+        return count_changes(self.conn, parent, self._latest(parent), exists)
 
     def _evolve(self, table: TableSpec, types: dict[str, str], run_id: str) -> None:
         """The table's undocumented fields as columns, holding the values of the rows merged."""
@@ -298,8 +339,9 @@ class DuckDBStreamWriter:
         """The table, with the column types of the staged file (those of the stream's schema)."""
         if self.replace or not self.dest.table_exists(table.name):
             staged = self.stage.relation(table.name)
-            self.conn.execute(f"CREATE OR REPLACE TABLE {q(table.name)} AS SELECT * EXCLUDE ({SEQ}) FROM {staged} LIMIT 0")
-            self.dest.created(table.name, table.column_names)
+            meta = f", NULL::VARCHAR AS {HASH}, NULL::TIMESTAMPTZ AS {DELETED_AT}" if self.tracks_changes else ""
+            self.conn.execute(f"CREATE OR REPLACE TABLE {q(table.name)} AS SELECT * EXCLUDE ({SEQ}){meta} FROM {staged} LIMIT 0")
+            self.dest.created(table.name, table.column_names + (list(META_COLUMNS) if self.tracks_changes else []))
 
     def _merge(self, table: TableSpec, parent: TableSpec | None) -> None:
         target = q(table.name)
@@ -317,9 +359,12 @@ class DuckDBStreamWriter:
                     f"WHERE {target}.{q(link)} = p.{q(parent_key)}"
                 )
         if rows:
-            unique = self._distinct.get(table.name) == rows or None  # counted: no key came twice
             columns = ", ".join(q(c) for c in table.column_names)  # by name: the table may have evolved columns
-            self.conn.execute(f"INSERT INTO {target} ({columns}) {latest_versions_sql(self.stage.relation(table.name), table, self.conn, unique)}")
+            if self.tracks_changes:
+                self.conn.execute(f"INSERT INTO {target} ({columns}, {HASH}) SELECT {columns}, {hash_sql(table)} "
+                                  f"FROM ({self._latest(table)})")
+            else:
+                self.conn.execute(f"INSERT INTO {target} ({columns}) {self._latest(table)}")
 
     def abort(self) -> None:
         self.stage.discard()

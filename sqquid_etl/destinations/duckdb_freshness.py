@@ -1,0 +1,126 @@
+"""What DuckDB keeps to see changes an incremental cursor cannot: a content hash of every row
+(`_sqquid_hash`), the moment a record was proven gone upstream (`_sqquid_deleted_at`, a soft
+delete), and the counts of a commit (records new / changed / unchanged / deleted).
+
+The hash is the md5 of the row's documented columns (timestamps as epoch microseconds, so the
+session's time zone does not change it); columns added for undocumented fields are not in it.
+Only the tables of incremental streams get these columns: a full-refresh stream's table is
+replaced every run (its history, where kept, is `duckdb_history.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..definitions import StreamDefinition, TableSpec
+from .merge_sql import quote_identifier as q
+
+HASH = "_sqquid_hash"
+DELETED_AT = "_sqquid_deleted_at"
+META_COLUMNS = (HASH, DELETED_AT)
+META_TYPES = {HASH: "VARCHAR", DELETED_AT: "TIMESTAMPTZ"}
+
+
+@dataclass(frozen=True)
+class Gone:
+    """A range a run listed completely: stored records of the stream's own table in it (cursor >=
+    `since`, `equals`) that the run did not receive are gone upstream."""
+
+    column: str
+    since: datetime | None
+    equals: dict
+
+
+@dataclass
+class Changes:
+    """What a commit did to the stream's own table, by record."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+
+def tracked(stream: StreamDefinition) -> bool:
+    """Whether the stream's tables carry the hash and the soft-delete columns (incremental ones)."""
+    return stream.cursor is not None
+
+
+def hash_sql(table: TableSpec, alias: str = "") -> str:
+    """SQL of a row's content hash (md5 of its documented columns)."""
+    prefix = f"{alias}." if alias else ""
+    parts = []
+    for column in table.columns:
+        value = f"{prefix}{q(column.name)}"
+        if column.type == "timestamp":
+            value = f"epoch_us({value})"
+        parts.append(f"{q(column.name)} := {value}")
+    return f"md5(CAST(struct_pack({', '.join(parts)}) AS VARCHAR))"
+
+
+def add_meta_columns(conn: Any, table: str, have: list[str]) -> list[str]:
+    """The meta columns a table made by an older version lacks, added; returns those added."""
+    added = [c for c in META_COLUMNS if c not in have]
+    for column in added:
+        conn.execute(f"ALTER TABLE {q(table)} ADD COLUMN IF NOT EXISTS {q(column)} {META_TYPES[column]}")
+    return added
+
+
+def count_changes(conn: Any, table: TableSpec, latest: str, target_exists: bool) -> Changes:
+    """Records of `latest` (SQL selecting the staged rows, one per key) that are new, changed
+    (another hash, or back after being marked deleted) or unchanged against the stored table."""
+    if not target_exists:
+        total = conn.execute(f"SELECT count(*) FROM ({latest})").fetchall()[0][0]
+        return Changes(new=total)
+    match = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in table.primary_key)
+    first_key = q(table.primary_key[0])
+    row = conn.execute(
+        f"SELECT count(*) FILTER (WHERE t.{first_key} IS NULL), "
+        f"count(*) FILTER (WHERE t.{first_key} IS NOT NULL AND t.{q(HASH)} IS NOT DISTINCT FROM {hash_sql(table, 's')} "
+        f"AND t.{q(DELETED_AT)} IS NULL), count(*) "
+        f"FROM ({latest}) s LEFT JOIN {q(table.name)} t ON {match}"
+    ).fetchall()[0]
+    new, unchanged, total = row
+    return Changes(new=new, changed=total - new - unchanged, unchanged=unchanged)
+
+
+def mark_gone(conn: Any, stream: StreamDefinition, staged: str, ranges: list[Gone], at: datetime,
+              hard: bool, existing: set[str]) -> int:
+    """The stored records of the stream's own table within `ranges` that the run did not stage,
+    and their child rows: marked `_sqquid_deleted_at = at` (or removed, `hard`). Returns how many
+    records of the stream's table. Within the caller's transaction."""
+    parent = stream.tables[0]
+    if not ranges or parent.name not in existing:
+        return 0
+    keys = ", ".join(q(k) for k in parent.primary_key)
+    match = " AND ".join(f"s.{q(k)} = t.{q(k)}" for k in parent.primary_key)
+    selects, params = [], []
+    for gone in ranges:
+        clauses = [f"t.{q(DELETED_AT)} IS NULL"]
+        if gone.since is not None:
+            clauses.append(f"t.{q(gone.column)} >= ?")
+            params.append(gone.since)
+        for name, value in gone.equals.items():
+            clauses.append(f"t.{q(name)} = ?")
+            params.append(value)
+        selects.append(f"SELECT {', '.join(f't.{q(k)}' for k in parent.primary_key)} FROM {q(parent.name)} t "
+                       f"WHERE {' AND '.join(clauses)} AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})")
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_gone AS {' UNION '.join(selects)}", params)
+    count = conn.execute("SELECT count(*) FROM _sqquid_gone").fetchall()[0][0]
+    if count:
+        _apply(conn, parent.name, f"({keys}) IN (SELECT {keys} FROM _sqquid_gone)", at, hard)
+        for child in stream.tables[1:]:
+            if child.parent_link and child.name in existing:
+                link, parent_key = child.parent_link
+                _apply(conn, child.name, f"{q(link)} IN (SELECT {q(parent_key)} FROM _sqquid_gone)", at, hard)
+    conn.execute("DROP TABLE _sqquid_gone")
+    return count
+
+
+def _apply(conn: Any, table: str, condition: str, at: datetime, hard: bool) -> None:
+    if hard:
+        conn.execute(f"DELETE FROM {q(table)} WHERE {condition}")
+    else:
+        conn.execute(f"UPDATE {q(table)} SET {q(DELETED_AT)} = ? WHERE {q(DELETED_AT)} IS NULL AND {condition}", [at])

@@ -1,0 +1,56 @@
+"""Records proven gone upstream, in the Parquet destination: a run that listed a range completely
+(`StreamWriter.prove_gone`) drops the stored records of that range it did not receive, with their
+child rows, from the tables' new generation. Parquet files are immutable and a generation is
+rewritten anyway, so the Parquet destination removes such records (what `--hard-delete` does in
+DuckDB); it does not keep `_sqquid_deleted_at` or `_sqquid_hash` yet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..definitions import StreamDefinition, TableSpec
+from .duckdb_freshness import Gone
+from .merge_sql import quote_identifier as q, sql_path
+
+GONE = "_sqquid_gone"
+
+
+def find_gone(sql: Any, stream: StreamDefinition, old_files: list[Path], staged: str, ranges: list[Gone]) -> int:
+    """The keys of the stream's own table, stored in `old_files`, within `ranges` and not in
+    `staged`, into the temp table `_sqquid_gone` (made only when there are ranges and files);
+    returns how many."""
+    parent = stream.tables[0]
+    keys = ", ".join(f"o.{q(k)}" for k in parent.primary_key)
+    if not ranges or not old_files or parent.nested_path is not None:
+        return 0
+    files = "[" + ", ".join(sql_path(f) for f in old_files) + "]"
+    match = " AND ".join(f"s.{q(k)} = o.{q(k)}" for k in parent.primary_key)
+    selects, params = [], []
+    for gone in ranges:
+        clauses = ["true"]
+        if gone.since is not None:
+            clauses.append(f"o.{q(gone.column)} >= ?")
+            params.append(gone.since)
+        for name, value in gone.equals.items():
+            clauses.append(f"o.{q(name)} = ?")
+            params.append(value)
+        selects.append(f"SELECT {keys} FROM read_parquet({files}) o WHERE {' AND '.join(clauses)} "
+                       f"AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})")
+    sql.execute(f"CREATE OR REPLACE TEMP TABLE {GONE} AS {' UNION '.join(selects)}", params)
+    return sql.execute(f"SELECT count(*) FROM {GONE}").fetchall()[0][0]
+
+
+def gone_condition(stream: StreamDefinition, table: TableSpec) -> str | None:
+    """SQL on an old row `o` of `table`: true when it is a record gone upstream, or a child row
+    of one (None: the table has no such rows)."""
+    parent = stream.tables[0]
+    if parent.nested_path is not None:
+        return None
+    if table.name == parent.name:
+        keys = ", ".join(f"o.{q(k)}" for k in parent.primary_key)
+        return f"({keys}) IN (SELECT * FROM {GONE})"
+    if table.parent_link:
+        link, parent_key = table.parent_link
+        return f"o.{q(link)} IN (SELECT {q(parent_key)} FROM {GONE})"
+    return None
