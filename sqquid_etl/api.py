@@ -148,6 +148,8 @@ class Resolved:
     catalog: Any
     schema_contract: str | None
     tuning: Tuning
+    reread: dict
+    hard_delete: bool
 
     def pipeline_kwargs(self) -> dict:
         values = dict(vars(self))
@@ -190,7 +192,15 @@ def resolve_settings(config: str | os.PathLike | None = None, *, env: Mapping[st
         catalog=value.get("catalog", settings.get("catalog")),
         schema_contract=value.get("schema_contract", settings.get("schema_contract")),
         tuning=value.get("tuning") or settings.tuning(env),
+        reread={**settings.get("reread", {}), **_reread(value.get("reread"))},
+        hard_delete=bool(value.get("hard_delete", settings.get("hard_delete", False))),
     )
+
+
+def _reread(value: Any) -> dict:
+    from .freshness import split_reread
+
+    return split_reread(value) if isinstance(value, str) else dict(value or {})
 
 
 def _path(value: Any) -> str | None:
@@ -222,6 +232,8 @@ def extract(
     stream_done: Callable | None = None,
     stop_on_failure: bool = False,
     reconcile: bool = True,
+    reread: str | dict | None = None,
+    hard_delete: bool | None = None,
 ) -> ExtractResult:
     """Extract the selected streams (all by default) into DuckDB (default `sqquid.duckdb`), a
     Parquet directory or URL, or Iceberg tables (`iceberg`: WAREHOUSE[?catalog=URL&namespace=NAME]),
@@ -241,7 +253,8 @@ def extract(
         config, streams=streams, duckdb=duckdb, parquet=parquet, iceberg=iceberg, base_url=base_url, api_key=api_key,
         username=username, password=password, start_date=start_date, lookback=lookback,
         full_refresh=None if full_refresh is None else full_refresh if isinstance(full_refresh, bool) else list(full_refresh),
-        strict=strict, rate=rate, burst=burst, catalog=catalog, schema_contract=schema_contract, tuning=tuning)
+        strict=strict, rate=rate, burst=burst, catalog=catalog, schema_contract=schema_contract, tuning=tuning,
+        reread=reread, hard_delete=hard_delete)
     try:
         done = run_extract(resolved.streams, client=client, progress=progress, stream_done=stream_done,
                            stop_on_failure=stop_on_failure, reconcile=reconcile, **resolved.pipeline_kwargs())
