@@ -15,7 +15,7 @@ from collections import defaultdict
 from functools import partial
 from collections.abc import Mapping
 
-from . import drift_views, mutations, timeutil
+from . import changes, drift_views, mutations, timeutil
 from .drift import Drift, DriftProfile
 from .inventory import Inventory, InventoryView
 from .order_records import SCOPES
@@ -234,6 +234,13 @@ class Store:
         """n new "toship" shipment items for existing order items (e.g. re-routed lines)."""
         with self.lock:
             return mutations.add_shipment_items(self, n)
+
+    def apply_changes(self, counts: dict[str, int], seed: int = 0, recent: int = changes.RECENT) -> dict[str, list]:
+        """Change existing records as a live account does between extracts (``changes.KINDS``:
+        edits, scope moves, deletions, stock): the same seed and counts make the same changes.
+        Returns ``{kind: [what changed]}``."""
+        with self.lock:
+            return changes.apply(self, counts, random.Random(f"{self.seed}:changes:{seed}"), recent)
 
     def mutate(self, spec: dict) -> None:
         """Apply ``{"add_orders": n, "update_products": n, ...}`` in a fixed order."""

@@ -1,8 +1,9 @@
 """Orders, shipments, shipment items and returns: generated ones plus those added while the
 sandbox runs, the scope of every shipment item, and the filters of their list endpoints.
 
-Order key k has id k + 1, and so do shipment keys and shipment item keys (none is ever
-deleted). A generated shipment item has the id of the order item it is for.
+Order key k has id k + 1, and so do shipment keys and shipment item keys (a deleted record's
+key is never reused: ``changes.py`` deletes records, and the filters skip them). A generated
+shipment item has the id of the order item it is for.
 """
 
 from __future__ import annotations
@@ -84,6 +85,11 @@ class OrderBook:
         asked = [{"sku": item["sku"], "store_id_return": STORE_IDS[0], "qty": 1}]
         return shipping_records.order_return(r + 1, order, 1, asked, order["created_at"].replace("T", " ")[:19])
 
+    def change_order(self, key: int, order: dict) -> None:
+        """Store an edited order (its generated form is no longer served or remembered)."""
+        self.orders.change(key, order)
+        self._memo.pop(key, None)
+
     # ---- per order -------------------------------------------------------------------------
     def order_key(self, order_id: int) -> int | None:
         return order_id - 1 if self.orders.exists(order_id - 1) else None
@@ -134,13 +140,15 @@ class OrderBook:
         if ids is None and lo is None:
             return self.orders.keys()
         if ids is None:
-            return array("i", self._orders_between(lo, None) + self._added(self.orders, lo))
+            return array("i", _live(self.orders, self._orders_between(lo, None) + self._added(self.orders, lo)))
         keys = [i - 1 for i in ids if self.orders.exists(i - 1)]
         return [k for k in keys if lo is None or self._created_text(self.orders, k) >= lo.text]
 
     def order_count(self, lo) -> int:
         layout = self.layout
         start = bisect_left(layout.by_created, lo.seconds, key=layout.created.__getitem__)
+        if self.orders.deleted:
+            return len(self.order_keys(None, lo))
         return len(layout.by_created) - start + len(self._added(self.orders, lo))
 
     def shipment_integration(self, s: int) -> int:
@@ -164,7 +172,7 @@ class OrderBook:
             keys = self.shipments.keys()
         if integration is not None:
             keys = [s for s in keys if self.shipment_integration(s) == integration]
-        return array("i", keys)
+        return array("i", _live(self.shipments, keys))
 
     def item_integration(self, k: int) -> int:
         if k >= self.items.base:
@@ -187,4 +195,11 @@ class OrderBook:
         keys += [k for k in self._added(self.items, lo, hi) if self.added_scope[k] == code]
         if integration is not None:
             keys = [k for k in keys if self.item_integration(k) == integration]
-        return array("i", keys)
+        return array("i", _live(self.items, keys))
+
+
+def _live(table: Table, keys):
+    """The keys not deleted (``changes.py`` deletes records), in their order."""
+    if not table.deleted:
+        return keys
+    return [k for k in keys if k not in table.deleted]
