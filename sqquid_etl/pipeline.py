@@ -20,7 +20,7 @@ from .engine import ProgressCallback, RunOptions, StreamResult, StreamRun, new_r
 from .errors import ConfigError, SqquidError, StateError
 from .evolve import CONTRACTS, dropped_fields
 from .freshness import parse_reread_overrides
-from .reconcile import describe_gaps, describe_surpluses, find_gaps
+from .reconcile import describe_changes, describe_gaps, describe_surpluses, find_changed_windows, find_gaps
 from .settings import DEFAULT_BURST, DEFAULT_LOOKBACK, DEFAULT_RATE, Tuning, check_pacing
 from .state import BEGINNING, NO_PARTITION, StreamState, after_now, parse_duration, parse_timestamp
 
@@ -195,7 +195,7 @@ def _extract_stream(run: StreamRun, reconcile: bool) -> StreamResult:
             known = {} if check is None else {
                 p: n for p, n in check.api_counts.items() if windows.get(p) == run.options.start_date
             }
-            _reconcile(run, known)
+            _reconcile(run, known, windows)
     except SqquidError as exc:
         if committed is not None:
             _failed_after_commit(run, committed, exc)
@@ -266,9 +266,11 @@ def _not_run(run: StreamRun, parent: str) -> StreamResult:
     return result
 
 
-def _reconcile(run: StreamRun, known_counts: dict) -> None:
-    """Ask reconciliation which windows the API has more records in than the destination; run
-    those (merged, cursors never backwards); say so in the stream's result and its run row."""
+def _reconcile(run: StreamRun, known_counts: dict, listed: dict) -> None:
+    """Ask reconciliation which windows the API has more records in than the destination, and
+    where behind the run's windows the records changed in number (deleted, moved to another
+    partition); run those (merged, cursors never backwards; a complete re-listing proves which
+    stored records are gone); say so in the stream's result and its run row."""
     stream, destination, result = run.stream, run.destination, run.result
     start = run.options.start_date
     gaps, surpluses = find_gaps(stream, run.client, destination, start, known_counts, run.quarantined)
@@ -277,14 +279,21 @@ def _reconcile(run: StreamRun, known_counts: dict) -> None:
         run_windows(run, {g.partition: g.since for g in gaps}, state, replace=False, count=False)
         result.repaired = sum(g.missing for g in gaps)
         result.add_message(describe_gaps(gaps))
-        remaining, _ = find_gaps(stream, run.client, destination, start, quarantined=run.quarantined)
+    changed, spent = find_changed_windows(stream, run.client, destination, start, listed)
+    if changed:
+        deleted_before = result.records_deleted
+        state = destination.load_state(stream.name) or StreamState()
+        run_windows(run, changed, state, replace=False)
+        result.add_message(describe_changes(changed, spent, result.records_deleted - deleted_before))
+    if gaps or changed or surpluses:
+        remaining, surpluses = find_gaps(stream, run.client, destination, start, quarantined=run.quarantined)
         if remaining:
             result.add_message(f"still {sum(g.missing for g in remaining)} missing after the repair")
             result.status = "warning"
     if surpluses:
         result.add_message(describe_surpluses(surpluses))
         result.status = "warning"
-    if not (gaps or surpluses):
+    if not (gaps or changed or surpluses):
         return
     if run.options.strict and result.status == "warning":
         result.status, result.exit_code = "failed", 1

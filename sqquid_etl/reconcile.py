@@ -134,3 +134,77 @@ def describe_surpluses(surpluses: list[Surplus]) -> str:
         f"destination holds {sum(s.extra for s in surpluses)} more records than the API counts "
         "(deleted upstream?); --full-refresh removes them"
     )
+
+
+def find_changed_windows(stream: StreamDefinition, client: SqquidClient, destination: Destination,
+                         start_date: datetime | None, listed: dict, points: int = 8) -> tuple[dict, int]:
+    """Where the records behind this run's windows changed in number, partition by partition:
+    {partition: where a re-listing must start} and the count requests spent. It catches what the
+    cumulative count of `find_gaps` cannot: deletions, records that moved to another partition
+    (a shipment item's scope), and changes that offset each other in the total but not at every
+    point. `listed`: this run's windows (partition -> start; the range after it was just read).
+
+    f(t) = API count(cursor >= t) - stored count(cursor >= t) is constant (N) from the oldest
+    stored record up to the earliest change. f is asked at `points` times evenly spread up to the
+    window, then bisected between the last point where f = N and the first where it is not: the
+    re-listing starts there. Two changes that offset each other between two neighbouring points
+    (one record gone, one late record come) stay unseen: a key-set comparison is what sees those."""
+    if stream.count is None or stream.cursor is None:
+        return {}, 0
+    windows: dict = {}
+    requests = 0
+    for partition in stream.partition.values if stream.partition else [None]:
+        upto = listed.get(partition)
+        equals = {stream.partition.param: partition} if stream.partition and partition else {}
+        low, _ = destination.cursor_bounds(stream.tables[0].name, stream.cursor.field, equals)
+        if upto is None or low is None:
+            continue
+        low = _floor_second(max(low, start_date) if start_date else low)
+        if low >= upto:
+            continue
+        f = _difference(stream, client, destination, partition, equals)
+        since, spent = _first_change(f, low, upto, points)
+        requests += spent
+        if since is not None:
+            windows[partition] = since
+    return windows, requests
+
+
+def _difference(stream: StreamDefinition, client: SqquidClient, destination: Destination, partition: str | None,
+                equals: dict) -> Callable[[datetime], int]:
+    table, column = stream.tables[0].name, stream.cursor.field  # type: ignore[union-attr]
+
+    def f(since: datetime) -> int:
+        return count_records(stream, client, since, partition) - destination.count_since(table, column, since, equals)
+
+    return f
+
+
+def _first_change(f: Callable[[datetime], int], low: datetime, upto: datetime, points: int) -> tuple[datetime | None, int]:
+    """(where a re-listing must start to cover every change f shows, or None; requests spent)."""
+    n = f(low)
+    requests = 1
+    step = (upto - low) / points
+    before = low
+    for i in range(1, points + 1):
+        at = _floor_second(low + step * i) if i < points else upto
+        requests += 1
+        if f(at) != n:
+            while (at - before) > timedelta(seconds=1):  # invariant: f(before) == n != f(at)
+                mid = _floor_second(before + (at - before) / 2)
+                if mid <= before:
+                    break
+                requests += 1
+                if f(mid) == n:
+                    before = mid
+                else:
+                    at = mid
+            return before, requests
+        before = at
+    return (upto if n else None), requests
+
+
+def describe_changes(windows: dict, requests: int, deleted: int) -> str:
+    ranges = ", ".join(f"{p + ': ' if p else ''}since {w.isoformat()}" for p, w in windows.items() if w is not None)
+    return f"re-listed where the records behind the cursor changed in number ({ranges}; {requests} count requests): " \
+           f"{deleted} record(s) gone upstream"
