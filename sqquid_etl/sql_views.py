@@ -46,6 +46,35 @@ SELECT
     i.store_id
 FROM order_items i
 JOIN orders o ON o.id = i.order_id
+{live}
+"""
+
+# skus that went out of stock at a location (quantity summed over bins), and when they came back:
+# from the type-2 history of inventory (`inventory_history`, kept by every run)
+STOCK_OUTS = """
+CREATE OR REPLACE VIEW stock_outs AS
+WITH points AS (
+    SELECT DISTINCT sku, location_external_id, valid_from AS changed_at FROM inventory_history
+    UNION
+    SELECT DISTINCT sku, location_external_id, valid_to FROM inventory_history WHERE valid_to IS NOT NULL
+),
+levels AS (
+    SELECT p.sku, p.location_external_id, p.changed_at, coalesce(sum(h.qty_on_hand), 0) AS qty_on_hand
+    FROM points p
+    LEFT JOIN inventory_history h
+      ON h.sku = p.sku AND h.location_external_id = p.location_external_id
+     AND h.valid_from <= p.changed_at AND (h.valid_to IS NULL OR h.valid_to > p.changed_at)
+    GROUP BY p.sku, p.location_external_id, p.changed_at
+),
+steps AS (
+    SELECT *, lag(qty_on_hand) OVER (PARTITION BY sku, location_external_id ORDER BY changed_at) AS qty_before
+    FROM levels
+)
+SELECT s.sku, s.location_external_id, s.qty_before, s.changed_at AS out_of_stock_at,
+       (SELECT min(b.changed_at) FROM steps b WHERE b.sku = s.sku AND b.location_external_id = s.location_external_id
+          AND b.changed_at > s.changed_at AND b.qty_on_hand > 0) AS back_in_stock_at
+FROM steps s
+WHERE s.qty_on_hand <= 0 AND s.qty_before > 0
 """
 
 AVAILABLE_TO_SELL = """
@@ -101,7 +130,18 @@ LEFT JOIN best b USING (sku, location_external_id, channel_id)
 VIEWS: dict[str, tuple[tuple[str, ...], str]] = {
     "order_lines": (("orders", "order_items"), ORDER_LINES),
     "available_to_sell": (("inventory", "buffers"), AVAILABLE_TO_SELL),
+    "stock_outs": (("inventory_history",), STOCK_OUTS),
 }
+# records marked gone upstream (`_sqquid_deleted_at`) are left out of the views that read them
+LIVE = "WHERE o._sqquid_deleted_at IS NULL AND i._sqquid_deleted_at IS NULL"
+
+
+def _view_sql(conn, name: str, sql: str) -> str:
+    if name != "order_lines":
+        return sql
+    marked = conn.execute("SELECT count(*) FROM duckdb_columns() WHERE column_name = '_sqquid_deleted_at' "
+                          "AND table_name IN ('orders', 'order_items') AND schema_name = 'main'").fetchall()[0][0]
+    return sql.replace("{live}", LIVE if marked == 2 else "")
 
 
 def _existing_tables(conn: Any) -> set[str]:
@@ -121,7 +161,7 @@ def create_views(conn: Any) -> list[str]:
         if not set(needs) <= tables:
             continue
         try:
-            conn.execute(sql)
+            conn.execute(_view_sql(conn, name, sql))
         except duckdb.Error as exc:
             log.info("view %s not created: %s", name, str(exc).splitlines()[0])
             continue
@@ -145,6 +185,6 @@ def attach_parquet(conn: Any, root: str) -> list[str]:
     created = []
     for name, (needs, sql) in VIEWS.items():
         if set(needs) <= names:
-            conn.execute(sql)
+            conn.execute(_view_sql(conn, name, sql))
             created.append(name)
     return created

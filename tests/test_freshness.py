@@ -1,0 +1,203 @@
+"""Freshness: what an incremental run sees of records changed, moved or deleted behind its cursor
+(re-read windows, content hashes, the count scan of reconciliation, soft deletes), and the
+type-2 history of inventory and buffers. The sandbox changes its data between runs
+(`sandbox/changes.py`), seeded."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from sqquid_etl import extract
+from sqquid_etl.cli import main
+from sqquid_etl.errors import ConfigError
+from sqquid_etl.sandbox.changes import KINDS
+from sqquid_etl.sandbox.order_records import SCOPES
+from tests.expected import COMPARED, assert_tables_equal, expected_tables
+from tests.support import API_KEY, make_client
+
+ORDER_STREAMS = ["orders", "shipments", "shipment_items"]
+
+
+def live_tables(db, tables=None) -> dict[str, list[tuple]]:
+    """The compared columns of each table, without the records marked gone upstream."""
+    with duckdb.connect(str(db), read_only=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        out = {}
+        for table, columns in COMPARED.items():
+            if tables is not None and table not in tables:
+                continue
+            have = {r[0] for r in conn.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]).fetchall()}
+            where = " WHERE _sqquid_deleted_at IS NULL" if "_sqquid_deleted_at" in have else ""
+            out[table] = sorted(conn.execute(f"SELECT {columns} FROM {table}{where}").fetchall(), key=repr)
+        return out
+
+
+def _query(db, sql: str, params=()) -> list[tuple]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        return conn.execute(sql, list(params)).fetchall()
+
+
+def test_reread_window_sees_edited_orders_and_counts_them(make_sandbox, tmp_path):
+    sandbox = make_sandbox(orders=200, products=20)
+    db = tmp_path / "f.duckdb"
+    assert extract(["orders"], duckdb=db, client=make_client(sandbox)).ok
+    made = sandbox.store.apply_changes({"edit_orders": 3}, seed=1)["edit_orders"]
+    assert len(made) == 3
+    result = extract(["orders"], duckdb=db, client=make_client(sandbox))
+    orders = result.stream("orders")
+    assert (orders.records_new, orders.records_changed) == (0, 3)
+    assert orders.records_unchanged > 0
+    emails = dict(_query(db, "SELECT id, customer_email FROM orders WHERE id IN (SELECT unnest(?))", [made]))
+    with sandbox.store.lock:
+        upstream = {o["id"]: o["customer_email"] for o in sandbox.store.orders if o["id"] in made}
+    assert emails == upstream
+    row = _query(db, "SELECT records_new, records_changed, records_deleted FROM _sqquid_runs "
+                     "WHERE run_id = ? AND stream = 'orders'", [result.run_id])
+    assert row == [(0, 3, 0)]
+
+
+def test_without_a_reread_window_an_edit_is_not_seen(make_sandbox, tmp_path):
+    sandbox = make_sandbox(orders=200, products=20)
+    db = tmp_path / "f.duckdb"
+    assert extract(["orders"], duckdb=db, client=make_client(sandbox)).ok
+    sandbox.store.apply_changes({"edit_orders": 3}, seed=1)
+    result = extract(["orders"], duckdb=db, client=make_client(sandbox), reread="orders=0")
+    assert result.stream("orders").records_changed == 0  # the 1s lookback only: the edits stay unseen
+
+
+def test_reread_options_are_checked(tmp_path, sandbox):
+    with pytest.raises(ConfigError, match="unknown stream 'nosuch'"):
+        extract(["orders"], duckdb=tmp_path / "x.duckdb", client=make_client(sandbox), reread="nosuch=1d")
+    with pytest.raises(ConfigError, match="full refresh every run"):
+        extract(["orders"], duckdb=tmp_path / "x.duckdb", client=make_client(sandbox), reread={"inventory": "1d"})
+    with pytest.raises(ConfigError, match="not a duration"):
+        extract(["orders"], duckdb=tmp_path / "x.duckdb", client=make_client(sandbox), reread="orders=soon")
+    outcome = CliRunner().invoke(main, ["extract", "--streams", "orders", "--duckdb", str(tmp_path / "y.duckdb"),
+                                        "--base-url", sandbox.url, "--api-key", API_KEY, "--reread", "orders"])
+    assert outcome.exit_code != 0 and "expected STREAM=WINDOW" in outcome.output
+    config = tmp_path / "sqquid.toml"
+    config.write_text('[reread]\norders = 30\n')
+    outcome = CliRunner().invoke(main, ["extract", "--config", str(config), "--duckdb", str(tmp_path / "y.duckdb"),
+                                        "--base-url", sandbox.url, "--api-key", API_KEY])
+    assert outcome.exit_code != 0 and "[reread] orders" in outcome.output
+    assert not (tmp_path / "y.duckdb").exists()
+
+
+def test_deleted_records_are_marked_then_hard_deleted(make_sandbox, tmp_path):
+    sandbox = make_sandbox(orders=300, products=20)
+    db = tmp_path / "f.duckdb"
+    assert extract(["orders"], duckdb=db, client=make_client(sandbox)).ok
+    gone = sandbox.store.apply_changes({"delete_orders": 4}, seed=2)["delete_orders"]
+    result = extract(["orders"], duckdb=db, client=make_client(sandbox))
+    assert result.stream("orders").records_deleted == 4, result.stream("orders").message
+    marked = _query(db, "SELECT id FROM orders WHERE _sqquid_deleted_at IS NOT NULL ORDER BY id")
+    assert [r[0] for r in marked] == sorted(gone)
+    items = _query(db, "SELECT count(*) FROM order_items WHERE _sqquid_deleted_at IS NOT NULL AND order_id IN "
+                       "(SELECT unnest(?))", [gone])[0][0]
+    assert items > 0  # the children of a record gone are marked with it
+    assert _query(db, "SELECT count(*) FROM order_lines WHERE order_id IN (SELECT unnest(?))", [gone]) == [(0,)]
+    assert_tables_equal(live_tables(db, ["orders", "order_items"]), expected_tables(sandbox.store), ["orders", "order_items"])
+    more = sandbox.store.apply_changes({"delete_orders": 2}, seed=3)["delete_orders"]
+    assert extract(["orders"], duckdb=db, client=make_client(sandbox), hard_delete=True).ok
+    assert _query(db, "SELECT count(*) FROM orders WHERE id IN (SELECT unnest(?))", [more]) == [(0,)]
+    assert _query(db, "SELECT count(*) FROM order_items WHERE order_id IN (SELECT unnest(?))", [more]) == [(0,)]
+
+
+def test_scope_moves_between_all_four_scopes(make_sandbox, tmp_path):
+    """Items of every age leave each scope for each of the three others; the next run has every
+    item in its current scope."""
+    sandbox = make_sandbox(orders=300, products=20)
+    db = tmp_path / "f.duckdb"
+    assert extract(["shipment_items"], duckdb=db, client=make_client(sandbox)).ok
+    book = sandbox.store.book
+    moved = set()
+    for source in range(len(SCOPES)):
+        with sandbox.store.lock:
+            keys = [k for k in book.items.keys() if book.scope(k) == source and k not in moved]
+            picks = keys[:: max(1, len(keys) // 3)][:3]  # spread over the ages of the scope
+            for target, key in zip([c for c in range(len(SCOPES)) if c != source], picks):
+                book.set_scope(key, target)
+                moved.add(key)
+            sandbox.store.touch("shipmentitems")
+        result = extract(["shipment_items"], duckdb=db, client=make_client(sandbox))
+        assert result.stream("shipment_items").status == "ok", result.stream("shipment_items").message
+        assert_tables_equal(live_tables(db, ["shipment_items"]), expected_tables(sandbox.store), ["shipment_items"])
+    assert len(moved) == 12
+
+
+def test_a_variant_change_is_seen_when_its_parent_does_not_move(make_sandbox, tmp_path):
+    sandbox = make_sandbox(orders=20, products=60)
+    db = tmp_path / "f.duckdb"
+    assert extract(["products"], duckdb=db, client=make_client(sandbox)).ok
+    before = {p["sku"]: p["updated_at"] for p in sandbox.store.products}
+    skus = sandbox.store.apply_changes({"edit_variants": 4}, seed=4)["edit_variants"]
+    assert {p["sku"]: p["updated_at"] for p in sandbox.store.products} == before  # parents unmoved
+    result = extract(["products"], duckdb=db, client=make_client(sandbox))
+    assert result.stream("products").records_changed == 0  # the parents are the same records
+    got = dict(_query(db, "SELECT sku, price::VARCHAR FROM product_variants WHERE sku IN (SELECT unnest(?))", [skus]))
+    with sandbox.store.lock:
+        want = {c["sku"]: c["price"] for p in sandbox.store.products for c in p["Child_Products"] if c["sku"] in skus}
+    assert got == want
+    assert_tables_equal(live_tables(db, ["product_variants"]), expected_tables(sandbox.store), ["product_variants"])
+
+
+def test_inventory_history_and_stock_outs(make_sandbox, tmp_path):
+    sandbox = make_sandbox(orders=20, products=30)
+    db = tmp_path / "f.duckdb"
+    first = extract(["products", "inventory"], duckdb=db, client=make_client(sandbox))
+    assert first.ok
+    key = next(k for k, v in sandbox.store.inventory.items() if v["qty_on_hand"] > 0)
+    for other in [k for k in sandbox.store.inventory if k[:2] == key[:2]]:  # out of stock at that location
+        sandbox.store.patch_inventory(other, 0)
+    second = extract(["products", "inventory"], duckdb=db, client=make_client(sandbox))
+    assert second.ok
+    versions = _query(db, "SELECT qty_on_hand, valid_to IS NULL FROM inventory_history WHERE sku = ? AND "
+                          "location_external_id = ? AND bin = ? ORDER BY valid_from", key)
+    assert len(versions) == 2 and versions[0][1] is False and versions[1] == (0, True)
+    current = _query(db, "SELECT sku, location_external_id, bin, qty_on_hand FROM inventory_history "
+                         "WHERE valid_to IS NULL ORDER BY ALL")
+    assert current == _query(db, "SELECT sku, location_external_id, bin, qty_on_hand FROM inventory ORDER BY ALL")
+    for run, qty in ((first, versions[0][0]), (second, 0)):  # what was on hand when each run read it
+        started = _query(db, "SELECT started_at FROM _sqquid_runs WHERE run_id = ? AND stream = 'inventory'",
+                         [run.run_id])[0][0]
+        as_of = _query(db, "SELECT qty_on_hand FROM inventory_history WHERE sku = ? AND location_external_id = ? "
+                           "AND bin = ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)", [*key, started, started])
+        assert as_of == [(qty,)]
+    outs = _query(db, "SELECT sku, location_external_id, qty_before > 0, back_in_stock_at FROM stock_outs")
+    assert outs == [(key[0], key[1], True, None)]
+
+
+def _round_changes(rnd: int) -> dict[str, int]:
+    counts = {kind: 1 + (rnd + i) % 3 for i, kind in enumerate(KINDS)}
+    return counts
+
+
+def test_ten_rounds_of_upstream_changes(make_sandbox, tmp_path):
+    """The acceptance test: 10 rounds of random upstream changes of every kind, then an
+    incremental run; after each round every table equals the API's data (records gone upstream
+    marked), and the inventory history holds every round's snapshot."""
+    sandbox = make_sandbox(orders=400, products=80)
+    db = tmp_path / "f.duckdb"
+    assert extract(duckdb=db, client=make_client(sandbox)).ok
+    snapshots = []
+    for rnd in range(10):
+        made = sandbox.store.apply_changes(_round_changes(rnd), seed=rnd)
+        sandbox.store.add_orders(4)
+        sandbox.store.add_shipments(2)
+        assert set(made) == set(KINDS)
+        result = extract(duckdb=db, client=make_client(sandbox))
+        assert result.ok and all(s.status == "ok" for s in result.streams), [(s.stream, s.message) for s in result.streams]
+        assert_tables_equal(live_tables(db), expected_tables(sandbox.store))
+        deleted = _query(db, "SELECT count(*) FROM orders WHERE _sqquid_deleted_at IS NOT NULL")[0][0]
+        assert deleted == sum(len(r) for r in [made["delete_orders"]]) + (snapshots[-1][1] if snapshots else 0)
+        started = _query(db, "SELECT started_at FROM _sqquid_runs WHERE run_id = ? AND stream = 'inventory'",
+                         [result.run_id])[0][0]
+        snapshots.append((started, deleted, live_tables(db, ["inventory"])["inventory"]))
+    for started, _, inventory in snapshots:  # the history holds the sequence of states
+        as_of = _query(db, "SELECT sku, location_external_id, bin, qty_on_hand FROM inventory_history "
+                           "WHERE valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)", [started, started])
+        assert sorted(as_of, key=repr) == inventory
