@@ -134,6 +134,9 @@ def _stream_list(value: str | list[str] | None) -> list[str] | None:
               help="Undocumented fields: new columns (evolve, the default), fail the stream (freeze) or drop them (discard).")
 @click.option("--reread", help="Trailing window re-read every run, per stream: orders=30d,products=all,shipments=0 "
               "(overrides the definitions' `reread:` and the config's [reread]).")
+@click.option("--verify-keys", "verify_keys", is_flag=True, default=False,
+              help="Deep check (e.g. weekly): list every key of the incremental streams again, merged; records "
+                   "gone upstream are marked, late ones stored (the cost of a full listing, in the summary).")
 @click.option("--hard-delete", "hard_delete", is_flag=True, default=None,
               help="Remove the records a run proves gone upstream instead of marking them _sqquid_deleted_at.")
 @click.option("--base-url", envvar="SQQUID_BASE_URL", help="API base URL (env SQQUID_BASE_URL).")
@@ -147,7 +150,7 @@ def _stream_list(value: str | list[str] | None) -> list[str] | None:
 @_output_options
 @click.pass_context
 def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, iceberg, start_date, lookback, full_refresh, strict,
-            schema_contract, reread, hard_delete, base_url, api_key, username, password, rate, burst, show_progress, verbose, quiet, log_format) -> None:
+            schema_contract, reread, verify_keys, hard_delete, base_url, api_key, username, password, rate, burst, show_progress, verbose, quiet, log_format) -> None:
     """Extract streams into DuckDB (default) or Parquet, incrementally.
 
     With a config file (`--config`, or ./sqquid.toml) a scheduled job is `sqquid-etl extract`.
@@ -188,7 +191,7 @@ def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, iceber
                 rate=rate or None, burst=burst if burst is not None else settings.get("burst", DEFAULTS["burst"]),
                 catalog=catalog_path or settings.get("catalog"), progress=reporter, stream_done=reporter.stream_done,
                 tuning=settings.tuning(), schema_contract=schema_contract or settings.get("schema_contract"),
-                reread={**settings.get("reread", {}), **split_reread(reread)},
+                reread={"*": "all"} if verify_keys else {**settings.get("reread", {}), **split_reread(reread)},
                 hard_delete=bool(hard_delete if hard_delete is not None else settings.get("hard_delete", False)),
             )
         finally:

@@ -77,7 +77,8 @@ def test_set_cursor_moves_the_next_extract_window(extracted):
     kind, path, dest, sandbox = extracted
     run("state", "set", "orders", "--cursor", "2000-01-01", *dest)
     env = {"SQQUID_BASE_URL": sandbox.url, "SQQUID_API_KEY": API_KEY}
-    out = run("--log-format", "json", "extract", "--streams", "orders", "--rate", "0", *dest, env=env)
+    out = run("--log-format", "json", "extract", "--streams", "orders", "--rate", "0", "--reread", "orders=0", *dest,
+              env=env)  # the lookback alone (no re-read window)
     assert out.exit_code == 0, out.output
     summary = json.loads(out.stdout)
     assert summary["streams"][0]["rows"]["orders"] == len(sandbox.store.orders)  # everything since 2000

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "explore.ipynb"
-PLOTS = 4  # weekly orders and revenue, top skus, stock by location, available to sell per channel
+PLOTS = 5  # weekly orders and revenue, top skus, stock by location, available to sell per channel, stock over time
 
 
 def _execute(tmp_path, monkeypatch):
@@ -41,7 +41,7 @@ def test_explore_notebook_reads_the_demo_database(tmp_path, monkeypatch):
     images, text = _execute(tmp_path, monkeypatch)
     assert "reading sqquid-demo.duckdb" in text
     assert len(images) == PLOTS and all(len(png) > 10_000 for png in images)
-    assert "count check: ok" in text and "no inventory history yet" in text
+    assert "count check: ok" in text and "stock over time of sku" in text
 
 
 def test_explore_notebook_without_a_database_runs_the_sandbox(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .bucket import retry_after_header
+from .changes import KINDS as CHANGE_KINDS
 from .data import MUTATIONS, dumps
 from .faults import DROP, ERROR, STORM, TRUNCATE, FaultConfig
 from .params import Reject, bad
@@ -243,7 +244,15 @@ class Handler(BaseHTTPRequestHandler):
                     raise bad(f"mutate takes {{name: n}} with names in {', '.join(MUTATIONS)}")
                 app.store.mutate(spec)
                 return self._send(200, dumps(_sizes(app.store)))
-            if name in ("faults", "expire-tokens", "stats", "mutate"):
+            if name == "changes" and method == "POST":  # edits, scope moves, deletions (``changes.py``)
+                spec = json_body(body) or {}
+                seed = spec.pop("seed", 0) if isinstance(spec, dict) else None
+                if not isinstance(spec, dict) or not isinstance(seed, int) or any(
+                        k not in CHANGE_KINDS or not isinstance(v, int) or isinstance(v, bool) or v < 0
+                        for k, v in spec.items()):
+                    raise bad(f"changes takes {{kind: n, \"seed\": n}} with kinds in {', '.join(CHANGE_KINDS)}")
+                return self._send(200, dumps(app.store.apply_changes(spec, seed)))
+            if name in ("faults", "expire-tokens", "stats", "mutate", "changes"):
                 raise Reject(405, "MethodNotAllowed", f"{method} is not allowed on {raw_path}")
             raise Reject(404, "NotFound", f"No such admin endpoint: {raw_path}")
         except Reject as r:
