@@ -360,9 +360,11 @@ class DuckDBStreamWriter:
                 )
         if rows:
             columns = ", ".join(q(c) for c in table.column_names)  # by name: the table may have evolved columns
-            if self.tracks_changes:
+            if self.tracks_changes and not self._was_empty[table.name]:
                 self.conn.execute(f"INSERT INTO {target} ({columns}, {HASH}) SELECT {columns}, {hash_sql(table)} "
                                   f"FROM ({self._latest(table)})")
+            elif self.tracks_changes:  # a first load: the hash is left for a comparison to compute (count_changes)
+                self.conn.execute(f"INSERT INTO {target} ({columns}) {self._latest(table)}")
             else:
                 self.conn.execute(f"INSERT INTO {target} ({columns}) {self._latest(table)}")
 

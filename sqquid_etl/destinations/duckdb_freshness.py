@@ -4,6 +4,9 @@ delete), and the counts of a commit (records new / changed / unchanged / deleted
 
 The hash is the md5 of the row's documented columns (timestamps as epoch microseconds, so the
 session's time zone does not change it); columns added for undocumented fields are not in it.
+Rows stored by a first load (or a full refresh) have none (NULL): a comparison computes it from
+the stored row, so the load that stores most rows does not pay for a hash no one asked for yet
+(~0.2 s of CPU for 40,000 orders, bench/startup.py).
 Only the tables of incremental streams get these columns: a full-refresh stream's table is
 replaced every run (its history, where kept, is `duckdb_history.py`).
 """
@@ -78,7 +81,8 @@ def count_changes(conn: Any, table: TableSpec, latest: str, target_exists: bool)
     first_key = q(table.primary_key[0])
     row = conn.execute(
         f"SELECT count(*) FILTER (WHERE t.{first_key} IS NULL), "
-        f"count(*) FILTER (WHERE t.{first_key} IS NOT NULL AND t.{q(HASH)} IS NOT DISTINCT FROM {hash_sql(table, 's')} "
+        f"count(*) FILTER (WHERE t.{first_key} IS NOT NULL "
+        f"AND coalesce(t.{q(HASH)}, {hash_sql(table, 't')}) IS NOT DISTINCT FROM {hash_sql(table, 's')} "
         f"AND t.{q(DELETED_AT)} IS NULL), count(*) "
         f"FROM ({latest}) s LEFT JOIN {q(table.name)} t ON {match}"
     ).fetchall()[0]
