@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError, StateError
+from .files import link_or_copy
 from .object_store import ObjectStore
 from .store_lock import LOCK
 from .parquet_layout import REJECTED_DIR
@@ -134,8 +135,7 @@ class StoreLayout:
         shutil.rmtree(current, ignore_errors=True)
         current.mkdir(parents=True)
         for name in names:
-            cached = self._cached(name)
-            os.link(cached, current / Path(name).name)
+            link_or_copy(self._cached(name), current / Path(name).name)
         return current
 
     def _cached(self, name: str) -> Path:
