@@ -391,3 +391,14 @@ def test_demo_and_sandbox_options_out_of_range_are_refused_before_anything_start
     monkeypatch.chdir(tmp_path)
     clean_error(run(*args), 2, args[1])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_state_show_of_an_iceberg_extract_writes_nothing(sandbox, tmp_path):
+    pytest.importorskip("pyiceberg")
+    from sqquid_etl.pipeline import extract as extract_into
+
+    assert extract_into(["orders", "locations"], iceberg=str(tmp_path / "wh"), client=make_client(sandbox)).ok
+    before = snapshot(tmp_path)
+    out = run("state", "show", "orders", "--json", "--iceberg", tmp_path / "wh")
+    assert out.exit_code == 0 and json.loads(out.stdout)["orders"]["cursors"], out.output
+    assert snapshot(tmp_path) == before
