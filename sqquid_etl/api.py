@@ -83,6 +83,10 @@ class ExtractResult(_PipelineResult):
             if self.kind == "parquet":
                 from .sql_views import attach_parquet
 
+                if "://" in self.destination:
+                    raise ConfigError(f"{self.destination}: the result reads a local Parquet directory; read object "
+                                      "storage with DuckDB's httpfs extension or pyarrow.dataset")
+
                 self._conn = duckdb.connect()
                 attach_parquet(self._conn, self.destination)
             else:

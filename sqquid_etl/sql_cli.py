@@ -55,6 +55,9 @@ def _open(duckdb_path: str | None, parquet_dir: str | None):
     import duckdb
 
     if parquet_dir:
+        if "://" in parquet_dir:
+            raise ConfigError(f"--parquet {parquet_dir}: `sqquid-etl sql` reads a local Parquet directory; query object "
+                              "storage with DuckDB's httpfs extension (read_parquet('s3://.../TABLE/*.parquet'))")
         if not Path(parquet_dir).is_dir():
             raise ConfigError(f"--parquet {parquet_dir}: no such directory (nothing extracted there yet)")
         from .sql_views import attach_parquet

@@ -71,3 +71,10 @@ def test_sql_command_formats_and_errors(demo_dir):
     write = runner.invoke(main, ["sql", "--duckdb", "sqquid-demo.duckdb", "DROP TABLE orders"])
     assert write.exit_code == 1  # read-only: looking never writes
     assert runner.invoke(main, ["sql", "--duckdb", "sqquid-demo.duckdb", "SELECT count(*) AS n FROM orders"]).stdout.split()[2] == "400"
+
+
+def test_sql_on_object_storage_says_what_it_reads(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = CliRunner().invoke(main, ["sql", "--parquet", "s3://bucket/lake", "SELECT 1"])
+    assert out.exit_code == 2 and "reads a local Parquet directory" in out.stderr
+    assert not (tmp_path / "s3:").exists()
