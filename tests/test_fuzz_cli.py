@@ -170,6 +170,10 @@ COMMANDS = {
                 "--start-date": either(["2024-01-01", "2024-06-01T00:00:00Z"], dates),
                 "--lookback": either(["1s", "15m", "1d"], durations), "--full-refresh": stream_lists, "--strict": None,
                 "--schema-contract": st.sampled_from(["evolve", "x"]), "--no-progress": None, "-v": None, "-q": None,
+                "--reread": either(["orders=30d", "products=all,shipments=0"],
+                                   st.sampled_from(["orders=1e30d", "nope=1d", "orders", "=", "orders=-1d", "orders=all=1",
+                                                    "orders=99999999999d", ",,", "orders=1d,orders=2d"])),
+                "--verify-keys": None, "--hard-delete": None,
                 "--log-format": st.sampled_from(["json", "xml"]), **DESTINATION, **API},
     "state show": {"ARG": st.sampled_from(STREAMS + ["nope"]), "--json": None, **DESTINATION},
     "state set": {"ARG": st.sampled_from(STREAMS + ["nope", ""]), "--cursor": either(["2024-01-01"], dates),
@@ -247,13 +251,15 @@ SCHEMA = {
     "destination": ["duckdb", "parquet", "nope"],
     "extract": ["streams", "start_date", "lookback", "catalog", "strict", "full_refresh", "schema_contract"],
     "tuning": ["duckdb_memory_limit", "duckdb_threads", "flush_rows"],
+    "reread": ["orders", "products", "nope"],
     "nope": ["x"],
 }
 toml_values = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70).map(str), st.sampled_from(["inf", "nan", "-inf", "1e400", "0.0"]),
     st.booleans().map(lambda b: "true" if b else "false"),
     st.sampled_from(['"mine.duckdb"', '"notes"', '"lake"', '"s.duckdb"', '"catalog.json"', '"data.csv"', '"http://example.com"',
-                     '"SQQUID_API_KEY"', '"UNSET_VARIABLE"', '"2999-01-01"', '"1e30d"', '"lots"', '"99999999999999"']),
+                     '"SQQUID_API_KEY"', '"UNSET_VARIABLE"', '"2999-01-01"', '"1e30d"', '"lots"', '"99999999999999"',
+                     '"30d"', '"all"', '"0"']),
     st.lists(st.sampled_from(['"orders"', '"nope"', "1", '""']), max_size=3).map(lambda v: "[" + ", ".join(v) + "]"),
     text.map(json.dumps), st.just("{ a = 1 }"),
 )
