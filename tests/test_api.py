@@ -135,3 +135,24 @@ def test_iceberg_argument_wins_over_the_config_destination(env, tmp_path):
     result = ExtractResult(run_id="r", destination="warehouse", kind="iceberg")
     with pytest.raises(ConfigError, match="pyiceberg"):
         result.table("orders")
+
+
+def test_the_cli_and_the_api_read_one_config_the_same_way(make_sandbox, env, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from sqquid_etl.cli import main
+
+    sandbox = make_sandbox(orders=15, products=5)
+    env.setenv("MY_KEY", API_KEY)
+    _toml(tmp_path / "sqquid.toml", sandbox.url, lookback='"2s"')
+    out = CliRunner().invoke(main, ["extract", "--log-format", "json", "--no-progress"], env={"MY_KEY": API_KEY})
+    assert out.exit_code == 0, out.output
+    cli = json.loads(out.stdout)
+    with sqquid_etl.extract() as api:
+        assert api.destination == cli["destination"]
+        assert [s.stream for s in api.streams] == [s["stream"] for s in cli["streams"]]
+        # the same file and state: the API's run goes on from the CLI's cursor
+        assert api.stream("orders").window_start is not None and cli["streams"][1]["window_start"] is None
+        assert api.stream("orders").rows["orders"] < cli["streams"][1]["rows"]["orders"] == 15
