@@ -16,7 +16,7 @@ OWN_PAGE = {"load-inventory": REVERSE_LOAD, "load-buffers": REVERSE_LOAD}
 
 QUICK_START = [
     "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/sqquid-etl demo",
-    "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest -q",
+    "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && python3 -m venv .venv-singer-target && .venv-singer-target/bin/pip install -q target-jsonl==0.1.4 && .venv/bin/python -m pytest -q",
 ]
 
 
