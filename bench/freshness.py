@@ -3,11 +3,12 @@
 A sandbox (in this process, no pacing) holds a year of orders and more; the first extract reads
 a year (`--start-date` one year before the sandbox's now) of orders, shipments and shipment
 items: its requests are the cost of a full refresh. Then, each round, the sandbox makes changes
-of every kind (`sandbox/changes.py`) and new orders, and two incremental runs read them, each
+(`sandbox/changes.py`: `--rounds` rounds of edits to recent orders and shipments, then as many
+rounds that also delete and move records of any age) and new orders, and two incremental runs read them, each
 from a copy of the same database: the default run (re-read windows, count scan, soft deletes)
 and a cursor-only run (`--reread <stream>=0`, no reconciliation). Printed per round: the changes
-made, how many of them the default run's tables show (checked record by record against the
-API), the requests of both runs, and the extra requests of the default run as a share of the
+made to records of the year extracted, how many of them the default run's tables show (checked
+record by record against the API), the requests of both runs, and the extra requests of the default run as a share of the
 full refresh.
 
     .venv/bin/python bench/freshness.py --orders 200000 --rounds 3
@@ -36,11 +37,15 @@ STREAMS = ["orders", "shipments", "shipment_items"]
 API_KEY = "sandbox-api-key"
 
 
-def per_round(orders: int) -> dict[str, int]:
-    """Changes a round makes: about 0.05% of the orders edited, fewer deleted or moved."""
-    n = max(2, orders // 2000)
-    return {"edit_orders": n, "edit_shipments": n // 2, "move_items": n, "delete_orders": max(1, n // 4),
-            "delete_shipments": max(1, n // 4), "delete_items": max(1, n // 4)}
+def per_round(orders: int, any_age: bool) -> dict[str, int]:
+    """Changes a round makes: about 0.1% of the orders edited (recent ones); with `any_age`, as
+    many again deleted or moved at any age (records of the whole year and before)."""
+    n = max(2, orders // 1000)
+    recent = {"edit_orders": n, "edit_shipments": n // 2}
+    if not any_age:
+        return recent
+    return {**recent, "move_items": n // 2, "delete_orders": max(1, n // 4), "delete_shipments": max(1, n // 4),
+            "delete_items": max(1, n // 4)}
 
 
 def run(sandbox: Sandbox, db: Path, **options) -> tuple[int, dict]:
@@ -53,25 +58,31 @@ def run(sandbox: Sandbox, db: Path, **options) -> tuple[int, dict]:
     return sum(s.requests for s in result.streams), {s.stream: s for s in result.streams}
 
 
-def seen(db: Path, store, made: dict) -> dict[str, int]:
-    """How many of each kind of change the tables show now (record by record, against the API)."""
-    out = {}
+def seen(db: Path, store, made: dict) -> tuple[dict[str, int], dict[str, int]]:
+    """Per kind of change: how many touched a record the destination holds (the year extracted),
+    and how many of those the tables show now (record by record, against the API)."""
+    relevant: dict[str, int] = {}
+    found: dict[str, int] = {}
+    book = store.book
+    checks = {  # kind -> (table, how its id is read from what `changes` returns, SQL of the stored value, the API's)
+        "edit_orders": ("orders", lambda x: x, "customer_email", lambda i: book.orders.record(i - 1)["customer_email"]),
+        "edit_shipments": ("shipments", lambda x: x, "tracking_number",
+                           lambda i: book.shipments.record(i - 1)["tracking_number"]),
+        "move_items": ("shipment_items", lambda x: x[0], "scope", lambda i: SCOPES[book.scope(i - 1)]),
+        "delete_orders": ("orders", lambda x: x, "_sqquid_deleted_at IS NOT NULL", lambda i: True),
+        "delete_shipments": ("shipments", lambda x: x, "_sqquid_deleted_at IS NOT NULL", lambda i: True),
+        "delete_items": ("shipment_items", lambda x: x, "_sqquid_deleted_at IS NOT NULL", lambda i: True),
+    }
     with duckdb.connect(str(db), read_only=True) as conn, store.lock:
-        def value(sql, key):
-            row = conn.execute(sql, [key]).fetchone()
-            return row[0] if row else None
-        book = store.book
-        out["edit_orders"] = sum(value("SELECT customer_email FROM orders WHERE id = ?", i) ==
-                                 book.orders.record(i - 1)["customer_email"] for i in made.get("edit_orders", []))
-        out["edit_shipments"] = sum(value("SELECT tracking_number FROM shipments WHERE id = ?", i) ==
-                                    book.shipments.record(i - 1)["tracking_number"] for i in made.get("edit_shipments", []))
-        out["move_items"] = sum(value("SELECT scope FROM shipment_items WHERE id = ? AND _sqquid_deleted_at IS NULL", i)
-                                == SCOPES[book.scope(i - 1)] for i, _, _ in made.get("move_items", [])
-                                if book.items.exists(i - 1))
-        for kind, table in (("delete_orders", "orders"), ("delete_shipments", "shipments"), ("delete_items", "shipment_items")):
-            out[kind] = sum(value(f"SELECT _sqquid_deleted_at IS NOT NULL FROM {table} WHERE id = ?", i) is True
-                            for i in made.get(kind, []))
-    return out
+        for kind, changes in made.items():
+            table, key, column, upstream = checks[kind]
+            for change in changes:
+                row = conn.execute(f"SELECT {column} FROM {table} WHERE id = ?", [key(change)]).fetchone()
+                if row is None:
+                    continue  # older than the year extracted
+                relevant[kind] = relevant.get(kind, 0) + 1
+                found[kind] = found.get(kind, 0) + (row[0] == upstream(key(change)))
+    return relevant, found
 
 
 def main() -> None:
@@ -92,8 +103,12 @@ def main() -> None:
               f"{streams['shipment_items'].rows['shipment_items']} shipment items): {full} requests, "
               f"{time.monotonic() - began:.1f} s")
         print(f"{'round':>5} {'made':>6} {'seen':>6} {'default':>8} {'cursor-only':>12} {'extra':>6} {'extra/full':>11}")
-        for rnd in range(args.rounds):
-            made = sandbox.store.apply_changes(per_round(args.orders), seed=rnd)
+        for rnd in range(2 * args.rounds):
+            any_age = rnd >= args.rounds
+            if rnd == 0 or rnd == args.rounds:
+                print("edits of recent orders and shipments:" if not any_age else
+                      "and deletions and scope moves at any age:")
+            made = sandbox.store.apply_changes(per_round(args.orders, any_age), seed=rnd)
             sandbox.store.add_orders(max(1, args.orders // 1000))
             sandbox.store.add_shipments(max(1, args.orders // 2000))
             plain = work / "cursor-only.duckdb"
@@ -101,12 +116,11 @@ def main() -> None:
             cursor_only, _ = run(sandbox, plain, start_date=start, reconcile=False,
                                  reread={name: "0" for name in STREAMS})
             default, _ = run(sandbox, db, start_date=start)
-            found = seen(db, sandbox.store, made)
-            n_made = sum(len(v) for v in made.values())
+            relevant, found = seen(db, sandbox.store, made)
             extra = default - cursor_only
-            print(f"{rnd + 1:>5} {n_made:>6} {sum(found.values()):>6} {default:>8} {cursor_only:>12} {extra:>6} "
-                  f"{extra / full:>10.1%}")
-            missed = {k: len(made[k]) - found.get(k, 0) for k in made if len(made[k]) != found.get(k, 0)}
+            print(f"{rnd + 1:>5} {sum(relevant.values()):>6} {sum(found.values()):>6} {default:>8} {cursor_only:>12} "
+                  f"{extra:>6} {extra / full:>10.1%}")
+            missed = {k: n - found.get(k, 0) for k, n in relevant.items() if n != found.get(k, 0)}
             if missed:
                 print(f"      not seen: {missed}")
     finally:

@@ -171,7 +171,7 @@ def run_windows(run: StreamRun, windows: Windows, old_state: StreamState, *, rep
             # a record quarantined was received too: rows in = rows stored + rows quarantined
             received = writer.distinct_keys(stream.tables[0].name) + len(rejected_keys)
             check = _check_count(run, windows, stats, received)
-        if check is not None and check.ok and not rejected_keys and getattr(writer, "tracks_changes", False):
+        if check is not None and check.ok and not rejected_keys and hasattr(writer, "prove_gone"):
             _prove_gone(stream, windows, writer, run.options.hard_delete)
         cursors = tracker.advance(old_state.cursors)
         _note_windows(run.result, windows, cursors)

@@ -31,7 +31,9 @@ from .duckdb_tuning import check_tuning, tune, within_memory_limit
 from .files import check_can_write, fsync_path, link_or_copy
 from .merge_sql import check_columns, latest_versions_sql, quote_identifier as _q, sql_path, where_clause
 from .parquet_layout import META_DIR, STATE_FILE, ParquetLayout
+from .duckdb_freshness import Gone
 from .parquet_evolve import carried_columns, file_columns, new_rows_sql, plan_columns, recorded, write_history
+from .parquet_gone import find_gone, gone_condition
 from .staging import ParquetStage, extra_name
 from .state_file import JsonStateFile
 
@@ -175,6 +177,8 @@ class ParquetStreamWriter:
                 self._check_columns(table)
         self.stage = ParquetStage(self.layout.staging_dir(stream.name), stream, destination.tuning.flush_rows)
         self._changes: list = []  # (table, column, type) added or widened by the commit
+        self._gone: list[Gone] = []  # ranges listed completely (`prove_gone`)
+        self._gone_count = 0  # records of them stored and not received: dropped (`parquet_gone.py`)
 
     def _history(self) -> set:
         """(table, column, type) recorded in the schema history (read once)."""
@@ -196,6 +200,11 @@ class ParquetStreamWriter:
     def write_rejected(self, rows: pa.Table) -> None:
         self.stage.write({REJECTED_TABLE: rows})
 
+    def prove_gone(self, column: str, since: datetime | None, equals: dict[str, str], hard: bool = False) -> None:
+        """The run listed this range completely: its stored records not received are dropped by
+        the commit, with their child rows (Parquet always removes them; `parquet_gone.py`)."""
+        self._gone.append(Gone(column, since, dict(equals)))
+
     def _staged(self, table: TableSpec) -> str:
         return self.stage.relation(table.name)
 
@@ -209,6 +218,11 @@ class ParquetStreamWriter:
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
         try:
+            if self._gone:
+                parent_table = self.stream.tables[0]
+                self._gone_count = find_gone(self.sql, self.stream, self._old_files[parent_table.name],
+                                             self._staged(parent_table), self._gone)
+                run.records_deleted += self._gone_count
             if self._changes_tables():
                 parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
                 # a generation built before running out of memory is left to clean_leftovers
@@ -244,7 +258,7 @@ class ParquetStreamWriter:
     def _changes_tables(self) -> bool:
         """Whether the commit changes a table: one is replaced, received rows, or does not exist
         yet (it is made, empty); else only the state and the run record are stored."""
-        return self.replace or any(
+        return self.replace or bool(self._gone_count) or any(
             self.stage.rows(t.name) or self._current[t.name] is None for t in self.stream.tables
         )
 
@@ -280,6 +294,9 @@ class ParquetStreamWriter:
             link, parent_key = table.parent_link
             self.sql.execute(f"CREATE OR REPLACE TEMP TABLE _parents AS SELECT DISTINCT {_q(parent_key)} AS k FROM {self._staged(parent)}")
             condition += f" OR o.{_q(link)} IN (SELECT k FROM _parents)"
+        gone = gone_condition(self.stream, table) if self._gone_count else None
+        if gone:
+            condition += f" OR {gone}"
         return condition
 
     def _carry_over(self, old: Path, generation: Path, condition: str, reshape: str | None) -> None:
