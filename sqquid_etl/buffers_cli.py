@@ -61,6 +61,9 @@ def load_buffers_command(file, query, duckdb_path, mode, dry_run, confirm, thres
     (or qty). Buffers are found by (sku, channel, location): no ids needed. The whole input is
     validated before anything is sent.
     """
+    from .cli import _use_system_allocator
+
+    _use_system_allocator()
     from .buffers import load_buffers
     from .progress import ProgressReporter
     from .reverse_input import read_duckdb_query, refuse_overlaps

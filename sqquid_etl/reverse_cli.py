@@ -58,6 +58,9 @@ def load_inventory_command(file, mode, zero, via, duckdb_path, query, dry_run, c
     location_external_id and bin (empty = "default"). The whole input is validated before
     anything is sent; a full update is counted (and guarded) before anything is sent.
     """
+    from .cli import _use_system_allocator
+
+    _use_system_allocator()  # freed Arrow buffers go back to the system: a lower peak for a large load
     from .progress import ProgressReporter
     from .reverse import load_inventory
     from .reverse_input import read_duckdb_query, refuse_overlaps

@@ -81,8 +81,8 @@ class LoadReport:
                          + f" ({self.current_records_seen} current records seen"
                          + (f" in {self.current_source})" if self.current_source else ")"))
         if self.mode == "full" and self.records_zeroed is not None:
-            verb = "to be zeroed" if self.dry_run else "zeroed"
-            lines.append(f"  records {verb}:{' ' * (11 - len(verb))}{self.records_zeroed}")
+            label = "to be zeroed:" if self.dry_run else "records zeroed:"
+            lines.append(f"  {label:<20}{self.records_zeroed}")
             lines.append(f"  cannot be seen:     {self.cannot_be_seen} sku(s)/product(s)")
         if self.negative:
             lines.append(f"  negative:           {self.negative} record(s) below 0 (flagged in the diff)")

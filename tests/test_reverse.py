@@ -627,3 +627,24 @@ def test_cli_never_prints_the_api_key(sb, tmp_path):
                                                          "--rate", "0", "--api-key", "wrong-secret-key-123"])
     assert result.exit_code == 3
     assert "wrong-secret-key-123" not in result.output
+
+
+def test_cli_full_on_an_account_with_more_skus_is_refused_with_the_count_and_the_dry_run_lists_each(sb, tmp_path):
+    before = inventory(sb)
+    sku = two_record_sku(before)
+    path = tmp_path / "inv.csv"
+    frame_of({k: q for k, q in before.items() if k[0] == sku}).to_csv(path, index=False)
+    zeroed = sorted(k for k, q in seen(sb).items() if q != 0 and k[0] != sku)
+    sb.stats.reset()
+    refused = run_cli(sb, str(path), "--mode", "full")
+    assert refused.exit_code == 2 and f"{len(zeroed)} record(s) in all are zeroed" in refused.output
+    assert "nothing was sent" in refused.output
+    assert sb.stats.by_route[PARTIAL] == sb.stats.by_route[FULL] == 0 and inventory(sb) == before
+    diff = tmp_path / "diff.csv"
+    dry = run_cli(sb, str(path), "--mode", "full", "--dry-run", "--diff-out", str(diff))
+    assert dry.exit_code == 0, dry.output
+    assert "needs --yes" in dry.output and f"to be zeroed:       {len(zeroed)}" in dry.output
+    rows = pd.read_csv(diff, dtype=str, keep_default_na=False)
+    listed = rows.loc[rows["change"] == "zeroed", ["sku", "location_external_id", "bin"]]
+    assert sorted(map(tuple, listed.itertuples(index=False))) == zeroed
+    assert sb.stats.by_route[PARTIAL] == sb.stats.by_route[FULL] == 0 and inventory(sb) == before
