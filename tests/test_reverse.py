@@ -187,7 +187,7 @@ def test_input_hash_ignores_row_order_and_duplicates_but_not_values():
 
 
 def test_validate_and_build_a_large_input():
-    # the timing of this path is measured in bench/bench_reverse.py, not asserted here
+    # the timing of this path is measured by bench/reverse.py, not asserted here
     n = 50_000
     rng = np.random.default_rng(7)
     frame = pd.DataFrame({
