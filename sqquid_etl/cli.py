@@ -237,6 +237,9 @@ def print_summary(result) -> None:
         detail = ", ".join(f"{t}={n}" for t, n in s.rows.items())
         if detail:
             click.echo(f"{'':<16}{detail}")
+        if s.records_new or s.records_changed or s.records_unchanged or s.records_deleted:  # by content hash
+            click.echo(f"{'':<16}changes: {s.records_new} new, {s.records_changed} changed, "
+                       f"{s.records_unchanged} unchanged, {s.records_deleted} deleted upstream")
         if s.records_stored or s.records_quarantined:
             click.echo(f"{'':<16}records: {s.records_stored} stored ({s.values_coerced} values coerced), "
                        f"{s.records_quarantined} quarantined")

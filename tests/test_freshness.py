@@ -221,6 +221,7 @@ def test_offsetting_changes_need_the_key_check(make_sandbox, tmp_path):
     assert _query(db, "SELECT count(*) FROM orders WHERE id = ?", [late["id"]]) == [(0,)]  # unseen by counts
     outcome = CliRunner().invoke(main, args + ["--verify-keys"])
     assert outcome.exit_code == 0, outcome.output
+    assert ", 1 deleted upstream" in outcome.output and "changes: 1 new" in outcome.output  # the summary says it
     assert _query(db, "SELECT count(*) FROM orders WHERE id = ?", [late["id"]]) == [(1,)]
     assert _query(db, "SELECT _sqquid_deleted_at IS NOT NULL FROM orders WHERE id = ?", [old["id"]]) == [(True,)]
     assert_tables_equal(live_tables(db, ["orders"]), expected_tables(sandbox.store), ["orders"])
