@@ -128,3 +128,32 @@ def test_a_partial_load_is_cut_by_bytes_too(sb, monkeypatch):
     report = load_inventory(frame, mode="partial", client=client_for(sb), batch_size=500)
     assert report.batches_sent == sb.stats.by_route[PARTIAL] > 1
     assert all(inventory(sb)[(f"BIG-{i:04d}", "default", "default")] == 1 for i in range(200))
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("1h", 3600), ("2d", 172800), ("45", 45),
+                                           (120, 120)])
+def test_baseline_max_age_forms(text, seconds):
+    from sqquid_etl.reverse_current import parse_age
+
+    assert parse_age(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "", "-1h", "nan", "inf", "1y", "99999999d"])
+def test_baseline_max_age_refused(text):
+    from sqquid_etl.reverse_current import parse_age
+
+    with pytest.raises(ConfigError, match="baseline-max-age"):
+        parse_age(text)
+
+
+def test_full_endpoint_with_unlisted_skus_counts_the_records_the_readings_disagree_on(sb):
+    from tests.test_reverse import two_record_sku
+
+    before = inventory(sb)
+    sku = two_record_sku(before)
+    listed = sorted(k for k in before if k[0] == sku)
+    frame = pd.DataFrame([{"sku": sku, "location_external_id": listed[0][1], "bin": listed[0][2], "qty_on_hand": 1}])
+    with pytest.raises(ConfigError) as info:
+        load_inventory(frame, mode="full", via="full-endpoint", client=client_for(sb))
+    assert f"{len(listed) - 1} other record(s) of listed skus are kept by the reference's sentence" in str(info.value)
+    assert inventory(sb) == before
