@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 
 import click
 
+from .cli_common import fail
 from .errors import ConfigError, SqquidError
 from .settings import DEFAULT_BURST, DEFAULT_RATE, DEFAULT_DUCKDB
 
@@ -81,8 +81,7 @@ def load_buffers_command(file, query, duckdb_path, mode, dry_run, confirm, thres
                               progress=reporter)
     except SqquidError as exc:
         reporter.close()
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        fail(exc)
     reporter.close()
     if dry_run and report.plan is not None:
         _print_plan(report.plan)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .cli_common import api_options, credentials_from, load_settings
+from .cli_common import api_options, credentials_from, fail, load_settings
 from .errors import SqquidError
 from .settings import DEFAULT_BURST, DEFAULT_RATE
 
@@ -43,8 +43,7 @@ def capture_command(directory, streams, max_pages, name, config, base_url, api_k
             with tempfile.TemporaryDirectory(prefix="sqquid-replay-") as tmp:
                 replayed = replay(result.cassette, Path(tmp) / "replay.duckdb")
     except SqquidError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        fail(exc)
     for stream, facts in result.streams.items():
         count = facts["api_count"]
         click.echo(f"{stream:<16}{facts['status']:<9}{facts['records']:>6} records captured"

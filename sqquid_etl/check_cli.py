@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import click
 
-from .cli_common import api_options, credentials_from, load_settings
+from .cli_common import api_options, credentials_from, fail, load_settings
 from .errors import SqquidError
 from .settings import DEFAULT_BURST, DEFAULT_RATE
 
@@ -44,8 +44,7 @@ def check_command(streams, config, base_url, api_key, username, password, rate, 
                                    contract or settings.get("schema_contract"))
             requests = client.stats.requests
     except SqquidError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        fail(exc)
     ok = all(c.stores_everything for c in checks)
     if as_json:
         click.echo(json.dumps({"ok": ok, "requests": requests, "streams": [

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 
 import click
 
+from .cli_common import fail
 from .errors import ConfigError, SqquidError
 from .settings import DEFAULT_BURST, DEFAULT_RATE
 
@@ -81,8 +81,7 @@ def load_inventory_command(file, mode, zero, via, duckdb_path, query, dry_run, c
         )
     except SqquidError as exc:
         reporter.close()
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        fail(exc)
     reporter.close()
     if dry_run and report.diff is not None:
         _print_diff(report.diff)

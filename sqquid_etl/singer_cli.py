@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from .cli_common import fail
 from .errors import ConfigError, SqquidError
 
 log = logging.getLogger("sqquid_etl.singer")
@@ -142,8 +143,7 @@ def main(config_path, catalog, properties, state, discover, show_about, about_fo
             raise ConfigError("--config config.json is required (api_key or username/password, base_url, start_date)")
         code = run_tap(read_config(config_path), catalog or properties, state, sys.stdout)
     except SqquidError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        fail(exc)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
         click.echo("error: the target stopped reading (closed the pipe); its last STATE is the one to keep", err=True)
