@@ -91,8 +91,8 @@ def extract(
     names: by default each stream's `schema_contract`, else evolve (new nullable columns).
     `destination`: an opened one instead of duckdb/parquet/iceberg (`emit.EmittingDestination`).
     `reread` ("orders=30d,products=all"), `hard_delete`: `freshness.py`."""
-    selected, options = _plan(streams, catalog, start_date, lookback, full_refresh, strict, schema_contract)
-    options.reread, options.hard_delete = parse_reread_overrides(reread, load_definitions()), hard_delete
+    selected, options = _plan(streams, catalog, start_date, lookback, full_refresh, strict, schema_contract, reread)
+    options.hard_delete = hard_delete
     check_pacing(rate, burst)
     tuning = Tuning.from_env() if tuning is None else tuning
     if destination is None:
@@ -143,7 +143,7 @@ def _open(client: SqquidClient, own_client: bool, open_: Callable[[], Destinatio
 
 
 def _plan(streams, catalog, start_date, lookback, full_refresh, strict,
-          schema_contract=None) -> tuple[list[StreamDefinition], RunOptions]:
+          schema_contract=None, reread=None) -> tuple[list[StreamDefinition], RunOptions]:
     """The streams to run, in dependency order, and the run's options; a bad one is a ConfigError."""
     if schema_contract is not None and schema_contract not in CONTRACTS:
         raise ConfigError(f"--schema-contract {schema_contract!r}: expected one of {', '.join(CONTRACTS)}")
@@ -175,6 +175,7 @@ def _plan(streams, catalog, start_date, lookback, full_refresh, strict,
         schema_contract=schema_contract,
         deselected={name: fields for name, fields in deselected.items() if fields},
     )
+    options.reread = parse_reread_overrides(reread, full)
     return selected, options
 
 
