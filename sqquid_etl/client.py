@@ -81,7 +81,6 @@ class SqquidClient:
         self.max_throttled = max(1, max_throttled)
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
-        self.timeout = timeout
         self._sleep = sleep
         self._clock = clock
         self._tokens = TokenKeeper(self._login, clock)
