@@ -39,9 +39,15 @@ from .faults import FaultConfig
                    "tracking_urls arrays, other date formats (a mix fixed by the seed)")
 @click.option("--drift-lossy", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="with --drift: the fraction of records with one value no connector can store without loss")
+@click.option("--accounts", type=click.IntRange(1, 100_000), default=None,
+              help="serve N accounts acct1..acctN, each with its own api key and login (printed), its own data "
+                   "(seeded per account, sized around --orders/--products) and its own bucket; "
+                   "--api-key/--username/--password then do not apply")
+@click.option("--size-spread", default=0.5, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="with --accounts: each account's orders and products within this fraction of --orders/--products")
 def sandbox_command(host, port, seed, orders, products, rate, burst, token_ttl, latency, api_keys,
                     username, password, fail_every, fail_status, drop_every, truncate_every, prewarm, cache_mb,
-                    drift, drift_lossy):
+                    drift, drift_lossy, accounts, size_spread):
     """Serve a deterministic emulation of the Sqquid API on HOST:PORT."""
     if drift_lossy and not drift:
         raise click.UsageError("--drift-lossy needs --drift")
@@ -50,13 +56,18 @@ def sandbox_command(host, port, seed, orders, products, rate, burst, token_ttl, 
     cfg = SandboxConfig(seed=seed, orders=orders, products=products, rate=rate or None, burst=burst,
                         token_ttl=token_ttl, latency=latency, api_keys=tuple(api_keys),
                         users={username: password}, faults=faults, host=host, port=port, prewarm=prewarm,
-                        cache_mb=cache_mb, drift=DriftProfile(lossy=drift_lossy) if drift else None)
+                        cache_mb=cache_mb, drift=DriftProfile(lossy=drift_lossy) if drift else None,
+                        accounts=accounts, size_spread=size_spread)
     sandbox = Sandbox(cfg)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         sandbox.start()
         click.echo(f"Sqquid sandbox listening on {sandbox.url}" + (" (drift profile)" if drift else ""))
+        for account in sandbox.accounts.values():
+            sizes = account.sizes
+            click.echo(f"account {account.name} api_key {account.api_key} username {account.username} "
+                       f"password {account.password} orders {sizes['orders']} products {sizes['products']}")
         import sys
         sys.stdout.flush()
         while not stop.wait(0.5):

@@ -33,9 +33,18 @@ def _sizes(store) -> dict:
                 "shipment_items": len(store.shipment_items), "now": store.now}
 
 
+def _account_store(app, query: str):
+    """The store an admin request changes: ``?account=NAME`` with many accounts, none with one."""
+    try:
+        return app.store_for(parse_params(query).get("account"))
+    except ValueError as e:
+        raise bad(str(e)) from None
+
+
 class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # many clients (accounts) connect at once; the default 5 drops SYNs
 
     def __init__(self, address, app):
         self.app = app
@@ -121,7 +130,7 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         if raw_path.startswith("/_sandbox/"):
-            return self._admin(app, method, raw_path, body)
+            return self._admin(app, method, raw_path, query, body)
         try:
             route, args = match(method, raw_path)
         except Reject as r:
@@ -132,14 +141,15 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(app.config.latency)
         if route == "POST /v1/login":
             return self._login(app, body)
-        if not self._admitted(app):
+        owner = self._admitted(app)  # whose data: the sandbox (one account) or an ``accounts.Account``
+        if owner is None:
             return
         fault = app.faults.decide()
         if fault in (STORM, ERROR):
             return self._fault_answer(app, fault)
         try:
-            with app.store.lock:
-                result = ROUTES[route](app, args, parse_params(query), body)
+            with owner.store.lock:
+                result = ROUTES[route](owner, args, parse_params(query), body)
                 out = result if isinstance(result, bytes) else dumps(result)
         except Reject as r:
             return self._error(r.status, r.code, r.message)
@@ -147,24 +157,29 @@ class Handler(BaseHTTPRequestHandler):
             spec = app.faults.page_served()
             if spec:
                 app.stats.add("faults_injected", "mutate")
-                app.store.mutate(spec)
+                owner.store.mutate(spec)
         self._deliver(app, out, fault)
 
-    def _admitted(self, app) -> bool:
-        """A valid token with room in its bucket; otherwise answers 401 or 429."""
+    def _admitted(self, app):
+        """Whose data a valid token with room in its bucket reads: the sandbox itself (one
+        account; a bucket per token) or its account (many; a bucket per account). Otherwise
+        answers 401 or 429 and returns None."""
         scheme, _, token = self.headers.get("Authorization", "").partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token or not app.tokens.valid(token):
+        valid, account = app.tokens.check(token) if scheme.lower() == "bearer" and token else (False, None)
+        if not valid:
             self._error(401, "NotAuthenticated", NOT_AUTH)
-            return False
-        wait = app.buckets.try_acquire(token)
+            return None
+        wait = app.buckets.try_acquire(token if account is None else account)
+        if account is not None:
+            app.stats.account(account, "requests" if wait is None else "throttled")
         if wait is not None:
             app.stats.add("throttled")
             self._error(429, "TooManyRequests", f"Too many requests: the bucket holds {app.config.burst}, "
                                                 f"leaking {app.config.rate}/s",
                         {"Retry-After": retry_after_header(wait), "X-Retry-After-Seconds": f"{wait:.3f}"})
-            return False
-        return True
+            return None
+        return app if account is None else app.accounts[account]
 
     def _fault_answer(self, app, fault: str) -> None:
         """A storm 429 or an error status instead of the answer."""
@@ -204,20 +219,24 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(data, dict):
             return self._error(400, "BadRequest", "Send {\"api_key\"} or {\"username\", \"password\"}")
         if "api_key" in data:
-            ok = isinstance(data["api_key"], str) and data["api_key"] in app.config.api_keys
-            what = "api key"
+            key = data["api_key"]
+            ok = isinstance(key, str) and key in app.key_accounts
+            account, what = app.key_accounts.get(key) if ok else None, "api key"
         elif "username" in data and "password" in data:
             user, pw = data["username"], data["password"]
-            ok = isinstance(user, str) and isinstance(pw, str) and app.config.users.get(user) == pw
-            what = "username or password"
+            entry = app.user_accounts.get(user) if isinstance(user, str) else None
+            ok = isinstance(pw, str) and entry is not None and entry[0] == pw
+            account, what = entry[1] if ok else None, "username or password"
         else:
             return self._error(400, "BadRequest", "Send {\"api_key\"} or {\"username\", \"password\"}")
         if not ok:
             return self._error(401, "NotAuthenticated", f"Invalid {what}")
         app.stats.add("logins")
-        self._send(200, dumps({"token": app.tokens.issue()}))
+        self._send(200, dumps({"token": app.tokens.issue(account)}))
 
-    def _admin(self, app, method: str, raw_path: str, body: bytes) -> None:
+    def _admin(self, app, method: str, raw_path: str, query: str, body: bytes) -> None:
+        """The admin endpoints; ``mutate`` and ``changes`` change one account's data: with many
+        accounts, the one named by ``?account=NAME``."""
         name = raw_path[len("/_sandbox/"):].strip("/")
         try:
             if name == "faults" and method == "GET":
@@ -242,8 +261,9 @@ class Handler(BaseHTTPRequestHandler):
                         k not in MUTATIONS or not isinstance(v, int) or isinstance(v, bool) or v < 0
                         for k, v in spec.items()):
                     raise bad(f"mutate takes {{name: n}} with names in {', '.join(MUTATIONS)}")
-                app.store.mutate(spec)
-                return self._send(200, dumps(_sizes(app.store)))
+                store = _account_store(app, query)
+                store.mutate(spec)
+                return self._send(200, dumps(_sizes(store)))
             if name == "changes" and method == "POST":  # edits, scope moves, deletions (``changes.py``)
                 spec = json_body(body) or {}
                 seed = spec.pop("seed", 0) if isinstance(spec, dict) else None
@@ -251,7 +271,7 @@ class Handler(BaseHTTPRequestHandler):
                         k not in CHANGE_KINDS or not isinstance(v, int) or isinstance(v, bool) or v < 0
                         for k, v in spec.items()):
                     raise bad(f"changes takes {{kind: n, \"seed\": n}} with kinds in {', '.join(CHANGE_KINDS)}")
-                return self._send(200, dumps(app.store.apply_changes(spec, seed)))
+                return self._send(200, dumps(_account_store(app, query).apply_changes(spec, seed)))
             if name in ("faults", "expire-tokens", "stats", "mutate", "changes"):
                 raise Reject(405, "MethodNotAllowed", f"{method} is not allowed on {raw_path}")
             raise Reject(404, "NotFound", f"No such admin endpoint: {raw_path}")
