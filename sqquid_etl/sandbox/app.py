@@ -105,17 +105,21 @@ class Tokens:
 
     def check(self, token: str) -> tuple[bool, str | None]:
         """(whether the token is valid now, the account it was issued to)."""
+        if not self.valid(token):  # through ``valid``: a test may replace it
+            return False, None
+        with self._lock:
+            entry = self._expiry.get(token)
+        return (False, None) if entry is None else (True, entry[1])
+
+    def valid(self, token: str) -> bool:
         with self._lock:
             entry = self._expiry.get(token)
             if entry is None:
-                return False, None
+                return False
             if self.clock() >= entry[0]:
                 del self._expiry[token]
-                return False, None
-            return True, entry[1]
-
-    def valid(self, token: str) -> bool:
-        return self.check(token)[0]
+                return False
+            return True
 
     def expire_all(self) -> int:
         with self._lock:
