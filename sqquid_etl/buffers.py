@@ -25,8 +25,10 @@ from .buffers_send import send_plan
 from .buffers_validate import KEY, PreparedBuffers, check_channels, prepare_buffers
 from .client import SqquidClient
 from .errors import ConfigError, InputError
+from .load_session import load_client
 from .reverse_current import Progress
 from .reverse_input import refuse_overlaps
+from .reverse_journal import journal_beside, lock_of
 from .settings import DEFAULT_BURST, DEFAULT_RATE
 
 MODES = ("partial", "full")
@@ -62,11 +64,8 @@ def load_buffers(
         raise InputError("buffers input has no data rows: nothing to load; nothing was sent")
     report = BuffersReport(mode=mode, dry_run=dry_run, rows_read=prepared.rows_read,
                            journal=None if journal is None else str(journal))
-    own_client = client is None
-    if client is None:
-        client = SqquidClient.from_env(base_url, api_key, username, password, rate=rate, burst=burst)
-    requests_before, retries_before = client.stats.requests, client.stats.retries
-    try:
+    with load_client(report, client, started, base_url=base_url, api_key=api_key, username=username,
+                     password=password, rate=rate, burst=burst) as client:
         plan = _plan(client, prepared, report, mode, channels, progress)
         if diff_out is not None:
             write_plan(plan, diff_out)
@@ -74,12 +73,6 @@ def load_buffers(
         _guard(report, mode, confirm, dry_run, delete_threshold)
         if not dry_run:
             send_plan(client, plan, report, journal, _load_key(prepared, mode))
-    finally:
-        report.requests = client.stats.requests - requests_before
-        report.retries = client.stats.retries - retries_before
-        report.duration_seconds = time.monotonic() - started
-        if own_client:
-            client.close()
     return report
 
 
@@ -126,10 +119,9 @@ def _check_options(data: Any, mode: str, threshold: float, journal: str | Path |
         raise ConfigError(f"mode must be 'partial' or 'full', not {mode!r}")
     if not 0 <= threshold <= 1:
         raise ConfigError(f"delete_threshold must be between 0 and 1, not {threshold!r}")
-    if journal is None and isinstance(data, (str, Path)):
-        journal = Path(data).with_name(Path(data).name + ".journal.jsonl")
-    lock = None if journal is None else Path(journal).with_name(Path(journal).name + ".lock")
-    refuse_overlaps([("input", data)], [("--journal", journal), ("--journal's lock", lock), ("--diff-out", diff_out)])
+    journal = journal_beside(data, journal)
+    refuse_overlaps([("input", data)], [("--journal", journal), ("--journal's lock", lock_of(journal)),
+                                        ("--diff-out", diff_out)])
     return journal
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import click
 
-from .cli_common import fail
+from .cli_common import api_connection, api_options, fail, load_settings
 from .errors import ConfigError, SqquidError
-from .settings import DEFAULT_BURST, DEFAULT_RATE, DEFAULT_DUCKDB
+from .settings import DEFAULT_DUCKDB
 
 SHOWN_PLAN_ROWS = 20
 
@@ -43,18 +43,11 @@ def _channel_list(ctx: click.Context, param: click.Parameter, value: str | None)
               help="Journal of acknowledged operations (default FILE.journal.jsonl; none for --from-duckdb unless "
                    "given).")
 @click.option("--diff-out", type=click.Path(dir_okay=False), help="Write the plan as CSV.")
-@click.option("--base-url", help="API base URL (env SQQUID_BASE_URL).")
-@click.option("--api-key", help="API key (env SQQUID_API_KEY).")
-@click.option("--username", help="Username (env SQQUID_USERNAME).")
-@click.option("--password", help="Password (env SQQUID_PASSWORD).")
-@click.option("--rate", type=click.FloatRange(min=0), default=DEFAULT_RATE, show_default=True,
-              help="Requests per second the client allows itself (0: no pacing, for a local sandbox).")
-@click.option("--burst", type=click.IntRange(min=1), default=DEFAULT_BURST, show_default=True,
-              help="Leaky-bucket size the client allows itself.")
+@api_options
 @click.option("--progress/--no-progress", "show_progress", default=True, show_default=True,
               help="Progress of reading the account's buffers.")
 def load_buffers_command(file, query, duckdb_path, mode, dry_run, confirm, threshold, channels, journal, diff_out,
-                         base_url, api_key, username, password, rate, burst, show_progress) -> None:
+                         config, base_url, api_key, username, password, rate, burst, show_progress) -> None:
     """Make the account's dynamic buffers those of FILE (CSV or Parquet) or of a DuckDB query.
 
     Columns: sku, channel_id, location_external_id (each optional; empty = any) and quantity
@@ -68,19 +61,21 @@ def load_buffers_command(file, query, duckdb_path, mode, dry_run, confirm, thres
     from .progress import ProgressReporter
     from .reverse_input import read_duckdb_query, refuse_overlaps
 
-    reporter = ProgressReporter.for_terminal(show_progress, False, rate or None)
+    reporter = None
     try:
+        connection = api_connection(load_settings(config), base_url, api_key, username, password, rate, burst)
+        reporter = ProgressReporter.for_terminal(show_progress, False, connection["rate"])
         if (file is None) == (query is None):
             raise ConfigError("give either FILE or --from-duckdb QUERY (not both, not neither)")
         if query is not None:
             refuse_overlaps([("--duckdb file", duckdb_path)], [("--journal", journal), ("--diff-out", diff_out)])
         data = file if file is not None else read_duckdb_query(duckdb_path, query)
-        report = load_buffers(data, mode=mode, base_url=base_url, api_key=api_key, username=username,
-                              password=password, dry_run=dry_run, confirm=confirm, channels=channels, journal=journal,
-                              delete_threshold=threshold, diff_out=diff_out, rate=rate or None, burst=burst,
-                              progress=reporter)
+        report = load_buffers(data, mode=mode, dry_run=dry_run, confirm=confirm, channels=channels, journal=journal,
+                              delete_threshold=threshold, diff_out=diff_out, progress=reporter,
+                              **connection)
     except SqquidError as exc:
-        reporter.close()
+        if reporter is not None:
+            reporter.close()
         fail(exc)
     reporter.close()
     if dry_run and report.plan is not None:

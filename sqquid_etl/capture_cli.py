@@ -8,9 +8,8 @@ from pathlib import Path
 
 import click
 
-from .cli_common import api_options, credentials_from, fail, load_settings
+from .cli_common import api_connection, api_options, fail, load_settings
 from .errors import SqquidError
-from .settings import DEFAULT_BURST, DEFAULT_RATE
 
 
 @click.command("capture")
@@ -33,12 +32,9 @@ def capture_command(directory, streams, max_pages, name, config, base_url, api_k
 
     try:
         settings = load_settings(config)
-        api_key, username, password = credentials_from(settings, api_key, username, password)
+        connection = api_connection(settings, base_url, api_key, username, password, rate, burst)
         names = [s.strip() for s in streams.split(",") if s.strip()] if streams else settings.get("streams")
-        rate = rate if rate is not None else settings.get("rate", DEFAULT_RATE)
-        result = capture(directory, name=name, streams=names, max_pages=max_pages,
-                         base_url=base_url or settings.get("base_url"), api_key=api_key, username=username,
-                         password=password, rate=rate or None, burst=burst or settings.get("burst", DEFAULT_BURST))
+        result = capture(directory, name=name, streams=names, max_pages=max_pages, **connection)
         if verify:
             with tempfile.TemporaryDirectory(prefix="sqquid-replay-") as tmp:
                 replayed = replay(result.cassette, Path(tmp) / "replay.duckdb")

@@ -8,9 +8,8 @@ from dataclasses import asdict
 
 import click
 
-from .cli_common import api_options, credentials_from, fail, load_settings
+from .cli_common import api_connection, api_options, fail, load_settings
 from .errors import SqquidError
-from .settings import DEFAULT_BURST, DEFAULT_RATE
 
 
 @click.command("check")
@@ -32,13 +31,11 @@ def check_command(streams, config, base_url, api_key, username, password, rate, 
 
     try:
         settings = load_settings(config)
-        api_key, username, password = credentials_from(settings, api_key, username, password)
+        connection = api_connection(settings, base_url, api_key, username, password, rate, burst)
         definitions = load_definitions()
         names = [s.strip() for s in streams.split(",") if s.strip()] if streams else settings.get("streams")
         selected = select_streams(definitions, names)
-        rate = rate if rate is not None else settings.get("rate", DEFAULT_RATE)
-        with SqquidClient.from_env(base_url or settings.get("base_url"), api_key, username, password,
-                                   rate=rate or None, burst=burst or settings.get("burst", DEFAULT_BURST)) as client:
+        with SqquidClient.from_env(**connection) as client:
             client.ensure_token()
             checks = check_streams(client, selected, definitions,
                                    contract or settings.get("schema_contract"))

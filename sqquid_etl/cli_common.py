@@ -9,6 +9,7 @@ import click
 
 from .errors import SqquidError
 from .redaction import SECRETS
+from .settings import DEFAULT_BURST, DEFAULT_RATE
 
 log = logging.getLogger("sqquid_etl")
 
@@ -72,6 +73,18 @@ def api_options(f):
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def api_connection(settings, base_url: str | None, api_key: str | None, username: str | None,
+                   password: str | None, rate: float | None, burst: int | None) -> dict:
+    """How a command reaches the API (`SqquidClient.from_env`'s arguments): the options (whose
+    defaults are the environment's variables), else the config file, else the defaults; a rate
+    of 0 is no pacing."""
+    api_key, username, password = credentials_from(settings, api_key, username, password)
+    rate = rate if rate is not None else settings.get("rate", DEFAULT_RATE)
+    return {"base_url": base_url or settings.get("base_url"), "api_key": api_key, "username": username,
+            "password": password, "rate": rate or None,
+            "burst": burst if burst is not None else settings.get("burst", DEFAULT_BURST)}
 
 
 def credentials_from(settings, api_key: str | None, username: str | None, password: str | None) -> tuple:

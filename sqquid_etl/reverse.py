@@ -27,10 +27,12 @@ from typing import Any
 
 from .client import SqquidClient
 from .errors import ConfigError
+from .load_session import load_client
 from .reverse_current import Current, Progress, parse_age, read_baseline, release_memory
 from .reverse_diff import ZERO_CHOICES, compute_diff
 from .reverse_full import VIA_CHOICES, FullOptions, send_full
 from .reverse_input import refuse_overlaps
+from .reverse_journal import journal_beside, lock_of
 from .reverse_report import LoadReport
 from .reverse_send import send_partial
 from .reverse_validate import build_payload, prepare_inventory
@@ -79,11 +81,8 @@ def load_inventory(
 
     options = FullOptions(zero=zero, via=via, confirm=confirm, dry_run=dry_run, zero_threshold=zero_threshold,
                           batch_size=batch_size, journal=journal, diff_out=diff_out)
-    own_client = client is None
-    if client is None:
-        client = SqquidClient.from_env(base_url, api_key, username, password, rate=rate, burst=burst)
-    requests_before, retries_before = client.stats.requests, client.stats.retries
-    try:
+    with load_client(report, client, started, base_url=base_url, api_key=api_key, username=username,
+                     password=password, rate=rate, burst=burst) as client:
         if mode == "partial":
             send_partial(client, prepared, report, batch_size=batch_size, journal=journal, dry_run=dry_run,
                          diff_out=diff_out)
@@ -91,12 +90,6 @@ def load_inventory(
             report.via, report.zero = via, zero
             report.current_source = current.source if current is not None else "the API"
             send_full(client, prepared, report, options, current, progress)
-    finally:
-        report.requests = client.stats.requests - requests_before
-        report.retries = client.stats.retries - retries_before
-        report.duration_seconds = time.monotonic() - started
-        if own_client:
-            client.close()
     return report
 
 
@@ -128,7 +121,7 @@ def _check_options(data: Any, mode: str, batch_size: int, zero_threshold: float,
         raise ConfigError(f"via must be one of {', '.join(VIA_CHOICES)}, not {via!r}")
     journal = _journal_path(data, mode, via, journal)
     refuse_overlaps([("input", data), ("baseline", baseline)],
-                    [("--journal", journal), ("--journal's lock", _lock_of(journal)), ("--diff-out", diff_out)])
+                    [("--journal", journal), ("--journal's lock", lock_of(journal)), ("--diff-out", diff_out)])
     return journal
 
 
@@ -139,14 +132,7 @@ def _journal_path(data: Any, mode: str, via: str, journal: str | Path | None) ->
         if journal is not None:
             raise ConfigError("--journal is for chunked loads; --via full-endpoint is one request and keeps none")
         return None
-    if journal is None and isinstance(data, (str, Path)):
-        source = Path(data)
-        return source.with_name(source.name + ".journal.jsonl")
-    return journal
-
-
-def _lock_of(journal: str | Path | None) -> Path | None:
-    return None if journal is None else Path(journal).with_name(Path(journal).name + ".lock")
+    return journal_beside(data, journal)
 
 
 __all__ = ["LoadReport", "load_inventory", "compute_diff", "prepare_inventory", "build_payload"]

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import click
 
-from .cli_common import fail
+from .cli_common import api_connection, api_options, fail, load_settings
 from .errors import ConfigError, SqquidError
-from .settings import DEFAULT_BURST, DEFAULT_RATE
 
 SHOWN_DIFF_ROWS = 20
 
@@ -39,18 +38,11 @@ SHOWN_DIFF_ROWS = 20
 @click.option("--diff-out", type=click.Path(dir_okay=False), help="Write the diff as CSV.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.05, show_default=True,
               help="Share of records above 0 a full update may zero without --yes.")
-@click.option("--base-url", help="API base URL (env SQQUID_BASE_URL).")
-@click.option("--api-key", help="API key (env SQQUID_API_KEY).")
-@click.option("--username", help="Username (env SQQUID_USERNAME).")
-@click.option("--password", help="Password (env SQQUID_PASSWORD).")
-@click.option("--rate", type=click.FloatRange(min=0), default=DEFAULT_RATE, show_default=True,
-              help="Requests per second the client allows itself (0: no pacing, for a local sandbox).")
-@click.option("--burst", type=click.IntRange(min=1), default=DEFAULT_BURST, show_default=True,
-              help="Leaky-bucket size the client allows itself.")
+@api_options
 @click.option("--progress/--no-progress", "show_progress", default=True, show_default=True,
               help="Progress of reading the account's inventory (a bar on a terminal, log lines otherwise).")
 def load_inventory_command(file, mode, zero, via, duckdb_path, query, dry_run, confirm, batch_size, journal, baseline,
-                           baseline_max_age, diff_out, threshold, base_url, api_key, username, password, rate, burst,
+                           baseline_max_age, diff_out, threshold, config, base_url, api_key, username, password, rate, burst,
                            show_progress) -> None:
     """Set Sqquid inventory from FILE (CSV or Parquet) or from a DuckDB query.
 
@@ -65,8 +57,10 @@ def load_inventory_command(file, mode, zero, via, duckdb_path, query, dry_run, c
     from .reverse import load_inventory
     from .reverse_input import read_duckdb_query, refuse_overlaps
 
-    reporter = ProgressReporter.for_terminal(show_progress, False, rate or None)
+    reporter = None
     try:
+        connection = api_connection(load_settings(config), base_url, api_key, username, password, rate, burst)
+        reporter = ProgressReporter.for_terminal(show_progress, False, connection["rate"])
         if (file is None) == (duckdb_path is None):
             raise ConfigError("give either FILE or --duckdb PATH --query SQL (not both, not neither)")
         if (duckdb_path is None) != (query is None):
@@ -74,13 +68,13 @@ def load_inventory_command(file, mode, zero, via, duckdb_path, query, dry_run, c
         refuse_overlaps([("--duckdb file", duckdb_path)], [("--journal", journal), ("--diff-out", diff_out)])
         data = file if file is not None else read_duckdb_query(duckdb_path, query)
         report = load_inventory(
-            data, mode=mode, base_url=base_url, api_key=api_key, username=username, password=password,
-            dry_run=dry_run, confirm=confirm, batch_size=batch_size, journal=journal, baseline=baseline,
+            data, mode=mode, dry_run=dry_run, confirm=confirm, batch_size=batch_size, journal=journal, baseline=baseline,
             baseline_max_age=baseline_max_age, zero=zero, via=via, zero_threshold=threshold, diff_out=diff_out,
-            rate=rate or None, burst=burst, progress=reporter,
+            progress=reporter, **connection,
         )
     except SqquidError as exc:
-        reporter.close()
+        if reporter is not None:
+            reporter.close()
         fail(exc)
     reporter.close()
     if dry_run and report.diff is not None:

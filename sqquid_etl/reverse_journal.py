@@ -79,11 +79,24 @@ def _lines(path: Path) -> list[str]:
                          "journal of sqquid-etl, or damaged; nothing was sent; move it away to start the load afresh") from None
 
 
+def journal_beside(data: Any, journal: str | Path | None) -> str | Path | None:
+    """The journal a load keeps: the one given, else FILE.journal.jsonl beside an input file
+    (a frame or a query result keeps none unless one is given)."""
+    if journal is None and isinstance(data, (str, Path)):
+        return Path(data).with_name(Path(data).name + ".journal.jsonl")
+    return journal
+
+
+def lock_of(journal: str | Path | None) -> Path | None:
+    """The lock file of a journal (`journal_lock`)."""
+    return None if journal is None else Path(journal).with_name(Path(journal).name + ".lock")
+
+
 @contextmanager
 def journal_lock(path: Path) -> Iterator[None]:
     """Hold the journal for one load: two loads sharing it would both send the batches neither
     had acknowledged yet. A second load is refused (StateError) before anything is sent."""
-    lock_path = path.with_name(path.name + ".lock")
+    lock_path = lock_of(path)
     try:
         handle = open(lock_path, "a")
     except OSError as exc:

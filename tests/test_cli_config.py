@@ -149,3 +149,24 @@ def test_bad_tuning_in_the_file_fails_before_any_request(make_sandbox, tmp_path,
     out = CliRunner().invoke(main, ["extract"], env={"MY_SQQUID_KEY": API_KEY})
     assert out.exit_code == 2 and "[tuning] flush_rows" in out.stderr
     assert sandbox.stats.requests == 0 and not (tmp_path / "data" / "warehouse.duckdb").exists()
+
+
+def test_the_load_commands_reach_the_api_the_config_file_names(make_sandbox, tmp_path, monkeypatch):
+    """load-inventory and load-buffers read [api] as extract does: base URL, the key's variable, rate."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SQQUID_API_KEY", raising=False)
+    monkeypatch.delenv("SQQUID_BASE_URL", raising=False)
+    sandbox = make_sandbox(orders=20, products=10)
+    with sandbox.store.lock:
+        sku = sorted(sandbox.store.inventory)[0][0]
+    _write(tmp_path / "sqquid.toml", _toml(sandbox))
+    _write(tmp_path / "stock.csv", f"sku,qty_on_hand\n{sku},7\n")
+    _write(tmp_path / "buffers.csv", f"sku,channel_id,quantity\n{sku},1,3\n")
+    for args in (["load-inventory", "stock.csv", "--mode", "partial", "--dry-run"],
+                 ["load-buffers", "buffers.csv", "--channels", "1", "--dry-run"]):
+        out = CliRunner().invoke(main, args, env={"MY_SQQUID_KEY": API_KEY})
+        assert out.exit_code == 0, (args, out.output)
+        assert "dry run" in out.output.lower(), out.output
+        # the variable the file names must be set: a clear error naming it, nothing sent
+        out = CliRunner().invoke(main, args, env={"MY_SQQUID_KEY": ""})
+        assert out.exit_code == 2 and "$MY_SQQUID_KEY" in out.stderr, (args, out.output)
