@@ -162,9 +162,10 @@ class Resolved:
 
 
 def resolve_settings(config: str | os.PathLike | None = None, *, env: Mapping[str, str] | None = None,
-                     **given: Any) -> Resolved:
+                     per_account: bool = False, **given: Any) -> Resolved:
     """The CLI's resolution: each argument given (not None) > its environment variable > the
-    config file > the default. `given` takes extract(...)'s names."""
+    config file > the default. `given` takes extract(...)'s names. `per_account`: the
+    credentials are each account's (`accounts.py`), not resolved here."""
     from .cli_common import credentials_from
     from .config import find_config, load_config
 
@@ -174,8 +175,8 @@ def resolve_settings(config: str | os.PathLike | None = None, *, env: Mapping[st
     for name, variable in _ENV.items():
         if name not in value and env.get(variable):
             value[name] = env[variable]
-    api_key, username, password = credentials_from(settings, value.get("api_key"), value.get("username"),
-                                                   value.get("password"))
+    api_key, username, password = (None, None, None) if per_account else credentials_from(
+        settings, value.get("api_key"), value.get("username"), value.get("password"))
     if not (value.get("duckdb") or value.get("parquet") or value.get("iceberg")):
         value["duckdb"], value["parquet"] = settings.get("duckdb"), settings.get("parquet")
     streams = value.get("streams", settings.get("streams"))
@@ -211,6 +212,13 @@ def _path(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _refresh(full_refresh: Any) -> bool | list[str] | None:
+    """`full_refresh` as the resolution takes it: None (not given), True/False, or stream names."""
+    if isinstance(full_refresh, str):
+        return [s.strip() for s in full_refresh.split(",") if s.strip()]
+    return full_refresh if full_refresh is None or isinstance(full_refresh, bool) else list(full_refresh)
+
+
 def extract(
     streams: Iterable[str] | str | None = None,
     *,
@@ -226,18 +234,16 @@ def extract(
     lookback: str | None = None,
     full_refresh: bool | Iterable[str] | None = None,
     strict: bool | None = None,
-    rate: float | None = None,
-    burst: int | None = None,
+    rate: float | None = None, burst: int | None = None,
     catalog: str | os.PathLike | dict | None = None,
     schema_contract: str | None = None,
     tuning: Tuning | None = None,
     client=None,
     progress: Callable[[str, int, int], None] | None = None,
     stream_done: Callable | None = None,
-    stop_on_failure: bool = False,
-    reconcile: bool = True,
-    reread: str | dict | None = None,
-    hard_delete: bool | None = None,
+    stop_on_failure: bool = False, reconcile: bool = True,
+    reread: str | dict | None = None, hard_delete: bool | None = None,
+    accounts: Iterable[str] | str | bool | None = None,
 ) -> ExtractResult:
     """Extract the selected streams (all by default) into DuckDB (default `sqquid.duckdb`), a
     Parquet directory or URL, or Iceberg tables (`iceberg`: WAREHOUSE[?catalog=URL&namespace=NAME]),
@@ -248,17 +254,22 @@ def extract(
     (`config`, else $SQQUID_CONFIG, else ./sqquid.toml), then the defaults. `client`: a
     `SqquidClient` to use instead of one built from base_url and the credentials. Every error is a
     `SqquidError` (ConfigError, AuthError, ApiError, SchemaError, StateError); a stream that
-    fails does not raise: its `status` is "failed" (`result.ok`, `result.exit_code`)."""
+    fails does not raise: its `status` is "failed" (`result.ok`, `result.exit_code`). `accounts`:
+    these accounts of the config file (True: all) at once, `accounts_api.extract_accounts`."""
     from .pipeline import extract as run_extract
 
-    if isinstance(full_refresh, str):
-        full_refresh = [s.strip() for s in full_refresh.split(",") if s.strip()]
     resolved = resolve_settings(
         config, streams=streams, duckdb=duckdb, parquet=parquet, iceberg=iceberg, base_url=base_url, api_key=api_key,
         username=username, password=password, start_date=start_date, lookback=lookback,
-        full_refresh=None if full_refresh is None else full_refresh if isinstance(full_refresh, bool) else list(full_refresh),
-        strict=strict, rate=rate, burst=burst, catalog=catalog, schema_contract=schema_contract, tuning=tuning,
-        reread=reread, hard_delete=hard_delete)
+        full_refresh=_refresh(full_refresh), strict=strict, rate=rate, burst=burst, catalog=catalog,
+        schema_contract=schema_contract, tuning=tuning, reread=reread, hard_delete=hard_delete,
+        per_account=accounts not in (None, False))
+    if accounts not in (None, False):
+        from .accounts_api import extract_accounts
+
+        return extract_accounts(accounts, resolved, config, streams=streams, start_date=start_date, rate=rate,
+                                burst=burst, client=client, progress=progress, stream_done=stream_done,
+                                stop_on_failure=stop_on_failure, reconcile=reconcile)
     try:
         done = run_extract(resolved.streams, client=client, progress=progress, stream_done=stream_done,
                            stop_on_failure=stop_on_failure, reconcile=reconcile, **resolved.pipeline_kwargs())

@@ -147,17 +147,21 @@ def _stream_list(value: str | list[str] | None) -> list[str] | None:
 @click.option("--burst", type=int, help="Leaky-bucket size the client allows itself. [default: 40]")
 @click.option("--progress/--no-progress", "show_progress", default=True, show_default=True,
               help="A progress bar per stream on a terminal, log lines otherwise.")
+@click.option("--account", "account_names", help="Many accounts: extract these accounts of the config file "
+              "(comma-separated [accounts.NAME]), all at once, each at its own rate.")
+@click.option("--all-accounts", "all_accounts", is_flag=True, default=False,
+              help="Many accounts: extract every account of the config file, all at once.")
 @_output_options
 @click.pass_context
 def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, iceberg, start_date, lookback, full_refresh, strict,
-            schema_contract, reread, verify_keys, hard_delete, base_url, api_key, username, password, rate, burst, show_progress, verbose, quiet, log_format) -> None:
+            schema_contract, reread, verify_keys, hard_delete, base_url, api_key, username, password, rate, burst, show_progress,
+            account_names, all_accounts, verbose, quiet, log_format) -> None:
     """Extract streams into DuckDB (default) or Parquet, incrementally.
 
     With a config file (`--config`, or ./sqquid.toml) a scheduled job is `sqquid-etl extract`.
     """
     _one_blas_thread()
     _use_system_allocator()
-    from .freshness import split_reread
     from .pipeline import extract as run_extract
     from .progress import ProgressReporter
 
@@ -171,34 +175,56 @@ def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, iceber
         settings = load_settings(config)
         if not iceberg:
             duckdb_path, parquet_dir = choose_destination(settings, duckdb_path, parquet_dir)
+        shared = _shared_options(settings, duckdb_path, parquet_dir, iceberg, lookback, full_refresh, strict,
+                                 catalog_path, schema_contract, reread, verify_keys, hard_delete)
+        if account_names or all_accounts:
+            from .accounts_cli import extract_accounts
+
+            return extract_accounts(ctx, settings, output, shared, _stream_list(account_names), all_accounts,
+                                    streams=_stream_list(streams), start_date=start_date, rate=rate, burst=burst,
+                                    show_progress=show_progress)
         api_key, username, password = credentials_from(settings, api_key, username, password)
-        if full_refresh == "*":
-            refresh: bool | list[str] = True
-        elif full_refresh:
-            refresh = _stream_list(full_refresh) or False
-        else:
-            refresh = settings.get("full_refresh", False)
         rate = rate if rate is not None else settings.get("rate", DEFAULTS["rate"])
         reporter = ProgressReporter.for_terminal(show_progress and not output["quiet"],
                                                  output["log_format"] == "json", rate or None)
         try:
             result = run_extract(
-                _stream_list(streams) or settings.get("streams"), duckdb=duckdb_path, parquet=parquet_dir, iceberg=iceberg,
-                base_url=base_url or settings.get("base_url"), api_key=api_key, username=username, password=password,
-                start_date=start_date or settings.get("start_date"),
-                lookback=lookback or settings.get("lookback", DEFAULTS["lookback"]),
-                full_refresh=refresh, strict=bool(strict if strict is not None else settings.get("strict", False)),
+                _stream_list(streams) or settings.get("streams"), base_url=base_url or settings.get("base_url"),
+                api_key=api_key, username=username, password=password, start_date=start_date or settings.get("start_date"),
                 rate=rate or None, burst=burst if burst is not None else settings.get("burst", DEFAULTS["burst"]),
-                catalog=catalog_path or settings.get("catalog"), progress=reporter, stream_done=reporter.stream_done,
-                tuning=settings.tuning(), schema_contract=schema_contract or settings.get("schema_contract"),
-                reread={"*": "all"} if verify_keys else {**settings.get("reread", {}), **split_reread(reread)},
-                hard_delete=bool(hard_delete if hard_delete is not None else settings.get("hard_delete", False)),
-            )
+                progress=reporter, stream_done=reporter.stream_done, **shared)
         finally:
             reporter.close()
     except SqquidError as exc:
         fail(exc)
         return
+    _report(result, output)
+
+
+def _shared_options(settings, duckdb_path, parquet_dir, iceberg, lookback, full_refresh, strict, catalog_path,
+                    schema_contract, reread, verify_keys, hard_delete) -> dict:
+    """The pipeline's options that do not depend on the account: the destination and how to run."""
+    from .freshness import split_reread
+
+    if full_refresh == "*":
+        refresh: bool | list[str] = True
+    elif full_refresh:
+        refresh = _stream_list(full_refresh) or False
+    else:
+        refresh = settings.get("full_refresh", False)
+    return dict(
+        duckdb=duckdb_path, parquet=parquet_dir, iceberg=iceberg,
+        lookback=lookback or settings.get("lookback", DEFAULTS["lookback"]),
+        full_refresh=refresh, strict=bool(strict if strict is not None else settings.get("strict", False)),
+        catalog=catalog_path or settings.get("catalog"), tuning=settings.tuning(),
+        schema_contract=schema_contract or settings.get("schema_contract"),
+        reread={"*": "all"} if verify_keys else {**settings.get("reread", {}), **split_reread(reread)},
+        hard_delete=bool(hard_delete if hard_delete is not None else settings.get("hard_delete", False)),
+    )
+
+
+def _report(result, output: dict) -> None:
+    """The summary (a table, or JSON), the failed streams on stderr, and the exit code."""
     if output["log_format"] == "json":
         click.echo(json.dumps(summary_dict(result)))
     elif not output["quiet"] or not result.ok:

@@ -28,6 +28,9 @@
     duckdb_threads = 1
     flush_rows = 10000
 
+    [accounts.acme]                    # many accounts (`extract --account`): accounts.py reads
+    api_key_env = "ACME_SQQUID_KEY"    # these tables, or those of `accounts_file = "..."`
+
 Precedence: command-line option > environment variable (SQQUID_BASE_URL, SQQUID_API_KEY, ...)
 > this file > built-in default. Relative paths are relative to the file's directory. Secrets are
 refused in the file: name the environment variable that holds them instead.
@@ -68,6 +71,8 @@ class Settings:
 
     path: Path | None = None
     values: dict[str, Any] = field(default_factory=dict)
+    accounts: Any = None  # the [accounts.NAME] tables as read (accounts.py validates them)
+    accounts_file: Path | None = None  # `accounts_file = "..."`, relative to the file's directory
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.values.get(name, default)
@@ -120,9 +125,10 @@ def load_config(path: str | os.PathLike | None) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path}: not valid TOML ({exc})") from None
     values: dict[str, Any] = {}
+    accounts, accounts_file = raw.pop("accounts", None), raw.pop("accounts_file", None)
     for section, entries in raw.items():
         if section not in _SCHEMA:
-            raise ConfigError(f"config {path}: unknown section [{section}] (expected {', '.join(_SCHEMA)})")
+            raise ConfigError(f"config {path}: unknown section [{section}] (expected {', '.join(_SCHEMA)}, accounts)")
         if not isinstance(entries, dict):
             raise ConfigError(f"config {path}: {section} must be a table ([{section}])")
         for key, value in entries.items():
@@ -152,4 +158,7 @@ def load_config(path: str | os.PathLike | None) -> Settings:
     for key in ("streams",) + (("full_refresh",) if isinstance(values.get("full_refresh"), list) else ()):
         if key in values and not all(isinstance(s, str) for s in values[key]):
             raise ConfigError(f"config {path}: [extract] {key} must be a list of stream names")
-    return Settings(path=path, values=values)
+    if accounts_file is not None and not isinstance(accounts_file, str):
+        raise ConfigError(f"config {path}: accounts_file: expected the path of a file, got {accounts_file!r}")
+    return Settings(path=path, values=values, accounts=accounts,
+                    accounts_file=None if accounts_file is None else base / Path(accounts_file).expanduser())

@@ -53,9 +53,9 @@ class ExtractResult:
         raise KeyError(f"no stream {name!r} in this run (it ran: {', '.join(s.stream for s in self.streams) or 'none'})")
 
 
-def _iceberg(location: str | None) -> dict:
-    """The Iceberg destination as the destination factories take it (none: {})."""
-    return {"iceberg": location} if location else {}
+def _iceberg(location: str | None, account: str | None = None) -> dict:
+    """The Iceberg destination and the account as the destination factories take them (none: {})."""
+    return {**({"iceberg": location} if location else {}), **({"account": account} if account else {})}
 
 
 def extract(
@@ -81,6 +81,7 @@ def extract(
     tuning: Tuning | None = None,
     schema_contract: str | None = None, destination: Destination | None = None,
     reread: str | dict | None = None, hard_delete: bool = False,
+    account: str | None = None,
 ) -> ExtractResult:
     """Extract the selected streams (all by default) into DuckDB (default `sqquid.duckdb`) or a
     Parquet directory or URL, or Iceberg tables (`iceberg`: WAREHOUSE[?catalog=URL&namespace=NAME]). Options are validated before anything is requested or written.
@@ -90,17 +91,18 @@ def extract(
     `schema_contract` (evolve | freeze | discard) says what becomes of the fields no definition
     names: by default each stream's `schema_contract`, else evolve (new nullable columns).
     `destination`: an opened one instead of duckdb/parquet/iceberg (`emit.EmittingDestination`).
-    `reread` ("orders=30d,products=all"), `hard_delete`: `freshness.py`."""
+    `reread` ("orders=30d,products=all"), `hard_delete`: `freshness.py`. `account`: the
+    destination is opened bound to that account (many accounts, `accounts_run.py`)."""
     selected, options = _plan(streams, catalog, start_date, lookback, full_refresh, strict, schema_contract, reread)
     options.hard_delete = hard_delete
     check_pacing(rate, burst)
     tuning = Tuning.from_env() if tuning is None else tuning
     if destination is None:
-        check_destination(duckdb, parquet, tuning=tuning, **_iceberg(iceberg))
+        check_destination(duckdb, parquet, tuning=tuning, **_iceberg(iceberg, account))
     own_client = client is None
     if client is None:
         client = SqquidClient.from_env(base_url, api_key, username, password, rate=rate, burst=burst)
-    destination = _open(client, own_client, lambda: destination or open_destination(duckdb, parquet, tuning=tuning, **_iceberg(iceberg)))
+    destination = _open(client, own_client, lambda: destination or open_destination(duckdb, parquet, tuning=tuning, **_iceberg(iceberg, account)))
     result = ExtractResult(run_id=new_run_id(), destination=destination.location)
     try:
         start = lambda definition: StreamRun(definition, client, destination, options, result.run_id, progress)  # noqa: E731
@@ -140,6 +142,15 @@ def _open(client: SqquidClient, own_client: bool, open_: Callable[[], Destinatio
         if own_client:
             client.close()
         raise
+
+
+def check_options(streams: Iterable[str] | None = None, *, catalog: str | Path | dict | None = None,
+                  start_date: str | datetime | None = None, lookback: str = DEFAULT_LOOKBACK,
+                  full_refresh: bool | Iterable[str] = False, schema_contract: str | None = None,
+                  reread: str | dict | None = None, rate: float | None = DEFAULT_RATE, burst: int = DEFAULT_BURST) -> None:
+    """Refuse, as `extract` would, options that do not validate (a ConfigError), requesting nothing."""
+    _plan(streams, catalog, start_date, lookback, full_refresh, False, schema_contract, reread)
+    check_pacing(rate, burst)
 
 
 def _plan(streams, catalog, start_date, lookback, full_refresh, strict,

@@ -1,0 +1,225 @@
+"""Many accounts in one process: every selected account extracted at once, each at its own ceiling.
+
+Each account runs `pipeline.extract` in a thread of its own, with its own client (token, leaky
+bucket at the account's rate and burst, connection pool, retries) and its destination opened
+bound to it (`account=NAME`: its rows, state and run records apart from the others'). The work
+is I/O (an account waits on its bucket at 2 requests/s), so the run takes about as long as the
+largest account, not the sum. Nothing is shared between the accounts but the destination,
+which serialises its commits: an account that is slow, throttled, refused at login or failing
+with 5xx never holds another up, and fails alone (`AccountResult.status`).
+
+Everything is validated before the first request: the options of every account (its streams,
+start date, pacing) and the destination, each error naming the account.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Iterable
+
+from .accounts import Account
+from .client import SqquidClient
+from .credentials import Credentials
+from .destinations import check_destination
+from .engine import StreamResult
+from .errors import ConfigError, SqquidError
+from .pipeline import check_options
+from .pipeline import extract as extract_one
+from .redaction import SECRETS
+
+log = logging.getLogger(__name__)
+
+# what the pipeline takes that is the same for every account (the rest is the account's)
+SHARED = ("lookback", "full_refresh", "strict", "catalog", "tuning", "schema_contract", "reread", "hard_delete",
+          "reconcile", "stop_on_failure")
+
+
+@dataclass
+class AccountResult:
+    """What one account did: its streams' results, or the error that stopped it before them."""
+
+    account: str
+    status: str = "pending"  # pending | running | ok | warning | failed
+    exit_code: int = 0
+    message: str | None = None
+    run_id: str | None = None
+    seconds: float = 0.0
+    streams: list[StreamResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    def summary(self) -> dict:
+        return {"account": self.account, "status": self.status, "exit_code": self.exit_code, "message": self.message,
+                "run_id": self.run_id, "seconds": round(self.seconds, 3),
+                "streams": [dict(asdict(s), count_check=s.count_check) for s in self.streams]}
+
+
+@dataclass
+class AccountsResult:
+    """A run of many accounts: one `AccountResult` each, in the order they were selected."""
+
+    destination: str
+    accounts: list[AccountResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(a.ok for a in self.accounts)
+
+    @property
+    def failed(self) -> list[str]:
+        return [a.account for a in self.accounts if not a.ok]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every account succeeded, else the exit code of the first account that failed
+        (in the order selected); `failed` names them all."""
+        return next((a.exit_code or 1 for a in self.accounts if not a.ok), 0)
+
+    def account(self, name: str) -> AccountResult:
+        for result in self.accounts:
+            if result.account == name:
+                return result
+        raise KeyError(f"no account {name!r} in this run (it ran: {', '.join(a.account for a in self.accounts)})")
+
+    def summary(self) -> dict:
+        return {"destination": self.destination, "ok": self.ok, "failed": self.failed,
+                "accounts": [a.summary() for a in self.accounts]}
+
+
+@dataclass(frozen=True)
+class AccountJob:
+    """One account's run: the account as it will run (overrides applied) and its credentials."""
+
+    account: Account
+    credentials: Credentials = field(repr=False)
+
+
+def plan_jobs(accounts: Iterable[Account], credentials: dict[str, Credentials], *, streams: list[str] | None = None,
+              start_date: Any = None, rate: float | None | bool = False, burst: int | None = None) -> list[AccountJob]:
+    """Each account with the run's overrides (given: not None; `rate` False: not given, None: no
+    pacing) applied over its own settings."""
+    jobs = []
+    for account in accounts:
+        changes: dict[str, Any] = {}
+        if streams:
+            changes["streams"] = tuple(streams)
+        if start_date is not None:
+            changes["start_date"] = start_date
+        if rate is not False:
+            changes["rate"] = rate
+        if burst is not None:
+            changes["burst"] = burst
+        jobs.append(AccountJob(replace(account, **changes), credentials[account.name]))
+    return jobs
+
+
+def check_jobs(jobs: list[AccountJob], location: dict, shared: dict,
+               location_for: Callable[[str], dict] | None = None) -> None:
+    """Refuse, before anything is requested, any account whose options or destination would not
+    do: a ConfigError naming the account."""
+    for job in jobs:
+        account = job.account
+        try:
+            check_options(list(account.streams or ()), catalog=shared.get("catalog"), start_date=account.start_date,
+                          lookback=shared.get("lookback", "1s"), full_refresh=shared.get("full_refresh", False),
+                          schema_contract=shared.get("schema_contract"), reread=shared.get("reread"),
+                          rate=account.rate, burst=account.burst)
+            target = location_for(account.name) if location_for else {**location, "account": account.name}
+            check_destination(tuning=shared.get("tuning"), **target)
+        except ConfigError as exc:
+            raise ConfigError(f"account {account.name}: {exc}") from None
+
+
+def run_accounts(jobs: list[AccountJob], location: dict, shared: dict | None = None, *,
+                 progress: Any = None, client_for: Callable[[AccountJob], SqquidClient] | None = None,
+                 location_for: Callable[[str], dict] | None = None) -> AccountsResult:
+    """Extract every account at once, a thread each, into the destination at `location`
+    ({"duckdb": path} or {"parquet": ...} or {"iceberg": ...}) bound to each account in turn
+    (`location_for(name)`: another location per account instead). `shared`: the pipeline's
+    options common to all accounts (`SHARED`). `progress`: an `accounts_progress.AccountsProgress`
+    (or None). `client_for(job)`: the account's client instead of one made from its settings.
+    Returns when every account has finished; one that failed does not stop the others."""
+    shared = {k: v for k, v in (shared or {}).items() if k in SHARED and v is not None}
+    check_jobs(jobs, location, shared, location_for)
+    for job in jobs:
+        SECRETS.add(job.credentials.secret)  # kept out of every log line, whichever thread writes it
+    result = AccountsResult(destination=_describe(location), accounts=[AccountResult(j.account.name) for j in jobs])
+    threads = []
+    for job, account_result in zip(jobs, result.accounts):
+        target = location_for(job.account.name) if location_for else {**location, "account": job.account.name}
+        runner = _AccountRunner(job, account_result, target, shared, progress, client_for)
+        threads.append(threading.Thread(target=runner.run, name=f"sqquid-account-{job.account.name}", daemon=True))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return result
+
+
+def _describe(location: dict) -> str:
+    return next((str(v) for k, v in location.items() if k != "account" and v), "sqquid.duckdb")
+
+
+class _AccountRunner:
+    """One account's thread: its client, its pipeline run, its result; nothing it raises leaves it."""
+
+    def __init__(self, job: AccountJob, result: AccountResult, location: dict, shared: dict, progress: Any,
+                 client_for: Callable[[AccountJob], SqquidClient] | None):
+        self.job, self.result, self.location, self.shared = job, result, location, shared
+        self.progress, self.client_for = progress, client_for
+
+    def run(self) -> None:
+        account, result = self.job.account, self.result
+        started = time.monotonic()
+        result.status = "running"
+        if self.progress is not None:
+            self.progress.account_started(account.name)
+        client = None
+        try:
+            client = self.client_for(self.job) if self.client_for else self._client()
+            done = extract_one(list(account.streams) if account.streams else None, client=client,
+                               start_date=account.start_date, rate=account.rate, burst=account.burst,
+                               progress=self._feed(), stream_done=self._stream_done, **self.location, **self.shared)
+            self._finished(done)
+        except SqquidError as exc:
+            self._failed(exc.exit_code, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug in one account must not stop the others
+            log.debug("account %s: the error's traceback", account.name, exc_info=exc)
+            self._failed(1, f"unexpected {type(exc).__name__}: {exc} (a bug of sqquid-etl: please report it)")
+        finally:
+            if client is not None:
+                client.close()
+            result.seconds = time.monotonic() - started
+            if self.progress is not None:
+                self.progress.account_done(result)
+
+    def _client(self) -> SqquidClient:
+        account = self.job.account
+        return SqquidClient(self.job.credentials, account.base_url, rate=account.rate, burst=account.burst)
+
+    def _feed(self) -> Any:
+        return None if self.progress is None else self.progress.feed(self.job.account.name)
+
+    def _stream_done(self, stream: StreamResult) -> None:
+        if self.progress is not None:
+            self.progress.stream_done(self.job.account.name, stream)
+
+    def _finished(self, done: Any) -> None:
+        result = self.result
+        result.run_id, result.streams = done.run_id, list(done.streams)
+        failed = [s for s in done.streams if s.status == "failed"]
+        result.exit_code = done.exit_code
+        result.status = "failed" if failed else "warning" if any(s.status == "warning" for s in done.streams) else "ok"
+        if failed:
+            result.message = "; ".join(f"stream {s.stream}: {s.message}" for s in failed)
+            log.error("account %s: %d stream(s) failed: %s", result.account, len(failed), result.message)
+
+    def _failed(self, exit_code: int, message: str) -> None:
+        result = self.result
+        result.status, result.exit_code, result.message = "failed", exit_code, SECRETS.redact(message)
+        log.error("account %s failed: %s", result.account, result.message)

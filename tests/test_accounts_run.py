@@ -1,0 +1,169 @@
+"""Many accounts in one process (issue #15 item 2): each account its own client, token, bucket
+and state, all at once; one that fails, is slow or throttled never stops or delays another.
+
+Each account here has a sandbox of its own (its own key, seed and size); the destination of
+each is opened by `location_for` (a file per account) so that the runner is tested apart from
+the destinations bound to an account (tests/test_accounts_warehouse*.py test those)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from sqquid_etl.accounts import Account
+from sqquid_etl.accounts_progress import AccountsProgress
+from sqquid_etl.accounts_run import AccountJob, plan_jobs, run_accounts
+from sqquid_etl.client import Credentials, SqquidClient
+from sqquid_etl.errors import ConfigError
+from sqquid_etl.pacing import LeakyBucketPacer
+from sqquid_etl.sandbox import FaultConfig
+from tests.expected import assert_tables_equal, duckdb_tables, expected_tables
+from tests.support import FakeClock, make_client
+
+WAIT = 20  # seconds a test waits for another thread at most (a deadlock fails, never hangs)
+
+
+def _accounts(make_sandbox, sizes):
+    """name -> (sandbox, job): a sandbox each, seeded apart, its own api key."""
+    out = {}
+    for i, (name, orders) in enumerate(sizes.items(), 1):
+        sandbox = make_sandbox(seed=i, orders=orders, products=orders // 3, api_keys=(f"key-{name}",))
+        account = Account(name=name, base_url=sandbox.url, api_key_env=f"{name.upper()}_KEY", rate=None)
+        out[name] = sandbox, AccountJob(account, Credentials(api_key=f"key-{name}"))
+    return out
+
+
+def _files(tmp_path):
+    return lambda name: {"duckdb": str(tmp_path / f"{name}.duckdb")}
+
+
+def _fast_client(**options):
+    """Clients that never sleep for real: backoff of a millisecond."""
+    def client_for(job):
+        return SqquidClient(job.credentials, job.account.base_url, rate=job.account.rate, backoff_base=0.001, **options)
+    return client_for
+
+
+def test_three_accounts_at_once_each_equal_to_its_sandbox(make_sandbox, tmp_path):
+    accounts = _accounts(make_sandbox, {"acme": 300, "globex": 150, "initech": 450})
+    sandboxes = {name: sb for name, (sb, _) in accounts.items()}
+    arrived = threading.Barrier(3, timeout=WAIT)  # every account logs in before any goes on: all at once
+
+    def client_for(job):
+        client = make_client(sandboxes[job.account.name], credentials=job.credentials)
+        login = client.ensure_token
+        client.ensure_token = lambda: (arrived.wait(), login())[1]
+        return client
+
+    result = run_accounts([job for _, job in accounts.values()], {}, location_for=_files(tmp_path), client_for=client_for)
+    assert result.ok and result.exit_code == 0 and result.failed == []
+    assert [a.account for a in result.accounts] == ["acme", "globex", "initech"]
+    for name, sandbox in sandboxes.items():
+        assert result.account(name).status == "ok" and len(result.account(name).streams) == 7
+        assert_tables_equal(duckdb_tables(tmp_path / f"{name}.duckdb"), expected_tables(sandbox.store))
+        assert sandbox.stats.logins == 1
+    counts = {name: result.account(name).streams[-1] for name in sandboxes}
+    assert len({sum(s.rows.values()) for s in counts.values()}) == 3  # different data, each its own
+
+
+@pytest.mark.parametrize("fault", ["bad-key", "unreachable", "every-request-503"])
+def test_a_failing_account_does_not_stop_the_others(make_sandbox, tmp_path, fault):
+    accounts = _accounts(make_sandbox, {"acme": 300, "broken": 150, "initech": 200})
+    sandboxes = {name: sb for name, (sb, _) in accounts.items()}
+    jobs = [job for _, job in accounts.values()]
+    if fault == "bad-key":
+        jobs[1] = AccountJob(jobs[1].account, Credentials(api_key="not-the-key"))
+    elif fault == "unreachable":
+        sandboxes["broken"].stop()  # nothing listens: the login cannot be made
+    else:
+        sandboxes["broken"].set_faults(FaultConfig(error_every=1, error_status=503))
+    progress = AccountsProgress(3, "off")
+    result = run_accounts(jobs, {}, location_for=_files(tmp_path), progress=progress,
+                          client_for=_fast_client(max_tries=2, timeout=(2.0, 2.0)))
+    assert not result.ok and result.failed == ["broken"]
+    broken = result.account("broken")
+    assert broken.status == "failed" and broken.message
+    assert result.exit_code == broken.exit_code == {"bad-key": 3, "unreachable": 4, "every-request-503": 4}[fault]
+    assert "not-the-key" not in broken.message
+    for name in ("acme", "initech"):
+        assert result.account(name).status == "ok"
+        assert_tables_equal(duckdb_tables(tmp_path / f"{name}.duckdb"), expected_tables(sandboxes[name].store))
+    assert (sorted(progress.done), progress.failed, progress.running) == (["acme", "initech"], ["broken"], set())
+
+
+def test_a_throttled_account_does_not_delay_the_others(make_sandbox, tmp_path):
+    """The throttled account's every wait (429 backoff, its bucket) is held until the others have
+    finished: were the accounts run one after another, or did one wait for another, it would
+    never be released (the test fails on its timeout instead)."""
+    accounts = _accounts(make_sandbox, {"acme": 300, "slow": 300, "initech": 150})
+    sandboxes = {name: sb for name, (sb, _) in accounts.items()}
+    sandboxes["slow"].set_faults(FaultConfig(storm_429=6, storm_retry_after=2))
+    others_done, released = threading.Event(), threading.Event()
+    clock = FakeClock()
+
+    def held_sleep(seconds):  # the slow account's sleeps: nothing moves until the others are done
+        assert released.wait(WAIT), "the throttled account was never released: the others waited for it"
+        clock.sleep(seconds)
+
+    def client_for(job):
+        if job.account.name != "slow":
+            return make_client(sandboxes[job.account.name], credentials=job.credentials)
+        pacer = LeakyBucketPacer(rate=2.0, burst=2, clock=clock, sleep=held_sleep)
+        return make_client(sandboxes["slow"], credentials=job.credentials, pacer=pacer, sleep=held_sleep)
+
+    class Watch(AccountsProgress):
+        def account_done(self, account_result):
+            super().account_done(account_result)
+            if {"acme", "initech"} <= set(self.done):
+                others_done.set()
+
+    progress = Watch(3, "off")
+    holder = {}
+    runner = threading.Thread(target=lambda: holder.update(
+        result=run_accounts([job for _, job in accounts.values()], {}, location_for=_files(tmp_path),
+                            progress=progress, client_for=client_for)))
+    runner.start()
+    assert others_done.wait(WAIT)
+    assert progress.running == {"slow"}  # the others finished while it was held
+    released.set()
+    runner.join(WAIT)
+    result = holder["result"]
+    assert result.ok, [(a.account, a.message) for a in result.accounts]
+    assert sandboxes["slow"].stats.throttled == 6
+    assert clock.now > 1000.0  # its waits were on its own clock
+    for name, sandbox in sandboxes.items():
+        assert_tables_equal(duckdb_tables(tmp_path / f"{name}.duckdb"), expected_tables(sandbox.store))
+
+
+def test_each_account_at_its_own_rate(make_sandbox, tmp_path):
+    accounts = _accounts(make_sandbox, {"acme": 60, "globex": 60})
+    jobs = plan_jobs([job.account for _, job in accounts.values()],
+                     {name: job.credentials for name, (_, job) in accounts.items()}, rate=False)
+    assert [j.account.rate for j in jobs] == [None, None]
+    jobs = plan_jobs([job.account for _, job in accounts.values()],
+                     {name: job.credentials for name, (_, job) in accounts.items()},
+                     rate=5.0, burst=7, streams=["orders"], start_date="2024-01-01")
+    assert {(j.account.rate, j.account.burst, j.account.streams, j.account.start_date) for j in jobs} == {
+        (5.0, 7, ("orders",), "2024-01-01")}
+    seen = {}
+
+    def client_for(job):
+        seen[job.account.name] = client = make_client(accounts[job.account.name][0], credentials=job.credentials,
+                                                      rate=100_000.0, burst=job.account.burst)
+        return client
+
+    result = run_accounts(jobs, {}, location_for=_files(tmp_path), client_for=client_for)
+    assert result.ok and [s.stream for s in result.account("acme").streams] == ["orders"]
+    assert seen["acme"].pacer is not seen["globex"].pacer and seen["acme"].pacer.capacity == 6
+
+
+def test_a_bad_option_of_one_account_is_refused_before_any_request(make_sandbox, tmp_path):
+    accounts = _accounts(make_sandbox, {"acme": 30, "globex": 30})
+    jobs = [job for _, job in accounts.values()]
+    jobs[1] = AccountJob(Account(name="globex", base_url=jobs[1].account.base_url, api_key_env="G",
+                                 streams=("ordrs",)), jobs[1].credentials)
+    with pytest.raises(ConfigError, match="account globex: unknown stream"):
+        run_accounts(jobs, {}, location_for=_files(tmp_path))
+    assert all(sb.stats.requests == 0 for sb, _ in accounts.values())
+    assert not list(tmp_path.iterdir())
