@@ -15,6 +15,10 @@ that names the location, then the one that names the channel:
 the larger quantity applies. Buffers do not add up. The channels are the channel ids that
 appear in buffers (the API has no list of channels).
 
+In a multi-account destination (its tables begin with an `account` column) every view begins
+with `account` too, and matches rows of one account only: an order's items, the buffers of
+an inventory row, a history's versions (`_accounts`).
+
 A view is created only when the tables (and columns) it reads exist; one that cannot be
 created (a catalog left out a column it needs) is skipped with a log line, never an error.
 """
@@ -22,6 +26,7 @@ created (a catalog left out a column it needs) is skipped with a log line, never
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -29,7 +34,7 @@ log = logging.getLogger(__name__)
 ORDER_LINES = """
 CREATE OR REPLACE VIEW order_lines AS
 SELECT
-    o.id AS order_id,
+    [[o]]o.id AS order_id,
     o.external_id AS order_external_id,
     o.created_at AS ordered_at,
     CAST(o.created_at AS DATE) AS order_date,
@@ -45,7 +50,7 @@ SELECT
     i.total,
     i.store_id
 FROM order_items i
-JOIN orders o ON o.id = i.order_id
+JOIN orders o ON o.id = i.order_id[[o=i]]
 {live}
 """
 
@@ -54,24 +59,24 @@ JOIN orders o ON o.id = i.order_id
 STOCK_OUTS = """
 CREATE OR REPLACE VIEW stock_outs AS
 WITH points AS (
-    SELECT DISTINCT sku, location_external_id, valid_from AS changed_at FROM inventory_history
+    SELECT DISTINCT [[]]sku, location_external_id, valid_from AS changed_at FROM inventory_history
     UNION
-    SELECT DISTINCT sku, location_external_id, valid_to FROM inventory_history WHERE valid_to IS NOT NULL
+    SELECT DISTINCT [[]]sku, location_external_id, valid_to FROM inventory_history WHERE valid_to IS NOT NULL
 ),
 levels AS (
-    SELECT p.sku, p.location_external_id, p.changed_at, coalesce(sum(h.qty_on_hand), 0) AS qty_on_hand
+    SELECT [[p]]p.sku, p.location_external_id, p.changed_at, coalesce(sum(h.qty_on_hand), 0) AS qty_on_hand
     FROM points p
     LEFT JOIN inventory_history h
-      ON h.sku = p.sku AND h.location_external_id = p.location_external_id
+      ON h.sku = p.sku AND h.location_external_id = p.location_external_id[[h=p]]
      AND h.valid_from <= p.changed_at AND (h.valid_to IS NULL OR h.valid_to > p.changed_at)
-    GROUP BY p.sku, p.location_external_id, p.changed_at
+    GROUP BY [[p]]p.sku, p.location_external_id, p.changed_at
 ),
 steps AS (
-    SELECT *, lag(qty_on_hand) OVER (PARTITION BY sku, location_external_id ORDER BY changed_at) AS qty_before
+    SELECT *, lag(qty_on_hand) OVER (PARTITION BY [[]]sku, location_external_id ORDER BY changed_at) AS qty_before
     FROM levels
 )
-SELECT s.sku, s.location_external_id, s.qty_before, s.changed_at AS out_of_stock_at,
-       (SELECT min(b.changed_at) FROM steps b WHERE b.sku = s.sku AND b.location_external_id = s.location_external_id
+SELECT [[s]]s.sku, s.location_external_id, s.qty_before, s.changed_at AS out_of_stock_at,
+       (SELECT min(b.changed_at) FROM steps b WHERE b.sku = s.sku AND b.location_external_id = s.location_external_id[[b=s]]
           AND b.changed_at > s.changed_at AND b.qty_on_hand > 0) AS back_in_stock_at
 FROM steps s
 WHERE s.qty_on_hand <= 0 AND s.qty_before > 0
@@ -80,38 +85,38 @@ WHERE s.qty_on_hand <= 0 AND s.qty_before > 0
 AVAILABLE_TO_SELL = """
 CREATE OR REPLACE VIEW available_to_sell AS
 WITH stock AS (
-    SELECT sku, location_external_id, sum(coalesce(qty_on_hand, 0)) AS qty_on_hand
+    SELECT [[]]sku, location_external_id, sum(coalesce(qty_on_hand, 0)) AS qty_on_hand
     FROM inventory
-    GROUP BY sku, location_external_id
+    GROUP BY [[]]sku, location_external_id
 ),
 channels AS (
-    SELECT DISTINCT channel_id FROM buffers WHERE channel_id IS NOT NULL
+    SELECT DISTINCT [[]]channel_id FROM buffers WHERE channel_id IS NOT NULL
 ),
 grid AS (
-    SELECT s.sku, s.location_external_id, c.channel_id, s.qty_on_hand
-    FROM stock s CROSS JOIN channels c
+    SELECT [[s]]s.sku, s.location_external_id, c.channel_id, s.qty_on_hand
+    FROM stock s {cross} channels c
 ),
 matched AS (
-    SELECT g.sku, g.location_external_id, g.channel_id, b.id AS buffer_id,
+    SELECT [[g]]g.sku, g.location_external_id, g.channel_id, b.id AS buffer_id,
            coalesce(b.qty, 0) AS buffer_qty,
            (CASE WHEN b.sku IS NOT NULL THEN 4 ELSE 0 END
             + CASE WHEN b.location_external_id IS NOT NULL THEN 2 ELSE 0 END
             + CASE WHEN b.channel_id IS NOT NULL THEN 1 ELSE 0 END) AS buffer_level
     FROM grid g
     JOIN buffers b
-      ON (b.sku IS NULL OR b.sku = g.sku)
+      ON (b.sku IS NULL OR b.sku = g.sku)[[b=g]]
      AND (b.location_external_id IS NULL OR b.location_external_id = g.location_external_id)
      AND (b.channel_id IS NULL OR b.channel_id = g.channel_id)
 ),
 best AS (
     SELECT * FROM matched
     QUALIFY row_number() OVER (
-        PARTITION BY sku, location_external_id, channel_id
+        PARTITION BY [[]]sku, location_external_id, channel_id
         ORDER BY buffer_level DESC, buffer_qty DESC, buffer_id
     ) = 1
 )
 SELECT
-    g.sku,
+    [[g]]g.sku,
     g.location_external_id,
     g.channel_id,
     g.qty_on_hand,
@@ -124,7 +129,7 @@ SELECT
     END AS buffer_rule,
     greatest(g.qty_on_hand - coalesce(b.buffer_qty, 0), 0) AS available_to_sell
 FROM grid g
-LEFT JOIN best b USING (sku, location_external_id, channel_id)
+LEFT JOIN best b USING ([[]]sku, location_external_id, channel_id)
 """
 
 VIEWS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -136,7 +141,34 @@ VIEWS: dict[str, tuple[tuple[str, ...], str]] = {
 LIVE = "WHERE o._sqquid_deleted_at IS NULL AND i._sqquid_deleted_at IS NULL"
 
 
+ACCOUNT = "account"
+
+
+def _multi_account(conn: Any, needs: tuple[str, ...]) -> bool:
+    """Whether the tables a view reads are a multi-account destination's (an `account` column)."""
+    found = conn.execute(f"SELECT count(DISTINCT table_name) FROM duckdb_columns() WHERE column_name = '{ACCOUNT}' "
+                         f"AND table_name IN ({', '.join(repr(t) for t in needs)}) AND schema_name = 'main'").fetchall()
+    return found[0][0] == len(needs)
+
+
+def _accounts(sql: str, multi: bool) -> str:
+    """The view's SQL for a single-account destination, or for a multi-account one: the account
+    column first in each select list, grouping and partition, and in every join (`[[x]]`: `x.account, `;
+    `[[x=y]]`: ` AND x.account = y.account`; `{cross}`: the grid of each account's channels)."""
+    def column(match: re.Match) -> str:
+        alias = match.group(1)
+        if "=" in alias:
+            left, right = alias.split("=")
+            return f" AND {left}.{ACCOUNT} = {right}.{ACCOUNT}" if multi else ""
+        return (f"{alias}.{ACCOUNT}, " if alias else f"{ACCOUNT}, ") if multi else ""
+
+    sql = sql.replace("{cross}", f"JOIN" if multi else "CROSS JOIN")
+    sql = sql.replace("channels c\n", f"channels c ON c.{ACCOUNT} = s.{ACCOUNT}\n") if multi else sql
+    return re.sub(r"\[\[([a-z=]*)\]\]", column, sql)
+
+
 def _view_sql(conn, name: str, sql: str) -> str:
+    sql = _accounts(sql, _multi_account(conn, VIEWS[name][0]))
     if name != "order_lines":
         return sql
     marked = conn.execute("SELECT count(*) FROM duckdb_columns() WHERE column_name = '_sqquid_deleted_at' "

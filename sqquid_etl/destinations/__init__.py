@@ -15,7 +15,10 @@ file), `files` (durable file operations), `staging` + `buffer` (pages staged bef
 directory or a URL), `parquet_remote` + `parquet_store_layout` (Parquet on object storage: a
 manifest commit), `object_store` (objects under a URL, conditional writes), `store_lock` (one
 writer a prefix); `iceberg` + `iceberg_writer` (the Iceberg kind), `iceberg_catalog` (location,
-SQL catalog, one writer a stream), `iceberg_commit` (commits retried, tables made once).
+SQL catalog, one writer a stream), `iceberg_commit` (commits retried, tables made once);
+`account_scope` (a destination bound to one account of a multi-account location: the `account`
+column, scoped definitions), `duckdb_shared` (one DuckDB database a file in a process, one
+writer), `duckdb_writer` (DuckDB's stream writer).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..settings import DEFAULT_DUCKDB, Tuning
+from .account_scope import check_account
 from .protocol import Destination, DestinationKind, StreamWriter
 
 __all__ = ["Destination", "DestinationKind", "StreamWriter", "KINDS", "check_destination", "open_destination", "open_existing"]
@@ -56,30 +60,51 @@ def _tuning(tuning: Tuning | None) -> Tuning:
     return Tuning() if tuning is None else tuning
 
 
+def _bound(account: str | None) -> dict[str, str]:
+    """The keyword binding a destination to an account (`account_scope.py`); none: {} (a kind
+    that has no multi-account form is never given one)."""
+    check_account(account)
+    return {} if account is None else {"account": account}
+
+
+def _accepts(kind: DestinationKind, account: str | None) -> None:
+    if account is not None and not getattr(kind, "multi_account", False):
+        raise ConfigError(f"account {account!r}: {getattr(kind, 'kind_name', 'this destination')} has no multi-account "
+                          "form yet; extract many accounts into DuckDB or Parquet")
+
+
 def check_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None, *,
-                      tuning: Tuning | None = None, **others: Any) -> None:
+                      tuning: Tuning | None = None, account: str | None = None, **others: Any) -> None:
     """Refuse a destination that cannot be written, or tuning that is not usable, before
-    anything is requested or created."""
+    anything is requested or created. `account`: it is to be bound to that account."""
     kind, location = _choose(duckdb, parquet, others)
+    _bound(account)
+    _accepts(kind, account)
     kind.check(location, _tuning(tuning))
 
 
 def open_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None, *,
-                     tuning: Tuning | None = None, **others: Any) -> Destination:
-    """The destination to extract into (created when it does not exist)."""
+                     tuning: Tuning | None = None, account: str | None = None, **others: Any) -> Destination:
+    """The destination to extract into (created when it does not exist). `account`: bound to
+    that account of a multi-account location (every table's rows, state and runs its own; see
+    `account_scope.py`); None: a single-account location, as before accounts existed. The two
+    are never mixed: opening one in the other's form is a ConfigError naming the upgrade."""
     kind, location = _choose(duckdb, parquet, others)
-    return kind(location, _tuning(tuning))
+    _accepts(kind, account)
+    return kind(location, _tuning(tuning), **_bound(account))
 
 
 def open_existing(duckdb: str | Path | None = None, parquet: str | Path | None = None, *, must_exist: bool = True,
-                  tuning: Tuning | None = None, read_only: bool = False, **others: Any) -> Destination:
+                  tuning: Tuning | None = None, read_only: bool = False, account: str | None = None,
+                  **others: Any) -> Destination:
     """A destination an extract made, to look at (`read_only`: nothing written) or change its
     state: a ConfigError, and nothing created or changed, when there is none or what is there is
-    not an extract's (unless `must_exist` is False)."""
+    not an extract's (unless `must_exist` is False). `account`: as `open_destination`."""
     kind, location = _choose(duckdb, parquet, others)
+    _accepts(kind, account)
     why = kind.missing(location) if must_exist else None
     if why:
         raise ConfigError(why)
     if read_only:
-        return kind(location, _tuning(tuning), read_only=True)
-    return kind(location, _tuning(tuning))
+        return kind(location, _tuning(tuning), read_only=True, **_bound(account))
+    return kind(location, _tuning(tuning), **_bound(account))

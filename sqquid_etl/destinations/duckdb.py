@@ -10,26 +10,29 @@ from pathlib import Path
 from typing import Any, Callable
 
 import duckdb
-import pyarrow as pa
 
-from ..definitions import StreamDefinition, TableSpec
+from ..definitions import StreamDefinition
 from ..errors import StateError
-from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RUN_COLUMNS, RunRecord
+from ..runs import RUN_COLUMNS, RunRecord
 from ..settings import Tuning
 from ..state import StreamState
-from .buffer import SEQ
-from .duckdb_tuning import check_tuning, tune, within_memory_limit
-from .duckdb_evolve import add_columns, documented_columns, update_sql
-from .duckdb_own import RUNS_TABLE, STATE_COLUMNS, STATE_TABLE, check_ours, check_staging, connect, first_line, prepare
-from .duckdb_freshness import (DELETED_AT, HASH, META_COLUMNS, Changes, Gone, add_meta_columns, count_changes,
-                               hash_sql, mark_gone, tracked)
-from .duckdb_history import record_history
+from .account_scope import ACCOUNT, check_account, mixed_error
+from .duckdb_freshness import DELETED_AT
+from .duckdb_own import (RUNS_TABLE, STATE_COLUMNS, STATE_TABLE, check_ours, check_staging, connect, first_line, prepare,
+                         state_columns, tables)
+from .duckdb_shared import Shared, acquire, opened, release
+from .duckdb_tuning import check_tuning, tune
+from .duckdb_writer import DuckDBStreamWriter
 from .files import check_can_write
-from .merge_sql import latest_versions_sql, quote_identifier as q, where_clause
-from .staging import ParquetStage, extra_name
+from .merge_sql import quote_identifier as q, where_clause
+
+__all__ = ["DuckDBDestination", "DuckDBStreamWriter"]
 
 
 class DuckDBDestination:
+    multi_account = True  # may be bound to an account (`account=`)
+    kind_name = "DuckDB"
+
     @staticmethod
     def check(location: str | os.PathLike, tuning: Tuning) -> None:
         """Refuse a file that cannot be created or written, before anything is requested."""
@@ -44,60 +47,98 @@ class DuckDBDestination:
             return f"--duckdb {path}: no such DuckDB file (nothing extracted there yet)"
         return None  # whether it is an extract's is told when it is opened (`check_ours`)
 
-    def __init__(self, path: str | os.PathLike, tuning: Tuning | None = None, *, read_only: bool = False):
+    def __init__(self, path: str | os.PathLike, tuning: Tuning | None = None, *, read_only: bool = False,
+                 account: str | None = None):
         """Open (creating it when new) and lock the database; `read_only`: only to look at it
-        (nothing created, changed or cleaned: `state show`)."""
+        (nothing created, changed or cleaned: `state show`). `account`: bound to that account of a
+        multi-account database (`account_scope.py`); None: a single-account one."""
+        check_account(account)
         self.path = Path(path)
         self.tuning = tuning or Tuning()
+        self.account = account
         self._columns: dict[str, list[str]] | None = None  # table or view -> its columns (`columns`)
+        self._seen = -1  # the file's commits (`Shared.generation`) when `_columns` was read
         self.staging_dir = self.path.with_name(self.path.name + ".staging")
-        if read_only:
+        self.shared: Shared | None = None
+        if read_only and opened(self.path) is None:
             self.conn = connect(self.path, read_only=True)
-            try:
-                check_ours(self.conn, self.path, looking=True)
-            except BaseException:
-                self.conn.close()
-                raise
+            self._checked(lambda: (check_ours(self.conn, self.path, looking=True), self._check_layout(False)))
             return
-        self.check(self.path, self.tuning)
-        check_staging(self.staging_dir)
-        existed = self.path.exists()
-        self.conn = connect(self.path)
-        try:
-            if existed:
-                check_ours(self.conn, self.path)
-            tune(self.conn, self.tuning)  # spill to disk rather than grow with the extract
-            prepare(self.conn, self.path)
-        except BaseException:
-            self.conn.close()
-            raise
+        if not read_only:
+            self.check(self.path, self.tuning)
+            check_staging(self.staging_dir)
+        self.shared, self.conn = acquire(self.path, lambda: connect(self.path), self._first)
+        self._checked(lambda: self._check_layout(not read_only))
+
+    def _first(self, conn: Any) -> None:
+        """The file opened by this process for the first time (no destination of it open)."""
+        check_ours(conn, self.path)
+        tune(conn, self.tuning)  # spill to disk rather than grow with the extract
         shutil.rmtree(self.staging_dir, ignore_errors=True)  # a crashed run's pages (we hold the lock)
+
+    def _checked(self, check: Callable[[], object]) -> None:
+        try:
+            check()
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_layout(self, writing: bool) -> None:
+        """Single- or multi-account as the destination is opened (never mixed); `writing`: its own
+        tables made (a new database: those of the layout asked for)."""
+        found = tables(self.conn)
+        if STATE_TABLE in found or RUNS_TABLE in found:
+            multi = ACCOUNT in state_columns(self.conn)
+            if multi != (self.account is not None):
+                raise mixed_error(str(self.path), self.account, multi)
+        if writing:
+            with self.shared.lock:
+                prepare(self.conn, self.path, self.account is not None)
 
     @property
     def location(self) -> str:
         return str(self.path)
 
     def transaction(self, work: Callable[[], object]) -> None:
-        """Run `work()` in one transaction: all of it is stored, or none."""
-        self.conn.execute("BEGIN TRANSACTION")
-        try:
-            work()
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self._columns = None  # tables the work created are gone again
-            self.conn.execute("ROLLBACK")
-            raise
+        """Run `work()` in one transaction: all of it is stored, or none. One at a time on the
+        file (its lock): the transactions of other destinations of the file wait."""
+        with self.shared.lock:
+            self.columns()  # what other destinations of the file committed, before this one changes it
+            self.conn.execute("BEGIN TRANSACTION")
+            try:
+                work()
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self._columns = None  # tables the work created are gone again
+                self.conn.execute("ROLLBACK")
+                raise
+            finally:
+                self.shared.generation += 1
+                self._seen = self.shared.generation
+
+    def scope(self, alias: str = "") -> tuple[list[str], list]:
+        """SQL conditions (and their parameters) limiting a query to the destination's account."""
+        if self.account is None:
+            return [], []
+        return [f"{alias + '.' if alias else ''}{ACCOUNT} = ?"], [self.account]
+
+    def _where(self, *clauses: str, params: list | None = None) -> tuple[str, list]:
+        scope, scoped = self.scope()
+        found = [*clauses, *scope]
+        return (" WHERE " + " AND ".join(found)) if found else "", [*(params or []), *scoped]
 
     # -- state ------------------------------------------------------------------------------------
 
     def load_states(self) -> dict[str, StreamState]:
         texts: dict[str, list] = {}
-        for stream, text in self._state_rows("SELECT stream, state FROM {} ORDER BY 1", []):
+        where, params = self._where()
+        for stream, text in self._state_rows("SELECT stream, state FROM {}" + where + " ORDER BY 1", params):
             texts.setdefault(stream, []).append(text)
         return {stream: self._state(stream, found) for stream, found in texts.items()}
 
     def load_state(self, stream: str) -> StreamState | None:
-        rows = self._state_rows("SELECT stream, state FROM {} WHERE stream = ?", [stream])
+        where, params = self._where("stream = ?", params=[stream])
+        rows = self._state_rows("SELECT stream, state FROM {}" + where, params)
         return self._state(stream, [text for _, text in rows]) if rows else None
 
     def _state_rows(self, sql: str, params: list) -> list[tuple]:
@@ -119,7 +160,7 @@ class DuckDBDestination:
         return rows
 
     def _state(self, stream: str, texts: list) -> StreamState:
-        where = f"{self.path} table {STATE_TABLE}, stream {stream!r}"
+        where = f"{self.path} table {STATE_TABLE}, {self._named()}stream {stream!r}"
         if len(texts) > 1:
             raise StateError(f"{where}: corrupt state ({len(texts)} rows, one expected); fix it with "
                              "'sqquid-etl state set' or 'state reset'")
@@ -130,33 +171,53 @@ class DuckDBDestination:
 
     def write_state(self, stream: str, state: StreamState | None) -> None:
         """save_state within the caller's transaction (a writer's commit)."""
+        where, params = self._where("stream = ?", params=[stream])
         try:
-            self.conn.execute(f"DELETE FROM {STATE_TABLE} WHERE stream = ?", [stream])
+            self.conn.execute(f"DELETE FROM {STATE_TABLE}{where}", params)
             if state is not None:
-                self.conn.execute(f"INSERT INTO {STATE_TABLE} (stream, state, updated_at) VALUES (?, ?, now())",
-                                  [stream, state.to_json()])
+                self.conn.execute(f"INSERT INTO {STATE_TABLE} (stream, state, updated_at{self._account_column()}) "
+                                  f"VALUES (?, ?, now(){self._account_value()})", [stream, state.to_json(), *self.scope()[1]])
         except duckdb.Error as exc:
             raise StateError(f"{self.path} table {STATE_TABLE} cannot be written ({first_line(exc)}); "
                              "'sqquid-etl state reset' (every stream) re-creates it") from None
 
     def state_streams(self) -> list[str]:
+        where, params = self._where()
         try:
-            return [r[0] for r in self.conn.execute(f"SELECT DISTINCT stream FROM {STATE_TABLE} ORDER BY 1").fetchall()
-                    if isinstance(r[0], str)]
+            return [r[0] for r in self.conn.execute(f"SELECT DISTINCT stream FROM {STATE_TABLE}{where} ORDER BY 1",
+                                                    params).fetchall() if isinstance(r[0], str)]
         except duckdb.Error:
             return []
 
     def clear_states(self) -> None:
-        self.transaction(lambda: self.conn.execute(f"CREATE OR REPLACE TABLE {STATE_TABLE} {STATE_COLUMNS}"))
+        if self.account is None:
+            self.transaction(lambda: self.conn.execute(f"CREATE OR REPLACE TABLE {STATE_TABLE} {STATE_COLUMNS}"))
+        else:  # the other accounts' states are kept; a table that cannot be read is the upgrade's to repair
+            self.transaction(lambda: self.conn.execute(f"DELETE FROM {STATE_TABLE} WHERE {ACCOUNT} = ?", [self.account]))
+
+    def _named(self) -> str:
+        return "" if self.account is None else f"account {self.account!r}, "
+
+    def _account_column(self) -> str:
+        return "" if self.account is None else f", {ACCOUNT}"
+
+    def _account_value(self) -> str:
+        return "" if self.account is None else ", ?"
 
     def record_run(self, run: RunRecord) -> None:
         """The run's one row for the stream: a later record of the same run replaces it."""
+        self.transaction(lambda: self.write_run(run))
+
+    def write_run(self, run: RunRecord) -> None:
+        """record_run within the caller's transaction (a writer's commit)."""
         row = run.as_row()
         placeholders = ", ".join("?" for _ in row)
         names = ", ".join(q(c) for c in RUN_COLUMNS)
+        where, params = self._where("run_id = ?", "stream = ?", params=[run.run_id, run.stream])
         try:
-            self.conn.execute(f"DELETE FROM {RUNS_TABLE} WHERE run_id = ? AND stream = ?", [run.run_id, run.stream])
-            self.conn.execute(f"INSERT INTO {RUNS_TABLE} ({names}) VALUES ({placeholders})", list(row.values()))
+            self.conn.execute(f"DELETE FROM {RUNS_TABLE}{where}", params)
+            self.conn.execute(f"INSERT INTO {RUNS_TABLE} ({names}{self._account_column()}) "
+                              f"VALUES ({placeholders}{self._account_value()})", [*row.values(), *self.scope()[1]])
         except duckdb.Error as exc:
             raise StateError(f"{self.path} table {RUNS_TABLE} cannot be written ({first_line(exc)})") from None
 
@@ -168,7 +229,10 @@ class DuckDBDestination:
     def columns(self) -> dict[str, list[str]]:
         """Every table and view of the database with its columns, read in one query and kept
         (this process holds the file's lock: only this destination changes them, and it says
-        so with `created` or by dropping what it knows)."""
+        so with `created` or by dropping what it knows; when another destination of the file
+        committed since, they are read again)."""
+        if self.shared is not None and self._seen != self.shared.generation:
+            self._columns, self._seen = None, self.shared.generation
         if self._columns is None:
             rows = self.conn.execute(  # sorted here: a sort in DuckDB needs more than a small memory limit
                 "SELECT table_name, column_index, column_name FROM duckdb_columns() WHERE schema_name = 'main' "
@@ -186,21 +250,26 @@ class DuckDBDestination:
     def distinct_values(self, table: str, column: str) -> list[Any] | None:
         if not self.table_exists(table):
             return None
-        live = f" AND {DELETED_AT} IS NULL" if self._soft_deletes(table) else ""
-        rows = self.conn.execute(f"SELECT DISTINCT {q(column)} FROM {q(table)} WHERE {q(column)} IS NOT NULL{live} ORDER BY 1").fetchall()
+        live = [f"{DELETED_AT} IS NULL"] if self._soft_deletes(table) else []
+        where, params = self._where(f"{q(column)} IS NOT NULL", *live)
+        rows = self.conn.execute(f"SELECT DISTINCT {q(column)} FROM {q(table)}{where} ORDER BY 1", params).fetchall()
         return [r[0] for r in rows]
 
     def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
         if not self.table_exists(table):
             return 0
-        where, params = where_clause(column, since, equals, live=self._soft_deletes(table))
+        where, params = where_clause(column, since, self._scoped(equals), live=self._soft_deletes(table))
         return self.conn.execute(f"SELECT count(*) FROM {q(table)}{where}", params).fetchall()[0][0]
 
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
         if not self.table_exists(table):
             return None, None
-        where, params = where_clause(None, None, equals, live=self._soft_deletes(table))
+        where, params = where_clause(None, None, self._scoped(equals), live=self._soft_deletes(table))
         return self.conn.execute(f"SELECT min({q(column)}), max({q(column)}) FROM {q(table)}{where}", params).fetchall()[0]
+
+    def _scoped(self, equals: dict[str, str]) -> dict[str, str]:
+        """`equals` with the destination's account (a condition of every query of a stored table)."""
+        return equals if self.account is None else {**equals, ACCOUNT: self.account}
 
     def _soft_deletes(self, table: str) -> bool:
         """Whether the table marks records gone upstream (they are not counted or listed)."""
@@ -208,165 +277,26 @@ class DuckDBDestination:
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def begin(self, stream: StreamDefinition, replace: bool) -> "DuckDBStreamWriter":
+    def begin(self, stream: StreamDefinition, replace: bool) -> DuckDBStreamWriter:
         return DuckDBStreamWriter(self, stream, replace)
 
     def after_load(self) -> list[str]:
         from ..sql_views import create_views
 
-        self._columns = None
-        return create_views(self.conn)
+        with self.shared.lock:  # not in a transaction: a view that cannot be made is skipped, not an error
+            made = create_views(self.conn)
+            self.shared.generation += 1
+        return made
 
     def close(self) -> None:
-        self.conn.close()
+        if self.shared is None:
+            self.conn.close()
+        elif self.conn is not None:
+            cursor, self.conn = self.conn, None
+            release(self.shared, cursor)
         try:
             self.staging_dir.rmdir()  # each stream's pages went with its commit: no empty directory left
         except OSError:
             pass  # absent, or holding what another run of this file stages (it removes its own)
 
 
-class DuckDBStreamWriter:
-    """Stages a stream's pages in Parquet files beside the database (memory bounded by a batch;
-    a crashed run's files are removed when the database is next opened). `commit` merges them
-    into the target tables and stores state and the run record in ONE transaction: old or new,
-    never half. A table that received no row costs no file and no query (a run with nothing new
-    commits the state and the run row only). Undocumented fields become new columns
-    (`duckdb_evolve.py`), added by the same commit."""
-
-    evolves = True  # keeps the undocumented fields of a page (`PageTables.extras`) as new columns
-
-    def __init__(self, destination: DuckDBDestination, stream: StreamDefinition, replace: bool):
-        self.dest = destination
-        self.conn = destination.conn
-        self.stream = stream
-        self.replace = replace
-        self.tracks_changes = tracked(stream)  # `_sqquid_hash`, `_sqquid_deleted_at`, counts in the run row
-        self.hard_delete = False  # records proven gone are removed instead of marked (`prove_gone`)
-        self._gone: list[Gone] = []
-        self._was_empty: dict[str, bool] = {}
-        self._distinct: dict[str, int] = {}  # table -> distinct keys staged, when counted
-        existing = destination.columns()
-        for table in stream.tables:
-            if not replace and table.name in existing:
-                have = [c for c in existing[table.name] if c not in META_COLUMNS]
-                documented_columns(self.conn, destination.location, table.name, have, stream, table.column_names)
-                self._was_empty[table.name] = not self.conn.execute(f"SELECT 1 FROM {q(table.name)} LIMIT 1").fetchall()
-            else:
-                self._was_empty[table.name] = True
-        self.stage = ParquetStage(destination.staging_dir / stream.name, stream, destination.tuning.flush_rows)
-
-    def write(self, tables: dict[str, pa.Table]) -> None:
-        self._distinct.clear()
-        self.stage.write(tables)
-
-    def write_rejected(self, rows: pa.Table) -> None:
-        self.stage.write({REJECTED_TABLE: rows})
-
-    def prove_gone(self, column: str, since: datetime | None, equals: dict[str, str], hard: bool = False) -> None:
-        """The run listed this range of the stream's own table completely: the commit marks the
-        stored records in it that were not staged as deleted (`duckdb_freshness.mark_gone`), or
-        removes them (`hard`)."""
-        self._gone.append(Gone(column, since, dict(equals)))
-        self.hard_delete = self.hard_delete or hard
-
-    def distinct_keys(self, table: str) -> int:
-        if table not in self._distinct:
-            self._distinct[table] = self._count_distinct(next(t for t in self.stream.tables if t.name == table))
-        return self._distinct[table]
-
-    def _count_distinct(self, spec: TableSpec) -> int:
-        if not self.stage.rows(spec.name):
-            return 0
-        keys = ", ".join(q(k) for k in spec.primary_key)
-        sql = f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self.stage.relation(spec.name)})"
-        return within_memory_limit(self.conn, self.dest.tuning, self.stream.name, lambda: self.conn.execute(sql).fetchall()[0][0])
-
-    def commit(self, state: StreamState, run: RunRecord) -> None:
-        try:
-            within_memory_limit(
-                self.conn, self.dest.tuning, self.stream.name, lambda: self.dest.transaction(lambda: self._store(state, run))
-            )
-        finally:
-            self.stage.discard()
-
-    def _store(self, state: StreamState, run: RunRecord) -> None:
-        """The merge of every table, the state and the run record (within one transaction)."""
-        parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
-        changes = self._count_changes(parent)
-        if self.stream.history:
-            for table in self.stream.tables:
-                record_history(self.conn, self.dest.columns(), table, self._latest(table), run)
-        for table in self.stream.tables:
-            self._create_target(table)
-            if self.tracks_changes:
-                self.dest.columns()[table.name].extend(add_meta_columns(self.conn, table.name, self.dest.columns()[table.name]))
-            self._merge(table, parent)
-            types = self.stage.extra_types.get(table.name)
-            if types and self.stage.rows(table.name):
-                self._evolve(table, types, run.run_id)
-        if self.stage.rows(REJECTED_TABLE):
-            columns = ", ".join(q(c) for c in REJECTED_COLUMNS)
-            self.conn.execute(f"INSERT INTO {REJECTED_TABLE} ({columns}) SELECT {columns} FROM {self.stage.relation(REJECTED_TABLE)}")
-        if self.tracks_changes and self._gone:
-            staged = self.stage.relation(self.stream.tables[0].name)
-            changes.deleted = mark_gone(self.conn, self.stream, staged, self._gone, datetime.now(timezone.utc),
-                                        self.hard_delete, set(self.dest.columns()))
-        for name in ("new", "changed", "unchanged", "deleted"):
-            setattr(run, f"records_{name}", getattr(run, f"records_{name}") + getattr(changes, name))
-        self.dest.write_state(self.stream.name, state)
-        self.dest.record_run(run)
-
-    def _latest(self, table: TableSpec) -> str:
-        """SQL of the staged rows of a table, one per key (the last version of a key that came twice)."""
-        return latest_versions_sql(self.stage.relation(table.name), table, self.conn, self._distinct.get(table.name) == self.stage.rows(table.name) or None)
-
-    def _count_changes(self, parent: TableSpec | None) -> Changes:
-        """New / changed / unchanged records of the stream's own table (before the merge)."""
-        if not self.tracks_changes or parent is None or not self.stage.rows(parent.name):
-            return Changes()
-        exists = self.dest.table_exists(parent.name) and HASH in self.dest.columns()[parent.name]
-        return count_changes(self.conn, parent, self._latest(parent), exists)
-
-    def _evolve(self, table: TableSpec, types: dict[str, str], run_id: str) -> None:
-        """The table's undocumented fields as columns, holding the values of the rows merged."""
-        types = add_columns(self.conn, table, types, self.stream.name, run_id)
-        known = self.dest.columns()[table.name]
-        known.extend(c for c in types if c not in known)
-        staged, extras = self.stage.relation(table.name), self.stage.relation(extra_name(table.name))
-        self.conn.execute(update_sql(table, staged, extras, types))
-
-    def _create_target(self, table: TableSpec) -> None:
-        """The table, with the column types of the staged file (those of the stream's schema)."""
-        if self.replace or not self.dest.table_exists(table.name):
-            staged = self.stage.relation(table.name)
-            meta = f", NULL::VARCHAR AS {HASH}, NULL::TIMESTAMPTZ AS {DELETED_AT}" if self.tracks_changes else ""
-            self.conn.execute(f"CREATE OR REPLACE TABLE {q(table.name)} AS SELECT * EXCLUDE ({SEQ}){meta} FROM {staged} LIMIT 0")
-            self.dest.created(table.name, table.column_names + (list(META_COLUMNS) if self.tracks_changes else []))
-
-    def _merge(self, table: TableSpec, parent: TableSpec | None) -> None:
-        target = q(table.name)
-        rows = self.stage.rows(table.name)
-        if not self._was_empty[table.name]:
-            if rows:
-                stage = self.stage.relation(table.name)
-                match = " AND ".join(f"{target}.{q(k)} = s.{q(k)}" for k in table.primary_key)
-                self.conn.execute(f"DELETE FROM {target} USING {stage} s WHERE {match}")
-            if table.parent_link and parent is not None and self.stage.rows(parent.name):
-                # children of a parent fetched again are replaced as a whole (items may be removed)
-                link, parent_key = table.parent_link
-                self.conn.execute(
-                    f"DELETE FROM {target} USING {self.stage.relation(parent.name)} p "
-                    f"WHERE {target}.{q(link)} = p.{q(parent_key)}"
-                )
-        if rows:
-            columns = ", ".join(q(c) for c in table.column_names)  # by name: the table may have evolved columns
-            if self.tracks_changes and not self._was_empty[table.name]:
-                self.conn.execute(f"INSERT INTO {target} ({columns}, {HASH}) SELECT {columns}, {hash_sql(table)} "
-                                  f"FROM ({self._latest(table)})")
-            elif self.tracks_changes:  # a first load: the hash is left for a comparison to compute (count_changes)
-                self.conn.execute(f"INSERT INTO {target} ({columns}) {self._latest(table)}")
-            else:
-                self.conn.execute(f"INSERT INTO {target} ({columns}) {self._latest(table)}")
-
-    def abort(self) -> None:
-        self.stage.discard()

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from ..definitions import StreamDefinition, TableSpec
+from .account_scope import is_stamped
 from .merge_sql import quote_identifier as q
 
 HASH = "_sqquid_hash"
@@ -52,10 +53,13 @@ def tracked(stream: StreamDefinition) -> bool:
 
 
 def hash_sql(table: TableSpec, alias: str = "") -> str:
-    """SQL of a row's content hash (md5 of its documented columns)."""
+    """SQL of a row's content hash (md5 of its documented columns; not of the account column a
+    multi-account destination stamps, so a row's hash is the same before and after an upgrade)."""
     prefix = f"{alias}." if alias else ""
     parts = []
     for column in table.columns:
+        if is_stamped(column):
+            continue
         value = f"{prefix}{q(column.name)}"
         if column.type == "timestamp":
             value = f"epoch_us({value})"
@@ -91,10 +95,11 @@ def count_changes(conn: Any, table: TableSpec, latest: str, target_exists: bool)
 
 
 def mark_gone(conn: Any, stream: StreamDefinition, staged: str, ranges: list[Gone], at: datetime,
-              hard: bool, existing: set[str]) -> int:
+              hard: bool, existing: set[str], scope: tuple[str, ...] = ()) -> int:
     """The stored records of the stream's own table within `ranges` that the run did not stage,
     and their child rows: marked `_sqquid_deleted_at = at` (or removed, `hard`). Returns how many
-    records of the stream's table. Within the caller's transaction."""
+    records of the stream's table. `scope`: columns a child shares with its parent beside the
+    link (a multi-account table's `account`). Within the caller's transaction."""
     parent = stream.tables[0]
     if not ranges or parent.name not in existing:
         return 0
@@ -118,7 +123,9 @@ def mark_gone(conn: Any, stream: StreamDefinition, staged: str, ranges: list[Gon
         for child in stream.tables[1:]:
             if child.parent_link and child.name in existing:
                 link, parent_key = child.parent_link
-                _apply(conn, child.name, f"{q(link)} IN (SELECT {q(parent_key)} FROM _sqquid_gone)", at, hard)
+                mine = ", ".join(q(c) for c in (*scope, link))
+                theirs = ", ".join(q(c) for c in (*scope, parent_key))
+                _apply(conn, child.name, f"({mine}) IN (SELECT {theirs} FROM _sqquid_gone)", at, hard)
     conn.execute("DROP TABLE _sqquid_gone")
     return count
 

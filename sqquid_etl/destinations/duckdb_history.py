@@ -19,6 +19,7 @@ from typing import Any
 
 from ..definitions import TableSpec
 from ..runs import RunRecord
+from .account_scope import ACCOUNT
 from .duckdb_freshness import HASH, hash_sql
 from .merge_sql import quote_identifier as q
 
@@ -29,9 +30,11 @@ def history_table(table: str) -> str:
     return f"{table}_history"
 
 
-def record_history(conn: Any, existing: dict[str, list[str]], table: TableSpec, latest: str, run: RunRecord) -> int:
+def record_history(conn: Any, existing: dict[str, list[str]], table: TableSpec, latest: str, run: RunRecord,
+                   account: str | None = None) -> int:
     """Close and open versions of `<table>_history` for the snapshot `latest` (SQL selecting the
-    staged rows, one per key). Returns the versions opened. Within the caller's transaction."""
+    staged rows, one per key). Returns the versions opened. `account`: the snapshot is that
+    account's (only its versions are closed). Within the caller's transaction."""
     name = history_table(table.name)
     columns = ", ".join(q(c) for c in table.column_names)
     if name not in existing:
@@ -42,9 +45,10 @@ def record_history(conn: Any, existing: dict[str, list[str]], table: TableSpec, 
     at = datetime.fromisoformat(run.started_at)
     conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_snapshot AS SELECT {columns}, {hash_sql(table)} AS {HASH} FROM ({latest})")
     match = " AND ".join(f"s.{q(k)} = h.{q(k)}" for k in table.primary_key)
+    mine, params = ("", []) if account is None else (f" AND h.{ACCOUNT} = ?", [account])
     conn.execute(
-        f"UPDATE {q(name)} h SET valid_to = ? WHERE h.valid_to IS NULL AND NOT EXISTS "
-        f"(SELECT 1 FROM _sqquid_snapshot s WHERE {match} AND s.{HASH} = h.{HASH})", [at]
+        f"UPDATE {q(name)} h SET valid_to = ? WHERE h.valid_to IS NULL{mine} AND NOT EXISTS "
+        f"(SELECT 1 FROM _sqquid_snapshot s WHERE {match} AND s.{HASH} = h.{HASH})", [at, *params]
     )
     opened = conn.execute(
         f"INSERT INTO {q(name)} ({columns}, {HASH}, valid_from, valid_to, run_id) "

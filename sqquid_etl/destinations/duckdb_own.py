@@ -11,6 +11,7 @@ import duckdb
 
 from ..errors import ConfigError, StateError
 from ..runs import ADDED_RUN_COLUMNS, REJECTED_COLUMNS, REJECTED_TABLE
+from .account_scope import ACCOUNT
 from .merge_sql import quote_identifier as q
 
 STATE_TABLE = "_sqquid_state"
@@ -34,6 +35,15 @@ def connect(path: Path, read_only: bool = False) -> Any:
 STATE_COLUMNS = "(stream VARCHAR, state VARCHAR, updated_at TIMESTAMPTZ)"
 
 
+
+def state_columns(conn: Any) -> list[str]:
+    """The columns of the state table ([] when there is none); `account` among them: the
+    database is a multi-account one."""
+    return [r[0] for r in conn.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND schema_name = 'main' "
+        "AND database_name = current_database()", [STATE_TABLE]).fetchall()]
+
+
 def tables(conn: Any) -> list[str]:
     """The tables and views of the database (its own catalog, every schema)."""
     return [r[0] for r in conn.execute(
@@ -54,13 +64,15 @@ def check_ours(conn: Any, path: Path, *, looking: bool = False) -> None:
                           f"{STATE_TABLE} nor {RUNS_TABLE}); it was left as it is: extract into a new file")
 
 
-def prepare(conn: Any, path: Path) -> None:
+def prepare(conn: Any, path: Path, multi: bool = False) -> None:
     """The state, runs and rejected tables (a database made by an older version gains the run
-    columns added since); a StateError when the database's own tables are not usable."""
+    columns added since); a StateError when the database's own tables are not usable. `multi`:
+    those of a multi-account database (each beginning with an `account` column), when new."""
+    first = f"{ACCOUNT} VARCHAR, " if multi else ""
     try:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} {STATE_COLUMNS}")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} ({first}{STATE_COLUMNS[1:]}")
         conn.execute(
-            f"""CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
+            f"""CREATE TABLE IF NOT EXISTS {RUNS_TABLE} ({first}
                 run_id VARCHAR, stream VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
                 status VARCHAR, rows BIGINT, pages BIGINT, requests BIGINT, window_start VARCHAR,
                 cursor VARCHAR, count_expected BIGINT, count_received BIGINT, count_check VARCHAR,
@@ -69,7 +81,7 @@ def prepare(conn: Any, path: Path) -> None:
         for column in ADDED_RUN_COLUMNS:
             conn.execute(f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS {q(column)} BIGINT")
         rejected = ", ".join(f"{q(c)} VARCHAR" for c in REJECTED_COLUMNS)
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {REJECTED_TABLE} ({rejected})")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {REJECTED_TABLE} ({first}{rejected})")
     except duckdb.Error as exc:
         raise StateError(f"{path}: its tables {STATE_TABLE}, {RUNS_TABLE}, {REJECTED_TABLE} are not usable "
                          f"({first_line(exc)})") from None

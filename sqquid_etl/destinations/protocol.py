@@ -14,6 +14,12 @@ Guarantees every destination gives:
 - Records quarantined by a run (`_sqquid_rejected`) are committed with the stream's data and
   state, and the run rows gain columns over versions: a destination made by an older version
   keeps working (its `_sqquid_runs` gains the new columns, as nulls for earlier runs).
+- Bound to an account (`open_destination(..., account=NAME)`, where the kind has
+  `multi_account`): every table has a leading `account` column the destination stamps (the
+  writer's tables do not carry it), every primary key begins with it, and everything below
+  (state, run records, the reading methods, what a commit merges, replaces or marks gone) is
+  that account's only; other accounts' destinations may be open on the same location at once,
+  from other threads. A location is single- or multi-account, never both (`account_scope.py`).
 """
 
 from __future__ import annotations
@@ -137,4 +143,5 @@ class DestinationKind(Protocol):
     def __call__(self, location: Any, tuning: Tuning | None = None, *, read_only: bool = False) -> Destination:
         """Open (creating it when it does not exist) and lock it for this process. `read_only`:
         open an existing one only to look at it (`state show`): nothing is created, changed,
-        locked or cleaned, and only the reading methods are used."""
+        locked or cleaned, and only the reading methods are used. A kind whose `multi_account`
+        is true also takes `account=NAME` (a ConfigError when the location's form is the other)."""

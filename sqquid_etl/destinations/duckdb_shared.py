@@ -1,0 +1,76 @@
+"""One DuckDB database a file within a process, shared by the destinations open on it.
+
+Several destinations (one an account, each used by its own thread) may be open on one DuckDB
+file at once. DuckDB lets one process hold a file for writing; within it, each destination has
+its own connection (a cursor of the one database), so reads and the staging of pages go on in
+parallel. Writes take the file's lock (`Shared.lock`): one commit at a time, one writer, and a
+thread waits only while another commits. `generation` counts the commits, so a destination
+knows when its cached catalog (`DuckDBDestination.columns`) may be stale.
+
+The first destination to open the file (its users go from 0 to 1) prepares it: the crashed run's
+staged pages are removed then, and never while another destination of the process stages."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+_LOCK = threading.Lock()  # guards _OPEN
+_OPEN: dict[Path, "Shared"] = {}
+
+
+@dataclass
+class Shared:
+    """A DuckDB file open in this process: its root connection, its write lock, its users."""
+
+    path: Path
+    conn: Any
+    users: int = 0
+    generation: int = 0
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+def acquire(path: Path, connect: Callable[[], Any], first: Callable[[Any], None]) -> tuple[Shared, Any]:
+    """The file's shared database (opened by `connect()`, then `first(conn)` when this process had
+    it not open) and a new connection (cursor) to it for the caller."""
+    key = path.resolve()
+    with _LOCK:
+        shared = _OPEN.get(key)
+        if shared is None:
+            conn = connect()
+            try:
+                first(conn)
+            except BaseException:
+                conn.close()
+                raise
+            shared = _OPEN[key] = Shared(key, conn)
+        shared.users += 1
+        try:
+            return shared, shared.conn.cursor()
+        except BaseException:
+            _release(shared)
+            raise
+
+
+def release(shared: Shared, cursor: Any) -> None:
+    """The caller's connection closed; the database too when it was the last user."""
+    with _LOCK:
+        try:
+            cursor.close()
+        finally:
+            _release(shared)
+
+
+def _release(shared: Shared) -> None:
+    shared.users -= 1
+    if shared.users <= 0:
+        _OPEN.pop(shared.path, None)
+        shared.conn.close()
+
+
+def opened(path: Path) -> Shared | None:
+    """The file's shared database when this process has it open (read-only opens use it too)."""
+    with _LOCK:
+        return _OPEN.get(path.resolve())

@@ -1,0 +1,198 @@
+"""The DuckDB writer: a stream's pages staged beside the database, merged by one commit with the
+stream's state and run record. A destination bound to an account (`account_scope.py`) writes
+the account-scoped form of the stream: its pages stamped with the account, every table's
+primary key beginning with it, and what the commit replaces, deletes or marks limited to it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from ..definitions import StreamDefinition, TableSpec
+from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RunRecord
+from ..state import StreamState
+from .account_scope import ACCOUNT, scoped_definition, stamp_page
+from .buffer import SEQ
+from .duckdb_evolve import add_columns, documented_columns, update_sql
+from .duckdb_freshness import (DELETED_AT, HASH, META_COLUMNS, Changes, Gone, add_meta_columns, count_changes,
+                               hash_sql, mark_gone, tracked)
+from .duckdb_history import record_history
+from .duckdb_tuning import within_memory_limit
+from .merge_sql import latest_versions_sql, quote_identifier as q
+from .staging import ParquetStage, extra_name
+
+if TYPE_CHECKING:
+    from .duckdb import DuckDBDestination
+
+
+class DuckDBStreamWriter:
+    """Stages a stream's pages in Parquet files beside the database (memory bounded by a batch;
+    a crashed run's files are removed when the database is next opened). `commit` merges them
+    into the target tables and stores state and the run record in ONE transaction: old or new,
+    never half. A table that received no row costs no file and no query (a run with nothing new
+    commits the state and the run row only). Undocumented fields become new columns
+    (`duckdb_evolve.py`), added by the same commit."""
+
+    evolves = True  # keeps the undocumented fields of a page (`PageTables.extras`) as new columns
+
+    def __init__(self, destination: DuckDBDestination, stream: StreamDefinition, replace: bool):
+        self.dest = destination
+        self.conn = destination.conn
+        self.account = destination.account
+        self.stream = stream if self.account is None else scoped_definition(stream)
+        self.replace = replace
+        self.tracks_changes = tracked(stream)  # `_sqquid_hash`, `_sqquid_deleted_at`, counts in the run row
+        self.hard_delete = False  # records proven gone are removed instead of marked (`prove_gone`)
+        self._gone: list[Gone] = []
+        self._was_empty: dict[str, bool] = {}
+        self._distinct: dict[str, int] = {}  # table -> distinct keys staged, when counted
+        existing = destination.columns()
+        shared = self.account is not None  # a table of every account: never replaced as a whole
+        for table in self.stream.tables:
+            if (shared or not replace) and table.name in existing:
+                have = [c for c in existing[table.name] if c not in META_COLUMNS]
+                documented_columns(self.conn, destination.location, table.name, have, self.stream, table.column_names)
+            if not replace and table.name in existing:
+                where, params = destination._where()
+                self._was_empty[table.name] = not self.conn.execute(
+                    f"SELECT 1 FROM {q(table.name)}{where} LIMIT 1", params).fetchall()
+            else:
+                self._was_empty[table.name] = True
+        staged = stream.name if self.account is None else f"{stream.name}@{self.account}"
+        self.stage = ParquetStage(destination.staging_dir / staged, self.stream, destination.tuning.flush_rows)
+
+    def write(self, tables: dict[str, pa.Table]) -> None:
+        self._distinct.clear()
+        self.stage.write(tables if self.account is None else stamp_page(tables, self.account))
+
+    def write_rejected(self, rows: pa.Table) -> None:
+        self.stage.write({REJECTED_TABLE: rows})
+
+    def prove_gone(self, column: str, since: datetime | None, equals: dict[str, str], hard: bool = False) -> None:
+        """The run listed this range of the stream's own table completely: the commit marks the
+        stored records in it that were not staged as deleted (`duckdb_freshness.mark_gone`), or
+        removes them (`hard`)."""
+        self._gone.append(Gone(column, since, dict(equals) if self.account is None else {**equals, ACCOUNT: self.account}))
+        self.hard_delete = self.hard_delete or hard
+
+    def distinct_keys(self, table: str) -> int:
+        if table not in self._distinct:
+            self._distinct[table] = self._count_distinct(next(t for t in self.stream.tables if t.name == table))
+        return self._distinct[table]
+
+    def _count_distinct(self, spec: TableSpec) -> int:
+        if not self.stage.rows(spec.name):
+            return 0
+        keys = ", ".join(q(k) for k in spec.primary_key)
+        sql = f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self.stage.relation(spec.name)})"
+        return within_memory_limit(self.conn, self.dest.tuning, self.stream.name, lambda: self.conn.execute(sql).fetchall()[0][0])
+
+    def commit(self, state: StreamState, run: RunRecord) -> None:
+        try:
+            within_memory_limit(
+                self.conn, self.dest.tuning, self.stream.name, lambda: self.dest.transaction(lambda: self._store(state, run))
+            )
+        finally:
+            self.stage.discard()
+
+    def _store(self, state: StreamState, run: RunRecord) -> None:
+        """The merge of every table, the state and the run record (within one transaction)."""
+        parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
+        changes = self._count_changes(parent)
+        if self.stream.history:
+            for table in self.stream.tables:
+                record_history(self.conn, self.dest.columns(), table, self._latest(table), run, self.account)
+        for table in self.stream.tables:
+            self._create_target(table)
+            if self.tracks_changes:
+                self.dest.columns()[table.name].extend(add_meta_columns(self.conn, table.name, self.dest.columns()[table.name]))
+            self._merge(table, parent)
+            types = self.stage.extra_types.get(table.name)
+            if types and self.stage.rows(table.name):
+                self._evolve(table, types, run.run_id)
+        if self.stage.rows(REJECTED_TABLE):
+            self._store_rejected()
+        if self.tracks_changes and self._gone:
+            staged = self.stage.relation(self.stream.tables[0].name)
+            changes.deleted = mark_gone(self.conn, self.stream, staged, self._gone, datetime.now(timezone.utc),
+                                        self.hard_delete, set(self.dest.columns()), self._scope_columns())
+        for name in ("new", "changed", "unchanged", "deleted"):
+            setattr(run, f"records_{name}", getattr(run, f"records_{name}") + getattr(changes, name))
+        self.dest.write_state(self.stream.name, state)
+        self.dest.write_run(run)
+
+    def _scope_columns(self) -> tuple[str, ...]:
+        """The columns a child row shares with its parent beside the link (the account's)."""
+        return () if self.account is None else (ACCOUNT,)
+
+    def _store_rejected(self) -> None:
+        columns = ", ".join(q(c) for c in REJECTED_COLUMNS)
+        staged = self.stage.relation(REJECTED_TABLE)
+        if self.account is None:
+            self.conn.execute(f"INSERT INTO {REJECTED_TABLE} ({columns}) SELECT {columns} FROM {staged}")
+        else:
+            self.conn.execute(f"INSERT INTO {REJECTED_TABLE} ({ACCOUNT}, {columns}) SELECT ?, {columns} FROM {staged}",
+                              [self.account])
+
+    def _latest(self, table: TableSpec) -> str:
+        """SQL of the staged rows of a table, one per key (the last version of a key that came twice)."""
+        return latest_versions_sql(self.stage.relation(table.name), table, self.conn, self._distinct.get(table.name) == self.stage.rows(table.name) or None)
+
+    def _count_changes(self, parent: TableSpec | None) -> Changes:
+        """New / changed / unchanged records of the stream's own table (before the merge)."""
+        if not self.tracks_changes or parent is None or not self.stage.rows(parent.name):
+            return Changes()
+        exists = self.dest.table_exists(parent.name) and HASH in self.dest.columns()[parent.name]
+        return count_changes(self.conn, parent, self._latest(parent), exists)
+
+    def _evolve(self, table: TableSpec, types: dict[str, str], run_id: str) -> None:
+        """The table's undocumented fields as columns, holding the values of the rows merged."""
+        types = add_columns(self.conn, table, types, self.stream.name, run_id)
+        known = self.dest.columns()[table.name]
+        known.extend(c for c in types if c not in known)
+        staged, extras = self.stage.relation(table.name), self.stage.relation(extra_name(table.name))
+        self.conn.execute(update_sql(table, staged, extras, types))
+
+    def _create_target(self, table: TableSpec) -> None:
+        """The table, with the column types of the staged file (those of the stream's schema); a
+        multi-account table replaced for an account loses only that account's rows."""
+        if self.account is not None and self.dest.table_exists(table.name):
+            if self.replace:
+                self.conn.execute(f"DELETE FROM {q(table.name)} WHERE {ACCOUNT} = ?", [self.account])
+            return
+        if self.replace or not self.dest.table_exists(table.name):
+            staged = self.stage.relation(table.name)
+            meta = f", NULL::VARCHAR AS {HASH}, NULL::TIMESTAMPTZ AS {DELETED_AT}" if self.tracks_changes else ""
+            self.conn.execute(f"CREATE OR REPLACE TABLE {q(table.name)} AS SELECT * EXCLUDE ({SEQ}){meta} FROM {staged} LIMIT 0")
+            self.dest.created(table.name, table.column_names + (list(META_COLUMNS) if self.tracks_changes else []))
+
+    def _merge(self, table: TableSpec, parent: TableSpec | None) -> None:
+        target = q(table.name)
+        rows = self.stage.rows(table.name)
+        if not self._was_empty[table.name]:
+            if rows:
+                stage = self.stage.relation(table.name)
+                match = " AND ".join(f"{target}.{q(k)} = s.{q(k)}" for k in table.primary_key)
+                self.conn.execute(f"DELETE FROM {target} USING {stage} s WHERE {match}")
+            if table.parent_link and parent is not None and self.stage.rows(parent.name):
+                # children of a parent fetched again are replaced as a whole (items may be removed)
+                link, parent_key = table.parent_link
+                also = "".join(f" AND {target}.{q(c)} = p.{q(c)}" for c in self._scope_columns())
+                self.conn.execute(
+                    f"DELETE FROM {target} USING {self.stage.relation(parent.name)} p "
+                    f"WHERE {target}.{q(link)} = p.{q(parent_key)}{also}"
+                )
+        if rows:
+            columns = ", ".join(q(c) for c in table.column_names)  # by name: the table may have evolved columns
+            if self.tracks_changes and not self._was_empty[table.name]:
+                self.conn.execute(f"INSERT INTO {target} ({columns}, {HASH}) SELECT {columns}, {hash_sql(table)} "
+                                  f"FROM ({self._latest(table)})")
+            elif self.tracks_changes:  # a first load: the hash is left for a comparison to compute (count_changes)
+                self.conn.execute(f"INSERT INTO {target} ({columns}) {self._latest(table)}")
+            else:
+                self.conn.execute(f"INSERT INTO {target} ({columns}) {self._latest(table)}")
+
+    def abort(self) -> None:
+        self.stage.discard()

@@ -1,0 +1,246 @@
+"""One warehouse for many accounts (issue #15, item 3): a destination bound to an account stamps
+an `account` column on every row, keeps state and runs per (account, stream), limits every query
+to its account, and several accounts write one DuckDB file at once from threads."""
+
+from __future__ import annotations
+
+import threading
+
+import duckdb
+import pytest
+
+from sqquid_etl.definitions import load_definitions
+from sqquid_etl.destinations import open_destination, open_existing
+from sqquid_etl.errors import ConfigError
+from sqquid_etl.pipeline import extract
+from sqquid_etl.records import page_to_tables
+from sqquid_etl.runs import RunRecord
+from sqquid_etl.state import StreamState
+from tests.expected import COMPARED, assert_tables_equal, expected_tables
+from tests.support import make_client
+
+DEFINITIONS = load_definitions()
+ORDERS = DEFINITIONS["orders"]
+TABLES = ["orders", "order_items", "products", "product_variants", "inventory", "buffers", "locations"]
+
+
+def account_tables(db, account: str, tables=TABLES) -> dict[str, list[tuple]]:
+    """The compared columns of each table, of one account's rows."""
+    with duckdb.connect(str(db), read_only=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        return {t: sorted(conn.execute(f"SELECT {COMPARED[t]} FROM {t} WHERE account = ?", [account]).fetchall(), key=repr)
+                for t in tables}
+
+
+def run_account(db, account: str, sandbox, streams=None, **options):
+    destination = open_destination(duckdb=db, account=account)
+    result = extract(streams, destination=destination, client=make_client(sandbox), **options)
+    assert result.ok, [(s.stream, s.message) for s in result.streams if s.status != "ok"]
+    return result
+
+
+@pytest.fixture
+def two_sandboxes(make_sandbox):
+    """Two accounts' APIs: their records have the same ids (1, 2, ...) and other contents."""
+    return make_sandbox(seed=1, orders=300, products=120), make_sandbox(seed=2, orders=180, products=70)
+
+
+def test_two_accounts_into_one_duckdb_file_then_incremental(two_sandboxes, tmp_path):
+    acme, globex = two_sandboxes
+    db = tmp_path / "w.duckdb"
+    run_account(db, "acme", acme)
+    run_account(db, "globex", globex)
+    assert_tables_equal(account_tables(db, "acme"), expected_tables(acme.store), TABLES)
+    assert_tables_equal(account_tables(db, "globex"), expected_tables(globex.store), TABLES)
+    with duckdb.connect(str(db), read_only=True) as conn:
+        # the same key in both accounts: two rows; every primary key begins with the account
+        assert conn.execute("SELECT count(*) FROM orders WHERE id = 1").fetchone()[0] == 2
+        assert conn.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'orders' "
+                            "AND column_index = 1").fetchone()[0] == "account"
+        states = conn.execute("SELECT account, stream FROM _sqquid_state ORDER BY ALL").fetchall()
+        assert {a for a, _ in states} == {"acme", "globex"} and len(states) == len(set(states))
+        assert conn.execute("SELECT count(DISTINCT account) FROM _sqquid_runs").fetchone()[0] == 2
+    # the second run of one account reads only its window and leaves the other account's rows alone
+    acme.store.add_orders(30)
+    second = run_account(db, "acme", acme, ["orders"])
+    assert 30 <= second.stream("orders").rows["orders"] < 300
+    tables = ["orders", "order_items"]
+    assert_tables_equal(account_tables(db, "acme", tables), expected_tables(acme.store), tables)
+    assert_tables_equal(account_tables(db, "globex", tables), expected_tables(globex.store), tables)
+    globex_second = run_account(db, "globex", globex, ["orders"])
+    assert globex_second.stream("orders").rows["orders"] < 180  # its own state: not the acme cursor, not the start
+
+
+def test_views_across_accounts(two_sandboxes, tmp_path):
+    acme, globex = two_sandboxes
+    db = tmp_path / "w.duckdb"
+    run_account(db, "acme", acme)
+    run_account(db, "globex", globex)
+    with duckdb.connect(str(db), read_only=True) as conn:
+        lines = dict(conn.execute("SELECT account, count(*) FROM order_lines GROUP BY 1").fetchall())
+        items = dict(conn.execute("SELECT account, count(*) FROM order_items GROUP BY 1").fetchall())
+        assert lines == items  # joined on the account too: no item joined to another account's order
+        mixed = conn.execute("SELECT count(*) FROM order_lines l JOIN orders o ON o.account = l.account "
+                             "AND o.id = l.order_id WHERE o.external_id IS DISTINCT FROM l.order_external_id").fetchone()[0]
+        assert mixed == 0
+        assert {r[0] for r in conn.execute("SELECT DISTINCT account FROM available_to_sell").fetchall()} == {"acme", "globex"}
+        stock = dict(conn.execute("SELECT account, sum(qty_on_hand) FROM (SELECT DISTINCT account, sku, "
+                                  "location_external_id, qty_on_hand FROM available_to_sell) GROUP BY 1").fetchall())
+        on_hand = dict(conn.execute("SELECT account, sum(qty_on_hand) FROM inventory GROUP BY 1").fetchall())
+        assert stock == on_hand
+
+
+def _commit(destination, pages, state, run_id="r1", replace=False):
+    writer = destination.begin(ORDERS, replace=replace)
+    for page in pages:
+        writer.write(page_to_tables(ORDERS, page))
+    writer.commit(state, RunRecord(run_id=run_id, stream="orders", started_at="2024-01-01T00:00:00+00:00", status="ok"))
+
+
+def _order(id_, created, items=()):
+    return {"id": id_, "created_at": created, "total": "1.00",
+            "order_items": [{"id": i, "sku": f"S{i}", "qty": 1} for i in items]}
+
+
+def test_every_query_state_and_replace_is_the_accounts_own(tmp_path):
+    db = tmp_path / "w.duckdb"
+    acme, globex = (open_destination(duckdb=db, account=name) for name in ("acme", "globex"))
+    try:
+        _commit(acme, [[_order(1, "2024-01-01T00:00:00Z", [10, 11]), _order(2, "2024-02-01T00:00:00Z", [12])]],
+                StreamState(cursors={"": "2024-02-01T00:00:00Z"}))
+        _commit(globex, [[_order(1, "2025-01-01T00:00:00Z", [10])]], StreamState(cursors={"": "2025-01-01T00:00:00Z"}))
+        assert acme.count_since("orders", "created_at", None, {}) == 2
+        assert globex.count_since("orders", "created_at", None, {}) == 1
+        assert [str(v.year) for v in acme.cursor_bounds("orders", "created_at", {})] == ["2024", "2024"]
+        assert globex.distinct_values("order_items", "sku") == ["S10"]
+        assert acme.load_state("orders").cursors == {"": "2024-02-01T00:00:00Z"}
+        assert globex.load_states()["orders"].cursors == {"": "2025-01-01T00:00:00Z"}
+        # an order of acme fetched again replaces its items; globex's item 10 of its order 1 stays
+        _commit(acme, [[_order(1, "2024-01-01T00:00:00Z", [11])]], StreamState(cursors={"": "2024-02-01T00:00:00Z"}))
+        assert acme.distinct_values("order_items", "sku") == ["S11", "S12"]
+        assert globex.distinct_values("order_items", "sku") == ["S10"]
+        # state changes of one account: the other's are kept
+        globex.save_state("orders", None)
+        assert acme.state_streams() == ["orders"] and globex.state_streams() == []
+        acme.clear_states()
+        assert acme.load_states() == {}
+        # a full refresh replaces the account's rows only
+        _commit(globex, [[_order(5, "2025-03-01T00:00:00Z")]], StreamState(), replace=True)
+        assert globex.count_since("orders", "created_at", None, {}) == 1
+        assert acme.count_since("orders", "created_at", None, {}) == 2
+    finally:
+        acme.close()
+        globex.close()
+
+
+def test_records_proven_gone_are_the_accounts_own(tmp_path):
+    db = tmp_path / "w.duckdb"
+    acme, globex = (open_destination(duckdb=db, account=name) for name in ("acme", "globex"))
+    try:
+        for destination in (acme, globex):
+            _commit(destination, [[_order(1, "2024-01-01T00:00:00Z", [10]), _order(2, "2024-01-02T00:00:00Z", [11])]],
+                    StreamState())
+        writer = acme.begin(ORDERS, replace=False)
+        writer.write(page_to_tables(ORDERS, [_order(1, "2024-01-01T00:00:00Z", [10])]))
+        writer.prove_gone("created_at", None, {})
+        run = RunRecord(run_id="r2", stream="orders", started_at="2024-01-03T00:00:00+00:00", status="ok")
+        writer.commit(StreamState(), run)
+        assert run.records_deleted == 1
+        assert acme.count_since("orders", "created_at", None, {}) == 1  # order 2 marked gone
+        assert acme.distinct_values("order_items", "sku") == ["S10"]
+        assert globex.count_since("orders", "created_at", None, {}) == 2  # globex's order 2 is not acme's
+        assert globex.distinct_values("order_items", "sku") == ["S10", "S11"]
+    finally:
+        acme.close()
+        globex.close()
+
+
+def test_a_single_and_a_multi_account_file_are_never_mixed(tmp_path):
+    single, multi = tmp_path / "single.duckdb", tmp_path / "multi.duckdb"
+    open_destination(duckdb=single).close()
+    open_destination(duckdb=multi, account="acme").close()
+    with pytest.raises(ConfigError, match="single-account.*sqquid-etl upgrade --account NAME"):
+        open_destination(duckdb=single, account="acme")
+    with pytest.raises(ConfigError, match="multi-account.*--account"):
+        open_destination(duckdb=multi)
+    with pytest.raises(ConfigError, match="multi-account"):
+        open_existing(duckdb=multi, read_only=True)
+    with pytest.raises(ConfigError, match="not a valid account name"):
+        open_destination(duckdb=multi, account="Bad Name")
+    with duckdb.connect(str(single), read_only=True) as conn:  # left as it was
+        assert "account" not in {r[0] for r in conn.execute("DESCRIBE _sqquid_state").fetchall()}
+    shown = open_existing(duckdb=multi, read_only=True, account="globex")
+    assert shown.load_states() == {}
+    shown.close()
+
+
+def test_accounts_commit_from_threads_one_writer_and_stage_while_another_commits(tmp_path):
+    db = tmp_path / "w.duckdb"
+    acme, globex = (open_destination(duckdb=db, account=name) for name in ("acme", "globex"))
+    try:
+        _commit(acme, [[_order(1, "2024-01-01T00:00:00Z", [10])]], StreamState())
+        holding, release, staged = threading.Event(), threading.Event(), threading.Event()
+        failures = []
+
+        def long_commit():  # acme's commit holds the file's write lock until told to finish
+            writer = acme.begin(ORDERS, replace=False)
+            writer.write(page_to_tables(ORDERS, [_order(2, "2024-01-02T00:00:00Z", [11])]))
+            real = writer._store
+
+            def store(state, run):
+                holding.set()
+                assert release.wait(30)
+                real(state, run)
+            writer._store = store
+            writer.commit(StreamState(), RunRecord(run_id="r2", stream="orders", started_at="2024-01-02T00:00:00+00:00"))
+
+        def globex_work():  # reads and stages while acme commits; its own commit waits for acme's
+            try:
+                assert holding.wait(30)
+                assert globex.count_since("orders", "created_at", None, {}) == 0
+                writer = globex.begin(ORDERS, replace=False)
+                writer.write(page_to_tables(ORDERS, [_order(1, "2025-01-01T00:00:00Z", [10])]))
+                assert writer.distinct_keys("orders") == 1
+                staged.set()
+                writer.commit(StreamState(), RunRecord(run_id="g1", stream="orders", started_at="2025-01-01T00:00:00+00:00"))
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=long_commit), threading.Thread(target=globex_work)]
+        for thread in threads:
+            thread.start()
+        assert staged.wait(30), failures  # globex read and staged while acme held the writer
+        assert globex.count_since("orders", "created_at", None, {}) == 0  # its commit has not happened: it waits
+        release.set()
+        for thread in threads:
+            thread.join(30)
+        assert not failures
+        assert acme.count_since("orders", "created_at", None, {}) == 2
+        assert globex.count_since("orders", "created_at", None, {}) == 1
+    finally:
+        acme.close()
+        globex.close()
+
+
+def test_accounts_extract_at_once_from_threads(two_sandboxes, tmp_path):
+    acme, globex = two_sandboxes
+    db = tmp_path / "w.duckdb"
+    destinations = {name: open_destination(duckdb=db, account=name) for name in ("acme", "globex")}
+    results, errors = {}, []
+
+    def run(name, sandbox):
+        try:
+            results[name] = extract(destination=destinations[name], client=make_client(sandbox))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=("acme", acme)), threading.Thread(target=run, args=("globex", globex))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors and all(r.ok for r in results.values()), errors or [
+        (s.stream, s.message) for r in results.values() for s in r.streams if s.status != "ok"]
+    assert_tables_equal(account_tables(db, "acme"), expected_tables(acme.store), TABLES)
+    assert_tables_equal(account_tables(db, "globex"), expected_tables(globex.store), TABLES)
+    assert not (tmp_path / "w.duckdb.staging").exists()
