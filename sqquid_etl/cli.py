@@ -33,6 +33,7 @@ LAZY_COMMANDS = {
     "load-inventory": ("sqquid_etl.reverse_cli", "load_inventory_command"),
     "sandbox": ("sqquid_etl.sandbox.cli", "sandbox_command"),
     "sql": ("sqquid_etl.sql_cli", "sql_command"),
+    "upgrade": ("sqquid_etl.upgrade_cli", "upgrade_command"),
 }
 
 

@@ -15,6 +15,7 @@ _state_destination_options = [
     click.option("--duckdb", "duckdb_path", type=click.Path(dir_okay=False), help="DuckDB file (default sqquid.duckdb)."),
     click.option("--parquet", "parquet_dir", type=click.Path(file_okay=False), help="A Parquet extract's directory (or s3://... URL)."),
     click.option("--iceberg", help="An Iceberg extract: WAREHOUSE[?catalog=URL&namespace=NAME]."),
+    click.option("--account", help="In a multi-account destination: this account's state."),
     config_option,
 ]
 
@@ -25,7 +26,7 @@ def _with_state_destination(f):
     return f
 
 
-def _open_state(config, duckdb_path, parquet_dir, iceberg=None, read_only=False):
+def _open_state(config, duckdb_path, parquet_dir, iceberg=None, read_only=False, account=None):
     from .state_commands import open_state_destination
 
     settings = load_settings(config)
@@ -33,6 +34,9 @@ def _open_state(config, duckdb_path, parquet_dir, iceberg=None, read_only=False)
         duckdb_path, parquet_dir = choose_destination(settings, duckdb_path, parquet_dir)
     where = iceberg or parquet_dir or duckdb_path or DEFAULT_DUCKDB
     others = {"iceberg": iceberg} if iceberg else {}
+    if account:
+        others["account"] = account
+        where = f"{where} (account {account})"
     return open_state_destination(duckdb_path, parquet_dir, tuning=settings.tuning(), read_only=read_only, **others), where
 
 
@@ -45,13 +49,13 @@ def state() -> None:
 @click.argument("stream", required=False)
 @_with_state_destination
 @click.option("--json", "as_json", is_flag=True, help="Print the state as JSON.")
-def state_show(stream, duckdb_path, parquet_dir, iceberg, config, as_json) -> None:
+def state_show(stream, duckdb_path, parquet_dir, iceberg, account, config, as_json) -> None:
     """Print the stored state of every stream, or of STREAM."""
     from .definitions import load_definitions
     from .state_commands import show
 
     try:
-        opened, where = _open_state(config, duckdb_path, parquet_dir, iceberg, read_only=True)  # looking never writes
+        opened, where = _open_state(config, duckdb_path, parquet_dir, iceberg, read_only=True, account=account)  # looking never writes
         with opened as destination:
             states = show(destination, stream)
     except SqquidError as exc:
@@ -82,12 +86,12 @@ def state_show(stream, duckdb_path, parquet_dir, iceberg, config, as_json) -> No
 @click.option("--cursor", required=True, help="ISO 8601 date or timestamp; the next extract starts there (minus --lookback).")
 @click.option("--partition", help="Only this partition (shipment_items: toship, shipped, cancelled, flagged).")
 @_with_state_destination
-def state_set(stream, cursor, partition, duckdb_path, parquet_dir, iceberg, config) -> None:
+def state_set(stream, cursor, partition, duckdb_path, parquet_dir, iceberg, account, config) -> None:
     """Set the cursor (bookmark) of STREAM."""
     from .state_commands import set_cursor
 
     try:
-        opened, where = _open_state(config, duckdb_path, parquet_dir, iceberg)
+        opened, where = _open_state(config, duckdb_path, parquet_dir, iceberg, account=account)
         with opened as destination:
             new = set_cursor(destination, stream, cursor, partition)
     except SqquidError as exc:
@@ -103,12 +107,12 @@ def state_set(stream, cursor, partition, duckdb_path, parquet_dir, iceberg, conf
 @click.argument("stream", required=False)
 @_with_state_destination
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def state_reset(stream, duckdb_path, parquet_dir, iceberg, config, yes) -> None:
+def state_reset(stream, duckdb_path, parquet_dir, iceberg, account, config, yes) -> None:
     """Forget the state of STREAM (or of every stream): the next extract re-reads from the start date."""
     from .state_commands import reset
 
     try:
-        opened, where = _open_state(config, duckdb_path, parquet_dir, iceberg)
+        opened, where = _open_state(config, duckdb_path, parquet_dir, iceberg, account=account)
         with opened as destination:
             if not yes:
                 what = f"stream {stream}" if stream else "EVERY stream"

@@ -244,3 +244,87 @@ def test_accounts_extract_at_once_from_threads(two_sandboxes, tmp_path):
     assert_tables_equal(account_tables(db, "acme"), expected_tables(acme.store), TABLES)
     assert_tables_equal(account_tables(db, "globex"), expected_tables(globex.store), TABLES)
     assert not (tmp_path / "w.duckdb.staging").exists()
+
+
+def test_upgrade_a_single_account_duckdb_then_the_account_continues_incrementally(two_sandboxes, tmp_path):
+    from click.testing import CliRunner
+
+    from sqquid_etl.cli import main
+
+    acme, globex = two_sandboxes
+    db = tmp_path / "old.duckdb"
+    assert extract(duckdb=db, client=make_client(acme)).ok  # today's single-account layout
+    with duckdb.connect(str(db), read_only=True) as conn:
+        states_before = conn.execute("SELECT stream, state FROM _sqquid_state ORDER BY 1").fetchall()
+    with pytest.raises(ConfigError, match="sqquid-etl upgrade --account NAME"):
+        open_destination(duckdb=db, account="acme")
+    done = CliRunner().invoke(main, ["upgrade", "--account", "acme", "--duckdb", str(db)])
+    assert done.exit_code == 0, done.output
+    assert "multi-account" in done.output and "'acme'" in done.output
+    assert_tables_equal(account_tables(db, "acme"), expected_tables(acme.store), TABLES)
+    with duckdb.connect(str(db), read_only=True) as conn:
+        assert conn.execute("SELECT stream, state FROM _sqquid_state WHERE account = 'acme' ORDER BY 1").fetchall() == states_before
+        assert conn.execute("SELECT count(*) FROM _sqquid_runs WHERE account IS DISTINCT FROM 'acme'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM order_lines WHERE account = 'acme'").fetchone()[0] > 0  # views made again
+    # run again: nothing changes; for another account: refused
+    again = CliRunner().invoke(main, ["upgrade", "--account", "acme", "--duckdb", str(db)])
+    assert again.exit_code == 0 and "nothing was changed" in again.output
+    other = CliRunner().invoke(main, ["upgrade", "--account", "globex", "--duckdb", str(db)])
+    assert other.exit_code == 2 and "already a multi-account" in other.output
+    with pytest.raises(ConfigError, match="multi-account"):
+        open_destination(duckdb=db)
+    # the account continues from its upgraded state: only the new window, nothing counted as changed
+    acme.store.add_orders(20)
+    second = run_account(db, "acme", acme, ["orders"])
+    orders = second.stream("orders")
+    assert 20 <= orders.rows["orders"] < 300
+    with duckdb.connect(str(db), read_only=True) as conn:
+        new, changed = conn.execute("SELECT records_new, records_changed FROM _sqquid_runs WHERE run_id = ? AND "
+                                    "stream = 'orders'", [second.run_id]).fetchone()
+    assert new == 20 and changed == 0  # the hashes of the upgraded rows still hold
+    run_account(db, "globex", globex)  # and another account joins
+    tables = ["orders", "order_items"]
+    assert_tables_equal(account_tables(db, "acme", tables), expected_tables(acme.store), tables)
+    assert_tables_equal(account_tables(db, "globex", tables), expected_tables(globex.store), tables)
+
+
+def test_an_upgrade_that_fails_changes_nothing(sandbox, tmp_path, monkeypatch):
+    from sqquid_etl.destinations import duckdb_upgrade, upgrade_destination
+
+    db = tmp_path / "old.duckdb"
+    assert extract(["orders", "locations"], duckdb=db, client=make_client(sandbox)).ok
+    real, seen = duckdb_upgrade._stamp, []
+
+    def failing(conn, table, account):
+        seen.append(table)
+        if len(seen) == 3:
+            raise duckdb.IOException("disk full (injected)")
+        real(conn, table, account)
+
+    monkeypatch.setattr(duckdb_upgrade, "_stamp", failing)
+    with pytest.raises(Exception, match="not upgraded.*left as it was"):
+        upgrade_destination(duckdb=db, account="acme")
+    with duckdb.connect(str(db), read_only=True) as conn:
+        for table in ("orders", "order_items", "_sqquid_state"):
+            assert "account" not in {r[0] for r in conn.execute(f"DESCRIBE {table}").fetchall()}
+    assert extract(["orders"], duckdb=db, client=make_client(sandbox)).ok  # still a single-account extract
+
+
+def test_state_commands_take_the_account(tmp_path):
+    from click.testing import CliRunner
+
+    from sqquid_etl.cli import main
+
+    db = tmp_path / "w.duckdb"
+    for name, cursor in (("acme", "2024-02-01T00:00:00Z"), ("globex", "2025-01-01T00:00:00Z")):
+        destination = open_destination(duckdb=db, account=name)
+        _commit(destination, [[_order(1, cursor)]], StreamState(cursors={"_": cursor}))
+        destination.close()
+    runner = CliRunner()
+    shown = runner.invoke(main, ["state", "show", "orders", "--duckdb", str(db), "--account", "globex"])
+    assert shown.exit_code == 0 and "2025-01-01" in shown.output and "2024-02-01" not in shown.output
+    assert runner.invoke(main, ["state", "reset", "--duckdb", str(db), "--account", "acme", "--yes"]).exit_code == 0
+    refused = runner.invoke(main, ["state", "show", "--duckdb", str(db)])
+    assert refused.exit_code == 2 and "--account" in refused.output
+    with duckdb.connect(str(db), read_only=True) as conn:
+        assert conn.execute("SELECT account FROM _sqquid_state").fetchall() == [("globex",)]

@@ -32,7 +32,8 @@ from ..settings import DEFAULT_DUCKDB, Tuning
 from .account_scope import check_account
 from .protocol import Destination, DestinationKind, StreamWriter
 
-__all__ = ["Destination", "DestinationKind", "StreamWriter", "KINDS", "check_destination", "open_destination", "open_existing"]
+__all__ = ["Destination", "DestinationKind", "StreamWriter", "KINDS", "check_destination", "open_destination", "open_existing",
+           "upgrade_destination"]
 
 # kind -> (module, class), imported when used; none given: DuckDB at DEFAULT_DUCKDB
 KINDS: dict[str, tuple[str, str]] = {
@@ -108,3 +109,20 @@ def open_existing(duckdb: str | Path | None = None, parquet: str | Path | None =
     if read_only:
         return kind(location, _tuning(tuning), read_only=True, **_bound(account))
     return kind(location, _tuning(tuning), **_bound(account))
+
+
+def upgrade_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None, *, account: str,
+                        **others: Any) -> str:
+    """Make a single-account destination multi-account in place, its rows, states and run
+    records becoming `account`'s (`sqquid-etl upgrade --account NAME`): all or nothing; one
+    already multi-account is left as it is. Returns what was done, for the user."""
+    kind, location = _choose(duckdb, parquet, others)
+    check_account(account)
+    upgrade = getattr(kind, "upgrade", None)
+    if upgrade is None:
+        _accepts(kind, account)  # a kind with no multi-account form says so
+        raise ConfigError(f"{getattr(kind, 'kind_name', 'this destination')} cannot be upgraded in place")
+    why = kind.missing(location)
+    if why:
+        raise ConfigError(why)
+    return upgrade(location, account)

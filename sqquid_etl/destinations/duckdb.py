@@ -40,6 +40,13 @@ class DuckDBDestination:
         check_can_write(location, "--duckdb", what="a DuckDB file")
 
     @staticmethod
+    def upgrade(location: str | os.PathLike, account: str) -> str:
+        """Make a single-account database multi-account in place (`duckdb_upgrade.py`)."""
+        from .duckdb_upgrade import upgrade_duckdb
+
+        return upgrade_duckdb(location, account)
+
+    @staticmethod
     def missing(location: str | os.PathLike) -> str | None:
         """Why there is no extract to open here (None: there may be one)."""
         path = Path(location)
