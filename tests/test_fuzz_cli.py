@@ -32,7 +32,7 @@ from tests.support import API_KEY, PASSWORD, USERNAME, make_client
 DOCUMENTED = set(range(8))  # README: 0 ok, 1 other, 2 options, 3 login, 4 API, 5 schema, 6 input, 7 state
 STREAMS = ["orders", "products", "inventory", "locations", "buffers", "shipments", "shipment_items"]
 # the generated cases of each test (docs/reliability.md counts them)
-CASES = {"options": 220, "config": 70, "catalog": 50, "parquet_state": 50, "duckdb_state": 40, "journal": 300,
+CASES = {"options": 250, "config": 70, "catalog": 50, "parquet_state": 50, "duckdb_state": 40, "journal": 300,
          "state_entry": 200, "tap": 60}
 
 
@@ -59,6 +59,7 @@ def world(tmp_path_factory):
     (template / "notes" / "todo.txt").write_text("mine\n")
     (template / "plain.txt").write_text("mine too\n")
     (template / "data.csv").write_text("sku,qty_on_hand\n007,3\n")
+    (template / "buffers.csv").write_text("sku,channel_id,quantity\n007,1,2\n")
     (template / "catalog.json").write_text(json.dumps(build_catalog()))
     (template / "job.toml").write_text('[extract]\nstreams = ["locations"]\nlookback = "1s"\n')
     for kind, name in (("duckdb", "s.duckdb"), ("parquet", "lake")):
@@ -68,7 +69,7 @@ def world(tmp_path_factory):
     sandbox.stop()
 
 
-USERS = ["mine.duckdb", "notes/todo.txt", "plain.txt", "data.csv", "lake/keep.txt", "job.toml"]  # never to change
+USERS = ["mine.duckdb", "notes/todo.txt", "plain.txt", "data.csv", "buffers.csv", "lake/keep.txt", "job.toml"]  # never to change
 _counter = itertools.count()
 
 
@@ -186,7 +187,17 @@ COMMANDS = {
                        "--duckdb": paths,
                        "--query": st.sampled_from(["SELECT 1", "SELECT * FROM orders", "DROP TABLE orders", "("]),
                        "--dry-run": None, "--yes": None, "--batch-size": either(["500", "1"], numbers),
-                       "--journal": new_paths, "--diff-out": new_paths, "--threshold": either(["0.05", "1"], numbers), **API},
+                       "--journal": new_paths, "--diff-out": new_paths, "--threshold": either(["0.05", "1"], numbers),
+                       "--zero": st.sampled_from(["unlisted-skus", "unlisted-records", "all"]),
+                       "--via": st.sampled_from(["chunks", "full-endpoint", "carrier-pigeon"]),
+                       "--baseline": paths, "--baseline-max-age": either(["1h", "90s"], durations), "--no-progress": None,
+                       "--config": either(["job.toml"], paths), **API},
+    "load-buffers": {"ARG": either(["buffers.csv", "data.csv"], paths), "--mode": st.sampled_from(["partial", "full", "x"]),
+                     "--from-duckdb": st.sampled_from(["SELECT 1", "SELECT * FROM buffers", "DROP TABLE orders", "("]),
+                     "--duckdb": paths, "--dry-run": None, "--yes": None, "--threshold": either(["0.05", "1"], numbers),
+                     "--channels": st.sampled_from(["1", "1,2", "0", "x", "", "-3", "1,,2", "9" * 30]),
+                     "--journal": new_paths, "--diff-out": new_paths, "--no-progress": None,
+                     "--config": either(["job.toml"], paths), **API},
     "sql": {"ARG": st.sampled_from(["SELECT 1", "SELECT * FROM orders", "DROP TABLE orders", "(", "SELECT * FROM _sqquid_state",
                                     "CREATE TABLE x AS SELECT 1"]),
             "--format": st.sampled_from(["table", "csv", "json", "xml"]), "--max-rows": either(["0", "5"], numbers),
@@ -198,7 +209,7 @@ COMMANDS = {
 
 # what a command is nearly always given (its required argument and options, a state command's destination)
 USUAL = {"state show": ["--duckdb"], "state set": ["ARG", "--cursor", "--duckdb"], "state reset": ["--parquet"],
-         "load-inventory": ["ARG", "--mode"], "capture": ["ARG"], "sql": ["ARG"]}
+         "load-inventory": ["ARG", "--mode"], "load-buffers": ["ARG"], "capture": ["ARG"], "sql": ["ARG"]}
 
 
 @st.composite
