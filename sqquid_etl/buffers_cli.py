@@ -47,7 +47,7 @@ def _channel_list(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--progress/--no-progress", "show_progress", default=True, show_default=True,
               help="Progress of reading the account's buffers.")
 def load_buffers_command(file, query, duckdb_path, mode, dry_run, confirm, threshold, channels, journal, diff_out,
-                         config, base_url, api_key, username, password, rate, burst, show_progress) -> None:
+                         config, account, base_url, api_key, username, password, rate, burst, show_progress) -> None:
     """Make the account's dynamic buffers those of FILE (CSV or Parquet) or of a DuckDB query.
 
     Columns: sku, channel_id, location_external_id (each optional; empty = any) and quantity
@@ -63,7 +63,7 @@ def load_buffers_command(file, query, duckdb_path, mode, dry_run, confirm, thres
 
     reporter = None
     try:
-        connection = api_connection(load_settings(config), base_url, api_key, username, password, rate, burst)
+        connection = api_connection(load_settings(config), account, base_url, api_key, username, password, rate, burst)
         reporter = ProgressReporter.for_terminal(show_progress, False, connection["rate"])
         if (file is None) == (query is None):
             raise ConfigError("give either FILE or --from-duckdb QUERY (not both, not neither)")

@@ -21,7 +21,7 @@ from .errors import SqquidError
 @click.option("--name", help="File name of the cassette and manifest (default: capture-<UTC time>).")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Replay the cassette through a full extract (offline) before saying it is complete.")
-def capture_command(directory, streams, max_pages, name, config, base_url, api_key, username, password,
+def capture_command(directory, streams, max_pages, name, config, account, base_url, api_key, username, password,
                     rate, burst, verify) -> None:
     """Record the first pages of every selected stream (and the counts) into DIRECTORY/NAME.yaml,
     a vcrpy cassette with every secret and personal field scrubbed, and DIRECTORY/NAME.json.
@@ -32,7 +32,7 @@ def capture_command(directory, streams, max_pages, name, config, base_url, api_k
 
     try:
         settings = load_settings(config)
-        connection = api_connection(settings, base_url, api_key, username, password, rate, burst)
+        connection = api_connection(settings, account, base_url, api_key, username, password, rate, burst)
         names = [s.strip() for s in streams.split(",") if s.strip()] if streams else settings.get("streams")
         result = capture(directory, name=name, streams=names, max_pages=max_pages, **connection)
         if verify:

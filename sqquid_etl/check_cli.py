@@ -18,7 +18,7 @@ from .errors import SqquidError
 @click.option("--schema-contract", "contract", type=click.Choice(["evolve", "freeze", "discard"]),
               help="As for extract: what undefined fields mean (default: each stream's, else evolve).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout (for CI).")
-def check_command(streams, config, base_url, api_key, username, password, rate, burst, contract, as_json) -> None:
+def check_command(streams, config, account, base_url, api_key, username, password, rate, burst, contract, as_json) -> None:
     """Read one page of every selected stream and compare it with the stream definitions.
 
     Exit 0 when an extract would store every record and field (coerced at most; undefined fields
@@ -31,7 +31,7 @@ def check_command(streams, config, base_url, api_key, username, password, rate, 
 
     try:
         settings = load_settings(config)
-        connection = api_connection(settings, base_url, api_key, username, password, rate, burst)
+        connection = api_connection(settings, account, base_url, api_key, username, password, rate, burst)
         definitions = load_definitions()
         names = [s.strip() for s in streams.split(",") if s.strip()] if streams else settings.get("streams")
         selected = select_streams(definitions, names)

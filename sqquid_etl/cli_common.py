@@ -58,10 +58,13 @@ config_option = click.option(
 
 
 def api_options(f):
-    """--config, --base-url, --api-key, --username, --password, --rate, --burst: how a command
-    that reads the API reaches it (the environment's variables as defaults, the config file next)."""
+    """--config, --account, --base-url, --api-key, --username, --password, --rate, --burst: how a
+    command that reads the API reaches it (the environment's variables as defaults, the config
+    file next; --account: one [accounts.NAME] of the config file)."""
     options = [
         config_option,
+        click.option("--account", help="One account of the config file ([accounts.NAME]): its base URL, "
+                                       "credentials, rate and burst."),
         click.option("--base-url", envvar="SQQUID_BASE_URL", help="API base URL (env SQQUID_BASE_URL)."),
         click.option("--api-key", envvar="SQQUID_API_KEY", help="API key (env SQQUID_API_KEY)."),
         click.option("--username", envvar="SQQUID_USERNAME", help="Username (env SQQUID_USERNAME)."),
@@ -75,16 +78,39 @@ def api_options(f):
     return f
 
 
-def api_connection(settings, base_url: str | None, api_key: str | None, username: str | None,
-                   password: str | None, rate: float | None, burst: int | None) -> dict:
+def api_connection(settings, account: str | None, base_url: str | None, api_key: str | None,
+                   username: str | None, password: str | None, rate: float | None, burst: int | None) -> dict:
     """How a command reaches the API (`SqquidClient.from_env`'s arguments): the options (whose
     defaults are the environment's variables), else the config file, else the defaults; a rate
-    of 0 is no pacing."""
+    of 0 is no pacing. `account`: that account of the config file (`--rate`/`--burst` still
+    override its pacing; credentials or a base URL on the command line beside it are refused,
+    the environment's SQQUID_* variables are not read)."""
+    if account is not None:
+        return _account_connection(settings, account, rate, burst)
     api_key, username, password = credentials_from(settings, api_key, username, password)
     rate = rate if rate is not None else settings.get("rate", DEFAULT_RATE)
     return {"base_url": base_url or settings.get("base_url"), "api_key": api_key, "username": username,
             "password": password, "rate": rate or None,
             "burst": burst if burst is not None else settings.get("burst", DEFAULT_BURST)}
+
+
+def _account_connection(settings, name: str, rate: float | None, burst: int | None) -> dict:
+    from click.core import ParameterSource
+
+    from .accounts import accounts_from_settings, select_accounts
+    from .errors import ConfigError
+
+    context = click.get_current_context(silent=True)
+    given = [f"--{p.replace('_', '-')}" for p in ("base_url", "api_key", "username", "password")
+             if context is not None and context.get_parameter_source(p) == ParameterSource.COMMANDLINE]
+    if given:
+        raise ConfigError(f"--account {name} and {', '.join(given)}: the account's base URL and credentials "
+                          "come from the config file; give one or the other")
+    account = select_accounts(accounts_from_settings(settings), [name.strip()])[0]
+    credentials = account.credentials()
+    return {"base_url": account.base_url, "api_key": credentials.api_key, "username": credentials.username,
+            "password": credentials.password, "rate": (rate if rate is not None else account.rate) or None,
+            "burst": burst if burst is not None else account.burst}
 
 
 def credentials_from(settings, api_key: str | None, username: str | None, password: str | None) -> tuple:

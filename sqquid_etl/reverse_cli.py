@@ -42,7 +42,7 @@ SHOWN_DIFF_ROWS = 20
 @click.option("--progress/--no-progress", "show_progress", default=True, show_default=True,
               help="Progress of reading the account's inventory (a bar on a terminal, log lines otherwise).")
 def load_inventory_command(file, mode, zero, via, duckdb_path, query, dry_run, confirm, batch_size, journal, baseline,
-                           baseline_max_age, diff_out, threshold, config, base_url, api_key, username, password, rate, burst,
+                           baseline_max_age, diff_out, threshold, config, account, base_url, api_key, username, password, rate, burst,
                            show_progress) -> None:
     """Set Sqquid inventory from FILE (CSV or Parquet) or from a DuckDB query.
 
@@ -59,7 +59,7 @@ def load_inventory_command(file, mode, zero, via, duckdb_path, query, dry_run, c
 
     reporter = None
     try:
-        connection = api_connection(load_settings(config), base_url, api_key, username, password, rate, burst)
+        connection = api_connection(load_settings(config), account, base_url, api_key, username, password, rate, burst)
         reporter = ProgressReporter.for_terminal(show_progress, False, connection["rate"])
         if (file is None) == (duckdb_path is None):
             raise ConfigError("give either FILE or --duckdb PATH --query SQL (not both, not neither)")

@@ -170,3 +170,51 @@ def test_the_load_commands_reach_the_api_the_config_file_names(make_sandbox, tmp
         # the variable the file names must be set: a clear error naming it, nothing sent
         out = CliRunner().invoke(main, args, env={"MY_SQQUID_KEY": ""})
         assert out.exit_code == 2 and "$MY_SQQUID_KEY" in out.stderr, (args, out.output)
+
+
+def _two_accounts(sandbox) -> str:
+    return f"""
+[accounts.acct1]
+base_url = "{sandbox.url}"
+api_key_env = "ACCT1_KEY"
+rate = 0
+
+[accounts.acct2]
+base_url = "{sandbox.url}"
+api_key_env = "ACCT2_KEY"
+rate = 0
+"""
+
+
+def test_the_api_commands_reach_one_account_of_the_config_file(make_sandbox, tmp_path, monkeypatch):
+    """--account NAME: check, capture and the loads use that account's base URL, key and rate; the
+    environment's SQQUID_API_KEY is not read, credentials beside it are refused, and an unknown
+    name lists the known ones."""
+    monkeypatch.chdir(tmp_path)
+    sandbox = make_sandbox(accounts=2, orders=20, products=10)
+    keys = sandbox.api_keys
+    _write(tmp_path / "sqquid.toml", _two_accounts(sandbox))
+    env = {"ACCT1_KEY": keys["acct1"], "ACCT2_KEY": keys["acct2"], "SQQUID_API_KEY": "someone-elses-key",
+           "SQQUID_BASE_URL": "http://127.0.0.1:9"}
+    store = sandbox.store_for("acct2")
+    with store.lock:
+        key = sorted(store.inventory)[0]
+    _write(tmp_path / "stock.csv", f"sku,qty_on_hand,location_external_id,bin\n{key[0]},7,{key[1]},{key[2]}\n")
+    out = CliRunner().invoke(main, ["check", "--account", "acct2", "--streams", "locations", "--json"], env=env)
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["streams"][0]["records"] == len(store.locations)
+    out = CliRunner().invoke(main, ["load-inventory", "stock.csv", "--mode", "partial", "--account", "acct2"], env=env)
+    assert out.exit_code == 0, out.output
+    with store.lock:
+        assert store.inventory[key]["qty_on_hand"] == 7
+    out = CliRunner().invoke(main, ["capture", "caps", "--account", "acct1", "--streams", "locations", "--name", "c",
+                                    "--no-verify"], env=env)
+    assert out.exit_code == 0, out.output
+    assert keys["acct1"] not in (tmp_path / "caps" / "c.yaml").read_text()  # recorded, the key scrubbed
+
+    refused = CliRunner().invoke(main, ["check", "--account", "acct1", "--api-key", "x"], env=env)
+    assert refused.exit_code == 2 and "--account acct1 and --api-key" in refused.stderr
+    unknown = CliRunner().invoke(main, ["load-buffers", "stock.csv", "--account", "nope"], env=env)
+    assert unknown.exit_code == 2 and "no account nope" in unknown.stderr and "acct1, acct2" in unknown.stderr
+    unset = CliRunner().invoke(main, ["check", "--account", "acct1"], env={**env, "ACCT1_KEY": ""})
+    assert unset.exit_code == 2 and "$ACCT1_KEY" in unset.stderr and keys["acct1"] not in unset.output
