@@ -162,7 +162,7 @@ urls = st.sampled_from(["", "not a url", "ftp://127.0.0.1/", "http://example.com
 keys = st.sampled_from(["wrong-key"] * 3 + ["RIGHT"])
 API = {"--base-url": either(["SANDBOX"], urls), "--api-key": keys, "--username": st.sampled_from(["", "nobody", USERNAME]),
        "--password": st.sampled_from(["", "x", PASSWORD]), "--rate": either(["0", "2", "100"], numbers),
-       "--burst": either(["40", "1"], numbers)}
+       "--burst": either(["40", "1"], numbers), "--account": st.sampled_from(["acme", "nope", "", "ACME", "acme,acme", ","])}
 DESTINATION = {"--duckdb": either(["new.duckdb", "s.duckdb"], paths), "--parquet": either(["lake", "newdir"], paths),
                "--iceberg": st.sampled_from(["wh", "notes", "plain.txt", "", "wh?namespace=", "wh?catalog=nope://x"]),
                "--config": either(["job.toml"], paths)}
@@ -263,6 +263,9 @@ SCHEMA = {
     "extract": ["streams", "start_date", "lookback", "catalog", "strict", "full_refresh", "schema_contract"],
     "tuning": ["duckdb_memory_limit", "duckdb_threads", "flush_rows"],
     "reread": ["orders", "products", "nope"],
+    "accounts.acme": ["base_url", "api_key_env", "username_env", "password_env", "rate", "burst", "start_date",
+                      "streams", "api_key", "nope"],
+    'accounts."Bad Name"': ["api_key_env"],
     "nope": ["x"],
 }
 toml_values = st.one_of(
