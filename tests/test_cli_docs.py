@@ -16,7 +16,7 @@ OWN_PAGE = {"load-inventory": REVERSE_LOAD, "load-buffers": REVERSE_LOAD}
 
 QUICK_START = [
     "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/sqquid-etl demo",
-    "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && python3 -m venv .venv-singer-target && .venv-singer-target/bin/pip install -q target-jsonl==0.1.4 && .venv/bin/python -m pytest -q",
+    "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && python3 -m venv .venv-singer-target && .venv-singer-target/bin/pip install -q target-jsonl==0.1.4 && python3 -m venv .venv-airflow && .venv-airflow/bin/pip install -q 'apache-airflow==3.3.2' -e . && .venv/bin/python -m pytest -q",
 ]
 
 
@@ -48,5 +48,6 @@ def test_every_command_and_option_is_documented():
 
 def test_doc_links_point_to_files_or_are_announced():
     for doc in ("docs/api-notes.md", "docs/reverse-load.md", "docs/reliability.md", "docs/benchmarks.md",
-                "examples/dagster_assets.py", "examples/airflow_dag.py", "notebooks/explore.ipynb"):
+                "examples/dagster_assets.py", "examples/airflow_dag.py", "examples/dagster_accounts.py",
+                "examples/airflow_accounts_dag.py", "notebooks/explore.ipynb"):
         assert f"({doc})" in README, doc
