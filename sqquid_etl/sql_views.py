@@ -202,15 +202,18 @@ def create_views(conn: Any) -> list[str]:
 
 
 def attach_parquet(conn: Any, root: str) -> list[str]:
-    """On any DuckDB connection, define one view per table of a Parquet extract under `root`,
-    then the helper views over them. Returns the helper views created."""
+    """On any DuckDB connection, define one view per table of a Parquet extract under `root`
+    (of a multi-account one: over every account's partition), then the helper views over them.
+    Returns the helper views created."""
     from pathlib import Path
 
     base = Path(root)
     for table_dir in sorted(p for p in base.iterdir() if p.is_symlink() or (p.is_dir() and not p.name.startswith(("_", ".")))):
         files = table_dir / "*.parquet"
         if not list(table_dir.glob("*.parquet")):
-            continue
+            files = table_dir / "account=*" / "*.parquet"  # a multi-account directory: every account's partition
+            if table_dir.is_symlink() or not list(table_dir.glob("account=*/*.parquet")):
+                continue
         quoted = '"' + table_dir.name.replace('"', '""') + '"'
         conn.execute(f"CREATE OR REPLACE VIEW {quoted} AS SELECT * FROM read_parquet('{str(files).replace(chr(39), chr(39) * 2)}')")
     names = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}

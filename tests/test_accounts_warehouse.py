@@ -328,3 +328,206 @@ def test_state_commands_take_the_account(tmp_path):
     assert refused.exit_code == 2 and "--account" in refused.output
     with duckdb.connect(str(db), read_only=True) as conn:
         assert conn.execute("SELECT account FROM _sqquid_state").fetchall() == [("globex",)]
+
+
+# -- Parquet -----------------------------------------------------------------------------------------
+
+
+def parquet_account_tables(root, account: str, tables=TABLES) -> dict[str, list[tuple]]:
+    """The compared columns of each table, of one account's partition."""
+    with duckdb.connect() as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        return {t: sorted(conn.execute(f"SELECT {COMPARED[t]} FROM read_parquet('{root / t / f'account={account}'}/*.parquet') "
+                                       "WHERE account = ?", [account]).fetchall(), key=repr) for t in tables}
+
+
+def run_parquet_account(root, account: str, sandbox, streams=None):
+    result = extract(streams, destination=open_destination(parquet=root, account=account), client=make_client(sandbox))
+    assert result.ok, [(s.stream, s.message) for s in result.streams if s.status != "ok"]
+    return result
+
+
+def test_two_accounts_into_one_parquet_directory_at_once_then_incremental(two_sandboxes, tmp_path):
+    acme, globex = two_sandboxes
+    root = tmp_path / "lake"
+    destinations = {name: open_destination(parquet=root, account=name) for name in ("acme", "globex")}
+    results, errors = {}, []
+
+    def run(name, sandbox):
+        try:
+            results[name] = extract(destination=destinations[name], client=make_client(sandbox))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=("acme", acme)), threading.Thread(target=run, args=("globex", globex))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors and all(r.ok for r in results.values()), errors
+    assert_tables_equal(parquet_account_tables(root, "acme"), expected_tables(acme.store), TABLES)
+    assert_tables_equal(parquet_account_tables(root, "globex"), expected_tables(globex.store), TABLES)
+    assert (root / "orders" / "account=acme").is_symlink() and (root / "orders" / "account=globex").is_symlink()
+    assert {p.name for p in (root / "_sqquid_state").iterdir()} == {"account=acme.json", "account=globex.json"}
+    with duckdb.connect() as conn:  # every account at once, as a reader sees the directory
+        both = conn.execute(f"SELECT account, count(*) FROM read_parquet('{root}/orders/*/*.parquet') GROUP BY 1 ORDER BY 1").fetchall()
+        assert both == [("acme", len(acme.store.orders)), ("globex", len(globex.store.orders))]
+        runs = conn.execute(f"SELECT DISTINCT account FROM read_parquet('{root}/_sqquid_runs/*/*.parquet') ORDER BY 1").fetchall()
+        assert runs == [("acme",), ("globex",)]
+        from sqquid_etl.sql_views import attach_parquet
+
+        assert "order_lines" in attach_parquet(conn, str(root))
+        lines = dict(conn.execute("SELECT account, count(DISTINCT order_id) FROM order_lines GROUP BY 1").fetchall())
+        assert lines == {"acme": len({o["id"] for o in acme.store.orders if o.get("order_items")}),
+                         "globex": len({o["id"] for o in globex.store.orders if o.get("order_items")})}
+    acme.store.add_orders(25)
+    second = run_parquet_account(root, "acme", acme, ["orders"])
+    assert 25 <= second.stream("orders").rows["orders"] < 300
+    tables = ["orders", "order_items"]
+    assert_tables_equal(parquet_account_tables(root, "acme", tables), expected_tables(acme.store), tables)
+    assert_tables_equal(parquet_account_tables(root, "globex", tables), expected_tables(globex.store), tables)
+
+
+def test_parquet_single_and_multi_account_are_never_mixed_and_one_account_is_held_once(tmp_path):
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    destination = open_destination(parquet=single)
+    _commit(destination, [[_order(1, "2024-01-01T00:00:00Z")]], StreamState())
+    destination.close()
+    held = open_destination(parquet=multi, account="acme")
+    try:
+        with pytest.raises(ConfigError, match="single-account.*sqquid-etl upgrade --account NAME"):
+            open_destination(parquet=single, account="acme")
+        with pytest.raises(ConfigError, match="multi-account"):
+            open_destination(parquet=multi)
+        with pytest.raises(ConfigError, match="multi-account"):
+            open_existing(parquet=multi, read_only=True)
+        with pytest.raises(Exception, match="in use"):
+            open_destination(parquet=multi, account="acme")  # the account is held by `held`
+        open_destination(parquet=multi, account="globex").close()  # another account is not
+    finally:
+        held.close()
+    with pytest.raises(ConfigError, match="object storage has no multi-account form"):
+        open_destination(parquet="s3://bucket/lake", account="acme")
+
+
+def test_upgrade_a_single_account_parquet_directory_then_the_account_continues(sandbox, tmp_path):
+    from click.testing import CliRunner
+
+    from sqquid_etl.cli import main
+
+    root = tmp_path / "lake"
+    assert extract(parquet=root, client=make_client(sandbox)).ok
+    states_before = open_existing(parquet=root, read_only=True).load_states()
+    done = CliRunner().invoke(main, ["upgrade", "--account", "acme", "--parquet", str(root)])
+    assert done.exit_code == 0, done.output
+    assert_tables_equal(parquet_account_tables(root, "acme"), expected_tables(sandbox.store), TABLES)
+    assert open_existing(parquet=root, read_only=True, account="acme").load_states() == states_before
+    assert not (root / "_sqquid_state.json").exists() and not list((root / "_sqquid_runs").glob("*.parquet"))
+    again = CliRunner().invoke(main, ["upgrade", "--account", "acme", "--parquet", str(root)])
+    assert again.exit_code == 0 and "nothing was changed" in again.output
+    sandbox.store.add_orders(20)
+    second = run_parquet_account(root, "acme", sandbox, ["orders"])
+    assert 20 <= second.stream("orders").rows["orders"] < 300
+    tables = ["orders", "order_items"]
+    assert_tables_equal(parquet_account_tables(root, "acme", tables), expected_tables(sandbox.store), tables)
+
+
+def test_a_parquet_upgrade_interrupted_after_its_commit_is_finished_by_running_it_again(sandbox, tmp_path, monkeypatch):
+    from sqquid_etl.destinations import parquet_upgrade, upgrade_destination
+
+    root = tmp_path / "lake"
+    assert extract(["orders", "locations"], parquet=root, client=make_client(sandbox)).ok
+    real, calls = parquet_upgrade.replace_symlink, []
+
+    def crash(link, target):
+        calls.append(link)
+        if len(calls) == 2:
+            raise OSError("killed (injected)")
+        real(link, target)
+
+    monkeypatch.setattr(parquet_upgrade, "replace_symlink", crash)
+    with pytest.raises(OSError):
+        upgrade_destination(parquet=root, account="acme")
+    with pytest.raises(Exception, match="upgrade.*interrupted"):
+        open_destination(parquet=root, account="acme")
+    monkeypatch.setattr(parquet_upgrade, "replace_symlink", real)
+    with pytest.raises(ConfigError, match="to account 'acme'"):
+        upgrade_destination(parquet=root, account="globex")
+    assert "upgraded" in upgrade_destination(parquet=root, account="acme")
+    tables = ["orders", "order_items", "locations"]
+    assert_tables_equal(parquet_account_tables(root, "acme", tables), expected_tables(sandbox.store), tables)
+
+
+def test_a_parquet_upgrade_interrupted_before_its_commit_changes_nothing(sandbox, tmp_path, monkeypatch):
+    from sqquid_etl.destinations import parquet_upgrade, upgrade_destination
+
+    root = tmp_path / "lake"
+    assert extract(["orders"], parquet=root, client=make_client(sandbox)).ok
+    monkeypatch.setattr(parquet_upgrade, "write_atomic", lambda *a: (_ for _ in ()).throw(OSError("killed (injected)")))
+    with pytest.raises(OSError):
+        upgrade_destination(parquet=root, account="acme")
+    assert (root / "orders").is_symlink() and (root / "_sqquid_state.json").exists()
+    assert extract(["orders"], parquet=root, client=make_client(sandbox)).ok  # still a single-account extract
+
+
+# -- crash safety ------------------------------------------------------------------------------------
+
+_ACCOUNTS_RUN = """
+import sys, threading
+from sqquid_etl.client import Credentials, SqquidClient
+from sqquid_etl.destinations import open_destination
+from sqquid_etl.pipeline import extract
+
+kind, location = sys.argv[1], sys.argv[2]
+failed = []
+
+def run(name, url):
+    client = SqquidClient(Credentials(api_key="sandbox-api-key"), url, rate=None)
+    if not extract(destination=open_destination(**{kind: location}, account=name), client=client).ok:
+        failed.append(name)
+
+threads = [threading.Thread(target=run, args=(n, u)) for n, u in zip(("acme", "globex"), sys.argv[3:])]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+sys.exit(1 if failed else 0)
+"""
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_sigkill_while_two_accounts_write_then_rerun_is_exact(make_sandbox, tmp_path, kind):
+    import random
+    import subprocess
+    import sys
+
+    from tests.test_crash import _kill_after_requests
+
+    acme = make_sandbox(seed=1, orders=900, products=200, latency=0.002)
+    globex = make_sandbox(seed=2, orders=600, products=150, latency=0.002)
+    target = tmp_path / ("w.duckdb" if kind == "duckdb" else "lake")
+    command = [sys.executable, "-c", _ACCOUNTS_RUN, kind, str(target), acme.url, globex.url]
+    rng, kills = random.Random(f"accounts-kill-{kind}"), 0
+    for _ in range(4):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        kills += _kill_after_requests(process, acme, rng.randint(1, 25))
+        acme.store.add_orders(20)
+        globex.store.add_orders(10)
+    assert kills >= 2, "the extract finished before it could be killed: make the sandbox slower"
+    finished = subprocess.run(command, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    for name, sandbox in (("acme", acme), ("globex", globex)):
+        actual = account_tables(target, name) if kind == "duckdb" else parquet_account_tables(target, name)
+        assert_tables_equal(actual, expected_tables(sandbox.store), TABLES)
+    staging = target / ".sqquid" / "staging" if kind == "parquet" else target.with_name(target.name + ".staging")
+    assert [p for p in staging.rglob("*") if p.is_file()] == []
+
+
+def test_iceberg_refuses_an_account_before_anything_is_made(tmp_path):
+    from sqquid_etl.destinations import check_destination
+
+    warehouse = tmp_path / "warehouse"
+    for call in (check_destination, open_destination):
+        with pytest.raises(ConfigError, match="Iceberg has no multi-account form yet"):
+            call(iceberg=str(warehouse), account="acme")
+    assert not warehouse.exists()

@@ -38,6 +38,8 @@ RUNS = "_sqquid_runs"
 
 
 class IcebergDestination:
+    kind_name = "Iceberg"  # no multi-account form yet: `account=` is refused (`destinations._accepts`)
+
     @staticmethod
     def check(location: Any, tuning: Tuning) -> None:
         check_tuning(tuning)

@@ -9,7 +9,6 @@ generation of a table; state never covers data that was not switched in.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import uuid
@@ -27,10 +26,11 @@ from ..errors import ConfigError
 from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RUN_COLUMNS, RUN_INTEGERS, RunRecord
 from ..settings import Tuning
 from ..state import StreamState
+from .account_scope import ACCOUNT, check_account, scoped_definition, stamp, stamp_page
 from .duckdb_tuning import check_tuning, tune, within_memory_limit
 from .files import check_can_write, fsync_path, link_or_copy
 from .merge_sql import check_columns, latest_versions_sql, quote_identifier as _q, sql_path, where_clause
-from .parquet_layout import META_DIR, STATE_FILE, ParquetLayout
+from .parquet_layout import META_DIR, STATE_FILE, ParquetLayout, release
 from .duckdb_freshness import Gone
 from .parquet_evolve import carried_columns, file_columns, new_rows_sql, plan_columns, recorded, write_history
 from .parquet_gone import find_gone, gone_condition
@@ -56,6 +56,8 @@ def run_table(run: RunRecord) -> pa.Table:
 
 
 class ParquetDestination:
+    account: str | None = None  # bound to an account of a multi-account directory (`__init__`)
+
     @staticmethod
     def check(location: str | os.PathLike, tuning: Tuning) -> None:
         """Refuse a directory that cannot be created or written, before anything is requested."""
@@ -72,14 +74,21 @@ class ParquetDestination:
             return f"--parquet {path}: not a directory sqquid-etl made (no {META_DIR}/ nor {STATE_FILE}); nothing was changed"
         return None
 
-    def __init__(self, directory: str | os.PathLike, tuning: Tuning | None = None, *, read_only: bool = False):
+    def __init__(self, directory: str | os.PathLike, tuning: Tuning | None = None, *, read_only: bool = False,
+                 account: str | None = None):
+        """Open (creating it when new) and lock the directory; `account`: bound to that account
+        of a multi-account directory (its partition of each table, `parquet_layout.py`)."""
+        check_account(account)
         self.root = Path(directory)
-        self.layout = ParquetLayout(self.root)
+        self.account = account
+        self.layout = ParquetLayout(self.root, account)
         self.tuning = tuning or Tuning()
-        self._lock_file = None
-        if not read_only:  # read_only: to look at it (`state show`): nothing created, locked or cleaned
+        self._locks: list = []
+        if read_only:  # read_only: to look at it (`state show`): nothing created, locked or cleaned
+            self.layout.check_form()
+        else:
             self.layout.create()
-            self._lock_file = self.layout.lock()
+            self._locks = self.layout.lock()
         self._states = JsonStateFile(self.layout.state_file)
         self.sql = duckdb.connect()
         self.sql.execute(f"SET temp_directory = {sql_path(self.layout.spill)}")
@@ -111,7 +120,7 @@ class ParquetDestination:
     def record_run(self, run: RunRecord) -> None:
         target = self.layout.runs / f"{run.run_id}-{run.stream}.parquet"
         tmp = target.with_name(f".{target.name}.tmp")
-        pq.write_table(run_table(run), tmp)
+        pq.write_table(run_table(run) if self.account is None else stamp(run_table(run), self.account), tmp)
         os.replace(tmp, target)
 
     # -- reading ----------------------------------------------------------------------------------
@@ -150,9 +159,7 @@ class ParquetDestination:
 
     def close(self) -> None:
         self.sql.close()
-        if self._lock_file is not None and not self._lock_file.closed:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
+        release(self._locks)
 
 
 class ParquetStreamWriter:
@@ -162,10 +169,12 @@ class ParquetStreamWriter:
         self.dest = destination
         self.layout = destination.layout
         self.sql = destination.sql
-        self.stream = stream
+        self.account = destination.account
+        self.stream = stream if self.account is None else scoped_definition(stream)
         self.replace = replace
         # each table's current generation, its files and their columns, read once (this process
         # holds the directory's lock: only this writer's commit changes them); replaced: none
+        stream = self.stream
         current = {t.name: self.layout.current_generation(t.name) for t in stream.tables}  # refuses what is not ours
         self._current = {} if replace else current
         self._old_files = {t.name: sorted(current.glob("*.parquet")) if (current := self._current.get(t.name)) else []
@@ -195,7 +204,7 @@ class ParquetStreamWriter:
             check_columns(str(self.layout.root), table.name, have, self.stream, want)
 
     def write(self, tables: dict[str, pa.Table]) -> None:
-        self.stage.write(tables)
+        self.stage.write(tables if self.account is None else stamp_page(tables, self.account))
 
     def write_rejected(self, rows: pa.Table) -> None:
         self.stage.write({REJECTED_TABLE: rows})
@@ -250,6 +259,8 @@ class ParquetStreamWriter:
         target = self.layout.rejected / f"{run_id}-{self.stream.name}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = target.with_name(f".{target.name}.tmp")
         columns = ", ".join(_q(c) for c in REJECTED_COLUMNS)
+        if self.account is not None:  # the name is checked (`check_account`): a safe literal
+            columns = f"'{self.account}' AS {ACCOUNT}, {columns}"
         self.sql.execute(f"COPY (SELECT {columns} FROM {self.stage.relation(REJECTED_TABLE)}) TO {sql_path(tmp)} (FORMAT parquet)")
         fsync_path(tmp)
         os.replace(tmp, target)

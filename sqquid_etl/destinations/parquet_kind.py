@@ -7,6 +7,7 @@ import importlib
 import os
 from typing import Any
 
+from ..errors import ConfigError
 from ..settings import Tuning
 from .object_store import is_url
 
@@ -23,6 +24,9 @@ def _resolve(location: Any) -> tuple[Any, Any]:
 class ParquetKind:
     """A DestinationKind (`protocol.py`) that hands each location to the class that stores there."""
 
+    multi_account = True  # a local directory may be bound to an account (`account=`)
+    kind_name = "Parquet"
+
     @staticmethod
     def check(location: Any, tuning: Tuning) -> None:
         kind, where = _resolve(location)
@@ -33,9 +37,24 @@ class ParquetKind:
         kind, where = _resolve(location)
         return kind.missing(where)
 
-    def __call__(self, location: Any, tuning: Tuning | None = None, *, read_only: bool = False) -> Any:
+    def __call__(self, location: Any, tuning: Tuning | None = None, *, read_only: bool = False,
+                 account: str | None = None) -> Any:
         kind, where = _resolve(location)
-        return kind(where, tuning, read_only=read_only)
+        if account is None:
+            return kind(where, tuning, read_only=read_only)
+        if is_url(location):
+            raise ConfigError(f"--parquet {location}: Parquet on object storage has no multi-account form yet "
+                              f"(account {account!r}); extract many accounts into a local Parquet directory or DuckDB")
+        return kind(where, tuning, read_only=read_only, account=account)
+
+    @staticmethod
+    def upgrade(location: Any, account: str) -> str:
+        """Make a single-account directory multi-account in place (`parquet_upgrade.py`)."""
+        if is_url(location):
+            raise ConfigError(f"--parquet {location}: Parquet on object storage cannot be upgraded in place yet")
+        from .parquet_upgrade import upgrade_parquet
+
+        return upgrade_parquet(_resolve(location)[1], account)
 
 
 PARQUET = ParquetKind()
