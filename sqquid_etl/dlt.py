@@ -11,7 +11,8 @@ One dlt resource per table (`orders`, `order_items`, ...), yielding Arrow tables
 normalize stage for them), each with its primary key; tables of incremental streams are merged
 (`write_disposition="merge"`), snapshots replaced. The source runs the same engine as
 `sqquid-etl extract` (pacing, tolerant reading, the /count check) into `emit.EmittingDestination`:
-the first resource dlt asks for runs every selected stream, its commits spooled to Parquet files
+the first resource dlt asks for runs the streams of the resources dlt selected
+(`source.with_resources(...)`) and those they depend on, its commits spooled to Parquet files
 (memory stays bounded), which each resource then yields. The bookmarks (and the skus inventory is
 listed by) live in dlt's source state, which dlt stores with the data it loads: a load that fails
 leaves the previous state. Settings resolve as for `extract(...)` (arguments, environment,
@@ -37,16 +38,19 @@ except ImportError as exc:  # pragma: no cover - the core install has no dlt
 
 from .emit import Commit, EmittingDestination
 from .errors import SqquidError
+from .definitions import StreamDefinition, with_dependencies
 from .state import StreamState
 
 STATE_KEY = "sqquid"  # dlt source state: {"bookmarks": {stream: StreamState}, "keys": {table.column: [...]}}
 
 
 class _Run:
-    """One extraction of the selected streams for one dlt extract, spooled per table."""
+    """One extraction for one dlt extract, spooled per table: the streams of the resources dlt
+    selected (`source.with_resources(...)`) and the streams they depend on."""
 
-    def __init__(self, streams: list[str], kwargs: dict[str, Any], client: Any):
-        self.streams, self.kwargs, self.client = streams, kwargs, client
+    def __init__(self, definitions: dict[str, StreamDefinition], streams: list[str], kwargs: dict[str, Any], client: Any):
+        self.definitions, self.streams, self.kwargs, self.client = definitions, streams, kwargs, client
+        self.loaded: set[str] = set(streams)  # the streams whose every table dlt loads: their bookmarks move
         self.spool = Path(tempfile.mkdtemp(prefix="sqquid-dlt-"))
         self.files: dict[str, list[Path]] | None = None
         weakref.finalize(self, shutil.rmtree, self.spool, True)
@@ -65,6 +69,7 @@ class _Run:
         from .pipeline import extract
 
         self.files = {}
+        self._select(set(dlt.current.source().resources.selected))
         saved = dlt.current.source_state().setdefault(STATE_KEY, {})
         states = {name: StreamState.from_json(json.dumps(value), f"dlt source state, stream {name!r}")
                   for name, value in saved.get("bookmarks", {}).items()}
@@ -74,6 +79,14 @@ class _Run:
         failed = [s for s in result.streams if s.status == "failed"]
         if failed:
             raise SqquidError("; ".join(f"stream {s.stream} failed: {s.message}" for s in failed))
+
+    def _select(self, tables: set[str]) -> None:
+        """Run only the streams of the selected resources (and what they depend on: inventory is
+        listed by the skus of products). A stream run for another's sake, or with a table dlt does
+        not load, keeps its bookmark: its rows were not all loaded, so the next run reads them again."""
+        wanted = [name for name in self.streams if tables & {t.name for t in self.definitions[name].tables}]
+        self.loaded = {name for name in wanted if {t.name for t in self.definitions[name].tables} <= tables}
+        self.streams = [d.name for d in with_dependencies(self.definitions, wanted)] if wanted else []
 
     def _commit(self, commit: Commit) -> None:
         import pyarrow.parquet as pq
@@ -89,7 +102,8 @@ class _Run:
                     writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
             self.files.setdefault(name, []).append(path)  # type: ignore[union-attr]
         saved = dlt.current.source_state().setdefault(STATE_KEY, {})
-        saved.setdefault("bookmarks", {})[commit.stream.name] = asdict(commit.state)
+        if commit.stream.name in self.loaded:
+            saved.setdefault("bookmarks", {})[commit.stream.name] = asdict(commit.state)
         saved["keys"] = commit.keys
 
 
@@ -115,7 +129,7 @@ def sqquid_source(
     streams, replace for snapshots. Arguments mean what they mean for `extract(...)`."""
     from .api import resolve_settings
     from .catalog import apply_catalog
-    from .definitions import load_definitions, with_dependencies
+    from .definitions import load_definitions
 
     resolved = resolve_settings(config, streams=streams, base_url=base_url, api_key=api_key, username=username,
                                 password=password, start_date=start_date, lookback=lookback, rate=rate, burst=burst,
@@ -124,7 +138,7 @@ def sqquid_source(
     selected = with_dependencies(definitions, resolved.streams)
     kwargs = {k: v for k, v in resolved.pipeline_kwargs().items() if k not in ("duckdb", "parquet", "iceberg", "full_refresh")}
     kwargs["schema_contract"] = kwargs["schema_contract"] or "discard"  # no table here to add columns to
-    run = _Run([d.name for d in selected], kwargs, client)
+    run = _Run(definitions, [d.name for d in selected], kwargs, client)
     resources = []
     for definition in selected:
         merge = definition.sync != "full_refresh"

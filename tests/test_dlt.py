@@ -92,3 +92,29 @@ def _parse(value: str):
     from sqquid_etl.state import parse_timestamp
 
     return parse_timestamp(value, "test")
+
+
+def test_with_resources_runs_only_their_streams_and_moves_only_their_bookmarks(make_sandbox, tmp_path):
+    """dlt's `with_resources`: the streams of the resources selected are read, and those they
+    depend on (inventory: the skus of products), whose bookmarks stay put (their rows were not loaded)."""
+    from sqquid_etl.dlt import sqquid_source
+
+    sandbox = make_sandbox(orders=30, products=12)
+    pipeline = _pipeline(tmp_path)
+    pipeline.run(sqquid_source(base_url=sandbox.url, api_key=API_KEY, rate=0).with_resources("orders", "order_items"))
+    routes = {route.split("?")[0] for route in sandbox.stats.by_route}
+    assert any("/v1/orders" in r for r in routes) and not any("product" in r or "shipment" in r for r in routes), routes
+    state = pipeline.state["sources"]["sqquid"]["sqquid"]
+    assert set(state["bookmarks"]) == {"orders"}
+
+    sandbox.stats.reset()
+    pipeline.run(sqquid_source(base_url=sandbox.url, api_key=API_KEY, rate=0).with_resources("inventory"))
+    routes = {route.split("?")[0] for route in sandbox.stats.by_route}
+    assert any("inventory" in r for r in routes) and any("product" in r for r in routes), routes  # skus from products
+    state = pipeline.state["sources"]["sqquid"]["sqquid"]
+    assert set(state["bookmarks"]) == {"orders", "inventory"}  # products ran for inventory's sake only
+    with duckdb.connect(str(tmp_path / "dlt.duckdb"), read_only=True) as conn:
+        tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables "
+                                             "WHERE table_schema = 'sqquid' AND table_name NOT LIKE '_dlt%'").fetchall()}
+        assert tables == {"orders", "order_items", "inventory"}
+        assert conn.execute("SELECT count(*) FROM sqquid.orders").fetchall()[0][0] == len(sandbox.store.orders)
