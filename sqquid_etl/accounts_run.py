@@ -25,7 +25,7 @@ from .client import SqquidClient
 from .credentials import Credentials
 from .destinations import check_destination
 from .engine import StreamResult
-from .errors import ConfigError, SqquidError
+from .errors import ConfigError, SqquidError, unexpected
 from .pipeline import check_options
 from .pipeline import extract as extract_one
 from .redaction import SECRETS
@@ -190,7 +190,7 @@ class _AccountRunner:
             self._failed(exc.exit_code, str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug in one account must not stop the others
             log.debug("account %s: the error's traceback", account.name, exc_info=exc)
-            self._failed(1, f"unexpected {type(exc).__name__}: {exc} (a bug of sqquid-etl: please report it)")
+            self._failed(1, unexpected(exc))
         finally:
             if client is not None:
                 client.close()

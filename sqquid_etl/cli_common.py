@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .errors import SqquidError
+from .errors import SqquidError, unexpected
 from .redaction import SECRETS
 from .settings import DEFAULT_BURST, DEFAULT_RATE
 
@@ -26,12 +26,7 @@ def last_resort(exc: Exception) -> None:
     if isinstance(exc, SqquidError):
         fail(exc)
     log.debug("the error's traceback", exc_info=exc)
-    if isinstance(exc, OSError):
-        where = f" ({exc.filename})" if exc.filename else ""
-        message = f"{exc.strerror or exc}{where}"
-    else:
-        message = f"unexpected {type(exc).__name__}: {exc} (a bug of sqquid-etl: please report it; -vv shows where)"
-    click.echo(f"error: {SECRETS.redact(message)}", err=True)
+    click.echo(f"error: {SECRETS.redact(unexpected(exc))}", err=True)
     sys.exit(1)
 
 

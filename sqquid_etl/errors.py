@@ -46,3 +46,13 @@ class StateError(SqquidError):
     """Stored state is corrupt or held by another run."""
 
     exit_code = 7
+
+
+def unexpected(exc: BaseException) -> str:
+    """The message of an error no part of the tool raised on purpose: an OSError is the
+    machine's (a full disk, a file that vanished), said with its file; anything else is a bug,
+    said as one."""
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return f"unexpected {type(exc).__name__}: {exc} (a bug of sqquid-etl: please report it; -vv shows where)"

@@ -17,10 +17,11 @@ from .client import SqquidClient
 from .definitions import StreamDefinition, load_definitions, select_streams
 from .destinations import Destination, check_destination, open_destination
 from .engine import ProgressCallback, RunOptions, StreamResult, StreamRun, new_run_id, plan_windows, run_windows
-from .errors import ConfigError, SqquidError, StateError
+from .errors import ConfigError, SqquidError, StateError, unexpected
 from .evolve import CONTRACTS, dropped_fields
 from .freshness import parse_reread_overrides
 from .reconcile import describe_changes, describe_gaps, describe_surpluses, find_changed_windows, find_gaps
+from .redaction import SECRETS
 from .settings import DEFAULT_BURST, DEFAULT_LOOKBACK, DEFAULT_RATE, Tuning, check_pacing
 from .state import BEGINNING, NO_PARTITION, StreamState, after_now, parse_duration, parse_timestamp
 
@@ -191,7 +192,8 @@ def _plan(streams, catalog, start_date, lookback, full_refresh, strict,
 
 
 def _extract_stream(run: StreamRun, reconcile: bool) -> StreamResult:
-    """Plan, run and (optionally) reconcile one stream; a SqquidError fails the stream only. One
+    """Plan, run and (optionally) reconcile one stream; an error fails the stream only (one not
+    raised on purpose, a bug or the machine's, is said as `errors.unexpected` says it). One
     that comes after the stream's data and cursor were committed (a request of the
     reconciliation) does not undo them: the stream and its run row say both (a warning; under
     --strict a failure)."""
@@ -207,7 +209,10 @@ def _extract_stream(run: StreamRun, reconcile: bool) -> StreamResult:
                 p: n for p, n in check.api_counts.items() if windows.get(p) == run.options.start_date
             }
             _reconcile(run, known, windows)
-    except SqquidError as exc:
+    except Exception as exc:  # noqa: BLE001 - a bug or the machine's error fails this stream, not the run
+        if not isinstance(exc, SqquidError):
+            log.debug("stream %s: the error's traceback", stream.name, exc_info=exc)
+            exc = SqquidError(SECRETS.redact(unexpected(exc)))
         if committed is not None:
             _failed_after_commit(run, committed, exc)
         else:

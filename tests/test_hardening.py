@@ -336,6 +336,29 @@ def test_an_unexpected_error_is_one_error_line_never_a_traceback(monkeypatch, tm
     assert "Traceback" not in out.output
 
 
+def test_a_bug_in_one_stream_fails_that_stream_and_the_others_are_stored(sandbox, tmp_path, monkeypatch):
+    """An error no part of the tool raised on purpose fails its stream (exit 1, said as a bug, no
+    traceback, its state not advanced); the streams after it run and are stored."""
+    import sqquid_etl.pipeline as pipeline
+
+    planned = pipeline.plan_windows
+
+    def broken(stream, *args, **kwargs):
+        if stream.name == "locations":  # it runs before orders
+            raise RuntimeError("something no one foresaw")
+        return planned(stream, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "plan_windows", broken)
+    monkeypatch.chdir(tmp_path)
+    env = {"SQQUID_BASE_URL": sandbox.url, "SQQUID_API_KEY": API_KEY}
+    out = run("extract", "--streams", "orders,locations", "--rate", "0", "--no-progress", env=env)
+    assert out.exit_code == 1 and "Traceback" not in out.output, out.output
+    assert "unexpected RuntimeError: something no one foresaw (a bug of sqquid-etl" in out.output
+    with duckdb.connect("sqquid.duckdb", read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM orders").fetchall()[0][0] == len(sandbox.store.orders)
+        assert conn.execute("SELECT stream FROM _sqquid_state ORDER BY 1").fetchall() == [("orders",)]
+
+
 # -- overlapping paths: one option pointing at what another names -------------------------------------
 
 
