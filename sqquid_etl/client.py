@@ -123,7 +123,7 @@ class SqquidClient:
         return self._tokens.value
 
     def _login(self) -> str:
-        """POST /v1/login (paced, retried like any request): the new token."""
+        """POST /v1/login (not paced; retried like any request): the new token."""
         request = _Request.build(self.base_url, "POST", "/v1/login", None, self._credentials.login_body())
         body = self._send(request, self.retry_budget(request.endpoint), _json)
         token = body.get("token") if isinstance(body, dict) else None
@@ -194,7 +194,8 @@ class SqquidClient:
         """One paced attempt: the body of a success, or the failure to retry (a transient
         status or transport error, a 401 that a new token may cure). Raises AuthError on a 401
         no new token can cure, ApiError on another 4xx."""
-        waited = self.pacer.acquire()
+        # the login is not paced: the bucket limits the calls made with a token (docs/api-notes.md)
+        waited = self.pacer.acquire() if request.authenticated else 0.0
         token, fresh = self._tokens.current() if request.authenticated else (None, False)
         self._count(requests=1, paced_seconds=waited)
         headers = request.headers if token is None else {**request.headers, "Authorization": f"Bearer {token.value}"}

@@ -93,8 +93,8 @@ def test_the_token_is_attached_after_the_pacers_wait(make_sandbox):
         pacer.penalize(120)  # the next request waits two minutes, twice as long as a token lives
         client.get("/v1/orders", {"limit": 1})
     assert [path for path, *_ in sent] == ["/v1/login", "/v1/orders", "/v1/login", "/v1/orders"]
-    # the login is paced too: after the request's own wait (120.5 s), its own (0.5 s)
-    assert [now for *_, now, _ in sent] == [1000.5, 1000.5, 1121.0, 1121.0]
+    # the login is not paced (it spends no slot): it goes out right after the request's own wait (120 s)
+    assert [now for *_, now, _ in sent] == [1000.0, 1000.0, 1120.0, 1120.0]
     assert all(status == 200 for *_, status in sent) and client.stats.retries == 0
     assert all(exp > now for path, exp, now, _ in sent if path != "/v1/login")
 
@@ -148,8 +148,8 @@ def test_pacing_with_scaled_clock_takes_the_time_the_bucket_says_and_gets_no_429
         for page in range(1, 101):
             client.get("/v1/orders", {"page": 1, "limit": 1})
         elapsed = clock.now - start
-    # login + 100 requests: 38 go out at once (burst 40 minus a margin of 2), the other 63 at 2/s
-    assert elapsed == pytest.approx(63 / 2.0, abs=0.01)
+    # 100 requests (the login is not paced): 38 go out at once (burst 40 minus a margin of 2), the other 62 at 2/s
+    assert elapsed == pytest.approx(62 / 2.0, abs=0.01)
     assert sandbox.stats.throttled == 0
     assert client.stats.throttled == 0
 
@@ -239,3 +239,18 @@ def test_the_transport_reads_proxy_settings_once_for_its_host(monkeypatch):
         assert proxy.headers["Proxy-Authorization"] == "Basic " + base64.b64encode(b"user:p@ss").decode()
     with SqquidClient(Credentials(api_key="k-proxy-1"), "https://internal.example") as client:
         assert client.transport.proxy is None  # NO_PROXY kept
+
+
+def test_the_login_spends_no_slot_of_the_bucket(make_sandbox):
+    """The bucket limits the calls made with a token (docs/api-notes.md): a login and then a
+    bucket's worth of requests go out at once; only the request after them waits."""
+    clock = FakeClock()
+    sandbox = make_sandbox(clock=clock, rate=2.0, burst=3)
+    pacer = LeakyBucketPacer(rate=2.0, burst=3, margin=0, clock=clock, sleep=clock.sleep)
+    with make_client(sandbox, pacer=pacer, sleep=clock.sleep, clock=clock) as client:
+        sent = _sends(client, clock)
+        for _ in range(4):
+            client.get("/v1/orders/count")
+    assert [(path, now) for path, _, now, _ in sent] == [
+        ("/v1/login", 1000.0)] + [("/v1/orders/count", 1000.0)] * 3 + [("/v1/orders/count", 1000.5)]
+    assert all(status == 200 for *_, status in sent) and sandbox.stats.throttled == 0

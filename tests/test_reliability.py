@@ -80,7 +80,7 @@ def test_tokens_living_1_5_s_at_2_requests_per_s_under_faults_are_exact(make_san
     result = extract(duckdb=tmp_path / "s.duckdb", client=client)
     assert result.ok, [(s.stream, s.message) for s in result.streams]
     lifetimes = (clock.now - start) / 1.5
-    assert lifetimes > 15 and client.stats.logins > lifetimes / 2  # the run outlived many tokens
+    assert lifetimes > 10 and client.stats.logins > lifetimes / 2  # the run outlived many tokens
     assert sandbox.stats.faults_by_kind.keys() >= {"error", "drop"} and sandbox.stats.throttled == 0
     assert statuses[401] == 0  # no token was ever sent expired: each was renewed before its exp
     assert_tables_equal(duckdb_tables(tmp_path / "s.duckdb"), expected_tables(sandbox.store))
