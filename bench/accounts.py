@@ -1,22 +1,41 @@
-"""Many accounts (issue #15): the sandbox serving N accounts, and one process extracting them.
+"""Many accounts (issue #15): one process keeping N accounts at their API ceiling.
 
+    python bench/accounts.py --accounts 100 --seconds 180 --latency 0.3
+    python bench/accounts.py --accounts 1 --seconds 60 --latency 0.3
     python bench/accounts.py --sandbox-only --accounts 100
 
-Starts `sqquid-etl sandbox --accounts N` in its own process and prints the time until it
-listens with every account's key printed, and its RSS then.
+The sandbox (`sqquid-etl sandbox --accounts N`, its own process) throttles each account at
+--rate/--burst and sleeps --latency before each answer; every account has the same number of
+orders (`--size-spread 0`, each its own data), sized so that an account at its ceiling lasts
+--seconds: burst + rate x seconds pages of 250, the last one half full. The client is
+`sqquid-etl extract --all-accounts --streams orders` (its own process; a config file with an
+[accounts.NAME] table an account, keys in the environment) into one DuckDB file.
+
+One account's ceiling (records/s) = (burst + rate x T) x 250 / T, T = the client's wall time
+(process start to exit): the most records its bucket lets through in T. Printed: aggregate
+records/s against N x that ceiling, the 429s the sandbox answered, the client's CPU (user+sys,
+`os.wait4`) over T and its peak RSS, accounts per fully used core (N x efficiency / client
+cores), the sandbox's CPU over T, and the load average (1 minute) before, during and after.
+`--sandbox-only`: the sandbox's start alone (time until every account is printed, RSS).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, proc_cpu_seconds, sandbox_cmd  # noqa: E402
+from common import machine, proc_cpu_seconds, sandbox_cmd, sandbox_stats  # noqa: E402
+
+PAGE = 250
 
 
 def rss_mb(pid: int) -> float:
@@ -75,16 +94,120 @@ def sandbox_only(a) -> None:
         stop(proc)
 
 
+class LoadSampler:
+    """The 1-minute load average, sampled every few seconds while a run lasts."""
+
+    def __init__(self, every: float = 5.0):
+        self.samples = [load_average()]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.samples.append(load_average())
+
+    def stop(self) -> tuple[float, float, float]:
+        """(before, mean during, after)."""
+        self._stop.set()
+        self._thread.join()
+        after = load_average()
+        return self.samples[0], sum(self.samples) / len(self.samples), after
+
+
+def write_config(folder: Path, url: str, keys: dict[str, tuple[str, int]], rate: float, burst: int) -> tuple[Path, dict]:
+    """sqquid.toml with an [accounts.NAME] table an account, and the environment holding their keys."""
+    env = dict(os.environ)
+    lines = []
+    for name, (key, _) in keys.items():
+        variable = f"BENCH_KEY_{name.upper()}"
+        env[variable] = key
+        lines += [f"[accounts.{name}]", f'base_url = "{url}"', f'api_key_env = "{variable}"',
+                  f"rate = {rate}", f"burst = {burst}", ""]
+    config = folder / "sqquid.toml"
+    config.write_text("\n".join(lines), encoding="utf-8")
+    return config, env
+
+
+def run_client(config: Path, env: dict, duckdb: Path) -> tuple[float, float, float, dict, str]:
+    """`sqquid-etl extract --all-accounts` in its own process: (wall s, CPU s, peak RSS MB,
+    summary, stderr). Its output goes to files, so that `os.wait4` reaps it (its rusage)."""
+    args = [sys.executable, "-m", "sqquid_etl.cli", "extract", "--all-accounts", "--config", str(config),
+            "--duckdb", str(duckdb), "--streams", "orders", "--log-format", "json", "--no-progress"]
+    out_path, err_path = duckdb.with_suffix(".out"), duckdb.with_suffix(".err")
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        started = time.monotonic()
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=err, text=True)
+        _, _, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - started
+        proc.returncode = 0  # reaped above
+    lines = out_path.read_text().splitlines()
+    summary = next((json.loads(line) for line in lines if line.startswith("{")), {})
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, summary, err_path.read_text()
+
+
+def extract_bench(a) -> None:
+    pages = int(a.burst + a.rate * a.seconds)
+    orders = pages * PAGE - PAGE // 2
+    print(f"command: python bench/accounts.py --accounts {a.accounts} --seconds {a.seconds:g} --latency {a.latency:g}"
+          f" --rate {a.rate:g} --burst {a.burst}")
+    print(f"machine: {machine()}")
+    proc, url, keys, ready = start_sandbox(a.accounts, orders, 50, rate=a.rate, burst=a.burst,
+                                           latency=a.latency, spread=0.0)
+    try:
+        print(f"sandbox: {a.accounts} accounts x {orders} orders ready in {ready:.1f} s, RSS {rss_mb(proc.pid):.0f} MB")
+        with tempfile.TemporaryDirectory() as tmp:
+            config, env = write_config(Path(tmp), url, keys, a.rate, a.burst)
+            sandbox_stats(url, reset=True)
+            cpu_before = proc_cpu_seconds(proc.pid)
+            load = LoadSampler()
+            wall, cpu, peak, summary, err = run_client(config, env, Path(tmp) / "accounts.duckdb")
+            before, during, after = load.stop()
+            sandbox_cpu = proc_cpu_seconds(proc.pid) - cpu_before
+            stats = sandbox_stats(url)
+            sandbox_rss = rss_mb(proc.pid)
+    finally:
+        stop(proc)
+    report(a, orders, wall, cpu, peak, summary, err, stats, sandbox_cpu, sandbox_rss, (before, during, after))
+
+
+def report(a, orders: int, wall: float, cpu: float, peak: float, summary: dict, err: str, stats: dict,
+           sandbox_cpu: float, sandbox_rss: float, load: tuple) -> None:
+    accounts = summary.get("accounts", [])
+    records = sum(sum(s["rows"].get("orders", 0) for s in acc["streams"]) for acc in accounts)
+    failed = [acc["account"] for acc in accounts if acc["status"] == "failed"]
+    ceiling = (a.burst + a.rate * wall) * PAGE / wall
+    efficiency = records / wall / (a.accounts * ceiling)
+    cores = cpu / wall
+    slowest = max((acc["seconds"] for acc in accounts), default=0.0)
+    fastest = min((acc["seconds"] for acc in accounts), default=0.0)
+    print(f"client: {len(accounts)} accounts, {len(failed)} failed{' ' + str(failed[:5]) if failed else ''}; "
+          f"wall {wall:.2f} s (accounts {fastest:.1f}-{slowest:.1f} s); {records} records of {a.accounts * orders}")
+    print(f"  aggregate {records / wall:.0f} records/s; ceiling {a.accounts} x {ceiling:.1f} = "
+          f"{a.accounts * ceiling:.0f} records/s -> {100 * efficiency:.1f}%")
+    print(f"  429s: {stats['throttled']}; requests: {stats['by_route']}")
+    print(f"  client CPU {cpu:.1f} s = {cores:.2f} cores on average; peak RSS {peak:.0f} MB")
+    print(f"  accounts per fully used core: {a.accounts * efficiency / cores:.0f}" if cores else "")
+    print(f"  sandbox CPU {sandbox_cpu:.1f} s = {sandbox_cpu / wall:.2f} cores on average; RSS {sandbox_rss:.0f} MB")
+    print(f"  load average (1 min): {load[0]:.2f} before, {load[1]:.2f} during, {load[2]:.2f} after")
+    if failed or not accounts:
+        print(err[-2000:])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--accounts", type=int, default=100)
+    ap.add_argument("--seconds", type=float, default=180.0, help="an account's duration at its ceiling")
+    ap.add_argument("--latency", type=float, default=0.3)
+    ap.add_argument("--rate", type=float, default=2.0)
+    ap.add_argument("--burst", type=int, default=40)
     ap.add_argument("--orders", type=int, default=5000, help="--sandbox-only: orders an account (spread 0.5)")
     ap.add_argument("--products", type=int, default=2000, help="--sandbox-only: products an account")
     ap.add_argument("--sandbox-only", action="store_true", help="measure the sandbox's start only")
     a = ap.parse_args()
     if a.sandbox_only:
         return sandbox_only(a)
-    raise SystemExit("error: only --sandbox-only so far")
+    extract_bench(a)
 
 
 if __name__ == "__main__":
