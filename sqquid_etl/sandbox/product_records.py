@@ -50,6 +50,7 @@ class ProductLayout:
         raw.frombytes(r.randbytes(2 * count))
         self.price = array("i", (500 + x % 20000 for x in raw))
         self.digest = Digests(seed, "product")
+        self._variants: dict[int, tuple[str, int]] = {}  # ``variant`` remembered (orders ask it ~3x an order)
 
     @property
     def variant_count(self) -> int:
@@ -68,9 +69,15 @@ class ProductLayout:
         return i if i >= 0 and self.pid(i) == pid else None
 
     def variant(self, vi: int) -> tuple[str, int]:
-        """(sku, price cents) of base variant ``vi``."""
-        i = bisect_right(self.first_variant, vi) - 1
-        return skus.variant_sku(skus.parent_sku(i), self.pid(i), vi - self.first_variant[i]), self.price[i]
+        """(sku, price cents) of base variant ``vi`` (a pure function of the layout, remembered
+        for up to 4,096 variants)."""
+        found = self._variants.get(vi)
+        if found is None:
+            i = bisect_right(self.first_variant, vi) - 1
+            found = skus.variant_sku(skus.parent_sku(i), self.pid(i), vi - self.first_variant[i]), self.price[i]
+            if len(self._variants) < 4096:
+                self._variants[vi] = found
+        return found
 
     def variant_owner(self, sku: str) -> tuple[int, int] | None:
         """(product index, variant number) of a generated variant sku."""
