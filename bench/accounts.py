@@ -129,10 +129,12 @@ def write_config(folder: Path, url: str, keys: dict[str, tuple[str, int]], rate:
     return config, env
 
 
-def run_client(config: Path, env: dict, duckdb: Path) -> tuple[float, float, float, dict, str]:
+def run_client(config: Path, env: dict, duckdb: Path, profile: str | None = None) -> tuple[float, float, float, dict, str]:
     """`sqquid-etl extract --all-accounts` in its own process: (wall s, CPU s, peak RSS MB,
-    summary, stderr). Its output goes to files, so that `os.wait4` reaps it (its rusage)."""
-    args = [sys.executable, "-m", "sqquid_etl.cli", "extract", "--all-accounts", "--config", str(config),
+    summary, stderr). Its output goes to files, so that `os.wait4` reaps it (its rusage).
+    `profile`: run it under `py-spy record` into that file (its figures are then py-spy's too)."""
+    spy = ["py-spy", "record", "-r", "50", "-f", "raw", "-o", profile, "--"] if profile else []
+    args = spy + [sys.executable, "-m", "sqquid_etl.cli", "extract", "--all-accounts", "--config", str(config),
             "--duckdb", str(duckdb), "--streams", "orders", "--log-format", "json", "--no-progress"]
     out_path, err_path = duckdb.with_suffix(".out"), duckdb.with_suffix(".err")
     with open(out_path, "w") as out, open(err_path, "w") as err:
@@ -161,7 +163,7 @@ def extract_bench(a) -> None:
             sandbox_stats(url, reset=True)
             cpu_before = proc_cpu_seconds(proc.pid)
             load = LoadSampler()
-            wall, cpu, peak, summary, err = run_client(config, env, Path(tmp) / "accounts.duckdb")
+            wall, cpu, peak, summary, err = run_client(config, env, Path(tmp) / "accounts.duckdb", a.profile)
             before, during, after = load.stop()
             sandbox_cpu = proc_cpu_seconds(proc.pid) - cpu_before
             stats = sandbox_stats(url)
@@ -204,6 +206,7 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=5000, help="--sandbox-only: orders an account (spread 0.5)")
     ap.add_argument("--products", type=int, default=2000, help="--sandbox-only: products an account")
     ap.add_argument("--sandbox-only", action="store_true", help="measure the sandbox's start only")
+    ap.add_argument("--profile", help="record the client with py-spy into this file (raw format)")
     a = ap.parse_args()
     if a.sandbox_only:
         return sandbox_only(a)
