@@ -9,7 +9,9 @@ The sandbox (`sqquid-etl sandbox --accounts N`, its own process) throttles each 
 orders (`--size-spread 0`, each its own data), sized so that an account at its ceiling lasts
 --seconds: burst + rate x seconds pages of 250, the last one half full. The client is
 `sqquid-etl extract --all-accounts --streams orders` (its own process; a config file with an
-[accounts.NAME] table an account, keys in the environment) into one DuckDB file.
+[accounts.NAME] table an account, keys in the environment) into one DuckDB file; with
+`--into file-per-account`, the same accounts run (`accounts_run.run_accounts`) in one process
+each into its own DuckDB file (no commit waits for another account's).
 
 One account's ceiling (records/s) = (burst + rate x T) x 250 / T, T = the client's wall time
 (process start to exit): the most records its bucket lets through in T. Printed: aggregate
@@ -129,13 +131,34 @@ def write_config(folder: Path, url: str, keys: dict[str, tuple[str, int]], rate:
     return config, env
 
 
-def run_client(config: Path, env: dict, duckdb: Path, profile: str | None = None) -> tuple[float, float, float, dict, str]:
-    """`sqquid-etl extract --all-accounts` in its own process: (wall s, CPU s, peak RSS MB,
-    summary, stderr). Its output goes to files, so that `os.wait4` reaps it (its rusage).
-    `profile`: run it under `py-spy record` into that file (its figures are then py-spy's too)."""
-    spy = ["py-spy", "record", "-r", "50", "-f", "raw", "-o", profile, "--"] if profile else []
-    args = spy + [sys.executable, "-m", "sqquid_etl.cli", "extract", "--all-accounts", "--config", str(config),
+def client_args(config: Path, duckdb: Path, into: str) -> list[str]:
+    """The client's command: `sqquid-etl extract --all-accounts` into one DuckDB file, or this
+    script's `--client-per-file` (the same accounts run, `accounts_run.run_accounts`, a DuckDB
+    file an account)."""
+    if into == "file-per-account":
+        return [sys.executable, __file__, "--client-per-file", str(config), str(duckdb.parent / "files")]
+    return [sys.executable, "-m", "sqquid_etl.cli", "extract", "--all-accounts", "--config", str(config),
             "--duckdb", str(duckdb), "--streams", "orders", "--log-format", "json", "--no-progress"]
+
+
+def client_per_file(config: str, folder: str) -> None:
+    """Every account of `config` at once, in this process, each into its own DuckDB file."""
+    from sqquid_etl.accounts import load_accounts, resolve_credentials
+    from sqquid_etl.accounts_run import plan_jobs, run_accounts
+
+    accounts = list(load_accounts(config).values())
+    jobs = plan_jobs(accounts, resolve_credentials(accounts), streams=["orders"])
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    done = run_accounts(jobs, {}, {}, location_for=lambda name: {"duckdb": str(Path(folder) / f"{name}.duckdb")})
+    print(json.dumps(done.summary()))
+
+
+def run_client(config: Path, env: dict, duckdb: Path, into: str, profile: str | None = None) -> tuple[float, float, float, dict, str]:
+    """The client in its own process: (wall s, CPU s, peak RSS MB, summary, stderr). Its output
+    goes to files, so that `os.wait4` reaps it (its rusage). `profile`: run it under `py-spy
+    record` into that file (its figures are then py-spy's too)."""
+    spy = ["py-spy", "record", "-r", "50", "-f", "raw", "-o", profile, "--"] if profile else []
+    args = spy + client_args(config, duckdb, into)
     out_path, err_path = duckdb.with_suffix(".out"), duckdb.with_suffix(".err")
     with open(out_path, "w") as out, open(err_path, "w") as err:
         started = time.monotonic()
@@ -152,7 +175,7 @@ def extract_bench(a) -> None:
     pages = int(a.burst + a.rate * a.seconds)
     orders = pages * PAGE - PAGE // 2
     print(f"command: python bench/accounts.py --accounts {a.accounts} --seconds {a.seconds:g} --latency {a.latency:g}"
-          f" --rate {a.rate:g} --burst {a.burst}")
+          f" --rate {a.rate:g} --burst {a.burst} --into {a.into}")
     print(f"machine: {machine()}")
     proc, url, keys, ready = start_sandbox(a.accounts, orders, 50, rate=a.rate, burst=a.burst,
                                            latency=a.latency, spread=0.0)
@@ -163,7 +186,7 @@ def extract_bench(a) -> None:
             sandbox_stats(url, reset=True)
             cpu_before = proc_cpu_seconds(proc.pid)
             load = LoadSampler()
-            wall, cpu, peak, summary, err = run_client(config, env, Path(tmp) / "accounts.duckdb", a.profile)
+            wall, cpu, peak, summary, err = run_client(config, env, Path(tmp) / "accounts.duckdb", a.into, a.profile)
             before, during, after = load.stop()
             sandbox_cpu = proc_cpu_seconds(proc.pid) - cpu_before
             stats = sandbox_stats(url)
@@ -206,8 +229,13 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=5000, help="--sandbox-only: orders an account (spread 0.5)")
     ap.add_argument("--products", type=int, default=2000, help="--sandbox-only: products an account")
     ap.add_argument("--sandbox-only", action="store_true", help="measure the sandbox's start only")
+    ap.add_argument("--into", choices=["one-file", "file-per-account"], default="one-file",
+                    help="one DuckDB file for all accounts (extract --all-accounts), or a DuckDB file an account")
     ap.add_argument("--profile", help="record the client with py-spy into this file (raw format)")
+    ap.add_argument("--client-per-file", nargs=2, metavar=("CONFIG", "FOLDER"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.client_per_file:
+        return client_per_file(*a.client_per_file)
     if a.sandbox_only:
         return sandbox_only(a)
     extract_bench(a)
