@@ -215,7 +215,9 @@ def attach_parquet(conn: Any, root: str) -> list[str]:
             if table_dir.is_symlink() or not list(table_dir.glob("account=*/*.parquet")):
                 continue
         quoted = '"' + table_dir.name.replace('"', '""') + '"'
-        conn.execute(f"CREATE OR REPLACE VIEW {quoted} AS SELECT * FROM read_parquet('{str(files).replace(chr(39), chr(39) * 2)}')")
+        # accounts' partitions may differ by the columns their undocumented fields added: read by name
+        by_name = ", union_by_name = true" if files.parent.name == "account=*" else ""
+        conn.execute(f"CREATE OR REPLACE VIEW {quoted} AS SELECT * FROM read_parquet('{str(files).replace(chr(39), chr(39) * 2)}'{by_name})")
     names = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
     created = []
     for name, (needs, sql) in VIEWS.items():

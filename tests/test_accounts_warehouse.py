@@ -4,6 +4,7 @@ to its account, and several accounts write one DuckDB file at once from threads.
 
 from __future__ import annotations
 
+import json
 import threading
 
 import duckdb
@@ -17,6 +18,7 @@ from sqquid_etl.records import page_to_tables
 from sqquid_etl.runs import RunRecord
 from sqquid_etl.state import StreamState
 from tests.expected import COMPARED, assert_tables_equal, expected_tables
+from tests.s3_server import bucket, s3_endpoint  # noqa: F401 (fixtures)
 from tests.support import make_client
 
 DEFINITIONS = load_definitions()
@@ -406,8 +408,6 @@ def test_parquet_single_and_multi_account_are_never_mixed_and_one_account_is_hel
         open_destination(parquet=multi, account="globex").close()  # another account is not
     finally:
         held.close()
-    with pytest.raises(ConfigError, match="object storage has no multi-account form"):
-        open_destination(parquet="s3://bucket/lake", account="acme")
 
 
 def test_upgrade_a_single_account_parquet_directory_then_the_account_continues(sandbox, tmp_path):
@@ -531,3 +531,49 @@ def test_iceberg_refuses_an_account_before_anything_is_made(tmp_path):
         with pytest.raises(ConfigError, match="Iceberg has no multi-account form yet"):
             call(iceberg=str(warehouse), account="acme")
     assert not warehouse.exists()
+
+
+# -- Parquet on object storage ------------------------------------------------------------------------
+
+
+def test_two_accounts_into_one_s3_prefix_at_once_each_its_own_manifest(make_sandbox, bucket):
+    import boto3
+
+    from tests.test_parquet_store import _objects
+
+    acme, globex = make_sandbox(seed=1, orders=300, products=100), make_sandbox(seed=2, orders=200, products=80)
+    lake = f"s3://{bucket}/lake"
+    destinations = {name: open_destination(parquet=lake, account=name) for name in ("acme", "globex")}
+    results, errors = {}, []
+
+    def run(name, sandbox):
+        try:
+            results[name] = extract(destination=destinations[name], client=make_client(sandbox))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=("acme", acme)), threading.Thread(target=run, args=("globex", globex))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors and all(r.ok for r in results.values()), errors or [
+        (s.stream, s.message) for r in results.values() for s in r.streams if s.status != "ok"]
+    s3 = boto3.client("s3")
+    for name, sandbox in (("acme", acme), ("globex", globex)):
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"lake/_sqquid/accounts/{name}/manifest.json")["Body"].read())
+        listed = {f"lake/{n}" for names in manifest["tables"].values() for n in names}
+        stored = {k for k in _objects(bucket, "lake/") if f"/account={name}/" in k and "/part-" in k}
+        assert listed == stored  # every file of the account's partitions listed, none orphaned
+        assert manifest["states"]["orders"]["cursors"]
+        destination = open_existing(parquet=lake, account=name)
+        try:
+            assert destination.count_since("orders", "created_at", None, {}) == len(sandbox.store.orders)
+        finally:
+            destination.close()
+    assert "lake/_sqquid/manifest.json" not in _objects(bucket)
+    with pytest.raises(ConfigError, match="multi-account"):
+        open_destination(parquet=lake)
+    acme.store.add_orders(15)
+    second = extract(["orders"], destination=open_destination(parquet=lake, account="acme"), client=make_client(acme))
+    assert second.ok and 15 <= second.stream("orders").rows["orders"] < 300

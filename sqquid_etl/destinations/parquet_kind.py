@@ -24,7 +24,7 @@ def _resolve(location: Any) -> tuple[Any, Any]:
 class ParquetKind:
     """A DestinationKind (`protocol.py`) that hands each location to the class that stores there."""
 
-    multi_account = True  # a local directory may be bound to an account (`account=`)
+    multi_account = True  # a directory or a storage URL may be bound to an account (`account=`)
     kind_name = "Parquet"
 
     @staticmethod
@@ -42,9 +42,6 @@ class ParquetKind:
         kind, where = _resolve(location)
         if account is None:
             return kind(where, tuning, read_only=read_only)
-        if is_url(location):
-            raise ConfigError(f"--parquet {location}: Parquet on object storage has no multi-account form yet "
-                              f"(account {account!r}); extract many accounts into a local Parquet directory or DuckDB")
         return kind(where, tuning, read_only=read_only, account=account)
 
     @staticmethod

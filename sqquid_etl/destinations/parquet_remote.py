@@ -17,12 +17,13 @@ from ..definitions import StreamDefinition
 from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RunRecord
 from ..settings import Tuning
 from ..state import StreamState
+from .account_scope import ACCOUNT, check_account, stamp
 from .duckdb_tuning import check_tuning, tune, within_memory_limit
 from .merge_sql import quote_identifier as _q, sql_path
 from .object_store import ObjectStore
 from .parquet import ParquetDestination, ParquetStreamWriter, run_table
 from .parquet_layout import REJECTED_DIR, RUNS_DIR
-from .parquet_store_layout import MANIFEST, Manifest, StoreLayout
+from .parquet_store_layout import MANIFEST, MULTI_ACCOUNT, Manifest, StoreLayout
 from .state_file import JsonStateFile
 from .store_lock import StoreLock
 
@@ -31,7 +32,7 @@ class ManifestStates(JsonStateFile):
     """The states kept in the manifest (`state set` / `state reset` write a new manifest)."""
 
     def __init__(self, layout: StoreLayout):
-        super().__init__(layout.store.where(MANIFEST))
+        super().__init__(layout.store.where(layout.manifest_name))
         self.layout = layout
 
     def _text(self) -> str | None:
@@ -51,20 +52,25 @@ class StoreParquetDestination(ParquetDestination):
     @staticmethod
     def missing(location: str) -> str | None:
         store = ObjectStore(location)
-        return None if store.read(MANIFEST) is not None else f"--parquet {location}: no sqquid-etl extract there (no {MANIFEST})"
+        if store.read(MANIFEST) is not None or store.read(MULTI_ACCOUNT) is not None:
+            return None
+        return f"--parquet {location}: no sqquid-etl extract there (no {MANIFEST})"
 
-    def __init__(self, location: str, tuning: Tuning | None = None, *, read_only: bool = False):  # noqa: super().__init__ is the local one
+    def __init__(self, location: str, tuning: Tuning | None = None, *, read_only: bool = False,  # noqa: super().__init__ is the local one
+                 account: str | None = None):
+        check_account(account)
         self.root = location
+        self.account = account
         self.store = ObjectStore(location)
         self.tuning = tuning or Tuning()
-        self.layout = StoreLayout(self.store)
+        self.layout = StoreLayout(self.store, account)
         self._lock = None
         if read_only:  # to look at it (`state show`): the manifest read; nothing written, no lock taken
             self.layout.open(create=False, lock=False)
             self._states = ManifestStates(self.layout)
             return
         self.layout.open(create=True, lock=False)  # a prefix that is not an extract is left untouched
-        self._lock = StoreLock(self.store)
+        self._lock = StoreLock(self.store, self.layout.lock_name)
         try:
             self._lock.acquire()
             self.layout.guard = self._lock.check
@@ -84,8 +90,9 @@ class StoreParquetDestination(ParquetDestination):
 
     def record_run(self, run: RunRecord) -> None:
         sink = pa.BufferOutputStream()
-        pq.write_table(run_table(run), sink)
-        self.store.write(f"{RUNS_DIR}/{run.run_id}-{run.stream}.parquet", sink.getvalue().to_pybytes())
+        pq.write_table(run_table(run) if self.account is None else stamp(run_table(run), self.account), sink)
+        directory = RUNS_DIR if self.account is None else f"{RUNS_DIR}/{self.layout.partition}"
+        self.store.write(f"{directory}/{run.run_id}-{run.stream}.parquet", sink.getvalue().to_pybytes())
 
     def commit(self, stream: str, tables: dict[str, list[str]], state: StreamState, rejected: list[str], changes: list) -> None:
         """The commit point: one manifest with the stream's new files and state."""
@@ -135,6 +142,8 @@ class StoreParquetStreamWriter(ParquetStreamWriter):
             return []
         local = self.layout.work / "rejected.parquet"
         columns = ", ".join(_q(c) for c in REJECTED_COLUMNS)
+        if self.account is not None:  # the name is checked (`check_account`): a safe literal
+            columns = f"'{self.account}' AS {ACCOUNT}, {columns}"
         self.sql.execute(f"COPY (SELECT {columns} FROM {self.stage.relation(REJECTED_TABLE)}) TO {sql_path(local)} (FORMAT parquet)")
         name = self.layout.publish_file(local, self.layout.new_name(REJECTED_DIR, f"{run_id}-{self.stream.name}"))
         local.unlink()

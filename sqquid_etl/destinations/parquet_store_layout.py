@@ -7,6 +7,12 @@
   PREFIX/_sqquid_runs/<run>-<stream>.parquet   one object per stream per run
   PREFIX/_sqquid_rejected/*.parquet      records quarantined, listed in the manifest
 
+A multi-account prefix (`account_scope.py`; marked by `_sqquid/accounts.json`) is partitioned by
+account: `PREFIX/<table>/account=NAME/part-*.parquet`, `_sqquid_runs/account=NAME/`,
+`_sqquid_rejected/account=NAME/`, and each account has its own manifest and lock
+(`_sqquid/accounts/NAME/manifest.json`, `lock.json`): its commits are its own, so several
+accounts write the prefix at once.
+
 Object stores have no rename: a commit uploads its new files under new names, then replaces the
 manifest in one conditional write (the commit point: data and state move together), then
 deletes the files the manifest no longer lists. Readers that follow the manifest see the old or
@@ -28,12 +34,14 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError, StateError
+from .account_scope import mixed_error
 from .files import link_or_copy
 from .object_store import ObjectStore
 from .store_lock import LOCK
 from .parquet_layout import REJECTED_DIR
 
 MANIFEST = "_sqquid/manifest.json"
+MULTI_ACCOUNT = "_sqquid/accounts.json"  # marks a multi-account prefix
 FORMAT = 1
 # objects a run may leave behind: a table's part files and quarantine files (nothing else is deleted)
 _OURS = re.compile(r"^(?:[^/_.][^/]*/part-[^/]*|" + REJECTED_DIR + r"/[^/]*)\.parquet$")
@@ -88,9 +96,13 @@ class StoreLayout:
     """The prefix's objects and this process's local copy of what it works on (the same
     methods as `parquet_layout.ParquetLayout` where the writer uses them)."""
 
-    def __init__(self, store: ObjectStore):
+    def __init__(self, store: ObjectStore, account: str | None = None):
         self.store = store
         self.root = store.url
+        self.account = account
+        self.partition = None if account is None else f"account={account}"
+        self.manifest_name = MANIFEST if account is None else f"_sqquid/accounts/{account}/manifest.json"
+        self.lock_name = LOCK if account is None else f"_sqquid/accounts/{account}/lock.json"
         self.work = _work_dir()
         self.cache = self.work / "files"  # downloaded or uploaded files, by object name
         self.staging = self.work / "staging"
@@ -102,24 +114,30 @@ class StoreLayout:
         """Read the manifest; `create`: make an empty extract where there is nothing (`lock`:
         this process holds the lock, else only check). Anything else under the prefix (no
         manifest: not made by sqquid-etl) is refused, left untouched."""
-        tag, data = self.store.read_tagged(MANIFEST)
+        multi = self.store.read(MULTI_ACCOUNT) is not None
+        if multi != (self.account is not None) and (multi or self.store.read(MANIFEST) is not None):
+            raise mixed_error(self.root, self.account, multi)
+        tag, data = self.store.read_tagged(self.manifest_name)
         if data is not None:
-            self.manifest = Manifest.parse(data, self.store.where(MANIFEST), tag)
+            self.manifest = Manifest.parse(data, self.store.where(self.manifest_name), tag)
             return
         if not create:
-            raise ConfigError(f"{self.store.option} {self.root}: no sqquid-etl extract there (no {MANIFEST})")
-        if [name for name in self.store.list() if name != LOCK]:
+            raise ConfigError(f"{self.store.option} {self.root}: no sqquid-etl extract there (no {self.manifest_name})")
+        if not multi and [name for name in self.store.list() if name != self.lock_name and not (
+                self.account is not None and name.startswith("_sqquid/accounts"))]:
             raise ConfigError(f"{self.store.option} {self.root}: holds objects but no {MANIFEST}, so it was not made by "
                               "sqquid-etl; refusing to write there (choose an empty prefix)")
         if lock:
+            if self.account is not None and not multi:
+                self.store.write(MULTI_ACCOUNT, b'{"format": 1}\n')
             self.commit(Manifest())
 
     def commit(self, manifest: Manifest) -> None:
         """Store `manifest` in one conditional write: only over the version this process read."""
         self.guard()
-        tag = self.store.put_if(MANIFEST, manifest.to_bytes(), self.manifest.tag)
+        tag = self.store.put_if(self.manifest_name, manifest.to_bytes(), self.manifest.tag)
         if tag is None:
-            raise StateError(f"{self.store.where(MANIFEST)} was changed by another process during this run; "
+            raise StateError(f"{self.store.where(self.manifest_name)} was changed by another process during this run; "
                              "nothing of this commit is visible (run again)")
         manifest.tag = tag
         self.manifest = manifest
@@ -147,6 +165,10 @@ class StoreLayout:
             os.replace(partial, cached)
         return cached
 
+    def table_prefix(self, table: str) -> str:
+        """Where the table's objects are (bound to an account: its partition's)."""
+        return table if self.partition is None else f"{table}/{self.partition}"
+
     def new_generation(self, table: str, commit_id: str) -> Path:
         generation = self.work / "generations" / table / commit_id
         generation.mkdir(parents=True)
@@ -163,11 +185,11 @@ class StoreLayout:
         for i, path in enumerate(sorted(generation.iterdir())):
             kept = current / path.name
             if kept.exists() and os.path.samefile(kept, path):
-                names.append(f"{table}/{path.name}")
+                names.append(f"{self.table_prefix(table)}/{path.name}")
                 continue
-            name = f"{table}/part-{generation.name}-{i:04d}.parquet"
+            name = f"{self.table_prefix(table)}/part-{generation.name}-{i:04d}.parquet"
             self.store.upload(path, name)
-            self.cache.joinpath(table).mkdir(parents=True, exist_ok=True)
+            self.cache.joinpath(self.table_prefix(table)).mkdir(parents=True, exist_ok=True)
             os.replace(path, self.cache / name)
             names.append(name)
         shutil.rmtree(generation, ignore_errors=True)
@@ -178,14 +200,19 @@ class StoreLayout:
         return name
 
     def new_name(self, directory: str, stem: str) -> str:
+        """A new object's name in `directory` (bound to an account: in its partition)."""
+        directory = directory if self.partition is None else f"{directory}/{self.partition}"
         return f"{directory}/{stem}-{uuid.uuid4().hex[:8]}.parquet"
 
     def clean_leftovers(self, tables: list[str] | None = None) -> None:
         """Delete the table and quarantine files no committed manifest lists (a killed run's, or
-        those a commit replaced): under every prefix, or those of `tables` only."""
+        those a commit replaced): under every prefix, or those of `tables` only (bound to an
+        account: of its partitions only; the other accounts' are theirs)."""
         listed = {name for names in self.manifest.tables.values() for name in names} | set(self.manifest.rejected)
-        found = self.store.list() if tables is None else [n for t in tables for n in self.store.list(f"{t}/")]
-        self.store.delete([name for name in found if _OURS.match(name) and name not in listed])
+        found = self.store.list() if tables is None else [n for t in tables for n in self.store.list(f"{self.table_prefix(t)}/")]
+        ours = _OURS if self.account is None else re.compile(
+            rf"^(?:[^/_.][^/]*/{re.escape(self.partition)}/part-[^/]*|{REJECTED_DIR}/{re.escape(self.partition)}/[^/]*)\.parquet$")
+        self.store.delete([name for name in found if ours.match(name) and name not in listed])
         shutil.rmtree(self.staging, ignore_errors=True)
         shutil.rmtree(self.work / "generations", ignore_errors=True)
 

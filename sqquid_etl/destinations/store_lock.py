@@ -41,8 +41,9 @@ def _stale(holder: dict, now: float) -> bool:
 
 
 class StoreLock:
-    def __init__(self, store: ObjectStore):
+    def __init__(self, store: ObjectStore, name: str = LOCK):
         self.store = store
+        self.name = name  # the lock object (an account of a multi-account prefix has its own)
         self.owner = uuid.uuid4().hex
         self._tag: str | None = None
         self._stop = threading.Event()
@@ -54,7 +55,7 @@ class StoreLock:
 
     def acquire(self) -> None:
         """Hold the prefix (a StateError naming the holder when a live process holds it)."""
-        tag, data = self.store.read_tagged(LOCK)
+        tag, data = self.store.read_tagged(self.name)
         if data is not None:
             try:
                 holder = json.loads(data)
@@ -65,7 +66,7 @@ class StoreLock:
                     f"{self.store.url} is in use by another process (host {holder.get('host')}, pid {holder.get('pid')}; "
                     "another extract is running?); wait for it to finish"
                 )
-        self._tag = self.store.put_if(LOCK, self._body(), tag)
+        self._tag = self.store.put_if(self.name, self._body(), tag)
         if self._tag is None:
             raise StateError(f"{self.store.url} is in use by another process (it took the lock first); wait for it to finish")
         self._thread = threading.Thread(target=self._beat, name="sqquid-lock-heartbeat", daemon=True)
@@ -74,7 +75,7 @@ class StoreLock:
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
             try:
-                tag = self.store.put_if(LOCK, self._body(), self._tag)
+                tag = self.store.put_if(self.name, self._body(), self._tag)
             except StateError:
                 continue  # the store did not answer: the next beat
             if tag is None:
@@ -84,7 +85,7 @@ class StoreLock:
     def check(self) -> None:
         """A StateError unless this process still holds the lock (a commit checks it first: a
         process thought dead and taken over must not commit over its successor)."""
-        data = self.store.read(LOCK)
+        data = self.store.read(self.name)
         if data is None or json.loads(data).get("owner") != self.owner:
             raise StateError(f"{self.store.url}: this run lost its lock to another process (it was thought dead); "
                              "nothing of this commit is visible (run again)")
@@ -94,6 +95,6 @@ class StoreLock:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-            tag, data = self.store.read_tagged(LOCK)
+            tag, data = self.store.read_tagged(self.name)
             if data is not None and json.loads(data).get("owner") == self.owner:
-                self.store.delete([LOCK])
+                self.store.delete([self.name])
