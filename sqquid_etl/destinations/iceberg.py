@@ -30,6 +30,7 @@ from ..state import StreamState
 from .duckdb_tuning import check_tuning, tune
 from .iceberg_catalog import IcebergLocation, iceberg_schema, open_catalog
 from .iceberg_commit import STATE, STREAM, load_table, quietly, retried
+from .iceberg_scan import scan_reader
 from .merge_sql import quote_identifier as _q, sql_path, where_clause
 from .object_store import ObjectStore
 from .parquet import run_table
@@ -151,8 +152,7 @@ class IcebergDestination:
         found = self.table(table)
         if found is None:
             return None
-        data = found.scan(selected_fields=tuple(dict.fromkeys(columns + list(equals)))).to_arrow()
-        self.sql.register("_scan", data)
+        self.sql.register("_scan", scan_reader(found, None, columns + list(equals)))  # read once, by the caller's query
         where, params = where_clause(column, since, equals)
         return f"FROM _scan{where}", params
 

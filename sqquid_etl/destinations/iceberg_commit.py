@@ -75,12 +75,10 @@ def remove_orphan_files(table: Any) -> int:
     """Delete the data files under the table's `data/` that no snapshot lists (those of a run
     killed before its commit). Only for a table no other process writes (this one holds its
     stream's lock): another writer's files are unlisted until its commit. Returns how many."""
+    from .iceberg_scan import listed_files
     from .object_store import ObjectStore
 
-    if table.current_snapshot() is None:
-        listed: set[str] = set()
-    else:
-        listed = set(table.inspect.all_files().column("file_path").to_pylist())
+    listed = listed_files(table)
     store = ObjectStore(table.location(), "--iceberg")
     orphans = [name for name in store.list("data") if store.where(name) not in listed]
     store.delete(orphans)

@@ -27,6 +27,7 @@ from ..state import StreamState
 from .duckdb_tuning import within_memory_limit
 from .iceberg_catalog import WriterLock
 from .iceberg_commit import EVOLVED, PRIMARY_KEY, STATE, STREAM, ensure_table, quietly, remove_orphan_files, retried
+from .iceberg_scan import scan_reader
 from .merge_sql import check_columns, latest_versions_sql, quote_identifier as _q
 from .parquet_evolve import HISTORY_SCHEMA, carried_columns, new_rows_sql, plan_columns
 from .staging import REJECTED_SCHEMA, ParquetStage, extra_name
@@ -163,15 +164,25 @@ class IcebergStreamWriter:
                 quietly(tx.delete, AlwaysTrue())
                 self._append(tx, "SELECT * FROM _new")
             elif replaced is not None:
-                old = current.scan(row_filter=replaced[0]).to_arrow()
-                self.sql.register("_old", old)
-                kept = f"SELECT {reshape} FROM _old o WHERE NOT ({replaced[1]})"
+                kept = self._kept(current, spec, replaced, reshape)
                 quietly(tx.delete, replaced[0])
-                self._append(tx, f"SELECT * FROM _new UNION ALL {kept}")
+                self._append(tx, "SELECT * FROM _new" + (f" UNION ALL {kept}" if kept else ""))
             else:
                 self._append(tx, "SELECT * FROM _new")
             tx.set_properties({**state_props, EVOLVED: json.dumps(evolved)})
         retried(self.dest.catalog, table.name(), change)
+
+    def _kept(self, current: Any, spec: TableSpec, replaced: tuple[Any, str], reshape: str) -> str | None:
+        """SQL of the stored rows the filter reaches that this commit does not replace (the delete
+        by the filter takes them, the append puts them back); None when there are none. Their keys
+        are read first (a stream re-read in full replaces every row it reaches), whole rows only
+        when some are kept; both a data file at a time (`iceberg_scan.scan_reader`)."""
+        keys = list(spec.primary_key) + ([spec.parent_link[0]] if spec.parent_link else [])
+        self.sql.register("_old", scan_reader(current, replaced[0], keys))
+        if not self.sql.execute(f"SELECT 1 FROM _old o WHERE NOT ({replaced[1]}) LIMIT 1").fetchall():
+            return None
+        self.sql.register("_old", scan_reader(current, replaced[0]))  # read once, by the append's query
+        return f"SELECT {reshape} FROM _old o WHERE NOT ({replaced[1]})"
 
     def _append(self, tx: Any, sql: str) -> None:
         """The rows of a query appended a chunk at a time (pyiceberg takes in every batch of a
