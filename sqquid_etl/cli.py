@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from .errors import SqquidError
+from .no_pandas import refuse_pandas
 from .cli_common import choose_destination, config_option, credentials_from, fail, last_resort, load_settings
 from .progress import configure_logging
 from .settings import DEFAULT_BURST, DEFAULT_LOOKBACK, DEFAULT_RATE
@@ -86,6 +87,13 @@ def _one_pyiceberg_worker() -> None:
     their own: ~30 MB more peak RSS on S3 (bench/shared_storage.py). PYICEBERG_MAX_WORKERS, when
     set, is the user's choice and is kept."""
     os.environ.setdefault("PYICEBERG_MAX_WORKERS", "1")
+
+
+def _prepare_process() -> None:
+    """The extract command's choices for its own process, made before pyarrow loads."""
+    _one_blas_thread()
+    _one_pyiceberg_worker()
+    _use_system_allocator()
 
 
 def _output_options(f):
@@ -169,10 +177,7 @@ def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, iceber
 
     With a config file (`--config`, or ./sqquid.toml) a scheduled job is `sqquid-etl extract`.
     """
-    _one_blas_thread()
-    _one_pyiceberg_worker()
-    _use_system_allocator()
-    from .no_pandas import refuse_pandas
+    _prepare_process()
     from .pipeline import extract as run_extract
     from .progress import ProgressReporter
 
