@@ -1,6 +1,6 @@
 """What keeps an Iceberg extract's memory bounded (bench/shared_storage.py): stored rows read a data
 file at a time, a merge that reads the keys first and whole rows only for the rows it keeps, the
-orphan clean-up reading manifests, and the extract command not loading pandas."""
+orphan clean-up reading manifests, snapshots expired, and the extract command not loading pandas."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sqquid_etl.destinations import iceberg_writer, open_destination
 from sqquid_etl.destinations.iceberg_scan import listed_files, scan_reader
 from sqquid_etl.settings import Tuning
 from sqquid_etl.state import StreamState
-from tests.test_destinations import _commit, _order
+from tests.test_destinations import ORDERS, _commit, _order
 
 
 @pytest.fixture
@@ -110,3 +110,38 @@ def test_refusing_pandas_is_nothing_when_it_is_loaded_already():
     assert sys.meta_path == before
     allow()
     assert pa.array([1]).to_pylist() == [1]
+
+
+def test_snapshots_past_the_retention_are_expired_and_their_files_deleted_by_the_next_run(destination):
+    """Iceberg's retention properties: with a maximum age of 0 every snapshot but the newest goes
+    after a commit; the rows stay; the next run deletes the data files only they listed."""
+    from sqquid_etl.destinations.iceberg_commit import MAX_SNAPSHOT_AGE_MS
+    from sqquid_etl.destinations.object_store import ObjectStore
+
+    for n in range(3):
+        _commit(destination, [[_order(n, "2024-01-01T00:00:00Z", total=f"{n}.00")]], StreamState(), run_id=f"r{n}")
+    assert len(destination.table("orders").snapshots()) > 1  # 5 days by default: nothing expired yet
+    with destination.table("orders").transaction() as tx:
+        tx.set_properties({MAX_SNAPSHOT_AGE_MS[0]: "0"})
+    _commit(destination, [[_order(1, "2024-01-02T00:00:00Z", total="9.00")]], StreamState(), run_id="r3")
+    table = destination.table("orders")
+    assert [s.snapshot_id for s in table.snapshots()] == [table.current_snapshot().snapshot_id]
+    assert _orders(destination) == {0: "0.0000", 1: "9.0000", 2: "2.0000"}
+    store = ObjectStore(table.location(), "--iceberg")
+    assert len(store.list("data")) > len(listed_files(table))  # the expired snapshots' files, until the next run
+    destination.begin(ORDERS, replace=False).abort()  # a run's writer: the orphans go
+    assert {store.where(name) for name in store.list("data")} == listed_files(table)
+    assert _orders(destination) == {0: "0.0000", 1: "9.0000", 2: "2.0000"}
+
+
+def test_the_retention_keeps_the_newest_snapshots_and_the_protected_ones():
+    from types import SimpleNamespace as NS
+
+    from sqquid_etl.destinations.iceberg_commit import expired_snapshots
+
+    snapshots = [NS(snapshot_id=i, timestamp_ms=i * 1000) for i in range(1, 6)]
+    metadata = NS(properties={"history.expire.max-snapshot-age-ms": "2500", "history.expire.min-snapshots-to-keep": "2"},
+                  refs={"main": NS(snapshot_id=5), "tag": NS(snapshot_id=1)}, snapshots=snapshots)
+    assert sorted(expired_snapshots(metadata, now_ms=5000)) == [2]  # older than 2.5 s: 1 (a tag's) and 2
+    metadata.properties = {}
+    assert expired_snapshots(metadata, now_ms=5000) == []  # Iceberg's default: 5 days

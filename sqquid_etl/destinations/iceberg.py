@@ -29,7 +29,7 @@ from ..settings import Tuning
 from ..state import StreamState
 from .duckdb_tuning import check_tuning, tune
 from .iceberg_catalog import IcebergLocation, iceberg_schema, open_catalog
-from .iceberg_commit import STATE, STREAM, load_table, quietly, retried
+from .iceberg_commit import STATE, STREAM, expire_snapshots, load_table, quietly, retried
 from .iceberg_scan import scan_reader
 from .merge_sql import quote_identifier as _q, sql_path, where_clause
 from .object_store import ObjectStore
@@ -139,6 +139,7 @@ class IcebergDestination:
             quietly(tx.delete, And(EqualTo("run_id", run.run_id), EqualTo("stream", run.stream)))
             tx.append(row)
         retried(self.catalog, table.name(), change)
+        expire_snapshots(self.catalog, table.name())
 
     def _ensure(self, name: str, schema: pa.Schema, properties: dict | None = None) -> Any:
         from .iceberg_commit import ensure_table

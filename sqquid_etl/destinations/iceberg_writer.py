@@ -26,7 +26,8 @@ from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RunRecord
 from ..state import StreamState
 from .duckdb_tuning import within_memory_limit
 from .iceberg_catalog import WriterLock
-from .iceberg_commit import EVOLVED, PRIMARY_KEY, STATE, STREAM, ensure_table, quietly, remove_orphan_files, retried
+from .iceberg_commit import (EVOLVED, PRIMARY_KEY, STATE, STREAM, ensure_table, expire_snapshots, quietly, remove_orphan_files,
+                             retried)
 from .iceberg_scan import scan_reader
 from .merge_sql import check_columns, latest_versions_sql, quote_identifier as _q
 from .parquet_evolve import HISTORY_SCHEMA, carried_columns, new_rows_sql, plan_columns
@@ -108,6 +109,8 @@ class IcebergStreamWriter:
                     within_memory_limit(self.sql, self.dest.tuning, self.stream.name,
                                         lambda: self._commit_table(spec, parent, plans[spec.name], state_props))
             self.dest.record_run(run)
+            for spec in self.stream.tables:  # each exists now
+                expire_snapshots(self.dest.catalog, (self.dest.namespace, spec.name))
         finally:
             self.abort()
 
