@@ -577,3 +577,25 @@ def test_two_accounts_into_one_s3_prefix_at_once_each_its_own_manifest(make_sand
     acme.store.add_orders(15)
     second = extract(["orders"], destination=open_destination(parquet=lake, account="acme"), client=make_client(acme))
     assert second.ok and 15 <= second.stream("orders").rows["orders"] < 300
+
+
+def test_mixing_is_refused_before_anything_is_requested(tmp_path):
+    from sqquid_etl.destinations import check_destination
+
+    single_db, single_dir = tmp_path / "single.duckdb", tmp_path / "single"
+    open_destination(duckdb=single_db).close()
+    destination = open_destination(parquet=single_dir)
+    _commit(destination, [[_order(1, "2024-01-01T00:00:00Z")]], StreamState())
+    destination.close()
+    for location in ({"duckdb": single_db}, {"parquet": single_dir}):
+        with pytest.raises(ConfigError, match="sqquid-etl upgrade --account NAME"):
+            check_destination(**location, account="acme")
+        check_destination(**location)  # as it is: fine
+    multi = tmp_path / "multi.duckdb"
+    held = open_destination(duckdb=multi, account="acme")  # open in this process: looked at through it
+    try:
+        with pytest.raises(ConfigError, match="multi-account"):
+            check_destination(duckdb=multi)
+        check_destination(duckdb=multi, account="globex")
+    finally:
+        held.close()

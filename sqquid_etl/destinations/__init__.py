@@ -82,6 +82,9 @@ def check_destination(duckdb: str | Path | None = None, parquet: str | Path | No
     _bound(account)
     _accepts(kind, account)
     kind.check(location, _tuning(tuning))
+    check_form = getattr(kind, "check_form", None)
+    if check_form is not None:  # a single-account location given an account, or the reverse
+        check_form(location, account)
 
 
 def open_destination(duckdb: str | Path | None = None, parquet: str | Path | None = None, *,

@@ -40,6 +40,29 @@ class DuckDBDestination:
         check_can_write(location, "--duckdb", what="a DuckDB file")
 
     @staticmethod
+    def check_form(location: str | os.PathLike, account: str | None) -> None:
+        """A ConfigError when an existing database is not of the form it would be opened in
+        (single- or multi-account), before anything is requested; a file that cannot be looked
+        at now (another process writes it) is left to the open to judge."""
+        path = Path(location)
+        if not path.is_file():
+            return
+        shared = opened(path)
+        try:
+            conn = shared.conn.cursor() if shared is not None else duckdb.connect(str(path), read_only=True)
+        except duckdb.Error:
+            return
+        try:
+            found = tables(conn)
+            multi = ACCOUNT in state_columns(conn)
+        except duckdb.Error:
+            return
+        finally:
+            conn.close()
+        if (STATE_TABLE in found or RUNS_TABLE in found) and multi != (account is not None):
+            raise mixed_error(str(path), account, multi)
+
+    @staticmethod
     def upgrade(location: str | os.PathLike, account: str) -> str:
         """Make a single-account database multi-account in place (`duckdb_upgrade.py`)."""
         from .duckdb_upgrade import upgrade_duckdb

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -31,6 +32,17 @@ class ParquetKind:
     def check(location: Any, tuning: Tuning) -> None:
         kind, where = _resolve(location)
         kind.check(where, tuning)
+
+    @staticmethod
+    def check_form(location: Any, account: str | None) -> None:
+        """A ConfigError when an existing local directory is not of the form it would be opened
+        in (single- or multi-account); on object storage the open tells."""
+        if not is_url(location):
+            from .parquet_layout import ParquetLayout
+
+            root = Path(_resolve(location)[1])
+            if (root / ".sqquid").is_dir():
+                ParquetLayout(root, account).check_form()
 
     @staticmethod
     def missing(location: Any) -> str | None:
