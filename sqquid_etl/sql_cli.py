@@ -3,7 +3,8 @@
 No separate `duckdb` command is needed (and a DuckDB CLI of another version may not read the
 file): the query runs on the Python package that wrote it, read-only, so looking never writes and
 never waits for more than the file's lock. A Parquet directory is read through one view a table
-and the SQL views (`sql_views.attach_parquet`).
+and the SQL views (`sql_views.attach_parquet`), a local Iceberg warehouse likewise over its tables'
+current data files (`sql_views.attach_files`).
 """
 
 from __future__ import annotations
@@ -26,19 +27,19 @@ CELL_WIDTH = 40  # a wider value is cut, with "…", in the table format
 @click.argument("query")
 @click.option("--duckdb", "duckdb_path", type=click.Path(dir_okay=False), help=f"DuckDB file (default: the config's, else {DEFAULT_DUCKDB}).")
 @click.option("--parquet", "parquet_dir", type=click.Path(file_okay=False), help="A Parquet directory an extract wrote.")
+@click.option("--iceberg", "iceberg", help="An Iceberg extract: WAREHOUSE[?catalog=URL&namespace=NAME], a local warehouse.")
 @config_option
 @click.option("--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
               help="An aligned table, CSV with a header, or one JSON object a row.")
 @click.option("--max-rows", type=click.IntRange(min=0), default=1000, show_default=True, help="Rows printed at most (0: all).")
-def sql_command(query: str, duckdb_path: str | None, parquet_dir: str | None, config: str | None, output_format: str,
-                max_rows: int) -> None:
+def sql_command(query: str, duckdb_path: str | None, parquet_dir: str | None, iceberg: str | None, config: str | None,
+                output_format: str, max_rows: int) -> None:
     """Run a SQL query on an extract (read-only) and print the result.
 
     Example: sqquid-etl sql --duckdb sqquid-demo.duckdb "SELECT * FROM available_to_sell LIMIT 10"
     """
     try:
-        duckdb_path, parquet_dir = choose_destination(load_settings(config), duckdb_path, parquet_dir)
-        conn = _open(duckdb_path, parquet_dir)
+        conn = _open_iceberg(iceberg) if iceberg else _open(*choose_destination(load_settings(config), duckdb_path, parquet_dir))
         try:
             columns, rows, more = _run(conn, query, max_rows)
         finally:
@@ -49,6 +50,23 @@ def sql_command(query: str, duckdb_path: str | None, parquet_dir: str | None, co
     _print(columns, rows, output_format)
     if more:
         click.echo(f"(first {max_rows} rows; --max-rows 0 for all)", err=True)
+
+
+def _open_iceberg(location: str):
+    """An in-memory DuckDB with a view a table of the Iceberg extract (its current data files) and the SQL views."""
+    import duckdb
+
+    from .destinations import open_existing
+    from .sql_views import attach_files
+
+    destination = open_existing(iceberg=location, read_only=True)
+    try:
+        files = destination.data_files()
+    finally:
+        destination.close()
+    conn = duckdb.connect()
+    attach_files(conn, files)
+    return conn
 
 
 def _open(duckdb_path: str | None, parquet_dir: str | None):

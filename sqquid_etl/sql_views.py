@@ -218,6 +218,22 @@ def attach_parquet(conn: Any, root: str) -> list[str]:
         # accounts' partitions may differ by the columns their undocumented fields added: read by name
         by_name = ", union_by_name = true" if files.parent.name == "account=*" else ""
         conn.execute(f"CREATE OR REPLACE VIEW {quoted} AS SELECT * FROM read_parquet('{str(files).replace(chr(39), chr(39) * 2)}'{by_name})")
+    return _helper_views(conn)
+
+
+def attach_files(conn: Any, tables: dict[str, list[str]]) -> list[str]:
+    """On any DuckDB connection, define one view per table over its Parquet files (columns matched
+    by name: a file written before a column was added reads it as null), then the helper views.
+    A table without files gets no view. Returns the helper views created."""
+    for name, files in sorted(tables.items()):
+        if files:
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            quoted = '"' + name.replace('"', '""') + '"'
+            conn.execute(f"CREATE OR REPLACE VIEW {quoted} AS SELECT * FROM read_parquet([{listed}], union_by_name = true)")
+    return _helper_views(conn)
+
+
+def _helper_views(conn: Any) -> list[str]:
     names = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
     created = []
     for name, (needs, sql) in VIEWS.items():

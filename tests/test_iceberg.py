@@ -247,3 +247,27 @@ def test_a_commit_that_loses_a_race_is_retried_and_loses_nothing(tmp_path):
     finally:
         ours.close()
         theirs.close()
+
+
+def test_the_sql_command_reads_a_local_warehouse_with_the_views(make_sandbox, tmp_path):
+    """`sqquid-etl sql --iceberg`: a view a table over its current data files, and the SQL views;
+    a column added by a later run reads as null in the files written before it."""
+    from click.testing import CliRunner
+
+    from sqquid_etl.cli import main
+
+    sandbox = make_sandbox(orders=120, products=60)
+    warehouse = tmp_path / "warehouse"
+    assert extract(["orders"], iceberg=str(warehouse), client=make_client(sandbox)).ok
+    sandbox.store.add_orders(10)
+    assert extract(["orders"], iceberg=str(warehouse), client=make_client(sandbox)).ok
+    runner = CliRunner()
+    out = runner.invoke(main, ["sql", "--iceberg", str(warehouse), "--format", "json",
+                               "SELECT (SELECT count(*) FROM orders) AS o, (SELECT count(*) FROM order_lines) AS l"])
+    assert out.exit_code == 0, out.output
+    row = json.loads(out.output.splitlines()[0])
+    expected = expected_tables(sandbox.store)
+    assert row == {"o": len(expected["orders"]), "l": len(expected["order_items"])}
+    (tmp_path / "remote.db").touch()
+    remote = runner.invoke(main, ["sql", "--iceberg", f"s3://bucket/warehouse?catalog=sqlite:///{tmp_path}/remote.db", "SELECT 1"])
+    assert remote.exit_code != 0 and "reads a local warehouse" in remote.output

@@ -8,8 +8,8 @@ namespace at once (each table's commit is optimistic, a conflict is retried); on
 Where the catalog and warehouse are: `iceberg_catalog.py`. Run records, quarantined records and
 the schema history are the tables `_sqquid_runs`, `_sqquid_rejected`, `_sqquid_schema_changes`.
 Reading (`distinct_values`, `count_since`, `cursor_bounds`) scans the table with pyiceberg and
-asks DuckDB; the views of a DuckDB extract are not made (`after_load`): query the tables with any
-Iceberg engine, or DuckDB over `table.scan().to_duckdb(...)`.
+asks DuckDB. The views of a DuckDB extract are not stored (`after_load`): `sqquid-etl sql --iceberg`
+defines them in DuckDB over the current data files (`data_files`), as for a Parquet extract.
 """
 
 from __future__ import annotations
@@ -19,18 +19,20 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import duckdb
 import pyarrow as pa
 
 from ..definitions import StreamDefinition
+from ..errors import ConfigError
 from ..runs import RunRecord
 from ..settings import Tuning
 from ..state import StreamState
 from .duckdb_tuning import check_tuning, tune
 from .iceberg_catalog import IcebergLocation, iceberg_schema, open_catalog
 from .iceberg_commit import STATE, STREAM, expire_snapshots, load_table, quietly, retried
-from .iceberg_scan import scan_reader
+from .iceberg_scan import current_files, scan_reader
 from .merge_sql import quote_identifier as _q, sql_path, where_clause
 from .object_store import ObjectStore
 from .parquet import run_table
@@ -172,6 +174,15 @@ class IcebergDestination:
         if scan is None:
             return None, None
         return self.sql.execute(f"SELECT min({_q(column)}), max({_q(column)}) {scan[0]}", scan[1]).fetchall()[0]
+
+    def data_files(self) -> dict[str, list[str]]:
+        """Each table's data files in its current snapshot, as local paths (`sqquid-etl sql`); a
+        ConfigError for a remote warehouse (DuckDB reads object storage only with its httpfs extension)."""
+        if self.where.remote:
+            raise ConfigError(f"--iceberg {self.location}: `sqquid-etl sql` reads a local warehouse; query object storage "
+                              "with an Iceberg engine, or DuckDB's iceberg and httpfs extensions")
+        return {name: [unquote(urlparse(path).path) for path in current_files(table)]
+                for name, table in ((name, self.table(name)) for _, name in self.catalog.list_tables(self.namespace)) if table is not None}
 
     # -- writing ------------------------------------------------------------------------------------
 

@@ -38,6 +38,11 @@ def scan_reader(table: Any, row_filter: Any = None, columns: list[str] | None = 
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
+def current_files(table: Any) -> list[str]:
+    """The paths of the data files of the table's current snapshot."""
+    return [task.file.file_path for task in table.scan().plan_files()]
+
+
 def listed_files(table: Any) -> set[str]:
     """The paths of the data files any of the table's snapshots holds (each manifest read once;
     as `inspect.all_files()`: a manifest's entries of files deleted by its snapshot are not held)."""
