@@ -11,7 +11,8 @@ orders (`--size-spread 0`, each its own data), sized so that an account at its c
 `sqquid-etl extract --all-accounts --streams orders` (its own process; a config file with an
 [accounts.NAME] table an account, keys in the environment) into one DuckDB file; with
 `--into file-per-account`, the same accounts run (`accounts_run.run_accounts`) in one process
-each into its own DuckDB file (no commit waits for another account's).
+each into its own DuckDB file (no commit waits for another account's); `--into parquet`:
+`extract --all-accounts --parquet DIR` (account=NAME/ partitions, committed on their own).
 
 One account's ceiling (records/s) = (burst + rate x T) x 250 / T, T = the client's wall time
 (process start to exit): the most records its bucket lets through in T. Printed: aggregate
@@ -137,8 +138,9 @@ def client_args(config: Path, duckdb: Path, into: str) -> list[str]:
     file an account)."""
     if into == "file-per-account":
         return [sys.executable, __file__, "--client-per-file", str(config), str(duckdb.parent / "files")]
+    target = ["--parquet", str(duckdb.parent / "lake")] if into == "parquet" else ["--duckdb", str(duckdb)]
     return [sys.executable, "-m", "sqquid_etl.cli", "extract", "--all-accounts", "--config", str(config),
-            "--duckdb", str(duckdb), "--streams", "orders", "--log-format", "json", "--no-progress"]
+            *target, "--streams", "orders", "--log-format", "json", "--no-progress"]
 
 
 def client_per_file(config: str, folder: str) -> None:
@@ -229,8 +231,9 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=5000, help="--sandbox-only: orders an account (spread 0.5)")
     ap.add_argument("--products", type=int, default=2000, help="--sandbox-only: products an account")
     ap.add_argument("--sandbox-only", action="store_true", help="measure the sandbox's start only")
-    ap.add_argument("--into", choices=["one-file", "file-per-account"], default="one-file",
-                    help="one DuckDB file for all accounts (extract --all-accounts), or a DuckDB file an account")
+    ap.add_argument("--into", choices=["one-file", "parquet", "file-per-account"], default="one-file",
+                    help="one DuckDB file for all accounts or one Parquet directory (account=NAME/ partitions), "
+                         "both by extract --all-accounts; or a DuckDB file an account")
     ap.add_argument("--profile", help="record the client with py-spy into this file (raw format)")
     ap.add_argument("--client-per-file", nargs=2, metavar=("CONFIG", "FOLDER"), help=argparse.SUPPRESS)
     a = ap.parse_args()
