@@ -98,10 +98,13 @@ def sandbox_only(a) -> None:
 
 
 class LoadSampler:
-    """The 1-minute load average, sampled every few seconds while a run lasts."""
+    """The 1-minute load average, sampled every few seconds while a run lasts; and when the
+    sandbox had answered `pages` list requests (the fetching done: what follows is commits)."""
 
-    def __init__(self, every: float = 5.0):
+    def __init__(self, url: str, pages: int, every: float = 2.0):
         self.samples = [load_average()]
+        self.url, self.pages, self.started = url, pages, time.monotonic()
+        self.fetched_at: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(every,), daemon=True)
         self._thread.start()
@@ -109,6 +112,9 @@ class LoadSampler:
     def _run(self, every: float) -> None:
         while not self._stop.wait(every):
             self.samples.append(load_average())
+            if self.fetched_at is None and \
+                    sandbox_stats(self.url)["by_route"].get("GET /v1/orders", 0) >= self.pages:
+                self.fetched_at = time.monotonic() - self.started
 
     def stop(self) -> tuple[float, float, float]:
         """(before, mean during, after)."""
@@ -187,9 +193,10 @@ def extract_bench(a) -> None:
             config, env = write_config(Path(tmp), url, keys, a.rate, a.burst)
             sandbox_stats(url, reset=True)
             cpu_before = proc_cpu_seconds(proc.pid)
-            load = LoadSampler()
+            load = LoadSampler(url, a.accounts * pages)
             wall, cpu, peak, summary, err = run_client(config, env, Path(tmp) / "accounts.duckdb", a.into, a.profile)
             before, during, after = load.stop()
+            print(f"every page answered after {load.fetched_at or float('nan'):.1f} s of the client's {wall:.1f} s")
             sandbox_cpu = proc_cpu_seconds(proc.pid) - cpu_before
             stats = sandbox_stats(url)
             sandbox_rss = rss_mb(proc.pid)
