@@ -17,8 +17,8 @@ each into its own DuckDB file (no commit waits for another account's); `--into p
 One account's ceiling (records/s) = (burst + rate x T) x 250 / T, T = the client's wall time
 (process start to exit): the most records its bucket lets through in T. Printed: aggregate
 records/s against N x that ceiling, the 429s the sandbox answered, the client's CPU (user+sys,
-`os.wait4`) over T and its peak RSS, accounts per fully used core (N x efficiency / client
-cores), the sandbox's CPU over T, and the load average (1 minute) before, during and after.
+`os.wait4`) over T and its peak RSS, accounts per fully used core (records / (client CPU s x
+rate x 250): an account at its ceiling brings rate x 250 records/s), the sandbox's CPU over T, and the load average (1 minute) before, during and after.
 `--sandbox-only`: the sandbox's start alone (time until every account is printed, RSS).
 """
 
@@ -221,7 +221,9 @@ def report(a, orders: int, wall: float, cpu: float, peak: float, summary: dict, 
           f"{a.accounts * ceiling:.0f} records/s -> {100 * efficiency:.1f}%")
     print(f"  429s: {stats['throttled']}; requests: {stats['by_route']}")
     print(f"  client CPU {cpu:.1f} s = {cores:.2f} cores on average; peak RSS {peak:.0f} MB")
-    print(f"  accounts per fully used core: {a.accounts * efficiency / cores:.0f}" if cores else "")
+    # an account at its ceiling brings rate x 250 records/s; the client's CPU a record says how many a core keeps there
+    print(f"  accounts per fully used core: {records / (cpu * a.rate * PAGE):.0f} "
+          f"(records / (CPU s x {a.rate:g} x {PAGE}))" if cpu else "")
     print(f"  sandbox CPU {sandbox_cpu:.1f} s = {sandbox_cpu / wall:.2f} cores on average; RSS {sandbox_rss:.0f} MB")
     print(f"  load average (1 min): {load[0]:.2f} before, {load[1]:.2f} during, {load[2]:.2f} after")
     if failed or not accounts:
