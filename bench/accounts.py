@@ -18,7 +18,9 @@ One account's ceiling (records/s) = (burst + rate x T) x 250 / T, T = the client
 (process start to exit): the most records its bucket lets through in T. Printed: aggregate
 records/s against N x that ceiling, the 429s the sandbox answered, the client's CPU (user+sys,
 `os.wait4`) over T and its peak RSS, accounts per fully used core (records / (client CPU s x
-rate x 250): an account at its ceiling brings rate x 250 records/s), the sandbox's CPU over T, and the load average (1 minute) before, during and after.
+rate x 250): an account at its ceiling brings rate x 250 records/s), the sandbox's CPU over T,
+when every page had been answered (what follows is commits), and the load average (1 minute)
+before, during and after. `--profile FILE`: the client under `py-spy record` (raw stacks).
 `--sandbox-only`: the sandbox's start alone (time until every account is printed, RSS).
 """
 
@@ -55,11 +57,11 @@ def load_average() -> float:
 
 
 def start_sandbox(accounts: int, orders: int, products: int, *, rate: float = 0.0, burst: int = 40,
-                  latency: float = 0.0, spread: float = 0.5, extra: list[str] | None = None):
+                  latency: float = 0.0, spread: float = 0.5):
     """(process, url, {name: (api_key, orders)}, seconds until every account was printed)."""
     args = sandbox_cmd() + ["--port", "0", "--accounts", str(accounts), "--orders", str(orders),
                             "--products", str(products), "--rate", str(rate), "--burst", str(burst),
-                            "--latency", str(latency), "--size-spread", str(spread), "--cache-mb", "0"] + (extra or [])
+                            "--latency", str(latency), "--size-spread", str(spread), "--cache-mb", "0"]
     started = time.perf_counter()
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
