@@ -599,3 +599,68 @@ def test_mixing_is_refused_before_anything_is_requested(tmp_path):
         check_destination(duckdb=multi, account="globex")
     finally:
         held.close()
+
+
+def test_upgrade_a_single_account_s3_prefix_then_the_account_continues(sandbox, bucket):
+    from tests.test_parquet_store import _objects
+
+    from sqquid_etl.destinations import upgrade_destination
+
+    lake = f"s3://{bucket}/lake"
+    assert extract(["orders", "locations"], parquet=lake, client=make_client(sandbox)).ok
+    before = open_existing(parquet=lake, read_only=True)
+    states = before.load_states()
+    before.close()
+    assert "upgraded" in upgrade_destination(parquet=lake, account="acme")
+    objects = _objects(bucket, "lake/")
+    assert "lake/_sqquid/manifest.json" not in objects and "lake/_sqquid/accounts.json" in objects
+    assert not [k for k in objects if k.startswith(("lake/orders/part-", "lake/order_items/part-"))]  # the old files gone
+    destination = open_existing(parquet=lake, account="acme")
+    try:
+        assert destination.load_states() == states
+        assert destination.count_since("orders", "created_at", None, {}) == len(sandbox.store.orders)
+    finally:
+        destination.close()
+    assert "nothing was changed" in upgrade_destination(parquet=lake, account="acme")
+    with pytest.raises(ConfigError, match="already a multi-account"):
+        upgrade_destination(parquet=lake, account="globex")
+    sandbox.store.add_orders(10)
+    second = extract(["orders"], destination=open_destination(parquet=lake, account="acme"), client=make_client(sandbox))
+    assert second.ok and 10 <= second.stream("orders").rows["orders"] < 300
+
+
+def test_an_s3_upgrade_interrupted_before_its_commit_changes_nothing_after_it_is_finished_again(sandbox, bucket, monkeypatch):
+    from sqquid_etl.destinations import parquet_store_upgrade, upgrade_destination
+    from sqquid_etl.destinations.object_store import ObjectStore
+
+    lake = f"s3://{bucket}/lake"
+    assert extract(["orders"], parquet=lake, client=make_client(sandbox)).ok
+    real_write, real_delete = ObjectStore.write, ObjectStore.delete
+
+    def no_marker(self, name, data):
+        if name == parquet_store_upgrade.MULTI_ACCOUNT:
+            raise OSError("killed (injected)")
+        real_write(self, name, data)
+
+    monkeypatch.setattr(ObjectStore, "write", no_marker)
+    with pytest.raises(OSError):
+        upgrade_destination(parquet=lake, account="acme")
+    monkeypatch.setattr(ObjectStore, "write", real_write)
+    assert extract(["orders"], parquet=lake, client=make_client(sandbox)).ok  # still single-account
+    def no_cleaning(self, names):  # the lock is released (a killed process's would be stale, taken over)
+        if not all(name.endswith("lock.json") for name in names):
+            raise OSError("killed (injected)")
+        real_delete(self, names)
+
+    monkeypatch.setattr(ObjectStore, "delete", no_cleaning)
+    with pytest.raises(OSError):
+        upgrade_destination(parquet=lake, account="acme")  # committed, not cleaned
+    monkeypatch.setattr(ObjectStore, "delete", real_delete)
+    with pytest.raises(ConfigError, match="multi-account"):
+        open_destination(parquet=lake)
+    assert "upgraded" in upgrade_destination(parquet=lake, account="acme")  # finishes
+    destination = open_existing(parquet=lake, account="acme")
+    try:
+        assert destination.count_since("orders", "created_at", None, {}) == len(sandbox.store.orders)
+    finally:
+        destination.close()

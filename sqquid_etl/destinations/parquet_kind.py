@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
 from ..settings import Tuning
 from .object_store import is_url
 
@@ -58,9 +57,12 @@ class ParquetKind:
 
     @staticmethod
     def upgrade(location: Any, account: str) -> str:
-        """Make a single-account directory multi-account in place (`parquet_upgrade.py`)."""
+        """Make a single-account directory or prefix multi-account in place (`parquet_upgrade.py`,
+        `parquet_store_upgrade.py`)."""
         if is_url(location):
-            raise ConfigError(f"--parquet {location}: Parquet on object storage cannot be upgraded in place yet")
+            from .parquet_store_upgrade import upgrade_store
+
+            return upgrade_store(location, account)
         from .parquet_upgrade import upgrade_parquet
 
         return upgrade_parquet(_resolve(location)[1], account)
