@@ -29,6 +29,7 @@ from .errors import ConfigError, SqquidError, unexpected
 from .pipeline import check_options
 from .pipeline import extract as extract_one
 from .redaction import SECRETS
+from .threads import account_thread_name
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def run_accounts(jobs: list[AccountJob], location: dict, shared: dict | None = N
     for job, account_result in zip(jobs, result.accounts):
         target = location_for(job.account.name) if location_for else {**location, "account": job.account.name}
         runner = _AccountRunner(job, account_result, target, shared, progress, client_for)
-        threads.append(threading.Thread(target=runner.run, name=f"sqquid-account-{job.account.name}", daemon=True))
+        threads.append(threading.Thread(target=runner.run, name=account_thread_name(job.account.name), daemon=True))
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -217,9 +218,10 @@ class _AccountRunner:
         result.status = "failed" if failed else "warning" if any(s.status == "warning" for s in done.streams) else "ok"
         if failed:
             result.message = "; ".join(f"stream {s.stream}: {s.message}" for s in failed)
-            log.error("account %s: %d stream(s) failed: %s", result.account, len(failed), result.message)
+            log.error("account %s: %d stream(s) failed: %s", result.account, len(failed), result.message,
+                      extra={"account": result.account})
 
     def _failed(self, exit_code: int, message: str) -> None:
         result = self.result
         result.status, result.exit_code, result.message = "failed", exit_code, SECRETS.redact(message)
-        log.error("account %s failed: %s", result.account, result.message)
+        log.error("account %s failed: %s", result.account, result.message, extra={"account": result.account})

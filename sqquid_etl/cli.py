@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from .errors import SqquidError
+from .errors import ConfigError, SqquidError
 from .no_pandas import refuse_pandas
 from .cli_common import choose_destination, config_option, credentials_from, fail, last_resort, load_settings
 from .progress import configure_logging
@@ -200,6 +200,9 @@ def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, iceber
                                     streams=_stream_list(streams), start_date=start_date, rate=rate, burst=burst,
                                     show_progress=show_progress)
         api_key, username, password = credentials_from(settings, api_key, username, password)
+        if not (api_key or (username and password)) and (settings.accounts or settings.accounts_file):
+            raise ConfigError("no credentials for one account (--api-key, SQQUID_API_KEY or [api]); the config file "
+                              "has accounts: extract them with --account NAME[,NAME...] or --all-accounts")
         rate = rate if rate is not None else settings.get("rate", DEFAULTS["rate"])
         reporter = ProgressReporter.for_terminal(show_progress and not output["quiet"],
                                                  output["log_format"] == "json", rate or None)

@@ -11,6 +11,7 @@ from typing import Any, Iterator
 
 from .decode import Page
 from .listing import Counter, FetchStats, Listing, PageReader
+from .threads import worker_name
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class _Workers:
 
     def __init__(self, count: int):
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self.threads = [threading.Thread(target=self._run, name=f"sqquid-fetch-{i}", daemon=True) for i in range(count)]
+        self.threads = [threading.Thread(target=self._run, name=worker_name(f"fetch-{i}"), daemon=True) for i in range(count)]
         for thread in self.threads:
             thread.start()
 

@@ -12,6 +12,7 @@ from typing import Iterator, TypeVar
 
 from .decode import Page
 from .listing import FetchStats, Listing, PageReader
+from .threads import worker_name
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ def prefetch(pages: Iterator[T], depth: int) -> Iterator[T]:
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             buffer.put(exc)
 
-    thread = threading.Thread(target=produce, name="sqquid-prefetch", daemon=True)
+    thread = threading.Thread(target=produce, name=worker_name("prefetch"), daemon=True)
     thread.start()
     try:
         while True:

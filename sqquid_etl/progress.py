@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, TextIO
 
 from .redaction import RedactingFilter
+from .threads import current_account
 
 log = logging.getLogger("sqquid_etl.progress")
 
@@ -78,6 +79,18 @@ class _Threshold(logging.Filter):
         return self.progress and record.name == log.name and record.levelno >= logging.INFO
 
 
+class AccountTag(logging.Filter):
+    """A line logged by an account's threads (many accounts at once) says which account: an
+    `account` field (JSON) and `[NAME] ` before the message; one that names it already is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        account = current_account()
+        if account is not None and not hasattr(record, "account"):
+            record.account = account
+            record.msg, record.args = f"[{account}] {record.getMessage()}", None
+        return True
+
+
 def configure_logging(verbosity: int = 0, log_format: str = "text") -> None:
     """verbosity: -1 quiet (warnings and errors only), 0 default (+ progress lines), 1 info, 2 debug.
 
@@ -93,6 +106,7 @@ def configure_logging(verbosity: int = 0, log_format: str = "text") -> None:
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(_TEXT_FORMAT))
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler.addFilter(_Threshold(level, progress=verbosity >= 0))
+    handler.addFilter(AccountTag())
     handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     root.setLevel(logging.NOTSET if verbosity <= 0 else level)

@@ -213,3 +213,10 @@ def test_python_api_refuses_what_is_one_account_s(tmp_path, sandbox, monkeypatch
     with pytest.raises(ConfigError, match=r"account acme: \$ACME_KEY"):
         extract(config=path, accounts="acme", duckdb=tmp_path / "w.duckdb")
     assert sandbox.stats.requests == 0 and not (tmp_path / "w.duckdb").exists()
+
+
+def test_extract_without_account_options_says_how_to_run_the_accounts(tmp_path):
+    write(tmp_path, '[accounts.acme]\napi_key_env = "ACME_KEY"\n')
+    result = CliRunner().invoke(main, ["extract", "--config", str(tmp_path / "sqquid.toml"), "--no-progress"],
+                                env={"SQQUID_API_KEY": None, "SQQUID_USERNAME": None, "SQQUID_PASSWORD": None})
+    assert result.exit_code == 2 and "--account NAME" in result.output and "--all-accounts" in result.output

@@ -167,3 +167,30 @@ def test_a_bad_option_of_one_account_is_refused_before_any_request(make_sandbox,
         run_accounts(jobs, {}, location_for=_files(tmp_path))
     assert all(sb.stats.requests == 0 for sb, _ in accounts.values())
     assert not list(tmp_path.iterdir())
+
+
+def test_log_lines_of_an_account_s_threads_name_it(capsys):
+    import logging
+
+    from sqquid_etl.progress import configure_logging
+    from sqquid_etl.threads import account_thread_name, worker_name
+
+    configure_logging(1, "json")
+    log = logging.getLogger("sqquid_etl.client")
+
+    def account_thread():
+        log.warning("retrying GET /v1/orders")
+        worker = threading.Thread(target=lambda: log.warning("from a worker"), name=worker_name("fetch-0"))
+        worker.start()
+        worker.join()
+
+    thread = threading.Thread(target=account_thread, name=account_thread_name("acme"))
+    thread.start()
+    thread.join()
+    log.warning("outside")
+    configure_logging(0, "text")
+    import json
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [(line.get("account"), line["message"]) for line in lines] == [
+        ("acme", "[acme] retrying GET /v1/orders"), ("acme", "[acme] from a worker"), (None, "outside")]
