@@ -3,8 +3,8 @@
 - On a terminal: one line on stderr, redrawn in place by tqdm's meter: the accounts finished of
   those selected, the bar, elapsed and left, then how many run and how many failed, and the
   records stored so far with their rate.
-- Not on a terminal: a log line when an account starts and when it ends (a warning when it
-  failed), and every `interval` seconds the same counts as the terminal's line.
+- Not on a terminal: a log line when an account starts and when it ends (its error, if it
+  failed, is logged by `accounts_run` as it happens), and every `interval` seconds the same counts as the terminal's line.
 - `--log-format json`: those lines as JSON objects (`event`: account_start, account_done,
   accounts_progress).
 
@@ -72,10 +72,8 @@ class AccountsProgress:
             (self.done if result.ok else self.failed).append(result.account)
             self._current = {k: v for k, v in self._current.items() if k[0] != result.account}
             self._records[result.account] = sum(next(iter(s.rows.values()), 0) for s in result.streams)
-            if self.mode == "log":
-                level = logging.INFO if result.ok else logging.WARNING
-                log.log(level, "account %s: %s in %.1fs%s", result.account, result.status, result.seconds,
-                        f" ({result.message})" if result.message else "",
+            if self.mode == "log":  # a failure's error is logged by the runner as it happens
+                log.info("account %s: %s in %.1fs", result.account, result.status, result.seconds,
                         extra={"event": "account_done", "account": result.account, "status": result.status,
                                "exit_code": result.exit_code, "seconds": round(result.seconds, 3)})
             self._show(force=True)

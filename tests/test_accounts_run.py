@@ -194,3 +194,28 @@ def test_log_lines_of_an_account_s_threads_name_it(capsys):
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     assert [(line.get("account"), line["message"]) for line in lines] == [
         ("acme", "[acme] retrying GET /v1/orders"), ("acme", "[acme] from a worker"), (None, "outside")]
+
+
+def test_progress_shows_accounts_done_running_failed():
+    import io
+
+    from sqquid_etl.accounts_run import AccountResult
+    from sqquid_etl.engine import StreamResult
+
+    clock = FakeClock()
+    out = io.StringIO()
+    progress = AccountsProgress(3, "bar", out=out, clock=clock, width=160)
+    for name in ("acme", "globex", "initech"):
+        progress.account_started(name)
+    feed = progress.feed("acme")
+    feed("orders", 3, 250)
+    clock.sleep(1.0)
+    progress.stream_done("acme", StreamResult("orders", rows={"orders": 300, "order_items": 900}))
+    done = AccountResult("acme", status="ok", streams=[StreamResult("orders", rows={"orders": 300})])
+    progress.account_done(done)
+    progress.account_done(AccountResult("globex", status="failed", exit_code=3, message="login refused"))
+    line = out.getvalue().split("\r")[-1]
+    assert "accounts" in line and "2/3" in line and "1 running, 1 failed, 300 records" in line
+    assert progress.counts().startswith("1 done, 1 running, 1 failed of 3 accounts; 300 records")
+    progress.close()
+    assert out.getvalue().endswith("\n")
