@@ -1,14 +1,14 @@
 """Many accounts in one process (issue #15 item 2): each account its own client, token, bucket
 and state, all at once; one that fails, is slow or throttled never stops or delays another.
 
-Each account here has a sandbox of its own (its own key, seed and size); the destination of
-each is opened by `location_for` (a file per account) so that the runner is tested apart from
-the destinations bound to an account (tests/test_accounts_warehouse*.py test those)."""
+Each account here has a sandbox of its own (its own key, seed and size, faults and clock), and
+all write one DuckDB file (the destination bound to each account: tests/test_accounts_warehouse.py)."""
 
 from __future__ import annotations
 
 import threading
 
+import duckdb
 import pytest
 
 from sqquid_etl.accounts import Account
@@ -18,7 +18,7 @@ from sqquid_etl.client import Credentials, SqquidClient
 from sqquid_etl.errors import ConfigError
 from sqquid_etl.pacing import LeakyBucketPacer
 from sqquid_etl.sandbox import FaultConfig
-from tests.expected import assert_tables_equal, duckdb_tables, expected_tables
+from tests.expected import COMPARED, assert_tables_equal, duckdb_tables, expected_tables
 from tests.support import FakeClock, make_client
 
 WAIT = 20  # seconds a test waits for another thread at most (a deadlock fails, never hangs)
@@ -35,7 +35,20 @@ def _accounts(make_sandbox, sizes):
 
 
 def _files(tmp_path):
+    """A DuckDB file per account instead of one for all (`location_for`)."""
     return lambda name: {"duckdb": str(tmp_path / f"{name}.duckdb")}
+
+
+def _one(tmp_path):
+    return {"duckdb": str(tmp_path / "w.duckdb")}
+
+
+def account_tables(db, account: str) -> dict[str, list[tuple]]:
+    """The compared columns of every table, of one account's rows."""
+    with duckdb.connect(str(db), read_only=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        return {t: sorted(conn.execute(f"SELECT {COMPARED[t]} FROM {t} WHERE account = ?", [account]).fetchall(), key=repr)
+                for t in COMPARED}
 
 
 def _fast_client(**options):
@@ -56,12 +69,12 @@ def test_three_accounts_at_once_each_equal_to_its_sandbox(make_sandbox, tmp_path
         client.ensure_token = lambda: (arrived.wait(), login())[1]
         return client
 
-    result = run_accounts([job for _, job in accounts.values()], {}, location_for=_files(tmp_path), client_for=client_for)
+    result = run_accounts([job for _, job in accounts.values()], _one(tmp_path), client_for=client_for)
     assert result.ok and result.exit_code == 0 and result.failed == []
     assert [a.account for a in result.accounts] == ["acme", "globex", "initech"]
     for name, sandbox in sandboxes.items():
         assert result.account(name).status == "ok" and len(result.account(name).streams) == 7
-        assert_tables_equal(duckdb_tables(tmp_path / f"{name}.duckdb"), expected_tables(sandbox.store))
+        assert_tables_equal(account_tables(tmp_path / "w.duckdb", name), expected_tables(sandbox.store))
         assert sandbox.stats.logins == 1
     counts = {name: result.account(name).streams[-1] for name in sandboxes}
     assert len({sum(s.rows.values()) for s in counts.values()}) == 3  # different data, each its own
@@ -79,7 +92,7 @@ def test_a_failing_account_does_not_stop_the_others(make_sandbox, tmp_path, faul
     else:
         sandboxes["broken"].set_faults(FaultConfig(error_every=1, error_status=503))
     progress = AccountsProgress(3, "off")
-    result = run_accounts(jobs, {}, location_for=_files(tmp_path), progress=progress,
+    result = run_accounts(jobs, _one(tmp_path), progress=progress,
                           client_for=_fast_client(max_tries=2, timeout=(2.0, 2.0)))
     assert not result.ok and result.failed == ["broken"]
     broken = result.account("broken")
@@ -88,7 +101,9 @@ def test_a_failing_account_does_not_stop_the_others(make_sandbox, tmp_path, faul
     assert "not-the-key" not in broken.message
     for name in ("acme", "initech"):
         assert result.account(name).status == "ok"
-        assert_tables_equal(duckdb_tables(tmp_path / f"{name}.duckdb"), expected_tables(sandboxes[name].store))
+        assert_tables_equal(account_tables(tmp_path / "w.duckdb", name), expected_tables(sandboxes[name].store))
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as conn:  # nothing stored of the failed one
+        assert conn.execute("SELECT count(*) FROM orders WHERE account = 'broken'").fetchone()[0] == 0
     assert (sorted(progress.done), progress.failed, progress.running) == (["acme", "initech"], ["broken"], set())
 
 
@@ -121,7 +136,7 @@ def test_a_throttled_account_does_not_delay_the_others(make_sandbox, tmp_path):
     progress = Watch(3, "off")
     holder = {}
     runner = threading.Thread(target=lambda: holder.update(
-        result=run_accounts([job for _, job in accounts.values()], {}, location_for=_files(tmp_path),
+        result=run_accounts([job for _, job in accounts.values()], _one(tmp_path),
                             progress=progress, client_for=client_for)))
     runner.start()
     assert others_done.wait(WAIT)
@@ -133,6 +148,14 @@ def test_a_throttled_account_does_not_delay_the_others(make_sandbox, tmp_path):
     assert sandboxes["slow"].stats.throttled == 6
     assert clock.now > 1000.0  # its waits were on its own clock
     for name, sandbox in sandboxes.items():
+        assert_tables_equal(account_tables(tmp_path / "w.duckdb", name), expected_tables(sandbox.store))
+
+
+def test_a_file_per_account_instead(make_sandbox, tmp_path):
+    accounts = _accounts(make_sandbox, {"acme": 90, "globex": 60})
+    result = run_accounts([job for _, job in accounts.values()], {}, location_for=_files(tmp_path))
+    assert result.ok
+    for name, (sandbox, _) in accounts.items():
         assert_tables_equal(duckdb_tables(tmp_path / f"{name}.duckdb"), expected_tables(sandbox.store))
 
 
@@ -219,3 +242,14 @@ def test_progress_shows_accounts_done_running_failed():
     assert progress.counts().startswith("1 done, 1 running, 1 failed of 3 accounts; 300 records")
     progress.close()
     assert out.getvalue().endswith("\n")
+
+
+def test_two_accounts_into_one_parquet_directory(make_sandbox, tmp_path):
+    accounts = _accounts(make_sandbox, {"acme": 90, "globex": 60})
+    result = run_accounts([job for _, job in accounts.values()], {"parquet": str(tmp_path / "lake")})
+    assert result.ok, [(a.account, a.message) for a in result.accounts]
+    assert result.destination == str(tmp_path / "lake")
+    orders = {name: result.account(name).streams[-3] for name in accounts}
+    assert {s.stream for s in orders.values()} == {"orders"}
+    assert [orders[name].rows["orders"] for name in accounts] == [len(sb.store.orders) for sb, _ in accounts.values()]
+    assert {p.name for p in (tmp_path / "lake").rglob("account=*")} >= {"account=acme", "account=globex"}
