@@ -18,6 +18,7 @@ from .accounts import accounts_from_settings, resolve_credentials, select_accoun
 from .accounts_progress import AccountsProgress
 from .accounts_run import AccountsResult, plan_jobs, run_accounts
 from .errors import ConfigError
+from .no_pandas import refuse_pandas
 
 # options that say who the client is: each account's own in the config file, never one for all
 _PER_ACCOUNT = ("base_url", "api_key", "username", "password")
@@ -39,9 +40,11 @@ def extract_accounts(ctx: click.Context, settings, output: dict, shared: dict, n
     location = {k: v for k in ("duckdb", "parquet", "iceberg") if (v := shared.pop(k, None))}
     progress = AccountsProgress.for_terminal(len(jobs), show_progress and not output["quiet"],
                                              output["log_format"] == "json")
+    allow_pandas = refuse_pandas()  # as for one account (no_pandas.py)
     try:
         result = run_accounts(jobs, location, shared, progress=progress)
     finally:
+        allow_pandas()
         progress.close()
     report(result, output)
 
