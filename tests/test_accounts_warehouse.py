@@ -62,6 +62,9 @@ def test_two_accounts_into_one_duckdb_file_then_incremental(two_sandboxes, tmp_p
         states = conn.execute("SELECT account, stream FROM _sqquid_state ORDER BY ALL").fetchall()
         assert {a for a, _ in states} == {"acme", "globex"} and len(states) == len(set(states))
         assert conn.execute("SELECT count(DISTINCT account) FROM _sqquid_runs").fetchone()[0] == 2
+        # globex's first load into tables acme filled: every record new, none compared with acme's
+        assert conn.execute("SELECT records_new, records_changed FROM _sqquid_runs WHERE account = 'globex' "
+                            "AND stream = 'orders'").fetchall() == [(len(globex.store.orders), 0)]
     # the second run of one account reads only its window and leaves the other account's rows alone
     acme.store.add_orders(30)
     second = run_account(db, "acme", acme, ["orders"])
@@ -664,3 +667,19 @@ def test_an_s3_upgrade_interrupted_before_its_commit_changes_nothing_after_it_is
         assert destination.count_since("orders", "created_at", None, {}) == len(sandbox.store.orders)
     finally:
         destination.close()
+
+
+def test_one_destination_of_a_process_writes_an_account(tmp_path):
+    from sqquid_etl.errors import StateError
+
+    db = tmp_path / "w.duckdb"
+    first = open_destination(duckdb=db, account="acme")
+    try:
+        with pytest.raises(StateError, match="account 'acme' is being written"):
+            open_destination(duckdb=db, account="acme")
+        open_destination(duckdb=db, account="globex").close()
+        looking = open_existing(duckdb=db, account="acme", read_only=True)  # looking is not writing
+        looking.close()
+    finally:
+        first.close()
+    open_destination(duckdb=db, account="acme").close()  # released with its destination

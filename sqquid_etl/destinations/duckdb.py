@@ -90,6 +90,7 @@ class DuckDBDestination:
         self._seen = -1  # the file's commits (`Shared.generation`) when `_columns` was read
         self.staging_dir = self.path.with_name(self.path.name + ".staging")
         self.shared: Shared | None = None
+        self._holding = False  # this destination writes its account (`_hold`)
         if read_only and opened(self.path) is None:
             self.conn = connect(self.path, read_only=True)
             self._checked(lambda: (check_ours(self.conn, self.path, looking=True), self._check_layout(False)))
@@ -99,6 +100,17 @@ class DuckDBDestination:
             check_staging(self.staging_dir)
         self.shared, self.conn = acquire(self.path, lambda: connect(self.path), self._first)
         self._checked(lambda: self._check_layout(not read_only))
+        if account is not None and not read_only:
+            self._checked(self._hold)
+
+    def _hold(self) -> None:
+        """One destination of the process writes an account (as one process holds the file)."""
+        with self.shared.lock:
+            if self.account in self.shared.writing:
+                raise StateError(f"{self.path}: account {self.account!r} is being written by another destination of "
+                                 "this process (another extract of the account is running?); wait for it to finish")
+            self.shared.writing.add(self.account)
+            self._holding = True
 
     def _first(self, conn: Any) -> None:
         """The file opened by this process for the first time (no destination of it open)."""
@@ -323,6 +335,9 @@ class DuckDBDestination:
             self.conn.close()
         elif self.conn is not None:
             cursor, self.conn = self.conn, None
+            if self._holding:
+                with self.shared.lock:
+                    self.shared.writing.discard(self.account)
             release(self.shared, cursor)
         try:
             self.staging_dir.rmdir()  # each stream's pages went with its commit: no empty directory left

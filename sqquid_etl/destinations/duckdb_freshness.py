@@ -75,9 +75,11 @@ def add_meta_columns(conn: Any, table: str, have: list[str]) -> list[str]:
     return added
 
 
-def count_changes(conn: Any, table: TableSpec, latest: str, target_exists: bool) -> Changes:
+def count_changes(conn: Any, table: TableSpec, latest: str, target_exists: bool,
+                  scope: tuple[list[str], list] = ([], [])) -> Changes:
     """Records of `latest` (SQL selecting the staged rows, one per key) that are new, changed
-    (another hash, or back after being marked deleted) or unchanged against the stored table."""
+    (another hash, or back after being marked deleted) or unchanged against the stored table;
+    `scope`: conditions on its rows `t` (and their parameters), e.g. an account's."""
     if not target_exists:
         total = conn.execute(f"SELECT count(*) FROM ({latest})").fetchall()[0][0]
         return Changes(new=total)
@@ -88,7 +90,7 @@ def count_changes(conn: Any, table: TableSpec, latest: str, target_exists: bool)
         f"count(*) FILTER (WHERE t.{first_key} IS NOT NULL "
         f"AND coalesce(t.{q(HASH)}, {hash_sql(table, 't')}) IS NOT DISTINCT FROM {hash_sql(table, 's')} "
         f"AND t.{q(DELETED_AT)} IS NULL), count(*) "
-        f"FROM ({latest}) s LEFT JOIN {q(table.name)} t ON {match}"
+        f"FROM ({latest}) s LEFT JOIN {q(table.name)} t ON {match}{''.join(f' AND {c}' for c in scope[0])}", scope[1]
     ).fetchall()[0]
     new, unchanged, total = row
     return Changes(new=new, changed=total - new - unchanged, unchanged=unchanged)

@@ -30,6 +30,7 @@ class Shared:
     users: int = 0
     generation: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
+    writing: set = field(default_factory=set)  # the accounts a destination of this process writes
 
 
 def acquire(path: Path, connect: Callable[[], Any], first: Callable[[Any], None]) -> tuple[Shared, Any]:

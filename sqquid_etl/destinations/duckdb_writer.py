@@ -123,6 +123,11 @@ class DuckDBStreamWriter:
         self.dest.write_state(self.stream.name, state)
         self.dest.write_run(run)
 
+    def _mine(self, target: str) -> tuple[str, list]:
+        """SQL ` AND <target>.account = ?` and its parameter (nothing for a single-account destination)."""
+        clauses, params = self.dest.scope(target)
+        return "".join(f" AND {c}" for c in clauses), params
+
     def _scope_columns(self) -> tuple[str, ...]:
         """The columns a child row shares with its parent beside the link (the account's)."""
         return () if self.account is None else (ACCOUNT,)
@@ -145,7 +150,9 @@ class DuckDBStreamWriter:
         if not self.tracks_changes or parent is None or not self.stage.rows(parent.name):
             return Changes()
         exists = self.dest.table_exists(parent.name) and HASH in self.dest.columns()[parent.name]
-        return count_changes(self.conn, parent, self._latest(parent), exists)
+        if self.account is not None and not self.replace and self._was_empty[parent.name]:
+            exists = False  # the account has no row of it yet: every record is new (no join with the others' rows)
+        return count_changes(self.conn, parent, self._latest(parent), exists, self.dest.scope("t"))
 
     def _evolve(self, table: TableSpec, types: dict[str, str], run_id: str) -> None:
         """The table's undocumented fields as columns, holding the values of the rows merged."""
@@ -175,14 +182,16 @@ class DuckDBStreamWriter:
             if rows:
                 stage = self.stage.relation(table.name)
                 match = " AND ".join(f"{target}.{q(k)} = s.{q(k)}" for k in table.primary_key)
-                self.conn.execute(f"DELETE FROM {target} USING {stage} s WHERE {match}")
+                mine, params = self._mine(target)  # the account's rows only: the scan skips the others' row groups
+                self.conn.execute(f"DELETE FROM {target} USING {stage} s WHERE {match}{mine}", params)
             if table.parent_link and parent is not None and self.stage.rows(parent.name):
                 # children of a parent fetched again are replaced as a whole (items may be removed)
                 link, parent_key = table.parent_link
                 also = "".join(f" AND {target}.{q(c)} = p.{q(c)}" for c in self._scope_columns())
+                mine, params = self._mine(target)
                 self.conn.execute(
                     f"DELETE FROM {target} USING {self.stage.relation(parent.name)} p "
-                    f"WHERE {target}.{q(link)} = p.{q(parent_key)}{also}"
+                    f"WHERE {target}.{q(link)} = p.{q(parent_key)}{also}{mine}", params
                 )
         if rows:
             columns = ", ".join(q(c) for c in table.column_names)  # by name: the table may have evolved columns
