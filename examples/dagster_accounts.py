@@ -19,7 +19,8 @@ account; the others are not held up.
 run in parallel: how many accounts at once is the limit of the `sqquid_accounts` pool (`dagster
 instance concurrency set sqquid_accounts 8`, or `concurrency: pools: default_limit` in
 dagster.yaml; a pool without a limit does not limit). Within a run (one account), the executor
-keeps one sqquid asset at a time, since the account's file takes one writer. To write all accounts
+keeps one sqquid asset at a time, since the account's file takes one writer: so a run holds one
+slot of the pool at a time, and the pool's limit counts accounts. To write all accounts
 into ONE DuckDB file instead (a path without `{account}`), set the pool's limit to 1: a DuckDB
 file takes one writer, whichever process. `sqquid-etl extract --all-accounts` does that in one
 process, every account at once, and is cheaper when the per-account retries and views of an
@@ -142,6 +143,7 @@ def sqquid_accounts_daily(context):
     """Every account, daily: a run per partition (run_key: one run per account and tick)."""
     for account in ACCOUNTS.get_partition_keys():
         yield RunRequest(partition_key=account, run_key=account)
+
 
 defs = Definitions(
     assets=sqquid_assets,
