@@ -4,6 +4,7 @@
     export SQQUID_CONFIG=/opt/airflow/sqquid.toml        # its [accounts.NAME] tables (or accounts_file)
     export ACME_SQQUID_KEY=... GLOBEX_USER=... ...      # in the workers' environment, never in the DAG file
     export SQQUID_DUCKDB='/data/sqquid/{account}.duckdb' # optional (default warehouse/{account}.duckdb)
+    # or: export SQQUID_PARQUET=/data/sqquid/parquet     # one Parquet directory for all, account=NAME/ partitions
     airflow pools set sqquid_accounts 8 "Sqquid accounts extracted at once"
     cp examples/airflow_accounts_dag.py $AIRFLOW_HOME/dags/
 
@@ -17,7 +18,8 @@ go on.
 **Concurrency.** The mapped tasks take a slot of the `sqquid_accounts` pool each: the pool's size
 is how many accounts run at once. Each account writes its own DuckDB file (`{account}` in
 SQQUID_DUCKDB), so they run in parallel. To write every account into ONE DuckDB file instead, give
-the pool 1 slot: a DuckDB file takes one writer, whichever process. One task running
+the pool 1 slot: a DuckDB file takes one writer, whichever process. ONE Parquet directory
+(SQQUID_PARQUET) needs no such limit: each account commits its own `account=NAME/` partitions. One task running
 `sqquid-etl extract --all-accounts` does that in one process, every account at once, and is
 cheaper when per-account retries and task instances are not needed (README, "Many accounts").
 
@@ -46,15 +48,22 @@ def list_accounts() -> list[str]:
     return names
 
 
+def destination(account: str) -> dict:
+    """SQQUID_PARQUET (one directory for all accounts), else SQQUID_DUCKDB with `{account}` replaced."""
+    if os.environ.get("SQQUID_PARQUET"):
+        return {"parquet": os.environ["SQQUID_PARQUET"]}
+    path = os.environ.get("SQQUID_DUCKDB", "warehouse/{account}.duckdb").replace("{account}", account)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    return {"duckdb": path}
+
+
 @task(pool=POOL, retries=2, retry_delay=timedelta(minutes=5), map_index_template="{{ sqquid_account }}")
 def extract_account(account: str) -> dict:
-    """Every stream of one account into its DuckDB file; its summary (pushed to XCom)."""
+    """Every stream of one account into its destination; its summary (pushed to XCom)."""
     from sqquid_etl import extract
 
     get_current_context()["sqquid_account"] = account  # the mapped task instance's name in the UI
-    path = os.environ.get("SQQUID_DUCKDB", "warehouse/{account}.duckdb").replace("{account}", account)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with extract(accounts=[account], duckdb=path) as result:
+    with extract(accounts=[account], **destination(account)) as result:
         done = result.account(account)
         if done.status == "failed":
             raise RuntimeError(f"account {account} failed: {done.message}")

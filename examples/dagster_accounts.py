@@ -4,6 +4,7 @@
     export SQQUID_CONFIG=/opt/sqquid/sqquid.toml           # its [accounts.NAME] tables (or accounts_file)
     export ACME_SQQUID_KEY=... GLOBEX_USER=... ...        # the variables the accounts name: never in code or logs
     export SQQUID_DUCKDB='warehouse/{account}.duckdb'      # optional (this is the default): a file per account
+    # or: export SQQUID_PARQUET=warehouse/parquet           # one Parquet directory for all, account=NAME/ partitions
     dagster instance concurrency set sqquid_accounts 8     # at most 8 accounts at once (the pool below)
     dagster dev -f examples/dagster_accounts.py
     dagster asset materialize -f examples/dagster_accounts.py --select 'sqquid/*' --partition acme
@@ -22,7 +23,8 @@ dagster.yaml; a pool without a limit does not limit). Within a run (one account)
 keeps one sqquid asset at a time, since the account's file takes one writer: so a run holds one
 slot of the pool at a time, and the pool's limit counts accounts. To write all accounts
 into ONE DuckDB file instead (a path without `{account}`), set the pool's limit to 1: a DuckDB
-file takes one writer, whichever process. `sqquid-etl extract --all-accounts` does that in one
+file takes one writer, whichever process. ONE Parquet directory (SQQUID_PARQUET) needs no such
+limit: each account commits its own `account=NAME/` partitions, so accounts write it at once. `sqquid-etl extract --all-accounts` does that in one
 process, every account at once, and is cheaper when the per-account retries and views of an
 orchestrator are not needed (README, "Many accounts").
 
@@ -59,20 +61,24 @@ ACCOUNTS = StaticPartitionsDefinition(account_names())  # $SQQUID_CONFIG, else .
 class SqquidAccountsResource(ConfigurableResource):
     """Where the accounts are and where they go. `config`: the sqquid.toml holding the accounts
     (None: $SQQUID_CONFIG, else ./sqquid.toml). `duckdb_path`: the DuckDB file, `{account}`
-    replaced by the account's name (a file per account: partitions in parallel). `rate`: every
+    replaced by the account's name (a file per account: partitions in parallel). `parquet_path`:
+    instead, one Parquet directory for every account (partitioned `account=NAME/`). `rate`: every
     account's requests/s instead of its own (0: no pacing, the sandbox without throttling)."""
 
     config: Optional[str] = None
     duckdb_path: str = "warehouse/{account}.duckdb"
+    parquet_path: Optional[str] = None
     rate: Optional[float] = None
 
-    def destination(self, account: str) -> str:
-        return self.duckdb_path.replace("{account}", account)
+    def destination(self, account: str) -> dict:
+        if self.parquet_path:
+            return {"parquet": self.parquet_path}
+        path = self.duckdb_path.replace("{account}", account)
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return {"duckdb": path}
 
     def extract(self, stream: str, account: str):
-        path = self.destination(account)
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return extract([stream], accounts=[account], config=self.config, duckdb=path, rate=self.rate)
+        return extract([stream], accounts=[account], config=self.config, rate=self.rate, **self.destination(account))
 
 
 def count_check(account: str, s) -> AssetCheckResult:
@@ -152,6 +158,7 @@ defs = Definitions(
     resources={"sqquid": SqquidAccountsResource(
         config=os.environ.get("SQQUID_CONFIG"),
         duckdb_path=os.environ.get("SQQUID_DUCKDB", "warehouse/{account}.duckdb"),
+        parquet_path=os.environ.get("SQQUID_PARQUET"),
     )},
     # processes, one sqquid asset at a time within a run (one account, one file, one writer)
     executor=multiprocess_executor.configured(

@@ -195,3 +195,26 @@ def test_airflow_dag_test_runs_every_account_against_the_sandbox(two_accounts, t
             assert conn.execute("SELECT DISTINCT account FROM orders").fetchall() == [(account,)]
             assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == len(sandbox.store.orders)
             assert conn.execute("SELECT count(*) FROM products").fetchone()[0] == len(sandbox.store.products)
+
+
+def test_dagster_two_partitions_at_once_into_one_parquet_directory(two_accounts, tmp_path):
+    """Fan out into ONE destination: two `dagster asset materialize` processes at once, one a
+    partition, both writing the Parquet directory of $SQQUID_PARQUET (each account commits its
+    own account=NAME/ partitions, so no limit of one is needed)."""
+    pytest.importorskip("dagster", reason=NO_DAGSTER)
+    parquet = tmp_path / "parquet"
+    command = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-f",
+               str(EXAMPLES / "dagster_accounts.py"), "--select", "sqquid/orders", "--partition"]
+    running = []
+    for account in two_accounts:  # a Dagster home each (two fresh sqlite instances would race); one destination
+        (tmp_path / account).mkdir()
+        env = {**os.environ, "DAGSTER_HOME": str(tmp_path / account), "SQQUID_PARQUET": str(parquet)}
+        running.append(subprocess.Popen([*command, account], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, text=True))
+    logs = [p.communicate(timeout=300)[0] for p in running]
+    assert [p.returncode for p in running] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    with duckdb.connect() as conn:
+        counts = dict(conn.execute(f"SELECT account, count(*) FROM read_parquet('{parquet}/orders/*/*.parquet', "
+                                   "hive_partitioning = true) GROUP BY 1").fetchall())
+    assert counts == {name: len(sb.store.orders) for name, sb in two_accounts.items()}
+    assert not list(tmp_path.glob("warehouse/*.duckdb"))  # Parquet instead of the DuckDB files
