@@ -22,6 +22,8 @@ rate x 250): an account at its ceiling brings rate x 250 records/s), the sandbox
 when every page had been answered (what follows is commits), and the load average (1 minute)
 before, during and after. `--profile FILE`: the client under `py-spy record` (raw stacks).
 `--sandbox-only`: the sandbox's start alone (time until every account is printed, RSS).
+`--sandbox-load`: the sandbox alone, N accounts each read at --rate pages/s by a client that
+only reads the bodies: its answer times against --latency, its CPU (is it a bottleneck?).
 """
 
 from __future__ import annotations
@@ -97,6 +99,64 @@ def sandbox_only(a) -> None:
               f"RSS {rss_mb(proc.pid):.0f} MB, CPU {proc_cpu_seconds(proc.pid):.2f} s")
     finally:
         stop(proc)
+
+
+def light_client(url: str, key: str, seconds: float, rate: float, pages: int, latencies: list) -> None:
+    """One account read by a client doing nothing else: log in, then GET a page of orders every
+    1/rate s (the body read, not parsed) for `seconds`, one connection; each answer's time kept."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+    conn.request("POST", "/v1/login", json.dumps({"api_key": key}), {"Content-Type": "application/json"})
+    token = json.loads(conn.getresponse().read())["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    started = time.monotonic()
+    for n in range(int(seconds * rate)):
+        time.sleep(max(0.0, started + n / rate - time.monotonic()))
+        sent = time.monotonic()
+        conn.request("GET", f"/v1/orders?limit={PAGE}&page={n % pages + 1}", headers=headers)
+        response = conn.getresponse()
+        response.read()
+        latencies.append((time.monotonic() - sent, response.status))
+    conn.close()
+
+
+def sandbox_load(a) -> None:
+    """The sandbox alone under N accounts x rate requests/s (a client that only reads bodies):
+    whether it answers within its latency, and its CPU."""
+    print(f"command: python bench/accounts.py --sandbox-load --accounts {a.accounts} --seconds {a.seconds:g} "
+          f"--latency {a.latency:g} --rate {a.rate:g}")
+    print(f"machine: {machine()}")
+    pages = 40
+    proc, url, keys, ready = start_sandbox(a.accounts, pages * PAGE, 50, rate=a.rate, burst=a.burst,
+                                           latency=a.latency, spread=0.0)
+    try:
+        latencies: list = []
+        load = load_average()
+        cpu_before = proc_cpu_seconds(proc.pid)
+        started = time.monotonic()
+        threads = [threading.Thread(target=light_client, args=(url, key, a.seconds, a.rate, pages, latencies))
+                   for key, _ in keys.values()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.monotonic() - started
+        cpu = proc_cpu_seconds(proc.pid) - cpu_before
+        throttled = sandbox_stats(url)["throttled"]
+    finally:
+        stop(proc)
+    times = sorted(t for t, _ in latencies)
+    ok = sum(1 for _, status in latencies if status == 200)
+    quantile = lambda q: times[min(len(times) - 1, int(q * len(times)))]  # noqa: E731
+    print(f"sandbox: {len(latencies)} pages of {PAGE} orders in {wall:.1f} s = {len(latencies) / wall:.0f} requests/s "
+          f"({ok} answered 200, {throttled} 429s)")
+    print(f"  answer time: median {quantile(0.5):.3f} s, p99 {quantile(0.99):.3f} s, max {times[-1]:.3f} s "
+          f"(latency {a.latency:g} s)")
+    print(f"  sandbox CPU {cpu:.1f} s = {cpu / wall:.2f} cores, {1000 * cpu / max(1, len(latencies)):.2f} ms a request; "
+          f"load average {load:.2f} before, {load_average():.2f} after")
 
 
 class LoadSampler:
@@ -242,6 +302,8 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=5000, help="--sandbox-only: orders an account (spread 0.5)")
     ap.add_argument("--products", type=int, default=2000, help="--sandbox-only: products an account")
     ap.add_argument("--sandbox-only", action="store_true", help="measure the sandbox's start only")
+    ap.add_argument("--sandbox-load", action="store_true",
+                    help="the sandbox alone under N accounts at --rate, read by a client that only reads bodies")
     ap.add_argument("--into", choices=["one-file", "parquet", "file-per-account"], default="one-file",
                     help="one DuckDB file for all accounts or one Parquet directory (account=NAME/ partitions), "
                          "both by extract --all-accounts; or a DuckDB file an account")
@@ -252,6 +314,8 @@ def main() -> None:
         return client_per_file(*a.client_per_file)
     if a.sandbox_only:
         return sandbox_only(a)
+    if a.sandbox_load:
+        return sandbox_load(a)
     extract_bench(a)
 
 
