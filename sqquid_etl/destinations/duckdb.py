@@ -20,7 +20,7 @@ from .account_scope import ACCOUNT, check_account, mixed_error
 from .duckdb_freshness import DELETED_AT
 from .duckdb_own import (RUNS_TABLE, STATE_COLUMNS, STATE_TABLE, check_ours, check_staging, connect, first_line, prepare,
                          state_columns, tables)
-from .duckdb_shared import Shared, acquire, opened, release
+from .duckdb_shared import Shared, acquire, look, opened, release
 from .duckdb_tuning import check_tuning, tune
 from .duckdb_writer import DuckDBStreamWriter
 from .files import check_can_write
@@ -47,18 +47,11 @@ class DuckDBDestination:
         path = Path(location)
         if not path.is_file():
             return
-        shared = opened(path)
         try:
-            conn = shared.conn.cursor() if shared is not None else duckdb.connect(str(path), read_only=True)
+            found, multi = look(path, lambda: duckdb.connect(str(path), read_only=True),
+                                lambda conn: (tables(conn), ACCOUNT in state_columns(conn)))
         except duckdb.Error:
             return
-        try:
-            found = tables(conn)
-            multi = ACCOUNT in state_columns(conn)
-        except duckdb.Error:
-            return
-        finally:
-            conn.close()
         if (STATE_TABLE in found or RUNS_TABLE in found) and multi != (account is not None):
             raise mixed_error(str(path), account, multi)
 

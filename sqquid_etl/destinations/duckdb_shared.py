@@ -75,3 +75,16 @@ def opened(path: Path) -> Shared | None:
     """The file's shared database when this process has it open (read-only opens use it too)."""
     with _LOCK:
         return _OPEN.get(path.resolve())
+
+
+def look(path: Path, connect_read_only: Callable[[], Any], work: Callable[[Any], Any]) -> Any:
+    """`work(conn)` on a connection to the file: a cursor of its shared database when this
+    process has it open, else a read-only connection, opened and closed while no destination of
+    the process opens the file (DuckDB refuses a file open twice in two configurations)."""
+    with _LOCK:
+        shared = _OPEN.get(path.resolve())
+        conn = shared.conn.cursor() if shared is not None else connect_read_only()
+        try:
+            return work(conn)
+        finally:
+            conn.close()
