@@ -293,6 +293,23 @@ def test_upgrade_a_single_account_duckdb_then_the_account_continues_incrementall
     assert_tables_equal(account_tables(db, "globex", tables), expected_tables(globex.store), tables)
 
 
+def test_an_upgrade_leaves_the_users_own_tables_and_views_as_they_are(sandbox, tmp_path):
+    """What the user added to the file is not the tool's: no account column, no rebuild, kept."""
+    from sqquid_etl.destinations import upgrade_destination
+
+    db = tmp_path / "old.duckdb"
+    assert extract(["orders", "locations"], duckdb=db, client=make_client(sandbox)).ok
+    with duckdb.connect(str(db)) as conn:
+        conn.execute("CREATE TABLE my_targets AS SELECT 1 AS store, 100 AS target")
+        conn.execute("CREATE VIEW my_orders AS SELECT id, created_at FROM orders")
+    upgrade_destination(duckdb=db, account="acme")
+    with duckdb.connect(str(db), read_only=True) as conn:
+        assert [r[0] for r in conn.execute("DESCRIBE my_targets").fetchall()] == ["store", "target"]
+        assert conn.execute("SELECT * FROM my_targets").fetchall() == [(1, 100)]
+        assert conn.execute("SELECT count(*) FROM my_orders").fetchone()[0] == len(sandbox.store.orders)
+        assert [r[0] for r in conn.execute("DESCRIBE orders").fetchall()][0] == "account"
+
+
 def test_an_upgrade_that_fails_changes_nothing(sandbox, tmp_path, monkeypatch):
     from sqquid_etl.destinations import duckdb_upgrade, upgrade_destination
 

@@ -1,6 +1,7 @@
 """`sqquid-etl upgrade --account NAME` for DuckDB: a single-account database made multi-account in
-place, in one transaction: every table (the extracted ones, their `_history`, and the database's
-own `_sqquid_state`, `_sqquid_runs`, `_sqquid_rejected`) is rebuilt with a leading `account`
+place, in one transaction: every table of the extract's (the extracted ones, their `_history`, and
+the database's own `_sqquid_*` tables: state, runs, rejected records; a table or view the user
+added to the file is left as it is) is rebuilt with a leading `account`
 column holding NAME, so its rows, states and run records become that account's. The content
 hashes (`_sqquid_hash`) do not cover the account column: they stay valid, and the next run of
 the account counts its records unchanged. `_sqquid_schema_changes` (columns of a table, shared by
@@ -15,6 +16,7 @@ import duckdb
 from ..errors import ConfigError, StateError
 from .account_scope import ACCOUNT, check_account
 from .duckdb_evolve import HISTORY_TABLE
+from .duckdb_history import history_table
 from .duckdb_own import RUNS_TABLE, STATE_TABLE, check_ours, connect, first_line, prepare, state_columns
 from .duckdb_shared import opened
 from .merge_sql import quote_identifier as q
@@ -70,15 +72,28 @@ def _already(conn, path: Path, account: str) -> str:
 
 
 def _tables(conn) -> list[str]:
-    """The base tables to stamp: every table of the database but the schema history."""
+    """The base tables to stamp: the extract's own (the tables of the stream definitions, their
+    `_history`, `_sqquid_state`, `_sqquid_runs`, `_sqquid_rejected`), never a table the user added
+    to the file, nor the schema history."""
     rows = conn.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary "
                         "AND database_name = current_database() ORDER BY 1").fetchall()
-    return [r[0] for r in rows if r[0] != HISTORY_TABLE]
+    ours = _stream_tables()
+    return [r[0] for r in rows if r[0] in ours or (r[0].startswith("_sqquid_") and r[0] != HISTORY_TABLE)]
+
+
+def _stream_tables() -> set[str]:
+    from ..definitions import load_definitions
+
+    tables = {t.name for d in load_definitions().values() for t in d.tables}
+    return tables | {history_table(t) for t in tables}
 
 
 def _views(conn) -> list[str]:
+    """The extract's views (`sql_views.VIEWS`), made again after the upgrade; the user's are kept."""
+    from ..sql_views import VIEWS
+
     return [r[0] for r in conn.execute("SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal "
-                                       "AND database_name = current_database()").fetchall()]
+                                       "AND database_name = current_database()").fetchall() if r[0] in VIEWS]
 
 
 def _stamp(conn, table: str, account: str) -> None:
