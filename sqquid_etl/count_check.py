@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from .client import SqquidClient
 from .definitions import StreamDefinition
-from .fetch import count_records
+from .fetch import count_window
+from .listing import Window, counted
 
 
 @dataclass(frozen=True)
 class CountCheck:
     expected: int
     received: int
-    api_counts: dict  # partition -> the API's count for its window, as last asked
+    api_counts: dict  # Window -> the API's count for it, as last asked
 
     @property
     def ok(self) -> bool:
@@ -24,18 +24,20 @@ class CountCheck:
 def check_count(
     stream: StreamDefinition,
     client: SqquidClient,
-    windows: dict[str | None, datetime | None],
-    planned: dict[str | None, int],
+    windows: list[Window],
+    planned: dict[Window, int],
     received: int,
-) -> CountCheck:
-    """The API's count for the windows. The counts the fetch asked to plan its pages (`planned`,
-    before the listing was read) are used where there are some; when they disagree with what was
-    received, the count is asked again now, and a number received between the two (records added
-    while paging) counts as agreeing."""
-    before = {p: planned[p] if p in planned else count_records(stream, client, windows[p], p) for p in windows}
+) -> CountCheck | None:
+    """The API's count for the windows (None: its /count does not take their params). The counts
+    the fetch asked to plan its pages (`planned`, before the listing was read) are used where there
+    are some; when they disagree with what was received, the count is asked again now, and a number
+    received between the two (records added while paging) counts as agreeing."""
+    if not all(counted(stream, w) for w in windows):
+        return None
+    before = {w: planned[w] if w in planned else count_window(stream, client, w) for w in windows}
     if sum(before.values()) == received:
         return CountCheck(received, received, before)
-    now = {p: count_records(stream, client, windows[p], p) for p in windows}
+    now = {w: count_window(stream, client, w) for w in windows}
     if sum(before.values()) <= received <= sum(now.values()):
         return CountCheck(received, received, now)
     return CountCheck(sum(now.values()), received, now)

@@ -71,6 +71,19 @@ class Paginator:
 class Cursor:
     field: str  # record field whose maximum becomes the bookmark
     param: str  # request parameter that takes the bookmark
+    max_param: str | None = None  # request parameter of an upper bound, where the list and its /count take one
+
+
+@dataclass(frozen=True)
+class Relist:
+    """Listing the stored records of a range again by key: `param` takes up to `batch` values of
+    the field `field` of the stream's own table (orders: `ids` of `id`; shipments: `order_ids` of
+    `order_id`); `counted`: the stream's /count takes `param` too."""
+
+    param: str
+    field: str
+    batch: int
+    counted: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,7 @@ class StreamDefinition:
     schema_contract: str | None = None  # evolve | freeze | discard for undocumented fields (None: the run's)
     reread: timedelta | None = None  # re-read this trailing window every run (REREAD_ALL: everything)
     history: bool = False  # keep a type-2 history of the stream's tables (`<table>_history`)
+    relist: Relist | None = None  # how a range behind the cursor is listed again by key (`relist.py`)
 
     @property
     def table_names(self) -> list[str]:
@@ -178,7 +192,8 @@ def parse_definition(raw: Any, source_file: str = "<memory>") -> StreamDefinitio
     cursor = None
     if sync == "incremental":
         raw_cursor = _require(raw, "cursor", where)
-        cursor = Cursor(field=_require(raw_cursor, "field", where), param=_require(raw_cursor, "param", where))
+        cursor = Cursor(field=_require(raw_cursor, "field", where), param=_require(raw_cursor, "param", where),
+                        max_param=raw_cursor.get("max_param") or None)
     partition = _parse_partition(raw, where)
     tables = _parse_tables(raw, where, partition)
     parent = tables[0] if tables[0].nested_path is None else None
@@ -204,6 +219,7 @@ def parse_definition(raw: Any, source_file: str = "<memory>") -> StreamDefinitio
         schema_contract=_parse_contract(raw, where),
         reread=parse_reread(raw.get("reread"), f"{where}: reread") if cursor else None,
         history=_parse_history(raw, where, sync),
+        relist=_parse_relist(raw, where, parent) if cursor else None,
     )
 
 
@@ -214,6 +230,18 @@ def parse_reread(value: Any, what: str) -> timedelta | None:
     if str(value).strip().lower() == "all":
         return REREAD_ALL
     return parse_duration(value, what) or None
+
+
+def _parse_relist(raw: dict, where: str, parent: TableSpec | None) -> Relist | None:
+    spec = raw.get("relist")
+    if not spec:
+        return None
+    field, batch = _require(spec, "field", where), spec.get("batch", 250)
+    if parent is None or field not in parent.column_names:
+        raise ConfigError(f"{where}: relist field {field!r} is not a column of the stream's own table")
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ConfigError(f"{where}: relist batch {batch!r}; expected a positive integer")
+    return Relist(param=_require(spec, "param", where), field=field, batch=batch, counted=bool(spec.get("counted", False)))
 
 
 def _parse_history(raw: dict, where: str, sync: str) -> bool:

@@ -23,6 +23,7 @@ from .errors import ConfigError, SchemaError, SqquidError
 from .evolve import DEFAULT_CONTRACT
 from .fetch import FetchStats
 from .keys import batch_keys
+from .listing import Window, as_windows
 from .read import read_tables
 from .records import PageTables
 from .runs import CHANGE_COLUMNS, REJECTED_TABLE, RunRecord, rejected_rows
@@ -31,6 +32,7 @@ from .state import NO_PARTITION, StreamState, format_timestamp, window_start
 log = logging.getLogger(__name__)
 
 Windows = dict  # partition (None: the stream has none) -> where its window starts (None: from the beginning)
+# run_windows also takes a list of `listing.Window` (ranges bounded above, key batches: `relist.py`)
 ProgressCallback = Callable[[str, int, int], None]  # stream, pages, records
 
 
@@ -154,27 +156,29 @@ def plan_windows(stream: StreamDefinition, state: StreamState, options: RunOptio
     return windows
 
 
-def run_windows(run: StreamRun, windows: Windows, old_state: StreamState, *, replace: bool,
+def run_windows(run: StreamRun, windows: Windows | list[Window], old_state: StreamState, *, replace: bool,
                 count: bool = True) -> CountCheck | None:
     """Read the windows, stage their pages and commit them with the advanced state and the run
     row, in one commit; `run.result` accumulates. On failure nothing is stored, the run row says
     so, and the error is raised. Returns the count check (None: not asked, or no /count)."""
-    stream = run.stream
+    stream, spans = run.stream, as_windows(windows)
     writer = run.destination.begin(stream, replace=replace)
     try:
         tracker = CursorTracker(stream)
         rejected_keys: set = set()
         quarantined_before = run.result.records_quarantined
-        stats = _stage_pages(run, windows, writer, tracker, rejected_keys)
+        stats = _stage_pages(run, spans, writer, tracker, rejected_keys)
         check = None
         if count and stream.count:
             # a record quarantined was received too: rows in = rows stored + rows quarantined
             received = writer.distinct_keys(stream.tables[0].name) + len(rejected_keys)
-            check = _check_count(run, windows, stats, received)
-        if check is not None and check.ok and not rejected_keys and hasattr(writer, "prove_gone"):
-            _prove_gone(stream, windows, writer, run.options.hard_delete)
+            check = _check_count(run, spans, stats, received)
+        # complete: the count agreed, or key batches no /count takes (a listing by key is paged to its end)
+        complete = check.ok if check is not None else count and bool(spans) and all(w.keys is not None for w in spans)
+        if complete and not rejected_keys and hasattr(writer, "prove_gone"):
+            _prove_gone(stream, spans, writer, run.options.hard_delete)
         cursors = tracker.advance(old_state.cursors)
-        _note_windows(run.result, windows, cursors)
+        _note_windows(run.result, spans, cursors)
         quarantined = run.result.records_quarantined - quarantined_before
         if quarantined:
             if run.result.status == "ok":
@@ -191,17 +195,22 @@ def run_windows(run: StreamRun, windows: Windows, old_state: StreamState, *, rep
     return check
 
 
-def _prove_gone(stream: StreamDefinition, windows: Windows, writer, hard: bool) -> None:
-    """The windows were listed completely (the count check agreed): a stored record of a window
-    that the listing did not return is gone upstream. The writer marks it at commit."""
+def _prove_gone(stream: StreamDefinition, windows: list[Window], writer, hard: bool) -> None:
+    """The windows were listed completely: a stored record of a window that the listing did not
+    return is gone upstream. The writer marks it at commit. A window's lower bound is read as the
+    name `created_at_min` says (included); its upper bound (`until`) is proven only before it (the
+    reference says "before" of `created_at_max`, the sandbox includes it: docs/api-notes.md)."""
     if stream.cursor is None:
         return
-    for partition, since in windows.items():
-        equals = {stream.partition.param: partition} if stream.partition and partition else {}
-        writer.prove_gone(stream.cursor.field, since, equals, hard=hard)
+    for window in windows:
+        equals = {stream.partition.param: window.partition} if stream.partition and window.partition else {}
+        if window.keys is not None and stream.relist:
+            writer.prove_gone(stream.cursor.field, None, equals, hard=hard, key=(stream.relist.field, window.keys))
+        else:
+            writer.prove_gone(stream.cursor.field, window.since, equals, hard=hard, until=window.until)
 
 
-def _stage_pages(run: StreamRun, windows: Windows, writer, tracker: CursorTracker, rejected_keys: set) -> FetchStats:
+def _stage_pages(run: StreamRun, windows: list[Window], writer, tracker: CursorTracker, rejected_keys: set) -> FetchStats:
     stream, result = run.stream, run.result
     stats = FetchStats()
     key_batches = list_key_batches(stream, run.destination, run.client.base_url)
@@ -281,9 +290,12 @@ def undocumented_fields(run: StreamRun, writer, extras: list) -> list:
     return kept
 
 
-def _check_count(run: StreamRun, windows: Windows, stats: FetchStats, received: int) -> CountCheck:
-    """The API's /count against the distinct keys staged: a mismatch is a warning (--strict: an error)."""
+def _check_count(run: StreamRun, windows: list[Window], stats: FetchStats, received: int) -> CountCheck | None:
+    """The API's /count against the distinct keys staged: a mismatch is a warning (--strict: an
+    error). None: the stream's /count does not take the windows' params (key batches)."""
     check = check_count(run.stream, run.client, windows, stats.counts, received)
+    if check is None:
+        return None
     result = run.result
     result.count_expected, result.count_received = check.expected, check.received
     if not check.ok:
@@ -296,10 +308,10 @@ def _check_count(run: StreamRun, windows: Windows, stats: FetchStats, received: 
     return check
 
 
-def _note_windows(result: StreamResult, windows: Windows, cursors: dict[str, str]) -> None:
+def _note_windows(result: StreamResult, windows: list[Window], cursors: dict[str, str]) -> None:
     """The first window start of the run (a repair never moves it) and the cursor reached."""
     if result.window_start is None:
-        first = next((w for w in windows.values() if w is not None), None)
+        first = next((w.since for w in windows if w.since is not None), None)
         result.window_start = format_timestamp(first) if first else None
     result.cursor = max(cursors.values(), default=None)
 

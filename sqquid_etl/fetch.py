@@ -21,15 +21,16 @@ from .errors import SchemaError
 from .fetch_concurrent import ConcurrentFetch
 from .fetch_sequential import prefetch as fetch_ahead
 from .fetch_sequential import sequential_pages
-from .listing import FetchStats, PageReader, counts_plan_pages, plan_listings, window_params
+from .listing import FetchStats, PageReader, Window, counts_plan_pages, plan_listings, span_params, window_params
 
-__all__ = ["FetchStats", "Page", "ask_count", "count_records", "default_concurrency", "fetch_pages", "page_reader"]
+__all__ = ["FetchStats", "Page", "ask_count", "count_records", "count_window", "default_concurrency", "fetch_pages",
+           "page_reader"]
 
 
 def fetch_pages(
     stream: StreamDefinition,
     client: SqquidClient,
-    windows: dict[str | None, datetime | None],
+    windows: "dict[str | None, datetime | None] | list[Window]",
     key_batches: list[str] | None,
     prefetch: int = 2,
     *,
@@ -89,6 +90,10 @@ def default_concurrency(client: SqquidClient) -> int:
 
 def count_records(stream: StreamDefinition, client: SqquidClient, begin: datetime | None, partition: str | None) -> int:
     return ask_count(stream, client, window_params(stream, partition, begin))
+
+
+def count_window(stream: StreamDefinition, client: SqquidClient, window: Window) -> int:
+    return ask_count(stream, client, span_params(stream, window))
 
 
 def ask_count(stream: StreamDefinition, client: SqquidClient, params: dict[str, Any]) -> int:

@@ -194,7 +194,7 @@ class ConcurrentFetch:
             self._end(index, page)
             return
         listing.expected = max(listing.expected, page + 2)  # a full page: the next one is needed
-        if page == 0 and listing.hint is None and self.count is not None:
+        if page == 0 and listing.hint is None and self.count is not None and listing.counted:
             listing.hint = "pending"
             self.stats.count_hints += 1
             assert self.pool is not None
@@ -239,6 +239,6 @@ class ConcurrentFetch:
             else:
                 listing.hint = "done"
                 listing.expected = max(listing.expected, listing.paginator.pages_from_count(value))
-                self.stats.counts[listing.partition] = value
+                self.stats.counts[listing.window] = value
             self._fill()
             self.cond.notify_all()

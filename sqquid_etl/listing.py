@@ -31,7 +31,26 @@ class FetchStats:
     requests: int = 0
     wasted: int = 0
     count_hints: int = 0
-    counts: dict = field(default_factory=dict)  # partition -> the /count answer used to plan its pages
+    counts: dict = field(default_factory=dict)  # Window -> the /count answer used to plan its pages
+
+
+@dataclass(frozen=True)
+class Window:
+    """One range of a stream to list: a partition's records with cursor at or after `since` (None:
+    from the beginning) and, when `until` is given, before it (the cursor's `max_param`); or, with
+    `keys`, the records whose `relist` field holds one of them (orders by `ids`)."""
+
+    partition: str | None
+    since: datetime | None = None
+    until: datetime | None = None
+    keys: tuple | None = None
+
+
+def as_windows(windows: "dict | list[Window]") -> list[Window]:
+    """{partition: start} (a run's plain windows) or Windows, as Windows."""
+    if isinstance(windows, dict):
+        return [Window(partition, since) for partition, since in windows.items()]
+    return list(windows)
 
 
 @dataclass
@@ -41,6 +60,8 @@ class Listing:
     params: dict[str, Any]
     partition: str | None
     paginator: PaginationStrategy
+    window: Window | None = None
+    counted: bool = True  # the stream's /count takes this listing's params (it can plan its pages)
     expected: int = 1  # pages planned so far (known to exist, or speculated)
     end: int | None = None  # index of the last page, once seen
     scheduled: int = 0  # pages 0..scheduled-1 have been requested
@@ -53,19 +74,35 @@ class Listing:
 
 def plan_listings(
     stream: StreamDefinition,
-    windows: dict[str | None, datetime | None],
+    windows: "dict[str | None, datetime | None] | list[Window]",
     key_batches: list[str] | None,
 ) -> list[Listing]:
     """The stream's listings in the order their pages are yielded: per window, per key batch."""
     out = []
-    for partition, begin in windows.items():
-        params = window_params(stream, partition, begin)
+    for window in as_windows(windows):
+        params = span_params(stream, window)
         for keys in key_batches if key_batches is not None else [None]:
             listing_params = dict(params)
             if keys is not None:
                 listing_params[stream.keys_from.param] = keys  # type: ignore[union-attr]
-            out.append(Listing(listing_params, partition, make_paginator(stream.paginator)))
+            out.append(Listing(listing_params, window.partition, make_paginator(stream.paginator), window,
+                               counted(stream, window)))
     return out
+
+
+def span_params(stream: StreamDefinition, window: Window) -> dict[str, Any]:
+    """The request parameters of a Window (its /count takes the same, where it takes them at all)."""
+    params = window_params(stream, window.partition, window.since)
+    if window.until is not None and stream.cursor and stream.cursor.max_param:
+        params[stream.cursor.max_param] = format_param(window.until)
+    if window.keys is not None and stream.relist:
+        params[stream.relist.param] = ",".join(str(k) for k in window.keys)
+    return params
+
+
+def counted(stream: StreamDefinition, window: Window) -> bool:
+    """Whether the stream's /count takes the Window's params (a key batch only where `relist.counted`)."""
+    return stream.count is not None and (window.keys is None or bool(stream.relist and stream.relist.counted))
 
 
 def window_params(stream: StreamDefinition, partition: str | None, begin: datetime | None) -> dict[str, Any]:

@@ -20,14 +20,17 @@ from .engine import ProgressCallback, RunOptions, StreamResult, StreamRun, new_r
 from .errors import ConfigError, SqquidError, StateError, unexpected
 from .evolve import CONTRACTS, dropped_fields
 from .freshness import parse_reread_overrides
-from .reconcile import describe_changes, describe_gaps, describe_surpluses, find_changed_windows, find_gaps
+from .reconcile import ApiCounts, describe_gaps, describe_surpluses, find_gaps
 from .redaction import SECRETS
+from .relist import from_start, relist_windows, unfinished
+from .scan import describe_changes, find_changed_ranges
 from .settings import DEFAULT_BURST, DEFAULT_LOOKBACK, DEFAULT_RATE, Tuning, check_pacing
 from .state import BEGINNING, NO_PARTITION, StreamState, after_now, parse_duration, parse_timestamp
 
 # a stored cursor later than now by more than this is warned about on every run (the API's clock
 # may run a little ahead of this machine's)
 FUTURE_SLACK = timedelta(days=1)
+PASSES = 3  # count scans a stream's reconciliation runs at most (each after the repairs of the one before)
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +182,8 @@ def _plan(streams, catalog, start_date, lookback, full_refresh, strict,
         raise ConfigError(f"--start-date {start_date}: after now; nothing would be read: give a date in the past")
     if start is not None and start < BEGINNING:
         start = None  # the beginning (`state.window_start`)
+    if start is not None:
+        start = start.replace(microsecond=0)  # what the API's filters take (`state.format_param`)
     options = RunOptions(
         start_date=start,
         lookback=parse_duration(lookback, "--lookback"),
@@ -206,7 +211,7 @@ def _extract_stream(run: StreamRun, reconcile: bool) -> StreamResult:
         committed = result.status, result.message, dict(result.rows)
         if reconcile:
             known = {} if check is None else {
-                p: n for p, n in check.api_counts.items() if windows.get(p) == run.options.start_date
+                (w.partition, w.since): n for w, n in check.api_counts.items() if w.until is None and w.keys is None
             }
             _reconcile(run, known, windows)
     except Exception as exc:  # noqa: BLE001 - a bug or the machine's error fails this stream, not the run
@@ -282,6 +287,20 @@ def _not_run(run: StreamRun, parent: str) -> StreamResult:
     return result
 
 
+def _relist(run: StreamRun, changed: list, spent: int) -> None:
+    """List the changed ranges again (`relist.py`), merged, records gone proven; ranges that still
+    differ (late records a listing by key cannot reach) are listed from their start to now."""
+    stream, destination, result = run.stream, run.destination, run.result
+    deleted_before = result.records_deleted
+    state = destination.load_state(stream.name) or StreamState()
+    run_windows(run, relist_windows(stream, destination, changed), state, replace=False)
+    late = unfinished(stream, destination, changed)
+    if late:
+        run_windows(run, from_start(late), destination.load_state(stream.name) or StreamState(), replace=False)
+    result.repaired += sum(max(0, c.api - c.stored) for c in changed)  # late records (or moved in) of the ranges
+    result.add_message(describe_changes(changed, spent, result.records_deleted - deleted_before))
+
+
 def _reconcile(run: StreamRun, known_counts: dict, listed: dict) -> None:
     """Ask reconciliation which windows the API has more records in than the destination, and
     where behind the run's windows the records changed in number (deleted, moved to another
@@ -289,27 +308,30 @@ def _reconcile(run: StreamRun, known_counts: dict, listed: dict) -> None:
     stored records are gone); say so in the stream's result and its run row."""
     stream, destination, result = run.stream, run.destination, run.result
     start = run.options.start_date
-    gaps, surpluses = find_gaps(stream, run.client, destination, start, known_counts, run.quarantined)
-    if gaps:
-        state = destination.load_state(stream.name) or StreamState()
-        run_windows(run, {g.partition: g.since for g in gaps}, state, replace=False, count=False)
-        result.repaired = sum(g.missing for g in gaps)
-        result.add_message(describe_gaps(gaps))
-    changed, spent = find_changed_windows(stream, run.client, destination, start, listed)
-    if changed:
-        deleted_before = result.records_deleted
-        state = destination.load_state(stream.name) or StreamState()
-        run_windows(run, changed, state, replace=False)
-        result.add_message(describe_changes(changed, spent, result.records_deleted - deleted_before))
-    if gaps or changed or surpluses:
-        remaining, surpluses = find_gaps(stream, run.client, destination, start, quarantined=run.quarantined)
+    counts = ApiCounts(stream, run.client, known_counts)  # `known_counts`: (partition, since) -> this run's counts
+    touched = False
+    for _ in range(PASSES):  # a change can hide another between two count points until it is repaired
+        changed = find_changed_ranges(stream, counts, destination, start, listed)  # ranges of any change, first
+        if changed:
+            _relist(run, changed, counts.requests)
+        gaps, surpluses = find_gaps(stream, counts, destination, start, run.quarantined)  # what the ranges left
+        if gaps:
+            state = destination.load_state(stream.name) or StreamState()
+            run_windows(run, {g.partition: g.since for g in gaps}, state, replace=False, count=False)
+            result.repaired += sum(g.missing for g in gaps)
+            result.add_message(describe_gaps(gaps))
+        touched = touched or bool(changed or gaps)
+        if not (gaps or (changed and surpluses)):
+            break
+    if touched:
+        remaining, surpluses = find_gaps(stream, counts, destination, start, quarantined=run.quarantined)
         if remaining:
             result.add_message(f"still {sum(g.missing for g in remaining)} missing after the repair")
             result.status = "warning"
     if surpluses:
         result.add_message(describe_surpluses(surpluses))
         result.status = "warning"
-    if not (gaps or changed or surpluses):
+    if not (touched or surpluses):
         return
     if run.options.strict and result.status == "warning":
         result.status, result.exit_code = "failed", 1

@@ -1,8 +1,8 @@
 """Reconciliation: find which windows of a stream must be read again, by comparing counts.
 
-It only answers the question; the pipeline runs the windows it names through the engine.
-
-Find records the incremental windows cannot see, by comparing counts.
+It only answers the question; the pipeline runs the windows it names through the engine. Where
+behind the windows the records changed in number (deletions, scope moves) is the count scan's
+question (`scan.py`).
 
 Late-arriving records keep their original timestamp, so they land behind the cursor where no
 incremental window looks; records inserted ahead of the page being read can shift pagination.
@@ -27,6 +27,23 @@ from .fetch import count_records
 log = logging.getLogger(__name__)
 
 
+class ApiCounts:
+    """The API's /count of a partition's records with cursor >= since, each asked once a run: the
+    API's counts do not change with what the run stores, so reconciliation, the count scan and the
+    check after a repair share them (`known`: the counts of this run's windows)."""
+
+    def __init__(self, stream: StreamDefinition, client: SqquidClient, known: dict | None = None):
+        self.stream, self.client = stream, client
+        self.known: dict = dict(known or {})  # (partition, since) -> count
+        self.requests = 0
+
+    def __call__(self, partition: str | None, since: datetime | None) -> int:
+        if (partition, since) not in self.known:
+            self.known[(partition, since)] = count_records(self.stream, self.client, since, partition)
+            self.requests += 1
+        return self.known[(partition, since)]
+
+
 @dataclass
 class Gap:
     """Records the API has and the destination lacks, all with cursor >= `since`."""
@@ -47,23 +64,20 @@ class Surplus:
 
 def find_gaps(
     stream: StreamDefinition,
-    client: SqquidClient,
+    counts: ApiCounts,
     destination: Destination,
     start_date: datetime | None,
-    known_counts: dict[str | None, int] | None = None,
     quarantined: list[tuple[str | None, datetime | None]] = (),  # type: ignore[assignment]
 ) -> tuple[list[Gap], list[Surplus]]:
     """Compare the API's count with the destination's for each partition; bisect any shortfall.
-    `known_counts` are API counts already asked with the same filter (this run's window, when it
-    started at the start date): they save a request each. `quarantined`: (partition, cursor) of
-    the records this run received and stored in `_sqquid_rejected`: received, so no gap."""
+    `counts`: the API's, each asked once a run. `quarantined`: (partition, cursor) of the records
+    this run received and stored in `_sqquid_rejected`: received, so no gap."""
     if stream.count is None or stream.cursor is None:
         return [], []
     gaps, surpluses = [], []
     for partition in stream.partition.values if stream.partition else [None]:
         mine = [cursor for p, cursor in quarantined if p == partition]
-        shortfall = _shortfall(stream, client, destination, partition, start_date,
-                               (known_counts or {}).get(partition), mine)
+        shortfall = _shortfall(stream, counts, destination, partition, mine)
         total = shortfall(start_date)
         if total < 0:
             surpluses.append(Surplus(partition, -total))
@@ -77,8 +91,7 @@ def find_gaps(
     return gaps, surpluses
 
 
-def _shortfall(stream: StreamDefinition, client: SqquidClient, destination: Destination, partition: str | None,
-               start_date: datetime | None, known: int | None,
+def _shortfall(stream: StreamDefinition, counts: ApiCounts, destination: Destination, partition: str | None,
                quarantined: list[datetime | None]) -> Callable[[datetime | None], int]:
     """f(t): the API's count of the partition's records with cursor >= t, less those received
     (stored in the destination, or quarantined by this run)."""
@@ -86,7 +99,7 @@ def _shortfall(stream: StreamDefinition, client: SqquidClient, destination: Dest
     table, column = stream.tables[0].name, stream.cursor.field  # type: ignore[union-attr]
 
     def shortfall(since: datetime | None) -> int:
-        api = known if since == start_date and known is not None else count_records(stream, client, since, partition)
+        api = counts(partition, since)
         rejected = sum(1 for c in quarantined if since is None or (c is not None and c >= since))
         return api - destination.count_since(table, column, since, equals) - rejected
 
@@ -134,77 +147,3 @@ def describe_surpluses(surpluses: list[Surplus]) -> str:
         f"destination holds {sum(s.extra for s in surpluses)} more records than the API counts "
         "(deleted upstream?); --full-refresh removes them"
     )
-
-
-def find_changed_windows(stream: StreamDefinition, client: SqquidClient, destination: Destination,
-                         start_date: datetime | None, listed: dict, points: int = 8) -> tuple[dict, int]:
-    """Where the records behind this run's windows changed in number, partition by partition:
-    {partition: where a re-listing must start} and the count requests spent. It catches what the
-    cumulative count of `find_gaps` cannot: deletions, records that moved to another partition
-    (a shipment item's scope), and changes that offset each other in the total but not at every
-    point. `listed`: this run's windows (partition -> start; the range after it was just read).
-
-    f(t) = API count(cursor >= t) - stored count(cursor >= t) is constant (N) from the oldest
-    stored record up to the earliest change. f is asked at `points` times evenly spread up to the
-    window, then bisected between the last point where f = N and the first where it is not: the
-    re-listing starts there. Two changes that offset each other between two neighbouring points
-    (one record gone, one late record come) stay unseen: a key-set comparison is what sees those."""
-    if stream.count is None or stream.cursor is None:
-        return {}, 0
-    windows: dict = {}
-    requests = 0
-    for partition in stream.partition.values if stream.partition else [None]:
-        upto = listed.get(partition)
-        equals = {stream.partition.param: partition} if stream.partition and partition else {}
-        low, _ = destination.cursor_bounds(stream.tables[0].name, stream.cursor.field, equals)
-        if upto is None or low is None:
-            continue
-        low = _floor_second(max(low, start_date) if start_date else low)
-        if low >= upto:
-            continue
-        f = _difference(stream, client, destination, partition, equals)
-        since, spent = _first_change(f, low, upto, points)
-        requests += spent
-        if since is not None:
-            windows[partition] = since
-    return windows, requests
-
-
-def _difference(stream: StreamDefinition, client: SqquidClient, destination: Destination, partition: str | None,
-                equals: dict) -> Callable[[datetime], int]:
-    table, column = stream.tables[0].name, stream.cursor.field  # type: ignore[union-attr]
-
-    def f(since: datetime) -> int:
-        return count_records(stream, client, since, partition) - destination.count_since(table, column, since, equals)
-
-    return f
-
-
-def _first_change(f: Callable[[datetime], int], low: datetime, upto: datetime, points: int) -> tuple[datetime | None, int]:
-    """(where a re-listing must start to cover every change f shows, or None; requests spent)."""
-    n = f(low)
-    requests = 1
-    step = (upto - low) / points
-    before = low
-    for i in range(1, points + 1):
-        at = _floor_second(low + step * i) if i < points else upto
-        requests += 1
-        if f(at) != n:
-            while (at - before) > timedelta(seconds=1):  # invariant: f(before) == n != f(at)
-                mid = _floor_second(before + (at - before) / 2)
-                if mid <= before:
-                    break
-                requests += 1
-                if f(mid) == n:
-                    before = mid
-                else:
-                    at = mid
-            return before, requests
-        before = at
-    return (upto if n else None), requests
-
-
-def describe_changes(windows: dict, requests: int, deleted: int) -> str:
-    ranges = ", ".join(f"{p + ': ' if p else ''}since {w.isoformat()}" for p, w in windows.items() if w is not None)
-    return f"re-listed where the records behind the cursor changed in number ({ranges}; {requests} count requests): " \
-           f"{deleted} record(s) gone upstream"

@@ -5,6 +5,8 @@ type-2 history of inventory and buffers. The sandbox changes its data between ru
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import duckdb
 import pytest
 from click.testing import CliRunner
@@ -264,3 +266,64 @@ def test_ten_rounds_of_upstream_changes_into_parquet(make_sandbox, tmp_path):
         assert result.ok and all(s.status == "ok" for s in result.streams), [(s.stream, s.message) for s in result.streams]
         assert result.stream("orders").records_deleted >= len(made["delete_orders"]) > 0
         assert_tables_equal(parquet_tables(lake), expected_tables(sandbox.store))
+
+
+def _logging_client(sandbox, log: list):
+    """A client that notes the path and params of each list request (pages and /count)."""
+    client = make_client(sandbox)
+    get_body, get = client.get_body, client.get
+
+    def logged_body(path, params=None, **kwargs):
+        log.append((path, dict(params or {})))
+        return get_body(path, params, **kwargs)
+
+    def logged(path, params=None, **kwargs):
+        log.append((path, dict(params or {})))
+        return get(path, params, **kwargs)
+
+    client.get_body, client.get = logged_body, logged
+    return client
+
+
+def test_old_changes_are_listed_again_by_range_not_to_now(make_sandbox, tmp_path):
+    """Deletions and scope moves of any age: the count scan isolates small ranges, and only those
+    are listed again (shipment items by created_at_min + created_at_max, orders by their stored
+    ids, shipments by their orders' ids), never from the change to now."""
+    sandbox = make_sandbox(orders=3000, products=20)
+    db = tmp_path / "f.duckdb"
+    assert extract(ORDER_STREAMS, duckdb=db, client=make_client(sandbox)).ok
+    made = sandbox.store.apply_changes({"delete_orders": 3, "delete_shipments": 3, "delete_items": 3, "move_items": 4},
+                                       seed=5)
+    log: list = []
+    result = extract(ORDER_STREAMS, duckdb=db, client=_logging_client(sandbox, log))
+    assert result.ok and all(s.status == "ok" for s in result.streams), [(s.stream, s.message) for s in result.streams]
+    assert_tables_equal(live_tables(db, ["orders", "shipments", "shipment_items"]), expected_tables(sandbox.store),
+                        ["orders", "shipments", "shipment_items"])
+    gone = _query(db, "SELECT id FROM orders WHERE _sqquid_deleted_at IS NOT NULL ORDER BY id")
+    assert [r[0] for r in gone] == sorted(made["delete_orders"])
+    lists = {path: [p for q, p in log if q == path] for path in ("/v1/orders", "/v1/shipments", "/v1/shipmentitems")}
+    recent = (datetime.fromisoformat(sandbox.store.now.replace("Z", "+00:00")) - timedelta(days=30)).isoformat()[:19]
+    for path, params in lists.items():  # listings by date alone: the re-read windows (14 days) only
+        early = [p for p in params if not {"ids", "order_ids", "created_at_max"} & set(p) and p["created_at_min"] < recent]
+        assert not early, (path, early, [(s.stream, s.message) for s in result.streams])
+    by_ids = [p["ids"].split(",") for p in lists["/v1/orders"] if "ids" in p]
+    assert by_ids and all(len(ids) <= 250 for ids in by_ids)
+    assert any("order_ids" in p for p in lists["/v1/shipments"])
+    assert any("created_at_max" in p for p in lists["/v1/shipmentitems"])
+    assert not any("ids" in p for q, p in log if q == "/v1/orders/count")  # the reference gives its count no ids
+    scanned = sum(1 for q, _ in log if q.endswith("/count"))
+    assert scanned < 300, scanned  # the scan (8 counts a partition) and its bisections
+
+
+def test_the_sandbox_lists_no_deleted_shipment_of_an_order(sandbox):
+    with sandbox.store.lock:
+        shipment = sandbox.store.shipments[0]
+    client = make_client(sandbox)
+    path = f"/v1/order/{shipment['order_id']}/shipments"
+    assert shipment["id"] in [s["id"] for s in client.get(path)["Shipments"]]
+    with sandbox.store.lock:
+        sandbox.store.book.shipments.delete(shipment["id"] - 1)
+        sandbox.store.touch("shipments")
+    assert shipment["id"] not in [s["id"] for s in client.get(path)["Shipments"]]
+    listed = client.get("/v1/shipments", {"order_ids": str(shipment["order_id"])})["Shipments"]
+    assert shipment["id"] not in [s["id"] for s in listed]

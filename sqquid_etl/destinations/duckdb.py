@@ -306,6 +306,14 @@ class DuckDBDestination:
         """`equals` with the destination's account (a condition of every query of a stored table)."""
         return equals if self.account is None else {**equals, ACCOUNT: self.account}
 
+    def values_between(self, table: str, column: str, cursor: str, since: datetime, until: datetime,
+                       equals: dict[str, str]) -> list[Any]:
+        """The distinct values of `column` over the live rows with `since <= cursor < until` and `equals`."""
+        if not self.table_exists(table):
+            return []
+        where, params = where_clause(cursor, since, self._scoped(equals), live=self._soft_deletes(table), until=until)
+        return [r[0] for r in self.conn.execute(f"SELECT DISTINCT {q(column)} FROM {q(table)}{where} ORDER BY 1", params).fetchall()]
+
     def _soft_deletes(self, table: str) -> bool:
         """Whether the table marks records gone upstream (they are not counted or listed)."""
         return DELETED_AT in self.columns().get(table, ())

@@ -30,11 +30,29 @@ META_TYPES = {HASH: "VARCHAR", DELETED_AT: "TIMESTAMPTZ"}
 @dataclass(frozen=True)
 class Gone:
     """A range a run listed completely: stored records of the stream's own table in it (cursor >=
-    `since`, `equals`) that the run did not receive are gone upstream."""
+    `since`, < `until` when given, `equals`; or with `key`, (column, values): those whose column
+    holds one of the values) that the run did not receive are gone upstream."""
 
     column: str
     since: datetime | None
     equals: dict
+    until: datetime | None = None
+    key: tuple | None = None
+
+    def where(self, alias: str) -> tuple[list[str], list]:
+        """SQL conditions on a stored row `alias` within the range, and their parameters."""
+        clauses, params = [], []
+        for op, bound in ((">=", self.since), ("<", self.until)):
+            if bound is not None:
+                clauses.append(f"{alias}.{q(self.column)} {op} ?")
+                params.append(bound)
+        for name, value in self.equals.items():
+            clauses.append(f"{alias}.{q(name)} = ?")
+            params.append(value)
+        if self.key is not None:
+            clauses.append(f"{alias}.{q(self.key[0])} IN (SELECT unnest(?))")
+            params.append(list(self.key[1]))
+        return clauses, params
 
 
 @dataclass
@@ -109,13 +127,9 @@ def mark_gone(conn: Any, stream: StreamDefinition, staged: str, ranges: list[Gon
     match = " AND ".join(f"s.{q(k)} = t.{q(k)}" for k in parent.primary_key)
     selects, params = [], []
     for gone in ranges:
-        clauses = [f"t.{q(DELETED_AT)} IS NULL"]
-        if gone.since is not None:
-            clauses.append(f"t.{q(gone.column)} >= ?")
-            params.append(gone.since)
-        for name, value in gone.equals.items():
-            clauses.append(f"t.{q(name)} = ?")
-            params.append(value)
+        clauses, values = gone.where("t")
+        clauses.insert(0, f"t.{q(DELETED_AT)} IS NULL")
+        params.extend(values)
         selects.append(f"SELECT {', '.join(f't.{q(k)}' for k in parent.primary_key)} FROM {q(parent.name)} t "
                        f"WHERE {' AND '.join(clauses)} AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})")
     conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_gone AS {' UNION '.join(selects)}", params)

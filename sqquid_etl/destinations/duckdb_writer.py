@@ -70,11 +70,13 @@ class DuckDBStreamWriter:
     def write_rejected(self, rows: pa.Table) -> None:
         self.stage.write({REJECTED_TABLE: rows})
 
-    def prove_gone(self, column: str, since: datetime | None, equals: dict[str, str], hard: bool = False) -> None:
+    def prove_gone(self, column: str, since: datetime | None, equals: dict[str, str], hard: bool = False,
+                   until: datetime | None = None, key: tuple | None = None) -> None:
         """The run listed this range of the stream's own table completely: the commit marks the
         stored records in it that were not staged as deleted (`duckdb_freshness.mark_gone`), or
         removes them (`hard`)."""
-        self._gone.append(Gone(column, since, dict(equals) if self.account is None else {**equals, ACCOUNT: self.account}))
+        self._gone.append(Gone(column, since, dict(equals) if self.account is None else {**equals, ACCOUNT: self.account},
+                               until, key))
         self.hard_delete = self.hard_delete or hard
 
     def distinct_keys(self, table: str) -> int:

@@ -39,13 +39,15 @@ def latest_versions_sql(staged: str, table: TableSpec, conn: Any, unique: bool |
     )
 
 
-def where_clause(column: str | None, since: datetime | None, equals: dict[str, str], live: bool = False) -> tuple[str, list]:
-    """SQL ` WHERE column >= since AND k = v ...` (or "") and its parameters; `live`: only rows
-    not marked deleted (`_sqquid_deleted_at IS NULL`)."""
+def where_clause(column: str | None, since: datetime | None, equals: dict[str, str], live: bool = False,
+                 until: datetime | None = None) -> tuple[str, list]:
+    """SQL ` WHERE column >= since [AND column < until] AND k = v ...` (or "") and its parameters;
+    `live`: only rows not marked deleted (`_sqquid_deleted_at IS NULL`)."""
     clauses, params = (["_sqquid_deleted_at IS NULL"] if live else []), []
-    if column is not None and since is not None:
-        clauses.append(f"{quote_identifier(column)} >= ?")
-        params.append(since)
+    for op, bound in ((">=", since), ("<", until)):
+        if column is not None and bound is not None:
+            clauses.append(f"{quote_identifier(column)} {op} ?")
+            params.append(bound)
     for name, value in equals.items():
         clauses.append(f"{quote_identifier(name)} = ?")
         params.append(value)

@@ -149,6 +149,16 @@ class ParquetDestination:
             return None, None
         return self.sql.execute(f"SELECT min({_q(column)}), max({_q(column)}) {scan[0]}", scan[1]).fetchall()[0]
 
+    def values_between(self, table: str, column: str, cursor: str, since: datetime, until: datetime,
+                       equals: dict[str, str]) -> list[Any]:
+        """The distinct values of `column` over the rows with `since <= cursor < until` and `equals`."""
+        current = self.layout.current_generation(table)
+        if current is None:
+            return []
+        where, params = where_clause(cursor, since, equals, until=until)
+        scan = f"FROM read_parquet({sql_path(current / '*.parquet')}){where}"
+        return [r[0] for r in self.sql.execute(f"SELECT DISTINCT {_q(column)} {scan} ORDER BY 1", params).fetchall()]
+
     # -- writing ----------------------------------------------------------------------------------
 
     def begin(self, stream: StreamDefinition, replace: bool) -> "ParquetStreamWriter":
@@ -209,10 +219,11 @@ class ParquetStreamWriter:
     def write_rejected(self, rows: pa.Table) -> None:
         self.stage.write({REJECTED_TABLE: rows})
 
-    def prove_gone(self, column: str, since: datetime | None, equals: dict[str, str], hard: bool = False) -> None:
+    def prove_gone(self, column: str, since: datetime | None, equals: dict[str, str], hard: bool = False,
+                   until: datetime | None = None, key: tuple | None = None) -> None:
         """The run listed this range completely: its stored records not received are dropped by
         the commit, with their child rows (Parquet always removes them; `parquet_gone.py`)."""
-        self._gone.append(Gone(column, since, dict(equals)))
+        self._gone.append(Gone(column, since, dict(equals), until, key))
 
     def _staged(self, table: TableSpec) -> str:
         return self.stage.relation(table.name)

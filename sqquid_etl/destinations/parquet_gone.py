@@ -28,13 +28,9 @@ def find_gone(sql: Any, stream: StreamDefinition, old_files: list[Path], staged:
     match = " AND ".join(f"s.{q(k)} = o.{q(k)}" for k in parent.primary_key)
     selects, params = [], []
     for gone in ranges:
-        clauses = ["true"]
-        if gone.since is not None:
-            clauses.append(f"o.{q(gone.column)} >= ?")
-            params.append(gone.since)
-        for name, value in gone.equals.items():
-            clauses.append(f"o.{q(name)} = ?")
-            params.append(value)
+        clauses, values = gone.where("o")
+        clauses.insert(0, "true")
+        params.extend(values)
         selects.append(f"SELECT {keys} FROM read_parquet({files}) o WHERE {' AND '.join(clauses)} "
                        f"AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})")
     sql.execute(f"CREATE OR REPLACE TEMP TABLE {GONE} AS {' UNION '.join(selects)}", params)

@@ -161,7 +161,8 @@ class OrderBook:
             return self.shipments.keys()
         layout = self.layout
         if order_ids is not None:
-            keys = sorted(s for o in order_ids if self.orders.exists(o - 1) for s in self.shipment_keys_of(o - 1))
+            # a shipment is its own record: listed by its order's id even when the order is deleted
+            keys = sorted(s for o in order_ids if 0 < o <= self.orders.size for s in self.shipment_keys_of(o - 1))
             order_of = layout.shipped_orders.__getitem__
             keys = [s for s in keys if lo is None or self._created_text(self.shipments, s, order_of) >= lo.text]
         elif lo is not None:

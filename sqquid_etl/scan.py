@@ -1,0 +1,109 @@
+"""The count scan: where, behind a run's windows, the records of a stream changed in number
+(deleted upstream, moved to another partition such as a shipment item's scope, or late), as
+small ranges that can be listed again on their own (`relist.py`). It only answers; the pipeline
+runs the listings.
+
+f(t) = the API's count of a partition's records with cursor >= t, less the destination's. Between
+two times where f is the same, the records are (as far as counts can tell) the same; between two
+where it differs, something changed. f is known at the start date (reconciliation asked it) and
+at the window's start (the run's count check asked it): the scan asks it at `points - 1` times in
+between, evenly spread from the oldest stored record, and splits each interval where f differs in
+halves until a range holds no more records than one page (or one second): the ranges returned.
+Two changes that offset each other between two neighbouring times (one record gone, one late
+record come) stay unseen: `--verify-keys` compares the keys themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from .definitions import StreamDefinition
+from .destinations import Destination
+from .reconcile import ApiCounts
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # the lower end of a scan without a start date
+
+
+@dataclass(frozen=True)
+class Changed:
+    """A range [since, until) of a partition whose records changed in number: the API counts `api`
+    records in it, the destination holds `stored` (live ones)."""
+
+    partition: str | None
+    since: datetime
+    until: datetime
+    api: int
+    stored: int
+
+
+Point = Callable[[datetime], tuple[int, int]]  # t -> (API count, stored count) of records with cursor >= t
+
+
+def find_changed_ranges(stream: StreamDefinition, counts: ApiCounts, destination: Destination,
+                        start_date: datetime | None, listed: dict, points: int = 8) -> list[Changed]:
+    """The ranges behind this run's windows (`listed`: partition -> where its window started)
+    whose records changed in number, partition by partition, in time order."""
+    if stream.count is None or stream.cursor is None:
+        return []
+    out: list[Changed] = []
+    for partition in stream.partition.values if stream.partition else [None]:
+        upto = listed.get(partition)
+        equals = {stream.partition.param: partition} if stream.partition and partition else {}
+        low, _ = destination.cursor_bounds(stream.tables[0].name, stream.cursor.field, equals)
+        if upto is None or low is None:
+            continue
+        low = _floor_second(max(low, start_date) if start_date else low)
+        if low >= upto:
+            continue
+        at = _point(stream, counts, destination, partition, equals, start_date)
+        times = [start_date or EPOCH] + [_floor_second(low + (upto - low) * i / points) for i in range(1, points)]
+        times = sorted(set(t for t in times if t < upto)) + [upto]
+        values = [at(t) for t in times]
+        hints = sorted({t for c in out for t in (c.since, c.until)})  # another partition's ranges: a move's other end
+        for x, y, fx, fy in zip(times, times[1:], values, values[1:]):
+            _split(at, partition, x, y, fx, fy, stream.paginator.limit, out, hints)
+    return out
+
+
+def _point(stream: StreamDefinition, counts: ApiCounts, destination: Destination, partition: str | None,
+           equals: dict, start_date: datetime | None) -> Point:
+    table, column = stream.tables[0].name, stream.cursor.field  # type: ignore[union-attr]
+
+    def at(t: datetime) -> tuple[int, int]:
+        since = None if t == EPOCH and start_date is None else t  # the count reconciliation asked
+        return counts(partition, since), destination.count_since(table, column, since, equals)
+
+    return at
+
+
+def _split(at: Point, partition: str | None, x: datetime, y: datetime, fx: tuple[int, int], fy: tuple[int, int],
+           limit: int, out: list[Changed], hints: list[datetime]) -> None:
+    """The ranges within [x, y) where f changes, each holding at most `limit` records (or one
+    second wide), into `out`. fx, fy: (API, stored) counts at x and y. The interval is split at a
+    bound of a range found in another partition when one falls inside (an item that moved scope
+    left one and came into another at the same time), else in the middle."""
+    if fx[0] - fx[1] == fy[0] - fy[1]:
+        return
+    api, stored = fx[0] - fy[0], fx[1] - fy[1]
+    mid = next((h for h in hints if x < h < y), None) or _floor_second(x + (y - x) / 2)
+    if max(api, stored) <= limit or mid <= x:
+        out.append(Changed(partition, x, y, api, stored))
+        return
+    fm = at(mid)
+    _split(at, partition, x, mid, fx, fm, limit, out, hints)
+    _split(at, partition, mid, y, fm, fy, limit, out, hints)
+
+
+def _floor_second(value: datetime) -> datetime:
+    return value.replace(microsecond=0)
+
+
+def describe_changes(changed: list[Changed], requests: int, deleted: int) -> str:
+    where = ", ".join(f"{c.partition + ' ' if c.partition else ''}{c.since.isoformat()}..{c.until.isoformat()}"
+                      for c in changed[:5])
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    return (f"reconciled: re-listed {len(changed)} range(s) behind the cursor where the records changed in number "
+            f"({where}{more}; {requests} count requests): {deleted} record(s) gone upstream")
+
