@@ -113,6 +113,8 @@ class ConcurrentFetch:
                     partition = listing.partition
                     self._fill()
                 self.stats.pages += 1
+                if page:
+                    self.stats.paged.add(self.listings[self.cur].window)
                 page += 1
                 yield partition, page_read  # type: ignore[misc]
         finally:

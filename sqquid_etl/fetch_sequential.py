@@ -26,6 +26,8 @@ def sequential_pages(read_page: PageReader, listings: list[Listing], stats: Fetc
             stats.requests += 1
             page = read_page(listing.page_params(index))
             stats.pages += 1
+            if index:
+                stats.paged.add(listing.window)
             yield listing.partition, page
             if index == 0:
                 paginator.pages_known(page)  # an offset list's step: the server's cap

@@ -32,6 +32,7 @@ class FetchStats:
     wasted: int = 0
     count_hints: int = 0
     counts: dict = field(default_factory=dict)  # Window -> the /count answer used to plan its pages
+    paged: set = field(default_factory=set)  # Windows a listing of which took more than one page
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from .state import BEGINNING, NO_PARTITION, StreamState, after_now, parse_durati
 # a stored cursor later than now by more than this is warned about on every run (the API's clock
 # may run a little ahead of this machine's)
 FUTURE_SLACK = timedelta(days=1)
-PASSES = 3  # count scans a stream's reconciliation runs at most (each after the repairs of the one before)
+PASSES = 5  # count scans a stream's reconciliation runs at most (each after the re-listing of the one before)
 
 log = logging.getLogger(__name__)
 
@@ -309,20 +309,21 @@ def _reconcile(run: StreamRun, known_counts: dict, listed: dict) -> None:
     stream, destination, result = run.stream, run.destination, run.result
     start = run.options.start_date
     counts = ApiCounts(stream, run.client, known_counts)  # `known_counts`: (partition, since) -> this run's counts
-    touched = False
-    for _ in range(PASSES):  # a change can hide another between two count points until it is repaired
-        changed = find_changed_ranges(stream, counts, destination, start, listed)  # ranges of any change, first
-        if changed:
-            _relist(run, changed, counts.requests)
-        gaps, surpluses = find_gaps(stream, counts, destination, start, run.quarantined)  # what the ranges left
-        if gaps:
-            state = destination.load_state(stream.name) or StreamState()
-            run_windows(run, {g.partition: g.since for g in gaps}, state, replace=False, count=False)
-            result.repaired += sum(g.missing for g in gaps)
-            result.add_message(describe_gaps(gaps))
-        touched = touched or bool(changed or gaps)
-        if not (gaps or (changed and surpluses)):
+    touched, listed_again = False, set()
+    for _ in range(PASSES):  # a range listed again can unmask a change another offset: scanned again (its
+        changed = find_changed_ranges(stream, counts, destination, start, listed)  # counts known: ~free)
+        if not changed or listed_again.issuperset(changed):
             break
+        listed_again.update(changed)
+        _relist(run, changed, counts.requests)
+        touched = True
+    gaps, surpluses = find_gaps(stream, counts, destination, start, run.quarantined)  # what the ranges left
+    if gaps:
+        state = destination.load_state(stream.name) or StreamState()
+        run_windows(run, {g.partition: g.since for g in gaps}, state, replace=False, count=False)
+        result.repaired += sum(g.missing for g in gaps)
+        result.add_message(describe_gaps(gaps))
+        touched = True
     if touched:
         remaining, surpluses = find_gaps(stream, counts, destination, start, quarantined=run.quarantined)
         if remaining:

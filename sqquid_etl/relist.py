@@ -28,6 +28,8 @@ MARGIN = timedelta(seconds=1)  # listed before a range's start: whether `created
 def relist_windows(stream: StreamDefinition, destination: Destination, changed: list[Changed]) -> list[Window]:
     """The windows that list every changed range again."""
     merged = _merge(changed)
+    if stream.partition:  # a range in every partition: a record that moved left one and came into another
+        merged = _merge([Changed(p, c.since, c.until, c.api, c.stored) for c in merged for p in stream.partition.values])
     cursor = stream.cursor
     if cursor is not None and cursor.max_param:
         return [Window(c.partition, c.since - MARGIN, c.until) for c in merged]

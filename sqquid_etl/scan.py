@@ -88,12 +88,21 @@ def _split(at: Point, partition: str | None, x: datetime, y: datetime, fx: tuple
         return
     api, stored = fx[0] - fy[0], fx[1] - fy[1]
     mid = next((h for h in hints if x < h < y), None) or _floor_second(x + (y - x) / 2)
-    if max(api, stored) <= limit or mid <= x:
+    if _whole(max(api, stored), abs((fx[0] - fx[1]) - (fy[0] - fy[1])), limit) or mid <= x:
         out.append(Changed(partition, x, y, api, stored))
         return
     fm = at(mid)
     _split(at, partition, x, mid, fx, fm, limit, out, hints)
     _split(at, partition, mid, y, fm, fy, limit, out, hints)
+
+
+def _whole(records: int, changes: int, limit: int) -> bool:
+    """Whether listing a range of `records` again as it is costs no more than bisecting it further
+    (about one count a halving for each of at least `changes` changes, then a page each): a range
+    of one page always; a dense one (many changes) at once, which also sees changes that offset."""
+    pages = -(-records // limit)
+    halvings = max(0, (records - 1).bit_length() - (limit - 1).bit_length())
+    return pages <= 1 or pages <= max(1, changes) * (halvings + 1)
 
 
 def _floor_second(value: datetime) -> datetime:

@@ -125,13 +125,14 @@ def mark_gone(conn: Any, stream: StreamDefinition, staged: str, ranges: list[Gon
         return 0
     keys = ", ".join(q(k) for k in parent.primary_key)
     match = " AND ".join(f"s.{q(k)} = t.{q(k)}" for k in parent.primary_key)
-    selects, params = [], []
+    ranges_sql, params = [], []
     for gone in ranges:
         clauses, values = gone.where("t")
-        clauses.insert(0, f"t.{q(DELETED_AT)} IS NULL")
+        ranges_sql.append("(" + " AND ".join(clauses or ["true"]) + ")")
         params.extend(values)
-        selects.append(f"SELECT {', '.join(f't.{q(k)}' for k in parent.primary_key)} FROM {q(parent.name)} t "
-                       f"WHERE {' AND '.join(clauses)} AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})")
+    selects = [f"SELECT {', '.join(f't.{q(k)}' for k in parent.primary_key)} FROM {q(parent.name)} t "
+               f"WHERE t.{q(DELETED_AT)} IS NULL AND ({' OR '.join(ranges_sql)}) "
+               f"AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})"]  # one scan of the table
     conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_gone AS {' UNION '.join(selects)}", params)
     count = conn.execute("SELECT count(*) FROM _sqquid_gone").fetchall()[0][0]
     if count:

@@ -26,13 +26,13 @@ def find_gone(sql: Any, stream: StreamDefinition, old_files: list[Path], staged:
         return 0
     files = "[" + ", ".join(sql_path(f) for f in old_files) + "]"
     match = " AND ".join(f"s.{q(k)} = o.{q(k)}" for k in parent.primary_key)
-    selects, params = [], []
+    ranges_sql, params = [], []
     for gone in ranges:
         clauses, values = gone.where("o")
-        clauses.insert(0, "true")
+        ranges_sql.append("(" + " AND ".join(clauses or ["true"]) + ")")
         params.extend(values)
-        selects.append(f"SELECT {keys} FROM read_parquet({files}) o WHERE {' AND '.join(clauses)} "
-                       f"AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})")
+    selects = [f"SELECT {keys} FROM read_parquet({files}) o WHERE ({' OR '.join(ranges_sql)}) "
+               f"AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})"]  # one scan of the old files
     sql.execute(f"CREATE OR REPLACE TEMP TABLE {GONE} AS {' UNION '.join(selects)}", params)
     return sql.execute(f"SELECT count(*) FROM {GONE}").fetchall()[0][0]
 
