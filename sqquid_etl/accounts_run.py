@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # what the pipeline takes that is the same for every account (the rest is the account's)
 SHARED = ("lookback", "full_refresh", "strict", "catalog", "tuning", "schema_contract", "reread", "hard_delete",
-          "reconcile", "stop_on_failure")
+          "verify_keys", "reconcile", "stop_on_failure")
 
 
 @dataclass

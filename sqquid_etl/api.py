@@ -154,6 +154,7 @@ class Resolved:
     tuning: Tuning
     reread: dict
     hard_delete: bool
+    verify_keys: bool = False
 
     def pipeline_kwargs(self) -> dict:
         values = dict(vars(self))
@@ -199,6 +200,7 @@ def resolve_settings(config: str | os.PathLike | None = None, *, env: Mapping[st
         tuning=value.get("tuning") or settings.tuning(env),
         reread={**settings.get("reread", {}), **_reread(value.get("reread"))},
         hard_delete=bool(value.get("hard_delete", settings.get("hard_delete", False))),
+        verify_keys=bool(value.get("verify_keys", False)),
     )
 
 
@@ -242,7 +244,7 @@ def extract(
     progress: Callable[[str, int, int], None] | None = None,
     stream_done: Callable | None = None,
     stop_on_failure: bool = False, reconcile: bool = True,
-    reread: str | dict | None = None, hard_delete: bool | None = None,
+    reread: str | dict | None = None, hard_delete: bool | None = None, verify_keys: bool | None = None,
     accounts: Iterable[str] | str | bool | None = None,
 ) -> ExtractResult:
     """Extract the selected streams (all by default) into DuckDB (default `sqquid.duckdb`), a
@@ -262,7 +264,7 @@ def extract(
         config, streams=streams, duckdb=duckdb, parquet=parquet, iceberg=iceberg, base_url=base_url, api_key=api_key,
         username=username, password=password, start_date=start_date, lookback=lookback,
         full_refresh=_refresh(full_refresh), strict=strict, rate=rate, burst=burst, catalog=catalog,
-        schema_contract=schema_contract, tuning=tuning, reread=reread, hard_delete=hard_delete,
+        schema_contract=schema_contract, tuning=tuning, reread=reread, hard_delete=hard_delete, verify_keys=verify_keys,
         per_account=accounts not in (None, False))
     if accounts not in (None, False):
         from .accounts_api import extract_accounts

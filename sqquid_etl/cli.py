@@ -152,8 +152,9 @@ def _stream_list(value: str | list[str] | None) -> list[str] | None:
 @click.option("--reread", help="Trailing window re-read every run, per stream: orders=30d,products=all,shipments=0 "
               "(overrides the definitions' `reread:` and the config's [reread]).")
 @click.option("--verify-keys", "verify_keys", is_flag=True, default=False,
-              help="Deep check (e.g. weekly): list every key of the incremental streams again, merged; records "
-                   "gone upstream are marked, late ones stored (the cost of a full listing, in the summary).")
+              help="Deep check (e.g. weekly): list every key of the incremental streams again, range by range, "
+                   "merged; records gone upstream are marked, late ones stored; a killed run resumes from the last "
+                   "range verified (the cost of a full listing, in the summary).")
 @click.option("--hard-delete", "hard_delete", is_flag=True, default=None,
               help="Remove the records a run proves gone upstream instead of marking them _sqquid_deleted_at.")
 @click.option("--base-url", envvar="SQQUID_BASE_URL", help="API base URL (env SQQUID_BASE_URL).")
@@ -239,7 +240,7 @@ def _shared_options(settings, duckdb_path, parquet_dir, iceberg, lookback, full_
         full_refresh=refresh, strict=bool(strict if strict is not None else settings.get("strict", False)),
         catalog=catalog_path or settings.get("catalog"), tuning=settings.tuning(),
         schema_contract=schema_contract or settings.get("schema_contract"),
-        reread={"*": "all"} if verify_keys else {**settings.get("reread", {}), **split_reread(reread)},
+        reread={**settings.get("reread", {}), **split_reread(reread)}, verify_keys=bool(verify_keys),
         hard_delete=bool(hard_delete if hard_delete is not None else settings.get("hard_delete", False)),
     )
 

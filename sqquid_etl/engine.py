@@ -83,6 +83,7 @@ class RunOptions:
     deselected: dict = field(default_factory=dict)  # stream -> (table, field) a catalog deselected
     reread: dict = field(default_factory=dict)  # stream -> its re-read window for this run (None: none)
     hard_delete: bool = False  # records proven gone are removed, not marked `_sqquid_deleted_at`
+    verify_keys: bool = False  # compare the stored keys with the API's, range by range (`verify.py`)
 
     def reread_of(self, stream: StreamDefinition) -> timedelta | None:
         """The trailing window the stream re-reads every run: the run's override, else its definition's."""
@@ -102,6 +103,8 @@ class StreamRun:
     result: StreamResult = field(init=False)
     quarantined: list = field(default_factory=list)  # (partition, cursor or None) of each record quarantined
     undocumented: set = field(default_factory=set)  # (table, field) of the undocumented fields said so far
+    commits: int = 0  # commits of the stream so far in this run (its windows, then repairs)
+    verified: dict | None = None  # where `--verify-keys` resumes, as the next commit stores it (None: as stored)
     _requests_before: int = field(init=False)
     _started: float = field(init=False)
 
@@ -163,6 +166,8 @@ def run_windows(run: StreamRun, windows: Windows | list[Window], old_state: Stre
     so, and the error is raised. Returns the count check (None: not asked, or no /count)."""
     stream, spans = run.stream, as_windows(windows)
     writer = run.destination.begin(stream, replace=replace)
+    if hasattr(writer, "hard_delete"):
+        writer.hard_delete = run.options.hard_delete  # child rows a parent no longer has: removed, not marked
     try:
         tracker = CursorTracker(stream)
         rejected_keys: set = set()
@@ -186,9 +191,13 @@ def run_windows(run: StreamRun, windows: Windows | list[Window], old_state: Stre
                 run.result.status = "warning"
             run.result.add_message(f"{quarantined} record(s) quarantined in {REJECTED_TABLE}")
         record = run.run_record()
-        writer.commit(_new_state(run, cursors), record)
+        writer.commit(_new_state(run, cursors, old_state), record)
+        unchanged = run.result.records_unchanged
         for name in CHANGE_COLUMNS:  # the writer counted this commit's records into the run row
             setattr(run.result, name, getattr(record, name))
+        if run.commits:  # a repair re-reads records the run's first commit counted: unchanged once
+            run.result.records_unchanged = unchanged
+        run.commits += 1
     except BaseException as exc:
         writer.abort()
         _record_failure(run, exc)
@@ -323,13 +332,14 @@ def _note_windows(result: StreamResult, windows: list[Window], cursors: dict[str
     result.cursor = max(cursors.values(), default=None)
 
 
-def _new_state(run: StreamRun, cursors: dict[str, str]) -> StreamState:
+def _new_state(run: StreamRun, cursors: dict[str, str], old: StreamState) -> StreamState:
     """The stream's state after this commit: cursors only move forward (`CursorTracker.advance`)."""
     return StreamState(
         cursors=cursors,
         last_run_at=_now(),
         last_run_id=run.run_id,
         rows_last_run=sum(run.result.rows.values()),
+        verified=dict(old.verified if run.verified is None else run.verified),
     )
 
 

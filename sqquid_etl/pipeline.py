@@ -24,6 +24,7 @@ from .reconcile import ApiCounts, describe_gaps, describe_surpluses, find_gaps
 from .redaction import SECRETS
 from .relist import from_start, relist_windows, unfinished
 from .scan import describe_changes, find_changed_ranges
+from .verify import verify_keys
 from .settings import DEFAULT_BURST, DEFAULT_LOOKBACK, DEFAULT_RATE, Tuning, check_pacing
 from .state import BEGINNING, NO_PARTITION, StreamState, after_now, parse_duration, parse_timestamp
 
@@ -84,7 +85,7 @@ def extract(
     stream_done: Callable[[StreamResult], None] | None = None,
     tuning: Tuning | None = None,
     schema_contract: str | None = None, destination: Destination | None = None,
-    reread: str | dict | None = None, hard_delete: bool = False,
+    reread: str | dict | None = None, hard_delete: bool = False, verify_keys: bool = False,
     account: str | None = None,
 ) -> ExtractResult:
     """Extract the selected streams (all by default) into DuckDB (default `sqquid.duckdb`) or a
@@ -98,7 +99,7 @@ def extract(
     `reread` ("orders=30d,products=all"), `hard_delete`: `freshness.py`. `account`: the
     destination is opened bound to that account (many accounts, `accounts_run.py`)."""
     selected, options = _plan(streams, catalog, start_date, lookback, full_refresh, strict, schema_contract, reread)
-    options.hard_delete = hard_delete
+    options.hard_delete, options.verify_keys = hard_delete, verify_keys
     check_pacing(rate, burst)
     tuning = Tuning.from_env() if tuning is None else tuning
     if destination is None:
@@ -214,6 +215,8 @@ def _extract_stream(run: StreamRun, reconcile: bool) -> StreamResult:
                 (w.partition, w.since): n for w, n in check.api_counts.items() if w.until is None and w.keys is None
             }
             _reconcile(run, known, windows)
+            if run.options.verify_keys:
+                verify_keys(run, windows)
     except Exception as exc:  # noqa: BLE001 - a bug or the machine's error fails this stream, not the run
         if not isinstance(exc, SqquidError):
             log.debug("stream %s: the error's traceback", stream.name, exc_info=exc)

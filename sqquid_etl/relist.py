@@ -25,10 +25,11 @@ from .scan import Changed
 MARGIN = timedelta(seconds=1)  # listed before a range's start: whether `created_at_min` includes it is not said
 
 
-def relist_windows(stream: StreamDefinition, destination: Destination, changed: list[Changed]) -> list[Window]:
-    """The windows that list every changed range again."""
+def relist_windows(stream: StreamDefinition, destination: Destination, changed: list[Changed],
+                   every_partition: bool = True) -> list[Window]:
+    """The windows that list every changed range again (`every_partition`: in each partition too)."""
     merged = _merge(changed)
-    if stream.partition:  # a range in every partition: a record that moved left one and came into another
+    if stream.partition and every_partition:  # a range in every partition: a record that moved left one and came into another
         merged = _merge([Changed(p, c.since, c.until, c.api, c.stored) for c in merged for p in stream.partition.values])
     cursor = stream.cursor
     if cursor is not None and cursor.max_param:

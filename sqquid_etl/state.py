@@ -30,6 +30,7 @@ class StreamState:
     last_run_at: str | None = None
     last_run_id: str | None = None
     rows_last_run: int = 0
+    verified: dict[str, str] = field(default_factory=dict)  # partition -> where `--verify-keys` resumes
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -50,6 +51,11 @@ class StreamState:
             for name in ("last_run_at", "last_run_id"):
                 if not isinstance(raw.get(name), (str, type(None))):
                     raise ValueError(f"{name!r} is not a string: {raw[name]!r}")
+            verified = raw.get("verified") or {}
+            if not isinstance(verified, dict) or not all(isinstance(v, str) for v in verified.values()):
+                raise ValueError("'verified' is not an object of timestamps")
+            for key, value in verified.items():
+                parse_timestamp(value, f"verified {key!r}")
             rows = raw.get("rows_last_run") or 0
             if not isinstance(rows, int) or isinstance(rows, bool):
                 raise ValueError(f"'rows_last_run' is not a whole number: {rows!r}")
@@ -58,6 +64,7 @@ class StreamState:
                 last_run_at=raw.get("last_run_at"),
                 last_run_id=raw.get("last_run_id"),
                 rows_last_run=rows,
+                verified={str(k): v for k, v in verified.items()},
             )
         except (ValueError, TypeError, RecursionError, ConfigError) as exc:
             raise StateError(f"{where}: corrupt state ({exc}); fix it with 'sqquid-etl state set' or 'state reset'") from None

@@ -327,3 +327,86 @@ def test_the_sandbox_lists_no_deleted_shipment_of_an_order(sandbox):
     assert shipment["id"] not in [s["id"] for s in client.get(path)["Shipments"]]
     listed = client.get("/v1/shipments", {"order_ids": str(shipment["order_id"])})["Shipments"]
     assert shipment["id"] not in [s["id"] for s in listed]
+
+
+def test_an_item_removed_from_an_order_is_marked_and_unchanged_records_counted_once(make_sandbox, tmp_path):
+    """An order re-read without one of its items: the item's row is marked `_sqquid_deleted_at`
+    (not removed); a run whose count scan lists old ranges again counts each re-read record once."""
+    sandbox = make_sandbox(orders=300, products=20)
+    db = tmp_path / "f.duckdb"
+    assert extract(["orders"], duckdb=db, client=make_client(sandbox)).ok
+    book = sandbox.store.book
+    with sandbox.store.lock:
+        key = max(k for k in book.orders.keys() if len(book.orders.record(k)["order_items"]) > 1)
+        order = book.orders.record(key)
+        dropped = order["order_items"].pop()
+        book.change_order(key, order)
+        sandbox.store.touch("orders")
+    sandbox.store.apply_changes({"delete_orders": 2}, seed=9)
+    result = extract(["orders"], duckdb=db, client=make_client(sandbox))
+    orders = result.stream("orders")
+    assert orders.status == "ok" and "re-listed" in orders.message, orders.message
+    assert _query(db, "SELECT _sqquid_deleted_at IS NOT NULL FROM order_items WHERE id = ?", [dropped["id"]]) == [(True,)]
+    live = _query(db, "SELECT id FROM order_items WHERE order_id = ? AND _sqquid_deleted_at IS NULL ORDER BY id",
+                  [order["id"]])
+    assert [r[0] for r in live] == sorted(i["id"] for i in order["order_items"])
+    in_window = _query(db, "SELECT count(*) FROM orders WHERE created_at >= ? AND _sqquid_deleted_at IS NULL",
+                       [orders.window_start])[0][0]
+    assert (orders.records_changed, orders.records_unchanged) == (0, in_window)  # the hash is of the order's own columns
+
+
+def test_verify_keys_is_resumable_range_by_range(make_sandbox, tmp_path, monkeypatch):
+    """--verify-keys commits range by range with its progress in the state: a run that fails
+    midway resumes from the last range verified; a complete pass clears the progress."""
+    import sqquid_etl.verify as verify
+    from sqquid_etl.errors import ApiError
+    from sqquid_etl.state import parse_timestamp
+
+    sandbox = make_sandbox(orders=600, products=20)
+    db = tmp_path / "f.duckdb"
+    assert extract(["orders"], duckdb=db, client=make_client(sandbox)).ok
+    monkeypatch.setattr(verify, "SPAN", 60)
+    original, seen = verify._verify_range, []
+
+    def fails_after_three(run, counts, partition, since, until):
+        if len(seen) == 3:
+            raise ApiError("GET /v1/orders failed: HTTP 500 boom", status=500, endpoint="GET /v1/orders")
+        seen.append(since)
+        original(run, counts, partition, since, until)
+
+    monkeypatch.setattr(verify, "_verify_range", fails_after_three)
+    first = extract(["orders"], duckdb=db, client=make_client(sandbox), verify_keys=True)
+    assert first.stream("orders").status == "warning" and "HTTP 500" in first.stream("orders").message, (first.stream("orders").message, seen)
+    state = _query(db, "SELECT state FROM _sqquid_state WHERE stream = 'orders'")[0][0]
+    import json
+    progress = parse_timestamp(json.loads(state)["verified"]["_"], "verified")
+    assert seen[2] < progress  # the third range was committed with its progress
+    assert extract(["orders"], duckdb=db, client=make_client(sandbox)).ok  # a run without the check keeps it
+    assert json.loads(_query(db, "SELECT state FROM _sqquid_state WHERE stream = 'orders'")[0][0])["verified"]
+    gone = sandbox.store.apply_changes({"delete_orders": 3}, seed=11)["delete_orders"]
+    seen.clear()
+    monkeypatch.setattr(verify, "_verify_range", lambda *a: (seen.append(a[3]), original(*a)))
+    second = extract(["orders"], duckdb=db, client=make_client(sandbox), verify_keys=True)
+    orders = second.stream("orders")
+    assert orders.status == "ok" and "keys verified" in orders.message and "requests" in orders.message, orders.message
+    assert min(seen) == progress  # resumed where the first pass stopped
+    assert json.loads(_query(db, "SELECT state FROM _sqquid_state WHERE stream = 'orders'")[0][0])["verified"] == {}
+    marked = _query(db, "SELECT count(*) FROM orders WHERE _sqquid_deleted_at IS NOT NULL AND id IN (SELECT unnest(?))", [gone])
+    assert marked == [(3,)]
+
+
+def test_a_full_refresh_keeps_the_records_marked_gone(make_sandbox, tmp_path):
+    """--full-refresh replaces the tables but keeps the rows marked gone upstream (still marked):
+    what was deleted, and when it was seen gone, is not lost."""
+    sandbox = make_sandbox(orders=300, products=20)
+    db = tmp_path / "f.duckdb"
+    assert extract(["orders"], duckdb=db, client=make_client(sandbox)).ok
+    gone = sandbox.store.apply_changes({"delete_orders": 2}, seed=12)["delete_orders"]
+    assert extract(["orders"], duckdb=db, client=make_client(sandbox)).stream("orders").records_deleted == 2
+    marked = _query(db, "SELECT id, _sqquid_deleted_at FROM orders WHERE _sqquid_deleted_at IS NOT NULL ORDER BY id")
+    items = _query(db, "SELECT count(*) FROM order_items WHERE _sqquid_deleted_at IS NOT NULL")[0][0]
+    assert [r[0] for r in marked] == sorted(gone) and items > 0
+    assert extract(["orders"], duckdb=db, client=make_client(sandbox), full_refresh=True).ok
+    assert _query(db, "SELECT id, _sqquid_deleted_at FROM orders WHERE _sqquid_deleted_at IS NOT NULL ORDER BY id") == marked
+    assert _query(db, "SELECT count(*) FROM order_items WHERE _sqquid_deleted_at IS NOT NULL")[0][0] == items
+    assert_tables_equal(live_tables(db, ["orders", "order_items"]), expected_tables(sandbox.store), ["orders", "order_items"])

@@ -167,15 +167,34 @@ class DuckDBStreamWriter:
     def _create_target(self, table: TableSpec) -> None:
         """The table, with the column types of the staged file (those of the stream's schema); a
         multi-account table replaced for an account loses only that account's rows."""
+        keep = self._marked(table)  # rows marked gone upstream outlive a full refresh (they stay marked)
         if self.account is not None and self.dest.table_exists(table.name):
             if self.replace:
-                self.conn.execute(f"DELETE FROM {q(table.name)} WHERE {ACCOUNT} = ?", [self.account])
+                self.conn.execute(f"DELETE FROM {q(table.name)} WHERE {ACCOUNT} = ?{keep and ' AND NOT ' + keep}",
+                                  [self.account])
             return
         if self.replace or not self.dest.table_exists(table.name):
+            if keep:
+                self.conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_kept AS SELECT * FROM {q(table.name)} WHERE {keep}")
             staged = self.stage.relation(table.name)
             meta = f", NULL::VARCHAR AS {HASH}, NULL::TIMESTAMPTZ AS {DELETED_AT}" if self.tracks_changes else ""
             self.conn.execute(f"CREATE OR REPLACE TABLE {q(table.name)} AS SELECT * EXCLUDE ({SEQ}){meta} FROM {staged} LIMIT 0")
             self.dest.created(table.name, table.column_names + (list(META_COLUMNS) if self.tracks_changes else []))
+            if keep:
+                columns = ", ".join(q(c) for c in self.dest.columns()[table.name])
+                self.conn.execute(f"INSERT INTO {q(table.name)} ({columns}) SELECT {columns} FROM _sqquid_kept")
+                self.conn.execute("DROP TABLE _sqquid_kept")
+
+    def _marked(self, table: TableSpec) -> str:
+        """SQL on a stored row of `table`: marked gone upstream and not staged again, when a replace
+        keeps such rows (the table tracks changes and has the stream's columns); "" otherwise."""
+        have = self.dest.columns().get(table.name, [])
+        if not (self.replace and self.tracks_changes and DELETED_AT in have and set(table.column_names) <= set(have)):
+            return ""
+        match = " AND ".join(f"s.{q(k)} = {q(table.name)}.{q(k)}" for k in table.primary_key)
+        staged = f" AND NOT EXISTS (SELECT 1 FROM {self.stage.relation(table.name)} s WHERE {match})" \
+            if self.stage.rows(table.name) else ""
+        return f"({q(DELETED_AT)} IS NOT NULL{staged})"
 
     def _merge(self, table: TableSpec, parent: TableSpec | None) -> None:
         target = q(table.name)
@@ -187,14 +206,17 @@ class DuckDBStreamWriter:
                 mine, params = self._mine(target)  # the account's rows only: the scan skips the others' row groups
                 self.conn.execute(f"DELETE FROM {target} USING {stage} s WHERE {match}{mine}", params)
             if table.parent_link and parent is not None and self.stage.rows(parent.name):
-                # children of a parent fetched again are replaced as a whole (items may be removed)
+                # children of a parent fetched again are replaced as a whole; those it no longer has
+                # (an item removed upstream) are marked `_sqquid_deleted_at` (--hard-delete: removed)
                 link, parent_key = table.parent_link
                 also = "".join(f" AND {target}.{q(c)} = p.{q(c)}" for c in self._scope_columns())
                 mine, params = self._mine(target)
-                self.conn.execute(
-                    f"DELETE FROM {target} USING {self.stage.relation(parent.name)} p "
-                    f"WHERE {target}.{q(link)} = p.{q(parent_key)}{also}{mine}", params
-                )
+                dropped = f"{target}.{q(link)} = p.{q(parent_key)}{also}{mine}"
+                if self.tracks_changes and not self.hard_delete:
+                    self.conn.execute(f"UPDATE {target} SET {q(DELETED_AT)} = ? FROM {self.stage.relation(parent.name)} p "
+                                      f"WHERE {target}.{q(DELETED_AT)} IS NULL AND {dropped}", [datetime.now(timezone.utc), *params])
+                else:
+                    self.conn.execute(f"DELETE FROM {target} USING {self.stage.relation(parent.name)} p WHERE {dropped}", params)
         if rows:
             columns = ", ".join(q(c) for c in table.column_names)  # by name: the table may have evolved columns
             if self.tracks_changes and not self._was_empty[table.name]:
