@@ -1,9 +1,8 @@
 """Re-read windows: the trailing window of each incremental stream that every run reads again
 and merges, so that records changed or deleted behind the cursor are seen (`reread:` in a
-stream definition, `[reread]` in sqquid.toml, `--reread orders=30d`; `*=all` for every stream,
-which is what `--verify-keys` asks: every key listed again, deletions and late records of any
-age found, at the cost of a full listing). The reasoning behind the defaults is in
-docs/api-notes.md ("Freshness")."""
+stream definition, `[reread]` in sqquid.toml, `--reread orders=30d`; `*=all` for every stream;
+the deep key check is `verify.py`). The reasoning behind the defaults is in docs/api-notes.md
+("Freshness")."""
 
 from __future__ import annotations
 
@@ -31,7 +30,7 @@ def parse_reread_overrides(value: str | Mapping | None, definitions: Mapping[str
     unknown stream, a stream without a cursor or a bad window is a ConfigError naming it."""
     pairs = split_reread(value) if isinstance(value, str) else dict(value or {})
     out: dict[str, timedelta | None] = {}
-    if "*" in pairs:  # every incremental stream (`--verify-keys`: "*=all")
+    if "*" in pairs:  # every incremental stream ("*=all")
         window = pairs.pop("*")
         out.update({name: parse_reread(window, "--reread *") for name, d in definitions.items() if d.cursor})
     for name, window in pairs.items():
