@@ -80,11 +80,13 @@ class ParquetLayout:
         if self.root.exists() and not self.meta.is_dir():
             if not self.root.is_dir():
                 raise ConfigError(f"--parquet {self.root}: not a directory")
-            if any(self.root.iterdir()):
+            # `.sqquid/` is made before anything else in the directory: another account's run
+            # making the directory right now has nothing else there yet
+            if any(p.name != META_DIR for p in self.root.iterdir()):
                 raise ConfigError(f"--parquet {self.root}: holds files but no {META_DIR}/, so it was not made by sqquid-etl; "
                                   "refusing to write there (choose an empty or new directory)")
         try:
-            for directory in (self.root, self.staging, self.generations, self.runs):
+            for directory in (self.meta, self.staging, self.generations, self.runs):  # .sqquid/ first
                 directory.mkdir(parents=True, exist_ok=True)
             if self.account is not None:
                 self.state_file.parent.mkdir(exist_ok=True)
