@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from .accounts import accounts_from_settings, resolve_credentials, select_accounts
-from .accounts_run import AccountResult, plan_jobs, run_accounts
+from .accounts_run import AccountOutcomes, AccountResult, plan_jobs, run_accounts
 from .api import ExtractResult, Resolved
 from .config import find_config, load_config
 from .errors import ConfigError
@@ -26,38 +26,16 @@ __all__ = ["AccountsExtractResult", "extract_accounts"]
 
 
 @dataclass
-class AccountsExtractResult(ExtractResult):
-    """What `extract(accounts=...)` did, account by account, and the data of the shared
-    destination (`table`, `sql`, `arrow`, `df`: every account's rows, with their `account`)."""
+class AccountsExtractResult(AccountOutcomes, ExtractResult):
+    """What `extract(accounts=...)` did, account by account (`ok`, `failed`, `exit_code`,
+    `account(NAME)`, `summary()`), and the data of the shared destination (`table`, `sql`,
+    `arrow`, `df`: every account's rows, with their `account`)."""
 
     accounts: list[AccountResult] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(a.ok for a in self.accounts)
-
-    @property
-    def failed(self) -> list[str]:
-        return [a.account for a in self.accounts if not a.ok]
-
-    @property
-    def exit_code(self) -> int:
-        """0 when every account succeeded, else the code of the first that failed (in the order selected)."""
-        return next((a.exit_code or 1 for a in self.accounts if not a.ok), 0)
-
-    def account(self, name: str) -> AccountResult:
-        for result in self.accounts:
-            if result.account == name:
-                return result
-        raise ConfigError(f"no account {name!r} in this run (it ran: {', '.join(a.account for a in self.accounts)})")
 
     def stream(self, name: str):
         raise ConfigError(f"stream {name!r}: this run has {len(self.accounts)} accounts; each account's streams "
                           "are in result.account(NAME).streams")
-
-    def summary(self) -> dict:
-        return {"destination": self.destination, "ok": self.ok, "failed": self.failed,
-                "accounts": [a.summary() for a in self.accounts]}
 
 
 def extract_accounts(accounts: Iterable[str] | str | bool, resolved: Resolved, config: str | os.PathLike | None,

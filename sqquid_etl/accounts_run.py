@@ -60,12 +60,13 @@ class AccountResult:
                 "streams": [dict(asdict(s), count_check=s.count_check) for s in self.streams]}
 
 
-@dataclass
-class AccountsResult:
-    """A run of many accounts: one `AccountResult` each, in the order they were selected."""
+class AccountOutcomes:
+    """What a run of many accounts tells of its accounts (`self.accounts`, in the order they were
+    selected) and its destination (`self.destination`): shared by `AccountsResult` and the
+    Python API's `AccountsExtractResult`."""
 
+    accounts: list[AccountResult]
     destination: str
-    accounts: list[AccountResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -85,11 +86,19 @@ class AccountsResult:
         for result in self.accounts:
             if result.account == name:
                 return result
-        raise KeyError(f"no account {name!r} in this run (it ran: {', '.join(a.account for a in self.accounts)})")
+        raise ConfigError(f"no account {name!r} in this run (it ran: {', '.join(a.account for a in self.accounts)})")
 
     def summary(self) -> dict:
         return {"destination": self.destination, "ok": self.ok, "failed": self.failed,
                 "accounts": [a.summary() for a in self.accounts]}
+
+
+@dataclass
+class AccountsResult(AccountOutcomes):
+    """A run of many accounts: one `AccountResult` each, in the order they were selected."""
+
+    destination: str
+    accounts: list[AccountResult] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
