@@ -55,6 +55,16 @@ class Gone:
         return clauses, params
 
 
+def any_range(ranges: list[Gone], alias: str) -> tuple[str, list]:
+    """SQL true on a stored row `alias` within any of `ranges`, and its parameters."""
+    conditions, params = [], []
+    for gone in ranges:
+        clauses, values = gone.where(alias)
+        conditions.append("(" + " AND ".join(clauses or ["true"]) + ")")
+        params.extend(values)
+    return "(" + " OR ".join(conditions) + ")", params
+
+
 @dataclass
 class Changes:
     """What a commit did to the stream's own table, by record."""
@@ -125,15 +135,11 @@ def mark_gone(conn: Any, stream: StreamDefinition, staged: str, ranges: list[Gon
         return 0
     keys = ", ".join(q(k) for k in parent.primary_key)
     match = " AND ".join(f"s.{q(k)} = t.{q(k)}" for k in parent.primary_key)
-    ranges_sql, params = [], []
-    for gone in ranges:
-        clauses, values = gone.where("t")
-        ranges_sql.append("(" + " AND ".join(clauses or ["true"]) + ")")
-        params.extend(values)
-    selects = [f"SELECT {', '.join(f't.{q(k)}' for k in parent.primary_key)} FROM {q(parent.name)} t "
-               f"WHERE t.{q(DELETED_AT)} IS NULL AND ({' OR '.join(ranges_sql)}) "
-               f"AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})"]  # one scan of the table
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_gone AS {' UNION '.join(selects)}", params)
+    within, params = any_range(ranges, "t")
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_gone AS "
+                 f"SELECT {', '.join(f't.{q(k)}' for k in parent.primary_key)} FROM {q(parent.name)} t "
+                 f"WHERE t.{q(DELETED_AT)} IS NULL AND {within} "
+                 f"AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})", params)  # one scan of the table
     count = conn.execute("SELECT count(*) FROM _sqquid_gone").fetchall()[0][0]
     if count:
         _apply(conn, parent.name, f"({keys}) IN (SELECT {keys} FROM _sqquid_gone)", at, hard)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..definitions import StreamDefinition, TableSpec
-from .duckdb_freshness import Gone
+from .duckdb_freshness import Gone, any_range
 from .merge_sql import quote_identifier as q, sql_path
 
 GONE = "_sqquid_gone"
@@ -26,14 +26,9 @@ def find_gone(sql: Any, stream: StreamDefinition, old_files: list[Path], staged:
         return 0
     files = "[" + ", ".join(sql_path(f) for f in old_files) + "]"
     match = " AND ".join(f"s.{q(k)} = o.{q(k)}" for k in parent.primary_key)
-    ranges_sql, params = [], []
-    for gone in ranges:
-        clauses, values = gone.where("o")
-        ranges_sql.append("(" + " AND ".join(clauses or ["true"]) + ")")
-        params.extend(values)
-    selects = [f"SELECT {keys} FROM read_parquet({files}) o WHERE ({' OR '.join(ranges_sql)}) "
-               f"AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})"]  # one scan of the old files
-    sql.execute(f"CREATE OR REPLACE TEMP TABLE {GONE} AS {' UNION '.join(selects)}", params)
+    within, params = any_range(ranges, "o")
+    sql.execute(f"CREATE OR REPLACE TEMP TABLE {GONE} AS SELECT {keys} FROM read_parquet({files}) o WHERE {within} "
+                f"AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})", params)  # one scan of the old files
     return sql.execute(f"SELECT count(*) FROM {GONE}").fetchall()[0][0]
 
 
