@@ -17,6 +17,7 @@ from click.core import ParameterSource
 from .accounts import accounts_from_settings, resolve_credentials, select_accounts
 from .accounts_progress import AccountsProgress
 from .accounts_run import AccountsResult, plan_jobs, run_accounts
+from .cli_common import STREAM_HEADER, stream_cells
 from .errors import ConfigError
 from .no_pandas import refuse_pandas
 
@@ -63,8 +64,7 @@ def report(result: AccountsResult, output: dict) -> None:
 
 def print_accounts_summary(result: AccountsResult) -> None:
     """A line per account and stream (an account stopped before its streams: one line, its error)."""
-    header = (f"{'account':<16}{'stream':<16}{'status':<9}{'rows':>9}{'pages':>7}{'requests':>10}{'seconds':>9}"
-              f"{'rows/s':>9}  check")
+    header = f"{'account':<16}{STREAM_HEADER}  check"
     click.echo(f"{len(result.accounts)} accounts -> {result.destination}")
     click.echo(header)
     click.echo("-" * len(header))
@@ -72,11 +72,8 @@ def print_accounts_summary(result: AccountsResult) -> None:
         if not account.streams:
             click.echo(f"{account.account:<16}{'-':<16}{account.status:<9}{'':>44}  {account.message or ''}")
         for s in account.streams:
-            rows = sum(s.rows.values())
-            per_second = f"{rows / s.seconds:.0f}" if s.seconds > 0 else "-"
-            check = s.count_check + ("" if s.count_expected is None else f" ({s.count_received}/{s.count_expected})")
-            click.echo(f"{account.account:<16}{s.stream:<16}{s.status:<9}{rows:>9}{s.pages:>7}{s.requests:>10}"
-                       f"{s.seconds:>9.1f}{per_second:>9}  {check}")
+            cells, check = stream_cells(s)
+            click.echo(f"{account.account:<16}{cells}  {check}")
     click.echo("-" * len(header))
     rows = sum(sum(s.rows.values()) for a in result.accounts for s in a.streams)
     requests = sum(s.requests for a in result.accounts for s in a.streams)

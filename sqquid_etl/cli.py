@@ -16,7 +16,8 @@ import click
 
 from .errors import ConfigError, SqquidError
 from .no_pandas import refuse_pandas
-from .cli_common import choose_destination, config_option, credentials_from, fail, last_resort, load_settings
+from .cli_common import (STREAM_HEADER, choose_destination, config_option, credentials_from, fail, last_resort, load_settings,
+                         stream_cells)
 from .progress import configure_logging
 from .settings import DEFAULT_BURST, DEFAULT_LOOKBACK, DEFAULT_RATE
 
@@ -268,20 +269,14 @@ def summary_dict(result) -> dict:
 
 
 def print_summary(result) -> None:
-    header = (f"{'stream':<16}{'status':<9}{'rows':>9}{'pages':>7}{'requests':>10}{'seconds':>9}"
-              f"{'rows/s':>9}  count total  check")
+    header = f"{STREAM_HEADER}  count total  check"
     click.echo(f"run {result.run_id} -> {result.destination}")
     click.echo(header)
     click.echo("-" * len(header))
     for s in result.streams:
-        rows = sum(s.rows.values())
-        per_second = f"{rows / s.seconds:.0f}" if s.seconds > 0 else "-"
+        cells, check = stream_cells(s)
         total = "n/a" if s.count_expected is None else f"{s.count_expected}"
-        check = s.count_check
-        if s.count_expected is not None:
-            check += f" ({s.count_received}/{s.count_expected})"
-        click.echo(f"{s.stream:<16}{s.status:<9}{rows:>9}{s.pages:>7}{s.requests:>10}{s.seconds:>9.1f}"
-                   f"{per_second:>9}  {total:<11}  {check}")
+        click.echo(f"{cells}  {total:<11}  {check}")
         detail = ", ".join(f"{t}={n}" for t, n in s.rows.items())
         if detail:
             click.echo(f"{'':<16}{detail}")

@@ -114,3 +114,16 @@ def credentials_from(settings, api_key: str | None, username: str | None, passwo
         return api_key, username, password
     found = settings.credentials()
     return found.get("api_key"), found.get("username", username), found.get("password")
+
+
+STREAM_HEADER = f"{'stream':<16}{'status':<9}{'rows':>9}{'pages':>7}{'requests':>10}{'seconds':>9}{'rows/s':>9}"
+
+
+def stream_cells(s) -> tuple[str, str]:
+    """A stream's columns under `STREAM_HEADER` (a `StreamResult`), and its count check with the
+    counts compared."""
+    rows = sum(s.rows.values())
+    per_second = f"{rows / s.seconds:.0f}" if s.seconds > 0 else "-"
+    check = s.count_check + ("" if s.count_expected is None else f" ({s.count_received}/{s.count_expected})")
+    return (f"{s.stream:<16}{s.status:<9}{rows:>9}{s.pages:>7}{s.requests:>10}{s.seconds:>9.1f}{per_second:>9}",
+            check)
