@@ -40,6 +40,26 @@ def run_account(db, account: str, sandbox, streams=None, **options):
     assert result.ok, [(s.stream, s.message) for s in result.streams if s.status != "ok"]
     return result
 
+def extract_at_once(destinations: dict, sandboxes: dict) -> dict:
+    """Every account's extract at once, each from its own thread, into its own destination; all ok."""
+    results, errors = {}, []
+
+    def run(name):
+        try:
+            results[name] = extract(destination=destinations[name], client=make_client(sandboxes[name]))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in sandboxes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors and all(r.ok for r in results.values()), errors or [
+        (s.stream, s.message) for r in results.values() for s in r.streams if s.status != "ok"]
+    assert set(results) == set(sandboxes)
+    return results
+
 
 @pytest.fixture
 def two_sandboxes(make_sandbox):
@@ -231,21 +251,7 @@ def test_accounts_extract_at_once_from_threads(two_sandboxes, tmp_path):
     acme, globex = two_sandboxes
     db = tmp_path / "w.duckdb"
     destinations = {name: open_destination(duckdb=db, account=name) for name in ("acme", "globex")}
-    results, errors = {}, []
-
-    def run(name, sandbox):
-        try:
-            results[name] = extract(destination=destinations[name], client=make_client(sandbox))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=("acme", acme)), threading.Thread(target=run, args=("globex", globex))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert not errors and all(r.ok for r in results.values()), errors or [
-        (s.stream, s.message) for r in results.values() for s in r.streams if s.status != "ok"]
+    extract_at_once(destinations, {"acme": acme, "globex": globex})
     assert_tables_equal(account_tables(db, "acme"), expected_tables(acme.store), TABLES)
     assert_tables_equal(account_tables(db, "globex"), expected_tables(globex.store), TABLES)
     assert not (tmp_path / "w.duckdb.staging").exists()
@@ -373,20 +379,7 @@ def test_two_accounts_into_one_parquet_directory_at_once_then_incremental(two_sa
     acme, globex = two_sandboxes
     root = tmp_path / "lake"
     destinations = {name: open_destination(parquet=root, account=name) for name in ("acme", "globex")}
-    results, errors = {}, []
-
-    def run(name, sandbox):
-        try:
-            results[name] = extract(destination=destinations[name], client=make_client(sandbox))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=("acme", acme)), threading.Thread(target=run, args=("globex", globex))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert not errors and all(r.ok for r in results.values()), errors
+    extract_at_once(destinations, {"acme": acme, "globex": globex})
     assert_tables_equal(parquet_account_tables(root, "acme"), expected_tables(acme.store), TABLES)
     assert_tables_equal(parquet_account_tables(root, "globex"), expected_tables(globex.store), TABLES)
     assert (root / "orders" / "account=acme").is_symlink() and (root / "orders" / "account=globex").is_symlink()
@@ -564,21 +557,7 @@ def test_two_accounts_into_one_s3_prefix_at_once_each_its_own_manifest(make_sand
     acme, globex = make_sandbox(seed=1, orders=300, products=100), make_sandbox(seed=2, orders=200, products=80)
     lake = f"s3://{bucket}/lake"
     destinations = {name: open_destination(parquet=lake, account=name) for name in ("acme", "globex")}
-    results, errors = {}, []
-
-    def run(name, sandbox):
-        try:
-            results[name] = extract(destination=destinations[name], client=make_client(sandbox))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=("acme", acme)), threading.Thread(target=run, args=("globex", globex))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert not errors and all(r.ok for r in results.values()), errors or [
-        (s.stream, s.message) for r in results.values() for s in r.streams if s.status != "ok"]
+    extract_at_once(destinations, {"acme": acme, "globex": globex})
     s3 = boto3.client("s3")
     for name, sandbox in (("acme", acme), ("globex", globex)):
         manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"lake/_sqquid/accounts/{name}/manifest.json")["Body"].read())
