@@ -204,12 +204,16 @@ COMMANDS = {
             **DESTINATION},
     "capture": {"ARG": either(["newdir"], paths), "--streams": stream_lists, "--max-pages": either(["1", "2"], numbers),
                 "--name": either(["c1"], text), "--no-verify": None, "--config": either(["job.toml"], paths), **API},
+    "upgrade": {"--account": either(["acme"], st.sampled_from(["", "Bad Name", "acme,globex", "ünï", "a" * 300])),
+                "--duckdb": either(["s.duckdb", "mine.duckdb"], paths), "--parquet": either(["lake"], paths),
+                "--config": either(["job.toml"], paths)},
 }
 
 
 # what a command is nearly always given (its required argument and options, a state command's destination)
 USUAL = {"state show": ["--duckdb"], "state set": ["ARG", "--cursor", "--duckdb"], "state reset": ["--parquet"],
-         "load-inventory": ["ARG", "--mode"], "load-buffers": ["ARG"], "capture": ["ARG"], "sql": ["ARG"]}
+         "load-inventory": ["ARG", "--mode"], "load-buffers": ["ARG"], "capture": ["ARG"], "sql": ["ARG"],
+         "upgrade": ["--account"]}
 
 
 @st.composite
