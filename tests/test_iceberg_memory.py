@@ -112,32 +112,37 @@ def test_refusing_pandas_is_nothing_when_it_is_loaded_already():
     assert pa.array([1]).to_pylist() == [1]
 
 
-def test_snapshots_past_the_retention_are_expired_and_their_files_deleted_by_the_next_run(destination):
+def test_snapshots_past_the_retention_are_expired_with_the_files_only_they_reached(destination):
     """Iceberg's retention properties: with a maximum age of 0 every snapshot but the newest goes
-    after a commit; the rows stay; the next run deletes the data files only they listed."""
-    from sqquid_etl.destinations.iceberg_commit import MAX_SNAPSHOT_AGE_MS
+    after a commit, and with it the manifest lists, manifests and data files only they reached
+    (the tables' and the shared `_sqquid_runs`'); the rows stay; a file no snapshot ever listed
+    (another writer's of the shared table, before its commit) is not the expiry's to delete."""
+    from sqquid_etl.destinations.iceberg_expire import MAX_SNAPSHOT_AGE_MS, reached_files
     from sqquid_etl.destinations.object_store import ObjectStore
 
     for n in range(3):
         _commit(destination, [[_order(n, "2024-01-01T00:00:00Z", total=f"{n}.00")]], StreamState(), run_id=f"r{n}")
     assert len(destination.table("orders").snapshots()) > 1  # 5 days by default: nothing expired yet
-    with destination.table("orders").transaction() as tx:
-        tx.set_properties({MAX_SNAPSHOT_AGE_MS[0]: "0"})
+    stores = {name: ObjectStore(destination.table(name).location(), "--iceberg") for name in ("orders", "_sqquid_runs")}
+    for name in stores:
+        with destination.table(name).transaction() as tx:
+            tx.set_properties({MAX_SNAPSHOT_AGE_MS[0]: "0"})
+    stores["_sqquid_runs"].write("data/in-flight.parquet", b"another writer's, not committed yet")
     _commit(destination, [[_order(1, "2024-01-02T00:00:00Z", total="9.00")]], StreamState(), run_id="r3")
-    table = destination.table("orders")
-    assert [s.snapshot_id for s in table.snapshots()] == [table.current_snapshot().snapshot_id]
+    for name, store in stores.items():
+        table = destination.table(name)
+        assert [s.snapshot_id for s in table.snapshots()] == [table.current_snapshot().snapshot_id]
+        kept = {store.where(n) for n in store.list() if not n.endswith(".metadata.json")} - {store.where("data/in-flight.parquet")}
+        assert kept == reached_files(table.io, table.snapshots())  # nothing else of the expired snapshots is left
+    assert "data/in-flight.parquet" in stores["_sqquid_runs"].list("data")
     assert _orders(destination) == {0: "0.0000", 1: "9.0000", 2: "2.0000"}
-    store = ObjectStore(table.location(), "--iceberg")
-    assert len(store.list("data")) > len(listed_files(table))  # the expired snapshots' files, until the next run
-    destination.begin(ORDERS, replace=False).abort()  # a run's writer: the orphans go
-    assert {store.where(name) for name in store.list("data")} == listed_files(table)
-    assert _orders(destination) == {0: "0.0000", 1: "9.0000", 2: "2.0000"}
+    assert destination.table("_sqquid_runs").scan().to_arrow().num_rows == 4
 
 
 def test_the_retention_keeps_the_newest_snapshots_and_the_protected_ones():
     from types import SimpleNamespace as NS
 
-    from sqquid_etl.destinations.iceberg_commit import expired_snapshots
+    from sqquid_etl.destinations.iceberg_expire import expired_snapshots
 
     snapshots = [NS(snapshot_id=i, timestamp_ms=i * 1000) for i in range(1, 6)]
     metadata = NS(properties={"history.expire.max-snapshot-age-ms": "2500", "history.expire.min-snapshots-to-keep": "2"},

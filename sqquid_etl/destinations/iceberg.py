@@ -31,7 +31,8 @@ from ..settings import Tuning
 from ..state import StreamState
 from .duckdb_tuning import check_tuning, tune
 from .iceberg_catalog import IcebergLocation, iceberg_schema, open_catalog
-from .iceberg_commit import STATE, STREAM, expire_snapshots, load_table, quietly, retried
+from .iceberg_commit import STATE, STREAM, load_table, quietly, retried
+from .iceberg_expire import expire_snapshots
 from .iceberg_scan import current_files, scan_reader
 from .merge_sql import quote_identifier as _q, sql_path, where_clause
 from .object_store import ObjectStore

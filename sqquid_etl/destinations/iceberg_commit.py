@@ -64,37 +64,6 @@ def retried(catalog: Any, identifier: tuple[str, ...], change: Callable[[Any, An
     raise AssertionError("unreachable")
 
 
-# Iceberg's own retention properties (and their defaults): snapshots older than the age are expired
-# after each commit of a stream, the newest few always kept; the data files only they listed are
-# deleted by the stream's next run (`remove_orphan_files`)
-MAX_SNAPSHOT_AGE_MS = ("history.expire.max-snapshot-age-ms", 5 * 24 * 3600 * 1000)
-MIN_SNAPSHOTS_TO_KEEP = ("history.expire.min-snapshots-to-keep", 1)
-
-
-def expire_snapshots(catalog: Any, identifier: tuple[str, ...], now_ms: int | None = None) -> None:
-    """Expire the table's snapshots past its retention (never its current one, a branch's or a
-    tag's, nor the newest MIN_SNAPSHOTS_TO_KEEP); a conflict with another writer is retried."""
-    from pyiceberg.table.update.snapshot import ExpireSnapshots
-
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-
-    def change(table: Any, tx: Any) -> None:
-        expired = expired_snapshots(table.metadata, now_ms)
-        if expired:
-            ExpireSnapshots(tx).by_ids(expired).commit()
-    retried(catalog, identifier, change)
-
-
-def expired_snapshots(metadata: Any, now_ms: int) -> list[int]:
-    """The ids of the snapshots of a table's metadata that its retention lets go."""
-    properties = metadata.properties
-    max_age = int(properties.get(MAX_SNAPSHOT_AGE_MS[0], MAX_SNAPSHOT_AGE_MS[1]))
-    keep = max(1, int(properties.get(MIN_SNAPSHOTS_TO_KEEP[0], MIN_SNAPSHOTS_TO_KEEP[1])))
-    protected = {ref.snapshot_id for ref in metadata.refs.values()}
-    newest_first = sorted(metadata.snapshots, key=lambda s: s.timestamp_ms, reverse=True)
-    return [s.snapshot_id for s in newest_first[keep:] if s.timestamp_ms < now_ms - max_age and s.snapshot_id not in protected]
-
-
 def quietly(delete: Callable[..., None], *args: Any) -> None:
     """A delete whose filter may match nothing (pyiceberg warns of it: nothing to say here)."""
     with warnings.catch_warnings():

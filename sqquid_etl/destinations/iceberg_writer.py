@@ -26,8 +26,8 @@ from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RunRecord
 from ..state import StreamState
 from .duckdb_tuning import within_memory_limit
 from .iceberg_catalog import WriterLock
-from .iceberg_commit import (EVOLVED, PRIMARY_KEY, STATE, STREAM, ensure_table, expire_snapshots, quietly, remove_orphan_files,
-                             retried)
+from .iceberg_commit import EVOLVED, PRIMARY_KEY, STATE, STREAM, ensure_table, quietly, remove_orphan_files, retried
+from .iceberg_expire import expire_snapshots
 from .iceberg_scan import scan_reader
 from .merge_sql import check_columns, latest_versions_sql, quote_identifier as _q
 from .parquet_evolve import HISTORY_SCHEMA, carried_columns, new_rows_sql, plan_columns
