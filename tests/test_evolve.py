@@ -150,10 +150,12 @@ def test_parquet_discard_then_evolve(make_sandbox, tmp_path):
     lake = tmp_path / "lake"
     result = extract(["orders"], parquet=lake, client=make_client(sandbox), schema_contract="discard")
     assert result.stream("orders").status == "ok"
-    assert list(_columns(lake, "orders")) == load_definitions()["orders"].tables[0].column_names
+    # the documented columns, then the hash and soft-delete columns (as in DuckDB)
+    assert list(_columns(lake, "orders")) == load_definitions()["orders"].tables[0].column_names + ["_sqquid_hash", "_sqquid_deleted_at"]
     result = extract(["orders"], parquet=lake, client=make_client(sandbox))
     assert result.stream("orders").status == "ok", result.stream("orders").message
     assert "sync_note" in _columns(lake, "orders")  # every file of the generation has it
+    assert list(_columns(lake, "orders"))[-2:] == ["_sqquid_hash", "_sqquid_deleted_at"]
     assert len(parquet_tables(lake, ["orders"])["orders"]) == 60
 
 

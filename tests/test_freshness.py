@@ -17,6 +17,7 @@ from sqquid_etl.errors import ConfigError
 from sqquid_etl.sandbox.changes import KINDS
 from sqquid_etl.sandbox.order_records import SCOPES
 from tests.expected import COMPARED, assert_tables_equal, expected_tables
+from tests.destination_reader import KINDS as DESTINATIONS, Destination
 from tests.support import API_KEY, make_client
 
 ORDER_STREAMS = ["orders", "shipments", "shipment_items"]
@@ -43,23 +44,26 @@ def _query(db, sql: str, params=()) -> list[tuple]:
         return conn.execute(sql, list(params)).fetchall()
 
 
-def test_reread_window_sees_edited_orders_and_counts_them(make_sandbox, tmp_path):
+@pytest.mark.parametrize("kind", DESTINATIONS)
+def test_reread_window_sees_edited_orders_and_counts_them(make_sandbox, tmp_path, kind):
     sandbox = make_sandbox(orders=200, products=20)
-    db = tmp_path / "f.duckdb"
-    assert extract(["orders"], duckdb=db, client=make_client(sandbox)).ok
+    dest = Destination(kind, tmp_path)
+    assert dest.extract(["orders"], sandbox=sandbox).ok
     made = sandbox.store.apply_changes({"edit_orders": 3}, seed=1)["edit_orders"]
     assert len(made) == 3
-    result = extract(["orders"], duckdb=db, client=make_client(sandbox))
+    result = dest.extract(["orders"], sandbox=sandbox)
     orders = result.stream("orders")
     assert (orders.records_new, orders.records_changed) == (0, 3)
     assert orders.records_unchanged > 0
-    emails = dict(_query(db, "SELECT id, customer_email FROM orders WHERE id IN (SELECT unnest(?))", [made]))
+    emails = dict(dest.query("SELECT id, customer_email FROM orders WHERE id IN (SELECT unnest(?))", [made]))
     with sandbox.store.lock:
         upstream = {o["id"]: o["customer_email"] for o in sandbox.store.orders if o["id"] in made}
     assert emails == upstream
-    row = _query(db, "SELECT records_new, records_changed, records_deleted FROM _sqquid_runs "
+    row = dest.query("SELECT records_new, records_changed, records_deleted FROM _sqquid_runs "
                      "WHERE run_id = ? AND stream = 'orders'", [result.run_id])
     assert row == [(0, 3, 0)]
+    hashes = dest.query("SELECT count(*) FROM orders WHERE id IN (SELECT unnest(?)) AND _sqquid_hash IS NOT NULL", [made])
+    assert hashes == [(3,)]  # the re-read rows carry their content hash
 
 
 def test_without_a_reread_window_an_edit_is_not_seen(make_sandbox, tmp_path):
@@ -89,24 +93,25 @@ def test_reread_options_are_checked(tmp_path, sandbox):
     assert not (tmp_path / "y.duckdb").exists()
 
 
-def test_deleted_records_are_marked_then_hard_deleted(make_sandbox, tmp_path):
+@pytest.mark.parametrize("kind", DESTINATIONS)
+def test_deleted_records_are_marked_then_hard_deleted(make_sandbox, tmp_path, kind):
     sandbox = make_sandbox(orders=300, products=20)
-    db = tmp_path / "f.duckdb"
-    assert extract(["orders"], duckdb=db, client=make_client(sandbox)).ok
+    dest = Destination(kind, tmp_path)
+    assert dest.extract(["orders"], sandbox=sandbox).ok
     gone = sandbox.store.apply_changes({"delete_orders": 4}, seed=2)["delete_orders"]
-    result = extract(["orders"], duckdb=db, client=make_client(sandbox))
+    result = dest.extract(["orders"], sandbox=sandbox)
     assert result.stream("orders").records_deleted == 4, result.stream("orders").message
-    marked = _query(db, "SELECT id FROM orders WHERE _sqquid_deleted_at IS NOT NULL ORDER BY id")
-    assert [r[0] for r in marked] == sorted(gone)
-    items = _query(db, "SELECT count(*) FROM order_items WHERE _sqquid_deleted_at IS NOT NULL AND order_id IN "
+    assert dest.marked("orders") == set(gone)
+    items = dest.query("SELECT count(*) FROM order_items WHERE _sqquid_deleted_at IS NOT NULL AND order_id IN "
                        "(SELECT unnest(?))", [gone])[0][0]
     assert items > 0  # the children of a record gone are marked with it
-    assert _query(db, "SELECT count(*) FROM order_lines WHERE order_id IN (SELECT unnest(?))", [gone]) == [(0,)]
-    assert_tables_equal(live_tables(db, ["orders", "order_items"]), expected_tables(sandbox.store), ["orders", "order_items"])
+    assert dest.query("SELECT count(*) FROM order_lines WHERE order_id IN (SELECT unnest(?))", [gone]) == [(0,)]
+    assert_tables_equal(dest.live_tables(["orders", "order_items"]), expected_tables(sandbox.store), ["orders", "order_items"])
     more = sandbox.store.apply_changes({"delete_orders": 2}, seed=3)["delete_orders"]
-    assert extract(["orders"], duckdb=db, client=make_client(sandbox), hard_delete=True).ok
-    assert _query(db, "SELECT count(*) FROM orders WHERE id IN (SELECT unnest(?))", [more]) == [(0,)]
-    assert _query(db, "SELECT count(*) FROM order_items WHERE order_id IN (SELECT unnest(?))", [more]) == [(0,)]
+    assert dest.extract(["orders"], sandbox=sandbox, hard_delete=True).ok
+    assert dest.query("SELECT count(*) FROM orders WHERE id IN (SELECT unnest(?))", [more]) == [(0,)]
+    assert dest.query("SELECT count(*) FROM order_items WHERE order_id IN (SELECT unnest(?))", [more]) == [(0,)]
+    assert dest.marked("orders") == set(gone)  # those marked before stay marked
 
 
 def test_scope_moves_between_all_four_scopes(make_sandbox, tmp_path):
@@ -147,62 +152,30 @@ def test_a_variant_change_is_seen_when_its_parent_does_not_move(make_sandbox, tm
     assert_tables_equal(live_tables(db, ["product_variants"]), expected_tables(sandbox.store), ["product_variants"])
 
 
-def test_inventory_history_and_stock_outs(make_sandbox, tmp_path):
+@pytest.mark.parametrize("kind", DESTINATIONS)
+def test_inventory_history_and_stock_outs(make_sandbox, tmp_path, kind):
     sandbox = make_sandbox(orders=20, products=30)
-    db = tmp_path / "f.duckdb"
-    first = extract(["products", "inventory"], duckdb=db, client=make_client(sandbox))
+    dest = Destination(kind, tmp_path)
+    first = dest.extract(["products", "inventory"], sandbox=sandbox)
     assert first.ok
     key = next(k for k, v in sandbox.store.inventory.items() if v["qty_on_hand"] > 0)
     for other in [k for k in sandbox.store.inventory if k[:2] == key[:2]]:  # out of stock at that location
         sandbox.store.patch_inventory(other, 0)
-    second = extract(["products", "inventory"], duckdb=db, client=make_client(sandbox))
+    second = dest.extract(["products", "inventory"], sandbox=sandbox)
     assert second.ok
-    versions = _query(db, "SELECT qty_on_hand, valid_to IS NULL FROM inventory_history WHERE sku = ? AND "
+    versions = dest.query("SELECT qty_on_hand, valid_to IS NULL FROM inventory_history WHERE sku = ? AND "
                           "location_external_id = ? AND bin = ? ORDER BY valid_from", key)
     assert len(versions) == 2 and versions[0][1] is False and versions[1] == (0, True)
-    current = _query(db, "SELECT sku, location_external_id, bin, qty_on_hand FROM inventory_history "
+    current = dest.query("SELECT sku, location_external_id, bin, qty_on_hand FROM inventory_history "
                          "WHERE valid_to IS NULL ORDER BY ALL")
-    assert current == _query(db, "SELECT sku, location_external_id, bin, qty_on_hand FROM inventory ORDER BY ALL")
+    assert current == dest.query("SELECT sku, location_external_id, bin, qty_on_hand FROM inventory ORDER BY ALL")
     for run, qty in ((first, versions[0][0]), (second, 0)):  # what was on hand when each run read it
-        started = _query(db, "SELECT started_at FROM _sqquid_runs WHERE run_id = ? AND stream = 'inventory'",
-                         [run.run_id])[0][0]
-        as_of = _query(db, "SELECT qty_on_hand FROM inventory_history WHERE sku = ? AND location_external_id = ? "
+        started = dest.started(run.run_id, "inventory")
+        as_of = dest.query("SELECT qty_on_hand FROM inventory_history WHERE sku = ? AND location_external_id = ? "
                            "AND bin = ? AND valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)", [*key, started, started])
         assert as_of == [(qty,)]
-    outs = _query(db, "SELECT sku, location_external_id, qty_before > 0, back_in_stock_at FROM stock_outs")
+    outs = dest.query("SELECT sku, location_external_id, qty_before > 0, back_in_stock_at FROM stock_outs")
     assert outs == [(key[0], key[1], True, None)]
-
-
-def _round_changes(rnd: int) -> dict[str, int]:
-    counts = {kind: 1 + (rnd + i) % 3 for i, kind in enumerate(KINDS)}
-    return counts
-
-
-def test_ten_rounds_of_upstream_changes(make_sandbox, tmp_path):
-    """The acceptance test: 10 rounds of random upstream changes of every kind, then an
-    incremental run; after each round every table equals the API's data (records gone upstream
-    marked), and the inventory history holds every round's snapshot."""
-    sandbox = make_sandbox(orders=400, products=80)
-    db = tmp_path / "f.duckdb"
-    assert extract(duckdb=db, client=make_client(sandbox)).ok
-    snapshots = []
-    for rnd in range(10):
-        made = sandbox.store.apply_changes(_round_changes(rnd), seed=rnd)
-        sandbox.store.add_orders(4)
-        sandbox.store.add_shipments(2)
-        assert set(made) == set(KINDS)
-        result = extract(duckdb=db, client=make_client(sandbox))
-        assert result.ok and all(s.status == "ok" for s in result.streams), [(s.stream, s.message) for s in result.streams]
-        assert_tables_equal(live_tables(db), expected_tables(sandbox.store))
-        deleted = _query(db, "SELECT count(*) FROM orders WHERE _sqquid_deleted_at IS NOT NULL")[0][0]
-        assert deleted == sum(len(r) for r in [made["delete_orders"]]) + (snapshots[-1][1] if snapshots else 0)
-        started = _query(db, "SELECT started_at FROM _sqquid_runs WHERE run_id = ? AND stream = 'inventory'",
-                         [result.run_id])[0][0]
-        snapshots.append((started, deleted, live_tables(db, ["inventory"])["inventory"]))
-    for started, _, inventory in snapshots:  # the history holds the sequence of states
-        as_of = _query(db, "SELECT sku, location_external_id, bin, qty_on_hand FROM inventory_history "
-                           "WHERE valid_from <= ? AND (valid_to IS NULL OR valid_to > ?)", [started, started])
-        assert sorted(as_of, key=repr) == inventory
 
 
 def test_offsetting_changes_need_the_key_check(make_sandbox, tmp_path):
@@ -248,24 +221,6 @@ def test_sandbox_admin_endpoint_makes_changes(sandbox):
     assert not set(made["delete_orders"]) & live
     status, _ = post({"explode": 1})
     assert status == 400
-
-
-def test_ten_rounds_of_upstream_changes_into_parquet(make_sandbox, tmp_path):
-    """The same rounds into a Parquet directory: every table equals the API's data after each
-    round (Parquet drops the records proven gone, with their child rows; no history there yet)."""
-    from tests.expected import parquet_tables
-
-    sandbox = make_sandbox(orders=400, products=80)
-    lake = tmp_path / "lake"
-    assert extract(parquet=lake, client=make_client(sandbox)).ok
-    for rnd in range(10):
-        made = sandbox.store.apply_changes(_round_changes(rnd), seed=rnd)
-        sandbox.store.add_orders(4)
-        sandbox.store.add_shipments(2)
-        result = extract(parquet=lake, client=make_client(sandbox))
-        assert result.ok and all(s.status == "ok" for s in result.streams), [(s.stream, s.message) for s in result.streams]
-        assert result.stream("orders").records_deleted >= len(made["delete_orders"]) > 0
-        assert_tables_equal(parquet_tables(lake), expected_tables(sandbox.store))
 
 
 def _logging_client(sandbox, log: list):
@@ -395,18 +350,19 @@ def test_verify_keys_is_resumable_range_by_range(make_sandbox, tmp_path, monkeyp
     assert marked == [(3,)]
 
 
-def test_a_full_refresh_keeps_the_records_marked_gone(make_sandbox, tmp_path):
+@pytest.mark.parametrize("kind", DESTINATIONS)
+def test_a_full_refresh_keeps_the_records_marked_gone(make_sandbox, tmp_path, kind):
     """--full-refresh replaces the tables but keeps the rows marked gone upstream (still marked):
     what was deleted, and when it was seen gone, is not lost."""
     sandbox = make_sandbox(orders=300, products=20)
-    db = tmp_path / "f.duckdb"
-    assert extract(["orders"], duckdb=db, client=make_client(sandbox)).ok
+    dest = Destination(kind, tmp_path)
+    assert dest.extract(["orders"], sandbox=sandbox).ok
     gone = sandbox.store.apply_changes({"delete_orders": 2}, seed=12)["delete_orders"]
-    assert extract(["orders"], duckdb=db, client=make_client(sandbox)).stream("orders").records_deleted == 2
-    marked = _query(db, "SELECT id, _sqquid_deleted_at FROM orders WHERE _sqquid_deleted_at IS NOT NULL ORDER BY id")
-    items = _query(db, "SELECT count(*) FROM order_items WHERE _sqquid_deleted_at IS NOT NULL")[0][0]
+    assert dest.extract(["orders"], sandbox=sandbox).stream("orders").records_deleted == 2
+    marked = dest.query("SELECT id, _sqquid_deleted_at FROM orders WHERE _sqquid_deleted_at IS NOT NULL ORDER BY id")
+    items = dest.query("SELECT count(*) FROM order_items WHERE _sqquid_deleted_at IS NOT NULL")[0][0]
     assert [r[0] for r in marked] == sorted(gone) and items > 0
-    assert extract(["orders"], duckdb=db, client=make_client(sandbox), full_refresh=True).ok
-    assert _query(db, "SELECT id, _sqquid_deleted_at FROM orders WHERE _sqquid_deleted_at IS NOT NULL ORDER BY id") == marked
-    assert _query(db, "SELECT count(*) FROM order_items WHERE _sqquid_deleted_at IS NOT NULL")[0][0] == items
-    assert_tables_equal(live_tables(db, ["orders", "order_items"]), expected_tables(sandbox.store), ["orders", "order_items"])
+    assert dest.extract(["orders"], sandbox=sandbox, full_refresh=True).ok
+    assert dest.query("SELECT id, _sqquid_deleted_at FROM orders WHERE _sqquid_deleted_at IS NOT NULL ORDER BY id") == marked
+    assert dest.query("SELECT count(*) FROM order_items WHERE _sqquid_deleted_at IS NOT NULL")[0][0] == items
+    assert_tables_equal(dest.live_tables(["orders", "order_items"]), expected_tables(sandbox.store), ["orders", "order_items"])

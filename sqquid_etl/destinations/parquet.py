@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,11 @@ from .duckdb_tuning import check_tuning, tune, within_memory_limit
 from .files import check_can_write, fsync_path, link_or_copy
 from .merge_sql import check_columns, latest_versions_sql, quote_identifier as _q, sql_path, where_clause
 from .parquet_layout import META_DIR, STATE_FILE, ParquetLayout, release
-from .duckdb_freshness import Gone
+from .duckdb_freshness import DELETED_AT, Changes, Gone, tracked
 from .parquet_evolve import carried_columns, file_columns, new_rows_sql, plan_columns, recorded, write_history
+from .parquet_freshness import count_changes, kept_marked_sql, meta_columns, newly_marked, split_meta, with_meta
 from .parquet_gone import find_gone, gone_condition
+from .parquet_history import build_history
 from .staging import ParquetStage, extra_name
 from .state_file import JsonStateFile
 
@@ -125,18 +127,23 @@ class ParquetDestination:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def _scan(self, table: str, column: str | None, since: datetime | None, equals: dict[str, str]) -> tuple[str, list] | None:
+    def _scan(self, table: str, column: str | None, since: datetime | None, equals: dict[str, str],
+              until: datetime | None = None) -> tuple[str, list] | None:
+        """SQL `FROM ... WHERE ...` over the table's live rows (not marked gone upstream) with
+        `since <= column < until` and `equals`, and its parameters; None: no such table."""
         current = self.layout.current_generation(table)
         if current is None:
             return None
-        where, params = where_clause(column, since, equals)
-        return f"FROM read_parquet({sql_path(current / '*.parquet')}){where}", params
+        files = sorted(current.glob("*.parquet"))
+        live = bool(files) and DELETED_AT in file_columns(self.sql, files[0])
+        where, params = where_clause(column, since, equals, live=live, until=until)
+        return f"FROM read_parquet({sql_path(current / '*.parquet')}){where or ' WHERE true'}", params
 
     def distinct_values(self, table: str, column: str) -> list[Any] | None:
         scan = self._scan(table, None, None, {})
         if scan is None:
             return None
-        rows = self.sql.execute(f"SELECT DISTINCT {_q(column)} {scan[0]} WHERE {_q(column)} IS NOT NULL ORDER BY 1").fetchall()
+        rows = self.sql.execute(f"SELECT DISTINCT {_q(column)} {scan[0]} AND {_q(column)} IS NOT NULL ORDER BY 1", scan[1]).fetchall()
         return [r[0] for r in rows]
 
     def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
@@ -151,13 +158,11 @@ class ParquetDestination:
 
     def values_between(self, table: str, column: str, cursor: str, since: datetime, until: datetime,
                        equals: dict[str, str]) -> list[Any]:
-        """The distinct values of `column` over the rows with `since <= cursor < until` and `equals`."""
-        current = self.layout.current_generation(table)
-        if current is None:
+        """The distinct values of `column` over the live rows with `since <= cursor < until` and `equals`."""
+        scan = self._scan(table, cursor, since, equals, until=until)
+        if scan is None:
             return []
-        where, params = where_clause(cursor, since, equals, until=until)
-        scan = f"FROM read_parquet({sql_path(current / '*.parquet')}){where}"
-        return [r[0] for r in self.sql.execute(f"SELECT DISTINCT {_q(column)} {scan} ORDER BY 1", params).fetchall()]
+        return [r[0] for r in self.sql.execute(f"SELECT DISTINCT {_q(column)} {scan[0]} ORDER BY 1", scan[1]).fetchall()]
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -182,14 +187,18 @@ class ParquetStreamWriter:
         self.account = destination.account
         self.stream = stream if self.account is None else scoped_definition(stream)
         self.replace = replace
+        self.tracks_changes = tracked(stream)  # `_sqquid_hash`, `_sqquid_deleted_at`, counts (`parquet_freshness.py`)
+        self.hard_delete = False  # records proven gone are removed instead of marked (`prove_gone`)
         # each table's current generation, its files and their columns, read once (this process
         # holds the directory's lock: only this writer's commit changes them); replaced: none
         stream = self.stream
         current = {t.name: self.layout.current_generation(t.name) for t in stream.tables}  # refuses what is not ours
+        self._before = {name: sorted(gen.glob("*.parquet")) if gen else [] for name, gen in current.items()}
         self._current = {} if replace else current
-        self._old_files = {t.name: sorted(current.glob("*.parquet")) if (current := self._current.get(t.name)) else []
-                           for t in stream.tables}
-        self._have = {name: file_columns(self.sql, files[0]) if files else {} for name, files in self._old_files.items()}
+        self._old_files = {name: [] if replace else files for name, files in self._before.items()}
+        self._have, self._has_meta = {}, {}  # documented and undocumented columns; whether the files carry the meta ones
+        for name, files in self._old_files.items():
+            self._have[name], self._has_meta[name] = split_meta(file_columns(self.sql, files[0]) if files else {})
         self._recorded: set | None = None  # the schema history, read when first needed
         if not replace:
             for table in stream.tables:
@@ -221,9 +230,10 @@ class ParquetStreamWriter:
 
     def prove_gone(self, column: str, since: datetime | None, equals: dict[str, str], hard: bool = False,
                    until: datetime | None = None, key: tuple | None = None) -> None:
-        """The run listed this range completely: its stored records not received are dropped by
-        the commit, with their child rows (Parquet always removes them; `parquet_gone.py`)."""
+        """The run listed this range completely: its stored records not received are marked
+        `_sqquid_deleted_at` by the commit, with their child rows (`hard`: removed; `parquet_gone.py`)."""
         self._gone.append(Gone(column, since, dict(equals), until, key))
+        self.hard_delete = self.hard_delete or hard
 
     def _staged(self, table: TableSpec) -> str:
         return self.stage.relation(table.name)
@@ -238,20 +248,8 @@ class ParquetStreamWriter:
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
         try:
-            if self._gone:
-                parent_table = self.stream.tables[0]
-                self._gone_count = find_gone(self.sql, self.stream, self._old_files[parent_table.name],
-                                             self._staged(parent_table), self._gone)
-                run.records_deleted += self._gone_count
-            if self._changes_tables():
-                parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
-                # a generation built before running out of memory is left to clean_leftovers
-                switched = within_memory_limit(
-                    self.sql, self.dest.tuning, self.stream.name,
-                    lambda: [(t, self._build_generation(t, parent, run.run_id)) for t in self.stream.tables],
-                )
-                for table, generation in switched:
-                    self.layout.switch(table.name, generation)
+            for name, generation in self._build(run):
+                self.layout.switch(name, generation)
             self._store_rejected(run.run_id)
             known = self._history() if self._changes else set()
             write_history(self.layout.root, self.stream.name, run.run_id, [c for c in self._changes if c not in known])
@@ -260,6 +258,42 @@ class ParquetStreamWriter:
         finally:
             self.abort()
         self.layout.clean_leftovers()
+
+    def _build(self, run: RunRecord) -> list[tuple[str, Path]]:
+        """The commit's changes counted into the run row, and the next generation of each table
+        it changes (and of their history): (table, generation), to be made current."""
+        parent = self.stream.tables[0]
+        if self._gone:
+            self._gone_count = find_gone(self.sql, self.stream, self._old_files[parent.name], self._staged(parent),
+                                         self._gone, self._has_meta[parent.name])
+        changes = self._count_changes(parent)
+        changes.deleted = self._gone_count
+        for name in ("new", "changed", "unchanged", "deleted"):
+            setattr(run, f"records_{name}", getattr(run, f"records_{name}") + getattr(changes, name))
+        if not self._changes_tables():
+            return []
+        at = datetime.now(timezone.utc).isoformat()  # when the records proven gone now were seen gone
+
+        def build() -> list[tuple[str, Path]]:
+            built = [(t.name, self._build_generation(t, parent if parent.nested_path is None else None, run.run_id, at))
+                     for t in self.stream.tables]
+            return built + [build_history(self.sql, self.layout, t, self._latest(t), run, f"{run.run_id}-{uuid.uuid4().hex[:8]}",
+                                          ROW_GROUP_ROWS) for t in self.stream.tables if self.stream.history]
+
+        # a generation built before running out of memory is left to clean_leftovers
+        return within_memory_limit(self.sql, self.dest.tuning, self.stream.name, build)
+
+    def _latest(self, table: TableSpec) -> str:
+        return latest_versions_sql(self._staged(table), table, self.sql)
+
+    def _count_changes(self, parent: TableSpec) -> Changes:
+        """New / changed / unchanged records of the stream's own table, against the generation
+        before the commit (a full refresh's too)."""
+        if not self.tracks_changes or parent.nested_path is not None or not self.stage.rows(parent.name):
+            return Changes()
+        files = self._before[parent.name]
+        has_meta = bool(files) and split_meta(file_columns(self.sql, files[0]))[1]
+        return count_changes(self.sql, parent, self._latest(parent), files, has_meta)
 
     def _store_rejected(self, run_id: str) -> None:
         """The records quarantined, in one new file of `_sqquid_rejected/` (written aside, renamed
@@ -284,10 +318,10 @@ class ParquetStreamWriter:
             self.stage.rows(t.name) or self._current[t.name] is None for t in self.stream.tables
         )
 
-    def _build_generation(self, table: TableSpec, parent: TableSpec | None, run_id: str) -> Path:
+    def _build_generation(self, table: TableSpec, parent: TableSpec | None, run_id: str, at: str) -> Path:
         commit_id = f"{run_id}-{uuid.uuid4().hex[:8]}"  # unique even when a run commits a stream twice
         generation = self.layout.new_generation(table.name, commit_id)
-        old_files, have = self._old_files[table.name], self._have[table.name]
+        old_files, have, has_meta = self._old_files[table.name], self._have[table.name], self._has_meta[table.name]
         staged = self.stage.extra_types.get(table.name, {}) if self.stage.rows(table.name) else {}
         final, changed = plan_columns(table, have, staged)
         self._changes += [(table.name, c, kind) for c, kind in changed]
@@ -295,46 +329,60 @@ class ParquetStreamWriter:
             extras = self.stage.relation(extra_name(table.name)) if staged else None
             new = new_rows_sql(table, self._staged(table), extras, final, staged)
         else:
-            new = latest_versions_sql(self._staged(table), table, self.sql)
+            new = self._latest(table)
+        if self.tracks_changes:  # the hash of a first load's rows is left for a comparison to compute
+            new = with_meta(new, table, hashed=bool(old_files))
         self.sql.execute(f"CREATE OR REPLACE TEMP VIEW _new AS {new}")
-        condition = self._replaced_condition(table, parent)
-        reshape = carried_columns(table, final, have) if changed else None  # every file gets the new shape
+        drop, mark = self._conditions(table, parent)
+        columns = carried_columns(table, final, have)  # an old row in the new generation's shape
+        if self.tracks_changes:
+            columns += ", " + meta_columns(has_meta, mark, at)
+        reshape = bool(changed) or (self.tracks_changes and bool(old_files) and not has_meta)  # every file rewritten
         for old in old_files:
-            self._carry_over(old, generation, condition, reshape)
+            self._carry_over(old, generation, drop, newly_marked(has_meta, mark), columns, reshape)
+        if self.replace and self.tracks_changes and self._before[table.name]:
+            kept = kept_marked_sql(table, self._before[table.name], file_columns(self.sql, self._before[table.name][0]), final)
+            if kept and self.sql.execute(f"SELECT count(*) FROM ({kept})").fetchall()[0][0]:
+                self.sql.execute(f"COPY ({kept}) TO {sql_path(generation / f'kept-{commit_id}.parquet')} "
+                                 f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
         new_rows = self.sql.execute("SELECT count(*) FROM _new").fetchall()[0][0]
         if new_rows or not any(generation.iterdir()):
             target = generation / f"part-{commit_id}.parquet"
             self.sql.execute(f"COPY (SELECT * FROM _new) TO {sql_path(target)} (FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
         return generation
 
-    def _replaced_condition(self, table: TableSpec, parent: TableSpec | None) -> str:
-        """SQL on an old row `o`: true when the commit replaces it (its key is staged again, or it
-        is a child of a parent fetched again)."""
-        drop = " AND ".join(f"o.{_q(k)} IS NOT DISTINCT FROM n.{_q(k)}" for k in table.primary_key)
-        condition = f"EXISTS (SELECT 1 FROM _new n WHERE {drop})"
+    def _conditions(self, table: TableSpec, parent: TableSpec | None) -> tuple[str, str | None]:
+        """SQL on an old row `o`: (dropped: its key is staged again; marked: the API no longer has
+        it, a record proven gone or a child row its parent fetched again no longer has). A stream
+        that keeps no `_sqquid_deleted_at`, or `--hard-delete`: the latter are dropped too."""
+        same = " AND ".join(f"o.{_q(k)} IS NOT DISTINCT FROM n.{_q(k)}" for k in table.primary_key)
+        replaced, removed = f"EXISTS (SELECT 1 FROM _new n WHERE {same})", []
         if table.parent_link and parent is not None:
             link, parent_key = table.parent_link
             self.sql.execute(f"CREATE OR REPLACE TEMP TABLE _parents AS SELECT DISTINCT {_q(parent_key)} AS k FROM {self._staged(parent)}")
-            condition += f" OR o.{_q(link)} IN (SELECT k FROM _parents)"
+            removed.append(f"o.{_q(link)} IN (SELECT k FROM _parents)")
         gone = gone_condition(self.stream, table) if self._gone_count else None
-        if gone:
-            condition += f" OR {gone}"
-        return condition
+        removed += [gone] if gone else []
+        if not removed:
+            return replaced, None
+        if self.tracks_changes and not self.hard_delete:
+            return replaced, f"coalesce({' OR '.join(removed)}, false)"
+        return f"coalesce({' OR '.join([replaced, *removed])}, false)", None
 
-    def _carry_over(self, old: Path, generation: Path, condition: str, reshape: str | None) -> None:
-        """An old file into the new generation: linked when no row of it is replaced, else
-        rewritten without the replaced rows (left out when none is kept); `reshape` (SQL
-        columns): the generation has other columns, every file is rewritten."""
+    def _carry_over(self, old: Path, generation: Path, drop: str, marked: str, columns: str, reshape: bool) -> None:
+        """An old file into the new generation: linked when none of its rows is dropped or newly
+        marked (`marked`), else rewritten (`columns`: SQL of its rows in the new shape) without
+        the dropped rows (left out when none is kept); `reshape`: every file is rewritten."""
         source = f"read_parquet({sql_path(old)}) o"
         hit, kept = self.sql.execute(
-            f"SELECT count(*) FILTER (WHERE {condition}), count(*) FILTER (WHERE NOT ({condition})) FROM {source}"
+            f"SELECT count(*) FILTER (WHERE {drop} OR {marked}), count(*) FILTER (WHERE NOT ({drop})) FROM {source}"
         ).fetchall()[0]
-        if hit == 0 and reshape is None:
+        if hit == 0 and not reshape:
             link_or_copy(old, generation / old.name)
             return
         if kept:
             self.sql.execute(
-                f"COPY (SELECT {reshape or 'o.*'} FROM {source} WHERE NOT ({condition})) TO {sql_path(generation / old.name)} "
+                f"COPY (SELECT {columns} FROM {source} WHERE NOT ({drop})) TO {sql_path(generation / old.name)} "
                 f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
             )
 

@@ -1,8 +1,7 @@
 """Records proven gone upstream, in the Parquet destination: a run that listed a range completely
-(`StreamWriter.prove_gone`) drops the stored records of that range it did not receive, with their
-child rows, from the tables' new generation. Parquet files are immutable and a generation is
-rewritten anyway, so the Parquet destination removes such records (what `--hard-delete` does in
-DuckDB); it does not keep `_sqquid_deleted_at` or `_sqquid_hash` yet."""
+(`StreamWriter.prove_gone`) finds the stored records of that range it did not receive; the
+commit's new generation marks them `_sqquid_deleted_at` with their child rows
+(`parquet_freshness.py`), or drops them (`--hard-delete`, or a stream that keeps no such column)."""
 
 from __future__ import annotations
 
@@ -10,16 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from ..definitions import StreamDefinition, TableSpec
-from .duckdb_freshness import Gone, any_range
+from .duckdb_freshness import DELETED_AT, Gone, any_range
 from .merge_sql import quote_identifier as q, sql_path
 
 GONE = "_sqquid_gone"
 
 
-def find_gone(sql: Any, stream: StreamDefinition, old_files: list[Path], staged: str, ranges: list[Gone]) -> int:
+def find_gone(sql: Any, stream: StreamDefinition, old_files: list[Path], staged: str, ranges: list[Gone],
+              marks: bool = False) -> int:
     """The keys of the stream's own table, stored in `old_files`, within `ranges` and not in
     `staged`, into the temp table `_sqquid_gone` (made only when there are ranges and files);
-    returns how many."""
+    returns how many. `marks`: the files carry `_sqquid_deleted_at`; rows marked before are not
+    gone again."""
     parent = stream.tables[0]
     keys = ", ".join(f"o.{q(k)}" for k in parent.primary_key)
     if not ranges or not old_files or parent.nested_path is not None:
@@ -27,6 +28,8 @@ def find_gone(sql: Any, stream: StreamDefinition, old_files: list[Path], staged:
     files = "[" + ", ".join(sql_path(f) for f in old_files) + "]"
     match = " AND ".join(f"s.{q(k)} = o.{q(k)}" for k in parent.primary_key)
     within, params = any_range(ranges, "o")
+    if marks:
+        within += f" AND o.{q(DELETED_AT)} IS NULL"
     sql.execute(f"CREATE OR REPLACE TEMP TABLE {GONE} AS SELECT {keys} FROM read_parquet({files}) o WHERE {within} "
                 f"AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})", params)  # one scan of the old files
     return sql.execute(f"SELECT count(*) FROM {GONE}").fetchall()[0][0]

@@ -18,7 +18,8 @@ from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RunRecord
 from ..settings import Tuning
 from ..state import StreamState
 from .account_scope import ACCOUNT, check_account, stamp
-from .duckdb_tuning import check_tuning, tune, within_memory_limit
+from .duckdb_history import history_table
+from .duckdb_tuning import check_tuning, tune
 from .merge_sql import quote_identifier as _q, sql_path
 from .object_store import ObjectStore
 from .parquet import ParquetDestination, ParquetStreamWriter, run_table
@@ -121,21 +122,16 @@ class StoreParquetStreamWriter(ParquetStreamWriter):
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
         try:
-            tables: dict[str, list[str]] = {}
-            if self._changes_tables():
-                parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
-                built = within_memory_limit(
-                    self.sql, self.dest.tuning, self.stream.name,
-                    lambda: [(t, self._build_generation(t, parent, run.run_id)) for t in self.stream.tables],
-                )
-                tables = {table.name: self.layout.publish(table.name, generation) for table, generation in built}
+            built = self._build(run)  # the tables' next generations (and their history's), the changes counted
+            tables = {name: self.layout.publish(name, generation) for name, generation in built}
             known = self._history()
             changes = [[self.stream.name, t, c, kind, run.run_id] for t, c, kind in self._changes if (t, c, kind) not in known]
             self.dest.commit(self.stream.name, tables, state, self._publish_rejected(run.run_id), changes)
             self.dest.record_run(run)
         finally:
             self.abort()
-        self.layout.clean_leftovers([t.name for t in self.stream.tables])
+        self.layout.clean_leftovers([t.name for t in self.stream.tables] + [history_table(t.name) for t in self.stream.tables
+                                                                              if self.stream.history])
 
     def _publish_rejected(self, run_id: str) -> list[str]:
         if not self.stage.rows(REJECTED_TABLE):
