@@ -33,7 +33,7 @@ from .merge_sql import check_columns, latest_versions_sql, quote_identifier as _
 from .parquet_layout import META_DIR, STATE_FILE, ParquetLayout, release
 from .duckdb_freshness import DELETED_AT, Changes, Gone, tracked
 from .parquet_evolve import carried_columns, file_columns, new_rows_sql, plan_columns, recorded, write_history
-from .parquet_freshness import count_changes, kept_marked_sql, meta_columns, newly_marked, split_meta, with_meta
+from .parquet_freshness import count_changes, keep_marked, meta_columns, newly_marked, split_meta, with_meta
 from .parquet_gone import find_gone, gone_condition
 from .parquet_history import build_history
 from .staging import ParquetStage, extra_name
@@ -139,22 +139,25 @@ class ParquetDestination:
         where, params = where_clause(column, since, equals, live=live, until=until)
         return f"FROM read_parquet({sql_path(current / '*.parquet')}){where or ' WHERE true'}", params
 
+    def _rows(self, table: str, query: str, params: list) -> list[tuple]:
+        """A read of a table (run again with more memory if its filter needs it, as a merge is)."""
+        return within_memory_limit(self.sql, self.tuning, table, lambda: self.sql.execute(query, params).fetchall())
+
     def distinct_values(self, table: str, column: str) -> list[Any] | None:
         scan = self._scan(table, None, None, {})
         if scan is None:
             return None
-        rows = self.sql.execute(f"SELECT DISTINCT {_q(column)} {scan[0]} AND {_q(column)} IS NOT NULL ORDER BY 1", scan[1]).fetchall()
-        return [r[0] for r in rows]
+        return [r[0] for r in self._rows(table, f"SELECT DISTINCT {_q(column)} {scan[0]} AND {_q(column)} IS NOT NULL ORDER BY 1", scan[1])]
 
     def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
         scan = self._scan(table, column, since, equals)
-        return 0 if scan is None else self.sql.execute(f"SELECT count(*) {scan[0]}", scan[1]).fetchall()[0][0]
+        return 0 if scan is None else self._rows(table, f"SELECT count(*) {scan[0]}", scan[1])[0][0]
 
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
         scan = self._scan(table, None, None, equals)
         if scan is None:
             return None, None
-        return self.sql.execute(f"SELECT min({_q(column)}), max({_q(column)}) {scan[0]}", scan[1]).fetchall()[0]
+        return self._rows(table, f"SELECT min({_q(column)}), max({_q(column)}) {scan[0]}", scan[1])[0]
 
     def values_between(self, table: str, column: str, cursor: str, since: datetime, until: datetime,
                        equals: dict[str, str]) -> list[Any]:
@@ -162,7 +165,7 @@ class ParquetDestination:
         scan = self._scan(table, cursor, since, equals, until=until)
         if scan is None:
             return []
-        return [r[0] for r in self.sql.execute(f"SELECT DISTINCT {_q(column)} {scan[0]} ORDER BY 1", scan[1]).fetchall()]
+        return [r[0] for r in self._rows(table, f"SELECT DISTINCT {_q(column)} {scan[0]} ORDER BY 1", scan[1])]
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -263,37 +266,31 @@ class ParquetStreamWriter:
         """The commit's changes counted into the run row, and the next generation of each table
         it changes (and of their history): (table, generation), to be made current."""
         parent = self.stream.tables[0]
-        if self._gone:
-            self._gone_count = find_gone(self.sql, self.stream, self._old_files[parent.name], self._staged(parent),
-                                         self._gone, self._has_meta[parent.name])
-        changes = self._count_changes(parent)
+        at = datetime.now(timezone.utc).isoformat()  # when the records proven gone now were seen gone
+
+        def build() -> tuple[Changes, list[tuple[str, Path]]]:
+            if self._gone:
+                self._gone_count = find_gone(self.sql, self.stream, self._old_files[parent.name], self._staged(parent),
+                                             self._gone, self._has_meta[parent.name])
+            counted = self.tracks_changes and parent.nested_path is None and self.stage.rows(parent.name)
+            changes = count_changes(self.sql, parent, self._latest(parent), self._before[parent.name]) if counted else Changes()
+            if not self._changes_tables():
+                return changes, []
+            built = [(t.name, self._build_generation(t, parent if parent.nested_path is None else None, run.run_id, at))
+                     for t in self.stream.tables]
+            return changes, built + [build_history(self.sql, self.layout, t, self._latest(t), run,
+                                                   f"{run.run_id}-{uuid.uuid4().hex[:8]}", ROW_GROUP_ROWS)
+                                     for t in self.stream.tables if self.stream.history]
+
+        # a generation built before running out of memory is left to clean_leftovers
+        changes, built = within_memory_limit(self.sql, self.dest.tuning, self.stream.name, build)
         changes.deleted = self._gone_count
         for name in ("new", "changed", "unchanged", "deleted"):
             setattr(run, f"records_{name}", getattr(run, f"records_{name}") + getattr(changes, name))
-        if not self._changes_tables():
-            return []
-        at = datetime.now(timezone.utc).isoformat()  # when the records proven gone now were seen gone
-
-        def build() -> list[tuple[str, Path]]:
-            built = [(t.name, self._build_generation(t, parent if parent.nested_path is None else None, run.run_id, at))
-                     for t in self.stream.tables]
-            return built + [build_history(self.sql, self.layout, t, self._latest(t), run, f"{run.run_id}-{uuid.uuid4().hex[:8]}",
-                                          ROW_GROUP_ROWS) for t in self.stream.tables if self.stream.history]
-
-        # a generation built before running out of memory is left to clean_leftovers
-        return within_memory_limit(self.sql, self.dest.tuning, self.stream.name, build)
+        return built
 
     def _latest(self, table: TableSpec) -> str:
         return latest_versions_sql(self._staged(table), table, self.sql)
-
-    def _count_changes(self, parent: TableSpec) -> Changes:
-        """New / changed / unchanged records of the stream's own table, against the generation
-        before the commit (a full refresh's too)."""
-        if not self.tracks_changes or parent.nested_path is not None or not self.stage.rows(parent.name):
-            return Changes()
-        files = self._before[parent.name]
-        has_meta = bool(files) and split_meta(file_columns(self.sql, files[0]))[1]
-        return count_changes(self.sql, parent, self._latest(parent), files, has_meta)
 
     def _store_rejected(self, run_id: str) -> None:
         """The records quarantined, in one new file of `_sqquid_rejected/` (written aside, renamed
@@ -340,11 +337,8 @@ class ParquetStreamWriter:
         reshape = bool(changed) or (self.tracks_changes and bool(old_files) and not has_meta)  # every file rewritten
         for old in old_files:
             self._carry_over(old, generation, drop, newly_marked(has_meta, mark), columns, reshape)
-        if self.replace and self.tracks_changes and self._before[table.name]:
-            kept = kept_marked_sql(table, self._before[table.name], file_columns(self.sql, self._before[table.name][0]), final)
-            if kept and self.sql.execute(f"SELECT count(*) FROM ({kept})").fetchall()[0][0]:
-                self.sql.execute(f"COPY ({kept}) TO {sql_path(generation / f'kept-{commit_id}.parquet')} "
-                                 f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+        if self.replace and self.tracks_changes:  # rows marked gone upstream outlive a full refresh (still marked)
+            keep_marked(self.sql, table, self._before[table.name], final, generation / f"kept-{commit_id}.parquet", ROW_GROUP_ROWS)
         new_rows = self.sql.execute("SELECT count(*) FROM _new").fetchall()[0][0]
         if new_rows or not any(generation.iterdir()):
             target = generation / f"part-{commit_id}.parquet"

@@ -20,6 +20,7 @@ from typing import Any
 from ..definitions import TableSpec
 from .duckdb_freshness import DELETED_AT, HASH, META_COLUMNS, Changes, hash_sql
 from .merge_sql import quote_identifier as q, sql_path
+from .parquet_evolve import carried_columns, file_columns
 
 
 def split_meta(have: dict[str, str]) -> tuple[dict[str, str], bool]:
@@ -54,11 +55,13 @@ def newly_marked(has_meta: bool, mark: str | None) -> str:
     return f"({mark}) AND o.{q(DELETED_AT)} IS NULL" if has_meta else f"({mark})"
 
 
-def count_changes(sql: Any, table: TableSpec, latest: str, old_files: list[Path], has_meta: bool) -> Changes:
+def count_changes(sql: Any, table: TableSpec, latest: str, old_files: list[Path]) -> Changes:
     """Records of `latest` (SQL selecting the staged rows, one per key) that are new, changed
-    (another hash, or back after being marked deleted) or unchanged against the stored files."""
+    (another hash, or back after being marked deleted) or unchanged against the stored files
+    (those of the generation before the commit, a full refresh's too)."""
     if not old_files:
         return Changes(new=sql.execute(f"SELECT count(*) FROM ({latest})").fetchall()[0][0])
+    has_meta = split_meta(file_columns(sql, old_files[0]))[1]
     match = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in table.primary_key)
     keys = ", ".join(q(k) for k in table.primary_key)
     stored = f"coalesce(t.{q(HASH)}, {hash_sql(table, 't')})" if has_meta else hash_sql(table, "t")
@@ -73,6 +76,14 @@ def count_changes(sql: Any, table: TableSpec, latest: str, old_files: list[Path]
     return Changes(new=new, changed=total - new - unchanged, unchanged=unchanged)
 
 
+def keep_marked(sql: Any, table: TableSpec, old_files: list[Path], final: dict[str, str], target: Path, row_group: int) -> None:
+    """A full refresh keeps the rows marked gone upstream that it did not receive again (still
+    marked): written to `target` in the new generation's shape (`_new` holds the new rows)."""
+    kept = kept_marked_sql(table, old_files, file_columns(sql, old_files[0]), final) if old_files else None
+    if kept and sql.execute(f"SELECT count(*) FROM ({kept})").fetchall()[0][0]:
+        sql.execute(f"COPY ({kept}) TO {sql_path(target)} (FORMAT parquet, ROW_GROUP_SIZE {row_group})")
+
+
 def kept_marked_sql(table: TableSpec, old_files: list[Path], have: dict[str, str], final: dict[str, str]) -> str | None:
     """A full refresh keeps the rows marked gone upstream that it did not receive again (still
     marked): SQL of them in the new generation's shape (the documented columns, `final`'s, the
@@ -81,8 +92,6 @@ def kept_marked_sql(table: TableSpec, old_files: list[Path], have: dict[str, str
     documented, has_meta = split_meta(have)
     if not old_files or not has_meta or list(documented)[:len(table.column_names)] != table.column_names:
         return None
-    from .parquet_evolve import carried_columns
-
     match = " AND ".join(f"n.{q(k)} IS NOT DISTINCT FROM o.{q(k)}" for k in table.primary_key)
     return (f"SELECT {carried_columns(table, final, documented)}, {meta_columns(True, None, '')} "
             f"FROM {files_sql(old_files)} o WHERE o.{q(DELETED_AT)} IS NOT NULL "
