@@ -1,10 +1,14 @@
-"""One column of a page converted from Python values: by the conforming conversion (the values
-are what the schema says) where it takes them all, else value by value: each stored as sent,
-coerced without loss (`coerce.py`), or refused with the reason (its record is quarantined).
-Pure: nothing here holds state."""
+"""One column of a page converted from Python values: the values of the JSON type the schema
+says are taken as they are, and only the others go through the coercion rules (`coerce.py`):
+each coerced without loss or refused with the reason (its record is quarantined); the column is
+then built and cast once. Where that cast refuses a value, the column is decided value by value.
+Text Arrow's cast refuses in a timestamp or decimal column read by Arrow (`fix_text`) is found by
+one pattern match over the column and only those values are coerced. Pure: nothing here holds
+state."""
 
 from __future__ import annotations
 
+import array
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -37,6 +41,12 @@ def convert_column(values: list, column: Column) -> ColumnResult:
     """The column's Arrow array of `values` (defaults already applied); a null in a column that
     is not nullable (a key) is refused."""
     target = ARROW_TYPES[column.type]
+    kind = _KIND.get(column.type)
+    if kind is not None:
+        try:
+            return _misfits_coerced(values, column, target, kind)
+        except CONVERSION_ERRORS:
+            return _value_by_value(values, column, target)
     try:
         array = conforming(values, column.type, target)
     except CONVERSION_ERRORS:
@@ -44,6 +54,100 @@ def convert_column(values: list, column: Column) -> ColumnResult:
     if not column.nullable and array.null_count:
         return ColumnResult(array, [], {i: _null_key(column) for i, v in enumerate(values) if v is None})
     return ColumnResult(array)
+
+
+# the Python type of the values taken as they are (the JSON type the schema says); any other
+# value is coerced or refused
+_KIND = {"integer": int, "string": str, "decimal": str, "timestamp": str, "boolean": bool}
+
+
+def _misfits_coerced(values: list, column: Column, target: pa.DataType, kind: type) -> ColumnResult:
+    """Only the values that are not of the column's JSON type through `coerce.py` (the numbers
+    of a decimal column cast by Arrow at once); raises one of CONVERSION_ERRORS where the column
+    then does not convert (value by value decides)."""
+    misfits = [i for i, v in enumerate(values) if type(v) is not kind and v is not None]
+    out = list(values) if misfits else values
+    coerced, bad, floats, ints = [], {}, [], []
+    numbers_as_text = column.type in ("decimal", "string")
+    for row in misfits:
+        value = values[row]
+        if numbers_as_text and type(value) is int and INT64_MIN <= value <= INT64_MAX:
+            ints.append(row)
+            continue
+        if type(value) is float and column.type == "decimal":
+            floats.append(row)
+            continue
+        try:
+            out[row] = coerce(value, column.type)
+        except Lossy as exc:
+            out[row] = None
+            bad[row] = str(exc)
+            continue
+        coerced.append(row)
+    for rows, build in ((ints, int_array), (floats, float_array)):
+        if rows:  # as text in one cast (a float's shortest round-trip text, as `coerce` writes it: repr)
+            texts = pc.cast(build([values[row] for row in rows]), pa.string()).to_pylist()
+            for row, text in zip(rows, texts):
+                out[row] = text
+            coerced = sorted(coerced + rows)
+    if not column.nullable:
+        bad.update((i, _null_key(column)) for i, v in enumerate(out) if v is None and i not in bad)
+    if column.type not in _AS_IS:
+        return ColumnResult(pa.array(out, target), coerced, bad)
+    texts = pa.array(out, pa.string())
+    try:
+        return ColumnResult(pc.cast(texts, target), coerced, bad)
+    except CONVERSION_ERRORS:
+        fixed = fix_text(texts, column, frozenset(coerced))
+    if fixed is None:
+        raise ValueError("text the column's cast refuses")
+    return ColumnResult(fixed.array, sorted(coerced + fixed.coerced), {**bad, **fixed.bad})
+
+
+def fix_text(texts: pa.Array, column: Column, done: frozenset = frozenset()) -> ColumnResult | None:
+    """A timestamp or decimal column read as text whose cast refused some value: the values not
+    of the form Arrow reads as is (one pattern match over the column) coerced by the rules (or
+    refused), the rest kept, one cast; None where that cast still refuses (value by value
+    decides). `done`: rows already coerced."""
+    pattern = _AS_IS_RE2.get(column.type)
+    if pattern is None or texts.type != pa.string():
+        return None
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    redo = pc.and_kleene(pc.is_valid(texts), pc.invert(pc.match_substring_regex(texts, pattern)))
+    rows = pc.indices_nonzero(redo).to_pylist()
+    if done:
+        rows = [row for row in rows if row not in done]
+        redo = pc.is_in(_row_numbers(len(texts)), value_set=pa.array(rows, pa.int64()))
+    fixed, coerced, bad = [], [], {}
+    for row, value in zip(rows, texts.take(rows).to_pylist() if rows else []):
+        try:
+            fixed.append(coerce(value, column.type))
+            coerced.append(row)
+        except Lossy as exc:
+            fixed.append(None)
+            bad[row] = str(exc)
+    if rows:
+        texts = pc.replace_with_mask(texts, redo, pa.array(fixed, pa.string()))
+    try:
+        array = pc.cast(texts, ARROW_TYPES[column.type])
+    except CONVERSION_ERRORS:
+        return None
+    return ColumnResult(array, coerced, bad)
+
+
+def _row_numbers(n: int) -> pa.Array:
+    return pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(array.array("q", range(n)))])
+
+
+def int_array(values: list) -> pa.Array:
+    """Python integers (within int64) as an int64 array, from a buffer."""
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(array.array("q", values))])
+
+
+def float_array(values: list) -> pa.Array:
+    """Python floats as a float64 array, from a buffer (`pa.array` would import pandas)."""
+    return pa.Array.from_buffers(pa.float64(), len(values), [None, pa.py_buffer(array.array("d", values))])
 
 
 def conforming(values: list, type_name: str, target: pa.DataType) -> pa.Array:
@@ -64,6 +168,9 @@ _AS_IS = {
     "timestamp": re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})"),
     "decimal": re.compile(r"[+-]?\d{1,14}(?:\.\d{1,4})?"),
 }
+
+
+_AS_IS_RE2 = {name: f"^(?:{pattern.pattern})$" for name, pattern in _AS_IS.items()}
 
 
 def _value_by_value(values: list, column: Column, target: pa.DataType) -> ColumnResult:

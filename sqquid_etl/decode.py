@@ -2,21 +2,26 @@
 records, the envelope's paging metadata, and the immutable plan it was read with).
 
 A body is read by Arrow's JSON reader straight into one struct array typed by the stream's
-schema (in C++, without the GIL, no Python object per value) when the plan allows it, else by
-`json.loads` into dicts, which Arrow then reads as the same struct array where their values fit.
-The fetch threads decode; the consumer only converts (`records.page_tables`). Fields the schema
-does not name are read too, so a page holding any says so (`Page.undocumented`) at no cost to
-one that does not; the conversion then finds them (`evolve.py`).
+schema (in C++, without the GIL, no Python object per value) wherever the plan allows it. The
+fetch threads decode; the consumer only converts (`records.page_tables`). Fields the schema does
+not name are read too, so a page holding any says so (`Page.undocumented`) at no cost to one that
+does not; the conversion then finds them (`evolve.py`).
 
-What the decoder learns (fields whose values do not fit their Arrow type, the API's numbers
-where the schema says text) only ever grows, and lives in one place: `PageDecoder._plan`,
-read and replaced under `PageDecoder._lock`. Each page carries the plan it was read with, so
-its conversion never looks at the decoder again.
+Arrow's reader refuses a field whose values change type (an id sent as `"27"`, a price as a
+number): such a page is decoded by Python once, the fields that do not fit are learned, and the
+body is read by Arrow again without them; the conversion takes those from the page's dicts
+(decoded when it needs them) and coerces only the values that do not fit (`columns.py`).
+Numbers in text fields (the API's usual inconsistency) are learned for good. Other drift is
+learned while it lasts: one page in `PROBE_EVERY` is first tried without it, and a page Arrow
+reads so ends it (the pages after it pay nothing for tolerance).
 
-A stream whose pages keep drifting in ways that are not learned (every page of a less tidy
-server) stops paying for the attempts: after `SLOW_STREAK` pages in a row went to the
-record-by-record path, a page is read by Python directly but for one in `PROBE_EVERY`, which
-tries Arrow again (a page that Arrow reads ends the streak).
+What the decoder learns lives in one place: `PageDecoder._plan` (and `_base`, without the
+drift), read and replaced under `PageDecoder._lock`. Each page carries the plan it was read
+with, so its conversion never looks at the decoder again.
+
+A stream whose pages no plan reads (records of an unexpected shape) stops paying for the
+attempts: after `SLOW_STREAK` pages in a row went to the record-by-record path, a page is read
+by Python directly but for one in `PROBE_EVERY`, which tries Arrow again.
 """
 
 from __future__ import annotations
@@ -31,12 +36,16 @@ import pyarrow.json as pa_json
 
 from .definitions import StreamDefinition
 from .errors import SchemaError
-from .plan import (ARROW_ERRORS, ENVELOPE_FIELDS, ReadPlan, build_plan, floats_in_integers, integer_text_fields,
-                   misfit_fields)
+from .plan import ARROW_ERRORS, ENVELOPE_FIELDS, ReadPlan, build_plan, misfit_fields
+
+try:  # a faster JSON decoder for the pages that need dicts; json.loads decides what it refuses
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - a dependency; json.loads alone is exact too
+    _orjson = None
 
 
 SLOW_STREAK = 2  # pages in a row that drifted before the decoder stops trying Arrow on every page
-PROBE_EVERY = 8  # while it does, one page in this many is tried by Arrow again
+PROBE_EVERY = 8  # while it does (or drift is learned), one page in this many is tried without it
 
 
 class BodyNotJSON(ValueError):
@@ -47,10 +56,11 @@ class BodyNotJSON(ValueError):
 @dataclass(frozen=True, slots=True)
 class Page:
     """One page of a listing, decoded. `array` holds its records as one struct array typed by
-    `plan.struct` (None where Arrow could not read them: the record-by-record path will);
+    `plan` (None where Arrow could not read them: the record-by-record path will);
     `records` holds them as dicts when Python decoded the body (None when Arrow read it whole,
-    then `page_dicts` decodes `body` again should the conversion need dicts). `total` and
-    `limit` are the envelope's, when it has them (offset lists)."""
+    then `page_dicts` decodes `body` should the conversion need dicts: the fields of
+    `plan.by_python`, undocumented fields). `total` and `limit` are the envelope's, when it has
+    them (offset lists)."""
 
     array: pa.StructArray | None
     records: list[dict] | None
@@ -76,7 +86,7 @@ class PageDecoder:
     def __init__(self, stream: StreamDefinition):
         self.stream = stream
         self._lock = threading.Lock()
-        self._plan = build_plan(stream)
+        self._base = self._plan = build_plan(stream)  # _base: learned for good; _plan: and the drift
         self._slow_streak = 0  # pages in a row that only the record-by-record path could read
         self._pages = 0
 
@@ -89,31 +99,37 @@ class PageDecoder:
     def decode(self, body: bytes) -> Page:
         """The page of a list response. Raises BodyNotJSON when the body is not JSON, and
         SchemaError when it holds no list of records under the stream's envelope."""
-        plan, try_body = self._next_page()
+        plan, probe, try_body = self._next_page()
+        envelope = self.stream.envelope
         if try_body:
-            page = _read_body(body, plan, self.stream.envelope)
+            page = _read_body(body, probe, envelope) if probe is not None else None
+            if page is not None:
+                self._forget_drift(probe)  # a page without the drift: read by Arrow whole again
+            else:
+                page = _read_body(body, plan, envelope)
             if page is not None:
                 return self._noted(page, by_body=True)
         decoded = _json(body)
         records = page_records(self.stream, decoded)
-        if try_body and plan is not None and plan.json_schema is not None:
-            # numbers where the schema says text (the API's usual inconsistency): learn them from
-            # this page and read it by Arrow again, reading them as integers
-            learned = integer_text_fields(plan, records)
-            if learned:
-                plan = self._learn(learned, learned)
-                page = _read_body(body, plan, self.stream.envelope)
+        if plan is not None:
+            misfits = misfit_fields(plan, records)
+            if misfits is not None:
+                plan = self._learn(*misfits)
+                page = _read_body(body, plan, envelope) if try_body else None
                 if page is not None:
                     return self._noted(page, by_body=True)
-        array, plan = self._read_dicts(records, plan)
-        page = Page(array, records, plan, body, _envelope_int(decoded, "total"), _envelope_int(decoded, "limit"))
+        page = Page(_struct(records, plan), records, plan, body, _envelope_int(decoded, "total"),
+                    _envelope_int(decoded, "limit"))
         return self._noted(page, by_body=False) if try_body else page
 
-    def _next_page(self) -> tuple[ReadPlan | None, bool]:
-        """The plan to read the next page with, and whether to try Arrow's reader on its body."""
+    def _next_page(self) -> tuple[ReadPlan | None, ReadPlan | None, bool]:
+        """The plan to read the next page with, the plan without the drift learned when the page
+        is to try it first (a probe), and whether to try Arrow's reader on its body."""
         with self._lock:
             self._pages += 1
-            return self._plan, self._slow_streak < SLOW_STREAK or self._pages % PROBE_EVERY == 0
+            due = self._pages % PROBE_EVERY == 0
+            probe = self._base if due and self._base is not self._plan else None
+            return self._plan, probe, self._slow_streak < SLOW_STREAK or due
 
     def _noted(self, page: Page, by_body: bool) -> Page:
         """The page, counted in the streak of pages Arrow could not read from the body."""
@@ -123,59 +139,45 @@ class PageDecoder:
 
     def from_records(self, records: list[dict]) -> Page:
         """A page of records already decoded into dicts."""
-        array, plan = self._read_dicts(records, self.plan)
-        return Page(array, records, plan, b"")
+        plan = self.plan
+        misfits = misfit_fields(plan, records) if plan is not None else None
+        if misfits is not None:
+            plan = self._learn(*misfits)
+        return Page(_struct(records, plan), records, plan, b"")
 
-    def _read_dicts(self, records: list[dict], plan: ReadPlan | None) -> tuple[pa.StructArray | None, ReadPlan | None]:
-        """The records as one struct array, learning the text fields whose values are numbers
-        (those are then read by Python at conversion), with the plan it was read by. Other drift
-        is not learned: the page's own plan reads its drifted fields by Python (coerced value by
-        value at conversion, `columns.py`), the rest by Arrow; None (the record-by-record path)
-        where even that fails."""
-        for _ in range(2):
-            if plan is None:
-                return None, None
-            try:
-                array = pa.array(records, type=plan.struct)
-            except ARROW_ERRORS:
-                misfits = misfit_fields(plan, records)
-                if misfits is None:
-                    return None, plan
-                learn, integers, drifted = misfits
-                if learn:
-                    plan = self._learn(learn, integers)
-                if drifted:  # (integers sent as floats too: Arrow would take 2.0 as 2 without a word)
-                    return _read_with_own_plan(self.stream, records, plan, drifted | floats_in_integers(plan, records))
-                if not learn:
-                    return None, plan
-                continue
-            floats = floats_in_integers(plan, records)
-            if floats:
-                return _read_with_own_plan(self.stream, records, plan, floats)
-            return array, plan
-        return None, plan
-
-    def _learn(self, python: frozenset, integers: frozenset) -> ReadPlan | None:
-        """Add fields to what was learned (never remove: threads learning at once all count)."""
+    def _learn(self, python: frozenset, integers: frozenset, drifted: frozenset) -> ReadPlan | None:
+        """Add fields to what was learned: `python` (and `integers`) for good, `drifted` until a
+        probe reads a page without them. Threads learning at once all count."""
         with self._lock:
-            plan = self._plan
-            if plan is not None and not plan.knows(python, integers):
-                plan = self._plan = build_plan(self.stream, plan.python | python, plan.integers | integers)
+            old, plan = self._base, self._plan
+            if old is None or plan is None:
+                return plan
+            learned = old.python | python
+            ints = (old.integers | (integers - old.python)) - (python - integers)
+            base = old if old.knows(learned, ints) else build_plan(self.stream, learned, ints) or old
+            drift = ((plan.python - old.python) | drifted) - base.python
+            if not drift:
+                plan = base
+            elif not plan.knows(base.python | drift, base.integers - drift):
+                plan = build_plan(self.stream, base.python | drift, base.integers - drift) or plan
+            self._base, self._plan = base, plan
             return plan
 
+    def _forget_drift(self, probe: ReadPlan) -> None:
+        with self._lock:
+            if self._base is probe:
+                self._plan = probe
 
-def _read_with_own_plan(stream: StreamDefinition, records: list[dict], plan: ReadPlan,
-                        drifted: frozenset) -> tuple[pa.StructArray | None, ReadPlan | None]:
-    """A page whose `drifted` fields do not fit their Arrow type, read by a plan of its own (never
-    learned: the next pages are not affected) that reads those by Python; (None, plan) when even
-    that does not read it."""
-    own = build_plan(stream, plan.python | drifted, plan.integers)
-    if own is None:
-        return None, plan
+
+def _struct(records: list[dict], plan: ReadPlan | None) -> pa.StructArray | None:
+    """The records as one struct array of the plan's fields read by Arrow (its other fields are
+    read by Python at conversion); None (the record-by-record path) where even that fails."""
+    if plan is None:
+        return None
     try:
-        return pa.array(records, type=own.struct), own
+        return pa.array(records, type=plan.struct)
     except ARROW_ERRORS:
-        return None, plan
+        return None
 
 
 def page_records(stream: StreamDefinition, body: Any) -> list[dict]:
@@ -197,9 +199,19 @@ def page_dicts(stream: StreamDefinition, page: Page) -> list[dict]:
     return page.records if page.records is not None else page_records(stream, _json(page.body))
 
 
+# orjson reads integers past 64 bits as floats: a body with 19 digits in a row is read by json.loads
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))  # every digit a "0", anything else a space
+_LONG_NUMBER = b"0" * 19
+
+
 def _json(body: bytes) -> Any:
     if not body:
         return None
+    if _orjson is not None and _LONG_NUMBER not in body.translate(_DIGITS):
+        try:
+            return _orjson.loads(body)
+        except _orjson.JSONDecodeError:
+            pass  # NaN, lone surrogates...: json.loads reads them (or says why not)
     try:
         return json.loads(body)
     except ValueError as exc:
@@ -217,12 +229,15 @@ def _read_body(body: bytes, plan: ReadPlan | None, envelope: str | None) -> Page
     if plan is None or plan.json_schema is None or envelope is None:
         return None
     schema = plan.json_schema
+    # fields read by Python (values of changing types) and undocumented ones are left to the
+    # page's dicts then, else read too (inferred): their presence says the page has undocumented fields
+    behavior = "ignore" if plan.by_python else "infer"
     text = body if b"\n" not in body and b"\r" not in body else body.replace(b"\n", b" ").replace(b"\r", b" ")
     try:
         table = pa_json.read_json(
             pa.BufferReader(text),
             read_options=pa_json.ReadOptions(use_threads=False, block_size=max(1 << 16, len(text) + 1)),
-            parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer"),
+            parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior=behavior),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
@@ -232,7 +247,5 @@ def _read_body(body: bytes, plan: ReadPlan | None, envelope: str | None) -> Page
     if lists.null_count:
         return None
     total, limit = (table.column(name)[0].as_py() for name in ENVELOPE_FIELDS)
-    # fields the schema does not name are read too (inferred): their presence says the page
-    # has undocumented fields, which the conversion then finds in the records (`evolve.py`)
     undocumented = lists.type != schema.field(envelope).type
     return Page(lists.flatten(), None, plan, body, total, limit, undocumented)

@@ -62,6 +62,11 @@ def value_type(value: Any) -> str:
 
 _json_text = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once, not a call
 
+try:
+    import orjson as _orjson  # compact JSON as `_json_text` writes it, faster
+except ImportError:  # pragma: no cover - a dependency
+    _orjson = None
+
 
 def value_text(value: Any) -> str | None:
     """The value as text its column's type reads back exactly (JSON text but for text itself)."""
@@ -117,22 +122,69 @@ def _extras(table: TableSpec | None, rows: list[dict], known: frozenset, owners:
     fields: dict[str, list[int]] = {}
     for index, row in enumerate(rows):
         if isinstance(row, dict) and not known.issuperset(row):
-            for name in row:
-                if name not in known:
-                    fields.setdefault(name, []).append(index)
+            for name in row.keys() - known:
+                fields.setdefault(name, []).append(index)
     out = []
     taken = {c.name.lower() for c in table.columns} if table is not None else set()
     for name, indices in fields.items():
         values = [rows[i][name] for i in indices]
-        kind = "NULL"
-        for value in values:
-            kind = widen(kind, value_type(value))
+        kind = values_type(values)
         first = indices[0] if owners is None else None
         record = key(rows[first] if first is not None else owners[indices[0]])  # type: ignore[index]
         column = name if name.lower() not in taken and not name.startswith("_sqquid") else f"{name}_undocumented"
-        out.append(Extra(None if table is None else table.name, name, column, kind, indices,
-                         [value_text(v) for v in values], record))
+        out.append(Extra(None if table is None else table.name, name, column, kind, indices, values_text(values, kind),
+                         record))
     return out
+
+
+def values_type(values: list) -> str:
+    """The narrowest type of `value_type` holding every value (`widen` over them)."""
+    types = {type(v) for v in values}
+    types.discard(type(None))
+    if not types:
+        return "NULL"
+    if types <= {dict, list}:
+        return "JSON"
+    if types == {bool}:
+        return "BOOLEAN"
+    if types <= {int, float}:
+        if int in types and not all(INT64_MIN <= v <= INT64_MAX for v in values if type(v) is int):
+            return "VARCHAR"
+        return "BIGINT" if types == {int} else "DOUBLE"
+    return "VARCHAR"
+
+
+def values_text(values: list, kind: str) -> list:
+    """`value_text` of each value (JSON text of objects and arrays by orjson where it writes the
+    same JSON: not for a NaN or an integer past 64 bits)."""
+    if kind == "VARCHAR" and all(type(v) is str or v is None for v in values):
+        return values
+    if kind == "JSON" and _orjson is not None:
+        return [None if v is None else _orjson_text(v) for v in values]
+    if kind == "BIGINT":
+        return [None if v is None else str(v) for v in values]
+    if kind == "BOOLEAN":
+        return [None if v is None else "true" if v else "false" for v in values]
+    return [value_text(v) for v in values]
+
+
+def _orjson_text(value: Any) -> str:
+    try:
+        text = _orjson.dumps(value)
+    except TypeError:  # an integer past 64 bits
+        return _json_text(value)
+    return text.decode() if b"null" not in text or _finite(value) else _json_text(value)  # orjson writes NaN as null
+
+
+def _finite(value: Any) -> bool:
+    """No NaN or infinity in the value (at any depth)."""
+    if type(value) is float:
+        return value - value == 0
+    if type(value) is dict:
+        return all(_finite(v) for v in value.values())
+    if type(value) is list:
+        return all(_finite(v) for v in value)
+    return True
 
 
 def dropped_fields(full: StreamDefinition, narrowed: StreamDefinition) -> frozenset:

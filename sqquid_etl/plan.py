@@ -43,23 +43,28 @@ FieldKey = tuple  # (nested path or None for the record itself, source key)
 class ReadPlan:
     """How one page is read: built once per thing learned, never changed, carried by each page.
 
-    A text or decimal field whose values do not fit its Arrow type (the API sends a number
-    where the schema says text) is in `python`: read by Python from dicts, or, when every value
-    seen was an integer (also in `integers`), by Arrow's JSON reader as an integer and cast.
-    Other drift (text where a number is expected, an integer sent as 2.0, ...) is never learned:
-    the page holding it is read by a plan of its own that reads those fields by Python too
-    (`decode._read_with_own_plan`); a value no rule stores sends its page through the
-    record-by-record path, which quarantines its record."""
+    A field whose values do not fit its Arrow type is in `python`: read by Python from the
+    page's dicts (converted by `columns.convert_column`: only the values that do not fit go
+    through `coerce.py`), or, when every value seen was an integer (also in `integers`: a text
+    field the API sends as numbers), read by Arrow's JSON reader as an integer and cast.
+    A body is read by Arrow's JSON reader (`json_schema`) in either case: the fields read by
+    Python (`by_python`) are left out of its schema, and the page's dicts are decoded for them
+    at conversion. What is learned lives in `decode.PageDecoder`."""
 
     struct: pa.StructType  # a page of dicts is read as this
     fields: dict  # FieldKey -> Arrow read type, of the fields read by Arrow
-    python: frozenset  # FieldKeys read by Python from dicts (values that do not fit their Arrow type)
+    python: frozenset  # FieldKeys not read by Arrow from dicts (values that do not fit their Arrow type)
     integers: frozenset  # those of them whose values were all integers: Arrow's JSON reader reads them as such
     json_schema: pa.Schema | None  # a body is read as {envelope: list<struct>, total, limit}, or None: not by Arrow
     text_fields: frozenset = frozenset()  # FieldKeys of text and decimal columns: the ones that may be learned
 
+    @property
+    def by_python(self) -> frozenset:
+        """The fields a page read from its body takes from its dicts (left out of `json_schema`)."""
+        return self.python - self.integers
+
     def knows(self, python: frozenset, integers: frozenset) -> bool:
-        return python <= self.python and integers <= self.integers
+        return python == self.python and integers == self.integers
 
 
 def build_plan(stream: StreamDefinition, python: frozenset = frozenset(),
@@ -83,7 +88,8 @@ def build_plan(stream: StreamDefinition, python: frozenset = frozenset(),
             key = (path, column.source)
             read = READ_TYPES[column.type]
             (text if column.type in ("string", "decimal") else other).add(key)
-            (body_top if path is None else body_child)[column.source] = pa.int64() if key in integers else read
+            if key not in python or key in integers:
+                (body_top if path is None else body_child)[column.source] = pa.int64() if key in integers else read
             if key in python:
                 continue
             if fields.setdefault(key, read) != read:
@@ -95,61 +101,58 @@ def build_plan(stream: StreamDefinition, python: frozenset = frozenset(),
             top[table.nested_path] = pa.list_(pa.struct(list(child.items())))
             body_top[table.nested_path] = pa.list_(pa.struct(list(body_child.items())))
     json_schema = None
-    if python <= integers and stream.envelope is not None:
+    if stream.envelope is not None:
         json_schema = pa.schema([(stream.envelope, pa.list_(pa.struct(list(body_top.items())))),
                                  *((name, pa.int64()) for name in ENVELOPE_FIELDS)])
     return ReadPlan(pa.struct(list(top.items())), fields, python, integers, json_schema, frozenset(text - other))
 
 
 def misfit_fields(plan: ReadPlan, records: list[dict]) -> tuple[frozenset, frozenset, frozenset] | None:
-    """After a page of dicts did not fit the plan's struct: the fields to learn (text or decimal
-    fields holding numbers), those of them whose values are all integers, and the other fields
-    that drifted (the page's own plan reads those by Python). None when no field is to blame
-    (records of an unexpected shape: the record-by-record path names it)."""
+    """After a page did not fit the plan: the text or decimal fields holding numbers (the API's
+    usual inconsistency, learned for good), those of them whose values are all integers (read
+    as such by Arrow), and the other fields whose values do not fit their Arrow type (read by
+    Python while they drift). None when no field is to blame (records of an unexpected shape:
+    the record-by-record path names it)."""
     learn, integers, drifted = set(), set(), set()
-    for (path, source), read in plan.fields.items():
-        values: list | None = None
-        try:
+    read = {**plan.fields, **{key: pa.int64() for key in plan.integers}}
+    try:
+        for (path, source), kind in read.items():
             values = field_values(records, path, source)
-            pa.array(values, read)
-        except ARROW_ERRORS:
-            if values is None:
-                return None
-            if (path, source) not in plan.text_fields or not _numbers_or_text(values):
-                drifted.add((path, source))
+            if _fit(values, kind):
                 continue
-            learn.add((path, source))
-            if _all_integers(values):
-                integers.add((path, source))
-        except Exception:  # noqa: BLE001 - records of an unexpected shape: the slow path says
-            return None
+            if (path, source) in plan.text_fields and _numbers_or_text(values):
+                learn.add((path, source))
+                if _all_integers(values):
+                    integers.add((path, source))
+            else:
+                drifted.add((path, source))
+    except Exception:  # noqa: BLE001 - records of an unexpected shape: the slow path says
+        return None
     if not learn and not drifted:
         return None
     return frozenset(learn), frozenset(integers), frozenset(drifted)
 
 
-def floats_in_integers(plan: ReadPlan, records: list[dict]) -> frozenset:
-    """The fields read as integers that hold a float on this page: Arrow's conversion of dicts
-    would truncate it (2.5 -> 2); read by Python, it is stored exactly or its record rejected."""
-    return frozenset((path, source) for (path, source), read in plan.fields.items()
-                     if read == pa.int64() and any(type(v) is float for v in field_values(records, path, source)))
+_INT64 = (-(2**63), 2**63 - 1)
 
 
-def integer_text_fields(plan: ReadPlan, records: Any) -> frozenset:
-    """The text fields whose values on this page are integers (and none text)."""
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        return frozenset()
-    found = set()
-    for (path, source), read in plan.fields.items():
-        if read != pa.string() or (path, source) not in plan.text_fields:
-            continue
-        try:
-            values = field_values(records, path, source)
-        except (TypeError, AttributeError):
-            return frozenset()  # records of an unexpected shape: the record-by-record path says
-        if _all_integers(values):
-            found.add((path, source))
-    return frozenset(found)
+def _fit(values: list, kind: pa.DataType) -> bool:
+    """Whether Arrow reads every value as `kind` exactly (as its JSON reader does: no number
+    as text, no 2.0 as an integer)."""
+    if kind == pa.string():
+        return all(type(v) is str for v in values if v is not None)
+    if kind == pa.int64():
+        low, high = _INT64
+        return all(type(v) is int and low <= v <= high for v in values if v is not None)
+    if kind == pa.float64():
+        return all(type(v) is float or type(v) is int for v in values if v is not None)
+    if kind == pa.bool_():
+        return all(type(v) is bool for v in values if v is not None)
+    try:
+        pa.array(values, kind)
+    except ARROW_ERRORS:
+        return False
+    return True
 
 
 def field_values(records: list[dict], path: str | None, source: str) -> list:

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .coerce import Lossy, coerce, json_text
-from .columns import ColumnResult, convert_column
+from .columns import ColumnResult, convert_column, fix_text
 from .decode import Page, PageDecoder, page_dicts
 from .definitions import Column, StreamDefinition, TableSpec
 from .evolve import find_extras
@@ -61,19 +61,44 @@ def arrow_schema(table: TableSpec) -> pa.Schema:
 
 def page_tables(stream: StreamDefinition, page: Page, partition_value: str | None = None) -> PageTables:
     """One Arrow table per destination table of the stream, for one page."""
+    dicts = _Dicts(stream, page)
     if page.array is not None and page.plan is not None:
         try:
-            out = _fast_page(stream, page.plan, page.array, page.records, partition_value)
+            out = _fast_page(stream, page.plan, page.array, dicts, partition_value)
         except _FAST_ERRORS:
             pass
         else:
-            if page.records is not None or page.undocumented:
-                out.extras = find_extras(stream, page_dicts(stream, page), (), partial(record_key, stream))
+            if page.records is not None or page.undocumented or page.plan.by_python:
+                out.extras = find_extras(stream, dicts(), (), partial(record_key, stream))
             return out
-    records = page_dicts(stream, page)
+    records = dicts()
     out, skipped = _slow_page(stream, records, partition_value)
     out.extras = find_extras(stream, records, skipped, partial(record_key, stream))
     return out
+
+
+class _Dicts:
+    """A page's records as dicts, decoded from its body once, when first needed."""
+
+    __slots__ = ("stream", "page", "records", "_items")
+
+    def __init__(self, stream: StreamDefinition, page: Page):
+        self.stream, self.page, self.records = stream, page, page.records
+        self._items: dict[str, list] = {}
+
+    def __call__(self) -> list[dict]:
+        if self.records is None:
+            self.records = page_dicts(self.stream, self.page)
+        return self.records
+
+    def values(self, path: str | None, source: str) -> list:
+        """The values of one field: of each record (`path` None), or of each item of its `path` list."""
+        if path is None:
+            return [r.get(source) for r in self()]
+        items = self._items.get(path)
+        if items is None:
+            items = self._items[path] = [item for r in self() for item in (r.get(path) or [])]
+        return [item.get(source) for item in items]
 
 
 def page_to_tables(stream: StreamDefinition, records: list[dict], partition_value: str | None = None) -> PageTables:
@@ -187,61 +212,53 @@ class _FastPathRefused(Exception):
 _FAST_ERRORS = (*ARROW_ERRORS, _FastPathRefused)
 
 
-def _fast_page(stream: StreamDefinition, plan: ReadPlan, page: pa.StructArray, records: list[dict] | None,
+def _fast_page(stream: StreamDefinition, plan: ReadPlan, page: pa.StructArray, dicts: _Dicts,
                partition_value: str | None) -> PageTables:
-    """The tables of a page read by Arrow: from dicts (`records` given: the fields of
-    `plan.python` are read from them) or from the body (every field is in `page`)."""
+    """The tables of a page read by Arrow: each column from the page's struct array, but the
+    fields it does not hold (`plan.python`), which are read from the page's dicts."""
     if page.null_count:
         raise _FastPathRefused()  # a record that is not an object: the slow path names it
     out = PageTables(records=len(page))
     for table in stream.tables:
         path = table.nested_path
         if path is None:
-            rows = page
-            index = None
+            rows, index = page, None
         else:
             lists = page.field(path)
-            rows = lists.flatten()
-            index = pc.list_parent_indices(lists)
-        child_records: list[dict] | None = None
-        arrays = []
-        n = len(rows)
-        for column in table.columns:
-            if column.from_partition:
-                arrays.append(_finish(string_constant(partition_value, n), column, out))
-                continue
-            key = (None if column.from_parent or path is None else path, column.source)
-            if key in plan.python and records is not None:
-                if path is None or column.from_parent:
-                    result = _python_column(field_values(records, None, column.source), column)
-                    arrays.append(_taken(result, index, out) if column.from_parent and index is not None
-                                  else _counted(result, out))
-                else:
-                    if child_records is None:
-                        child_records = [item for r in records for item in (r.get(path) or [])]
-                    arrays.append(_counted(_python_column([item.get(column.source) for item in child_records], column), out))
-                continue
-            try:
-                if column.from_parent and index is not None:
-                    arrays.append(_finish(page.field(column.source).take(index), column, out))  # only the columns needed
-                else:
-                    arrays.append(_finish(rows.field(column.source), column, out))
-            except CONVERSION_ERRORS:
-                if records is None:
-                    raise
-                # text Arrow's cast does not read (a timestamp in another ISO form, a decimal
-                # with spaces): this column by Python, value by value, as the slow path would
-                arrays.append(_by_python(records, path, column, index, out))
+            rows, index = lists.flatten(), pc.list_parent_indices(lists)
+        arrays = [_fast_column(page, rows, index, path, column, dicts, partition_value, out) for column in table.columns]
         out[table.name] = pa.Table.from_arrays(arrays, schema=arrow_schema(table))
     return out
 
 
-def _by_python(records: list[dict], path: str | None, column: Column, index: pa.Array | None, out: PageTables) -> pa.Array:
-    """A column of a page read from its dicts and converted value by value (`columns.py`)."""
+def _fast_column(page: pa.StructArray, rows: pa.StructArray, index: pa.Array | None, path: str | None, column: Column,
+                 dicts: _Dicts, partition_value: str | None, out: PageTables) -> pa.Array:
+    if column.from_partition:
+        return _finish(string_constant(partition_value, len(rows)), column, out)
+    parent = column.from_parent and index is not None
+    holder = page if path is None or column.from_parent else rows
+    if holder.type.get_field_index(column.source) < 0:  # a field read by Python
+        return _by_python(dicts, path, column, index, out)
+    values = holder.field(column.source)
+    try:
+        return _finish(values.take(index) if parent else values, column, out)  # only the columns needed
+    except CONVERSION_ERRORS:
+        # text Arrow's cast does not read (a timestamp in another ISO form, a decimal with
+        # spaces): only those values coerced (`columns.fix_text`), else the column by Python
+        fixed = fix_text(values, column) if column.default is None else None
+        if fixed is None:
+            return _by_python(dicts, path, column, index, out)
+        if fixed.bad:
+            raise _FastPathRefused() from None  # the slow path rejects the record
+        return _finish(_taken(fixed, index, out) if parent else _counted(fixed, out), column, out)
+
+
+def _by_python(dicts: _Dicts, path: str | None, column: Column, index: pa.Array | None, out: PageTables) -> pa.Array:
+    """A column of a page read from its dicts (`columns.convert_column`)."""
     if path is None or column.from_parent:
-        result = _python_column(field_values(records, None, column.source), column)
+        result = _python_column(dicts.values(None, column.source), column)
         return _taken(result, index, out) if column.from_parent and index is not None else _counted(result, out)
-    return _counted(_python_column(field_values(records, path, column.source), column), out)
+    return _counted(_python_column(dicts.values(path, column.source), column), out)
 
 
 def column_max(values: pa.Array | pa.ChunkedArray) -> Any:
@@ -298,9 +315,12 @@ def _taken(result: ColumnResult, index: pa.Array, out: PageTables) -> pa.Array:
 def _finish(values: pa.Array, column: Column, out: PageTables) -> pa.Array:
     target = ARROW_TYPES[column.type]
     if values.type != target:
-        if pa.types.is_integer(values.type) and column.type in ("string", "decimal"):
-            out.coerced += len(values) - values.null_count  # numbers sent where text or decimals are expected
+        numbers = pa.types.is_integer(values.type) and column.type in ("string", "decimal")
+        if numbers and column.type == "decimal":
+            values = pc.cast(values, pa.string())  # (an int64 cast to a decimal wants 23 digits)
         values = pc.cast(values, target)
+        if numbers:
+            out.coerced += len(values) - values.null_count  # numbers sent where text or decimals are expected
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if column.default is not None and values.null_count:

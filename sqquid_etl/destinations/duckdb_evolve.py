@@ -2,12 +2,12 @@
 see `evolve.py`) become nullable columns of their tables, added by the commit that stores
 their data, and are recorded once in `_sqquid_schema_changes`.
 
-Their values are staged beside the table's rows, one row a value (`EXTRA_SCHEMA`: the staged
-row it belongs to, the column, the value as text), so a staged file never changes shape. At
-commit the table gains its new columns (ALTER TABLE; a column whose values disagree across
-pages or runs is widened: BIGINT -> DOUBLE, anything else -> VARCHAR), the rows are merged by
-column name, then the rows merged receive the values of their latest version (one UPDATE a
-table). A run without undocumented fields runs none of this."""
+Their values are staged beside the table's rows (`extras_stage.py`: a column a field, a row a
+staged row holding any). At commit the table first gains its new columns (ALTER TABLE; a column
+whose values disagree across pages or runs is widened: BIGINT -> DOUBLE, anything else ->
+VARCHAR), then the rows are merged with their undocumented values (`with_extras_sql`: one join
+on the staged row's number), inserted with the rows. A run without undocumented fields runs
+none of this."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ..definitions import StreamDefinition, TableSpec
 from ..evolve import widen
 from .buffer import SEQ
 from .merge_sql import check_columns, quote_identifier as q
-from .staging import EXTRA_ROW
+from .extras_stage import EXTRA_ROW
 
 HISTORY_TABLE = "_sqquid_schema_changes"
 _TYPES = ("BIGINT", "DOUBLE", "BOOLEAN", "JSON", "VARCHAR")
@@ -30,10 +30,11 @@ def column_type(existing: str | None, kind: str) -> str:
     return kind if existing is None else widen(existing if existing in _TYPES else "VARCHAR", kind)
 
 
-def pivot_sql(columns) -> str:
-    """SQL columns of the staged values `e` (`EXTRA_SCHEMA`), one a column, for a GROUP BY row."""
-    return ", ".join(f"max(e.value) FILTER (WHERE e.{q('column')} = '{c.replace(chr(39), chr(39) * 2)}') AS {q(c)}"
-                     for c in columns)
+def with_extras_sql(staged: str, extras: str, types: dict[str, str]) -> str:
+    """SQL of the staged rows `staged` with their undocumented values (`extras`, the staged
+    relation of `extras_stage.py`: text), each column cast to its type (null in a row without)."""
+    cast = ", ".join(f"CAST(e.{q(c)} AS {kind}) AS {q(c)}" for c, kind in types.items())
+    return f"(SELECT s.*, {cast} FROM {staged} s LEFT JOIN {extras} e ON e.{EXTRA_ROW} = s.{SEQ})"
 
 
 def documented_columns(conn: Any, where: str, table: str, have: list[str], stream: StreamDefinition,
@@ -74,15 +75,3 @@ def add_columns(conn: Any, table: TableSpec, types: dict[str, str], stream: str,
                          [stream, table.name, column, kind, run_id])
         final[column] = kind
     return final
-
-
-def update_sql(table: TableSpec, staged: str, extras: str, types: dict[str, str]) -> str:
-    """SQL giving the rows merged from `staged` the undocumented values of their latest version."""
-    keys = ", ".join(q(k) for k in table.primary_key)
-    latest = f"SELECT {keys}, {SEQ} FROM {staged} QUALIFY {SEQ} = max({SEQ}) OVER (PARTITION BY {keys})"
-    pivot = pivot_sql(types)
-    assign = ", ".join(f"{q(c)} = CAST(v.{q(c)} AS {kind})" for c, kind in types.items())
-    match = " AND ".join(f"{q(table.name)}.{q(k)} = v.{q(k)}" for k in table.primary_key)
-    mkeys = ", ".join(f"m.{q(k)}" for k in table.primary_key)
-    return (f"UPDATE {q(table.name)} SET {assign} FROM (SELECT {mkeys}, {pivot} FROM ({latest}) m "
-            f"JOIN {extras} e ON e.{EXTRA_ROW} = m.{SEQ} GROUP BY {mkeys}) v WHERE {match}")

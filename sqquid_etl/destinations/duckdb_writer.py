@@ -15,7 +15,7 @@ from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RunRecord
 from ..state import StreamState
 from .account_scope import ACCOUNT, scoped_definition, stamp_page
 from .buffer import SEQ
-from .duckdb_evolve import add_columns, documented_columns, update_sql
+from .duckdb_evolve import add_columns, documented_columns, with_extras_sql
 from .duckdb_freshness import (DELETED_AT, HASH, META_COLUMNS, Changes, Gone, add_meta_columns, count_changes,
                                hash_sql, mark_gone, tracked)
 from .duckdb_history import record_history
@@ -110,10 +110,9 @@ class DuckDBStreamWriter:
             self._create_target(table)
             if self.tracks_changes:
                 self.dest.columns()[table.name].extend(add_meta_columns(self.conn, table.name, self.dest.columns()[table.name]))
-            self._merge(table, parent)
             types = self.stage.extra_types.get(table.name)
-            if types and self.stage.rows(table.name):
-                self._evolve(table, types, run.run_id)
+            extras = self._evolve(table, types, run.run_id) if types and self.stage.rows(table.name) else {}
+            self._merge(table, parent, extras)
         if self.stage.rows(REJECTED_TABLE):
             self._store_rejected()
         if self.tracks_changes and self._gone:
@@ -143,9 +142,14 @@ class DuckDBStreamWriter:
             self.conn.execute(f"INSERT INTO {REJECTED_TABLE} ({ACCOUNT}, {columns}) SELECT ?, {columns} FROM {staged}",
                               [self.account])
 
-    def _latest(self, table: TableSpec) -> str:
-        """SQL of the staged rows of a table, one per key (the last version of a key that came twice)."""
-        return latest_versions_sql(self.stage.relation(table.name), table, self.conn, self._distinct.get(table.name) == self.stage.rows(table.name) or None)
+    def _latest(self, table: TableSpec, extras: dict[str, str] | None = None) -> str:
+        """SQL of the staged rows of a table, one per key (the last version of a key that came twice);
+        with `extras`, their undocumented values as those columns (`duckdb_evolve.with_extras_sql`)."""
+        staged = self.stage.relation(table.name)
+        if extras:
+            staged = with_extras_sql(staged, self.stage.relation(extra_name(table.name)), extras)
+        unique = self._distinct.get(table.name) == self.stage.rows(table.name) or None
+        return latest_versions_sql(staged, table, self.conn, unique, tuple(extras or ()))
 
     def _count_changes(self, parent: TableSpec | None) -> Changes:
         """New / changed / unchanged records of the stream's own table (before the merge)."""
@@ -156,13 +160,13 @@ class DuckDBStreamWriter:
             exists = False  # the account has no row of it yet: every record is new (no join with the others' rows)
         return count_changes(self.conn, parent, self._latest(parent), exists, self.dest.scope("t"))
 
-    def _evolve(self, table: TableSpec, types: dict[str, str], run_id: str) -> None:
-        """The table's undocumented fields as columns, holding the values of the rows merged."""
+    def _evolve(self, table: TableSpec, types: dict[str, str], run_id: str) -> dict[str, str]:
+        """The table's undocumented fields added as columns (before its rows are merged with their
+        values); returns each column's type."""
         types = add_columns(self.conn, table, types, self.stream.name, run_id)
         known = self.dest.columns()[table.name]
         known.extend(c for c in types if c not in known)
-        staged, extras = self.stage.relation(table.name), self.stage.relation(extra_name(table.name))
-        self.conn.execute(update_sql(table, staged, extras, types))
+        return types
 
     def _create_target(self, table: TableSpec) -> None:
         """The table, with the column types of the staged file (those of the stream's schema); a
@@ -196,7 +200,7 @@ class DuckDBStreamWriter:
             if self.stage.rows(table.name) else ""
         return f"({q(DELETED_AT)} IS NOT NULL{staged})"
 
-    def _merge(self, table: TableSpec, parent: TableSpec | None) -> None:
+    def _merge(self, table: TableSpec, parent: TableSpec | None, extras: dict[str, str]) -> None:
         target = q(table.name)
         rows = self.stage.rows(table.name)
         if not self._was_empty[table.name]:
@@ -218,14 +222,13 @@ class DuckDBStreamWriter:
                 else:
                     self.conn.execute(f"DELETE FROM {target} USING {self.stage.relation(parent.name)} p WHERE {dropped}", params)
         if rows:
-            columns = ", ".join(q(c) for c in table.column_names)  # by name: the table may have evolved columns
+            # by name: the table may have evolved columns (and the undocumented fields of these rows)
+            columns = ", ".join(q(c) for c in (*table.column_names, *extras))
             if self.tracks_changes and not self._was_empty[table.name]:
                 self.conn.execute(f"INSERT INTO {target} ({columns}, {HASH}) SELECT {columns}, {hash_sql(table)} "
-                                  f"FROM ({self._latest(table)})")
-            elif self.tracks_changes:  # a first load: the hash is left for a comparison to compute (count_changes)
-                self.conn.execute(f"INSERT INTO {target} ({columns}) {self._latest(table)}")
-            else:
-                self.conn.execute(f"INSERT INTO {target} ({columns}) {self._latest(table)}")
+                                  f"FROM ({self._latest(table, extras)})")
+            else:  # (a first load: the hash is left for a comparison to compute, count_changes)
+                self.conn.execute(f"INSERT INTO {target} ({columns}) {self._latest(table, extras)}")
 
     def abort(self) -> None:
         self.stage.discard()

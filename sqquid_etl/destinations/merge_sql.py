@@ -20,14 +20,15 @@ def sql_path(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def latest_versions_sql(staged: str, table: TableSpec, conn: Any, unique: bool | None = None) -> str:
+def latest_versions_sql(staged: str, table: TableSpec, conn: Any, unique: bool | None = None, extra: tuple = ()) -> str:
     """SQL selecting the staged rows of a table, one per primary key: where a key came twice
     (records that changed while the stream was paged) its last version, found by an anti-join
     with the few keys that came twice; else every row as it is. Memory stays within DuckDB's
     limit: the GROUP BY spills, and the join's build side holds only the repeated keys.
-    `unique`: the caller knows that no key came twice (it counted them), so nothing is asked."""
+    `unique`: the caller knows that no key came twice (it counted them), so nothing is asked.
+    `extra`: columns of `staged` selected too (undocumented fields, `duckdb_evolve.with_extras_sql`)."""
     q = quote_identifier
-    columns = ", ".join(q(c) for c in table.column_names)
+    columns = ", ".join(q(c) for c in (*table.column_names, *extra))
     keys = ", ".join(q(k) for k in table.primary_key)
     repeated = f"SELECT {keys}, max({SEQ}) AS _last FROM {staged} GROUP BY {keys} HAVING count(*) > 1"
     if unique or not conn.execute(f"SELECT 1 FROM ({repeated}) LIMIT 1").fetchall():

@@ -17,11 +17,10 @@ import pyarrow.parquet as pq
 
 from ..definitions import TableSpec
 from .buffer import SEQ
-from .duckdb_evolve import column_type, pivot_sql
+from .duckdb_evolve import column_type, with_extras_sql
 from .files import fsync_path
 from .merge_sql import quote_identifier as q, sql_path
 from .parquet_layout import SCHEMA_DIR
-from .staging import EXTRA_ROW
 
 HISTORY_SCHEMA = pa.schema([(n, pa.string()) for n in ("stream", "table", "column", "type", "first_run")])
 
@@ -48,14 +47,13 @@ def plan_columns(table: TableSpec, have: dict[str, str], staged: dict[str, str])
 def new_rows_sql(table: TableSpec, staged: str, extras: str | None, final: dict[str, str], staged_types: dict) -> str:
     """SQL of the staged rows, the latest version of each key, with the undocumented columns."""
     keys = ", ".join(q(k) for k in table.primary_key)
+    if extras and staged_types:
+        staged = with_extras_sql(staged, extras, {c: final[c] for c in staged_types})
     latest = f"SELECT * FROM {staged} QUALIFY {SEQ} = max({SEQ}) OVER (PARTITION BY {keys})"
     columns = [f"s.{q(c)}" for c in table.column_names]
-    columns += [f"CAST({'v.' + q(c) if c in staged_types and extras else 'NULL'} AS {kind}) AS {q(c)}"
+    columns += [f"CAST({'s.' + q(c) if c in staged_types and extras else 'NULL'} AS {kind}) AS {q(c)}"
                 for c, kind in final.items()]
-    sql = f"SELECT {', '.join(columns)} FROM ({latest}) s"
-    if extras and staged_types:
-        sql += f" LEFT JOIN (SELECT e.{EXTRA_ROW}, {pivot_sql(staged_types)} FROM {extras} e GROUP BY e.{EXTRA_ROW}) v ON v.{EXTRA_ROW} = s.{SEQ}"
-    return sql
+    return f"SELECT {', '.join(columns)} FROM ({latest}) s"
 
 
 def carried_columns(table: TableSpec, final: dict[str, str], have: dict[str, str]) -> str:
