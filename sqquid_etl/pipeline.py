@@ -314,7 +314,7 @@ def _reconcile(run: StreamRun, known_counts: dict, listed: dict) -> None:
     counts = ApiCounts(stream, run.client, known_counts)  # `known_counts`: (partition, since) -> this run's counts
     touched, listed_again = False, set()
     for _ in range(PASSES):  # a range listed again can unmask a change another offset: scanned again (its
-        changed = find_changed_ranges(stream, counts, destination, start, listed)  # counts known: ~free)
+        changed = find_changed_ranges(stream, counts, destination, start, listed, fine=bool(listed_again))  # counts known: ~free)
         if not changed or listed_again.issuperset(changed):
             break
         listed_again.update(changed)

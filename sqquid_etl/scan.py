@@ -24,6 +24,7 @@ from .destinations import Destination
 from .reconcile import ApiCounts
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # the lower end of a scan without a start date
+SPAN = 64  # pages of records behind the window a point of a partition's first scan stands for (`_sized`)
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,16 @@ Point = Callable[[datetime], tuple[int, int]]  # t -> (API count, stored count) 
 
 
 def find_changed_ranges(stream: StreamDefinition, counts: ApiCounts, destination: Destination,
-                        start_date: datetime | None, listed: dict, points: int = 8) -> list[Changed]:
+                        start_date: datetime | None, listed: dict, points: int = 8, fine: bool = False) -> list[Changed]:
     """The ranges behind this run's windows (`listed`: partition -> where its window started)
-    whose records changed in number, partition by partition, in time order."""
+    whose records changed in number, partition by partition, in time order. Each partition is
+    first scanned at the points its size calls for (`_sized`); where any partition's counts part,
+    every partition is scanned at `points` (a scope move leaves one partition for another; their
+    counts can offset within a coarse interval of one and not of the other). `fine`: at `points`
+    from the start (a later pass of the run: those counts were asked already)."""
     if stream.count is None or stream.cursor is None:
         return []
-    out: list[Changed] = []
+    spans = []  # (partition, its counts at t, its oldest stored record, its window's start)
     for partition in stream.partition.values if stream.partition else [None]:
         upto = listed.get(partition)
         equals = {stream.partition.param: partition} if stream.partition and partition else {}
@@ -55,16 +60,39 @@ def find_changed_ranges(stream: StreamDefinition, counts: ApiCounts, destination
         if upto is None or low is None:
             continue
         low = _floor_second(max(low, start_date) if start_date else low)
-        if low >= upto:
-            continue
-        at = _point(stream, counts, destination, partition, equals, start_date)
-        times = [start_date or EPOCH] + [_floor_second(low + (upto - low) * i / points) for i in range(1, points)]
-        times = sorted(set(t for t in times if t < upto)) + [upto]
-        values = [at(t) for t in times]
+        if low < upto:
+            spans.append((partition, _point(stream, counts, destination, partition, equals, start_date), low, upto))
+    first = start_date or EPOCH
+    scans = [_scan(at, first, low, upto, points if fine else _sized(at(first)[0] - at(upto)[0], points, stream.paginator.limit))
+             for _, at, low, upto in spans]
+    if not fine and any(len({api - stored for api, stored in values}) > 1 for _, values in scans):
+        scans = [_scan(at, first, low, upto, points) for _, at, low, upto in spans]
+    out: list[Changed] = []
+    for (partition, at, _, _), (times, values) in zip(spans, scans):
         hints = sorted({t for c in out for t in (c.since, c.until)})  # another partition's ranges: a move's other end
         for x, y, fx, fy in zip(times, times[1:], values, values[1:]):
             _split(at, partition, x, y, fx, fy, stream.paginator.limit, out, hints)
     return out
+
+
+def _sized(behind: int, points: int, page: int) -> int:
+    """The points of a partition's first scan: 1, 2, 4 ... `points`, one for every `SPAN` pages
+    the API holds behind the window (1: its start only, whose count is asked anyway). A point
+    costs a request and only narrows where a change is (bisection finds it from any interval), so
+    a quiet scan costs at most a count for every 64 pages of records; a power of two, so that its
+    points are among those of the full scan."""
+    n = 1
+    while n < points and n * SPAN * page < behind:
+        n *= 2
+    return min(n, points)
+
+
+def _scan(at: Point, first: datetime, low: datetime, upto: datetime, n: int) -> tuple[list[datetime], list[tuple[int, int]]]:
+    """The times of a partition's scan at `n` points (its start, then evenly from its oldest stored
+    record to its window's start) and the counts at each."""
+    times = [first] + [_floor_second(low + (upto - low) * i / n) for i in range(1, n)]
+    times = sorted(set(t for t in times if t < upto)) + [upto]
+    return times, [at(t) for t in times]
 
 
 def _point(stream: StreamDefinition, counts: ApiCounts, destination: Destination, partition: str | None,

@@ -366,3 +366,25 @@ def test_a_full_refresh_keeps_the_records_marked_gone(make_sandbox, tmp_path, ki
     assert dest.query("SELECT id, _sqquid_deleted_at FROM orders WHERE _sqquid_deleted_at IS NOT NULL ORDER BY id") == marked
     assert dest.query("SELECT count(*) FROM order_items WHERE _sqquid_deleted_at IS NOT NULL")[0][0] == items
     assert_tables_equal(dest.live_tables(["orders", "order_items"]), expected_tables(sandbox.store), ["orders", "order_items"])
+
+
+def test_a_quiet_run_scans_coarsely_and_a_change_at_every_point(make_sandbox, tmp_path):
+    """The count scan asks no more counts than a partition's size calls for while nothing changed
+    behind the windows (here: none beyond the two a run asks anyway); a change found there makes
+    every partition of the stream be scanned at its full points, and the change is marked."""
+    sandbox = make_sandbox(orders=3000, products=20)
+    db = tmp_path / "f.duckdb"
+    assert extract(ORDER_STREAMS, duckdb=db, client=make_client(sandbox)).ok
+    log: list = []
+    quiet = extract(ORDER_STREAMS, duckdb=db, client=_logging_client(sandbox, log))
+    assert quiet.ok
+    counts = [p for p, _ in log if p.endswith("/count")]
+    assert len(counts) == 2 * (1 + 1 + len(SCOPES))  # the window's count and the start date's, a partition
+    gone = sandbox.store.apply_changes({"delete_items": 1}, seed=21)["delete_items"]
+    log.clear()
+    busy = extract(ORDER_STREAMS, duckdb=db, client=_logging_client(sandbox, log))
+    assert busy.stream("shipment_items").records_deleted == 1, busy.stream("shipment_items").message
+    scopes = {p.get("scope") for q, p in log if q == "/v1/shipmentitems/count"}
+    per_scope = [sum(1 for q, p in log if q == "/v1/shipmentitems/count" and p.get("scope") == s) for s in scopes]
+    assert len(scopes) == len(SCOPES) and min(per_scope) >= 2 + 7  # every scope at its 8 points
+    assert _query(db, "SELECT id FROM shipment_items WHERE _sqquid_deleted_at IS NOT NULL") == [(gone[0],)]
