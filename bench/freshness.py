@@ -9,9 +9,10 @@ from a copy of the same database: the default run (re-read windows, count scan, 
 and a cursor-only run (`--reread <stream>=0`, no reconciliation). Printed per round: the changes
 made to records of the year extracted, how many of them the default run's tables show (checked
 record by record against the API), the requests of both runs, and the extra requests of the default run as a share of the
-full refresh.
+full refresh. `--parquet`: into a Parquet directory instead of a DuckDB file (the same requests:
+a destination only answers the stored counts).
 
-    .venv/bin/python bench/freshness.py --orders 200000 --rounds 3
+    .venv/bin/python bench/freshness.py --orders 100000 --rounds 2 [--parquet]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from sqquid_etl.client import Credentials, SqquidClient  # noqa: E402
 from sqquid_etl.pipeline import extract  # noqa: E402
 from sqquid_etl.sandbox import Sandbox, SandboxConfig  # noqa: E402
 from sqquid_etl.sandbox.order_records import SCOPES  # noqa: E402
+from sqquid_etl.sql_views import attach_parquet  # noqa: E402
 
 STREAMS = ["orders", "shipments", "shipment_items"]
 API_KEY = "sandbox-api-key"
@@ -50,8 +52,9 @@ def per_round(orders: int, any_age: bool) -> dict[str, int]:
 
 def run(sandbox: Sandbox, db: Path, **options) -> tuple[int, dict]:
     client = SqquidClient(Credentials(api_key=API_KEY), sandbox.url, rate=None)
+    where = {"parquet": db} if db.suffix != ".duckdb" else {"duckdb": db}
     try:
-        result = extract(STREAMS, duckdb=db, client=client, **options)
+        result = extract(STREAMS, **where, client=client, **options)
     finally:
         client.close()
     assert result.ok, [(s.stream, s.message) for s in result.streams]
@@ -73,7 +76,7 @@ def seen(db: Path, store, made: dict) -> tuple[dict[str, int], dict[str, int]]:
         "delete_shipments": ("shipments", lambda x: x, "_sqquid_deleted_at IS NOT NULL", lambda i: True),
         "delete_items": ("shipment_items", lambda x: x, "_sqquid_deleted_at IS NOT NULL", lambda i: True),
     }
-    with duckdb.connect(str(db), read_only=True) as conn, store.lock:
+    with _connect(db) as conn, store.lock:
         for kind, changes in made.items():
             table, key, column, upstream = checks[kind]
             for change in changes:
@@ -85,10 +88,28 @@ def seen(db: Path, store, made: dict) -> tuple[dict[str, int], dict[str, int]]:
     return relevant, found
 
 
+def _connect(db: Path):
+    """A DuckDB connection reading the extract (a Parquet directory through its views)."""
+    if db.suffix == ".duckdb":
+        return duckdb.connect(str(db), read_only=True)
+    conn = duckdb.connect()
+    attach_parquet(conn, str(db))
+    return conn
+
+
+def _copy(db: Path, to: Path) -> None:
+    shutil.rmtree(to, ignore_errors=True)
+    if db.suffix == ".duckdb":
+        shutil.copy(db, to)
+    else:  # the tables are relative symlinks to their generations: copied as links
+        shutil.copytree(db, to, symlinks=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--orders", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--parquet", action="store_true", help="into a Parquet directory instead of a DuckDB file")
     args = parser.parse_args()
     sandbox = Sandbox(SandboxConfig(rate=None, orders=args.orders, products=2000))
     sandbox.start()
@@ -96,7 +117,7 @@ def main() -> None:
     try:
         now = datetime.fromisoformat(sandbox.store.now.replace("Z", "+00:00")).astimezone(timezone.utc)
         start = (now - timedelta(days=365)).isoformat()
-        db = work / "default.duckdb"
+        db = work / ("default" if args.parquet else "default.duckdb")
         began = time.monotonic()
         full, streams = run(sandbox, db, start_date=start)
         print(f"full refresh of a year of orders ({streams['orders'].rows['orders']} orders, "
@@ -111,8 +132,8 @@ def main() -> None:
             made = sandbox.store.apply_changes(per_round(args.orders, any_age), seed=rnd)
             sandbox.store.add_orders(max(1, args.orders // 1000))
             sandbox.store.add_shipments(max(1, args.orders // 2000))
-            plain = work / "cursor-only.duckdb"
-            shutil.copy(db, plain)
+            plain = work / ("cursor-only" if args.parquet else "cursor-only.duckdb")
+            _copy(db, plain)
             cursor_only, _ = run(sandbox, plain, start_date=start, reconcile=False,
                                  reread={name: "0" for name in STREAMS})
             default, _ = run(sandbox, db, start_date=start)
