@@ -101,3 +101,21 @@ def test_files_of_an_older_version_get_the_columns_when_rewritten(make_sandbox, 
         assert pq.read_schema(path).names[-2:] == ["_sqquid_hash", "_sqquid_deleted_at"]
     live = _query(lake, "SELECT id, external_id, created_at FROM orders WHERE _sqquid_deleted_at IS NULL")
     assert_tables_equal({"orders": sorted(live, key=repr)}, expected_tables(sandbox.store), ["orders"])
+
+
+def test_an_upgrade_to_many_accounts_keeps_the_marks_and_the_history(make_sandbox, tmp_path):
+    from sqquid_etl.destinations import upgrade_destination
+
+    lake = tmp_path / "lake"
+    sandbox = make_sandbox(orders=200, products=30)
+    streams = ["orders", "products", "inventory"]
+    assert extract(streams, parquet=lake, client=make_client(sandbox)).ok
+    gone = sandbox.store.apply_changes({"delete_orders": 2}, seed=5)["delete_orders"]
+    assert extract(streams, parquet=lake, client=make_client(sandbox)).ok
+    assert "inventory_history" in upgrade_destination(parquet=lake, account="acme")
+    out = _sold_out(sandbox)
+    result = extract(streams, parquet=lake, account="acme", client=make_client(sandbox))
+    assert result.ok and result.stream("orders").records_changed == 0  # the hashes do not include the account
+    assert _query(lake, "SELECT account, sku, location_external_id FROM stock_outs") == [("acme", *out)]
+    marked = _query(lake, "SELECT account, id FROM orders WHERE _sqquid_deleted_at IS NOT NULL ORDER BY id")
+    assert marked == [("acme", i) for i in sorted(gone)]
