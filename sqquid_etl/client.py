@@ -42,6 +42,7 @@ class ClientStats:
     throttled: int = 0
     logins: int = 0
     paced_seconds: float = 0.0
+    answer_seconds: float | None = None  # how long the API takes to answer (a moving average; None: not yet asked)
 
 
 class SqquidClient:
@@ -200,7 +201,9 @@ class SqquidClient:
         self._count(requests=1, paced_seconds=waited)
         headers = request.headers if token is None else {**request.headers, "Authorization": f"Bearer {token.value}"}
         try:
+            sent = time.monotonic()
             response = self.transport.send(request.method, request.url, request.params, request.data, headers)
+            self._answered(time.monotonic() - sent)
             status = response.status
             if status == 401:
                 return self._unauthorized(request, token, fresh)
@@ -245,6 +248,12 @@ class SqquidClient:
             return min(retry_after, self.backoff_max)
         exponential = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
         return random.uniform(exponential / 2, exponential)
+
+    def _answered(self, seconds: float) -> None:
+        """An answer's time, into the moving average the fetchers size their requests in flight by."""
+        with self._stats_lock:
+            before = self.stats.answer_seconds
+            self.stats.answer_seconds = seconds if before is None else 0.8 * before + 0.2 * seconds
 
     def _count(self, **increments: float) -> None:
         with self._stats_lock:

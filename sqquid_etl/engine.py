@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from .client import SqquidClient
+from .commit_parts import PartCommits
 from .count_check import CountCheck, check_count
 from .cursors import CursorTracker
 from .definitions import REREAD_ALL, StreamDefinition
@@ -84,6 +85,7 @@ class RunOptions:
     reread: dict = field(default_factory=dict)  # stream -> its re-read window for this run (None: none)
     hard_delete: bool = False  # records proven gone are removed, not marked `_sqquid_deleted_at`
     verify_keys: bool = False  # compare the stored keys with the API's, range by range (`verify.py`)
+    commit_seconds: float | None = None  # a first load committed in parts this often (None: COMMIT_SECONDS, inf: never)
 
     def reread_of(self, stream: StreamDefinition) -> timedelta | None:
         """The trailing window the stream re-reads every run: the run's override, else its definition's."""
@@ -172,7 +174,8 @@ def run_windows(run: StreamRun, windows: Windows | list[Window], old_state: Stre
         tracker = CursorTracker(stream)
         rejected_keys: set = set()
         quarantined_before = run.result.records_quarantined
-        stats = _stage_pages(run, spans, writer, tracker, rejected_keys)
+        parts = PartCommits(run, writer, old_state, run.options.commit_seconds)
+        stats = _stage_pages(run, spans, writer, tracker, rejected_keys, parts)
         check, whole = None, count and _bounded(spans, stats)
         if count and stream.count and not whole:
             # a record quarantined was received too: rows in = rows stored + rows quarantined
@@ -226,7 +229,8 @@ def _prove_gone(stream: StreamDefinition, windows: list[Window], writer, hard: b
             writer.prove_gone(stream.cursor.field, window.since, equals, hard=hard, until=window.until)
 
 
-def _stage_pages(run: StreamRun, windows: list[Window], writer, tracker: CursorTracker, rejected_keys: set) -> FetchStats:
+def _stage_pages(run: StreamRun, windows: list[Window], writer, tracker: CursorTracker, rejected_keys: set,
+                 parts: PartCommits) -> FetchStats:
     stream, result = run.stream, run.result
     stats = FetchStats()
     key_batches = list_key_batches(stream, run.destination, run.client.base_url)
@@ -244,6 +248,7 @@ def _stage_pages(run: StreamRun, windows: list[Window], writer, tracker: CursorT
             if stats.counts and hasattr(run.progress, "expect"):  # the /count asked to plan the pages
                 run.progress.expect(stream.name, sum(stats.counts.values()))
             run.progress(stream.name, result.pages, result.rows.get(stream.tables[0].name, 0))
+        parts.page_staged()
     return stats
 
 

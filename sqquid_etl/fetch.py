@@ -41,8 +41,8 @@ def fetch_pages(
     by one `PageDecoder` (straight into Arrow when it can).
 
     Up to `concurrency` requests (default: `default_concurrency`) are in flight at
-    once, and at most `concurrency + prefetch` pages are held (in flight or fetched, not yet
-    taken), so memory is bounded. The client's pacer keeps them within the request budget.
+    once, and at most `concurrency + 1` pages are held (in flight or fetched, not yet taken;
+    `prefetch=0`: `concurrency`), so memory is bounded. The client's pacer keeps them within the request budget.
     Pages whose existence is known (an offset list's `total`, a page-number list's /count) are
     fetched concurrently; beyond that, page-number lists speculate a few pages ahead and
     discard those past the first short page. `concurrency=1` fetches one page at a time,
@@ -55,7 +55,9 @@ def fetch_pages(
     if workers <= 1:
         return fetch_ahead(sequential_pages(read_page, listings, stats), prefetch)
     count = functools.partial(ask_count, stream, client) if counts_plan_pages(stream) else None
-    fetch = ConcurrentFetch(read_page, count, listings, workers, workers + max(0, prefetch), stats, stream.name)
+    # the window: the requests in flight and one page fetched ahead of the consumer (it converts a
+    # page in milliseconds; a page waits for it only when the CPU is short, and more would hold memory)
+    fetch = ConcurrentFetch(read_page, count, listings, workers, workers + min(1, max(0, prefetch)), stats, stream.name)
     return fetch.pages()
 
 
@@ -77,15 +79,20 @@ def page_reader(stream: StreamDefinition, client: SqquidClient, decoder: PageDec
 
 
 def default_concurrency(client: SqquidClient) -> int:
-    """Requests in flight: enough to keep the pacer's rate through about 2 s of latency (5 at
-    2 requests/s). With pacing off, one at a time (plus the prefetch thread): the client's own
-    CPU is then the limit, and more threads only contend for it (measured: 1.8x the CPU for
-    the same pages at 8 in flight on loopback, docs/benchmarks.md)."""
+    """Requests in flight: enough to keep the pacer's rate through twice the API's answer time
+    as measured so far (the login's, the count's), at most through 2 s (5 at 2 requests/s, also
+    when nothing was answered yet): at 2 requests/s and 0.3 s, 3 in flight, where one would do on
+    average. More only hold pages and threads (a hundred accounts in one process: memory).
+    With pacing off, one at a time (plus the prefetch thread): the client's own CPU is then the
+    limit, and more threads only contend for it (measured: 1.8x the CPU for the same pages at 8
+    in flight on loopback, docs/benchmarks.md)."""
     rate = getattr(getattr(client, "pacer", None), "rate", None)
     pool = getattr(client, "pool_size", 8)
     if rate is None:
         return 1
-    return max(2, min(pool, math.ceil(rate * 2) + 1))
+    answer = getattr(getattr(client, "stats", None), "answer_seconds", None)
+    seconds = 2.0 if answer is None else min(2.0, 2 * max(0.0, answer))
+    return max(2, min(pool, math.ceil(rate * seconds) + 1))
 
 
 def count_records(stream: StreamDefinition, client: SqquidClient, begin: datetime | None, partition: str | None) -> int:

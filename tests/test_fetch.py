@@ -276,3 +276,24 @@ def test_a_stream_with_fixed_params_plans_its_pages_from_count_too(sandbox):
         pages = list(fetch_pages(stream, client, {None: None}, None, concurrency=4, stats=stats))
     assert ids(pages) == [o["id"] for o in sandbox.store.orders]
     assert stats.count_hints == 1 and stats.wasted == 0
+
+
+@pytest.mark.parametrize("rate, answer, expected", [
+    (2.0, None, 5),   # nothing answered yet: sized for 2 s, as before
+    (2.0, 0.3, 3),    # 2 requests/s at 0.3 s: 0.6 in flight on average, 3 at most
+    (2.0, 0.01, 2),   # loopback: never fewer than 2
+    (2.0, 2.5, 5),    # slow answers: at most through 2 s
+    (20.0, 0.3, 8),   # the connection pool bounds it
+    (None, 0.3, 1),   # pacing off: one at a time
+])
+def test_requests_in_flight_follow_the_pace_and_the_answer_time(rate, answer, expected):
+    from sqquid_etl.client import ClientStats
+    from sqquid_etl.fetch import default_concurrency
+    from sqquid_etl.pacing import LeakyBucketPacer
+
+    class Client:
+        pacer = LeakyBucketPacer(rate=rate, burst=40)
+        pool_size = 8
+        stats = ClientStats(answer_seconds=answer)
+
+    assert default_concurrency(Client()) == expected

@@ -151,6 +151,13 @@ class DuckDBDestination:
                 self.shared.generation += 1
                 self._seen = self.shared.generation
 
+    def writer_busy(self) -> bool:
+        """Whether another destination of the file is committing now (its lock is held)."""
+        if not self.shared.lock.acquire(blocking=False):
+            return True
+        self.shared.lock.release()
+        return False
+
     def scope(self, alias: str = "") -> tuple[list[str], list]:
         """SQL conditions (and their parameters) limiting a query to the destination's account."""
         if self.account is None:

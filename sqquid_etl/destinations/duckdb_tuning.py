@@ -74,7 +74,10 @@ def within_memory_limit(conn: Any, tuning: Tuning, stream: str, work: Callable[[
         return _or_config_error(work, stream, limits[-1])
     finally:
         if raised:
-            conn.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}'")
+            try:
+                conn.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}'")
+            except duckdb.OutOfMemoryException:  # what the database holds now does not fit: kept larger
+                log.debug("DuckDB's memory limit stays raised: the database holds more than %s", DEFAULT_MEMORY_LIMIT)
 
 
 def _or_config_error(work: Callable[[], T], stream: str, limit: str) -> T:

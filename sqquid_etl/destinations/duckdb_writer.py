@@ -48,6 +48,8 @@ class DuckDBStreamWriter:
         self._gone: list[Gone] = []
         self._was_empty: dict[str, bool] = {}
         self._distinct: dict[str, int] = {}  # table -> distinct keys staged, when counted
+        self._latest_sql: dict[tuple, str] = {}  # (table, extras) -> SQL of its staged rows, one a key (`_latest`)
+        self._changes = Changes()  # the records new / changed / unchanged of the commit under way
         existing = destination.columns()
         shared = self.account is not None  # a table of every account: never replaced as a whole
         for table in self.stream.tables:
@@ -60,11 +62,19 @@ class DuckDBStreamWriter:
                     f"SELECT 1 FROM {q(table.name)}{where} LIMIT 1", params).fetchall()
             else:
                 self._was_empty[table.name] = True
-        staged = stream.name if self.account is None else f"{stream.name}@{self.account}"
-        self.stage = ParquetStage(destination.staging_dir / staged, self.stream, destination.tuning.flush_rows)
+        # a first load (every table empty for the destination's account, nothing replaced, no history
+        # kept) may be committed in parts as the run goes (`commit_part`): what is stored is only ever
+        # rows received by this run, so a crash between parts leaves whole rows and the old state
+        self.commits_in_parts = (not replace and self.tracks_changes and not self.stream.history
+                                 and self.stream.tables[0].nested_path is None and all(self._was_empty.values()))
+        self.parts = 0  # parts committed so far (`commit_part`)
+        self._stored_new = 0  # keys of the stream's own table the parts stored (each new then)
+        self._staged_at = destination.staging_dir / (stream.name if self.account is None else f"{stream.name}@{self.account}")
+        self.stage = ParquetStage(self._staged_at, self.stream, destination.tuning.flush_rows)
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         self._distinct.clear()
+        self._latest_sql.clear()
         self.stage.write(tables if self.account is None else stamp_page(tables, self.account))
 
     def write_rejected(self, rows: pa.Table) -> None:
@@ -85,24 +95,75 @@ class DuckDBStreamWriter:
         return self._distinct[table]
 
     def _count_distinct(self, spec: TableSpec) -> int:
+        """Distinct keys the run received: those staged, and after parts were committed (a first
+        load: each key stored by a part was new then, `_stored_new`), those stored too."""
+        keys = ", ".join(q(k) for k in spec.primary_key)
+        if self.parts and spec.name == self.stream.tables[0].name:
+            if not self.stage.rows(spec.name) or not self.dest.table_exists(spec.name):
+                return self._stored_new
+            match = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in spec.primary_key)
+            mine, params = self._mine("t")
+            sql = (f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self.stage.relation(spec.name)}) s "
+                   f"WHERE NOT EXISTS (SELECT 1 FROM {q(spec.name)} t WHERE {match}{mine})")
+            return self._stored_new + within_memory_limit(self.conn, self.dest.tuning, self.stream.name,
+                                                          lambda: self.conn.execute(sql, params).fetchall()[0][0])
+        if self.parts:
+            raise ValueError(f"distinct keys of table {spec.name!r}: counted for the stream's own table only after parts")
         if not self.stage.rows(spec.name):
             return 0
-        keys = ", ".join(q(k) for k in spec.primary_key)
         sql = f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self.stage.relation(spec.name)})"
         return within_memory_limit(self.conn, self.dest.tuning, self.stream.name, lambda: self.conn.execute(sql).fetchall()[0][0])
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
         try:
-            within_memory_limit(
-                self.conn, self.dest.tuning, self.stream.name, lambda: self.dest.transaction(lambda: self._store(state, run))
-            )
+            self._commit(state, run)
         finally:
             self.stage.discard()
+
+    def commit_part(self, state: StreamState, run: RunRecord, wait: bool = True) -> bool:
+        """Store the pages staged so far with `state` (the caller's: never past the rows stored) and
+        the run row, in one transaction, as `commit` does but proving nothing gone; the next pages
+        are staged anew. Only where `commits_in_parts` (a first load). Returns whether a part was
+        committed: not when nothing is staged, nor (`wait=False`) while another destination of the
+        file commits (the pages wait for the next part, and the file's one writer is not queued on)."""
+        if not self.commits_in_parts:
+            raise RuntimeError("commit_part: this writer commits its stream in one piece")
+        if not any(self.stage.rows(t.name) for t in self.stream.tables) and not self.stage.rows(REJECTED_TABLE):
+            return False
+        if not wait and self.dest.writer_busy():
+            return False
+        try:
+            self._commit(state, run)
+        finally:
+            self.stage.discard()
+        self.parts += 1
+        self._stored_new += self._changes.new  # first stored by this part: counted once
+        self._distinct.clear()
+        self._latest_sql.clear()
+        self.stage = ParquetStage(self._staged_at, self.stream, self.dest.tuning.flush_rows)
+        return True
+
+    def _commit(self, state: StreamState, run: RunRecord) -> None:
+        """What needs no lock of the file first (the staged files written, the keys a part repeats,
+        the records new or changed: only this writer changes the account's rows), then the one
+        transaction, holding the file's lock as short a time as it can."""
+        name = self.stream.name
+        self._changes = within_memory_limit(self.conn, self.dest.tuning, name, self._prepare)
+        within_memory_limit(self.conn, self.dest.tuning, name, lambda: self.dest.transaction(lambda: self._store(state, run)))
+
+    def _prepare(self) -> Changes:
+        parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
+        if self.parts and all(self._was_empty.values()) and self._repeats():
+            self._was_empty = dict.fromkeys(self._was_empty, False)  # merged by key from now on
+        for table in self.stream.tables:
+            if self.stage.rows(table.name):
+                self._latest(table)  # the staged files written, the keys repeated within them found
+        return self._count_changes(parent)
 
     def _store(self, state: StreamState, run: RunRecord) -> None:
         """The merge of every table, the state and the run record (within one transaction)."""
         parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
-        changes = self._count_changes(parent)
+        changes = self._changes  # counted before the transaction (`_prepare`)
         if self.stream.history:
             for table in self.stream.tables:
                 record_history(self.conn, self.dest.columns(), table, self._latest(table), run, self.account)
@@ -115,7 +176,7 @@ class DuckDBStreamWriter:
             self._merge(table, parent, extras)
         if self.stage.rows(REJECTED_TABLE):
             self._store_rejected()
-        if self.tracks_changes and self._gone:
+        if self.tracks_changes and self._gone and not self.parts:  # after parts: a first load, nothing stored before
             staged = self.stage.relation(self.stream.tables[0].name)
             changes.deleted = mark_gone(self.conn, self.stream, staged, self._gone, datetime.now(timezone.utc),
                                         self.hard_delete, set(self.dest.columns()), self._scope_columns())
@@ -123,6 +184,17 @@ class DuckDBStreamWriter:
             setattr(run, f"records_{name}", getattr(run, f"records_{name}") + getattr(changes, name))
         self.dest.write_state(self.stream.name, state)
         self.dest.write_run(run)
+
+    def _repeats(self) -> bool:
+        """Whether a key staged now was stored by a part committed before (a record listed twice:
+        it changed, or the pages shifted, while the run went on)."""
+        table = self.stream.tables[0]
+        if not self.stage.rows(table.name) or not self.dest.table_exists(table.name):
+            return False
+        match = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in table.primary_key)
+        mine, params = self._mine("t")
+        return bool(self.conn.execute(f"SELECT 1 FROM {self.stage.relation(table.name)} s WHERE EXISTS "
+                                      f"(SELECT 1 FROM {q(table.name)} t WHERE {match}{mine}) LIMIT 1", params).fetchall())
 
     def _mine(self, target: str) -> tuple[str, list]:
         """SQL ` AND <target>.account = ?` and its parameter (nothing for a single-account destination)."""
@@ -144,20 +216,25 @@ class DuckDBStreamWriter:
 
     def _latest(self, table: TableSpec, extras: dict[str, str] | None = None) -> str:
         """SQL of the staged rows of a table, one per key (the last version of a key that came twice);
-        with `extras`, their undocumented values as those columns (`duckdb_evolve.with_extras_sql`)."""
-        staged = self.stage.relation(table.name)
-        if extras:
-            staged = with_extras_sql(staged, self.stage.relation(extra_name(table.name)), extras)
-        unique = self._distinct.get(table.name) == self.stage.rows(table.name) or None
-        return latest_versions_sql(staged, table, self.conn, unique, tuple(extras or ()))
+        with `extras`, their undocumented values as those columns (`duckdb_evolve.with_extras_sql`).
+        Which keys came twice is asked once a commit."""
+        key = (table.name, tuple(extras or ()))
+        if key not in self._latest_sql:
+            staged = self.stage.relation(table.name)
+            if extras:
+                staged = with_extras_sql(staged, self.stage.relation(extra_name(table.name)), extras)
+            unique = self.stage.unique(table.name) or (  # known when staged, or counted for the count check
+                not self.parts and self._distinct.get(table.name) == self.stage.rows(table.name))
+            self._latest_sql[key] = latest_versions_sql(staged, table, self.conn, unique or None, tuple(extras or ()))
+        return self._latest_sql[key]
 
     def _count_changes(self, parent: TableSpec | None) -> Changes:
         """New / changed / unchanged records of the stream's own table (before the merge)."""
         if not self.tracks_changes or parent is None or not self.stage.rows(parent.name):
             return Changes()
         exists = self.dest.table_exists(parent.name) and HASH in self.dest.columns()[parent.name]
-        if self.account is not None and not self.replace and self._was_empty[parent.name]:
-            exists = False  # the account has no row of it yet: every record is new (no join with the others' rows)
+        if not self.replace and self._was_empty[parent.name]:
+            exists = False  # no row of it yet (or only this run's, each key once): every record is new, no join
         return count_changes(self.conn, parent, self._latest(parent), exists, self.dest.scope("t"))
 
     def _evolve(self, table: TableSpec, types: dict[str, str], run_id: str) -> dict[str, str]:

@@ -1,0 +1,129 @@
+"""A first load committed in parts as the run goes (`commit_parts.py`): the same tables as one
+commit; a crash between parts leaves whole rows and the old state; a key listed again in a
+later part is stored once, in its last version."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from sqquid_etl import commit_parts, extract
+from sqquid_etl.definitions import load_definitions
+from sqquid_etl.destinations import open_destination
+from sqquid_etl.destinations.duckdb import DuckDBDestination
+from sqquid_etl.destinations.duckdb_writer import DuckDBStreamWriter
+from sqquid_etl.errors import StateError
+from sqquid_etl.records import page_to_tables
+from sqquid_etl.runs import RunRecord
+from sqquid_etl.state import StreamState
+from tests.expected import assert_tables_equal, duckdb_tables, expected_tables
+from tests.support import make_client
+
+
+@pytest.fixture
+def every_page(monkeypatch):
+    """A part after every page; returns the list of parts committed (stream, rows staged)."""
+    monkeypatch.setattr(commit_parts, "COMMIT_SECONDS", 0.0)
+    parts: list = []
+    real = DuckDBStreamWriter.commit_part
+
+    def counted(self, state, run, wait=True):
+        parts.append((self.stream.name, self.stage.rows(self.stream.tables[0].name)))
+        return real(self, state, run, wait)
+
+    monkeypatch.setattr(DuckDBStreamWriter, "commit_part", counted)
+    return parts
+
+
+def test_a_first_load_committed_page_by_page_equals_one_commit(make_sandbox, tmp_path, every_page):
+    sandbox = make_sandbox(orders=3000, products=1500)
+    db = tmp_path / "s.duckdb"
+    result = extract(duckdb=db, client=make_client(sandbox))
+    assert result.ok, [(s.stream, s.message) for s in result.streams]
+    assert len([p for p in every_page if p[0] == "orders"]) >= 10  # 13 pages: a part after each but the last
+    assert_tables_equal(duckdb_tables(db), expected_tables(sandbox.store))
+    orders = result.stream("orders")
+    assert orders.count_check == "ok" and orders.count_received == len(sandbox.store.orders)
+    assert orders.records_new == len(sandbox.store.orders) and orders.records_changed == 0
+    with duckdb.connect(str(db), read_only=True) as conn:
+        assert conn.execute("SELECT status, records_new FROM _sqquid_runs WHERE stream = 'orders'").fetchall() == [
+            ("ok", len(sandbox.store.orders))]
+    sandbox.store.add_orders(300)  # a second run is no first load: one commit, merged by key
+    parts = len(every_page)
+    assert extract(duckdb=db, client=make_client(sandbox)).ok
+    assert_tables_equal(duckdb_tables(db), expected_tables(sandbox.store))
+    assert len(every_page) == parts
+
+
+def test_a_crash_between_parts_leaves_whole_rows_and_the_old_state_then_a_rerun_is_exact(make_sandbox, tmp_path,
+                                                                                         every_page, monkeypatch):
+    sandbox = make_sandbox(orders=2000, products=100)
+    db = tmp_path / "s.duckdb"
+    real = DuckDBDestination.write_run
+
+    def crash_in_third_part(self, run):
+        if run.stream == "orders" and run.status == "running" and len(every_page) == 3:
+            raise StateError("simulated crash inside the third part's transaction")
+        return real(self, run)
+
+    monkeypatch.setattr(DuckDBDestination, "write_run", crash_in_third_part)
+    result = extract(["orders"], duckdb=db, client=make_client(sandbox))
+    assert result.stream("orders").status == "failed"
+    with duckdb.connect(str(db), read_only=True) as conn:
+        # two parts of one page each were committed; the third rolled back whole
+        rows = conn.execute("SELECT count(*), count(DISTINCT id) FROM orders").fetchone()
+        items = conn.execute("SELECT count(*) FROM order_items i JOIN orders o ON i.order_id = o.id").fetchone()[0]
+        orphans = conn.execute("SELECT count(*) FROM order_items WHERE order_id NOT IN (SELECT id FROM orders)").fetchone()[0]
+        state = conn.execute("SELECT state FROM _sqquid_state WHERE stream = 'orders'").fetchone()[0]
+        run = conn.execute("SELECT status FROM _sqquid_runs WHERE stream = 'orders'").fetchall()
+    assert rows == (500, 500) and items > 0 and orphans == 0
+    assert StreamState.from_json(state, "test").cursors == {}  # the old state: the cursor never moved
+    assert run == [("failed",)]
+    monkeypatch.setattr(DuckDBDestination, "write_run", real)
+    again = extract(["orders"], duckdb=db, client=make_client(sandbox))
+    assert again.ok and again.stream("orders").count_check == "ok"
+    assert_tables_equal(duckdb_tables(db, ["orders", "order_items"]), expected_tables(sandbox.store), ["orders", "order_items"])
+
+
+@pytest.mark.parametrize("account", [None, "acme"])
+def test_a_key_listed_again_in_a_later_part_is_stored_once_in_its_last_version(tmp_path, account):
+    stream = load_definitions()["orders"]
+    destination = open_destination(tmp_path / "s.duckdb", account=account)
+
+    def order(id_: int, total: str) -> dict:
+        return {"id": id_, "created_at": "2024-01-01T00:00:00Z", "total": total,
+                "order_items": [{"id": id_ * 10, "sku": f"s{id_}", "qty": 1}]}
+
+    run = RunRecord(run_id="r1", stream="orders", started_at="2024-01-01T00:00:00+00:00")
+    try:
+        writer = destination.begin(stream, replace=False)
+        assert writer.commits_in_parts
+        writer.write(page_to_tables(stream, [order(1, "1.00"), order(2, "2.00")]))
+        writer.commit_part(StreamState(), run)
+        writer.write(page_to_tables(stream, [order(2, "2.50"), order(3, "3.00")]))  # order 2 again, changed
+        assert writer.distinct_keys(stream.tables[0].name) == 3
+        writer.prove_gone("created_at", None, {})  # nothing stored before the run: nothing gone
+        writer.commit(StreamState(cursors={"_": "2024-01-01T00:00:00Z"}), run)
+        orders = destination.conn.execute("SELECT id, total::VARCHAR, _sqquid_deleted_at FROM orders ORDER BY id").fetchall()
+        items = destination.conn.execute("SELECT id, order_id FROM order_items ORDER BY id").fetchall()
+    finally:
+        destination.close()
+    assert orders == [(1, "1.0000", None), (2, "2.5000", None), (3, "3.0000", None)]
+    assert items == [(10, 1), (20, 2), (30, 3)]
+    assert (run.records_new, run.records_changed) == (3, 1)  # order 2: new in the first part, changed in the second
+
+
+def test_staged_keys_are_known_unique_from_one_column_only():
+    import array
+
+    import pyarrow as pa
+
+    from sqquid_etl.destinations.staging import keys_unique
+
+    def batch(ids, accounts):
+        values = pa.Array.from_buffers(pa.int64(), len(ids), [None, pa.py_buffer(array.array("q", ids))])
+        return pa.Table.from_arrays([pa.array(accounts, pa.string()), values], names=["account", "id"])
+
+    assert keys_unique(batch([1, 2, 3], ["a", "a", "a"]), ["account", "id"])  # the account stamped: left out
+    assert not keys_unique(batch([1, 2, 2], ["a", "a", "a"]), ["account", "id"])
+    assert not keys_unique(batch([1, 1, 2], ["a", "b", "a"]), ["account", "id"])  # two columns vary: DuckDB tells
