@@ -58,6 +58,9 @@ def run(sandbox: Sandbox, db: Path, **options) -> tuple[int, dict]:
     finally:
         client.close()
     assert result.ok, [(s.stream, s.message) for s in result.streams]
+    for stream in result.streams:  # a repair that failed after the stream's commit: said, not hidden
+        if stream.status != "ok":
+            print(f"      {stream.stream}: {stream.status}: {stream.message[:300]}")
     return sum(s.requests for s in result.streams), {s.stream: s for s in result.streams}
 
 
