@@ -30,8 +30,8 @@ class Extra:
     field: str  # the key in the record
     column: str  # the column it becomes
     type: str  # NULL, BIGINT, DOUBLE, BOOLEAN, JSON or VARCHAR
-    rows: list  # the table's rows on the page (index in the page's table) holding it
-    values: list  # their values as text (None: null)
+    rows: range | list  # the table's rows on the page (index in the page's table) the values are of
+    values: list  # their values as text (None: null, or not in that row)
     record: Any  # the key of the first record holding it (for messages)
 
 
@@ -119,21 +119,19 @@ def find_extras(stream: StreamDefinition, records: list[dict], skipped: set | fr
 
 def _extras(table: TableSpec | None, rows: list[dict], known: frozenset, owners: list | None,
             key: Callable[[dict], Any]) -> list[Extra]:
-    fields: dict[str, list[int]] = {}
-    for index, row in enumerate(rows):
-        if isinstance(row, dict) and not known.issuperset(row):
-            for name in row.keys() - known:
-                fields.setdefault(name, []).append(index)
-    out = []
+    """The undocumented fields of `rows`, each with a value a row (None where a row lacks it)."""
+    dicts = all(type(row) is dict for row in rows)
+    names = set().union(*(rows if dicts else [row for row in rows if type(row) is dict])) - known
     taken = {c.name.lower() for c in table.columns} if table is not None else set()
-    for name, indices in fields.items():
-        values = [rows[i][name] for i in indices]
+    firsts = {name: next(i for i, row in enumerate(rows) if type(row) is dict and name in row) for name in names}
+    out = []
+    for name in sorted(names, key=lambda n: (firsts[n], n)):  # as they first come
+        values = [row.get(name) for row in rows] if dicts else [row.get(name) if type(row) is dict else None for row in rows]
         kind = values_type(values)
-        first = indices[0] if owners is None else None
-        record = key(rows[first] if first is not None else owners[indices[0]])  # type: ignore[index]
+        record = key(rows[firsts[name]] if owners is None else owners[firsts[name]])
         column = name if name.lower() not in taken and not name.startswith("_sqquid") else f"{name}_undocumented"
-        out.append(Extra(None if table is None else table.name, name, column, kind, indices, values_text(values, kind),
-                         record))
+        out.append(Extra(None if table is None else table.name, name, column, kind, range(len(rows)),
+                         values_text(values, kind), record))
     return out
 
 

@@ -45,8 +45,10 @@ class ExtraStage:
             self._add(table, found, staged_rows(table))
 
     def _add(self, table: str, found: dict[str, Any], start: int) -> None:
-        rows = sorted(set().union(*(extra.rows for extra in found.values())))
-        at = {row: i for i, row in enumerate(rows)}
+        rows = next(iter(found.values())).rows
+        if any(extra.rows != rows for extra in found.values()):  # (else: every one of the same rows, in order)
+            rows = sorted(set().union(*(extra.rows for extra in found.values())))
+        at: dict[int, int] = {}
         columns = self._columns.setdefault(table, [])
         new = [column for column in found if column not in columns]
         if new:  # a wider file from here on
@@ -58,6 +60,10 @@ class ExtraStage:
             if extra is None:
                 arrays.append(pa.nulls(len(rows), pa.string()))
                 continue
+            if extra.rows == rows:
+                arrays.append(pa.array(extra.values, pa.string()))
+                continue
+            at = at or {row: i for i, row in enumerate(rows)}
             values: list = [None] * len(rows)
             for row, value in zip(extra.rows, extra.values):
                 values[at[row]] = value
@@ -105,6 +111,7 @@ class ExtraStage:
             self._writers.clear()
 
 
-def _numbers(rows: list[int], start: int) -> pa.Array:
+def _numbers(rows: range | list[int], start: int) -> pa.Array:
     """The staged rows' numbers, from a buffer."""
-    return pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(array.array("q", [start + r for r in rows]))])
+    numbers = range(start + rows.start, start + rows.stop) if isinstance(rows, range) else [start + r for r in rows]
+    return pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(array.array("q", numbers))])
