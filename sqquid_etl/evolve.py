@@ -7,6 +7,7 @@ record (read by Python)."""
 
 from __future__ import annotations
 
+import array
 import json
 from dataclasses import dataclass, replace
 from typing import Any, Callable
@@ -146,7 +147,9 @@ def values_type(values: list) -> str:
     if types == {bool}:
         return "BOOLEAN"
     if types <= {int, float}:
-        if int in types and not all(INT64_MIN <= v <= INT64_MAX for v in values if type(v) is int):
+        try:
+            array.array("q", [v for v in values if type(v) is int])
+        except OverflowError:  # an integer past 64 bits
             return "VARCHAR"
         return "BIGINT" if types == {int} else "DOUBLE"
     return "VARCHAR"
@@ -163,6 +166,10 @@ def values_text(values: list, kind: str) -> list:
         return [None if v is None else str(v) for v in values]
     if kind == "BOOLEAN":
         return [None if v is None else "true" if v else "false" for v in values]
+    if kind == "NULL":
+        return values
+    if kind == "DOUBLE":
+        return [None if v is None else repr(v) if v - v == 0 else _json_text(v) for v in values]  # (NaN, inf: as JSON)
     return [value_text(v) for v in values]
 
 
