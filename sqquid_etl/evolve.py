@@ -161,7 +161,13 @@ def values_text(values: list, kind: str) -> list:
     if kind == "VARCHAR" and all(type(v) is str or v is None for v in values):
         return values
     if kind == "JSON" and _orjson is not None:
-        return [None if v is None else _orjson_text(v) for v in values]
+        try:
+            raw = [None if v is None else _orjson.dumps(v) for v in values]
+        except TypeError:  # an integer past 64 bits
+            return [value_text(v) for v in values]
+        # orjson writes a NaN as null: such a value is written by the JSON encoder
+        return [None if t is None else t.decode() if b"null" not in t or _finite(v) else _json_text(v)
+                for t, v in zip(raw, values)]
     if kind == "BIGINT":
         return [None if v is None else str(v) for v in values]
     if kind == "BOOLEAN":
@@ -171,14 +177,6 @@ def values_text(values: list, kind: str) -> list:
     if kind == "DOUBLE":
         return [None if v is None else repr(v) if v - v == 0 else _json_text(v) for v in values]  # (NaN, inf: as JSON)
     return [value_text(v) for v in values]
-
-
-def _orjson_text(value: Any) -> str:
-    try:
-        text = _orjson.dumps(value)
-    except TypeError:  # an integer past 64 bits
-        return _json_text(value)
-    return text.decode() if b"null" not in text or _finite(value) else _json_text(value)  # orjson writes NaN as null
 
 
 def _finite(value: Any) -> bool:
