@@ -13,8 +13,9 @@ interleaved so that load on the machine falls on both sides alike; the figure of
 median over the rounds.
 
 Targets: the extract's CPU on clean data within 10% of before (its ratio to the floor, compared
-with the 1.45x of docs/benchmarks.md at 200k/100k), and the every-page-drifts run at most 2x the
-clean run. rows / coerced / quarantined come from the run's `_sqquid_runs`.
+with the 1.45x of docs/benchmarks.md at 200k/100k; or, with `--baseline DIR`, the extract of an
+earlier checkout run in the same rounds against the same sandboxes), and the every-page-drifts
+run at most 2x the clean run. rows / coerced / quarantined come from the run's `_sqquid_runs`.
 """
 
 from __future__ import annotations
@@ -72,11 +73,22 @@ def run_figures(db: Path) -> dict:
     }
 
 
-def one_round(py: str, url: str, pid: int, env: dict) -> dict:
+def one_round(py: str, url: str, pid: int, env: dict, baseline: str | None = None) -> dict:
     out = {}
     sandbox_stats(url, reset=True)
     out["floor"] = run_wait4([py, HERE / "floor.py", url, STREAMS], env, pid)
     out["floor"]["requests"] = sandbox_stats(url, reset=True)["requests"]
+    out["sqquid"] = extract_once(py, url, pid, env)
+    if baseline:  # the same extract by another checkout's connector (its sqquid_etl first on the path)
+        sandbox_stats(url, reset=True)
+        out["baseline"] = extract_once(py, url, pid, {**env, "PYTHONPATH": baseline})
+    for name, res in out.items():
+        if res["rc"] != 0:
+            raise SystemExit(f"{name} failed (rc={res['rc']}): {res['stderr']}")
+    return out
+
+
+def extract_once(py: str, url: str, pid: int, env: dict) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="sqquid-drift-"))
     try:
         r = run_wait4([py, HERE / "sqquid.py", url, tmp / "s.duckdb", "duckdb", STREAMS], env, pid)
@@ -85,11 +97,7 @@ def one_round(py: str, url: str, pid: int, env: dict) -> dict:
             r["run"] = run_figures(tmp / "s.duckdb")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    out["sqquid"] = r
-    for name, res in out.items():
-        if res["rc"] != 0:
-            raise SystemExit(f"{name} failed (rc={res['rc']}): {res['stderr']}")
-    return out
+    return r
 
 
 def main() -> None:
@@ -102,6 +110,8 @@ def main() -> None:
                     help="CPU vs the floor before (docs/benchmarks.md, third session, DuckDB at 200k/100k)")
     ap.add_argument("--python", default=sys.executable, help="interpreter of the contenders")
     ap.add_argument("--json", help="write every measurement to this file")
+    ap.add_argument("--baseline", help="a checkout of the connector before (e.g. `git archive REV | tar -x -C DIR`): "
+                                       "its extract runs too, interleaved, for the clean-run comparison")
     a = ap.parse_args()
     env = dict(os.environ)
     env["PYTHONPATH"] = str(HERE.parent.parent)
@@ -122,12 +132,13 @@ def main() -> None:
                   f"{page_bytes(sandboxes[mode][0])}", flush=True)
         for i in range(a.repeat):
             for mode, (url, pid) in sandboxes.items():
-                r = one_round(a.python, url, pid, env)
+                r = one_round(a.python, url, pid, env, a.baseline)
                 results[mode].append(r)
                 f, s = r["floor"], r["sqquid"]
                 print(f"round {i + 1} {mode:18s} floor cpu {f['cpu']:6.2f} s  extract cpu {s['cpu']:6.2f} s "
                       f"wall {s['wall']:6.2f} s  peak RSS {s['peak_rss_mb']:6.1f} MB  sandbox cpu "
-                      f"{s['sandbox_cpu']:5.2f} s  requests {s['requests']}", flush=True)
+                      f"{s['sandbox_cpu']:5.2f} s  requests {s['requests']}"
+                      + (f"  baseline extract cpu {r['baseline']['cpu']:6.2f} s" if a.baseline else ""), flush=True)
 
     med = {}
     for mode, rounds in results.items():
@@ -139,6 +150,8 @@ def main() -> None:
             "rss": max(r["sqquid"]["peak_rss_mb"] for r in rounds),
             "run": run,
         }
+        if a.baseline:
+            med[mode]["baseline"] = statistics.median(r["baseline"]["cpu"] for r in rounds)
     print("\nmode                 extract CPU  floor CPU  vs floor  peak RSS   rows      stored    coerced   "
           "quarantined")
     for mode, m in med.items():
@@ -152,6 +165,10 @@ def main() -> None:
     ratio_before = clean["cpu"] / clean["floor"]
     print(f"\nclean vs before: {ratio_before:.2f}x the floor now against {a.before:.2f}x before "
           f"({ratio_before / a.before - 1:+.1%}; target within +10%)")
+    for mode, m in med.items():
+        if a.baseline:
+            print(f"{mode} vs the baseline's extract, same pages, interleaved: {m['cpu']:.2f} s / {m['baseline']:.2f} s "
+                  f"= {m['cpu'] / m['baseline'] - 1:+.1%}" + (" (target for clean: within +10%)" if mode == "clean" else ""))
     for mode, m in med.items():
         if mode != "clean":
             print(f"{mode} vs clean: {m['cpu']:.2f} s / {clean['cpu']:.2f} s = {m['cpu'] / clean['cpu']:.2f}x "
