@@ -13,9 +13,13 @@ replaced every run (its history, where kept, is `duckdb_history.py`).
 
 from __future__ import annotations
 
+import itertools
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterator
+
+import pyarrow as pa
 
 from ..definitions import StreamDefinition, TableSpec
 from .account_scope import is_stamped
@@ -39,30 +43,83 @@ class Gone:
     until: datetime | None = None
     key: tuple | None = None
 
-    def where(self, alias: str) -> tuple[list[str], list]:
-        """SQL conditions on a stored row `alias` within the range, and their parameters."""
-        clauses, params = [], []
-        for op, bound in ((">=", self.since), ("<", self.until)):
-            if bound is not None:
-                clauses.append(f"{alias}.{q(self.column)} {op} ?")
-                params.append(bound)
-        for name, value in self.equals.items():
-            clauses.append(f"{alias}.{q(name)} = ?")
-            params.append(value)
-        if self.key is not None:
-            clauses.append(f"{alias}.{q(self.key[0])} IN (SELECT unnest(?))")
-            params.append(list(self.key[1]))
-        return clauses, params
 
-
-def any_range(ranges: list[Gone], alias: str) -> tuple[str, list]:
-    """SQL true on a stored row `alias` within any of `ranges`, and its parameters."""
-    conditions, params = [], []
+@contextmanager
+def within_ranges(conn: Any, ranges: list[Gone], alias: str) -> Iterator[str]:
+    """SQL true on a stored row `alias` within any of `ranges`, for statements on `conn` inside the
+    block. The ranges are rows of Arrow tables registered on `conn` (one a shape of range; a key
+    range one row a key) and joined, not written out as one condition each: a run that proved a
+    thousand ranges gone is a few semi joins, where a thousand ORs ran DuckDB out of memory."""
+    shapes: dict[tuple, list[Gone]] = {}
     for gone in ranges:
-        clauses, values = gone.where(alias)
-        conditions.append("(" + " AND ".join(clauses or ["true"]) + ")")
-        params.extend(values)
-    return "(" + " OR ".join(conditions) + ")", params
+        shape = (gone.column, gone.since is not None, gone.until is not None, tuple(sorted(gone.equals)),
+                 None if gone.key is None else gone.key[0])
+        shapes.setdefault(shape, []).append(gone)
+    registered, conditions = [], []
+    try:
+        for shape, members in shapes.items():
+            table, clauses = _ranges_table(shape, members, alias)
+            if table.num_rows == 0:
+                continue  # key ranges with no key: nothing within them
+            name = f"_sqquid_ranges_{next(_RANGE_TABLES)}"
+            conn.register(name, table)
+            registered.append(name)
+            conditions.append(f"EXISTS (SELECT 1 FROM {name} r WHERE {' AND '.join(clauses) or 'true'})")
+        yield "(" + (" OR ".join(conditions) or "false") + ")"
+    finally:
+        for name in registered:
+            conn.unregister(name)
+
+
+_RANGE_TABLES = itertools.count()
+
+
+def _ranges_table(shape: tuple, members: list[Gone], alias: str) -> tuple[pa.Table, list[str]]:
+    """The bounds of ranges of one shape as an Arrow table (a key range: a row a key), and the
+    conditions joining a stored row `alias` to a row `r` of it."""
+    column, has_since, has_until, equal_names, key_column = shape
+    if key_column is None:
+        members = _coalesced(members, equal_names)
+    rows = [(gone, value) for gone in members for value in (gone.key[1] if key_column is not None else [None])]
+    columns, clauses = {}, []
+    if has_since:
+        columns["since"] = [gone.since for gone, _ in rows]
+        clauses.append(f"{alias}.{q(column)} >= r.since")
+    if has_until:
+        columns["until"] = [gone.until for gone, _ in rows]
+        clauses.append(f"{alias}.{q(column)} < r.until")
+    for i, name in enumerate(equal_names):
+        columns[f"e{i}"] = [gone.equals[name] for gone, _ in rows]
+        clauses.append(f"{alias}.{q(name)} = r.e{i}")
+    if key_column is not None:
+        columns["k"] = [value for _, value in rows]
+        clauses.append(f"{alias}.{q(key_column)} = r.k")
+    arrays = {name: _array(values) for name, values in columns.items()}
+    return pa.table(arrays) if arrays else pa.table({"one": pa.array([1] * len(rows))}), clauses
+
+
+def _coalesced(members: list[Gone], equal_names: tuple) -> list[Gone]:
+    """Time ranges of one shape with the same `equals`, overlapping or touching ones made one (the
+    same rows are within them): the count scan's ranges are often neighbours."""
+    out: list[Gone] = []
+    ordered = sorted(members, key=lambda g: ([repr(g.equals[n]) for n in equal_names], g.since is not None, g.since))
+    for gone in ordered:
+        last = out[-1] if out else None
+        if last is not None and last.equals == gone.equals and (
+                last.until is None or (gone.since is not None and gone.since <= last.until)):
+            if last.until is not None and (gone.until is None or gone.until > last.until):
+                out[-1] = Gone(last.column, last.since, last.equals, gone.until)
+            continue
+        out.append(gone)
+    return out
+
+
+def _array(values: list) -> pa.Array:
+    """Values of one bound as an Arrow array (keys of mixed types as text, as the API may send them)."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values])
 
 
 @dataclass
@@ -135,11 +192,11 @@ def mark_gone(conn: Any, stream: StreamDefinition, staged: str, ranges: list[Gon
         return 0
     keys = ", ".join(q(k) for k in parent.primary_key)
     match = " AND ".join(f"s.{q(k)} = t.{q(k)}" for k in parent.primary_key)
-    within, params = any_range(ranges, "t")
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_gone AS "
-                 f"SELECT {', '.join(f't.{q(k)}' for k in parent.primary_key)} FROM {q(parent.name)} t "
-                 f"WHERE t.{q(DELETED_AT)} IS NULL AND {within} "
-                 f"AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})", params)  # one scan of the table
+    with within_ranges(conn, ranges, "t") as within:
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_gone AS "
+                     f"SELECT {', '.join(f't.{q(k)}' for k in parent.primary_key)} FROM {q(parent.name)} t "
+                     f"WHERE t.{q(DELETED_AT)} IS NULL AND {within} "
+                     f"AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})")  # one scan of the table
     count = conn.execute("SELECT count(*) FROM _sqquid_gone").fetchall()[0][0]
     if count:
         _apply(conn, parent.name, f"({keys}) IN (SELECT {keys} FROM _sqquid_gone)", at, hard)

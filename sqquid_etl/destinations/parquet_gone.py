@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..definitions import StreamDefinition, TableSpec
-from .duckdb_freshness import DELETED_AT, Gone, any_range
+from .duckdb_freshness import DELETED_AT, Gone, within_ranges
 from .merge_sql import quote_identifier as q, sql_path
 
 GONE = "_sqquid_gone"
@@ -27,11 +27,10 @@ def find_gone(sql: Any, stream: StreamDefinition, old_files: list[Path], staged:
         return 0
     files = "[" + ", ".join(sql_path(f) for f in old_files) + "]"
     match = " AND ".join(f"s.{q(k)} = o.{q(k)}" for k in parent.primary_key)
-    within, params = any_range(ranges, "o")
-    if marks:
-        within += f" AND o.{q(DELETED_AT)} IS NULL"
-    sql.execute(f"CREATE OR REPLACE TEMP TABLE {GONE} AS SELECT {keys} FROM read_parquet({files}) o WHERE {within} "
-                f"AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})", params)  # one scan of the old files
+    unmarked = f" AND o.{q(DELETED_AT)} IS NULL" if marks else ""
+    with within_ranges(sql, ranges, "o") as within:
+        sql.execute(f"CREATE OR REPLACE TEMP TABLE {GONE} AS SELECT {keys} FROM read_parquet({files}) o "
+                    f"WHERE {within}{unmarked} AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})")  # one scan
     return sql.execute(f"SELECT count(*) FROM {GONE}").fetchall()[0][0]
 
 
