@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from .errors import ConfigError, SqquidError
-from .no_pandas import refuse_pandas
+from .no_pandas import refuse_numpy, refuse_pandas
 from .cli_common import (STREAM_HEADER, choose_destination, config_option, credentials_from, fail, last_resort, load_settings,
                          stream_cells)
 from .progress import configure_logging
@@ -24,6 +24,7 @@ from .settings import DEFAULT_BURST, DEFAULT_LOOKBACK, DEFAULT_RATE
 log = logging.getLogger("sqquid_etl")
 
 DEFAULTS = {"lookback": DEFAULT_LOOKBACK, "rate": DEFAULT_RATE, "burst": DEFAULT_BURST}
+OWN_PROCESS = "own_process"  # in the root context's obj: the program runs in its own process (`run`)
 
 # commands whose modules load only when they run: the sandbox is a product of its own, and the
 # reverse load brings pandas
@@ -90,8 +91,11 @@ def _one_pyiceberg_worker() -> None:
     os.environ.setdefault("PYICEBERG_MAX_WORKERS", "1")
 
 
-def _prepare_process() -> None:
-    """The extract command's choices for its own process, made before pyarrow loads."""
+def _prepare_process(own: bool) -> None:
+    """The extract command's choices for its process, made before pyarrow loads; `own`: the
+    `sqquid-etl` program's own process (`run`), where pyarrow goes without numpy (no_pandas.py)."""
+    if own:
+        refuse_numpy()
     _one_blas_thread()
     _one_pyiceberg_worker()
     _use_system_allocator()
@@ -122,7 +126,8 @@ def _output(ctx: click.Context, verbose: int = 0, quiet: bool | None = None, log
 @click.pass_context
 def main(ctx: click.Context, verbose: int, quiet: bool, log_format: str | None) -> None:
     """ELT connector for the Sqquid retail API."""
-    ctx.obj = {"verbose": verbose, "quiet": bool(quiet), "log_format": log_format or "text"}
+    own = bool((ctx.obj or {}).get(OWN_PROCESS))
+    ctx.obj = {"verbose": verbose, "quiet": bool(quiet), "log_format": log_format or "text", OWN_PROCESS: own}
     configure_logging(-1 if quiet else verbose, log_format or "text")
 
 
@@ -179,7 +184,7 @@ def extract(ctx, streams, catalog_path, config, duckdb_path, parquet_dir, iceber
 
     With a config file (`--config`, or ./sqquid.toml) a scheduled job is `sqquid-etl extract`.
     """
-    _prepare_process()
+    _prepare_process(bool((ctx.find_root().obj or {}).get(OWN_PROCESS)))
     from .pipeline import extract as run_extract
     from .progress import ProgressReporter
 
@@ -337,5 +342,12 @@ def demo(duckdb_path: str, orders: int, products: int, rate: float, drift: bool)
         sys.exit(1)
 
 
+def run() -> None:
+    """The `sqquid-etl` program (its console script, `python -m sqquid_etl.cli`): the commands run
+    in a process of their own, which they may set up for themselves (`_prepare_process`). A
+    process that calls `main` (a test's CliRunner) keeps its own set-up."""
+    main(obj={OWN_PROCESS: True})
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()

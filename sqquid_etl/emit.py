@@ -98,6 +98,9 @@ class EmittingDestination:
     def count_since(self, table: str, column: str, since: Any, equals: dict[str, str]) -> int:
         return 0  # nothing is stored here (reconciliation is off for this destination)
 
+    def counts_since(self, table: str, column: str, times: list, equals: dict[str, str]) -> list[int]:
+        return [0] * len(times)
+
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
         return None, None
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
 
 from .definitions import StreamDefinition
 from .destinations import Destination
@@ -39,7 +38,30 @@ class Changed:
     stored: int
 
 
-Point = Callable[[datetime], tuple[int, int]]  # t -> (API count, stored count) of records with cursor >= t
+class Point:
+    """f's two terms at t: (the API's count, the destination's live count) of a partition's
+    records with cursor >= t. The stored counts of many times are read at once (`many`: one scan
+    of the table, not one a time); the API's are asked once a run (`ApiCounts`)."""
+
+    def __init__(self, stream: StreamDefinition, counts: ApiCounts, destination: Destination, partition: str | None,
+                 equals: dict, start_date: datetime | None):
+        self.counts, self.destination, self.partition, self.equals = counts, destination, partition, equals
+        self.table, self.column = stream.tables[0].name, stream.cursor.field  # type: ignore[union-attr]
+        self.start_date = start_date
+
+    def _since(self, t: datetime) -> datetime | None:
+        return None if t == EPOCH and self.start_date is None else t  # the count reconciliation asked
+
+    def api(self, t: datetime) -> int:
+        return self.counts(self.partition, self._since(t))
+
+    def many(self, times: list[datetime]) -> list[tuple[int, int]]:
+        since = [self._since(t) for t in times]
+        stored = self.destination.counts_since(self.table, self.column, since, self.equals)
+        return [(self.counts(self.partition, s), n) for s, n in zip(since, stored)]
+
+    def __call__(self, t: datetime) -> tuple[int, int]:
+        return self.many([t])[0]
 
 
 def find_changed_ranges(stream: StreamDefinition, counts: ApiCounts, destination: Destination,
@@ -61,9 +83,9 @@ def find_changed_ranges(stream: StreamDefinition, counts: ApiCounts, destination
             continue
         low = _floor_second(max(low, start_date) if start_date else low)
         if low < upto:
-            spans.append((partition, _point(stream, counts, destination, partition, equals, start_date), low, upto))
+            spans.append((partition, Point(stream, counts, destination, partition, equals, start_date), low, upto))
     first = start_date or EPOCH
-    scans = [_scan(at, first, low, upto, points if fine else _sized(at(first)[0] - at(upto)[0], points, stream.paginator.limit))
+    scans = [_scan(at, first, low, upto, points if fine else _sized(at.api(first) - at.api(upto), points, stream.paginator.limit))
              for _, at, low, upto in spans]
     if not fine and any(len({api - stored for api, stored in values}) > 1 for _, values in scans):
         scans = [_scan(at, first, low, upto, points) for _, at, low, upto in spans]
@@ -89,21 +111,10 @@ def _sized(behind: int, points: int, page: int) -> int:
 
 def _scan(at: Point, first: datetime, low: datetime, upto: datetime, n: int) -> tuple[list[datetime], list[tuple[int, int]]]:
     """The times of a partition's scan at `n` points (its start, then evenly from its oldest stored
-    record to its window's start) and the counts at each."""
+    record to its window's start) and the counts at each (the stored ones in one query)."""
     times = [first] + [_floor_second(low + (upto - low) * i / n) for i in range(1, n)]
     times = sorted(set(t for t in times if t < upto)) + [upto]
-    return times, [at(t) for t in times]
-
-
-def _point(stream: StreamDefinition, counts: ApiCounts, destination: Destination, partition: str | None,
-           equals: dict, start_date: datetime | None) -> Point:
-    table, column = stream.tables[0].name, stream.cursor.field  # type: ignore[union-attr]
-
-    def at(t: datetime) -> tuple[int, int]:
-        since = None if t == EPOCH and start_date is None else t  # the count reconciliation asked
-        return counts(partition, since), destination.count_since(table, column, since, equals)
-
-    return at
+    return times, at.many(times)
 
 
 def _split(at: Point, partition: str | None, x: datetime, y: datetime, fx: tuple[int, int], fy: tuple[int, int],

@@ -80,7 +80,22 @@ def test_an_empty_destination(opened, tmp_path):
     assert destination.load_states() == {} and destination.state_streams() == []
     assert destination.distinct_values("orders", "id") is None
     assert destination.count_since("orders", "created_at", None, {}) == 0
+    assert destination.counts_since("orders", "created_at", [None, None], {}) == [0, 0]
     assert destination.cursor_bounds("orders", "created_at", {}) == (None, None)
+
+
+def test_counts_since_many_times_in_one_read_agree_with_count_since(opened):
+    """The count scan reads its points' stored counts at once: the same as one count a point."""
+    from datetime import datetime, timezone
+
+    _, destination = opened
+    _commit(destination, [[_order(1, "2024-01-01T00:00:00Z"), _order(2, "2024-01-02T00:00:00Z"),
+                           _order(3, "2024-01-03T00:00:00Z", total="2.00")]], StreamState())
+    times = [None, *(datetime(2024, 1, day, tzinfo=timezone.utc) for day in (1, 2, 3, 4))]
+    for equals in ({}, {"total": "2.00"}):
+        expected = [destination.count_since("orders", "created_at", t, equals) for t in times]
+        assert destination.counts_since("orders", "created_at", times, equals) == expected
+        assert expected == ([3, 3, 2, 1, 0] if not equals else [1, 1, 1, 1, 0])
 
 
 def test_commit_merges_by_key_with_state_and_abort_changes_nothing(opened):

@@ -24,7 +24,7 @@ from .duckdb_shared import Shared, acquire, look, opened, release
 from .duckdb_tuning import check_tuning, tune
 from .duckdb_writer import DuckDBStreamWriter
 from .files import check_can_write
-from .merge_sql import quote_identifier as q, where_clause
+from .merge_sql import counts_at, quote_identifier as q, where_clause
 
 __all__ = ["DuckDBDestination", "DuckDBStreamWriter"]
 
@@ -298,10 +298,15 @@ class DuckDBDestination:
         return [r[0] for r in rows]
 
     def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
+        return self.counts_since(table, column, [since], equals)[0]
+
+    def counts_since(self, table: str, column: str, times: list[datetime | None], equals: dict[str, str]) -> list[int]:
+        """count_since at each of `times`, in one scan of the table (one statement, not one a time)."""
         if not self.table_exists(table):
-            return 0
-        where, params = where_clause(column, since, self._scoped(equals), live=self._soft_deletes(table))
-        return self.conn.execute(f"SELECT count(*) FROM {q(table)}{where}", params).fetchall()[0][0]
+            return [0] * len(times)
+        where, params = where_clause(None, None, self._scoped(equals), live=self._soft_deletes(table))
+        counts, bounds = counts_at(column, times)
+        return list(self.conn.execute(f"SELECT {counts} FROM {q(table)}{where}", [*bounds, *params]).fetchall()[0])
 
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
         if not self.table_exists(table):

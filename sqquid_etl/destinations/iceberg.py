@@ -34,7 +34,7 @@ from .iceberg_catalog import IcebergLocation, iceberg_schema, open_catalog
 from .iceberg_commit import STATE, STREAM, load_table, quietly, retried
 from .iceberg_expire import expire_snapshots
 from .iceberg_scan import current_files, scan_reader
-from .merge_sql import quote_identifier as _q, sql_path, where_clause
+from .merge_sql import counts_at, quote_identifier as _q, sql_path, where_clause
 from .object_store import ObjectStore
 from .parquet import run_table
 
@@ -167,8 +167,14 @@ class IcebergDestination:
         return [r[0] for r in self.sql.execute(f"SELECT DISTINCT {_q(column)} {scan[0]} WHERE {_q(column)} IS NOT NULL ORDER BY 1").fetchall()]
 
     def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
-        scan = self._scan(table, [column], column, since, equals)
-        return 0 if scan is None else self.sql.execute(f"SELECT count(*) {scan[0]}", scan[1]).fetchall()[0][0]
+        return self.counts_since(table, column, [since], equals)[0]
+
+    def counts_since(self, table: str, column: str, times: list[datetime | None], equals: dict[str, str]) -> list[int]:
+        scan = self._scan(table, [column], None, None, equals)  # the table read once for every count
+        if scan is None:
+            return [0] * len(times)
+        counts, bounds = counts_at(column, times)
+        return list(self.sql.execute(f"SELECT {counts} {scan[0]}", [*bounds, *scan[1]]).fetchall()[0])
 
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
         scan = self._scan(table, [column], None, None, equals)

@@ -55,6 +55,13 @@ def where_clause(column: str | None, since: datetime | None, equals: dict[str, s
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def counts_at(column: str, times: list[datetime | None]) -> tuple[str, list]:
+    """SQL of the counts of rows with `column >= t` for each of `times` (None: every row), one
+    scan for all, and its parameters."""
+    counts = ", ".join("count(*)" if t is None else f"count(*) FILTER (WHERE {quote_identifier(column)} >= ?)" for t in times)
+    return counts, [t for t in times if t is not None]
+
+
 def check_columns(where: str, table_name: str, have: list[str], stream: StreamDefinition, want: list[str]) -> None:
     """An existing table must have the columns its stream defines now (else: full refresh)."""
     if have != want:

@@ -29,7 +29,7 @@ from ..state import StreamState
 from .account_scope import ACCOUNT, check_account, scoped_definition, stamp, stamp_page
 from .duckdb_tuning import check_tuning, tune, within_memory_limit
 from .files import check_can_write, fsync_path, link_or_copy
-from .merge_sql import check_columns, latest_versions_sql, quote_identifier as _q, sql_path, where_clause
+from .merge_sql import check_columns, counts_at, latest_versions_sql, quote_identifier as _q, sql_path, where_clause
 from .parquet_layout import META_DIR, STATE_FILE, ParquetLayout, release
 from .duckdb_freshness import DELETED_AT, Changes, Gone, tracked
 from .parquet_evolve import carried_columns, file_columns, new_rows_sql, plan_columns, recorded, write_history
@@ -150,8 +150,14 @@ class ParquetDestination:
         return [r[0] for r in self._rows(table, f"SELECT DISTINCT {_q(column)} {scan[0]} AND {_q(column)} IS NOT NULL ORDER BY 1", scan[1])]
 
     def count_since(self, table: str, column: str, since: datetime | None, equals: dict[str, str]) -> int:
-        scan = self._scan(table, column, since, equals)
-        return 0 if scan is None else self._rows(table, f"SELECT count(*) {scan[0]}", scan[1])[0][0]
+        return self.counts_since(table, column, [since], equals)[0]
+
+    def counts_since(self, table: str, column: str, times: list[datetime | None], equals: dict[str, str]) -> list[int]:
+        scan = self._scan(table, column, None, equals)
+        if scan is None:
+            return [0] * len(times)
+        counts, bounds = counts_at(column, times)
+        return list(self._rows(table, f"SELECT {counts} {scan[0]}", [*bounds, *scan[1]])[0])
 
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
         scan = self._scan(table, None, None, equals)

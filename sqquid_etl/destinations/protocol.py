@@ -107,6 +107,10 @@ class Destination(Protocol):
         """Rows of `table` with `column >= since` (all when None) and `k = v` for each of `equals`
         (reconciliation compares it with the API's count); 0 when the table does not exist."""
 
+    def counts_since(self, table: str, column: str, times: list[datetime | None], equals: dict[str, str]) -> list[int]:
+        """`count_since` at each of `times`, in order, read at once (the count scan's points: one
+        scan of the table, not one a point)."""
+
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
         """min and max of `column` over the rows matching `equals`; (None, None) when none."""
 
