@@ -25,6 +25,8 @@ created (a catalog left out a column it needs) is skipped with a log line, never
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from typing import Any
@@ -142,13 +144,30 @@ LIVE = "WHERE o._sqquid_deleted_at IS NULL AND i._sqquid_deleted_at IS NULL"
 
 
 ACCOUNT = "account"
+MARK = "sqquid-etl view "  # a view's comment: what it was made from (`_mark`)
+
+Columns = dict[str, dict[str, str]]  # table -> its columns and their types
 
 
-def _multi_account(conn: Any, needs: tuple[str, ...]) -> bool:
-    """Whether the tables a view reads are a multi-account destination's (an `account` column)."""
-    found = conn.execute(f"SELECT count(DISTINCT table_name) FROM duckdb_columns() WHERE column_name = '{ACCOUNT}' "
-                         f"AND table_name IN ({', '.join(repr(t) for t in needs)}) AND schema_name = 'main'").fetchall()
-    return found[0][0] == len(needs)
+def _relations(conn: Any, base_tables: bool) -> tuple[Columns, dict[str, str]]:
+    """The database's tables (`base_tables`: not its views) with their columns and types, and its
+    views with their comments, read in one query."""
+    table = ("JOIN duckdb_tables() t ON t.database_name = c.database_name AND t.schema_name = c.schema_name "
+             "AND t.table_name = c.table_name ") if base_tables else ""
+    rows = conn.execute(
+        f"SELECT c.table_name, c.column_name, c.data_type, NULL FROM duckdb_columns() c {table}"
+        "WHERE c.database_name = current_database() AND c.schema_name = 'main' "
+        "UNION ALL SELECT view_name, NULL, NULL, coalesce(comment, '') FROM duckdb_views() "
+        "WHERE database_name = current_database() AND schema_name = 'main' AND NOT internal"
+    ).fetchall()
+    tables: Columns = {}
+    views: dict[str, str] = {}
+    for name, column, kind, comment in rows:
+        if column is None:
+            views[name] = comment
+        else:
+            tables.setdefault(name, {})[column] = kind
+    return tables, views
 
 
 def _accounts(sql: str, multi: bool) -> str:
@@ -167,36 +186,43 @@ def _accounts(sql: str, multi: bool) -> str:
     return re.sub(r"\[\[([a-z=]*)\]\]", column, sql)
 
 
-def _view_sql(conn, name: str, sql: str) -> str:
-    sql = _accounts(sql, _multi_account(conn, VIEWS[name][0]))
+def _view_sql(tables: Columns, name: str, sql: str) -> str:
+    """The view's SQL for these tables (multi-account when each it reads has an `account` column;
+    order_lines leaves out records marked gone when both its tables mark them)."""
+    needs = VIEWS[name][0]
+    sql = _accounts(sql, all(ACCOUNT in tables.get(t, ()) for t in needs))
     if name != "order_lines":
         return sql
-    marked = conn.execute("SELECT count(*) FROM duckdb_columns() WHERE column_name = '_sqquid_deleted_at' "
-                          "AND table_name IN ('orders', 'order_items') AND schema_name = 'main'").fetchall()[0][0]
-    return sql.replace("{live}", LIVE if marked == 2 else "")
+    marked = all("_sqquid_deleted_at" in tables.get(t, ()) for t in ("orders", "order_items"))
+    return sql.replace("{live}", LIVE if marked else "")
 
 
-def _existing_tables(conn: Any) -> set[str]:
-    rows = conn.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_type = 'BASE TABLE'"
-    ).fetchall()
-    return {r[0] for r in rows}
+def _mark(sql: str, tables: Columns, needs: tuple[str, ...]) -> str:
+    """What a view is made from: its SQL and the columns (with types) of the tables it reads."""
+    made_of = json.dumps([sql, [sorted(tables[t].items()) for t in needs]])
+    return MARK + hashlib.md5(made_of.encode()).hexdigest()
 
 
 def create_views(conn: Any) -> list[str]:
-    """Create (or replace) every view whose tables exist on this DuckDB connection; return their names."""
+    """Create (or replace) every view whose tables exist on this DuckDB connection; return their
+    names. A view made from the same SQL and the same tables' columns as now is left as it is (its
+    comment says what it was made from): a run that changed no table costs one catalog query."""
     import duckdb
 
-    tables = _existing_tables(conn)
+    tables, views = _relations(conn, base_tables=True)
     created = []
     for name, (needs, sql) in VIEWS.items():
-        if not set(needs) <= tables:
+        if not set(needs) <= tables.keys():
             continue
-        try:
-            conn.execute(_view_sql(conn, name, sql))
-        except duckdb.Error as exc:
-            log.info("view %s not created: %s", name, str(exc).splitlines()[0])
-            continue
+        text = _view_sql(tables, name, sql)
+        mark = _mark(text, tables, needs)
+        if views.get(name) != mark:
+            try:
+                conn.execute(text)
+                conn.execute(f"COMMENT ON VIEW {name} IS '{mark}'")
+            except duckdb.Error as exc:
+                log.info("view %s not created: %s", name, str(exc).splitlines()[0])
+                continue
         created.append(name)
     return created
 
@@ -234,10 +260,10 @@ def attach_files(conn: Any, tables: dict[str, list[str]]) -> list[str]:
 
 
 def _helper_views(conn: Any) -> list[str]:
-    names = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+    tables, _ = _relations(conn, base_tables=False)  # the tables here are views over Parquet files
     created = []
     for name, (needs, sql) in VIEWS.items():
-        if set(needs) <= names:
-            conn.execute(_view_sql(conn, name, sql))
+        if set(needs) <= tables.keys():
+            conn.execute(_view_sql(tables, name, sql))
             created.append(name)
     return created

@@ -69,3 +69,28 @@ def test_views_after_a_duckdb_extract_and_over_parquet(make_sandbox, tmp_path):
     with duckdb.connect() as conn:
         assert attach_parquet(conn, str(lake)) == ["order_lines"]
         assert conn.execute("SELECT count(*) FROM order_lines").fetchone()[0] == items
+
+
+def test_views_are_made_again_only_when_their_tables_changed():
+    """A run that changed no table leaves the views as they are (their comment says what they were
+    made from); a table that gained a column (marks of records gone) gets its views made again."""
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE orders (id INTEGER, external_id VARCHAR, created_at TIMESTAMPTZ, source VARCHAR, "
+                 "customer_id INTEGER, customer_email VARCHAR)")
+    conn.execute("CREATE TABLE order_items (order_id INTEGER, id INTEGER, sku VARCHAR, qty INTEGER, price DECIMAL(12, 2), "
+                 "discount DECIMAL(12, 2), tax DECIMAL(12, 2), total DECIMAL(12, 2), store_id INTEGER)")
+    conn.execute("INSERT INTO orders VALUES (1, 'E1', '2024-01-01', 'web', 7, 'a@b.c')")
+    conn.execute("INSERT INTO order_items VALUES (1, 10, 'S', 1, 1, 0, 0, 1, 3)")
+    assert create_views(conn) == ["order_lines"]
+    mark = conn.execute("SELECT comment FROM duckdb_views() WHERE view_name = 'order_lines'").fetchone()[0]
+    assert mark.startswith("sqquid-etl view ")
+    conn.execute("CREATE OR REPLACE VIEW order_lines AS SELECT 'left as it was' AS what")  # stands for "not made again"
+    conn.execute(f"COMMENT ON VIEW order_lines IS '{mark}'")
+    assert create_views(conn) == ["order_lines"]
+    assert conn.execute("SELECT what FROM order_lines").fetchall() == [("left as it was",)]
+    for table in ("orders", "order_items"):
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN _sqquid_deleted_at TIMESTAMPTZ")
+    conn.execute("UPDATE order_items SET _sqquid_deleted_at = now()")
+    assert create_views(conn) == ["order_lines"]
+    assert conn.execute("SELECT count(*) FROM order_lines").fetchone()[0] == 0  # made again: marked items left out
+    assert conn.execute("SELECT comment FROM duckdb_views() WHERE view_name = 'order_lines'").fetchone()[0] != mark
