@@ -10,7 +10,8 @@ whose CPU (user+sys) and peak RSS come from os.wait4, start-up (interpreter, imp
    date): its CPU (target: at most 0.4 s), with the definitions' re-read windows (issue #14: the
    trailing 14 days of orders, shipments and items, every product, re-read each run) and without
    them. The median of --repeat runs is printed.
-The package's bytecode is compiled first (`compileall`, into its __pycache__), as an installed
+Run as users run it (`python -m sqquid_etl.cli`, the `sqquid-etl` program: `cli.run`, which loads
+pyarrow without numpy). The package's bytecode is compiled first (`compileall`, into its __pycache__), as an installed
 package's is: with PYTHONDONTWRITEBYTECODE set, every run would otherwise compile it (~0.03 s).
 """
 
@@ -53,7 +54,8 @@ def main() -> None:
     a = ap.parse_args()
     cli = [a.python, "-m", "sqquid_etl.cli"]
     env = {**os.environ, "PYTHONPATH": str(HERE.parent), "SQQUID_API_KEY": API_KEY}
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} (CPU times are per process, but a loaded "
+          "machine still inflates them: compare within one run)")
     subprocess.run([a.python, "-m", "compileall", "-q", str(HERE.parent / "sqquid_etl")], check=True,
                    stdout=subprocess.DEVNULL)
     work = Path(tempfile.mkdtemp(prefix="sqquid-startup-"))
@@ -84,4 +86,4 @@ def main() -> None:
 if __name__ == "__main__":
     started = time.monotonic()
     main()
-    print(f"({time.monotonic() - started:.0f} s)")
+    print(f"({time.monotonic() - started:.0f} s; load average now {os.getloadavg()[0]:.1f})")
