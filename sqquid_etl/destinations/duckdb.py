@@ -121,14 +121,15 @@ class DuckDBDestination:
     def _check_layout(self, writing: bool) -> None:
         """Single- or multi-account as the destination is opened (never mixed); `writing`: its own
         tables made (a new database: those of the layout asked for)."""
-        found = tables(self.conn)
+        found = self.columns()  # the catalog in one query (its tables, their columns)
         if STATE_TABLE in found or RUNS_TABLE in found:
-            multi = ACCOUNT in state_columns(self.conn)
+            multi = ACCOUNT in found.get(STATE_TABLE, ())
             if multi != (self.account is not None):
                 raise mixed_error(str(self.path), self.account, multi)
         if writing:
             with self.shared.lock:
-                prepare(self.conn, self.path, self.account is not None)
+                if prepare(self.conn, self.path, self.account is not None, found):
+                    self._columns = None  # read again when next asked
 
     @property
     def location(self) -> str:

@@ -64,27 +64,35 @@ def check_ours(conn: Any, path: Path, *, looking: bool = False) -> None:
                           f"{STATE_TABLE} nor {RUNS_TABLE}); it was left as it is: extract into a new file")
 
 
-def prepare(conn: Any, path: Path, multi: bool = False) -> None:
+def prepare(conn: Any, path: Path, multi: bool = False, have: dict[str, list[str]] | None = None) -> bool:
     """The state, runs and rejected tables (a database made by an older version gains the run
     columns added since); a StateError when the database's own tables are not usable. `multi`:
-    those of a multi-account database (each beginning with an `account` column), when new."""
+    those of a multi-account database (each beginning with an `account` column), when new.
+    `have`: the database's tables and their columns, when known: only what is missing is made (an
+    extract's database opened again costs no statement). Returns whether anything was made."""
     first = f"{ACCOUNT} VARCHAR, " if multi else ""
-    try:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} ({first}{STATE_COLUMNS[1:]}")
-        conn.execute(
+    have = {} if have is None else have
+    runs = have.get(RUNS_TABLE)
+    rejected = ", ".join(f"{q(c)} VARCHAR" for c in REJECTED_COLUMNS)
+    statements = [
+        *([] if STATE_TABLE in have else [f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} ({first}{STATE_COLUMNS[1:]}"]),
+        *([] if runs is not None else [
             f"""CREATE TABLE IF NOT EXISTS {RUNS_TABLE} ({first}
                 run_id VARCHAR, stream VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
                 status VARCHAR, rows BIGINT, pages BIGINT, requests BIGINT, window_start VARCHAR,
                 cursor VARCHAR, count_expected BIGINT, count_received BIGINT, count_check VARCHAR,
-                message VARCHAR)"""
-        )
-        for column in ADDED_RUN_COLUMNS:
-            conn.execute(f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS {q(column)} BIGINT")
-        rejected = ", ".join(f"{q(c)} VARCHAR" for c in REJECTED_COLUMNS)
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {REJECTED_TABLE} ({first}{rejected})")
+                message VARCHAR)"""]),
+        *(f"ALTER TABLE {RUNS_TABLE} ADD COLUMN IF NOT EXISTS {q(column)} BIGINT"
+          for column in ADDED_RUN_COLUMNS if runs is None or column not in runs),
+        *([] if REJECTED_TABLE in have else [f"CREATE TABLE IF NOT EXISTS {REJECTED_TABLE} ({first}{rejected})"]),
+    ]
+    try:
+        for statement in statements:
+            conn.execute(statement)
     except duckdb.Error as exc:
         raise StateError(f"{path}: its tables {STATE_TABLE}, {RUNS_TABLE}, {REJECTED_TABLE} are not usable "
                          f"({first_line(exc)})") from None
+    return bool(statements)
 
 
 def first_line(exc: BaseException) -> str:
