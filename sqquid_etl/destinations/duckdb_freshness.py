@@ -4,9 +4,10 @@ delete), and the counts of a commit (records new / changed / unchanged / deleted
 
 The hash is the md5 of the row's documented columns (timestamps as epoch microseconds, so the
 session's time zone does not change it); columns added for undocumented fields are not in it.
-Rows stored by a first load (or a full refresh) have none (NULL): a comparison computes it from
-the stored row, so the load that stores most rows does not pay for a hash no one asked for yet
-(~0.2 s of CPU for 40,000 orders, bench/startup.py).
+Rows stored by a first load (or a full refresh) have none (NULL), so the load that stores most
+rows does not pay for a hash no one asked for yet (~0.2 s of CPU for 40,000 orders,
+bench/startup.py). The counts of a commit compare a staged row's documented columns with the
+stored row's (`same_row_sql`): what comparing their hashes would say, without making them.
 Only the tables of incremental streams get these columns: a full-refresh stream's table is
 replaced every run (its history, where kept, is `duckdb_history.py`).
 """
@@ -152,6 +153,13 @@ def hash_sql(table: TableSpec, alias: str = "") -> str:
     return f"md5(CAST(struct_pack({', '.join(parts)}) AS VARCHAR))"
 
 
+def same_row_sql(table: TableSpec, left: str, right: str) -> str:
+    """SQL true when rows `left` and `right` hold the same documented columns (what the hash is
+    of, compared as values: what comparing their hashes says, without making them)."""
+    return " AND ".join(f"{left}.{q(c.name)} IS NOT DISTINCT FROM {right}.{q(c.name)}"
+                        for c in table.columns if not is_stamped(c)) or "true"
+
+
 def add_meta_columns(conn: Any, table: str, have: list[str]) -> list[str]:
     """The meta columns a table made by an older version lacks, added; returns those added."""
     added = [c for c in META_COLUMNS if c not in have]
@@ -163,8 +171,10 @@ def add_meta_columns(conn: Any, table: str, have: list[str]) -> list[str]:
 def count_changes(conn: Any, table: TableSpec, latest: str, target_exists: bool,
                   scope: tuple[list[str], list] = ([], [])) -> Changes:
     """Records of `latest` (SQL selecting the staged rows, one per key) that are new, changed
-    (another hash, or back after being marked deleted) or unchanged against the stored table;
-    `scope`: conditions on its rows `t` (and their parameters), e.g. an account's."""
+    (another content, or back after being marked deleted) or unchanged against the stored table;
+    `scope`: conditions on its rows `t` (and their parameters), e.g. an account's. The documented
+    columns are compared as values, not by their hash: the staged rows' md5 (and that of stored
+    rows a first load left without one) cost 3-4x the comparison (bench/startup.py's no-op run)."""
     if not target_exists:
         total = conn.execute(f"SELECT count(*) FROM ({latest})").fetchall()[0][0]
         return Changes(new=total)
@@ -173,7 +183,7 @@ def count_changes(conn: Any, table: TableSpec, latest: str, target_exists: bool,
     row = conn.execute(
         f"SELECT count(*) FILTER (WHERE t.{first_key} IS NULL), "
         f"count(*) FILTER (WHERE t.{first_key} IS NOT NULL "
-        f"AND coalesce(t.{q(HASH)}, {hash_sql(table, 't')}) IS NOT DISTINCT FROM {hash_sql(table, 's')} "
+        f"AND {same_row_sql(table, 't', 's')} "
         f"AND t.{q(DELETED_AT)} IS NULL), count(*) "
         f"FROM ({latest}) s LEFT JOIN {q(table.name)} t ON {match}{''.join(f' AND {c}' for c in scope[0])}", scope[1]
     ).fetchall()[0]
