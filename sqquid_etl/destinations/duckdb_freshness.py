@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterator
 
-import pyarrow as pa
 
 from ..definitions import StreamDefinition, TableSpec
 from .account_scope import is_stamped
@@ -48,55 +47,58 @@ class Gone:
 @contextmanager
 def within_ranges(conn: Any, ranges: list[Gone], alias: str) -> Iterator[str]:
     """SQL true on a stored row `alias` within any of `ranges`, for statements on `conn` inside the
-    block. The ranges are rows of Arrow tables registered on `conn` (one a shape of range; a key
-    range one row a key) and joined, not written out as one condition each: a run that proved a
-    thousand ranges gone is a few semi joins, where a thousand ORs ran DuckDB out of memory."""
+    block. The ranges are rows of temp tables (one a shape of range; a key range one row a key)
+    joined to the row, not written out as one condition each: a run that proved a thousand ranges
+    gone is a few semi joins, where a thousand ORs ran DuckDB out of memory."""
     shapes: dict[tuple, list[Gone]] = {}
     for gone in ranges:
         shape = (gone.column, gone.since is not None, gone.until is not None, tuple(sorted(gone.equals)),
                  None if gone.key is None else gone.key[0])
         shapes.setdefault(shape, []).append(gone)
-    registered, conditions = [], []
+    made, conditions = [], []
     try:
         for shape, members in shapes.items():
-            table, clauses = _ranges_table(shape, members, alias)
-            if table.num_rows == 0:
+            columns, clauses = _range_columns(shape, members, alias)
+            if not clauses:
+                conditions.append("true")  # a range without bounds: every row
+                continue
+            if not columns[0][1]:
                 continue  # key ranges with no key: nothing within them
             name = f"_sqquid_ranges_{next(_RANGE_TABLES)}"
-            conn.register(name, table)
-            registered.append(name)
-            conditions.append(f"EXISTS (SELECT 1 FROM {name} r WHERE {' AND '.join(clauses) or 'true'})")
+            conn.execute(f"CREATE TEMP TABLE {name} AS SELECT {', '.join(f'unnest(?) AS {c}' for c, _ in columns)}",
+                         [values for _, values in columns])  # lists zipped into rows
+            made.append(name)
+            conditions.append(f"EXISTS (SELECT 1 FROM {name} r WHERE {' AND '.join(clauses)})")
         yield "(" + (" OR ".join(conditions) or "false") + ")"
     finally:
-        for name in registered:
-            conn.unregister(name)
+        for name in made:
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 _RANGE_TABLES = itertools.count()
 
 
-def _ranges_table(shape: tuple, members: list[Gone], alias: str) -> tuple[pa.Table, list[str]]:
-    """The bounds of ranges of one shape as an Arrow table (a key range: a row a key), and the
-    conditions joining a stored row `alias` to a row `r` of it."""
+def _range_columns(shape: tuple, members: list[Gone], alias: str) -> tuple[list[tuple[str, list]], list[str]]:
+    """The bounds of ranges of one shape as columns of values (a key range: a row a key), and the
+    conditions joining a stored row `alias` to a row `r` of them."""
     column, has_since, has_until, equal_names, key_column = shape
     if key_column is None:
         members = _coalesced(members, equal_names)
     rows = [(gone, value) for gone in members for value in (gone.key[1] if key_column is not None else [None])]
-    columns, clauses = {}, []
+    columns, clauses = [], []
     if has_since:
-        columns["since"] = [gone.since for gone, _ in rows]
+        columns.append(("since", [gone.since for gone, _ in rows]))
         clauses.append(f"{alias}.{q(column)} >= r.since")
     if has_until:
-        columns["until"] = [gone.until for gone, _ in rows]
+        columns.append(("until", [gone.until for gone, _ in rows]))
         clauses.append(f"{alias}.{q(column)} < r.until")
     for i, name in enumerate(equal_names):
-        columns[f"e{i}"] = [gone.equals[name] for gone, _ in rows]
+        columns.append((f"e{i}", [gone.equals[name] for gone, _ in rows]))
         clauses.append(f"{alias}.{q(name)} = r.e{i}")
     if key_column is not None:
-        columns["k"] = [value for _, value in rows]
+        columns.append(("k", [value for _, value in rows]))
         clauses.append(f"{alias}.{q(key_column)} = r.k")
-    arrays = {name: _array(values) for name, values in columns.items()}
-    return pa.table(arrays) if arrays else pa.table({"one": pa.array([1] * len(rows))}), clauses
+    return [(name, _one_type(values)) for name, values in columns], clauses
 
 
 def _coalesced(members: list[Gone], equal_names: tuple) -> list[Gone]:
@@ -115,12 +117,11 @@ def _coalesced(members: list[Gone], equal_names: tuple) -> list[Gone]:
     return out
 
 
-def _array(values: list) -> pa.Array:
-    """Values of one bound as an Arrow array (keys of mixed types as text, as the API may send them)."""
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else str(v) for v in values])
+def _one_type(values: list) -> list:
+    """Values of one bound as a list DuckDB binds as one type (keys of mixed types as text, as the
+    API may send them)."""
+    kinds = {type(v) for v in values if v is not None}
+    return values if len(kinds) <= 1 else [None if v is None else str(v) for v in values]
 
 
 @dataclass
