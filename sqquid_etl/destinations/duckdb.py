@@ -108,7 +108,7 @@ class DuckDBDestination:
     def _first(self, conn: Any) -> None:
         """The file opened by this process for the first time (no destination of it open)."""
         check_ours(conn, self.path)
-        tune(conn, self.tuning)  # spill to disk rather than grow with the extract
+        tune(conn, self.tuning, accounts=self.account is not None)  # spill to disk rather than grow with the extract
         shutil.rmtree(self.staging_dir, ignore_errors=True)  # a crashed run's pages (we hold the lock)
 
     def _checked(self, check: Callable[[], object]) -> None:

@@ -16,18 +16,27 @@ T = TypeVar("T")
 
 LIMIT_SETTING = "SQQUID_DUCKDB_MEMORY_LIMIT or config [tuning] duckdb_memory_limit"
 
+# a file many accounts write at once (`accounts=True`): their queries and the rows committed but not
+# yet checkpointed share the one database's limit (at 40 accounts and 40 MB a query ran out of it)
+ACCOUNTS_MEMORY_LIMIT = "128MB"
+CHECKPOINT_THRESHOLD = "4MB"  # of write-ahead log: then a checkpoint writes the rows it holds to the file
+
 # merges that run out of the default limit are run again with these (never above what they need)
 ESCALATED_MEMORY_LIMITS = ("256MB", "1GB")
 
 
-def tune(conn: Any, tuning: Tuning) -> None:
+def tune(conn: Any, tuning: Tuning, accounts: bool = False) -> None:
     """Settings for a connection that merges staged pages: memory bounded by `tuning.memory_limit`
     (default DEFAULT_MEMORY_LIMIT), spilling to disk beyond it, and `tuning.threads` threads
     (default 1: each holds its own buffers, and an extract's wall time is the API's rate limit,
     not the merge)."""
     conn.execute("SET preserve_insertion_order = false")
     conn.execute("SET allocator_flush_threshold = '8MB'")  # give freed memory back after each task
-    limit = (tuning.memory_limit or DEFAULT_MEMORY_LIMIT).strip()
+    # rows committed by small transactions (the parts of a first load, many accounts' commits to one
+    # file) are held in memory until a checkpoint writes them: at DuckDB's 16 MB of log, ~37 MB of
+    # them, the whole default memory limit, and a query of another account ran out of memory
+    conn.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+    limit = (tuning.memory_limit or (ACCOUNTS_MEMORY_LIMIT if accounts else DEFAULT_MEMORY_LIMIT)).strip()
     try:
         conn.execute("SET memory_limit = '" + limit.replace("'", "''") + "'")
     except duckdb.Error as exc:
@@ -62,22 +71,22 @@ def within_memory_limit(conn: Any, tuning: Tuning, stream: str, work: Callable[[
     if tuning.memory_limit:
         return _or_config_error(work, stream, tuning.memory_limit)
     limits = (DEFAULT_MEMORY_LIMIT, *ESCALATED_MEMORY_LIMITS)
-    raised = False
+    before = None  # the limit in force, set back after (the default, or a file of many accounts' own)
     try:
         for smaller, larger in zip(limits, limits[1:]):
             try:
                 return work()
             except duckdb.OutOfMemoryException:
                 log.warning("stream %s: DuckDB ran out of %s while merging; merging again with %s", stream, smaller, larger)
-                raised = True
+                before = before or conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
                 conn.execute(f"SET memory_limit = '{larger}'")
         return _or_config_error(work, stream, limits[-1])
     finally:
-        if raised:
+        if before is not None:
             try:
-                conn.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}'")
+                conn.execute(f"SET memory_limit = '{before}'")
             except duckdb.OutOfMemoryException:  # what the database holds now does not fit: kept larger
-                log.debug("DuckDB's memory limit stays raised: the database holds more than %s", DEFAULT_MEMORY_LIMIT)
+                log.debug("DuckDB's memory limit stays raised: the database holds more than %s", before)
 
 
 def _or_config_error(work: Callable[[], T], stream: str, limit: str) -> T:
