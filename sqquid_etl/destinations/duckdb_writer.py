@@ -144,12 +144,19 @@ class DuckDBStreamWriter:
         return True
 
     def _commit(self, state: StreamState, run: RunRecord) -> None:
-        """What needs no lock of the file first (the staged files written, the keys a part repeats,
-        the records new or changed: only this writer changes the account's rows), then the one
-        transaction, holding the file's lock as short a time as it can."""
+        """The staged files written first (no lock), then, holding the file's lock, the queries that
+        prepare the merge (the keys a part repeats, the records new or changed) and the one
+        transaction. The queries are not run beside another destination's commit: DuckDB skips
+        the checkpoint of a commit while another transaction is open, and then holds the rows
+        committed in memory until the limit (many accounts: one ran out of memory)."""
         name = self.stream.name
-        self._changes = within_memory_limit(self.conn, self.dest.tuning, name, self._prepare)
-        within_memory_limit(self.conn, self.dest.tuning, name, lambda: self.dest.transaction(lambda: self._store(state, run)))
+        for table in self.stream.tables:
+            if self.stage.rows(table.name):
+                self.stage.relation(table.name)
+        with self.dest.shared.lock:
+            self._changes = within_memory_limit(self.conn, self.dest.tuning, name, self._prepare)
+            within_memory_limit(self.conn, self.dest.tuning, name,
+                                lambda: self.dest.transaction(lambda: self._store(state, run)))
 
     def _prepare(self) -> Changes:
         parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
