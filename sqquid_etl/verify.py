@@ -54,8 +54,8 @@ def _ranges(run: StreamRun, partition: str | None, begin: datetime, upto: dateti
     stream, destination = run.stream, run.destination
     equals = {stream.partition.param: partition} if stream.partition and partition else {}
     table, column = stream.tables[0].name, stream.cursor.field  # type: ignore[union-attr]
-    if begin == EPOCH:  # no start date: from the oldest stored record
-        oldest = destination.cursor_bounds(table, column, equals)[0]
+    if begin == EPOCH:  # no start date: from the oldest stored record of any partition (a record that
+        oldest = destination.cursor_bounds(table, column, {})[0]  # moved here may be older than all of this one's)
         begin = oldest.replace(microsecond=0) if oldest is not None else upto
     stored = destination.count_since(table, column, begin, equals) - destination.count_since(table, column, upto, equals)
     parts = max(1, math.ceil(stored / span))

@@ -30,3 +30,23 @@ def test_a_scope_swap_offsets_every_count_and_needs_the_key_check(make_sandbox, 
     result = extract(["shipment_items"], duckdb=db, client=make_client(sandbox), verify_keys=True)
     assert result.ok
     assert_tables_equal(live_tables(db, ["shipment_items"]), expected_tables(sandbox.store), ["shipment_items"])
+
+
+def test_the_key_check_reaches_an_item_older_than_every_record_of_the_scope_it_moved_to(make_sandbox, tmp_path):
+    """No start date: a scope's ranges begin at the oldest stored record of the whole stream, not of
+    that scope (the oldest item, moved into another scope, was marked gone and never read again)."""
+    sandbox = make_sandbox(orders=3000, products=20)
+    db = tmp_path / "f.duckdb"
+    assert extract(["shipment_items"], duckdb=db, client=make_client(sandbox)).ok
+    book = sandbox.store.book
+    with sandbox.store.lock:
+        keys = sorted(book.items.keys())
+        oldest = keys[0]
+        other = next(k for k in keys if book.scope(k) != book.scope(oldest))
+        was = book.scope(oldest)
+        book.set_scope(oldest, book.scope(other))
+        book.set_scope(other, was)
+        sandbox.store.touch("shipmentitems")
+    result = extract(["shipment_items"], duckdb=db, client=make_client(sandbox), verify_keys=True)
+    assert result.ok
+    assert_tables_equal(live_tables(db, ["shipment_items"]), expected_tables(sandbox.store), ["shipment_items"])
