@@ -258,7 +258,8 @@ def extract_bench(a) -> None:
             load = LoadSampler(url, a.accounts * pages)
             wall, cpu, peak, summary, err = run_client(config, env, Path(tmp) / "accounts.duckdb", a.into, a.profile)
             before, during, after = load.stop()
-            print(f"every page answered after {load.fetched_at or float('nan'):.1f} s of the client's {wall:.1f} s")
+            answered = f"{load.fetched_at:.1f} s" if load.fetched_at is not None else "(within the last 2 s sample)"
+            print(f"every page answered after {answered} of the client's {wall:.1f} s")
             sandbox_cpu = proc_cpu_seconds(proc.pid) - cpu_before
             stats = sandbox_stats(url)
             sandbox_rss = rss_mb(proc.pid)
