@@ -212,10 +212,10 @@ def test_accounts_commit_from_threads_one_writer_and_stage_while_another_commits
             writer.write(page_to_tables(ORDERS, [_order(2, "2024-01-02T00:00:00Z", [11])]))
             real = writer._store
 
-            def store(state, run):
+            def store(*args):
                 holding.set()
                 assert release.wait(30)
-                real(state, run)
+                real(*args)
             writer._store = store
             writer.commit(StreamState(), RunRecord(run_id="r2", stream="orders", started_at="2024-01-02T00:00:00+00:00"))
 

@@ -127,3 +127,24 @@ def test_staged_keys_are_known_unique_from_one_column_only():
     assert keys_unique(batch([1, 2, 3], ["a", "a", "a"]), ["account", "id"])  # the account stamped: left out
     assert not keys_unique(batch([1, 2, 2], ["a", "a", "a"]), ["account", "id"])
     assert not keys_unique(batch([1, 1, 2], ["a", "b", "a"]), ["account", "id"])  # two columns vary: DuckDB tells
+
+
+def test_a_commit_run_again_after_running_out_of_memory_counts_its_records_once(make_sandbox, tmp_path, monkeypatch):
+    """The merge's transaction rolled back by DuckDB's memory limit and run again with a larger one:
+    the run record says each record once (the counts were added to the run on every attempt)."""
+    sandbox = make_sandbox(orders=120, products=10)
+    db = tmp_path / "w.duckdb"
+    real, failed = DuckDBDestination.write_run, []
+
+    def out_of_memory_once(self, run):
+        if run.stream == "orders" and not failed:
+            failed.append(run.records_new)
+            raise duckdb.OutOfMemoryException("out of memory (injected, after the counts)")
+        real(self, run)
+
+    monkeypatch.setattr(DuckDBDestination, "write_run", out_of_memory_once)
+    result = extract(["orders"], duckdb=db, client=make_client(sandbox))
+    assert result.ok and failed == [len(sandbox.store.orders)]
+    with duckdb.connect(str(db), read_only=True) as conn:
+        new = conn.execute("SELECT records_new FROM _sqquid_runs WHERE stream = 'orders'").fetchall()
+    assert new == [(len(sandbox.store.orders),)]

@@ -23,6 +23,8 @@ from .duckdb_tuning import within_memory_limit
 from .merge_sql import latest_versions_sql, quote_identifier as q
 from .staging import ParquetStage, extra_name
 
+CHANGE_KINDS = ("new", "changed", "unchanged", "deleted")  # a run record's records_<kind>
+
 if TYPE_CHECKING:
     from .duckdb import DuckDBDestination
 
@@ -155,8 +157,9 @@ class DuckDBStreamWriter:
                 self.stage.relation(table.name)
         with self.dest.shared.lock:
             self._changes = within_memory_limit(self.conn, self.dest.tuning, name, self._prepare)
-            within_memory_limit(self.conn, self.dest.tuning, name,
-                                lambda: self.dest.transaction(lambda: self._store(state, run)))
+            counted = {name: getattr(run, f"records_{name}") for name in CHANGE_KINDS}  # before this commit's
+            within_memory_limit(self.conn, self.dest.tuning, name,  # (a merge run again adds them once)
+                                lambda: self.dest.transaction(lambda: self._store(state, run, counted)))
 
     def _prepare(self) -> Changes:
         parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
@@ -167,7 +170,7 @@ class DuckDBStreamWriter:
                 self._latest(table)  # the staged files written, the keys repeated within them found
         return self._count_changes(parent)
 
-    def _store(self, state: StreamState, run: RunRecord) -> None:
+    def _store(self, state: StreamState, run: RunRecord, counted: dict[str, int]) -> None:
         """The merge of every table, the state and the run record (within one transaction)."""
         parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
         changes = self._changes  # counted before the transaction (`_prepare`)
@@ -187,8 +190,8 @@ class DuckDBStreamWriter:
             staged = self.stage.relation(self.stream.tables[0].name)
             changes.deleted = mark_gone(self.conn, self.stream, staged, self._gone, datetime.now(timezone.utc),
                                         self.hard_delete, set(self.dest.columns()), self._scope_columns())
-        for name in ("new", "changed", "unchanged", "deleted"):
-            setattr(run, f"records_{name}", getattr(run, f"records_{name}") + getattr(changes, name))
+        for name in CHANGE_KINDS:
+            setattr(run, f"records_{name}", counted[name] + getattr(changes, name))
         self.dest.write_state(self.stream.name, state)
         self.dest.write_run(run)
 
