@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 
 from ..definitions import StreamDefinition, TableSpec
+from ..runs import CHANGE_COLUMNS
 from .account_scope import is_stamped
 from .merge_sql import quote_identifier as q
 
@@ -132,6 +133,18 @@ class Changes:
     changed: int = 0
     unchanged: int = 0
     deleted: int = 0
+
+    def add_to(self, run: Any, before: dict[str, int] | None = None) -> None:
+        """Count these into the run record's records_<kind>, on top of `before` (its counts before
+        this commit, `run_counts`: a commit run again counts once) or of what it holds now."""
+        for column in CHANGE_COLUMNS:
+            base = getattr(run, column) if before is None else before[column]
+            setattr(run, column, base + getattr(self, column.removeprefix("records_")))
+
+
+def run_counts(run: Any) -> dict[str, int]:
+    """A run record's records_<kind> as they are now."""
+    return {column: getattr(run, column) for column in CHANGE_COLUMNS}
 
 
 def tracked(stream: StreamDefinition) -> bool:

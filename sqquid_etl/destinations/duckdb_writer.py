@@ -17,13 +17,11 @@ from .account_scope import ACCOUNT, scoped_definition, stamp_page
 from .buffer import SEQ
 from .duckdb_evolve import add_columns, documented_columns, with_extras_sql
 from .duckdb_freshness import (DELETED_AT, HASH, META_COLUMNS, Changes, Gone, add_meta_columns, count_changes,
-                               hash_sql, mark_gone, tracked)
+                               hash_sql, mark_gone, run_counts, tracked)
 from .duckdb_history import record_history
 from .duckdb_tuning import within_memory_limit
 from .merge_sql import latest_versions_sql, quote_identifier as q
 from .staging import ParquetStage, extra_name
-
-CHANGE_KINDS = ("new", "changed", "unchanged", "deleted")  # a run record's records_<kind>
 
 if TYPE_CHECKING:
     from .duckdb import DuckDBDestination
@@ -157,8 +155,8 @@ class DuckDBStreamWriter:
                 self.stage.relation(table.name)
         with self.dest.shared.lock:
             self._changes = within_memory_limit(self.conn, self.dest.tuning, name, self._prepare)
-            counted = {name: getattr(run, f"records_{name}") for name in CHANGE_KINDS}  # before this commit's
-            within_memory_limit(self.conn, self.dest.tuning, name,  # (a merge run again adds them once)
+            counted = run_counts(run)  # before this commit's (a merge run again adds them once)
+            within_memory_limit(self.conn, self.dest.tuning, name,
                                 lambda: self.dest.transaction(lambda: self._store(state, run, counted)))
 
     def _prepare(self) -> Changes:
@@ -190,8 +188,7 @@ class DuckDBStreamWriter:
             staged = self.stage.relation(self.stream.tables[0].name)
             changes.deleted = mark_gone(self.conn, self.stream, staged, self._gone, datetime.now(timezone.utc),
                                         self.hard_delete, set(self.dest.columns()), self._scope_columns())
-        for name in CHANGE_KINDS:
-            setattr(run, f"records_{name}", counted[name] + getattr(changes, name))
+        changes.add_to(run, counted)
         self.dest.write_state(self.stream.name, state)
         self.dest.write_run(run)
 

@@ -291,8 +291,7 @@ class ParquetStreamWriter:
         # a generation built before running out of memory is left to clean_leftovers
         changes, built = within_memory_limit(self.sql, self.dest.tuning, self.stream.name, build)
         changes.deleted = self._gone_count
-        for name in ("new", "changed", "unchanged", "deleted"):
-            setattr(run, f"records_{name}", getattr(run, f"records_{name}") + getattr(changes, name))
+        changes.add_to(run)
         return built
 
     def _latest(self, table: TableSpec) -> str:
