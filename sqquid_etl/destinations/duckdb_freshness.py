@@ -133,6 +133,7 @@ class Changes:
     changed: int = 0
     unchanged: int = 0
     deleted: int = 0
+    hashed: int = 0  # of the unchanged, those stored with their hash (a merge leaves them as they are)
 
     def add_to(self, run: Any, before: dict[str, int] | None = None) -> None:
         """Count these into the run record's records_<kind>, on top of `before` (its counts before
@@ -195,15 +196,13 @@ def count_changes(conn: Any, table: TableSpec, latest: str, target_exists: bool,
         return Changes(new=total)
     match = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in table.primary_key)
     first_key = q(table.primary_key[0])
-    row = conn.execute(
-        f"SELECT count(*) FILTER (WHERE t.{first_key} IS NULL), "
-        f"count(*) FILTER (WHERE t.{first_key} IS NOT NULL "
-        f"AND {same_row_sql(table, 't', 's')} "
-        f"AND t.{q(DELETED_AT)} IS NULL), count(*) "
-        f"FROM ({latest}) s LEFT JOIN {q(table.name)} t ON {match}{''.join(f' AND {c}' for c in scope[0])}", scope[1]
-    ).fetchall()[0]
-    new, unchanged, total = row
-    return Changes(new=new, changed=total - new - unchanged, unchanged=unchanged)
+    compared = (f"SELECT t.{first_key} IS NULL AS new, t.{first_key} IS NOT NULL AND {same_row_sql(table, 't', 's')} "
+                f"AND t.{q(DELETED_AT)} IS NULL AS same, t.{q(HASH)} IS NOT NULL AS hashed "
+                f"FROM ({latest}) s LEFT JOIN {q(table.name)} t ON {match}{''.join(f' AND {c}' for c in scope[0])}")
+    new, unchanged, total, hashed = conn.execute(
+        f"SELECT count(*) FILTER (WHERE new), count(*) FILTER (WHERE same), count(*), count(*) FILTER (WHERE same AND hashed) "
+        f"FROM ({compared})", scope[1]).fetchall()[0]
+    return Changes(new=new, changed=total - new - unchanged, unchanged=unchanged, hashed=hashed)
 
 
 def mark_gone(conn: Any, stream: StreamDefinition, staged: str, ranges: list[Gone], at: datetime,

@@ -20,7 +20,7 @@ from typing import Any
 from ..definitions import TableSpec
 from ..runs import RunRecord
 from .account_scope import ACCOUNT
-from .duckdb_freshness import HASH, hash_sql
+from .duckdb_freshness import HASH, hash_sql, same_row_sql
 from .merge_sql import quote_identifier as q
 
 HISTORY_COLUMNS = (HASH, "valid_from", "valid_to", "run_id")
@@ -42,10 +42,12 @@ def record_history(conn: Any, existing: dict[str, list[str]], table: TableSpec, 
                      f"NULL::TIMESTAMPTZ AS valid_from, NULL::TIMESTAMPTZ AS valid_to, NULL::VARCHAR AS run_id "
                      f"FROM ({latest}) LIMIT 0")
         existing[name] = table.column_names + list(HISTORY_COLUMNS)
-    at = datetime.fromisoformat(run.started_at)
-    conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_snapshot AS SELECT {columns}, {hash_sql(table)} AS {HASH} FROM ({latest})")
     match = " AND ".join(f"s.{q(k)} = h.{q(k)}" for k in table.primary_key)
     mine, params = ("", []) if account is None else (f" AND h.{ACCOUNT} = ?", [account])
+    if _unchanged(conn, table, name, latest, match, mine, params):
+        return 0
+    at = datetime.fromisoformat(run.started_at)
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_snapshot AS SELECT {columns}, {hash_sql(table)} AS {HASH} FROM ({latest})")
     conn.execute(
         f"UPDATE {q(name)} h SET valid_to = ? WHERE h.valid_to IS NULL{mine} AND NOT EXISTS "
         f"(SELECT 1 FROM _sqquid_snapshot s WHERE {match} AND s.{HASH} = h.{HASH})", [at, *params]
@@ -59,3 +61,14 @@ def record_history(conn: Any, existing: dict[str, list[str]], table: TableSpec, 
     conn.execute("DROP TABLE _sqquid_snapshot")
     return opened
 
+
+def _unchanged(conn: Any, table: TableSpec, name: str, latest: str, match: str, mine: str, params: list) -> bool:
+    """Whether the snapshot is the current versions as they are: as many rows, each the same as
+    the current version of its key (compared as values, as `duckdb_freshness.same_row_sql`: equal
+    values have equal hashes). Then nothing is closed or opened, and no row's hash is made."""
+    current = f"SELECT * FROM {q(name)} h WHERE h.valid_to IS NULL{mine}"
+    differ, versions, rows = conn.execute(
+        f"SELECT count(*) FILTER (WHERE h.{q(table.primary_key[0])} IS NULL OR NOT ({same_row_sql(table, 's', 'h')})), "
+        f"(SELECT count(*) FROM ({current})), count(*) FROM ({latest}) s LEFT JOIN ({current}) h ON {match}",
+        params * 2).fetchall()[0]
+    return differ == 0 and versions == rows

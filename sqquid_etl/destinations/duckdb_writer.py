@@ -19,6 +19,7 @@ from .duckdb_evolve import add_columns, documented_columns, with_extras_sql
 from .duckdb_freshness import (DELETED_AT, HASH, META_COLUMNS, Changes, Gone, add_meta_columns, count_changes,
                                hash_sql, mark_gone, run_counts, tracked)
 from .duckdb_history import record_history
+from .duckdb_merge import merge_changed
 from .duckdb_tuning import within_memory_limit
 from .merge_sql import latest_versions_sql, quote_identifier as q
 from .staging import ParquetStage, extra_name
@@ -287,6 +288,9 @@ class DuckDBStreamWriter:
     def _merge(self, table: TableSpec, parent: TableSpec | None, extras: dict[str, str]) -> None:
         target = q(table.name)
         rows = self.stage.rows(table.name)
+        if self.tracks_changes and not self._was_empty[table.name]:
+            self._merge_changed(table, parent, extras)
+            return
         if not self._was_empty[table.name]:
             if rows:
                 stage = self.stage.relation(table.name)
@@ -313,6 +317,23 @@ class DuckDBStreamWriter:
                                   f"FROM ({self._latest(table, extras)})")
             else:  # (a first load: the hash is left for a comparison to compute, count_changes)
                 self.conn.execute(f"INSERT INTO {target} ({columns}) {self._latest(table, extras)}")
+
+    def _merge_changed(self, table: TableSpec, parent: TableSpec | None, extras: dict[str, str]) -> None:
+        """A table that holds rows and tracks changes: only the staged rows new or changed are
+        written (`duckdb_merge.py`); children of the parents fetched again that were not are marked."""
+        staged = (self.stage.relation(table.name), self._latest(table, extras)) if self.stage.rows(table.name) else None
+        parents = None
+        if table.parent_link and parent is not None and self.stage.rows(parent.name):
+            link, parent_key = table.parent_link
+            target = q(table.name)
+            also = "".join(f" AND {target}.{q(c)} = p.{q(c)}" for c in self._scope_columns())
+            parents = (self.stage.relation(parent.name), f"{target}.{q(link)} = p.{q(parent_key)}{also}")
+        stored = self.dest.columns()[table.name]
+        changes = self._changes  # of the stream's own table, counted before the transaction (`_prepare`)
+        as_stored = (table is parent and not extras and changes.hashed == changes.new + changes.changed + changes.unchanged
+                     and len(stored) == len(table.column_names) + len(META_COLUMNS))  # (no undocumented column)
+        merge_changed(self.conn, table, stored, staged, extras, self._mine, parents, self.hard_delete,
+                      datetime.now(timezone.utc), as_stored)
 
     def abort(self) -> None:
         self.stage.discard()
