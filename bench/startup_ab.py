@@ -39,7 +39,7 @@ def side_env(root: Path, url: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--baseline", type=Path, required=True, help="the other checkout's root")
-    ap.add_argument("--baseline-python", default=sys.executable)
+    ap.add_argument("--baseline-python", default=sys.executable)  # (PYTHONPATH names the checkout: a venv of either works)
     ap.add_argument("--orders", type=int, default=40_000)
     ap.add_argument("--products", type=int, default=2_000)
     ap.add_argument("--rounds", type=int, default=9)
@@ -49,6 +49,7 @@ def main() -> None:
     for py, root in sides.values():
         subprocess.run([py, "-m", "compileall", "-q", str(root / "sqquid_etl")], check=True, stdout=subprocess.DEVNULL)
     work = Path(tempfile.mkdtemp(prefix="sqquid-startup-ab-"))
+    os.chdir(work)  # `python -m` puts the working directory first on the path: neither checkout's
     loads = [os.getloadavg()[0]]
     cases = [("default", []), ("no re-read", ["--reread", NO_REREAD])]
     figures: dict = {}
