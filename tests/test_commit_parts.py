@@ -148,3 +148,51 @@ def test_a_commit_run_again_after_running_out_of_memory_counts_its_records_once(
     with duckdb.connect(str(db), read_only=True) as conn:
         new = conn.execute("SELECT records_new FROM _sqquid_runs WHERE stream = 'orders'").fetchall()
     assert new == [(len(sandbox.store.orders),)]
+
+
+@pytest.mark.parametrize("flush_rows", [1, 10_000])  # the repeat in another staged batch, or in the same one
+def test_a_key_listed_twice_within_a_first_loads_one_commit_is_stored_once_and_nothing_is_marked_gone(tmp_path, flush_rows):
+    """A first load in one commit (no part): a record on two pages is stored once, its last version,
+    counted once (new); the gone ranges it proved mark nothing (nothing was stored before it)."""
+    from sqquid_etl.settings import Tuning
+
+    stream = load_definitions()["orders"]
+    destination = open_destination(tmp_path / "s.duckdb", tuning=Tuning(flush_rows=flush_rows))
+
+    def order(id_: int, total: str) -> dict:
+        return {"id": id_, "created_at": f"2024-01-0{id_}T00:00:00Z", "total": total,
+                "order_items": [{"id": id_ * 10, "sku": f"s{id_}", "qty": 1}]}
+
+    run = RunRecord(run_id="r1", stream="orders", started_at="2024-01-01T00:00:00+00:00")
+    try:
+        writer = destination.begin(stream, replace=False)
+        writer.write(page_to_tables(stream, [order(1, "1.00"), order(2, "2.00")]))
+        writer.write(page_to_tables(stream, [order(2, "2.50"), order(3, "3.00")]))  # order 2 again, changed
+        assert writer.distinct_keys("orders") == 3
+        writer.prove_gone("created_at", None, {})
+        writer.commit(StreamState(cursors={"_": "2024-01-03T00:00:00Z"}), run)
+        orders = destination.conn.execute("SELECT id, total::VARCHAR, _sqquid_deleted_at FROM orders ORDER BY id").fetchall()
+        items = destination.conn.execute("SELECT id, order_id FROM order_items ORDER BY id").fetchall()
+    finally:
+        destination.close()
+    assert orders == [(1, "1.0000", None), (2, "2.5000", None), (3, "3.0000", None)]
+    assert items == [(10, 1), (20, 2), (30, 3)]
+    assert (run.records_new, run.records_changed, run.records_deleted) == (3, 0, 0)
+
+
+def test_a_first_load_with_each_key_once_is_counted_from_the_staged_rows(tmp_path):
+    """Keys staged in one batch and known unique then: the count check and the run's new records
+    come from the rows staged (no DuckDB query), and agree with what is stored."""
+    stream = load_definitions()["orders"]
+    destination = open_destination(tmp_path / "s.duckdb")
+    run = RunRecord(run_id="r1", stream="orders", started_at="2024-01-01T00:00:00+00:00")
+    try:
+        writer = destination.begin(stream, replace=False)
+        writer.write(page_to_tables(stream, [{"id": i, "created_at": "2024-01-01T00:00:00Z"} for i in range(1, 251)]))
+        assert writer.distinct_keys("orders") == 250
+        assert writer.stage.unique("orders")
+        writer.commit(StreamState(), run)
+        stored = destination.conn.execute("SELECT count(*), count(DISTINCT id) FROM orders").fetchone()
+    finally:
+        destination.close()
+    assert stored == (250, 250) and run.records_new == 250

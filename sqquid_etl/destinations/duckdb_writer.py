@@ -112,6 +112,9 @@ class DuckDBStreamWriter:
             raise ValueError(f"distinct keys of table {spec.name!r}: counted for the stream's own table only after parts")
         if not self.stage.rows(spec.name):
             return 0
+        self.stage.finish()  # (as reading the staged rows would) the keys of a one-batch table counted when written
+        if self.stage.unique(spec.name):
+            return self.stage.rows(spec.name)
         sql = f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self.stage.relation(spec.name)})"
         return within_memory_limit(self.conn, self.dest.tuning, self.stream.name, lambda: self.conn.execute(sql).fetchall()[0][0])
 
@@ -185,7 +188,8 @@ class DuckDBStreamWriter:
             self._merge(table, parent, extras)
         if self.stage.rows(REJECTED_TABLE):
             self._store_rejected()
-        if self.tracks_changes and self._gone and not self.parts:  # after parts: a first load, nothing stored before
+        # nothing stored before this commit (a first load; after parts too): nothing to mark gone
+        if self.tracks_changes and self._gone and not self.parts and (self.replace or not self._was_empty[self.stream.tables[0].name]):
             staged = self.stage.relation(self.stream.tables[0].name)
             changes.deleted = mark_gone(self.conn, self.stream, staged, self._gone, datetime.now(timezone.utc),
                                         self.hard_delete, set(self.dest.columns()), self._scope_columns())
@@ -243,6 +247,8 @@ class DuckDBStreamWriter:
         exists = self.dest.table_exists(parent.name) and HASH in self.dest.columns()[parent.name]
         if not self.replace and self._was_empty[parent.name]:
             exists = False  # no row of it yet (or only this run's, each key once): every record is new, no join
+            if self.stage.unique(parent.name):
+                return Changes(new=self.stage.rows(parent.name))
         return count_changes(self.conn, parent, self._latest(parent), exists, self.dest.scope("t"))
 
     def _evolve(self, table: TableSpec, types: dict[str, str], run_id: str) -> dict[str, str]:
