@@ -20,6 +20,10 @@ LIMIT_SETTING = "SQQUID_DUCKDB_MEMORY_LIMIT or config [tuning] duckdb_memory_lim
 # yet checkpointed share the one database's limit (at 40 accounts and 40 MB a query ran out of it)
 ACCOUNTS_MEMORY_LIMIT = "128MB"
 CHECKPOINT_THRESHOLD = "4MB"  # of write-ahead log: then a checkpoint writes the rows it holds to the file
+# a file of many accounts: each checkpoint compresses again the tables' last row groups, which every
+# account's commits fill, so one every 4 MB cost a fifth more CPU an order (bench: 20 accounts' parts,
+# docs/benchmarks.md "First loads"); 16 MB of log holds ~37 MB of rows, within its 128 MB limit
+ACCOUNTS_CHECKPOINT_THRESHOLD = "16MB"
 
 # merges that run out of the default limit are run again with these (never above what they need)
 ESCALATED_MEMORY_LIMITS = ("256MB", "1GB")
@@ -34,8 +38,10 @@ def tune(conn: Any, tuning: Tuning, accounts: bool = False) -> None:
     conn.execute("SET allocator_flush_threshold = '8MB'")  # give freed memory back after each task
     # rows committed by small transactions (the parts of a first load, many accounts' commits to one
     # file) are held in memory until a checkpoint writes them: at DuckDB's 16 MB of log, ~37 MB of
-    # them, the whole default memory limit, and a query of another account ran out of memory
-    conn.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+    # them, the whole default memory limit, and a query of another account ran out of memory (a file of
+    # many accounts at its own 128 MB limit: every 16 MB)
+    shared = accounts and not tuning.memory_limit
+    conn.execute(f"SET checkpoint_threshold = '{ACCOUNTS_CHECKPOINT_THRESHOLD if shared else CHECKPOINT_THRESHOLD}'")
     limit = (tuning.memory_limit or (ACCOUNTS_MEMORY_LIMIT if accounts else DEFAULT_MEMORY_LIMIT)).strip()
     try:
         conn.execute("SET memory_limit = '" + limit.replace("'", "''") + "'")
