@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 
 from .client import SqquidClient
 from .definitions import StreamDefinition, load_definitions, select_streams
-from .destinations import Destination, check_destination, open_destination
+from .destinations import Destination, check_destination, open_destination, opened_to_check
 from .engine import ProgressCallback, RunOptions, StreamResult, StreamRun, new_run_id, plan_windows, run_windows
 from .errors import ConfigError, SqquidError, StateError, unexpected
 from .evolve import CONTRACTS, dropped_fields
@@ -102,12 +102,14 @@ def extract(
     options.hard_delete, options.verify_keys = hard_delete, verify_keys
     check_pacing(rate, burst)
     tuning = Tuning.from_env() if tuning is None else tuning
+    first = destination is None and opened_to_check(duckdb, parquet, **_iceberg(iceberg))
     if destination is None:
-        check_destination(duckdb, parquet, tuning=tuning, **_iceberg(iceberg, account))
+        check_destination(duckdb, parquet, tuning=tuning, look=not first, **_iceberg(iceberg, account))
     own_client = client is None
     if client is None:
         client = SqquidClient.from_env(base_url, api_key, username, password, rate=rate, burst=burst)
-    destination = _open(client, own_client, lambda: destination or open_destination(duckdb, parquet, tuning=tuning, **_iceberg(iceberg, account)))
+    destination = _open(client, own_client, lambda: destination or open_destination(duckdb, parquet, tuning=tuning, **_iceberg(iceberg, account)),
+                        first)
     result = ExtractResult(run_id=new_run_id(), destination=destination.location)
     try:
         start = lambda definition: StreamRun(definition, client, destination, options, result.run_id, progress)  # noqa: E731
@@ -138,12 +140,19 @@ def _run_streams(result: ExtractResult, selected: list[StreamDefinition], start:
             break
 
 
-def _open(client: SqquidClient, own_client: bool, open_: Callable[[], Destination]) -> Destination:
-    """Log in, then open the destination: bad credentials fail before the destination is touched."""
+def _open(client: SqquidClient, own_client: bool, open_: Callable[[], Destination], first: bool) -> Destination:
+    """Log in and open the destination. A new one is opened after the login (bad credentials
+    create nothing); `first`: one that exists is opened before it, its open being its check
+    (`opened_to_check`: the file opened once, not looked at before the login and opened after)."""
+    opened = None
     try:
+        if first:
+            opened = open_()
         client.ensure_token()
-        return open_()
+        return opened or open_()
     except BaseException:
+        if opened is not None:
+            opened.close()
         if own_client:
             client.close()
         raise

@@ -56,6 +56,12 @@ class DuckDBDestination:
             raise mixed_error(str(path), account, multi)
 
     @staticmethod
+    def opened_to_check(location: str | os.PathLike) -> bool:
+        """An existing file is checked by its open (its form, `_check_layout`; whether it is an
+        extract's, `check_ours`): opened once, where `check_form`'s look and the open were two."""
+        return Path(location).is_file()
+
+    @staticmethod
     def upgrade(location: str | os.PathLike, account: str) -> str:
         """Make a single-account database multi-account in place (`duckdb_upgrade.py`)."""
         from .duckdb_upgrade import upgrade_duckdb
@@ -84,6 +90,7 @@ class DuckDBDestination:
         self.staging_dir = self.path.with_name(self.path.name + ".staging")
         self.shared: Shared | None = None
         self._holding = False  # this destination writes its account (`_hold`)
+        self._runs_written: set[tuple[str, str]] = set()  # (run id, stream) of the run rows written (`write_run`)
         if read_only and opened(self.path) is None:
             self.conn = connect(self.path, read_only=True)
             self._checked(lambda: (check_ours(self.conn, self.path, looking=True), self._check_layout(False)))
@@ -216,6 +223,10 @@ class DuckDBDestination:
         """save_state within the caller's transaction (a writer's commit)."""
         where, params = self._where("stream = ?", params=[stream])
         try:
+            if state is not None and self.conn.execute(  # the stream's one row (most runs: one statement)
+                    f"UPDATE {STATE_TABLE} SET state = ?, updated_at = now(){where}", [state.to_json(), *params]
+            ).fetchall()[0][0] == 1:
+                return
             self.conn.execute(f"DELETE FROM {STATE_TABLE}{where}", params)
             if state is not None:
                 self.conn.execute(f"INSERT INTO {STATE_TABLE} (stream, state, updated_at{self._account_column()}) "
@@ -258,9 +269,11 @@ class DuckDBDestination:
         names = ", ".join(q(c) for c in RUN_COLUMNS)
         where, params = self._where("run_id = ?", "stream = ?", params=[run.run_id, run.stream])
         try:
-            self.conn.execute(f"DELETE FROM {RUNS_TABLE}{where}", params)
+            if (run.run_id, run.stream) in self._runs_written:  # (a run's ids are its own: else there is none)
+                self.conn.execute(f"DELETE FROM {RUNS_TABLE}{where}", params)
             self.conn.execute(f"INSERT INTO {RUNS_TABLE} ({names}{self._account_column()}) "
                               f"VALUES ({placeholders}{self._account_value()})", [*row.values(), *self.scope()[1]])
+            self._runs_written.add((run.run_id, run.stream))
         except duckdb.Error as exc:
             raise StateError(f"{self.path} table {RUNS_TABLE} cannot be written ({first_line(exc)})") from None
 

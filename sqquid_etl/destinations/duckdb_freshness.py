@@ -217,11 +217,11 @@ def mark_gone(conn: Any, stream: StreamDefinition, staged: str, ranges: list[Gon
     keys = ", ".join(q(k) for k in parent.primary_key)
     match = " AND ".join(f"s.{q(k)} = t.{q(k)}" for k in parent.primary_key)
     with within_ranges(conn, ranges, "t") as within:
-        conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_gone AS "
-                     f"SELECT {', '.join(f't.{q(k)}' for k in parent.primary_key)} FROM {q(parent.name)} t "
-                     f"WHERE t.{q(DELETED_AT)} IS NULL AND {within} "
-                     f"AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})")  # one scan of the table
-    count = conn.execute("SELECT count(*) FROM _sqquid_gone").fetchall()[0][0]
+        gone = (f"SELECT {', '.join(f't.{q(k)}' for k in parent.primary_key)} FROM {q(parent.name)} t "
+                f"WHERE t.{q(DELETED_AT)} IS NULL AND {within} AND NOT EXISTS (SELECT 1 FROM {staged} s WHERE {match})")
+        count = conn.execute(f"SELECT count(*) FROM ({gone})").fetchall()[0][0]  # most runs: none, one statement
+        if count:
+            conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_gone AS {gone}")
     if count:
         _apply(conn, parent.name, f"({keys}) IN (SELECT {keys} FROM _sqquid_gone)", at, hard)
         for child in stream.tables[1:]:
@@ -230,7 +230,7 @@ def mark_gone(conn: Any, stream: StreamDefinition, staged: str, ranges: list[Gon
                 mine = ", ".join(q(c) for c in (*scope, link))
                 theirs = ", ".join(q(c) for c in (*scope, parent_key))
                 _apply(conn, child.name, f"({mine}) IN (SELECT {theirs} FROM _sqquid_gone)", at, hard)
-    conn.execute("DROP TABLE _sqquid_gone")
+        conn.execute("DROP TABLE _sqquid_gone")
     return count
 
 
