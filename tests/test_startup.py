@@ -7,8 +7,13 @@ import subprocess
 import sys
 
 import duckdb
+import pytest
 
-from tests.support import API_KEY
+from sqquid_etl import extract
+from sqquid_etl.credentials import Credentials
+from sqquid_etl.errors import SqquidError
+from sqquid_etl.pipeline import extract as pipeline_extract
+from tests.support import API_KEY, make_client
 
 PROGRAM = """
 import sys
@@ -39,3 +44,26 @@ def test_the_program_extracts_without_loading_numpy(make_sandbox, tmp_path):
     with duckdb.connect(str(target), read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchall()[0][0] == len(sandbox.store.orders)
         assert conn.execute("SELECT DISTINCT status FROM _sqquid_runs").fetchall() == [("ok",)]
+
+
+def test_an_existing_file_is_opened_once_and_checked_before_anything_is_requested(make_sandbox, tmp_path, monkeypatch):
+    """An extract's DuckDB file is opened once a run (its open checks its form, before the login),
+    not looked at and then opened; a file of the other form is refused before any request; bad
+    credentials leave an existing file as it was."""
+    sandbox = make_sandbox(orders=30, products=10)
+    db = tmp_path / "o.duckdb"
+    assert extract(["orders"], duckdb=db, client=make_client(sandbox)).ok
+    opens = []
+    connect = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: opens.append(a) or connect(*a, **k))
+    assert extract(["orders"], duckdb=db, client=make_client(sandbox)).ok
+    monkeypatch.setattr(duckdb, "connect", connect)
+    assert [a[0] for a in opens] == [str(db)]
+    sandbox.stats.reset()
+    with pytest.raises(SqquidError, match="upgrade --account"):
+        pipeline_extract(["orders"], duckdb=db, client=make_client(sandbox), account="acme")
+    assert sandbox.stats.requests == 0
+    before = duckdb.connect(str(db), read_only=True).execute("SELECT * FROM _sqquid_state ORDER BY ALL").fetchall()
+    with pytest.raises(SqquidError):
+        extract(["orders"], duckdb=db, client=make_client(sandbox, credentials=Credentials(api_key="wrong")))
+    assert duckdb.connect(str(db), read_only=True).execute("SELECT * FROM _sqquid_state ORDER BY ALL").fetchall() == before
