@@ -4,15 +4,20 @@ from the caller (a destination's table, or a user's input)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Iterable
-from urllib.parse import quote
 
 from .definitions import KeysFrom
 
 URL_OVERHEAD = 80  # the other parameters of a listing (offset, limit, a cursor) and the separators
-_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch  # what `quote` leaves as it is (most skus)
+_UNRESERVED = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.~-"  # what `quote` leaves as it is
+
+
+def quoted_length(value: str) -> int:
+    """len(urllib.parse.quote(value, safe="")): each byte of its UTF-8 outside the unreserved
+    characters becomes %XX (counted in C: a run lists ~7,000 skus, `quote` took ~3 ms of them)."""
+    data = value.encode()
+    return len(data) + 2 * len(data.translate(None, _UNRESERVED))
 
 
 @dataclass
@@ -34,7 +39,7 @@ def batch_keys(spec: KeysFrom, path: str, values: Iterable[str], base_url: str) 
         if "," in value:
             out.unlistable[value] = "holds a comma, which the API reads as a separator"
             continue
-        cost = (len(value) if _UNQUOTED(value) else len(quote(value, safe=""))) + 3  # the comma, encoded as %2C
+        cost = quoted_length(value) + 3  # the comma, encoded as %2C
         if cost > budget:
             out.unlistable[value] = "is longer than the URL limit on its own"
             continue

@@ -48,43 +48,43 @@ class Gone:
 @contextmanager
 def within_ranges(conn: Any, ranges: list[Gone], alias: str) -> Iterator[str]:
     """SQL true on a stored row `alias` within any of `ranges`, for statements on `conn` inside the
-    block (`range_tables`, each an EXISTS)."""
-    with range_tables(conn, ranges, alias) as tables:
-        conditions = ["true" if name is None else f"EXISTS (SELECT 1 FROM {name} r WHERE {joined})"
-                      for name, joined in tables]
+    block: the ranges are rows of temp tables (`range_shapes`), each joined by an EXISTS."""
+    made, conditions = [], []
+    try:
+        for columns, joined in range_shapes(ranges, alias):
+            if not columns:
+                conditions.append("true")  # a range without bounds: every row
+                continue
+            name = f"_sqquid_ranges_{next(_RANGE_TABLES)}"
+            conn.execute(f"CREATE TEMP TABLE {name} AS SELECT {', '.join(f'unnest(?) AS {c}' for c, _ in columns)}",
+                         [values for _, values in columns])  # lists zipped into rows
+            made.append(name)
+            conditions.append(f"EXISTS (SELECT 1 FROM {name} r WHERE {joined})")
         yield "(" + (" OR ".join(conditions) or "false") + ")"
+    finally:
+        for name in made:
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-@contextmanager
-def range_tables(conn: Any, ranges: list[Gone], alias: str) -> Iterator[list[tuple[str | None, str]]]:
-    """The temp tables holding `ranges` (one a shape of range; a key range one row a key) for
-    statements on `conn` inside the block, each with the condition joining a stored row `alias`
-    to a row `r` of it (None for a range without bounds: every row). Joined to the rows, not
-    written out as one condition each: a run that proved a thousand ranges gone is a few semi
-    joins, where a thousand ORs ran DuckDB out of memory."""
+def range_shapes(ranges: list[Gone], alias: str) -> list[tuple[list[tuple[str, list]], str]]:
+    """`ranges` by shape: for each, the bounds as columns of values (one row a range; a key range
+    one row a key; none: a range without bounds, every row) and the condition joining a stored
+    row `alias` to a row `r` of them. Rows joined to the stored rows, not one condition each: a
+    run that proved a thousand ranges gone is a few semi joins, where a thousand ORs ran DuckDB
+    out of memory. Key ranges with no key (nothing within them) are left out."""
     shapes: dict[tuple, list[Gone]] = {}
     for gone in ranges:
         shape = (gone.column, gone.since is not None, gone.until is not None, tuple(sorted(gone.equals)),
                  None if gone.key is None else gone.key[0])
         shapes.setdefault(shape, []).append(gone)
-    made, tables = [], []
-    try:
-        for shape, members in shapes.items():
-            columns, clauses = _range_columns(shape, members, alias)
-            if not clauses:
-                tables.append((None, "true"))  # a range without bounds: every row
-                continue
-            if not columns[0][1]:
-                continue  # key ranges with no key: nothing within them
-            name = f"_sqquid_ranges_{next(_RANGE_TABLES)}"
-            conn.execute(f"CREATE TEMP TABLE {name} AS SELECT {', '.join(f'unnest(?) AS {c}' for c, _ in columns)}",
-                         [values for _, values in columns])  # lists zipped into rows
-            made.append(name)
-            tables.append((name, " AND ".join(clauses)))
-        yield tables
-    finally:
-        for name in made:
-            conn.execute(f"DROP TABLE IF EXISTS {name}")
+    out = []
+    for shape, members in shapes.items():
+        columns, clauses = _range_columns(shape, members, alias)
+        if not clauses:
+            out.append(([], "true"))
+        elif columns[0][1]:
+            out.append((columns, " AND ".join(clauses)))
+    return out
 
 
 _RANGE_TABLES = itertools.count()
@@ -226,12 +226,13 @@ def mark_gone(conn: Any, stream: StreamDefinition, staged: str, ranges: list[Gon
     if not ranges or parent.name not in existing:
         return 0
     keys = ", ".join(q(k) for k in parent.primary_key)
-    with range_tables(conn, ranges, "t") as tables:
-        gone = _gone_sql(parent, staged, tables)
-        count = conn.execute(f"SELECT count(*) FROM ({gone})").fetchall()[0][0] if tables else 0  # most runs: 0
-        if count:
-            conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_gone AS {gone}")
+    shapes = range_shapes(ranges, "t")
+    if not shapes:
+        return 0
+    gone, params = _gone_sql(parent, staged, shapes)
+    count = conn.execute(f"SELECT count(*) FROM ({gone})", params).fetchall()[0][0]  # most runs: none, one statement
     if count:
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_gone AS {gone}", params)
         _apply(conn, parent.name, f"({keys}) IN (SELECT {keys} FROM _sqquid_gone)", at, hard)
         for child in stream.tables[1:]:
             if child.parent_link and child.name in existing:
@@ -243,20 +244,24 @@ def mark_gone(conn: Any, stream: StreamDefinition, staged: str, ranges: list[Gon
     return count
 
 
-def _gone_sql(parent: TableSpec, staged: str, tables: list[tuple[str | None, str]]) -> str:
-    """SQL of the keys of the live stored rows `t` of `parent` within the ranges (`range_tables`)
-    that are not in `staged`: a semi join a shape of range, then an anti join (written as joins:
-    DuckDB plans EXISTS / NOT EXISTS beside an inequality with a grouping of every stored row,
-    3-4x the CPU)."""
+def _gone_sql(parent: TableSpec, staged: str, shapes: list[tuple[list[tuple[str, list]], str]]) -> tuple[str, list]:
+    """SQL of the keys of the live stored rows `t` of `parent` within the ranges (`range_shapes`)
+    that are not in `staged`, and its parameters (the ranges' bounds): a semi join a shape, then
+    an anti join (written as joins: DuckDB plans EXISTS beside an inequality with a grouping of
+    every stored row, 3-4x the CPU)."""
     keys = ", ".join(f"t.{q(k)}" for k in parent.primary_key)
     live = f"WHERE t.{q(DELETED_AT)} IS NULL"
-    if any(name is None for name, _ in tables):  # a range without bounds: every live row
-        within = f"SELECT {keys} FROM {q(parent.name)} t {live}"
+    if any(not columns for columns, _ in shapes):  # a range without bounds: every live row
+        within, params = f"SELECT {keys} FROM {q(parent.name)} t {live}", []
     else:
-        within = " UNION ".join(f"SELECT {keys} FROM {q(parent.name)} t SEMI JOIN {name} r ON {joined} {live}"
-                                for name, joined in tables)
+        parts, params = [], []
+        for columns, joined in shapes:
+            bounds = ", ".join(f"unnest(?) AS {c}" for c, _ in columns)  # lists zipped into rows
+            parts.append(f"SELECT {keys} FROM {q(parent.name)} t SEMI JOIN (SELECT {bounds}) r ON {joined} {live}")
+            params += [values for _, values in columns]
+        within = " UNION ".join(parts)
     match = " AND ".join(f"s.{q(k)} = w.{q(k)}" for k in parent.primary_key)
-    return f"SELECT w.* FROM ({within}) w ANTI JOIN {staged} s ON {match}"
+    return f"SELECT w.* FROM ({within}) w ANTI JOIN {staged} s ON {match}", params
 
 
 def _apply(conn: Any, table: str, condition: str, at: datetime, hard: bool) -> None:
