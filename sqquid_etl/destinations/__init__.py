@@ -18,7 +18,8 @@ writer a prefix); `iceberg` + `iceberg_writer` (the Iceberg kind), `iceberg_cata
 SQL catalog, one writer a stream), `iceberg_commit` (commits retried, tables made once);
 `account_scope` (a destination bound to one account of a multi-account location: the `account`
 column, scoped definitions), `duckdb_shared` (one DuckDB database a file in a process, one
-writer), `duckdb_writer` (DuckDB's stream writer); `duckdb_upgrade`, `parquet_upgrade`,
+writer), `duckdb_writer` (DuckDB's stream writer), `duckdb_merge` (its merge of rows into a table
+holding rows: only those new or changed written); `duckdb_upgrade`, `parquet_upgrade`,
 `parquet_store_upgrade` (a single-account location made multi-account: `upgrade_destination`).
 """
 
