@@ -71,16 +71,20 @@ def merge_changed(conn: Any, table: TableSpec, stored: list[str], staged: tuple[
 
 
 def _drop_children(conn: Any, table: TableSpec, parents: tuple[str, str], mine: tuple[str, list], staged: str | None,
-                   hard: bool, at: datetime, as_stored: bool = False) -> None:
-    """The live stored children of the staged parents that were not staged again: marked (or removed)."""
+                   hard: bool, at: datetime) -> None:
+    """The live stored children of the staged parents that were not staged again: marked (or
+    removed), when there are any (counted first, by joins: most runs have none)."""
     target = q(table.name)
     relation, linked = parents
-    kept = ""
-    if staged is not None:  # (those staged again were left as they are, or replaced already)
-        match = " AND ".join(f"{target}.{q(k)} = c.{q(k)}" for k in table.primary_key)
-        kept = f" AND NOT EXISTS (SELECT 1 FROM {staged} c WHERE {match})"
+    live = "" if hard else f" AND {target}.{q(DELETED_AT)} IS NULL"
+    match = " AND ".join(f"{target}.{q(k)} = c.{q(k)}" for k in table.primary_key)
+    anti = "" if staged is None else f" ANTI JOIN {staged} c ON {match}"
+    if not conn.execute(f"SELECT count(*) FROM {target} SEMI JOIN {relation} p ON {linked}{anti} WHERE true{live}{mine[0]}",
+                        mine[1]).fetchall()[0][0]:
+        return
+    kept = "" if staged is None else f" AND NOT EXISTS (SELECT 1 FROM {staged} c WHERE {match})"  # (left as they are)
     if hard:
         conn.execute(f"DELETE FROM {target} USING {relation} p WHERE {linked}{mine[0]}{kept}", mine[1])
     else:
-        conn.execute(f"UPDATE {target} SET {q(DELETED_AT)} = ? FROM {relation} p WHERE {target}.{q(DELETED_AT)} IS NULL "
-                     f"AND {linked}{mine[0]}{kept}", [at, *mine[1]])
+        conn.execute(f"UPDATE {target} SET {q(DELETED_AT)} = ? FROM {relation} p WHERE {linked}{live}{mine[0]}{kept}",
+                     [at, *mine[1]])
