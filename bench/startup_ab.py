@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--products", type=int, default=2_000)
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--first-load", action="store_true", help="also extract --orders orders into a new file")
+    ap.add_argument("--no-noop", action="store_true", help="only the first load (with --first-load)")
     a = ap.parse_args()
     sides = {"baseline": (a.baseline_python, a.baseline.resolve()), "this": (sys.executable, HERE.parent)}
     for py, root in sides.values():
@@ -51,7 +52,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="sqquid-startup-ab-"))
     os.chdir(work)  # `python -m` puts the working directory first on the path: neither checkout's
     loads = [os.getloadavg()[0]]
-    cases = [("default", []), ("no re-read", ["--reread", NO_REREAD])]
+    cases = [] if a.no_noop else [("default", []), ("no re-read", ["--reread", NO_REREAD])]
     figures: dict = {}
     try:
         with sandbox_process(orders=a.orders, products=a.products, rate=0, python=sys.executable) as (url, _pid):
