@@ -196,3 +196,29 @@ def test_a_first_load_with_each_key_once_is_counted_from_the_staged_rows(tmp_pat
     finally:
         destination.close()
     assert stored == (250, 250) and run.records_new == 250
+
+
+def test_undocumented_fields_of_a_first_load_in_parts_are_stored_as_by_one_commit(make_sandbox, tmp_path, monkeypatch):
+    """Drifting pages (undocumented fields appearing page by page) committed a part a page: the
+    same columns, types and values as the load committed at once."""
+    sandbox = make_sandbox(orders=1200, products=20, drift=True)
+    whole, parts = tmp_path / "whole.duckdb", tmp_path / "parts.duckdb"
+    assert extract(["orders"], duckdb=whole, client=make_client(sandbox)).ok
+    monkeypatch.setattr(commit_parts, "COMMIT_SECONDS", 0.0)
+    committed = []
+    real = DuckDBStreamWriter.commit_part
+    monkeypatch.setattr(DuckDBStreamWriter, "commit_part",
+                        lambda self, state, run, wait=True: committed.append(1) or real(self, state, run, wait))
+    assert extract(["orders"], duckdb=parts, client=make_client(sandbox)).ok
+    assert len(committed) >= 3
+    for table in ("orders", "order_items"):
+        read = []
+        for path in (whole, parts):
+            with duckdb.connect(str(path), read_only=True) as conn:
+                columns = conn.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? "
+                                       "AND column_name NOT LIKE '\\_sqquid\\_%' ESCAPE '\\' ORDER BY column_name",
+                                       [table]).fetchall()
+                names = ", ".join(f'"{c}"' for c, _ in columns)
+                read.append((columns, conn.execute(f"SELECT {names} FROM {table} ORDER BY id").fetchall()))
+        assert read[0] == read[1], table
+        assert len(read[0][0]) > len(load_definitions()["orders"].tables[0 if table == "orders" else 1].columns)
