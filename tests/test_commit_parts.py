@@ -222,3 +222,54 @@ def test_undocumented_fields_of_a_first_load_in_parts_are_stored_as_by_one_commi
                 read.append((columns, conn.execute(f"SELECT {names} FROM {table} ORDER BY id").fetchall()))
         assert read[0] == read[1], table
         assert len(read[0][0]) > len(load_definitions()["orders"].tables[0 if table == "orders" else 1].columns)
+
+
+@pytest.mark.parametrize("account", [None, "acme"])
+def test_parts_whose_keys_lie_apart_are_not_probed_against_the_stored_table(tmp_path, account):
+    """A first load's parts in cursor order hold keys apart from each other's: a part is not
+    probed against the stored table (every account's rows), and still stored by key; a part
+    whose keys fall within those stored is probed: a key new there stays new, one stored before
+    is merged (its last version)."""
+    stream = load_definitions()["orders"]
+    destination = open_destination(tmp_path / "s.duckdb", account=account)
+    probes: list[str] = []
+
+    class Recording:
+        def __init__(self, conn):
+            self._conn = conn
+
+        def execute(self, sql, *args):
+            if 'FROM "orders" t WHERE' in sql:
+                probes.append(sql)
+            return self._conn.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self._conn, name)
+
+    def page(*orders):
+        return page_to_tables(stream, [{"id": i, "created_at": "2024-01-01T00:00:00Z", "total": total,
+                                         "order_items": [{"id": i * 10, "sku": "s", "qty": 1}]} for i, total in orders])
+
+    run = RunRecord(run_id="r1", stream="orders", started_at="2024-01-01T00:00:00+00:00")
+    try:
+        writer = destination.begin(stream, replace=False)
+        writer.conn = Recording(writer.conn)
+        writer.write(page((1, "1.00"), (2, "2.00")))
+        writer.commit_part(StreamState(), run)
+        writer.write(page((5, "5.00"), (6, "6.00")))
+        writer.commit_part(StreamState(), run)
+        assert probes == [] and (writer._part_keys.low, writer._part_keys.high) == (1, 6)
+        writer.write(page((3, "3.00"), (4, "4.00")))  # within the range stored, none of them stored
+        writer.commit_part(StreamState(), run)
+        assert len(probes) == 1
+        writer.write(page((7, "7.00"), (6, "6.50")))  # order 6 again, changed
+        assert writer.distinct_keys("orders") == 7
+        writer.commit(StreamState(), run)
+        orders = destination.conn.execute("SELECT id, total::VARCHAR FROM orders ORDER BY id").fetchall()
+        items = destination.conn.execute("SELECT count(*), count(DISTINCT id) FROM order_items").fetchone()
+    finally:
+        destination.close()
+    assert orders == [(1, "1.0000"), (2, "2.0000"), (3, "3.0000"), (4, "4.0000"), (5, "5.0000"), (6, "6.5000"),
+                      (7, "7.0000")]
+    assert items == (7, 7)
+    assert (run.records_new, run.records_changed) == (7, 1)

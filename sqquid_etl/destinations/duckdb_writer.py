@@ -22,6 +22,7 @@ from .duckdb_history import record_history
 from .duckdb_merge import merge_changed
 from .duckdb_tuning import within_memory_limit
 from .merge_sql import latest_versions_sql, quote_identifier as q
+from .part_keys import PartKeys
 from .staging import ParquetStage, extra_name
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ class DuckDBStreamWriter:
                                  and self.stream.tables[0].nested_path is None and all(self._was_empty.values()))
         self.parts = 0  # parts committed so far (`commit_part`)
         self._stored_new = 0  # keys of the stream's own table the parts stored (each new then)
+        self._part_keys = PartKeys(self.stream.tables[0], None if self.account is None else ACCOUNT)  # their range
+        self._staged_keys: tuple | None = None  # the range of the keys staged for the commit under way
         self._staged_at = destination.staging_dir / (stream.name if self.account is None else f"{stream.name}@{self.account}")
         self.stage = ParquetStage(self._staged_at, self.stream, destination.tuning.flush_rows)
 
@@ -102,6 +105,11 @@ class DuckDBStreamWriter:
         if self.parts and spec.name == self.stream.tables[0].name:
             if not self.stage.rows(spec.name) or not self.dest.table_exists(spec.name):
                 return self._stored_new
+            staged = self.stage.relation(spec.name)
+            if self._part_keys.apart(self._part_keys.staged(self.conn, staged)):  # none of them stored by a part
+                sql = f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {staged})"
+                return self._stored_new + within_memory_limit(self.conn, self.dest.tuning, self.stream.name,
+                                                              lambda: self.conn.execute(sql).fetchall()[0][0])
             match = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in spec.primary_key)
             mine, params = self._mine("t")
             sql = (f"SELECT count(*) FROM (SELECT DISTINCT {keys} FROM {self.stage.relation(spec.name)}) s "
@@ -142,6 +150,7 @@ class DuckDBStreamWriter:
             self.stage.discard()
         self.parts += 1
         self._stored_new += self._changes.new  # first stored by this part: counted once
+        self._part_keys.add(self._staged_keys)
         self._distinct.clear()
         self._latest_sql.clear()
         self.stage = ParquetStage(self._staged_at, self.stream, self.dest.tuning.flush_rows)
@@ -165,6 +174,9 @@ class DuckDBStreamWriter:
 
     def _prepare(self) -> Changes:
         parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
+        first = self.stream.tables[0].name
+        self._staged_keys = (self._part_keys.staged(self.conn, self.stage.relation(first))
+                             if self.commits_in_parts and self.stage.rows(first) else None)
         if self.parts and all(self._was_empty.values()) and self._repeats():
             self._was_empty = dict.fromkeys(self._was_empty, False)  # merged by key from now on
         for table in self.stream.tables:
@@ -202,6 +214,8 @@ class DuckDBStreamWriter:
         it changed, or the pages shifted, while the run went on)."""
         table = self.stream.tables[0]
         if not self.stage.rows(table.name) or not self.dest.table_exists(table.name):
+            return False
+        if self._part_keys.apart(self._staged_keys):  # (no probe of the stored table: every account's rows)
             return False
         match = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in table.primary_key)
         mine, params = self._mine("t")
