@@ -36,7 +36,7 @@ import pyarrow.json as pa_json
 
 from .definitions import StreamDefinition
 from .errors import SchemaError
-from .plan import ARROW_ERRORS, ENVELOPE_FIELDS, ReadPlan, build_plan, misfit_fields
+from .plan import ARROW_ERRORS, ENVELOPE_FIELDS, Learned, Misfits, ReadPlan, build_plan, misfit_fields
 
 try:  # a faster JSON decoder for the pages that need dicts; json.loads decides what it refuses
     import orjson as _orjson
@@ -86,7 +86,9 @@ class PageDecoder:
     def __init__(self, stream: StreamDefinition):
         self.stream = stream
         self._lock = threading.Lock()
-        self._base = self._plan = build_plan(stream)  # _base: learned for good; _plan: and the drift
+        self._good = Learned()  # learned for good
+        self._drift = (frozenset(), frozenset())  # learned while it lasts: fields read by Python, of them read as decimals
+        self._base = self._plan = build_plan(stream)  # _base: with what is learned for good; _plan: and the drift
         self._slow_streak = 0  # pages in a row that only the record-by-record path could read
         self._pages = 0
 
@@ -112,9 +114,9 @@ class PageDecoder:
         decoded = _json(body)
         records = page_records(self.stream, decoded)
         if plan is not None:
-            misfits = misfit_fields(plan, records)
+            misfits = misfit_fields(plan, records, self.stream)
             if misfits is not None:
-                plan = self._learn(*misfits)
+                plan = self._learn(misfits)
                 page = _read_body(body, plan, envelope) if try_body else None
                 if page is not None:
                     return self._noted(page, by_body=True)
@@ -140,33 +142,43 @@ class PageDecoder:
     def from_records(self, records: list[dict]) -> Page:
         """A page of records already decoded into dicts."""
         plan = self.plan
-        misfits = misfit_fields(plan, records) if plan is not None else None
+        misfits = misfit_fields(plan, records, self.stream) if plan is not None else None
         if misfits is not None:
-            plan = self._learn(*misfits)
+            plan = self._learn(misfits)
         return Page(_struct(records, plan), records, plan, b"")
 
-    def _learn(self, python: frozenset, integers: frozenset, drifted: frozenset) -> ReadPlan | None:
-        """Add fields to what was learned: `python` (and `integers`) for good, `drifted` until a
-        probe reads a page without them. Threads learning at once all count."""
+    def _learn(self, misfits: Misfits) -> ReadPlan | None:
+        """Add fields to what was learned: `learn` (and its integers and decimals) and the
+        undocumented fields for good, `drifted` until a probe reads a page without them.
+        Threads learning at once all count."""
         with self._lock:
-            old, plan = self._base, self._plan
-            if old is None or plan is None:
-                return plan
-            learned = old.python | python
-            ints = (old.integers | (integers - old.python)) - (python - integers)
-            base = old if old.knows(learned, ints) else build_plan(self.stream, learned, ints) or old
-            drift = ((plan.python - old.python) | drifted) - base.python
-            if not drift:
-                plan = base
-            elif not plan.knows(base.python | drift, base.integers - drift):
-                plan = build_plan(self.stream, base.python | drift, base.integers - drift) or plan
-            self._base, self._plan = base, plan
-            return plan
+            if self._base is None or self._plan is None:
+                return self._plan
+            good, m = self._good, misfits
+            extras = {**good.extras, **{k: v for k, v in m.extras.items() if v is not None}}
+            dropped = frozenset(k for k, v in m.extras.items() if v is None)
+            for key in dropped:
+                extras.pop(key, None)
+            good = Learned(good.python | m.learn, (good.integers | (m.integers - good.python)) - (m.learn - m.integers),
+                           good.lenient | (m.lenient & m.learn), extras, good.dict_extras | dropped)
+            python, lenient = self._drift
+            python, lenient = python | m.drifted, (lenient | (m.lenient & m.drifted)) - (m.drifted - m.lenient)
+            python, lenient = python - (good.python - good.lenient), lenient - good.python  # (a decimal read may drift)
+            self._good, self._drift = good, (python, lenient)
+            self._base = self._built(good, self._base)
+            drift = Learned(good.python | python, good.integers - python, (good.lenient - python) | lenient,
+                            good.extras, good.dict_extras)
+            self._plan = self._base if not python else self._built(drift, self._plan)
+            return self._plan
+
+    def _built(self, learned: Learned, plan: ReadPlan) -> ReadPlan:
+        return plan if plan.knows(learned) else build_plan(self.stream, learned) or plan
 
     def _forget_drift(self, probe: ReadPlan) -> None:
         with self._lock:
             if self._base is probe:
                 self._plan = probe
+                self._drift = (frozenset(), frozenset())
 
 
 def _struct(records: list[dict], plan: ReadPlan | None) -> pa.StructArray | None:
@@ -229,9 +241,10 @@ def _read_body(body: bytes, plan: ReadPlan | None, envelope: str | None) -> Page
     if plan is None or plan.json_schema is None or envelope is None:
         return None
     schema = plan.json_schema
-    # fields read by Python (values of changing types) and undocumented ones are left to the
-    # page's dicts then, else read too (inferred): their presence says the page has undocumented fields
-    behavior = "ignore" if plan.by_python else "infer"
+    # where the page's dicts are read anyway (fields read by Python, counted, undocumented ones of
+    # changing types) the undocumented fields not learned are left to them, else read too
+    # (inferred): their presence says the page has undocumented fields
+    behavior = "ignore" if plan.reads_dicts else "infer"
     text = body if b"\n" not in body and b"\r" not in body else body.replace(b"\n", b" ").replace(b"\r", b" ")
     try:
         table = pa_json.read_json(

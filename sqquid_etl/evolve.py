@@ -12,6 +12,9 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from .coerce import INT64_MAX, INT64_MIN
 from .definitions import StreamDefinition, TableSpec
 
@@ -32,7 +35,7 @@ class Extra:
     column: str  # the column it becomes
     type: str  # NULL, BIGINT, DOUBLE, BOOLEAN, JSON or VARCHAR
     rows: range | list  # the table's rows on the page (index in the page's table) the values are of
-    values: list  # their values as text (None: null, or not in that row)
+    values: list | pa.Array  # their values as text (None: null, or not in that row)
     record: Any  # the key of the first record holding it (for messages)
 
 
@@ -94,14 +97,17 @@ def known_fields(stream: StreamDefinition, table: TableSpec | None) -> frozenset
 
 
 def find_extras(stream: StreamDefinition, records: list[dict], skipped: set | frozenset,
-                key: Callable[[dict], Any]) -> list[Extra]:
+                key: Callable[[dict], Any], read: dict | None = None) -> list[Extra]:
     """The undocumented fields of a page's records (but those of `skipped`, not stored), row by
-    row of the tables the page converted to."""
+    row of the tables the page converted to; `read`: {table: {field: its values on the table's
+    rows}} of fields Arrow read (the others are taken from the dicts)."""
     own = stream.tables[0] if stream.tables[0].nested_path is None else None
     found: list[Extra] = []
     known = known_fields(stream, own)
+    read = read or {}
     if own is not None:
-        found += _extras(own, [r for i, r in enumerate(records) if i not in skipped], known, None, key)
+        rows = [r for i, r in enumerate(records) if i not in skipped] if skipped else records
+        found += _extras(own, rows, known, None, key, read.get(own.name))
     for table in stream.tables:
         if table.nested_path is None:
             continue
@@ -111,7 +117,7 @@ def find_extras(stream: StreamDefinition, records: list[dict], skipped: set | fr
             if i not in skipped and isinstance(items, list):
                 rows.extend(items)
                 owners.extend([record] * len(items))
-        found += _extras(table, rows, known_fields(stream, table), owners, key)
+        found += _extras(table, rows, known_fields(stream, table), owners, key, read.get(table.name))
         if own is None:  # no table of its own (inventory: a record a sku): its rows carry the record's fields
             found += [replace(e, column=f"record_{e.column}", field=f"record.{e.field}")
                       for e in _extras(table, owners, known, owners, key)]
@@ -119,21 +125,37 @@ def find_extras(stream: StreamDefinition, records: list[dict], skipped: set | fr
 
 
 def _extras(table: TableSpec | None, rows: list[dict], known: frozenset, owners: list | None,
-            key: Callable[[dict], Any]) -> list[Extra]:
-    """The undocumented fields of `rows`, each with a value a row (None where a row lacks it)."""
+            key: Callable[[dict], Any], read: dict | None = None) -> list[Extra]:
+    """The undocumented fields of `rows`, each with a value a row (None where a row lacks it);
+    those of `read` as Arrow read them (a value a row too)."""
     dicts = all(type(row) is dict for row in rows)
     names = set().union(*(rows if dicts else [row for row in rows if type(row) is dict])) - known
     taken = {c.name.lower() for c in table.columns} if table is not None else set()
     firsts = {name: next(i for i, row in enumerate(rows) if type(row) is dict and name in row) for name in names}
     out = []
     for name in sorted(names, key=lambda n: (firsts[n], n)):  # as they first come
-        values = [row.get(name) for row in rows] if dicts else [row.get(name) if type(row) is dict else None for row in rows]
-        kind = values_type(values)
+        array = read.get(name) if read else None
+        if array is not None and len(array) == len(rows) and (array.type in _ARROW_KINDS or array.null_count == len(array)):
+            kind, texts = array_text(array)
+        else:
+            values = [row.get(name) for row in rows] if dicts else [row.get(name) if type(row) is dict else None for row in rows]
+            kind = values_type(values)
+            texts = values_text(values, kind)
         record = key(rows[firsts[name]] if owners is None else owners[firsts[name]])
         column = name if name.lower() not in taken and not name.startswith("_sqquid") else f"{name}_undocumented"
-        out.append(Extra(None if table is None else table.name, name, column, kind, range(len(rows)),
-                         values_text(values, kind), record))
+        out.append(Extra(None if table is None else table.name, name, column, kind, range(len(rows)), texts, record))
     return out
+
+
+_ARROW_KINDS = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.bool_(): "BOOLEAN"}
+
+
+def array_text(values: pa.Array) -> tuple[str, pa.Array]:
+    """The type (`values_type`) and text (`values_text`) of an undocumented field's values as
+    Arrow read them (one scalar type: text, a 64-bit integer, a boolean; nulls)."""
+    if values.null_count == len(values):
+        return "NULL", pa.nulls(len(values), pa.string())
+    return _ARROW_KINDS[values.type], values if values.type == pa.string() else pc.cast(values, pa.string())
 
 
 def values_type(values: list) -> str:

@@ -27,7 +27,7 @@ from .columns import ColumnResult, convert_column, fix_text
 from .decode import Page, PageDecoder, page_dicts
 from .definitions import Column, StreamDefinition, TableSpec
 from .evolve import find_extras
-from .plan import ARROW_ERRORS, ARROW_TYPES, CONVERSION_ERRORS, ReadPlan, field_values
+from .plan import ARROW_ERRORS, ARROW_TYPES, CONVERSION_ERRORS, LENIENT_FLOATS, LENIENT_KINDS, ReadPlan, field_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +63,14 @@ def page_tables(stream: StreamDefinition, page: Page, partition_value: str | Non
     """One Arrow table per destination table of the stream, for one page."""
     dicts = _Dicts(stream, page)
     if page.array is not None and page.plan is not None:
+        read: dict[str, dict[str, pa.Array]] = {}  # table -> its undocumented fields read by Arrow
         try:
-            out = _fast_page(stream, page.plan, page.array, dicts, partition_value)
+            out = _fast_page(stream, page.plan, page.array, dicts, partition_value, read)
         except _FAST_ERRORS:
             pass
         else:
-            if page.records is not None or page.undocumented or page.plan.by_python:
-                out.extras = find_extras(stream, dicts(), (), partial(record_key, stream))
+            if page.records is not None or page.undocumented or page.plan.reads_dicts:
+                out.extras = find_extras(stream, dicts(), (), partial(record_key, stream), read)
             return out
     records = dicts()
     out, skipped = _slow_page(stream, records, partition_value)
@@ -80,11 +81,12 @@ def page_tables(stream: StreamDefinition, page: Page, partition_value: str | Non
 class _Dicts:
     """A page's records as dicts, decoded from its body once, when first needed."""
 
-    __slots__ = ("stream", "page", "records", "_items")
+    __slots__ = ("stream", "page", "records", "_items", "_misfits")
 
     def __init__(self, stream: StreamDefinition, page: Page):
         self.stream, self.page, self.records = stream, page, page.records
         self._items: dict[str, list] = {}
+        self._misfits: dict[tuple, list] = {}
 
     def __call__(self) -> list[dict]:
         if self.records is None:
@@ -99,6 +101,18 @@ class _Dicts:
         if items is None:
             items = self._items[path] = [item for r in self() for item in (r.get(path) or [])]
         return [item.get(source) for item in items]
+
+    def misfits(self, path: str | None, source: str, column: str) -> list[int] | None:
+        """The rows whose value of the field is not of the column's JSON type (nor null): the
+        values coerced where Arrow read the field as a decimal (`plan.LENIENT_TYPES`); None
+        where a float among them is past `plan.LENIENT_FLOATS` (the column is read by Python)."""
+        key = (path, source, column)
+        if key not in self._misfits:
+            values, kind, bound = self.values(path, source), LENIENT_KINDS[column], LENIENT_FLOATS[column]
+            rows = [i for i, v in enumerate(values) if type(v) is not kind and v is not None]
+            floats = (values[i] for i in rows if type(values[i]) is float)
+            self._misfits[key] = rows if all(-bound < v < bound for v in floats) else None
+        return self._misfits[key]
 
 
 def page_to_tables(stream: StreamDefinition, records: list[dict], partition_value: str | None = None) -> PageTables:
@@ -213,9 +227,10 @@ _FAST_ERRORS = (*ARROW_ERRORS, _FastPathRefused)
 
 
 def _fast_page(stream: StreamDefinition, plan: ReadPlan, page: pa.StructArray, dicts: _Dicts,
-               partition_value: str | None) -> PageTables:
+               partition_value: str | None, read: dict) -> PageTables:
     """The tables of a page read by Arrow: each column from the page's struct array, but the
-    fields it does not hold (`plan.python`), which are read from the page's dicts."""
+    fields it does not hold (`plan.python`), which are read from the page's dicts; the
+    undocumented fields it holds (`plan.extras`) into `read`, by table."""
     if page.null_count:
         raise _FastPathRefused()  # a record that is not an object: the slow path names it
     out = PageTables(records=len(page))
@@ -228,6 +243,9 @@ def _fast_page(stream: StreamDefinition, plan: ReadPlan, page: pa.StructArray, d
             rows, index = lists.flatten(), pc.list_parent_indices(lists)
         arrays = [_fast_column(page, rows, index, path, column, dicts, partition_value, out) for column in table.columns]
         out[table.name] = pa.Table.from_arrays(arrays, schema=arrow_schema(table))
+        names = [name for p, name in plan.extras if p == path and rows.type.get_field_index(name) >= 0]
+        if names and (path is not None or table is stream.tables[0]):
+            read[table.name] = {name: rows.field(name) for name in names}
     return out
 
 
@@ -241,7 +259,7 @@ def _fast_column(page: pa.StructArray, rows: pa.StructArray, index: pa.Array | N
         return _by_python(dicts, path, column, index, out)
     values = holder.field(column.source)
     try:
-        return _finish(values.take(index) if parent else values, column, out)  # only the columns needed
+        done = _finish(values.take(index) if parent else values, column, out)  # only the columns needed
     except CONVERSION_ERRORS:
         # text Arrow's cast does not read (a timestamp in another ISO form, a decimal with
         # spaces): only those values coerced (`columns.fix_text`), else the column by Python
@@ -251,6 +269,15 @@ def _fast_column(page: pa.StructArray, rows: pa.StructArray, index: pa.Array | N
         if fixed.bad:
             raise _FastPathRefused() from None  # the slow path rejects the record
         return _finish(_taken(fixed, index, out) if parent else _counted(fixed, out), column, out)
+    if pa.types.is_decimal(values.type) and column.type in LENIENT_KINDS:  # read as a decimal: count what was coerced
+        misfits = dicts.misfits(None if path is None or column.from_parent else path, column.source, column.type)
+        if misfits is None:
+            return _by_python(dicts, path, column, index, out)
+        if not parent:
+            out.coerced += len(misfits)
+        elif misfits:  # a child counts its parent's value
+            out.coerced += pc.sum(pc.is_in(index, value_set=pa.array(misfits, pa.int64()))).as_py() or 0
+    return done
 
 
 def _by_python(dicts: _Dicts, path: str | None, column: Column, index: pa.Array | None, out: PageTables) -> pa.Array:

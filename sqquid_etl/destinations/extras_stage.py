@@ -60,12 +60,13 @@ class ExtraStage:
             if extra is None:
                 arrays.append(pa.nulls(len(rows), pa.string()))
                 continue
+            given = extra.values if isinstance(extra.values, pa.Array) else None  # text Arrow read
             if extra.rows == rows:
-                arrays.append(pa.array(extra.values, pa.string()))
+                arrays.append(given if given is not None else pa.array(extra.values, pa.string()))
                 continue
             at = at or {row: i for i, row in enumerate(rows)}
             values: list = [None] * len(rows)
-            for row, value in zip(extra.rows, extra.values):
+            for row, value in zip(extra.rows, given.to_pylist() if given is not None else extra.values):
                 values[at[row]] = value
             arrays.append(pa.array(values, pa.string()))
         self._pending.setdefault(table, []).append(pa.Table.from_arrays(arrays, names=[EXTRA_ROW, *columns]))

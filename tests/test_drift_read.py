@@ -1,0 +1,94 @@
+"""Drifted pages read by Arrow (issue #12 item 8): the fields a decoder learns to read from a
+body (decimals holding numbers and text, ids sent as text, undocumented fields of one scalar
+type) give, page after page, exactly what the reading of the page's dicts gives: the tables, the
+values coerced, the records quarantined and the undocumented fields with their types and texts,
+also when a learned field changes type."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from sqquid_etl.decode import PageDecoder
+from sqquid_etl.definitions import load_definitions
+from sqquid_etl.records import page_tables, page_to_tables
+
+ORDER = {"id": 1, "created_at": "2024-01-01T00:00:00.000Z", "total": "1.50",
+         "order_items": [{"id": 7, "qty": 1, "price": "2.00"}]}
+
+
+def order(n: int, **fields) -> dict:
+    return {**ORDER, "id": n, **fields}
+
+
+def extras_of(tables) -> list[tuple]:
+    out = []
+    for e in tables.extras:
+        values = e.values.to_pylist() if isinstance(e.values, pa.Array) else list(e.values)
+        out.append((e.table, e.field, e.column, e.type, values, e.record))
+    return out
+
+
+def outcome(tables) -> tuple:
+    return ({n: t.to_pylist() for n, t in tables.items()}, tables.records, tables.coerced,
+            [(r.key, r.field, r.reason) for r in tables.rejected], extras_of(tables))
+
+
+def read_pages(pages: list[list[dict]]) -> PageDecoder:
+    """Each page through one decoder (what it learned carried to the next), its outcome that of
+    its dicts; the decoder, with the plan each page was read with (`plans`)."""
+    stream = load_definitions()["orders"]
+    decoder = PageDecoder(stream)
+    decoder.plans = []
+    for n, records in enumerate(pages):
+        page = decoder.decode(json.dumps({"Orders": records}).encode())
+        assert page.read_by_arrow, n
+        assert outcome(page_tables(stream, page)) == outcome(page_to_tables(stream, records)), n
+        decoder.plans.append(page.plan)
+    return decoder
+
+
+def test_undocumented_scalars_are_learned_and_read_by_arrow():
+    pages = [[order(1, id="1", note="a", rank=3, flag=True, gone=None, meta={"k": 1}),
+              order(2, note="b", rank=4, flag=False, meta=[1])],
+             [order(3, note="c", rank=5), order(4, flag=True, gone=None)],
+             [order(5, id="5", note=None, rank=None)]]
+    decoder = read_pages(pages)
+    plan = decoder.plan
+    assert plan.extras == {(None, "note"): pa.string(), (None, "rank"): pa.int64(), (None, "flag"): pa.bool_(),
+                           (None, "gone"): pa.null()}
+    assert plan.dict_extras == {(None, "meta")}
+
+
+def test_an_undocumented_scalar_that_changes_type_or_becomes_an_object_is_left_to_the_dicts():
+    pages = [[order(1, id="1", rank=3, label="x", empty=None)],
+             [order(2, rank="three", label="y", empty=None)],   # text where an integer was
+             [order(3, rank=4, label={"x": 1}, empty=7)],       # an object where text was; a value where only nulls were
+             [order(4, rank=5, label="z", empty=8)],
+             [order(5, rank=True, empty="8")]]
+    decoder = read_pages(pages)
+    assert {(None, "rank"), (None, "label"), (None, "empty")} <= decoder.plan.dict_extras
+
+
+def test_undocumented_fields_of_child_records_are_read_by_arrow_too():
+    item = {"id": 7, "qty": 1, "price": 2.5, "colour": "red", "size": 3}
+    pages = [[order(1, order_items=[item, {**item, "id": "8", "colour": None}])],
+             [order(2, order_items=[{**item, "size": 4}]), order(3, order_items=[])],
+             [order(4, order_items=[{**item, "size": "L"}])]]
+    decoder = read_pages(pages)
+    assert decoder.plan.extras.get(("order_items", "colour")) == pa.string()
+    assert ("order_items", "size") in decoder.plan.dict_extras
+
+
+def test_decimals_and_ids_of_numbers_and_text_are_read_as_decimals_and_counted():
+    pages = [[order(1, id="1", total=24.99, tax=3), order(2, total="1.50", tax="0.25", order_items=[{"id": "9", "qty": 2.0}])],
+             [order(3, id="3", total=5, tax=0.1), order(4, total=None, order_items=[{"id": 10, "qty": "3"}])],
+             # past what a double holds: the column is read from the dicts, as the record-by-record path does
+             [order(5, id="5", total=12345678901.25), order(6, id=5.084710622239126e+16)],
+             # lossy: quarantined on either path
+             [order(7, id="7", total="N/A"), order(8, id="abc"), order(9, id="9", total=1.23456)]]
+    decoder = read_pages(pages)
+    assert decoder.plans[1].lenient == {(None, "id"), (None, "total"), (None, "tax"), ("order_items", "id"),
+                                        ("order_items", "qty")}
+    assert (None, "total") in decoder.plan.by_python and (None, "tax") in decoder.plan.lenient  # "N/A": read by Python meanwhile
