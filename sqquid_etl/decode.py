@@ -9,14 +9,18 @@ does not; the conversion then finds them (`evolve.py`).
 
 Arrow's reader refuses a field whose values change type (an id sent as `"27"`, a price as a
 number): such a page is decoded by Python once, the fields that do not fit are learned, and the
-body is read by Arrow again without them; the conversion takes those from the page's dicts
-(decoded when it needs them) and coerces only the values that do not fit (`columns.py`).
+body is read by Arrow again otherwise: a decimal field of numbers and text, or an integer field
+of integers and text, as a decimal (Arrow reads both; the values coerced are counted from the
+page's dicts); any other without the field, which the conversion then takes from the page's
+dicts (decoded when it needs them), coercing only the values that do not fit (`columns.py`).
+Undocumented fields seen with one scalar type are learned so too and read by Arrow (`plan.py`).
 Numbers in text fields (the API's usual inconsistency) are learned for good. Other drift is
-learned while it lasts: one page in `PROBE_EVERY` is first tried without it, and a page Arrow
-reads so ends it (the pages after it pay nothing for tolerance).
+learned while it lasts: one page in `PROBE_EVERY` is first tried without it (less often while
+the probes keep failing, up to one in `PROBE_EVERY_MOST`), and a page Arrow reads so ends it
+(the pages after it pay nothing for tolerance).
 
-What the decoder learns lives in one place: `PageDecoder._plan` (and `_base`, without the
-drift), read and replaced under `PageDecoder._lock`. Each page carries the plan it was read
+What the decoder learns lives in one place: `PageDecoder._good` and `_drift`, and the plans
+built of them (`_base`, without the drift; `_plan`), read and replaced under `PageDecoder._lock`. Each page carries the plan it was read
 with, so its conversion never looks at the decoder again.
 
 A stream whose pages no plan reads (records of an unexpected shape) stops paying for the
@@ -46,6 +50,7 @@ except ImportError:  # pragma: no cover - a dependency; json.loads alone is exac
 
 SLOW_STREAK = 2  # pages in a row that drifted before the decoder stops trying Arrow on every page
 PROBE_EVERY = 8  # while it does (or drift is learned), one page in this many is tried without it
+PROBE_EVERY_MOST = 64  # ... the pages between probes doubled after each probe the drift failed, up to this
 
 
 class BodyNotJSON(ValueError):
@@ -90,7 +95,7 @@ class PageDecoder:
         self._drift = (frozenset(), frozenset())  # learned while it lasts: fields read by Python, of them read as decimals
         self._base = self._plan = build_plan(stream)  # _base: with what is learned for good; _plan: and the drift
         self._slow_streak = 0  # pages in a row that only the record-by-record path could read
-        self._pages = 0
+        self._probe_gap = self._until_probe = PROBE_EVERY  # pages between probes, pages until the next
 
     @property
     def plan(self) -> ReadPlan | None:
@@ -105,9 +110,9 @@ class PageDecoder:
         envelope = self.stream.envelope
         if try_body:
             page = _read_body(body, probe, envelope) if probe is not None else None
-            if page is not None:
-                self._forget_drift(probe)  # a page without the drift: read by Arrow whole again
-            else:
+            if probe is not None:
+                self._probed(probe, drifted=page is None)  # a page without the drift: read by Arrow whole again
+            if page is None:
                 page = _read_body(body, plan, envelope)
             if page is not None:
                 return self._noted(page, by_body=True)
@@ -128,8 +133,10 @@ class PageDecoder:
         """The plan to read the next page with, the plan without the drift learned when the page
         is to try it first (a probe), and whether to try Arrow's reader on its body."""
         with self._lock:
-            self._pages += 1
-            due = self._pages % PROBE_EVERY == 0
+            self._until_probe -= 1
+            due = self._until_probe <= 0
+            if due:
+                self._until_probe = self._probe_gap
             probe = self._base if due and self._base is not self._plan else None
             return self._plan, probe, self._slow_streak < SLOW_STREAK or due
 
@@ -174,11 +181,15 @@ class PageDecoder:
     def _built(self, learned: Learned, plan: ReadPlan) -> ReadPlan:
         return plan if plan.knows(learned) else build_plan(self.stream, learned) or plan
 
-    def _forget_drift(self, probe: ReadPlan) -> None:
+    def _probed(self, probe: ReadPlan, drifted: bool) -> None:
+        """A probe's outcome: the drift still there (probes less often), or gone (forgotten)."""
         with self._lock:
-            if self._base is probe:
+            if drifted:
+                self._probe_gap = self._until_probe = min(self._probe_gap * 2, PROBE_EVERY_MOST)
+            elif self._base is probe:
                 self._plan = probe
                 self._drift = (frozenset(), frozenset())
+                self._probe_gap = PROBE_EVERY
 
 
 def _struct(records: list[dict], plan: ReadPlan | None) -> pa.StructArray | None:

@@ -92,3 +92,31 @@ def test_decimals_and_ids_of_numbers_and_text_are_read_as_decimals_and_counted()
     assert decoder.plans[1].lenient == {(None, "id"), (None, "total"), (None, "tax"), ("order_items", "id"),
                                         ("order_items", "qty")}
     assert (None, "total") in decoder.plan.by_python and (None, "tax") in decoder.plan.lenient  # "N/A": read by Python meanwhile
+
+
+def test_probes_come_less_often_while_the_drift_lasts(monkeypatch):
+    """While every page drifts, the page tried without the drift (a probe) comes after 8, then
+    16, 32, ... pages (up to PROBE_EVERY_MOST); a probe that reads its page forgets the drift and
+    the gap is 8 again."""
+    from sqquid_etl import decode
+
+    stream = load_definitions()["orders"]
+    decoder = PageDecoder(stream)
+    probes = []
+    read = decode._read_body
+
+    def counted(body, plan, envelope):
+        if plan is not None and plan is decoder._base and decoder._base is not decoder._plan:
+            probes.append(pages)
+        return read(body, plan, envelope)
+
+    monkeypatch.setattr(decode, "_read_body", counted)
+    drifted = json.dumps({"Orders": [order(1, id="1"), order(2)]}).encode()
+    pages = 0
+    for pages in range(1, 200):
+        decoder.decode(drifted)
+    assert probes == [8, 24, 56, 120, 184]
+    clean = json.dumps({"Orders": [order(3)]}).encode()
+    for pages in range(200, 300):
+        decoder.decode(clean)
+    assert probes[5] == 248 and len(probes) == 6 and decoder._probe_gap == decode.PROBE_EVERY  # read: drift forgotten
