@@ -97,17 +97,18 @@ def known_fields(stream: StreamDefinition, table: TableSpec | None) -> frozenset
 
 
 def find_extras(stream: StreamDefinition, records: list[dict], skipped: set | frozenset,
-                key: Callable[[dict], Any], read: dict | None = None) -> list[Extra]:
+                key: Callable[[dict], Any], read: dict | None = None, finite: bool = False) -> list[Extra]:
     """The undocumented fields of a page's records (but those of `skipped`, not stored), row by
     row of the tables the page converted to; `read`: {table: {field: its values on the table's
-    rows}} of fields Arrow read (the others are taken from the dicts)."""
+    rows}} of fields Arrow read (the others are taken from the dicts); `finite`: the records
+    hold no NaN or infinity (decoded from a body that writes none)."""
     own = stream.tables[0] if stream.tables[0].nested_path is None else None
     found: list[Extra] = []
     known = known_fields(stream, own)
     read = read or {}
     if own is not None:
         rows = [r for i, r in enumerate(records) if i not in skipped] if skipped else records
-        found += _extras(own, rows, known, None, key, read.get(own.name))
+        found += _extras(own, rows, known, None, key, read.get(own.name), finite)
     for table in stream.tables:
         if table.nested_path is None:
             continue
@@ -117,7 +118,7 @@ def find_extras(stream: StreamDefinition, records: list[dict], skipped: set | fr
             if i not in skipped and isinstance(items, list):
                 rows.extend(items)
                 owners.extend([record] * len(items))
-        found += _extras(table, rows, known_fields(stream, table), owners, key, read.get(table.name))
+        found += _extras(table, rows, known_fields(stream, table), owners, key, read.get(table.name), finite)
         if own is None:  # no table of its own (inventory: a record a sku): its rows carry the record's fields
             found += [replace(e, column=f"record_{e.column}", field=f"record.{e.field}")
                       for e in _extras(table, owners, known, owners, key)]
@@ -125,7 +126,7 @@ def find_extras(stream: StreamDefinition, records: list[dict], skipped: set | fr
 
 
 def _extras(table: TableSpec | None, rows: list[dict], known: frozenset, owners: list | None,
-            key: Callable[[dict], Any], read: dict | None = None) -> list[Extra]:
+            key: Callable[[dict], Any], read: dict | None = None, finite: bool = False) -> list[Extra]:
     """The undocumented fields of `rows`, each with a value a row (None where a row lacks it);
     those of `read` as Arrow read them (a value a row too)."""
     dicts = all(type(row) is dict for row in rows)
@@ -140,7 +141,7 @@ def _extras(table: TableSpec | None, rows: list[dict], known: frozenset, owners:
         else:
             values = [row.get(name) for row in rows] if dicts else [row.get(name) if type(row) is dict else None for row in rows]
             kind = values_type(values)
-            texts = values_text(values, kind)
+            texts = values_text(values, kind, finite)
         record = key(rows[firsts[name]] if owners is None else owners[firsts[name]])
         column = name if name.lower() not in taken and not name.startswith("_sqquid") else f"{name}_undocumented"
         out.append(Extra(None if table is None else table.name, name, column, kind, range(len(rows)), texts, record))
@@ -177,13 +178,16 @@ def values_type(values: list) -> str:
     return "VARCHAR"
 
 
-def values_text(values: list, kind: str) -> list:
+def values_text(values: list, kind: str, finite: bool = False) -> list:
     """`value_text` of each value (JSON text of objects and arrays by orjson where it writes the
-    same JSON: not for a NaN or an integer past 64 bits)."""
+    same JSON: not for a NaN or an integer past 64 bits; `finite`: the values hold no NaN)."""
     if kind == "VARCHAR" and all(type(v) is str or v is None for v in values):
         return values
     if kind == "JSON" and _orjson is not None:
         try:
+            if finite:
+                dumps = _orjson.dumps
+                return [None if v is None else dumps(v).decode() for v in values]
             raw = [None if v is None else _orjson.dumps(v) for v in values]
         except TypeError:  # an integer past 64 bits
             return [value_text(v) for v in values]

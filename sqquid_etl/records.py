@@ -70,7 +70,8 @@ def page_tables(stream: StreamDefinition, page: Page, partition_value: str | Non
             pass
         else:
             if page.records is not None or page.undocumented or page.plan.reads_dicts:
-                out.extras = find_extras(stream, dicts(), (), partial(record_key, stream), read)
+                finite = bool(page.body) and b"NaN" not in page.body and b"Infinity" not in page.body  # (JSON has none)
+                out.extras = find_extras(stream, dicts(), (), partial(record_key, stream), read, finite)
             return out
     records = dicts()
     out, skipped = _slow_page(stream, records, partition_value)

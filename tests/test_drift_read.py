@@ -53,7 +53,7 @@ def test_undocumented_scalars_are_learned_and_read_by_arrow():
     pages = [[order(1, id="1", note="a", rank=3, flag=True, gone=None, meta={"k": 1}),
               order(2, note="b", rank=4, flag=False, meta=[1])],
              [order(3, note="c", rank=5), order(4, flag=True, gone=None)],
-             [order(5, id="5", note=None, rank=None)]]
+             [order(5, id="5", note=None, rank=None, meta={"v": 1.5, "w": None})]]
     decoder = read_pages(pages)
     plan = decoder.plan
     assert plan.extras == {(None, "note"): pa.string(), (None, "rank"): pa.int64(), (None, "flag"): pa.bool_(),
@@ -79,6 +79,14 @@ def test_undocumented_fields_of_child_records_are_read_by_arrow_too():
     decoder = read_pages(pages)
     assert decoder.plan.extras.get(("order_items", "colour")) == pa.string()
     assert ("order_items", "size") in decoder.plan.dict_extras
+
+
+def test_an_object_holding_a_nan_keeps_its_json_text():
+    """orjson writes a NaN as null: a page whose body holds one (json.loads read it) is written by the JSON encoder."""
+    stream = load_definitions()["orders"]
+    records = [order(1, id="1", meta={"v": float("nan")}), order(2, meta={"v": None})]
+    tables = page_tables(stream, PageDecoder(stream).decode(json.dumps({"Orders": records}).encode()))
+    assert [e.values for e in tables.extras if e.field == "meta"] == [['{"v":NaN}', '{"v":null}']]
 
 
 def test_decimals_and_ids_of_numbers_and_text_are_read_as_decimals_and_counted():
