@@ -253,3 +253,30 @@ def test_two_accounts_into_one_parquet_directory(make_sandbox, tmp_path):
     assert {s.stream for s in orders.values()} == {"orders"}
     assert [orders[name].rows["orders"] for name in accounts] == [len(sb.store.orders) for sb, _ in accounts.values()]
     assert {p.name for p in (tmp_path / "lake").rglob("account=*")} >= {"account=acme", "account=globex"}
+
+
+def test_the_default_staging_batch_is_divided_among_the_accounts():
+    from sqquid_etl.accounts_run import MIN_FLUSH_ROWS, STAGED_ROWS, accounts_tuning
+    from sqquid_etl.settings import DEFAULT_FLUSH_ROWS, Tuning
+
+    assert accounts_tuning(Tuning(), 1).flush_rows == DEFAULT_FLUSH_ROWS
+    assert accounts_tuning(Tuning(), 40).flush_rows == STAGED_ROWS // 40
+    assert accounts_tuning(Tuning(), 100).flush_rows == MIN_FLUSH_ROWS
+    assert accounts_tuning(Tuning(), 5000).flush_rows == MIN_FLUSH_ROWS
+    chosen = Tuning(memory_limit="64MB", flush_rows=50_000)
+    assert accounts_tuning(chosen, 100) == chosen  # a batch the user set is kept
+    assert accounts_tuning(Tuning(memory_limit="64MB"), 40).memory_limit == "64MB"
+
+
+def test_every_account_runs_with_the_divided_batch(make_sandbox, tmp_path, monkeypatch):
+    from sqquid_etl import accounts_run
+    from sqquid_etl.accounts_run import STAGED_ROWS
+
+    monkeypatch.delenv("SQQUID_FLUSH_ROWS", raising=False)
+    seen = []
+    real = accounts_run.extract_one
+    monkeypatch.setattr(accounts_run, "extract_one", lambda *a, **k: seen.append(k["tuning"].flush_rows) or real(*a, **k))
+    accounts = _accounts(make_sandbox, {f"a{i}": 30 for i in range(20)})
+    result = run_accounts([job for _, job in accounts.values()], {}, location_for=_files(tmp_path))
+    assert result.ok
+    assert seen == [STAGED_ROWS // 20] * 20
