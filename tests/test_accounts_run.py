@@ -280,3 +280,34 @@ def test_every_account_runs_with_the_divided_batch(make_sandbox, tmp_path, monke
     result = run_accounts([job for _, job in accounts.values()], {}, location_for=_files(tmp_path))
     assert result.ok
     assert seen == [STAGED_ROWS // 20] * 20
+
+
+def test_each_account_renews_its_own_token(make_sandbox, tmp_path):
+    """One account's tokens expire every few requests (its sandbox's clock and its client's jump
+    50 s a page, tokens live 60 s): it logs in again and again, on its own; the others keep the
+    one token each they logged in with, and every account's data is whole."""
+    clock = FakeClock()
+    expiring = make_sandbox(seed=9, orders=600, products=200, api_keys=("key-expiring",), token_ttl=60.0, clock=clock)
+    accounts = _accounts(make_sandbox, {"acme": 300, "initech": 150})
+    sandboxes = {"expiring": expiring, **{name: sb for name, (sb, _) in accounts.items()}}
+    jobs = [AccountJob(Account(name="expiring", base_url=expiring.url, api_key_env="EXPIRING_KEY", rate=None),
+                       Credentials(api_key="key-expiring"))] + [job for _, job in accounts.values()]
+
+    def client_for(job):
+        if job.account.name != "expiring":
+            return make_client(sandboxes[job.account.name], credentials=job.credentials)
+        client = make_client(expiring, credentials=job.credentials, clock=clock)
+        get_body = client.get_body
+
+        def aging(*args, **kwargs):
+            clock.sleep(50.0)
+            return get_body(*args, **kwargs)
+        client.get_body = aging
+        return client
+
+    result = run_accounts(jobs, _one(tmp_path), client_for=client_for)
+    assert result.ok, [(a.account, a.message) for a in result.accounts]
+    assert expiring.stats.logins > 3
+    assert sandboxes["acme"].stats.logins == sandboxes["initech"].stats.logins == 1
+    for name, sandbox in sandboxes.items():
+        assert_tables_equal(account_tables(tmp_path / "w.duckdb", name), expected_tables(sandbox.store))
