@@ -1,0 +1,255 @@
+"""Many accounts (issue #15) seen from inside the client: where its CPU and memory go.
+
+    python bench/accounts_inside.py --accounts 20 --seconds 30 --latency 0.3
+    python bench/accounts_inside.py --accounts 4 --seconds 30 --stages
+
+The sandbox as in bench/accounts.py (its own process, N accounts each throttled at --rate/--burst
+with --latency, sized to last --seconds at the ceiling); the client runs in THIS process
+(`accounts_run.run_accounts`, one DuckDB file, the `orders` stream), set up as the `sqquid-etl`
+program sets up its own (Arrow on the system allocator, no numpy), so that it can be looked at:
+- the CPU of each kind of thread (`/proc/self/task/*/stat`, sampled every 0.5 s): an account's
+  thread (`runner`: conversion, staging, commits) and its fetch workers (`fetch`: requests and
+  decoding), user and system time;
+- with `--stages`, the CPU (`time.thread_time`) of each step of a page, in ms a page: the request,
+  decoding, conversion, staging, the commits (a little slower for the wrapping);
+- memory at the peak of RSS (sampled every 0.5 s): Arrow's bytes allocated, DuckDB's
+  (`duckdb_memory()`), the C heap's (`mallinfo2`: in use, free), the pages fetched and not yet
+  taken by their account, the threads.
+`--workers K` runs K fetch workers an account instead of `fetch.default_concurrency`'s.
+Environment variables (SQQUID_FLUSH_ROWS, ...) apply as to an extract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import ctypes
+import functools
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")  # as `sqquid-etl` runs (cli._use_system_allocator)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sqquid_etl.no_pandas import refuse_numpy, refuse_pandas  # noqa: E402
+
+refuse_numpy()
+refuse_pandas()
+
+import pyarrow as pa  # noqa: E402
+from accounts import load_average, start_sandbox, stop, write_config  # noqa: E402
+from common import machine, sandbox_stats  # noqa: E402
+
+pa.set_memory_pool(pa.system_memory_pool())
+PAGE = 250
+
+
+class MallInfo(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+
+def heap_mb() -> tuple[float, float]:
+    """(in use, free) MB of the C heap (glibc), or nan."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = MallInfo
+        info = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return float("nan"), float("nan")
+    return info.uordblks / 2**20, info.fordblks / 2**20
+
+
+class Watch:
+    """Samples every 0.5 s: each thread's CPU (by kind) and the memory at the peak of RSS."""
+
+    def __init__(self):
+        self.names: dict[int, str] = {}
+        self.cpu: dict[int, tuple[float, float]] = {}
+        self.peak: dict = {"rss": 0.0}
+        self.fetches: weakref.WeakSet = weakref.WeakSet()
+        self._stop = threading.Event()
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-watch")
+
+    def start(self) -> dict:
+        self.sample()
+        self._thread.start()
+        return dict(self.cpu)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self.sample()
+
+    def sample(self) -> None:
+        for thread in threading.enumerate():
+            if thread.native_id:
+                self.names[thread.native_id] = thread.name
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                fields = open(f"/proc/self/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            self.cpu[int(tid)] = (int(fields[11]) / self._tick, int(fields[12]) / self._tick)
+        rss = _rss_mb()
+        if rss > self.peak["rss"]:
+            in_use, free = heap_mb()
+            pages, page_mb = self._pages_held()
+            self.peak = {"rss": rss, "RSS MB": rss, "Arrow MB": pa.total_allocated_bytes() / 2**20,
+                         "DuckDB MB": _duckdb_mb(), "C heap in use MB": in_use, "C heap free MB": free,
+                         "pages fetched not taken": pages, "their MB": page_mb, "threads": threading.active_count()}
+
+    def _pages_held(self) -> tuple[int, float]:
+        count, size = 0, 0
+        for fetch in list(self.fetches):
+            for slot in list(fetch.slots.values()):
+                page = slot.page
+                if slot.done and page is not None:
+                    count += 1
+                    size += len(page.body) + (page.array.nbytes if page.array is not None else 0)
+        return count, size / 2**20
+
+    def by_kind(self, before: dict) -> dict[str, tuple[float, float]]:
+        kinds: dict = collections.defaultdict(lambda: [0.0, 0.0])
+        for tid, (user, system) in self.cpu.items():
+            user0, system0 = before.get(tid, (0.0, 0.0))
+            name = self.names.get(tid, "other")
+            kind = ("runner" if "/" not in name else name.split("/")[-1].rstrip("0123456789-")) \
+                if name.startswith("sqquid-account-") else "other"
+            kinds[kind][0] += user - user0
+            kinds[kind][1] += system - system0
+        return {k: (round(u, 1), round(s, 1)) for k, (u, s) in kinds.items()}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def _duckdb_mb() -> float:
+    from sqquid_etl.destinations import duckdb_shared
+
+    total = 0.0
+    for shared in list(duckdb_shared._OPEN.values()):
+        try:
+            cursor = shared.conn.cursor()
+            total += cursor.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchall()[0][0] / 2**20
+            cursor.close()
+        except Exception:  # noqa: BLE001 - closing meanwhile
+            pass
+    return total
+
+
+STAGES = collections.Counter()
+_STAGES_LOCK = threading.Lock()
+
+
+def timed(owner, name: str, label: str) -> None:
+    """Wrap `owner.name` so that its thread CPU is added to STAGES[label]."""
+    inner = getattr(owner, name)
+
+    @functools.wraps(inner)
+    def wrapper(*args, **kwargs):
+        started = time.thread_time()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            with _STAGES_LOCK:
+                STAGES[label] += time.thread_time() - started
+    setattr(owner, name, wrapper)
+
+
+def wrap_stages() -> None:
+    from sqquid_etl import commit_parts, decode, pacing, read, transport
+    from sqquid_etl.destinations import duckdb_writer
+
+    timed(transport.Transport, "send", "fetch: the request (HTTP)")
+    timed(pacing.LeakyBucketPacer, "acquire", "fetch: the pacer")
+    timed(decode.PageDecoder, "decode", "fetch: decoding (Arrow's JSON reader)")
+    timed(read, "page_tables", "runner: conversion (page_tables)")
+    timed(duckdb_writer.DuckDBStreamWriter, "write", "runner: staging (writer.write)")
+    timed(commit_parts.PartCommits, "commit", "runner: parts (commit_part)")
+    timed(duckdb_writer.DuckDBStreamWriter, "commit", "runner: the last commit")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--accounts", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--latency", type=float, default=0.3)
+    ap.add_argument("--rate", type=float, default=2.0)
+    ap.add_argument("--burst", type=int, default=40)
+    ap.add_argument("--stages", action="store_true", help="CPU of each step of a page (wraps them)")
+    ap.add_argument("--workers", type=int, help="fetch workers an account (default: fetch.default_concurrency)")
+    a = ap.parse_args()
+    print(f"command: python bench/accounts_inside.py --accounts {a.accounts} --seconds {a.seconds:g} "
+          f"--latency {a.latency:g}{' --stages' if a.stages else ''}{f' --workers {a.workers}' if a.workers else ''}")
+    print(f"machine: {machine()}; SQQUID_FLUSH_ROWS={os.environ.get('SQQUID_FLUSH_ROWS', '(default)')}")
+    from sqquid_etl import fetch, fetch_concurrent
+    from sqquid_etl.accounts import load_accounts, resolve_credentials
+    from sqquid_etl.accounts_run import plan_jobs, run_accounts
+
+    if a.stages:
+        wrap_stages()
+    if a.workers:
+        fetch.default_concurrency = lambda client: a.workers
+    watch = Watch()
+    made = fetch_concurrent.ConcurrentFetch.__init__
+
+    def remembered(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        watch.fetches.add(self)
+    fetch_concurrent.ConcurrentFetch.__init__ = remembered
+
+    pages = int(a.burst + a.rate * a.seconds)
+    proc, url, keys, _ = start_sandbox(a.accounts, pages * PAGE - PAGE // 2, 50, rate=a.rate, burst=a.burst,
+                                       latency=a.latency, spread=0.0)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            config, env = write_config(Path(tmp), url, keys, a.rate, a.burst)
+            os.environ.update({k: v for k, v in env.items() if k.startswith("BENCH_KEY_")})
+            accounts = list(load_accounts(config).values())
+            jobs = plan_jobs(accounts, resolve_credentials(accounts), streams=["orders"])
+            sandbox_stats(url, reset=True)
+            load_before, before = load_average(), watch.start()
+            usage_before, started = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+            done = run_accounts(jobs, {"duckdb": str(Path(tmp) / "accounts.duckdb")}, {})
+            wall = time.monotonic() - started
+            watch.stop()
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            stats = sandbox_stats(url)
+    finally:
+        stop(proc)
+    report(a, done, wall, usage_before, usage, watch, before, stats, (load_before, load_average()))
+
+
+def report(a, done, wall, usage_before, usage, watch: Watch, before: dict, stats: dict, load: tuple) -> None:
+    records = sum(sum(s.rows.get("orders", 0) for s in acc.streams) for acc in done.accounts)
+    ceiling = (a.burst + a.rate * wall) * PAGE / wall
+    user, system = usage.ru_utime - usage_before.ru_utime, usage.ru_stime - usage_before.ru_stime
+    page_count = max(1, stats["by_route"].get("GET /v1/orders", 0))
+    print(f"client (in this process): {len(done.accounts)} accounts, failed {done.failed}; wall {wall:.1f} s; "
+          f"{records} records; {100 * records / wall / (a.accounts * ceiling):.1f}% of {a.accounts} x the ceiling; "
+          f"429s {stats['throttled']}")
+    print(f"  CPU user {user:.1f} s + system {system:.1f} s = {1e6 * (user + system) / max(1, records):.1f} us a record, "
+          f"{1000 * (user + system) / page_count:.2f} ms a page; peak RSS {usage.ru_maxrss / 1024:.0f} MB")
+    print(f"  CPU by thread (user s, system s): {watch.by_kind(before)}")
+    for label in sorted(STAGES):
+        print(f"  {label:42s} {1000 * STAGES[label] / page_count:6.2f} ms a page")
+    print("  at the peak of RSS: " + ", ".join(f"{k} {v:.0f}" for k, v in watch.peak.items() if k != "rss"))
+    print(f"  load average (1 min): {load[0]:.2f} before, {load[1]:.2f} after")
+
+
+if __name__ == "__main__":
+    main()
