@@ -28,6 +28,7 @@ import pyarrow as pa
 from .definitions import StreamDefinition, load_definitions
 from .destinations.merge_sql import latest_versions_sql, quote_identifier as q
 from .destinations.duckdb_tuning import tune
+from .destinations.protocol import bounds_each, counts_each
 from .destinations.staging import ParquetStage
 from .runs import REJECTED_TABLE, RunRecord
 from .settings import Tuning
@@ -100,6 +101,8 @@ class EmittingDestination:
 
     def counts_since(self, table: str, column: str, times: list, equals: dict[str, str]) -> list[int]:
         return [0] * len(times)
+
+    cursor_bounds_each, counts_since_each = bounds_each, counts_each
 
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
         return None, None

@@ -49,14 +49,14 @@ class Point:
         self.table, self.column = stream.tables[0].name, stream.cursor.field  # type: ignore[union-attr]
         self.start_date = start_date
 
-    def _since(self, t: datetime) -> datetime | None:
+    def since(self, t: datetime) -> datetime | None:
         return None if t == EPOCH and self.start_date is None else t  # the count reconciliation asked
 
     def api(self, t: datetime) -> int:
-        return self.counts(self.partition, self._since(t))
+        return self.counts(self.partition, self.since(t))
 
     def many(self, times: list[datetime]) -> list[tuple[int, int]]:
-        since = [self._since(t) for t in times]
+        since = [self.since(t) for t in times]
         stored = self.destination.counts_since(self.table, self.column, since, self.equals)
         return [(self.counts(self.partition, s), n) for s, n in zip(since, stored)]
 
@@ -74,21 +74,23 @@ def find_changed_ranges(stream: StreamDefinition, counts: ApiCounts, destination
     from the start (a later pass of the run: those counts were asked already)."""
     if stream.count is None or stream.cursor is None:
         return []
+    table, column = stream.tables[0].name, stream.cursor.field
+    by = stream.partition.param if stream.partition else None
+    values = [p for p in (stream.partition.values if stream.partition else [None]) if listed.get(p) is not None]
     spans = []  # (partition, its counts at t, its oldest stored record, its window's start)
-    for partition in stream.partition.values if stream.partition else [None]:
-        upto = listed.get(partition)
-        equals = {stream.partition.param: partition} if stream.partition and partition else {}
-        low, _ = destination.cursor_bounds(stream.tables[0].name, stream.cursor.field, equals)
-        if upto is None or low is None:
+    for partition, (low, _) in zip(values, destination.cursor_bounds_each(table, column, by, values) if values else []):
+        upto = listed[partition]
+        if low is None:
             continue
         low = _floor_second(max(low, start_date) if start_date else low)
         if low < upto:
+            equals = {by: partition} if by else {}
             spans.append((partition, Point(stream, counts, destination, partition, equals, start_date), low, upto))
     first = start_date or EPOCH
-    scans = [_scan(at, first, low, upto, points if fine else _sized(at.api(first) - at.api(upto), points, stream.paginator.limit))
-             for _, at, low, upto in spans]
+    scans = _scan(destination, by, spans, first,
+                  [points if fine else _sized(at.api(first) - at.api(upto), points, stream.paginator.limit) for _, at, _, upto in spans])
     if not fine and any(len({api - stored for api, stored in values}) > 1 for _, values in scans):
-        scans = [_scan(at, first, low, upto, points) for _, at, low, upto in spans]
+        scans = _scan(destination, by, spans, first, [points] * len(spans))
     out: list[Changed] = []
     for (partition, at, _, _), (times, values) in zip(spans, scans):
         hints = sorted({t for c in out for t in (c.since, c.until)})  # another partition's ranges: a move's other end
@@ -109,12 +111,21 @@ def _sized(behind: int, points: int, page: int) -> int:
     return min(n, points)
 
 
-def _scan(at: Point, first: datetime, low: datetime, upto: datetime, n: int) -> tuple[list[datetime], list[tuple[int, int]]]:
-    """The times of a partition's scan at `n` points (its start, then evenly from its oldest stored
-    record to its window's start) and the counts at each (the stored ones in one query)."""
-    times = [first] + [_floor_second(low + (upto - low) * i / n) for i in range(1, n)]
-    times = sorted(set(t for t in times if t < upto)) + [upto]
-    return times, at.many(times)
+def _scan(destination: Destination, by: str | None, spans: list, first: datetime, sizes: list[int]
+          ) -> list[tuple[list[datetime], list[tuple[int, int]]]]:
+    """The times of each partition's scan at its number of points in `sizes` (its start, then
+    evenly from its oldest stored record to its window's start) and the counts at each (the stored
+    ones of every partition in one query)."""
+    times, since = [], {}
+    for (partition, at, low, upto), n in zip(spans, sizes):
+        at_n = [first] + [_floor_second(low + (upto - low) * i / n) for i in range(1, n)]
+        times.append(sorted(set(t for t in at_n if t < upto)) + [upto])
+        since[partition] = [at.since(t) for t in times[-1]]
+    if not spans:
+        return []
+    stored = destination.counts_since_each(spans[0][1].table, spans[0][1].column, by, since)
+    return [(ts, [(at.counts(partition, s), n) for s, n in zip(since[partition], stored[partition])])
+            for (partition, at, _, _), ts in zip(spans, times)]
 
 
 def _split(at: Point, partition: str | None, x: datetime, y: datetime, fx: tuple[int, int], fy: tuple[int, int],

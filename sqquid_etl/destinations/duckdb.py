@@ -24,7 +24,7 @@ from .duckdb_shared import Shared, acquire, look, opened, release
 from .duckdb_tuning import check_tuning, tune
 from .duckdb_writer import DuckDBStreamWriter
 from .files import check_can_write
-from .merge_sql import counts_at, quote_identifier as q, where_clause
+from .merge_sql import bounds_at_each, counts_at, counts_at_each, quote_identifier as q, where_clause
 
 __all__ = ["DuckDBDestination", "DuckDBStreamWriter"]
 
@@ -327,6 +327,23 @@ class DuckDBDestination:
             return None, None
         where, params = where_clause(None, None, self._scoped(equals), live=self._soft_deletes(table))
         return self.conn.execute(f"SELECT min({q(column)}), max({q(column)}) FROM {q(table)}{where}", params).fetchall()[0]
+
+    def cursor_bounds_each(self, table: str, column: str, by: str | None, values: list) -> list[tuple[Any, Any]]:
+        if by is None or not self.table_exists(table):
+            return [self.cursor_bounds(table, column, {}) for _ in values]
+        where, params = where_clause(None, None, self._scoped({}), live=self._soft_deletes(table))
+        bounds, at = bounds_at_each(column, by, values)
+        row = self.conn.execute(f"SELECT {bounds} FROM {q(table)}{where}", [*at, *params]).fetchall()[0]
+        return [(row[i], row[i + 1]) for i in range(0, len(row), 2)]
+
+    def counts_since_each(self, table: str, column: str, by: str | None, times: dict[Any, list[datetime | None]]
+                          ) -> dict[Any, list[int]]:
+        if by is None or not self.table_exists(table) or not times:
+            return {v: self.counts_since(table, column, at, {by: v} if by else {}) for v, at in times.items()}
+        where, params = where_clause(None, None, self._scoped({}), live=self._soft_deletes(table))
+        counts, at = counts_at_each(column, by, times)
+        row = iter(self.conn.execute(f"SELECT {counts} FROM {q(table)}{where}", [*at, *params]).fetchall()[0])
+        return {v: [next(row) for _ in ts] for v, ts in times.items()}
 
     def _scoped(self, equals: dict[str, str]) -> dict[str, str]:
         """`equals` with the destination's account (a condition of every query of a stored table)."""

@@ -36,6 +36,7 @@ from .iceberg_expire import expire_snapshots
 from .iceberg_scan import current_files, scan_reader
 from .merge_sql import counts_at, quote_identifier as _q, sql_path, where_clause
 from .object_store import ObjectStore
+from .protocol import bounds_each, counts_each
 from .parquet import run_table
 
 RUNS = "_sqquid_runs"
@@ -175,6 +176,8 @@ class IcebergDestination:
             return [0] * len(times)
         counts, bounds = counts_at(column, times)
         return list(self.sql.execute(f"SELECT {counts} {scan[0]}", [*bounds, *scan[1]]).fetchall()[0])
+
+    cursor_bounds_each, counts_since_each = bounds_each, counts_each  # one query a partition
 
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
         scan = self._scan(table, [column], None, None, equals)

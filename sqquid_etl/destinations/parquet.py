@@ -36,6 +36,7 @@ from .parquet_evolve import carried_columns, file_columns, new_rows_sql, plan_co
 from .parquet_freshness import count_changes, keep_marked, meta_columns, newly_marked, split_meta, with_meta
 from .parquet_gone import find_gone, gone_condition
 from .parquet_history import build_history
+from .protocol import bounds_each, counts_each
 from .staging import ParquetStage, extra_name
 from .state_file import JsonStateFile
 
@@ -158,6 +159,8 @@ class ParquetDestination:
             return [0] * len(times)
         counts, bounds = counts_at(column, times)
         return list(self._rows(table, f"SELECT {counts} {scan[0]}", [*bounds, *scan[1]])[0])
+
+    cursor_bounds_each, counts_since_each = bounds_each, counts_each  # one query a partition
 
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
         scan = self._scan(table, None, None, equals)

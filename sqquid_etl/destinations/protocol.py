@@ -114,6 +114,17 @@ class Destination(Protocol):
     def cursor_bounds(self, table: str, column: str, equals: dict[str, str]) -> tuple[Any, Any]:
         """min and max of `column` over the rows matching `equals`; (None, None) when none."""
 
+    def cursor_bounds_each(self, table: str, column: str, by: str | None, values: list) -> list[tuple[Any, Any]]:
+        """`cursor_bounds` with `by = value` for each of `values` (by None: `[None]`, every row), in
+        order, read at once (the count scan's partitions: one scan of the table, not one each).
+        A destination without a faster way takes `bounds_each`."""
+
+    def counts_since_each(self, table: str, column: str, by: str | None, times: dict[Any, list[datetime | None]]
+                          ) -> dict[Any, list[int]]:
+        """`counts_since` with `by = value` for each value of `times` at its times (by None: the
+        one value None, every row), read at once. A destination without a faster way takes
+        `counts_each`."""
+
     # -- writing ------------------------------------------------------------------------------------
 
     def begin(self, stream: StreamDefinition, replace: bool) -> StreamWriter:
@@ -127,6 +138,17 @@ class Destination(Protocol):
 
     def close(self) -> None:
         """Release the destination (its connection and its lock)."""
+
+
+def bounds_each(destination: Destination, table: str, column: str, by: str | None, values: list) -> list[tuple[Any, Any]]:
+    """`Destination.cursor_bounds_each` one query a value."""
+    return [destination.cursor_bounds(table, column, {by: v} if by else {}) for v in values]
+
+
+def counts_each(destination: Destination, table: str, column: str, by: str | None,
+                times: dict[Any, list[datetime | None]]) -> dict[Any, list[int]]:
+    """`Destination.counts_since_each` one query a value."""
+    return {v: destination.counts_since(table, column, at, {by: v} if by else {}) for v, at in times.items()}
 
 
 class DestinationKind(Protocol):
