@@ -250,3 +250,32 @@ def test_undocumented_fields_of_the_last_version_of_a_key(tmp_path, kind, flush_
             assert destination.count_since("orders", "created_at", None, {"flag": "y"}) == 1
     finally:
         destination.close()
+
+
+def test_each_partitions_bounds_and_counts_read_at_once_agree_with_one_query_a_partition(opened):
+    """The count scan reads every partition's stored bounds and counts at once (DuckDB: one
+    statement each, grouped by the partition): the same as one query a partition, a partition
+    with no row included."""
+    from datetime import datetime, timezone
+
+    items = load_definitions()["shipment_items"]
+    _, destination = opened
+    writer = destination.begin(items, replace=False)
+    for scope, ids in (("toship", (1, 2, 3)), ("shipped", (4, 5))):
+        writer.write(page_to_tables(items, [{"id": i, "created_at": f"2024-01-0{i}T00:00:00Z"} for i in ids], scope))
+    writer.distinct_keys("shipment_items")
+    writer.commit(StreamState(), RunRecord(run_id="r1", stream="shipment_items", started_at="2024-01-01T00:00:00+00:00",
+                                           status="ok"))
+    scopes = ["toship", "shipped", "flagged"]
+    bounds = destination.cursor_bounds_each("shipment_items", "created_at", "scope", scopes)
+    assert bounds == [destination.cursor_bounds("shipment_items", "created_at", {"scope": s}) for s in scopes]
+    assert [b[0].day if b[0] else None for b in bounds] == [1, 4, None]
+    times = {"toship": [None, datetime(2024, 1, 2, tzinfo=timezone.utc)],
+             "shipped": [None, datetime(2024, 1, 5, tzinfo=timezone.utc), datetime(2024, 1, 9, tzinfo=timezone.utc)],
+             "flagged": [None]}
+    counts = destination.counts_since_each("shipment_items", "created_at", "scope", times)
+    assert counts == {s: destination.counts_since("shipment_items", "created_at", at, {"scope": s}) for s, at in times.items()}
+    assert counts == {"toship": [3, 2], "shipped": [2, 1, 0], "flagged": [0]}
+    assert destination.cursor_bounds_each("shipment_items", "created_at", None, [None]) == [
+        destination.cursor_bounds("shipment_items", "created_at", {})]
+    assert destination.counts_since_each("shipment_items", "created_at", None, {None: [None]}) == {None: [5]}

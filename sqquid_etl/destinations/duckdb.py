@@ -24,7 +24,7 @@ from .duckdb_shared import Shared, acquire, look, opened, release
 from .duckdb_tuning import check_tuning, tune
 from .duckdb_writer import DuckDBStreamWriter
 from .files import check_can_write
-from .merge_sql import bounds_at_each, counts_at, counts_at_each, quote_identifier as q, where_clause
+from .merge_sql import counts_at, counts_by, quote_identifier as q, where_clause
 
 __all__ = ["DuckDBDestination", "DuckDBStreamWriter"]
 
@@ -332,18 +332,21 @@ class DuckDBDestination:
         if by is None or not self.table_exists(table):
             return [self.cursor_bounds(table, column, {}) for _ in values]
         where, params = where_clause(None, None, self._scoped({}), live=self._soft_deletes(table))
-        bounds, at = bounds_at_each(column, by, values)
-        row = self.conn.execute(f"SELECT {bounds} FROM {q(table)}{where}", [*at, *params]).fetchall()[0]
-        return [(row[i], row[i + 1]) for i in range(0, len(row), 2)]
+        rows = self.conn.execute(f"SELECT {q(by)}, min({q(column)}), max({q(column)}) FROM {q(table)}{where} GROUP BY 1",
+                                 params).fetchall()
+        found = {str(r[0]): (r[1], r[2]) for r in rows}  # (as `by = value` compares: the value as the column's type)
+        return [found.get(str(v), (None, None)) for v in values]
 
     def counts_since_each(self, table: str, column: str, by: str | None, times: dict[Any, list[datetime | None]]
                           ) -> dict[Any, list[int]]:
-        if by is None or not self.table_exists(table) or not times:
+        if by is None or not self.table_exists(table):
             return {v: self.counts_since(table, column, at, {by: v} if by else {}) for v, at in times.items()}
         where, params = where_clause(None, None, self._scoped({}), live=self._soft_deletes(table))
-        counts, at = counts_at_each(column, by, times)
-        row = iter(self.conn.execute(f"SELECT {counts} FROM {q(table)}{where}", [*at, *params]).fetchall()[0])
-        return {v: [next(row) for _ in ts] for v, ts in times.items()}
+        points = sorted({t for at in times.values() for t in at if t is not None})
+        select, bounds = counts_by(column, by, points)
+        rows = self.conn.execute(f"{select} FROM {q(table)}{where} GROUP BY 1", [*bounds, *params]).fetchall()
+        found = {str(r[0]): dict(zip([None, *points], r[1:])) for r in rows}
+        return {v: [found.get(str(v), {}).get(t, 0) for t in at] for v, at in times.items()}
 
     def _scoped(self, equals: dict[str, str]) -> dict[str, str]:
         """`equals` with the destination's account (a condition of every query of a stored table)."""

@@ -62,23 +62,11 @@ def counts_at(column: str, times: list[datetime | None]) -> tuple[str, list]:
     return counts, [t for t in times if t is not None]
 
 
-def counts_at_each(column: str, by: str, times: dict[Any, list[datetime | None]]) -> tuple[str, list]:
-    """`counts_at` with `by = value` for each value of `times` at its times, one scan for all
-    (in the order of `times`, each value's in order), and its parameters."""
-    counts, params = [], []
-    for value, at in times.items():
-        for t in at:
-            since = "" if t is None else f" AND {quote_identifier(column)} >= ?"
-            counts.append(f"count(*) FILTER (WHERE {quote_identifier(by)} = ?{since})")
-            params += [value] if t is None else [value, t]
-    return ", ".join(counts), params
-
-
-def bounds_at_each(column: str, by: str, values: list) -> tuple[str, list]:
-    """SQL of the min and max of `column` with `by = value` for each of `values`, one scan for all."""
-    c, b = quote_identifier(column), quote_identifier(by)
-    sql = ", ".join(f"min({c}) FILTER (WHERE {b} = ?), max({c}) FILTER (WHERE {b} = ?)" for _ in values)
-    return sql, [v for v in values for _ in (0, 1)]
+def counts_by(column: str, by: str, times: list[datetime]) -> tuple[str, list]:
+    """SQL of each `by` value's rows and those with `column >= t` for each of `times`, one scan
+    grouped by `by` (a FILTER a value costs as much as a scan of its own), and its parameters."""
+    since = "".join(f", count(*) FILTER (WHERE {quote_identifier(column)} >= ?)" for _ in times)
+    return f"SELECT {quote_identifier(by)}, count(*){since}", list(times)
 
 
 def check_columns(where: str, table_name: str, have: list[str], stream: StreamDefinition, want: list[str]) -> None:

@@ -115,8 +115,9 @@ class Destination(Protocol):
         """min and max of `column` over the rows matching `equals`; (None, None) when none."""
 
     def cursor_bounds_each(self, table: str, column: str, by: str | None, values: list) -> list[tuple[Any, Any]]:
-        """`cursor_bounds` with `by = value` for each of `values` (by None: `[None]`, every row), in
-        order, read at once (the count scan's partitions: one scan of the table, not one each).
+        """`cursor_bounds` with `by = value` for each of `values` (`by`: a text column, a stream's
+        partition; None: `[None]`, every row), in order, read at once (the count scan's
+        partitions: one scan of the table, not one each).
         A destination without a faster way takes `bounds_each`."""
 
     def counts_since_each(self, table: str, column: str, by: str | None, times: dict[Any, list[datetime | None]]
