@@ -126,14 +126,7 @@ def test_staged_keys_are_known_unique_from_one_column_only():
 
     assert keys_unique(batch([1, 2, 3], ["a", "a", "a"]), ["account", "id"])  # the account stamped: left out
     assert not keys_unique(batch([1, 2, 2], ["a", "a", "a"]), ["account", "id"])
-    assert keys_unique(batch([1, 1, 2], ["a", "b", "a"]), ["account", "id"])  # two columns vary: joined
-    assert not keys_unique(batch([1, 2, 1], ["a", "b", "a"]), ["account", "id"])
-    three = pa.table({"sku": ["s1", "s1", "s2", "s1"], "loc": ["x", "y", "x", "x"], "bin": ["d", "d", "d", "e"]})
-    assert keys_unique(three, ["sku", "loc", "bin"])
-    assert not keys_unique(pa.concat_tables([three, three.slice(2, 1)]), ["sku", "loc", "bin"])
-    assert not keys_unique(pa.table({"a": ["x\x1f", "x"], "b": ["y", "\x1fy"]}), ["a", "b"])  # join alike: DuckDB tells
-    assert not keys_unique(pa.table({"a": ["x", None, "z"], "b": ["y", "y", "w"]}), ["a", "b"])  # a null: DuckDB tells
-    assert not keys_unique(pa.table({"a": [1.0, 2.0], "b": ["y", "z"]}), ["a", "b"])  # a float: DuckDB tells
+    assert not keys_unique(batch([1, 1, 2], ["a", "b", "a"]), ["account", "id"])  # two columns vary: DuckDB tells
 
 
 def test_a_commit_run_again_after_running_out_of_memory_counts_its_records_once(make_sandbox, tmp_path, monkeypatch):

@@ -35,32 +35,16 @@ def extra_name(table: str) -> str:
 
 
 def keys_unique(batch: pa.Table, keys: list[str]) -> bool:
-    """Whether no key comes twice in the batch (key columns holding one value, as an account
-    stamped on every row, are left out; several varying: `_joined_unique`); False when Arrow
-    cannot tell cheaply (DuckDB counts them then: a group_by in Arrow would import pandas)."""
+    """Whether no key comes twice in the batch, where one column tells (key columns holding one
+    value, as an account stamped on every row, are left out); False when it takes more (DuckDB
+    counts them then: a group_by in Arrow would import pandas)."""
     import pyarrow.compute as pc
 
     distinct = {k: len(pc.unique(batch[k])) for k in keys}  # one hash a column (count_distinct: ~2.5x the CPU)
     varying = [k for k in keys if distinct[k] > 1]
-    if len(varying) > 1:
-        return _joined_unique(batch, varying)
-    return distinct[varying[0]] == batch.num_rows if varying else batch.num_rows <= 1
-
-
-def _joined_unique(batch: pa.Table, keys: list[str]) -> bool:
-    """Whether no key of several columns (text or integers) comes twice: each row's values joined
-    as text by a separator and hashed once. Distinct joined texts are distinct keys; keys that
-    join alike (a separator in a value), a null or another type give False (DuckDB counts)."""
-    import pyarrow.compute as pc
-
-    columns = []
-    for k in keys:
-        kind = batch.schema.field(k).type
-        if not (pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-            return False
-        columns.append(batch[k].cast(pa.string()))
-    joined = pc.binary_join_element_wise(*columns, "\x1f")
-    return joined.null_count == 0 and len(pc.unique(joined)) == batch.num_rows
+    if len(varying) != 1:
+        return batch.num_rows <= 1 if not varying else False
+    return distinct[varying[0]] == batch.num_rows
 
 
 class ParquetStage:
