@@ -75,10 +75,14 @@ def find_gaps(
     if stream.count is None or stream.cursor is None:
         return [], []
     gaps, surpluses = [], []
-    for partition in stream.partition.values if stream.partition else [None]:
+    by = stream.partition.param if stream.partition else None
+    partitions = list(stream.partition.values) if stream.partition else [None]
+    stored = destination.counts_since_each(stream.tables[0].name, stream.cursor.field, by,  # every partition's at once
+                                           {p: [start_date] for p in partitions})
+    for partition in partitions:
         mine = [cursor for p, cursor in quarantined if p == partition]
         shortfall = _shortfall(stream, counts, destination, partition, mine)
-        total = shortfall(start_date)
+        total = shortfall(start_date, stored[partition][0])
         if total < 0:
             surpluses.append(Surplus(partition, -total))
         elif total > 0:
@@ -98,10 +102,10 @@ def _shortfall(stream: StreamDefinition, counts: ApiCounts, destination: Destina
     equals = {stream.partition.param: partition} if stream.partition and partition else {}
     table, column = stream.tables[0].name, stream.cursor.field  # type: ignore[union-attr]
 
-    def shortfall(since: datetime | None) -> int:
+    def shortfall(since: datetime | None, stored: int | None = None) -> int:  # stored: the destination's count, if read
         api = counts(partition, since)
         rejected = sum(1 for c in quarantined if since is None or (c is not None and c >= since))
-        return api - destination.count_since(table, column, since, equals) - rejected
+        return api - (destination.count_since(table, column, since, equals) if stored is None else stored) - rejected
 
     return shortfall
 
