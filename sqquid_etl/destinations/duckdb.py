@@ -334,7 +334,7 @@ class DuckDBDestination:
         where, params = where_clause(None, None, self._scoped({}), live=self._soft_deletes(table))
         rows = self.conn.execute(f"SELECT {q(by)}, min({q(column)}), max({q(column)}) FROM {q(table)}{where} GROUP BY 1",
                                  params).fetchall()
-        found = {str(r[0]): (r[1], r[2]) for r in rows}  # (as `by = value` compares: the value as the column's type)
+        found = {str(r[0]): (r[1], r[2]) for r in rows}  # (`by` holds text: a partition's value)
         return [found.get(str(v), (None, None)) for v in values]
 
     def counts_since_each(self, table: str, column: str, by: str | None, times: dict[Any, list[datetime | None]]
