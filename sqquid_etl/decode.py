@@ -63,7 +63,7 @@ class Page:
     """One page of a listing, decoded. `array` holds its records as one struct array typed by
     `plan` (None where Arrow could not read them: the record-by-record path will);
     `records` holds them as dicts when Python decoded the body (None when Arrow read it whole,
-    then `page_dicts` decodes `body` should the conversion need dicts: the fields of
+    then `read_dicts` decodes `body` should the conversion need dicts: the fields of
     `plan.by_python`, undocumented fields). `total` and `limit` are the envelope's, when it has
     them (offset lists)."""
 
@@ -217,9 +217,13 @@ def page_records(stream: StreamDefinition, body: Any) -> list[dict]:
     return records
 
 
-def page_dicts(stream: StreamDefinition, page: Page) -> list[dict]:
-    """The page's records as dicts (decoding its body again when Arrow read it)."""
-    return page.records if page.records is not None else page_records(stream, _json(page.body))
+def read_dicts(stream: StreamDefinition, page: Page) -> tuple[list[dict], bool]:
+    """The page's records as dicts (decoding its body again when Arrow read it), and whether
+    they hold no NaN or infinity (decoded by orjson, which reads none)."""
+    if page.records is not None:
+        return page.records, False
+    decoded, finite = _decoded(page.body)
+    return page_records(stream, decoded), finite
 
 
 # orjson reads integers past 64 bits as floats: a body with 19 digits in a row is read by json.loads
@@ -228,15 +232,20 @@ _LONG_NUMBER = b"0" * 19
 
 
 def _json(body: bytes) -> Any:
+    return _decoded(body)[0]
+
+
+def _decoded(body: bytes) -> tuple[Any, bool]:
+    """The body decoded, and whether by orjson (then it holds no NaN or infinity)."""
     if not body:
-        return None
+        return None, False
     if _orjson is not None and _LONG_NUMBER not in body.translate(_DIGITS):
         try:
-            return _orjson.loads(body)
+            return _orjson.loads(body), True
         except _orjson.JSONDecodeError:
             pass  # NaN, lone surrogates...: json.loads reads them (or says why not)
     try:
-        return json.loads(body)
+        return json.loads(body), False
     except ValueError as exc:
         raise BodyNotJSON(f"unparseable JSON ({exc})") from None
 

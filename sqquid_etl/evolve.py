@@ -133,7 +133,7 @@ def _extras(table: TableSpec | None, rows: list[dict], known: frozenset, owners:
     names = set().union(*(rows if dicts else [row for row in rows if type(row) is dict])) - known
     taken = {c.name.lower() for c in table.columns} if table is not None else set()
     firsts = {name: next(i for i, row in enumerate(rows) if type(row) is dict and name in row) for name in names}
-    out = []
+    out, records = [], {}
     for name in sorted(names, key=lambda n: (firsts[n], n)):  # as they first come
         array = read.get(name) if read else None
         if array is not None and len(array) == len(rows) and (array.type in _ARROW_KINDS or array.null_count == len(array)):
@@ -142,7 +142,10 @@ def _extras(table: TableSpec | None, rows: list[dict], known: frozenset, owners:
             values = [row.get(name) for row in rows] if dicts else [row.get(name) if type(row) is dict else None for row in rows]
             kind = values_type(values)
             texts = values_text(values, kind, finite)
-        record = key(rows[firsts[name]] if owners is None else owners[firsts[name]])
+        first = firsts[name]
+        if first not in records:  # (the key of a record holding several, once)
+            records[first] = key(rows[first] if owners is None else owners[first])
+        record = records[first]
         column = name if name.lower() not in taken and not name.startswith("_sqquid") else f"{name}_undocumented"
         out.append(Extra(None if table is None else table.name, name, column, kind, range(len(rows)), texts, record))
     return out
@@ -161,7 +164,7 @@ def array_text(values: pa.Array) -> tuple[str, pa.Array]:
 
 def values_type(values: list) -> str:
     """The narrowest type of `value_type` holding every value (`widen` over them)."""
-    types = {type(v) for v in values}
+    types = set(map(type, values))
     types.discard(type(None))
     if not types:
         return "NULL"

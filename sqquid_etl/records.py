@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from .coerce import Lossy, coerce, json_text
 from .columns import ColumnResult, convert_column, fix_text
-from .decode import Page, PageDecoder, page_dicts
+from .decode import Page, PageDecoder, read_dicts
 from .definitions import Column, StreamDefinition, TableSpec
 from .evolve import find_extras
 from .plan import ARROW_ERRORS, ARROW_TYPES, CONVERSION_ERRORS, LENIENT_FLOATS, LENIENT_KINDS, ReadPlan, field_values
@@ -70,8 +70,8 @@ def page_tables(stream: StreamDefinition, page: Page, partition_value: str | Non
             pass
         else:
             if page.records is not None or page.undocumented or page.plan.reads_dicts:
-                finite = bool(page.body) and b"NaN" not in page.body and b"Infinity" not in page.body  # (JSON has none)
-                out.extras = find_extras(stream, dicts(), (), partial(record_key, stream), read, finite)
+                records = dicts()
+                out.extras = find_extras(stream, records, (), partial(record_key, stream), read, dicts.finite)
             return out
     records = dicts()
     out, skipped = _slow_page(stream, records, partition_value)
@@ -82,38 +82,52 @@ def page_tables(stream: StreamDefinition, page: Page, partition_value: str | Non
 class _Dicts:
     """A page's records as dicts, decoded from its body once, when first needed."""
 
-    __slots__ = ("stream", "page", "records", "_items", "_misfits")
+    __slots__ = ("stream", "page", "records", "finite", "_items", "_misfits")
 
     def __init__(self, stream: StreamDefinition, page: Page):
         self.stream, self.page, self.records = stream, page, page.records
+        self.finite = False  # the records hold no NaN or infinity (`decode.read_dicts`)
         self._items: dict[str, list] = {}
         self._misfits: dict[tuple, list] = {}
 
     def __call__(self) -> list[dict]:
         if self.records is None:
-            self.records = page_dicts(self.stream, self.page)
+            self.records, self.finite = read_dicts(self.stream, self.page)
         return self.records
 
-    def values(self, path: str | None, source: str) -> list:
-        """The values of one field: of each record (`path` None), or of each item of its `path` list."""
+    def rows(self, path: str | None) -> list[dict]:
+        """The records (`path` None), or the items of their `path` lists."""
         if path is None:
-            return [r.get(source) for r in self()]
+            return self()
         items = self._items.get(path)
         if items is None:
             items = self._items[path] = [item for r in self() for item in (r.get(path) or [])]
-        return [item.get(source) for item in items]
+        return items
 
-    def misfits(self, path: str | None, source: str, column: str) -> list[int] | None:
+    def values(self, path: str | None, source: str) -> list:
+        """The values of one field: of each record (`path` None), or of each item of its `path` list."""
+        return [row.get(source) for row in self.rows(path)]
+
+    def misfits(self, path: str | None, source: str, column: str, read: pa.Array) -> list[int] | None:
         """The rows whose value of the field is not of the column's JSON type (nor null): the
-        values coerced where Arrow read the field as a decimal (`plan.LENIENT_TYPES`); None
-        where a float among them is past `plan.LENIENT_FLOATS` (the column is read by Python)."""
+        values coerced where Arrow read the field (`read`) as a decimal (`plan.LENIENT_TYPES`);
+        None where a value is past `plan.LENIENT_FLOATS` and one of them is a float (the column
+        is then read by Python)."""
         key = (path, source, column)
         if key not in self._misfits:
-            values, kind, bound = self.values(path, source), LENIENT_KINDS[column], LENIENT_FLOATS[column]
-            rows = [i for i, v in enumerate(values) if type(v) is not kind and v is not None]
-            floats = (values[i] for i in rows if type(values[i]) is float)
-            self._misfits[key] = rows if all(-bound < v < bound for v in floats) else None
+            kind, rows = LENIENT_KINDS[column], self.rows(path)
+            found = [i for i, row in enumerate(rows) if type(v := row.get(source)) is not kind and v is not None]
+            if found and not _within(read, LENIENT_FLOATS[column]) and any(type(rows[i][source]) is float for i in found):
+                found = None
+            self._misfits[key] = found
         return self._misfits[key]
+
+
+def _within(values: pa.Array, bound: float) -> bool:
+    """Every value of a decimal array within (-bound, bound)."""
+    extremes = pc.min_max(values)
+    low, high = extremes["min"].as_py(), extremes["max"].as_py()
+    return low is None or (-bound < low and high < bound)
 
 
 def page_to_tables(stream: StreamDefinition, records: list[dict], partition_value: str | None = None) -> PageTables:
@@ -271,7 +285,7 @@ def _fast_column(page: pa.StructArray, rows: pa.StructArray, index: pa.Array | N
             raise _FastPathRefused() from None  # the slow path rejects the record
         return _finish(_taken(fixed, index, out) if parent else _counted(fixed, out), column, out)
     if pa.types.is_decimal(values.type) and column.type in LENIENT_KINDS:  # read as a decimal: count what was coerced
-        misfits = dicts.misfits(None if path is None or column.from_parent else path, column.source, column.type)
+        misfits = dicts.misfits(None if path is None or column.from_parent else path, column.source, column.type, values)
         if misfits is None:
             return _by_python(dicts, path, column, index, out)
         if not parent:
