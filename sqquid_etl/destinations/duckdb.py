@@ -25,6 +25,7 @@ from .duckdb_tuning import check_tuning, tune
 from .duckdb_writer import DuckDBStreamWriter
 from .files import check_can_write
 from .merge_sql import counts_at, counts_by, quote_identifier as q, where_clause
+from .protocol import bounds_each, counts_each
 
 __all__ = ["DuckDBDestination", "DuckDBStreamWriter"]
 
@@ -330,7 +331,7 @@ class DuckDBDestination:
 
     def cursor_bounds_each(self, table: str, column: str, by: str | None, values: list) -> list[tuple[Any, Any]]:
         if by is None or not self.table_exists(table):
-            return [self.cursor_bounds(table, column, {}) for _ in values]
+            return bounds_each(self, table, column, by, values)
         where, params = where_clause(None, None, self._scoped({}), live=self._soft_deletes(table))
         rows = self.conn.execute(f"SELECT {q(by)}, min({q(column)}), max({q(column)}) FROM {q(table)}{where} GROUP BY 1",
                                  params).fetchall()
@@ -340,7 +341,7 @@ class DuckDBDestination:
     def counts_since_each(self, table: str, column: str, by: str | None, times: dict[Any, list[datetime | None]]
                           ) -> dict[Any, list[int]]:
         if by is None or not self.table_exists(table):
-            return {v: self.counts_since(table, column, at, {by: v} if by else {}) for v, at in times.items()}
+            return counts_each(self, table, column, by, times)
         where, params = where_clause(None, None, self._scoped({}), live=self._soft_deletes(table))
         points = sorted({t for at in times.values() for t in at if t is not None})
         select, bounds = counts_by(column, by, points)
