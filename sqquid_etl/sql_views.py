@@ -207,7 +207,7 @@ def create_views(conn: Any) -> list[str]:
     """Create (or replace) every view whose tables exist on this DuckDB connection; return their
     names. A view made from the same SQL and the same tables' columns as now is left as it is (its
     comment says what it was made from): a run that changed no table costs one catalog query."""
-    import duckdb
+    from .destinations.duckdb_engine import duckdb
 
     try:
         tables, views = _relations(conn, base_tables=True)

@@ -11,6 +11,7 @@ import pytest
 
 from sqquid_etl import extract
 from sqquid_etl.credentials import Credentials
+from sqquid_etl.destinations.duckdb_engine import duckdb as engine
 from sqquid_etl.errors import SqquidError
 from sqquid_etl.pipeline import extract as pipeline_extract
 from tests.support import API_KEY, make_client
@@ -25,14 +26,16 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-print("numpy loaded:", "numpy" in sys.modules, "pyarrow loaded:", "pyarrow" in sys.modules)
+print("numpy loaded:", "numpy" in sys.modules, "pyarrow loaded:", "pyarrow" in sys.modules,
+      "duckdb's relations loaded:", "duckdb" in sys.modules)
 sys.exit(code)
 """
 
 
 def test_the_program_extracts_without_loading_numpy(make_sandbox, tmp_path):
     """pyarrow goes without numpy in the program's own process (no_pandas.refuse_numpy), and the
-    extract stores the same as with it; a process that only calls `main` keeps numpy."""
+    extract stores the same as with it; a process that only calls `main` keeps numpy. DuckDB's
+    engine is loaded without the package's Python layer of relations (duckdb_engine.py)."""
     sandbox = make_sandbox(orders=60, products=20)
     target = tmp_path / "s.duckdb"
     env = dict(os.environ, SQQUID_API_KEY=API_KEY)
@@ -41,6 +44,8 @@ def test_the_program_extracts_without_loading_numpy(make_sandbox, tmp_path):
                                "--rate", "0", "-q"], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert "numpy loaded: False pyarrow loaded: True" in done.stdout
+        relations = engine.__name__ == "duckdb"  # (a DuckDB without the extension apart: imported whole)
+        assert f"duckdb's relations loaded: {relations}" in done.stdout
     with duckdb.connect(str(target), read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchall()[0][0] == len(sandbox.store.orders)
         assert conn.execute("SELECT DISTINCT status FROM _sqquid_runs").fetchall() == [("ok",)]
@@ -54,10 +59,10 @@ def test_an_existing_file_is_opened_once_and_checked_before_anything_is_requeste
     db = tmp_path / "o.duckdb"
     assert extract(["orders"], duckdb=db, client=make_client(sandbox)).ok
     opens = []
-    connect = duckdb.connect
-    monkeypatch.setattr(duckdb, "connect", lambda *a, **k: opens.append(a) or connect(*a, **k))
+    connect = engine.connect
+    monkeypatch.setattr(engine, "connect", lambda *a, **k: opens.append(a) or connect(*a, **k))
     assert extract(["orders"], duckdb=db, client=make_client(sandbox)).ok
-    monkeypatch.setattr(duckdb, "connect", connect)
+    monkeypatch.setattr(engine, "connect", connect)
     assert [a[0] for a in opens] == [str(db)]
     sandbox.stats.reset()
     with pytest.raises(SqquidError, match="upgrade --account"):

@@ -9,14 +9,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import duckdb
-
 from ..definitions import StreamDefinition
 from ..errors import StateError
 from ..runs import RUN_COLUMNS, RunRecord
 from ..settings import Tuning
 from ..state import StreamState
 from .account_scope import ACCOUNT, check_account, mixed_error
+from .duckdb_engine import duckdb
 from .duckdb_freshness import DELETED_AT
 from .duckdb_own import (RUNS_TABLE, STATE_COLUMNS, STATE_TABLE, check_ours, check_staging, connect, first_line, prepare,
                          state_columns, tables)

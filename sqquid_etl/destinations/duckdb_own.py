@@ -7,11 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from ..errors import ConfigError, StateError
 from ..runs import ADDED_RUN_COLUMNS, REJECTED_COLUMNS, REJECTED_TABLE
 from .account_scope import ACCOUNT
+from .duckdb_engine import duckdb
 from .merge_sql import quote_identifier as q
 
 STATE_TABLE = "_sqquid_state"

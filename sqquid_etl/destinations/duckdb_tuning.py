@@ -6,10 +6,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, TypeVar
 
-import duckdb
-
 from ..errors import ConfigError
 from ..settings import DEFAULT_MEMORY_LIMIT, Tuning
+from .duckdb_engine import duckdb
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
