@@ -19,7 +19,7 @@ from .duckdb_engine import duckdb
 from .duckdb_freshness import DELETED_AT
 from .duckdb_own import (RUNS_TABLE, STATE_COLUMNS, STATE_TABLE, check_ours, check_staging, connect, first_line, prepare,
                          state_columns, tables)
-from .duckdb_shared import Shared, acquire, look, opened, release
+from .duckdb_shared import Shared, acquire, group_writer, look, opened, release
 from .duckdb_tuning import check_tuning, tune
 from .duckdb_writer import DuckDBStreamWriter
 from .files import check_can_write
@@ -158,6 +158,10 @@ class DuckDBDestination:
             finally:
                 self.shared.generation += 1
                 self._seen = self.shared.generation
+
+    def group(self):
+        """The file's group writer: the parts of many accounts committed together (`duckdb_group.py`)."""
+        return group_writer(self.shared, self.tuning)
 
     def writer_busy(self) -> bool:
         """Whether another destination of the file is committing now (its lock is held)."""

@@ -31,6 +31,17 @@ class Shared:
     generation: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock)
     writing: set = field(default_factory=set)  # the accounts a destination of this process writes
+    group: Any = None  # the accounts' parts committed together (`duckdb_group.GroupWriter`), once one is
+
+
+def group_writer(shared: Shared, tuning: Any) -> Any:
+    """The file's group writer (`duckdb_group.py`), made when first asked."""
+    from .duckdb_group import GroupWriter
+
+    with shared.lock:
+        if shared.group is None:
+            shared.group = GroupWriter(shared, tuning)
+        return shared.group
 
 
 def acquire(path: Path, connect: Callable[[], Any], first: Callable[[Any], None]) -> tuple[Shared, Any]:
@@ -68,6 +79,8 @@ def _release(shared: Shared) -> None:
     shared.users -= 1
     if shared.users <= 0:
         _OPEN.pop(shared.path, None)
+        if shared.group is not None:
+            shared.group.stop()
         shared.conn.close()
 
 

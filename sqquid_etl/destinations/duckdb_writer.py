@@ -18,6 +18,7 @@ from .buffer import SEQ
 from .duckdb_evolve import add_columns, documented_columns, with_extras_sql
 from .duckdb_freshness import (DELETED_AT, HASH, META_COLUMNS, Changes, Gone, add_meta_columns, count_changes,
                                hash_sql, mark_gone, run_counts, tracked)
+from .duckdb_group import plain_part
 from .duckdb_history import record_history
 from .duckdb_merge import merge_changed
 from .duckdb_tuning import within_memory_limit
@@ -74,7 +75,8 @@ class DuckDBStreamWriter:
         self._part_keys = PartKeys(self.stream.tables[0], None if self.account is None else ACCOUNT)  # their range
         self._staged_keys: tuple | None = None  # the range of the keys staged for the commit under way
         self._staged_at = destination.staging_dir / (stream.name if self.account is None else f"{stream.name}@{self.account}")
-        self.stage = ParquetStage(self._staged_at, self.stream, destination.tuning.flush_rows)
+        self._grouped: list = []  # parts handed to the file's group writer (`duckdb_group.py`), not yet settled
+        self.stage = ParquetStage(self._staged_at, self.stream, destination.tuning.flush_rows, self.account and ACCOUNT)
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         self._distinct.clear()
@@ -94,6 +96,7 @@ class DuckDBStreamWriter:
         self.hard_delete = self.hard_delete or hard
 
     def distinct_keys(self, table: str) -> int:
+        self._settle()
         if table not in self._distinct:
             self._distinct[table] = self._count_distinct(next(t for t in self.stream.tables if t.name == table))
         return self._distinct[table]
@@ -128,6 +131,7 @@ class DuckDBStreamWriter:
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
         try:
+            self._settle()
             self._commit(state, run)
         finally:
             self.stage.discard()
@@ -142,19 +146,43 @@ class DuckDBStreamWriter:
             raise RuntimeError("commit_part: this writer commits its stream in one piece")
         if not any(self.stage.rows(t.name) for t in self.stream.tables) and not self.stage.rows(REJECTED_TABLE):
             return False
+        failed = next((p.error for p in self._grouped if p.done.is_set() and p.error is not None), None)
+        if failed is not None:  # a part the group writer could not store fails the run (as its own commit would)
+            raise failed
+        self._grouped = [p for p in self._grouped if not p.done.is_set()]
+        part = plain_part(self, state.to_json(), run) if self.account is not None else None
+        if part is not None:  # appended by the file's group writer with other accounts' parts
+            self._changes = Changes(new=self.stage.rows(self.stream.tables[0].name))
+            self._changes.add_to(run)
+            self.dest.group().submit(part)
+            self._grouped.append(part)
+            self._next_part(f"{self._staged_at.name}.{self.parts + 1}")
+            return True
+        self._settle()  # (the parts before it stored, as its merge expects)
         if not wait and self.dest.writer_busy():
             return False
         try:
             self._commit(state, run)
         finally:
             self.stage.discard()
+        self._part_keys.add(self._staged_keys)
+        self._next_part(self._staged_at.name)
+        return True
+
+    def _next_part(self, directory: str) -> None:
+        """A part was committed (or handed over): the next pages are staged anew (in `directory`)."""
         self.parts += 1
         self._stored_new += self._changes.new  # first stored by this part: counted once
-        self._part_keys.add(self._staged_keys)
         self._distinct.clear()
         self._latest_sql.clear()
-        self.stage = ParquetStage(self._staged_at, self.stream, self.dest.tuning.flush_rows)
-        return True
+        self.stage = ParquetStage(self._staged_at.with_name(directory), self.stream, self.dest.tuning.flush_rows,
+                                  self.account and ACCOUNT)
+
+    def _settle(self) -> None:
+        """The parts handed to the group writer committed (raising the error of one that failed)."""
+        if self._grouped:
+            parts, self._grouped = self._grouped, []
+            self.dest.group().settle(parts)
 
     def _commit(self, state: StreamState, run: RunRecord) -> None:
         """The staged files written first (no lock), then, holding the file's lock, the queries that
@@ -356,4 +384,8 @@ class DuckDBStreamWriter:
                       datetime.now(timezone.utc), as_stored)
 
     def abort(self) -> None:
-        self.stage.discard()
+        try:
+            if self._grouped:
+                self.dest.group().withdraw(self._grouped)
+        finally:
+            self.stage.discard()

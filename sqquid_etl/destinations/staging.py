@@ -50,7 +50,7 @@ def keys_unique(batch: pa.Table, keys: list[str]) -> bool:
 class ParquetStage:
     """The staged pages of a stream's tables, and its records quarantined (`REJECTED_TABLE`)."""
 
-    def __init__(self, directory: Path, stream: StreamDefinition, flush_rows: int):
+    def __init__(self, directory: Path, stream: StreamDefinition, flush_rows: int, key_column: str | None = None):
         self.directory = directory
         self.stream = stream
         shutil.rmtree(directory, ignore_errors=True)
@@ -63,6 +63,9 @@ class ParquetStage:
         self._keys = {t.name: t.primary_key for t in stream.tables}
         self._batches: dict[str, int] = {name: 0 for name in self._tables}  # batches written a table
         self._unique: dict[str, bool] = {}  # table -> its one batch holds each key once
+        # table -> the values of its key column beside `key_column` (a stamped account), batch by batch
+        self._key_column = {t.name: [k for k in t.primary_key if k != key_column] for t in stream.tables}
+        self._key_chunks: dict[str, list] | None = None if key_column is None else {t.name: [] for t in stream.tables}
 
     def path(self, table: str) -> Path:
         return self.directory / f"{table}.parquet"
@@ -92,6 +95,8 @@ class ParquetStage:
         self._batches[name] += 1
         if self._batches[name] == 1 and name in self._keys:
             self._unique[name] = keys_unique(batch, self._keys[name])
+        if self._key_chunks is not None and name in self._key_chunks and len(self._key_column[name]) == 1:
+            self._key_chunks[name].extend(batch[self._key_column[name][0]].chunks)
         writer = self._writers.get(name)
         if writer is None:
             import pyarrow.parquet as pq  # only once something is staged
@@ -103,6 +108,19 @@ class ParquetStage:
                 self.path(name), batch.schema, compression="none", use_dictionary=False, write_statistics=False
             )
         writer.write_table(batch)
+
+    def key_range(self, table: str) -> tuple[bool, object, object] | None:
+        """Of a table's staged rows (after `finish`): whether each key came once, and the smallest
+        and largest key (None: not known in Arrow: no `key_column` given, or a key of more columns
+        beside it)."""
+        if self._key_chunks is None or len(self._key_column.get(table, ())) != 1:
+            return None
+        import pyarrow.compute as pc
+
+        keys = pa.chunked_array(self._key_chunks[table], type=self._key_chunks[table][0].type) \
+            if self._key_chunks[table] else pa.chunked_array([], pa.int64())
+        bounds = pc.min_max(keys)
+        return len(pc.unique(keys)) == len(keys), bounds["min"].as_py(), bounds["max"].as_py()
 
     def finish(self) -> None:
         """Write what is buffered and close the files (idempotent)."""

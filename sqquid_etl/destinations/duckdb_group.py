@@ -1,0 +1,226 @@
+"""One writer for a DuckDB file of many accounts: the parts of their first loads committed together.
+
+Each account's first load commits its pages every few seconds as a part (`commit_parts.py`). In a
+file of many accounts that was a transaction a part, one at a time on the file's one writer: at
+100 accounts ten a second, each ~100 ms of CPU, whatever its rows (the statements of a commit, its
+log written, a checkpoint compressing again the last row groups every account appends to). Here a
+part that is plain (`plain_part`: its tables exist, each key once and apart from those the run's
+parts stored, nothing undocumented or quarantined) is handed to the file's `GroupWriter` instead,
+and the account stages its next pages at once. The group writer (a thread of the file) commits
+every part waiting, of every account, every `GROUP_SECONDS` (sooner when an account asks for
+its own, `settle`): one transaction, one INSERT a table over the staged files of all of them, the
+run rows of all of them; each account's state is the one its parts store (its run's old one,
+written by its first part), never past the rows stored.
+
+All or nothing for every account, and apart: when the group's transaction fails, it is rolled
+back and each part is committed in a transaction of its own, so a part that cannot be stored
+fails its own account (its run raises that error at its next part or commit) and no other.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..runs import REJECTED_TABLE, RUN_COLUMNS, RunRecord
+from ..settings import Tuning
+from .account_scope import ACCOUNT
+from .duckdb_own import RUNS_TABLE, STATE_TABLE
+from .duckdb_tuning import within_memory_limit
+from .merge_sql import quote_identifier as q, sql_path
+
+log = logging.getLogger(__name__)
+
+GROUP_SECONDS = 2.0  # a part waits at most this long for the others (at 100 accounts ~20 parts a commit)
+
+
+@dataclass
+class Part:
+    """An account's part handed to the group: its staged files, its stream's state and run row."""
+
+    account: str
+    stream: str
+    files: dict[str, tuple[Path, tuple[str, ...]]]  # table -> (its staged Parquet file, the columns to insert)
+    state: str  # the state the part stores (JSON)
+    run: RunRecord
+    directory: Path  # the staged files' directory, removed once the part is done
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    taken: bool = False  # the group writer took it (it can no longer be withdrawn)
+    at: float = field(default_factory=time.monotonic)  # when it was handed over
+
+
+def plain_part(writer: Any, state: str, run: RunRecord) -> Part | None:
+    """The part `writer` (a `DuckDBStreamWriter` bound to an account, after its first part) has
+    staged, as a `Part`, when the group can store it by appending its rows (and the writer's
+    bookkeeping of it: its keys' range, the records new); None when it must commit it itself."""
+    stage, stream = writer.stage, writer.stream
+    if writer.parts == 0 or stage.rows(REJECTED_TABLE) or any(stage.extra_types.get(t.name) for t in stream.tables):
+        return None
+    if any(not writer.dest.table_exists(t.name) for t in stream.tables):
+        return None
+    stage.finish()
+    ranges = {t.name: stage.key_range(t.name) for t in stream.tables if stage.rows(t.name)}
+    if any(r is None or not r[0] for r in ranges.values()):
+        return None  # a key twice (or not known in Arrow): merged by the writer's own commit
+    first = stream.tables[0].name
+    staged_keys = ranges[first][1:] if first in ranges else None
+    if staged_keys is not None and not writer._part_keys.apart(staged_keys):
+        return None
+    files = {name: (stage.path(name), tuple(next(t for t in stream.tables if t.name == name).column_names))
+             for name in ranges}
+    writer._part_keys.add(staged_keys)
+    return Part(writer.account, stream.name, files, state, run, stage.directory)
+
+
+class GroupWriter:
+    """The parts waiting for the file's group commit, and the thread that commits them."""
+
+    def __init__(self, shared: Any, tuning: Tuning, seconds: float = GROUP_SECONDS):
+        self.shared, self.tuning, self.seconds = shared, tuning, seconds
+        self._cond = threading.Condition()
+        self._pending: list[Part] = []
+        self._hurry = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def submit(self, part: Part) -> None:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sqquid-group-writer", daemon=True)
+                self._thread.start()
+            self._pending.append(part)
+            self._cond.notify_all()
+
+    def settle(self, parts: list[Part]) -> None:
+        """Wait until these parts are committed (now, with those waiting beside them); raise the
+        error of the first that could not be."""
+        with self._cond:
+            if any(not p.taken for p in parts):
+                self._hurry = True
+                self._cond.notify_all()
+        for part in parts:
+            part.done.wait()
+        failed = next((p.error for p in parts if p.error is not None), None)
+        if failed is not None:
+            raise failed
+
+    def withdraw(self, parts: list[Part]) -> None:
+        """The parts of a run that failed: those not taken yet are dropped (their files removed),
+        the others committed or failed as they go."""
+        with self._cond:
+            for part in parts:
+                if not part.taken and part in self._pending:
+                    self._pending.remove(part)
+                    shutil.rmtree(part.directory, ignore_errors=True)
+                    part.done.set()
+        for part in parts:
+            part.done.wait()
+
+    def stop(self) -> None:
+        """The file's last destination closed: the thread ends (every part was settled before)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _run(self) -> None:
+        conn = self.shared.conn.cursor()
+        try:
+            while True:
+                parts = self._take()
+                if parts is None:
+                    return
+                self._commit(conn, parts)
+        finally:
+            conn.close()
+
+    def _take(self) -> list[Part] | None:
+        """The parts to commit now (waiting until the oldest has waited `seconds`, or an account
+        asks); None: stop."""
+        with self._cond:
+            while True:
+                oldest = min((p.at for p in self._pending), default=None)
+                if oldest is not None and (self._hurry or self._stopping or time.monotonic() - oldest >= self.seconds):
+                    parts, self._pending, self._hurry = self._pending, [], False
+                    for part in parts:
+                        part.taken = True
+                    return parts
+                if self._stopping and not self._pending:
+                    return None
+                self._cond.wait(None if oldest is None else max(0.0, self.seconds - (time.monotonic() - oldest)))
+
+    def _commit(self, conn: Any, parts: list[Part]) -> None:
+        try:
+            try:
+                self._transaction(conn, parts)
+            except Exception as exc:  # noqa: BLE001 - each part alone: only the one that fails fails
+                if len(parts) == 1:
+                    parts[0].error = exc
+                else:
+                    log.debug("the group commit of %d parts failed (%s): each committed alone", len(parts), exc)
+                    for part in parts:
+                        try:
+                            self._transaction(conn, [part])
+                        except Exception as alone:  # noqa: BLE001 - delivered to the part's own account
+                            part.error = alone
+        finally:
+            for part in parts:
+                shutil.rmtree(part.directory, ignore_errors=True)
+                part.done.set()
+
+    def _transaction(self, conn: Any, parts: list[Part]) -> None:
+        """The rows of every part (one INSERT a table and column list), their states and run rows,
+        in one transaction under the file's lock."""
+        by_table: dict[tuple[str, tuple[str, ...]], list[Path]] = {}
+        for part in parts:
+            for table, (path, columns) in part.files.items():
+                by_table.setdefault((table, columns), []).append(path)
+        last = list({(p.account, p.stream): p for p in parts}.values())  # an account's last part: its state, run row
+
+        def work() -> None:
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                for (table, columns), paths in by_table.items():
+                    names = ", ".join(q(c) for c in columns)
+                    files = ", ".join(sql_path(p) for p in paths)
+                    conn.execute(f"INSERT INTO {q(table)} ({names}) SELECT {names} FROM read_parquet([{files}])")
+                _write_states(conn, last)
+                _write_runs(conn, last)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        with self.shared.lock:
+            within_memory_limit(conn, self.tuning, "(the parts of many accounts)", work)
+
+
+def _write_states(conn: Any, parts: list[Part]) -> None:
+    """Each part's stream state (one statement); every row was written by the account's first part."""
+    values = ", ".join("(?, ?, ?)" for _ in parts)
+    params = [v for p in parts for v in (p.account, p.stream, p.state)]
+    updated = conn.execute(f"UPDATE {STATE_TABLE} SET state = v.state, updated_at = now() FROM (VALUES {values}) "
+                           f"v(account, stream, state) WHERE {STATE_TABLE}.{ACCOUNT} = v.account "
+                           f"AND {STATE_TABLE}.stream = v.stream", params).fetchall()[0][0]
+    if updated != len(parts):
+        raise RuntimeError(f"{STATE_TABLE}: {updated} state rows for {len(parts)} parts (each written by its first part)")
+
+
+def _write_runs(conn: Any, parts: list[Part]) -> None:
+    """Each part's run row, replacing the one its account's previous part wrote."""
+    keys = ", ".join("(?, ?, ?)" for _ in parts)
+    conn.execute(f"DELETE FROM {RUNS_TABLE} USING (VALUES {keys}) v(account, run_id, stream) WHERE "
+                 f"{RUNS_TABLE}.{ACCOUNT} = v.account AND {RUNS_TABLE}.run_id = v.run_id AND {RUNS_TABLE}.stream = v.stream",
+                 [v for p in parts for v in (p.account, p.run.run_id, p.run.stream)])
+    names = ", ".join(q(c) for c in (ACCOUNT, *RUN_COLUMNS))
+    row = "(" + ", ".join("?" for _ in range(len(RUN_COLUMNS) + 1)) + ")"
+    conn.execute(f"INSERT INTO {RUNS_TABLE} ({names}) VALUES {', '.join(row for _ in parts)}",
+                 [v for p in parts for v in (p.account, *p.run.as_row().values())])
