@@ -181,6 +181,11 @@ def wrap_stages() -> None:
     timed(duckdb_writer.DuckDBStreamWriter, "write", "runner: staging (writer.write)")
     timed(commit_parts.PartCommits, "commit", "runner: parts (commit_part)")
     timed(duckdb_writer.DuckDBStreamWriter, "commit", "runner: the last commit")
+    try:
+        from sqquid_etl.destinations import duckdb_group
+    except ImportError:  # (before the group writer)
+        return
+    timed(duckdb_group.GroupWriter, "_commit", "group writer: every account's parts (its thread)")
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ and the account stages its next pages at once. The group writer (a thread of the
 every part waiting, of every account, every `GROUP_SECONDS` (sooner when an account asks for
 its own, `settle`): one transaction, one INSERT a table over the staged files of all of them, the
 run rows of all of them; each account's state is the one its parts store (its run's old one,
-written by its first part), never past the rows stored.
+never past the rows stored).
 
 All or nothing for every account, and apart: when the group's transaction fails, it is rolled
 back and each part is committed in a transaction of its own, so a part that cannot be stored
@@ -30,6 +30,7 @@ from typing import Any
 from ..runs import REJECTED_TABLE, RUN_COLUMNS, RunRecord
 from ..settings import Tuning
 from .account_scope import ACCOUNT
+from .duckdb_freshness import META_COLUMNS
 from .duckdb_own import RUNS_TABLE, STATE_TABLE
 from .duckdb_tuning import within_memory_limit
 from .merge_sql import quote_identifier as q, sql_path
@@ -59,11 +60,11 @@ def plain_part(writer: Any, state: str, run: RunRecord) -> Part | None:
     """The part `writer` (a `DuckDBStreamWriter` bound to an account, after its first part) has
     staged, as a `Part`, when the group can store it by appending its rows (and the writer's
     bookkeeping of it: its keys' range, the records new); None when it must commit it itself."""
-    stage, stream = writer.stage, writer.stream
-    if writer.parts == 0 or stage.rows(REJECTED_TABLE) or any(stage.extra_types.get(t.name) for t in stream.tables):
+    stage, stream, stored = writer.stage, writer.stream, writer.dest.columns()
+    if stage.rows(REJECTED_TABLE) or any(stage.extra_types.get(t.name) for t in stream.tables):
         return None
-    if any(not writer.dest.table_exists(t.name) for t in stream.tables):
-        return None
+    if any(t.name not in stored or not {*t.column_names, *META_COLUMNS} <= set(stored[t.name]) for t in stream.tables):
+        return None  # (the first part of the file creates the tables, with the columns of the run's definition)
     stage.finish()
     ranges = {t.name: stage.key_range(t.name) for t in stream.tables if stage.rows(t.name)}
     if any(r is None or not r[0] for r in ranges.values()):
@@ -81,8 +82,9 @@ def plain_part(writer: Any, state: str, run: RunRecord) -> Part | None:
 class GroupWriter:
     """The parts waiting for the file's group commit, and the thread that commits them."""
 
-    def __init__(self, shared: Any, tuning: Tuning, seconds: float = GROUP_SECONDS):
-        self.shared, self.tuning, self.seconds = shared, tuning, seconds
+    def __init__(self, shared: Any, tuning: Tuning, seconds: float | None = None):
+        self.shared, self.tuning = shared, tuning
+        self.seconds = GROUP_SECONDS if seconds is None else seconds
         self._cond = threading.Condition()
         self._pending: list[Part] = []
         self._hurry = False
@@ -204,14 +206,14 @@ class GroupWriter:
 
 
 def _write_states(conn: Any, parts: list[Part]) -> None:
-    """Each part's stream state (one statement); every row was written by the account's first part."""
-    values = ", ".join("(?, ?, ?)" for _ in parts)
-    params = [v for p in parts for v in (p.account, p.stream, p.state)]
-    updated = conn.execute(f"UPDATE {STATE_TABLE} SET state = v.state, updated_at = now() FROM (VALUES {values}) "
-                           f"v(account, stream, state) WHERE {STATE_TABLE}.{ACCOUNT} = v.account "
-                           f"AND {STATE_TABLE}.stream = v.stream", params).fetchall()[0][0]
-    if updated != len(parts):
-        raise RuntimeError(f"{STATE_TABLE}: {updated} state rows for {len(parts)} parts (each written by its first part)")
+    """Each part's stream state, replacing the account's row of the stream (two statements for all)."""
+    keys = ", ".join("(?, ?)" for _ in parts)
+    conn.execute(f"DELETE FROM {STATE_TABLE} USING (VALUES {keys}) v(account, stream) WHERE "
+                 f"{STATE_TABLE}.{ACCOUNT} = v.account AND {STATE_TABLE}.stream = v.stream",
+                 [v for p in parts for v in (p.account, p.stream)])
+    rows = ", ".join("(?, ?, ?, now())" for _ in parts)
+    conn.execute(f"INSERT INTO {STATE_TABLE} ({ACCOUNT}, stream, state, updated_at) VALUES {rows}",
+                 [v for p in parts for v in (p.account, p.stream, p.state)])
 
 
 def _write_runs(conn: Any, parts: list[Part]) -> None:

@@ -156,6 +156,7 @@ class DuckDBStreamWriter:
             self._changes.add_to(run)
             self.dest.group().submit(part)
             self._grouped.append(part)
+            self.dest._runs_written.add((run.run_id, run.stream))  # (its row replaced by the next write)
             self._next_part(f"{self._staged_at.name}.{self.parts + 1}")
             return True
         self._settle()  # (the parts before it stored, as its merge expects)

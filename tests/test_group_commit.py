@@ -1,0 +1,152 @@
+"""The parts of many accounts' first loads committed together into one DuckDB file
+(`destinations/duckdb_group.py`): one transaction for the parts of every account waiting, each
+account's rows, state and run row in it together; when it fails, each part alone, so that an
+account whose part cannot be stored fails alone and the others' parts are stored."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from sqquid_etl import commit_parts
+from sqquid_etl.accounts_run import run_accounts
+from sqquid_etl.definitions import load_definitions
+from sqquid_etl.destinations import duckdb_group, open_destination
+from sqquid_etl.errors import StateError
+from sqquid_etl.records import page_to_tables
+from sqquid_etl.runs import RunRecord
+from sqquid_etl.state import StreamState
+from tests.expected import assert_tables_equal, expected_tables
+from tests.test_accounts_run import _accounts, _one, account_tables
+from tests.support import make_client
+
+ACCOUNTS = ("acme", "globex", "initech")
+NEW = StreamState(cursors={"_": "2024-02-01T00:00:00Z"})
+
+
+def _page(first: int, n: int) -> list[dict]:
+    return [{"id": i, "created_at": f"2024-01-{1 + i % 28:02d}T00:00:00Z", "total": f"{i}.00",
+             "order_items": [{"id": i * 10, "sku": f"s{i}", "qty": 1}, {"id": i * 10 + 1, "sku": f"t{i}", "qty": 2}]}
+            for i in range(first, first + n)]
+
+
+@pytest.fixture
+def grouped(monkeypatch):
+    """Parts wait for the group until an account asks (no timer); returns the accounts of each
+    group transaction, in order."""
+    monkeypatch.setattr(duckdb_group, "GROUP_SECONDS", 3600.0)
+    groups: list = []
+    real = duckdb_group.GroupWriter._transaction
+
+    def spied(self, conn, parts):
+        groups.append(sorted(p.account for p in parts))
+        return real(self, conn, parts)
+
+    monkeypatch.setattr(duckdb_group.GroupWriter, "_transaction", spied)
+    return groups
+
+
+def _done(run: RunRecord) -> RunRecord:
+    run.status = "ok"  # (the engine's last commit: a record of the run's end)
+    return run
+
+
+def _writers(path):
+    stream = load_definitions()["orders"]
+    destinations = {name: open_destination(path, account=name) for name in ACCOUNTS}
+    writers = {name: d.begin(stream, replace=False) for name, d in destinations.items()}
+    runs = {name: RunRecord(run_id=f"r-{name}", stream="orders", started_at="2024-01-01T00:00:00+00:00") for name in ACCOUNTS}
+    return stream, destinations, writers, runs
+
+
+def _first_parts(stream, writers, runs):
+    """acme's first part alone (it creates the tables); then a part of each account, handed to the group."""
+    writers["acme"].write(page_to_tables(stream, _page(1, 5)))
+    assert writers["acme"].commit_part(StreamState(), runs["acme"])
+    for k, name in enumerate(ACCOUNTS):
+        writers[name].write(page_to_tables(stream, _page(100 * (k + 1), 4)))
+        assert writers[name].commit_part(StreamState(), runs[name])
+    assert all(len(w._grouped) == 1 for w in writers.values())  # waiting for the group, the next pages staged anew
+
+
+def _stored(path, conn=None):
+    """Rows, items, states and run rows by account (`conn`: a destination's, while it is open)."""
+    with conn.cursor() if conn is not None else duckdb.connect(str(path), read_only=True) as conn:
+        orders = dict(conn.execute("SELECT account, count(*) FROM orders GROUP BY 1").fetchall())
+        items = dict(conn.execute("SELECT account, count(*) FROM order_items GROUP BY 1").fetchall())
+        states = dict(conn.execute("SELECT account, state FROM _sqquid_state WHERE stream = 'orders'").fetchall())
+        runs = {r[0]: r[1:] for r in conn.execute(
+            "SELECT account, status, records_new FROM _sqquid_runs WHERE stream = 'orders'").fetchall()}
+    return orders, items, {a: StreamState.from_json(s, "test").cursors for a, s in states.items()}, runs
+
+
+def test_the_parts_of_every_account_are_committed_in_one_transaction(tmp_path, grouped):
+    path = tmp_path / "w.duckdb"
+    stream, destinations, writers, runs = _writers(path)
+    try:
+        _first_parts(stream, writers, runs)
+        for k, name in enumerate(ACCOUNTS):
+            writers[name].write(page_to_tables(stream, _page(1000 * (k + 1), 3)))
+            assert writers[name].distinct_keys("orders") == (12 if name == "acme" else 7)  # the group settled first
+            writers[name].commit(NEW, _done(runs[name]))
+    finally:
+        for d in destinations.values():
+            d.close()
+    assert grouped == [list(ACCOUNTS)]  # the three parts waiting, in one transaction
+    orders, items, states, run_rows = _stored(path)
+    assert orders == {"acme": 12, "globex": 7, "initech": 7} and items == {a: 2 * n for a, n in orders.items()}
+    assert states == {a: NEW.cursors for a in ACCOUNTS}
+    assert run_rows == {"acme": ("ok", 12), "globex": ("ok", 7), "initech": ("ok", 7)}  # one row a run, replaced
+
+
+def test_a_part_that_cannot_be_stored_fails_its_account_alone(tmp_path, grouped, monkeypatch):
+    path = tmp_path / "w.duckdb"
+    real = duckdb_group._write_runs
+
+    def refuse_globex(conn, parts):  # after the rows of every part were inserted in the transaction
+        if any(p.account == "globex" for p in parts):
+            raise StateError("simulated: globex's run row cannot be written")
+        return real(conn, parts)
+
+    monkeypatch.setattr(duckdb_group, "_write_runs", refuse_globex)
+    stream, destinations, writers, runs = _writers(path)
+    try:
+        _first_parts(stream, writers, runs)
+        writers["acme"].write(page_to_tables(stream, _page(5000, 2)))
+        writers["acme"].commit(NEW, _done(runs["acme"]))  # settles the group: acme's and the others' parts
+        assert grouped == [list(ACCOUNTS), ["acme"], ["globex"], ["initech"]]  # the group failed: each alone
+        mid = _stored(path, destinations["acme"].conn)  # initech's part stored, its run still going; globex: nothing of it
+        writers["globex"].write(page_to_tables(stream, _page(6000, 2)))
+        with pytest.raises(StateError, match="globex's run row"):
+            writers["globex"].commit(NEW, _done(runs["globex"]))
+        writers["globex"].abort()
+        writers["initech"].commit(NEW, _done(runs["initech"]))
+    finally:
+        for d in destinations.values():
+            d.close()
+    assert mid[0] == {"acme": 11, "initech": 4} and mid[3]["initech"] == ("running", 4)
+    assert "globex" not in mid[2] and "globex" not in mid[3]  # its rows, state and run row: none of them
+    orders, items, states, run_rows = _stored(path)
+    assert orders == {"acme": 11, "initech": 4} and items == {"acme": 22, "initech": 8}
+    assert states == {"acme": NEW.cursors, "initech": NEW.cursors}  # globex's state never moved
+    assert run_rows == {"acme": ("ok", 11), "initech": ("ok", 4)}
+
+
+def test_many_accounts_committed_in_parts_through_the_group_equal_their_sandboxes(make_sandbox, tmp_path, monkeypatch):
+    monkeypatch.setattr(commit_parts, "COMMIT_SECONDS", 0.0)  # a part after every page
+    monkeypatch.setattr(duckdb_group, "GROUP_SECONDS", 0.05)
+    parts: list = []
+    real = duckdb_group.GroupWriter._transaction
+    monkeypatch.setattr(duckdb_group.GroupWriter, "_transaction",
+                        lambda self, conn, p: (parts.extend(x.account for x in p), real(self, conn, p))[1])
+    accounts = _accounts(make_sandbox, {"acme": 1200, "globex": 900, "initech": 1500})
+    sandboxes = {name: sb for name, (sb, _) in accounts.items()}
+    result = run_accounts([job for _, job in accounts.values()], _one(tmp_path),
+                          {"streams": None}, client_for=lambda job: make_client(sandboxes[job.account.name],
+                                                                                credentials=job.credentials))
+    assert result.ok, result.summary()
+    assert len(parts) >= 6 and set(parts) == set(ACCOUNTS)  # the group writer stored parts of every account
+    for name, sandbox in sandboxes.items():
+        assert_tables_equal(account_tables(tmp_path / "w.duckdb", name), expected_tables(sandbox.store))
+        orders = next(s for s in result.account(name).streams if s.stream == "orders")
+        assert orders.count_check == "ok" and orders.records_new == len(sandbox.store.orders)
