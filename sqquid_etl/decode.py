@@ -33,7 +33,8 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.json as pa_json
@@ -42,10 +43,6 @@ from .definitions import StreamDefinition
 from .errors import SchemaError
 from .plan import ARROW_ERRORS, ENVELOPE_FIELDS, Learned, Misfits, ReadPlan, build_plan, misfit_fields
 
-try:  # a faster JSON decoder for the pages that need dicts; json.loads decides what it refuses
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - a dependency; json.loads alone is exact too
-    _orjson = None
 
 
 SLOW_STREAK = 2  # pages in a row that drifted before the decoder stops trying Arrow on every page
@@ -219,16 +216,11 @@ def page_records(stream: StreamDefinition, body: Any) -> list[dict]:
 
 def read_dicts(stream: StreamDefinition, page: Page) -> tuple[list[dict], bool]:
     """The page's records as dicts (decoding its body again when Arrow read it), and whether
-    they hold no NaN or infinity (decoded by orjson, which reads none)."""
+    they hold no NaN or infinity (decoded by msgspec, which reads none)."""
     if page.records is not None:
         return page.records, False
     decoded, finite = _decoded(page.body)
     return page_records(stream, decoded), finite
-
-
-# orjson reads integers past 64 bits as floats: a body with 19 digits in a row is read by json.loads
-_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))  # every digit a "0", anything else a space
-_LONG_NUMBER = b"0" * 19
 
 
 def _json(body: bytes) -> Any:
@@ -236,18 +228,33 @@ def _json(body: bytes) -> Any:
 
 
 def _decoded(body: bytes) -> tuple[Any, bool]:
-    """The body decoded, and whether by orjson (then it holds no NaN or infinity)."""
+    """The body decoded, and whether by msgspec (then it holds no NaN or infinity). msgspec
+    gives the objects json.loads gives (integers past 64 bits too) or refuses the body: NaN,
+    numbers past a double, lone surrogates, a byte-order mark are read by json.loads (or it
+    says why not)."""
     if not body:
         return None, False
-    if _orjson is not None and _LONG_NUMBER not in body.translate(_DIGITS):
+    fast = _fast_decoder()
+    if fast is not None:
         try:
-            return _orjson.loads(body), True
-        except _orjson.JSONDecodeError:
-            pass  # NaN, lone surrogates...: json.loads reads them (or says why not)
+            return fast(body), True
+        except ValueError:  # (msgspec.DecodeError)
+            pass
     try:
         return json.loads(body), False
     except ValueError as exc:
         raise BodyNotJSON(f"unparseable JSON ({exc})") from None
+
+
+@cache
+def _fast_decoder() -> Callable[[bytes], Any] | None:
+    """msgspec's JSON decoder (as fast as orjson, and exact for integers past 64 bits: no scan of the body for them), imported
+    by the first page that needs its dicts: a run of clean pages never loads it."""
+    try:
+        import msgspec.json
+    except ImportError:  # pragma: no cover - a dependency; json.loads alone is exact too
+        return None
+    return msgspec.json.Decoder().decode
 
 
 def _envelope_int(body: Any, name: str) -> int | None:

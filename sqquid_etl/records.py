@@ -117,7 +117,7 @@ class _Dicts:
         if key not in self._misfits:
             kind, rows = LENIENT_KINDS[column], self.rows(path)
             found = [i for i, row in enumerate(rows) if type(v := row.get(source)) is not kind and v is not None]
-            if found and not _within(read, LENIENT_FLOATS[column]) and any(type(rows[i][source]) is float for i in found):
+            if found and any(type(rows[i][source]) is float for i in found) and not _within(read, LENIENT_FLOATS[column]):
                 found = None
             self._misfits[key] = found
         return self._misfits[key]

@@ -128,3 +128,26 @@ def test_probes_come_less_often_while_the_drift_lasts(monkeypatch):
     for pages in range(200, 300):
         decoder.decode(clean)
     assert probes[5] == 248 and len(probes) == 6 and decoder._probe_gap == decode.PROBE_EVERY  # read: drift forgotten
+
+
+def test_a_drifted_pages_dicts_hold_integers_past_64_bits_exactly():
+    """The dicts of a drifted page (msgspec) hold an integer past 64 bits as json.loads does (no
+    float): its text in an undocumented object or as an undocumented value is exact."""
+    big = 2**70
+    pages = [[order(1, id="1", meta={"n": big}, huge=big), order(2, meta=[big, 1.5], huge=3)]]
+    stream = load_definitions()["orders"]
+    read_pages(pages)
+    tables = page_tables(stream, PageDecoder(stream).decode(json.dumps({"Orders": pages[0]}).encode()))
+    texts = {e.field: (e.type, list(e.values)) for e in tables.extras}
+    assert texts == {"meta": ("JSON", [f'{{"n":{big}}}', f"[{big},1.5]"]), "huge": ("VARCHAR", [str(big), "3"])}
+
+
+def test_a_body_is_decoded_exactly_or_by_json_loads():
+    """msgspec decodes what it reads exactly (then the values hold no NaN); a NaN, a number past a
+    double or a lone surrogate go to json.loads."""
+    from sqquid_etl.decode import _decoded
+
+    assert _decoded(b'{"a": 123456789012345678901234, "b": [0.1, -0]}') == (
+        {"a": 123456789012345678901234, "b": [0.1, 0]}, True)
+    values, finite = _decoded(b'{"a": NaN, "b": 1e400, "c": "\\ud800"}')
+    assert not finite and values["a"] != values["a"] and values["b"] == float("inf") and values["c"] == "\ud800"

@@ -287,3 +287,26 @@ def test_a_stream_without_a_table_of_its_own_keeps_its_records_fields_on_its_row
                 assert [_stored(v, "JSON" if isinstance(value, (dict, list)) else "") for (v,) in stored] == [value]
                 checked += 1
     assert checked > 0
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet"])
+def test_a_key_staged_twice_keeps_its_last_undocumented_values(tmp_path, kind):
+    """Whether a key came twice is asked of the staged rows alone (once a commit, `_latest`), and
+    the rows merged with their undocumented values keep only the last version of each key."""
+    stream = load_definitions()["orders"]
+    path = tmp_path / ("w.duckdb" if kind == "duckdb" else "lake")
+    item = {"id": 7, "qty": 1, "price": "2.00"}
+    base = {"created_at": "2024-01-01T00:00:00.000Z", "total": "1.50"}
+    pages = [[{**base, "id": 1, "note": "first", "order_items": [{**item, "tint": "red"}]},
+              {**base, "id": 2, "note": "other", "order_items": [{**item, "id": 8}]}],
+             [{**base, "id": 1, "note": "last", "order_items": [{**item, "tint": "blue"}]}]]
+    dest = open_destination(**{kind: path})
+    try:
+        writer = dest.begin(stream, replace=False)
+        for records in pages:
+            writer.write(page_to_tables(stream, records))
+        writer.commit(StreamState(), RunRecord(run_id="r1", stream=stream.name, started_at=NOW, finished_at=NOW, status="ok"))
+    finally:
+        dest.close()
+    assert _read(path, "SELECT id, note FROM orders ORDER BY id") == [(1, "last"), (2, "other")]
+    assert _read(path, "SELECT id, tint FROM order_items ORDER BY id") == [(7, "blue"), (8, None)]

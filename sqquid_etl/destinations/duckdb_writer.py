@@ -22,7 +22,7 @@ from .duckdb_group import plain_part
 from .duckdb_history import record_history
 from .duckdb_merge import merge_changed
 from .duckdb_tuning import within_memory_limit
-from .merge_sql import latest_versions_sql, quote_identifier as q
+from .merge_sql import keys_repeat, latest_versions_sql, quote_identifier as q
 from .part_keys import PartKeys
 from .staging import ParquetStage, extra_name
 
@@ -52,6 +52,7 @@ class DuckDBStreamWriter:
         self._was_empty: dict[str, bool] = {}
         self._distinct: dict[str, int] = {}  # table -> distinct keys staged, when counted
         self._latest_sql: dict[tuple, str] = {}  # (table, extras) -> SQL of its staged rows, one a key (`_latest`)
+        self._unique_keys: dict[str, bool] = {}  # table -> no key of its staged rows came twice (`_latest`)
         self._changes = Changes()  # the records new / changed / unchanged of the commit under way
         existing = destination.columns()
         shared = self.account is not None  # a table of every account: never replaced as a whole
@@ -81,6 +82,7 @@ class DuckDBStreamWriter:
     def write(self, tables: dict[str, pa.Table]) -> None:
         self._distinct.clear()
         self._latest_sql.clear()
+        self._unique_keys.clear()
         self.stage.write(tables if self.account is None else stamp_page(tables, self.account))
 
     def write_rejected(self, rows: pa.Table) -> None:
@@ -176,6 +178,7 @@ class DuckDBStreamWriter:
         self._stored_new += self._changes.new  # first stored by this part: counted once
         self._distinct.clear()
         self._latest_sql.clear()
+        self._unique_keys.clear()
         self.stage = ParquetStage(self._staged_at.with_name(directory), self.stream, self.dest.tuning.flush_rows,
                                   self.account and ACCOUNT)
 
@@ -272,15 +275,20 @@ class DuckDBStreamWriter:
     def _latest(self, table: TableSpec, extras: dict[str, str] | None = None) -> str:
         """SQL of the staged rows of a table, one per key (the last version of a key that came twice);
         with `extras`, their undocumented values as those columns (`duckdb_evolve.with_extras_sql`).
-        Which keys came twice is asked once a commit."""
+        Which keys came twice is asked once a commit, of the staged rows alone (not of their join
+        with the undocumented values)."""
         key = (table.name, tuple(extras or ()))
         if key not in self._latest_sql:
             staged = self.stage.relation(table.name)
+            if table.name not in self._unique_keys:
+                self._unique_keys[table.name] = (  # known when staged, or counted for the count check, or asked
+                    self.stage.unique(table.name)
+                    or (not self.parts and self._distinct.get(table.name) == self.stage.rows(table.name))
+                    or not keys_repeat(staged, table, self.conn))
             if extras:
                 staged = with_extras_sql(staged, self.stage.relation(extra_name(table.name)), extras)
-            unique = self.stage.unique(table.name) or (  # known when staged, or counted for the count check
-                not self.parts and self._distinct.get(table.name) == self.stage.rows(table.name))
-            self._latest_sql[key] = latest_versions_sql(staged, table, self.conn, unique or None, tuple(extras or ()))
+            self._latest_sql[key] = latest_versions_sql(staged, table, self.conn, self._unique_keys[table.name],
+                                                        tuple(extras or ()))
         return self._latest_sql[key]
 
     def _count_changes(self, parent: TableSpec | None) -> Changes:

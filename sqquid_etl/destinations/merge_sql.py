@@ -25,19 +25,29 @@ def latest_versions_sql(staged: str, table: TableSpec, conn: Any, unique: bool |
     (records that changed while the stream was paged) its last version, found by an anti-join
     with the few keys that came twice; else every row as it is. Memory stays within DuckDB's
     limit: the GROUP BY spills, and the join's build side holds only the repeated keys.
-    `unique`: the caller knows that no key came twice (it counted them), so nothing is asked.
+    `unique`: the caller knows whether a key came twice (True: none did), so nothing is asked.
     `extra`: columns of `staged` selected too (undocumented fields, `duckdb_evolve.with_extras_sql`)."""
     q = quote_identifier
     columns = ", ".join(q(c) for c in (*table.column_names, *extra))
-    keys = ", ".join(q(k) for k in table.primary_key)
-    repeated = f"SELECT {keys}, max({SEQ}) AS _last FROM {staged} GROUP BY {keys} HAVING count(*) > 1"
-    if unique or not conn.execute(f"SELECT 1 FROM ({repeated}) LIMIT 1").fetchall():
+    if unique is None:
+        unique = not keys_repeat(staged, table, conn)
+    if unique:
         return f"SELECT {columns} FROM {staged}"
     match = " AND ".join(f"r.{q(k)} = s.{q(k)}" for k in table.primary_key)
     return (
         f"SELECT {columns} FROM {staged} s "
-        f"WHERE NOT EXISTS (SELECT 1 FROM ({repeated}) r WHERE {match} AND s.{SEQ} < r._last)"
+        f"WHERE NOT EXISTS (SELECT 1 FROM ({_repeated_sql(staged, table)}) r WHERE {match} AND s.{SEQ} < r._last)"
     )
+
+
+def keys_repeat(staged: str, table: TableSpec, conn: Any) -> bool:
+    """Whether a primary key comes twice in the staged rows `staged` (one query)."""
+    return bool(conn.execute(f"SELECT 1 FROM ({_repeated_sql(staged, table)}) LIMIT 1").fetchall())
+
+
+def _repeated_sql(staged: str, table: TableSpec) -> str:
+    keys = ", ".join(quote_identifier(k) for k in table.primary_key)
+    return f"SELECT {keys}, max({SEQ}) AS _last FROM {staged} GROUP BY {keys} HAVING count(*) > 1"
 
 
 def where_clause(column: str | None, since: datetime | None, equals: dict[str, str], live: bool = False,
