@@ -150,3 +150,37 @@ def test_many_accounts_committed_in_parts_through_the_group_equal_their_sandboxe
         assert_tables_equal(account_tables(tmp_path / "w.duckdb", name), expected_tables(sandbox.store))
         orders = next(s for s in result.account(name).streams if s.stream == "orders")
         assert orders.count_check == "ok" and orders.records_new == len(sandbox.store.orders)
+
+
+def test_accounts_into_parquet_commit_a_few_at_once(make_sandbox, tmp_path, monkeypatch):
+    """Their commits at the end hold memory each (a DuckDB of their own): at most COMMITS_AT_ONCE at
+    once (here 1), every account's rows stored all the same."""
+    import threading
+    import time
+
+    from sqquid_etl.destinations import commit_slots
+    from sqquid_etl.destinations.parquet import ParquetStreamWriter
+
+    monkeypatch.setattr(commit_slots, "_SLOTS", threading.BoundedSemaphore(1))
+    active, most, lock = [0], [0], threading.Lock()
+    real = ParquetStreamWriter._commit
+
+    def counted(self, state, run):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            time.sleep(0.01)  # (a commit that lasts: another account's would overlap it without the slot)
+            return real(self, state, run)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(ParquetStreamWriter, "_commit", counted)
+    accounts = _accounts(make_sandbox, {"acme": 90, "globex": 60, "initech": 120})
+    result = run_accounts([job for _, job in accounts.values()], {"parquet": str(tmp_path / "lake")})
+    assert result.ok, [(a.account, a.message) for a in result.accounts]
+    assert most == [1]
+    for name, (sandbox, _) in accounts.items():
+        orders = next(s for s in result.account(name).streams if s.stream == "orders")
+        assert orders.rows["orders"] == len(sandbox.store.orders)

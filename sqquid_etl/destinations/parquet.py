@@ -27,6 +27,7 @@ from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RUN_COLUMNS, RUN_INTEGERS, 
 from ..settings import Tuning
 from ..state import StreamState
 from .account_scope import ACCOUNT, check_account, scoped_definition, stamp, stamp_page
+from .commit_slots import commit_slot
 from .duckdb_tuning import check_tuning, tune, within_memory_limit
 from .files import check_can_write, fsync_path, link_or_copy
 from .merge_sql import check_columns, counts_at, latest_versions_sql, quote_identifier as _q, sql_path, where_clause
@@ -259,6 +260,10 @@ class ParquetStreamWriter:
         return within_memory_limit(self.sql, self.dest.tuning, self.stream.name, lambda: self.sql.execute(sql).fetchall()[0][0])
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
+        with commit_slot(self.account):  # (many accounts: a few commits at once, `commit_slots.py`)
+            self._commit(state, run)
+
+    def _commit(self, state: StreamState, run: RunRecord) -> None:
         try:
             for name, generation in self._build(run):
                 self.layout.switch(name, generation)
