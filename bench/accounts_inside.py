@@ -16,7 +16,8 @@ program sets up its own (Arrow on the system allocator, no numpy), so that it ca
   (`duckdb_memory()`), the C heap's (`mallinfo2`: in use, free), the pages fetched and not yet
   taken by their account, the threads.
 `--workers K` runs K fetch workers an account instead of `fetch.default_concurrency`'s.
-Environment variables (SQQUID_FLUSH_ROWS, ...) apply as to an extract.
+Environment variables (SQQUID_FLUSH_ROWS, ...) apply as to an extract; BENCH_GLIBC_DEFAULT=1 leaves
+glibc's mmap threshold as it is (the program fixes it for many accounts, `accounts_cli.py`).
 """
 
 from __future__ import annotations
@@ -203,6 +204,10 @@ def main() -> None:
     print(f"machine: {machine()}; SQQUID_FLUSH_ROWS={os.environ.get('SQQUID_FLUSH_ROWS', '(default)')}")
     from sqquid_etl import fetch, fetch_concurrent
     from sqquid_etl.accounts import load_accounts, resolve_credentials
+    if not os.environ.get("BENCH_GLIBC_DEFAULT"):  # as `sqquid-etl extract --all-accounts` (accounts_cli)
+        from sqquid_etl.accounts_cli import large_blocks_mapped
+
+        large_blocks_mapped()
     from sqquid_etl.accounts_run import plan_jobs, run_accounts
 
     if a.stages:
