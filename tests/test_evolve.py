@@ -310,3 +310,37 @@ def test_a_key_staged_twice_keeps_its_last_undocumented_values(tmp_path, kind):
         dest.close()
     assert _read(path, "SELECT id, note FROM orders ORDER BY id") == [(1, "last"), (2, "other")]
     assert _read(path, "SELECT id, tint FROM order_items ORDER BY id") == [(7, "blue"), (8, None)]
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "parquet", "iceberg"])
+def test_undocumented_columns_staged_with_their_rows_as_they_come(tmp_path, kind):
+    """Undocumented values are staged as more columns of their rows (`extras_stage.py`): fields that
+    come page after page (a batch of two rows: files of more and more columns), pages without any
+    between them, a child table's own; each stored with its row, null in the rows without it."""
+    from sqquid_etl.settings import Tuning
+
+    stream = load_definitions()["orders"]
+    path = tmp_path / {"duckdb": "w.duckdb", "parquet": "lake", "iceberg": "ice"}[kind]
+    base = {"created_at": "2024-01-01T00:00:00.000Z", "total": "1.50"}
+    pages = [[{**base, "id": 1, "order_items": [{"id": 11, "qty": 1, "price": "2.00"}]}],
+             [{**base, "id": 2, "rank": 5, "order_items": []}, {**base, "id": 3, "rank": 6, "meta": {"a": 1}}],
+             [{**base, "id": 4}],
+             [{**base, "id": 5, "tint": "red", "order_items": [{"id": 51, "qty": 1, "price": "2.00", "size": "L"}]}],
+             [{**base, "id": 6, "rank": 7, "order_items": [{"id": 61, "qty": 1, "price": "2.00"}]}]]
+    dest = open_destination(**{kind: str(path)}, tuning=Tuning(flush_rows=2))
+    try:
+        writer = dest.begin(stream, replace=False)
+        for records in pages:
+            writer.write(page_to_tables(stream, records))
+        writer.commit(StreamState(), RunRecord(run_id="r1", stream=stream.name, started_at=NOW, finished_at=NOW, status="ok"))
+        if kind == "iceberg":
+            orders = sorted((r["id"], r["rank"], r["meta"], r["tint"]) for r in dest.table("orders").scan().to_arrow().to_pylist())
+            items = sorted((r["id"], r["size"]) for r in dest.table("order_items").scan().to_arrow().to_pylist())
+    finally:
+        dest.close()
+    if kind != "iceberg":
+        orders = _read(path, "SELECT id, rank, meta::VARCHAR, tint FROM orders ORDER BY id")
+        items = _read(path, "SELECT id, size FROM order_items ORDER BY id")
+    assert orders == [(1, None, None, None), (2, 5, None, None), (3, 6, '{"a":1}', None), (4, None, None, None),
+                      (5, None, None, "red"), (6, 7, None, None)]
+    assert items == [(11, None), (51, "L"), (61, None)]

@@ -41,7 +41,10 @@ class PageBuffer:
         """Everything buffered for a table, as one numbered batch (None when empty)."""
         if not self._pages[name]:
             return None
-        batch = number_rows(pa.concat_tables(self._pages[name]), self._next[name])
+        pages = self._pages[name]
+        same = all(page.schema == pages[0].schema for page in pages)  # (pages with undocumented columns: more)
+        batch = number_rows(pa.concat_tables(pages) if same else pa.concat_tables(pages, promote_options="default"),
+                            self._next[name])
         self._next[name] += batch.num_rows
         self._pages[name], self._rows[name] = [], 0
         return batch

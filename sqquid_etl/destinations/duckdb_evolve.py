@@ -2,11 +2,11 @@
 see `evolve.py`) become nullable columns of their tables, added by the commit that stores
 their data, and are recorded once in `_sqquid_schema_changes`.
 
-Their values are staged beside the table's rows (`extras_stage.py`: a column a field, a row a
-staged row holding any). At commit the table first gains its new columns (ALTER TABLE; a column
-whose values disagree across pages or runs is widened: BIGINT -> DOUBLE, anything else ->
-VARCHAR), then the rows are merged with their undocumented values (`with_extras_sql`: one join
-on the staged row's number), inserted with the rows. A run without undocumented fields runs
+Their values are staged as more columns of the table's rows (`extras_stage.py`: a text column
+a field). At commit the table first gains its new columns (ALTER TABLE; a column whose values
+disagree across pages or runs is widened: BIGINT -> DOUBLE, anything else -> VARCHAR), then the
+rows are merged with their undocumented values (`with_extras_sql`: each staged column cast to
+its column's type), inserted with the rows. A run without undocumented fields runs
 none of this."""
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from typing import Any
 
 from ..definitions import StreamDefinition, TableSpec
 from ..evolve import widen
-from .buffer import SEQ
+from .extras_stage import staged_column
 from .merge_sql import check_columns, quote_identifier as q
-from .extras_stage import EXTRA_ROW
 
 HISTORY_TABLE = "_sqquid_schema_changes"
 _TYPES = ("BIGINT", "DOUBLE", "BOOLEAN", "JSON", "VARCHAR")
@@ -30,11 +29,11 @@ def column_type(existing: str | None, kind: str) -> str:
     return kind if existing is None else widen(existing if existing in _TYPES else "VARCHAR", kind)
 
 
-def with_extras_sql(staged: str, extras: str, types: dict[str, str]) -> str:
-    """SQL of the staged rows `staged` with their undocumented values (`extras`, the staged
-    relation of `extras_stage.py`: text), each column cast to its type (null in a row without)."""
-    cast = ", ".join(f"CAST(e.{q(c)} AS {kind}) AS {q(c)}" for c, kind in types.items())
-    return f"(SELECT s.*, {cast} FROM {staged} s LEFT JOIN {extras} e ON e.{EXTRA_ROW} = s.{SEQ})"
+def with_extras_sql(staged: str, types: dict[str, str]) -> str:
+    """SQL of the staged rows `staged` with their undocumented values (staged as text, in columns
+    of `extras_stage.staged_column`), each column cast to its type (null in a row without)."""
+    cast = ", ".join(f"CAST(s.{q(staged_column(c))} AS {kind}) AS {q(c)}" for c, kind in types.items())
+    return f"(SELECT s.*, {cast} FROM {staged} s)"
 
 
 def documented_columns(conn: Any, where: str, table: str, have: list[str], stream: StreamDefinition,

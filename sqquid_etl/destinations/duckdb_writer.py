@@ -24,7 +24,7 @@ from .duckdb_merge import merge_changed
 from .duckdb_tuning import within_memory_limit
 from .merge_sql import keys_repeat, latest_versions_sql, quote_identifier as q
 from .part_keys import PartKeys
-from .staging import ParquetStage, extra_name
+from .staging import ParquetStage
 
 if TYPE_CHECKING:
     from .duckdb import DuckDBDestination
@@ -275,8 +275,7 @@ class DuckDBStreamWriter:
     def _latest(self, table: TableSpec, extras: dict[str, str] | None = None) -> str:
         """SQL of the staged rows of a table, one per key (the last version of a key that came twice);
         with `extras`, their undocumented values as those columns (`duckdb_evolve.with_extras_sql`).
-        Which keys came twice is asked once a commit, of the staged rows alone (not of their join
-        with the undocumented values)."""
+        Which keys came twice is asked once a commit and table (with or without `extras`)."""
         key = (table.name, tuple(extras or ()))
         if key not in self._latest_sql:
             staged = self.stage.relation(table.name)
@@ -286,7 +285,7 @@ class DuckDBStreamWriter:
                     or (not self.parts and self._distinct.get(table.name) == self.stage.rows(table.name))
                     or not keys_repeat(staged, table, self.conn))
             if extras:
-                staged = with_extras_sql(staged, self.stage.relation(extra_name(table.name)), extras)
+                staged = with_extras_sql(staged, extras)
             self._latest_sql[key] = latest_versions_sql(staged, table, self.conn, self._unique_keys[table.name],
                                                         tuple(extras or ()))
         return self._latest_sql[key]
@@ -324,7 +323,8 @@ class DuckDBStreamWriter:
                 self.conn.execute(f"CREATE OR REPLACE TEMP TABLE _sqquid_kept AS SELECT * FROM {q(table.name)} WHERE {keep}")
             staged = self.stage.relation(table.name)
             meta = f", NULL::VARCHAR AS {HASH}, NULL::TIMESTAMPTZ AS {DELETED_AT}" if self.tracks_changes else ""
-            self.conn.execute(f"CREATE OR REPLACE TABLE {q(table.name)} AS SELECT * EXCLUDE ({SEQ}){meta} FROM {staged} LIMIT 0")
+            staged_only = ", ".join(q(c) for c in (SEQ, *self.stage.extras.columns(table.name)))  # (undocumented: `_evolve`)
+            self.conn.execute(f"CREATE OR REPLACE TABLE {q(table.name)} AS SELECT * EXCLUDE ({staged_only}){meta} FROM {staged} LIMIT 0")
             self.dest.created(table.name, table.column_names + (list(META_COLUMNS) if self.tracks_changes else []))
             if keep:
                 columns = ", ".join(q(c) for c in self.dest.columns()[table.name])

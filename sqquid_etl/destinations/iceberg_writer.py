@@ -31,7 +31,7 @@ from .iceberg_expire import expire_snapshots
 from .iceberg_scan import scan_reader
 from .merge_sql import check_columns, latest_versions_sql, quote_identifier as _q
 from .parquet_evolve import HISTORY_SCHEMA, carried_columns, new_rows_sql, plan_columns
-from .staging import REJECTED_SCHEMA, ParquetStage, extra_name
+from .staging import REJECTED_SCHEMA, ParquetStage
 
 BATCH_ROWS = 16_384  # rows a batch handed from DuckDB to pyiceberg
 CHUNK_BYTES = 8 * 1024 * 1024  # Arrow bytes given to pyiceberg at once
@@ -147,8 +147,7 @@ class IcebergStreamWriter:
         table = self._tables[spec.name] or ensure_table(self.dest.catalog, (self.dest.namespace, spec.name), arrow_schema(spec), properties)
         rows = self.stage.relation(spec.name)
         if final:
-            extras = self.stage.relation(extra_name(spec.name)) if staged else None
-            new = new_rows_sql(spec, rows, extras, final, staged)
+            new = new_rows_sql(spec, rows, final, staged)
         else:
             new = latest_versions_sql(rows, spec, self.sql)
         self.sql.execute(f"CREATE OR REPLACE TEMP VIEW _new AS {new}")

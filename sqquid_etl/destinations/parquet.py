@@ -38,7 +38,7 @@ from .parquet_freshness import count_changes, keep_marked, meta_columns, newly_m
 from .parquet_gone import find_gone, gone_condition
 from .parquet_history import build_history
 from .protocol import bounds_each, counts_each
-from .staging import ParquetStage, extra_name
+from .staging import ParquetStage
 from .state_file import JsonStateFile
 
 # files of runs by an older version lack the columns added since: read them by name
@@ -336,8 +336,7 @@ class ParquetStreamWriter:
         final, changed = plan_columns(table, have, staged)
         self._changes += [(table.name, c, kind) for c, kind in changed]
         if final:
-            extras = self.stage.relation(extra_name(table.name)) if staged else None
-            new = new_rows_sql(table, self._staged(table), extras, final, staged)
+            new = new_rows_sql(table, self._staged(table), final, staged)
         else:
             new = self._latest(table)
         if self.tracks_changes:  # the hash of a first load's rows is left for a comparison to compute

@@ -44,14 +44,15 @@ def plan_columns(table: TableSpec, have: dict[str, str], staged: dict[str, str])
     return final, changed
 
 
-def new_rows_sql(table: TableSpec, staged: str, extras: str | None, final: dict[str, str], staged_types: dict) -> str:
-    """SQL of the staged rows, the latest version of each key, with the undocumented columns."""
+def new_rows_sql(table: TableSpec, staged: str, final: dict[str, str], staged_types: dict) -> str:
+    """SQL of the staged rows, the latest version of each key, with the undocumented columns
+    (`staged_types`: those the staged rows hold, `extras_stage.py`)."""
     keys = ", ".join(q(k) for k in table.primary_key)
-    if extras and staged_types:
-        staged = with_extras_sql(staged, extras, {c: final[c] for c in staged_types})
+    if staged_types:
+        staged = with_extras_sql(staged, {c: final[c] for c in staged_types})
     latest = f"SELECT * FROM {staged} QUALIFY {SEQ} = max({SEQ}) OVER (PARTITION BY {keys})"
     columns = [f"s.{q(c)}" for c in table.column_names]
-    columns += [f"CAST({'s.' + q(c) if c in staged_types and extras else 'NULL'} AS {kind}) AS {q(c)}"
+    columns += [f"CAST({'s.' + q(c) if c in staged_types else 'NULL'} AS {kind}) AS {q(c)}"
                 for c, kind in final.items()]
     return f"SELECT {', '.join(columns)} FROM ({latest}) s"
 

@@ -5,9 +5,10 @@ bounded by the batch and not by the stream; read back by DuckDB (`relation`) to 
 A table that received no row has no file until its relation is asked for (then an empty file
 of its shape): a stream with nothing new costs no file, and no Parquet writer is loaded.
 
-The undocumented values of a page (`PageTables.extras`, see `evolve.py`) are staged beside its
-table's rows (`extras_stage.py`), and their columns' types kept (`extra_types`) for the commit
-(`duckdb_evolve.py`, `parquet_evolve.py`)."""
+The undocumented values of a page (`PageTables.extras`, see `evolve.py`) are staged as more
+columns of its tables' rows (`extras_stage.py`; a batch with a column the table's file lacks
+starts a new file, read with the others by column name), and their columns' types kept
+(`extra_types`) for the commit (`duckdb_evolve.py`, `parquet_evolve.py`)."""
 
 from __future__ import annotations
 
@@ -21,17 +22,11 @@ from ..definitions import StreamDefinition
 from ..records import arrow_schema
 from ..runs import REJECTED_COLUMNS, REJECTED_TABLE
 from .buffer import SEQ, PageBuffer
-from .extras_stage import ExtraStage
+from .extras_stage import ExtraColumns
 from .merge_sql import sql_path
 
 
 REJECTED_SCHEMA = pa.schema([(name, pa.string()) for name in REJECTED_COLUMNS])
-_EXTRA = "_sqquid_extra."
-
-
-def extra_name(table: str) -> str:
-    """The staged table of the undocumented values of a table's rows (`extras_stage.py`)."""
-    return f"{_EXTRA}{table}"
 
 
 def keys_unique(batch: pa.Table, keys: list[str]) -> bool:
@@ -58,7 +53,9 @@ class ParquetStage:
         self._buffer = PageBuffer(self._tables, flush_rows)
         self._writers: dict[str, Any] = {}  # table -> its open pyarrow.parquet.ParquetWriter
         self._rows: dict[str, int] = {name: 0 for name in self._tables}
-        self.extras = ExtraStage(directory, flush_rows)
+        self._files: dict[str, list[Path]] = {}  # table -> its staged files (one more each time its columns grow)
+        self._schemas: dict[str, pa.Schema] = {}  # table -> the columns of its last file
+        self.extras = ExtraColumns()
         self.extra_types = self.extras.types  # table -> {undocumented column: its type so far}
         self._keys = {t.name: t.primary_key for t in stream.tables}
         self._batches: dict[str, int] = {name: 0 for name in self._tables}  # batches written a table
@@ -77,8 +74,8 @@ class ParquetStage:
     def write(self, tables: dict[str, pa.Table]) -> None:
         """Stage a page's tables, and its undocumented values (`extras`) where it has any."""
         extras = getattr(tables, "extras", None)
-        if extras:
-            self.extras.write(extras, self.rows)  # before the page's rows: numbered by the rows staged before them
+        if extras or self.extra_types:
+            tables = self.extras.add(tables, extras)
         for name, data in tables.items():
             if data.num_rows:
                 self._rows[name] += data.num_rows
@@ -98,14 +95,21 @@ class ParquetStage:
         if self._key_chunks is not None and name in self._key_chunks and len(self._key_column[name]) == 1:
             self._key_chunks[name].extend(batch[self._key_column[name][0]].chunks)
         writer = self._writers.get(name)
+        if writer is not None and writer.schema != batch.schema:  # undocumented columns came: a wider file
+            self._writers.pop(name).close()
+            writer = None
         if writer is None:
             import pyarrow.parquet as pq  # only once something is staged
 
             self.directory.mkdir(parents=True, exist_ok=True)
+            files = self._files.setdefault(name, [])
+            if not files or self._schemas[name] != batch.schema:
+                files.append(self.directory / (f"{name}.parquet" if not files else f"{name}.{len(files)}.parquet"))
+                self._schemas[name] = batch.schema
             # plain (no compression, dictionaries or statistics): staged files live for one run,
             # and DuckDB encodes the data when it stores it
             writer = self._writers[name] = pq.ParquetWriter(
-                self.path(name), batch.schema, compression="none", use_dictionary=False, write_statistics=False
+                files[-1], batch.schema, compression="none", use_dictionary=False, write_statistics=False
             )
         writer.write_table(batch)
 
@@ -129,14 +133,11 @@ class ParquetStage:
         for writer in self._writers.values():
             writer.close()
         self._writers.clear()
-        self.extras.finish()
 
     def relation(self, table: str) -> str:
-        """SQL naming the staged rows of a table (read by DuckDB from the file); a table that
-        received no row gets an empty file of its shape. (`extra_name(table)`: its undocumented
-        values, `extras_stage.py`.)"""
-        if table.startswith(_EXTRA):
-            return self.extras.relation(table[len(_EXTRA):])  # type: ignore[return-value]
+        """SQL naming the staged rows of a table (read by DuckDB from its files, by column name
+        where undocumented columns made more than one); a table that received no row gets an
+        empty file of its shape."""
         self.finish()
         if not self.path(table).exists():
             spec = next((t for t in self.stream.tables if t.name == table), None)
@@ -145,12 +146,14 @@ class ParquetStage:
             # from empty arrays: `Schema.empty_table()` makes pyarrow import pandas
             self._append(table, pa.Table.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema))
             self.finish()
-        return f"read_parquet({sql_path(self.path(table))})"
+        files = self._files[table]
+        if len(files) == 1:
+            return f"read_parquet({sql_path(files[0])})"
+        return f"read_parquet([{', '.join(sql_path(p) for p in files)}], union_by_name = true)"
 
     def discard(self) -> None:
         """Drop the staged pages (idempotent: a failed commit and its caller may both discard)."""
         self._buffer.clear()
-        self.extras.discard()
         try:
             for writer in self._writers.values():
                 writer.close()
