@@ -108,26 +108,21 @@ class _Dicts:
         """The values of one field: of each record (`path` None), or of each item of its `path` list."""
         return [row.get(source) for row in self.rows(path)]
 
-    def misfits(self, path: str | None, source: str, column: str, read: pa.Array) -> list[int] | None:
+    def misfits(self, path: str | None, source: str, column: str) -> list[int] | None:
         """The rows whose value of the field is not of the column's JSON type (nor null): the
-        values coerced where Arrow read the field (`read`) as a decimal (`plan.LENIENT_TYPES`);
-        None where a value is past `plan.LENIENT_FLOATS` and one of them is a float (the column
-        is then read by Python)."""
+        values coerced where Arrow read the field as a decimal (`plan.LENIENT_TYPES`); None where
+        one of them is a float past `plan.LENIENT_FLOATS` (the column is then read by Python, as
+        the record-by-record path does: through the double; any other value reads the same
+        either way)."""
         key = (path, source, column)
         if key not in self._misfits:
             kind, rows = LENIENT_KINDS[column], self.rows(path)
             found = [i for i, row in enumerate(rows) if type(v := row.get(source)) is not kind and v is not None]
-            if found and any(type(rows[i][source]) is float for i in found) and not _within(read, LENIENT_FLOATS[column]):
+            bound = LENIENT_FLOATS[column]
+            if any(type(v := rows[i][source]) is float and not -bound < v < bound for i in found):
                 found = None
             self._misfits[key] = found
         return self._misfits[key]
-
-
-def _within(values: pa.Array, bound: float) -> bool:
-    """Every value of a decimal array within (-bound, bound)."""
-    extremes = pc.min_max(values)
-    low, high = extremes["min"].as_py(), extremes["max"].as_py()
-    return low is None or (-bound < low and high < bound)
 
 
 def page_to_tables(stream: StreamDefinition, records: list[dict], partition_value: str | None = None) -> PageTables:
@@ -285,7 +280,7 @@ def _fast_column(page: pa.StructArray, rows: pa.StructArray, index: pa.Array | N
             raise _FastPathRefused() from None  # the slow path rejects the record
         return _finish(_taken(fixed, index, out) if parent else _counted(fixed, out), column, out)
     if pa.types.is_decimal(values.type) and column.type in LENIENT_KINDS:  # read as a decimal: count what was coerced
-        misfits = dicts.misfits(None if path is None or column.from_parent else path, column.source, column.type, values)
+        misfits = dicts.misfits(None if path is None or column.from_parent else path, column.source, column.type)
         if misfits is None:
             return _by_python(dicts, path, column, index, out)
         if not parent:

@@ -13,7 +13,8 @@ import pytest
 
 from sqquid_etl.decode import PageDecoder
 from sqquid_etl.definitions import load_definitions
-from sqquid_etl.records import page_tables, page_to_tables
+from sqquid_etl import records
+from sqquid_etl.records import _python_column as python_column, page_tables, page_to_tables
 
 ORDER = {"id": 1, "created_at": "2024-01-01T00:00:00.000Z", "total": "1.50",
          "order_items": [{"id": 7, "qty": 1, "price": "2.00"}]}
@@ -153,3 +154,21 @@ def test_a_body_is_decoded_exactly_or_by_json_loads():
         {"a": 123456789012345678901234, "b": [0.1, 0]}, True)
     values, finite = _decoded(b'{"a": NaN, "b": 1e400, "c": "\\ud800"}')
     assert not finite and values["a"] != values["a"] and values["b"] == float("inf") and values["c"] == "\ud800"
+
+
+def test_text_and_integers_past_a_double_beside_small_floats_stay_read_by_arrow(monkeypatch):
+    """Only a float past `plan.LENIENT_FLOATS` sends a decimal column to the dicts: text and
+    integers past it read the same by Arrow (here beside floats within it), page after page."""
+    pages = [[order(1, id="1", total=24.99), order(2, total="1.50")],
+             [order(3, id="3", total="123456789012.50"), order(4, total=2.5), order(5, total=99999999999999)],
+             [order(6, id="6", total=12345678901.25), order(7, total="3.00")]]
+    decoder = read_pages(pages)
+    assert (None, "total") in decoder.plans[1].lenient
+    stream, by_python = load_definitions()["orders"], []
+    monkeypatch.setattr(records, "_python_column", lambda values, column: by_python.append(column.name) or python_column(values, column))
+    fresh = PageDecoder(stream)
+    for records_ in pages:
+        by_python.clear()
+        page_tables(stream, fresh.decode(json.dumps({"Orders": records_}).encode()))
+        if records_ is pages[1]:
+            assert "total" not in by_python
