@@ -16,12 +16,14 @@ T = TypeVar("T")
 LIMIT_SETTING = "SQQUID_DUCKDB_MEMORY_LIMIT or config [tuning] duckdb_memory_limit"
 
 # a file many accounts write at once (`accounts=True`): their queries and the rows committed but not
-# yet checkpointed share the one database's limit (at 40 accounts and 40 MB a query ran out of it)
-ACCOUNTS_MEMORY_LIMIT = "128MB"
+# yet checkpointed share the one database's limit (at 40 accounts and 40 MB a query ran out of it, when
+# each account committed its parts; their parts committed together by one writer, `duckdb_group.py`,
+# 100 accounts ran within 64 MB, peak RSS 620 -> 528 MB: docs/benchmarks.md, eighth session)
+ACCOUNTS_MEMORY_LIMIT = "64MB"
 CHECKPOINT_THRESHOLD = "4MB"  # of write-ahead log: then a checkpoint writes the rows it holds to the file
 # a file of many accounts: each checkpoint compresses again the tables' last row groups, which every
 # account's commits fill, so one every 4 MB cost a fifth more CPU an order (bench: 20 accounts' parts,
-# docs/benchmarks.md "First loads"); 16 MB of log holds ~37 MB of rows, within its 128 MB limit
+# docs/benchmarks.md "First loads"); 16 MB of log holds ~37 MB of rows, within its 64 MB limit
 ACCOUNTS_CHECKPOINT_THRESHOLD = "16MB"
 
 # merges that run out of the default limit are run again with these (never above what they need)
@@ -38,7 +40,7 @@ def tune(conn: Any, tuning: Tuning, accounts: bool = False) -> None:
     # rows committed by small transactions (the parts of a first load, many accounts' commits to one
     # file) are held in memory until a checkpoint writes them: at DuckDB's 16 MB of log, ~37 MB of
     # them, the whole default memory limit, and a query of another account ran out of memory (a file of
-    # many accounts at its own 128 MB limit: every 16 MB)
+    # many accounts at its own 64 MB limit: every 16 MB)
     shared = accounts and not tuning.memory_limit
     conn.execute(f"SET checkpoint_threshold = '{ACCOUNTS_CHECKPOINT_THRESHOLD if shared else CHECKPOINT_THRESHOLD}'")
     limit = (tuning.memory_limit or (ACCOUNTS_MEMORY_LIMIT if accounts else DEFAULT_MEMORY_LIMIT)).strip()
