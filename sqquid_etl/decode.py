@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from typing import Any, Callable
 
 import pyarrow as pa
@@ -248,13 +248,27 @@ def _decoded(body: bytes) -> tuple[Any, bool]:
 
 @cache
 def _fast_decoder() -> Callable[[bytes], Any] | None:
-    """msgspec's JSON decoder (as fast as orjson, and exact for integers past 64 bits: no scan of the body for them), imported
-    by the first page that needs its dicts: a run of clean pages never loads it."""
+    """msgspec's JSON decoder (as fast as orjson, and exact for integers past 64 bits: no scan of
+    the body for them), imported by the first page that needs its dicts: a run of clean pages
+    never loads it. Where msgspec is not installed (an environment made before it became a
+    dependency), orjson's, for a body without 19 digits in a row (an integer orjson would read
+    as a float)."""
     try:
         import msgspec.json
-    except ImportError:  # pragma: no cover - a dependency; json.loads alone is exact too
-        return None
+    except ImportError:
+        import orjson
+
+        return partial(_orjson_loads, orjson.loads)
     return msgspec.json.Decoder().decode
+
+
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))  # every digit a "0", anything else a space
+
+
+def _orjson_loads(loads: Callable[[bytes], Any], body: bytes) -> Any:
+    if b"0" * 19 in body.translate(_DIGITS):
+        raise ValueError("an integer of 19 digits or more: read by json.loads")
+    return loads(body)
 
 
 def _envelope_int(body: Any, name: str) -> int | None:

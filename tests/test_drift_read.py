@@ -172,3 +172,19 @@ def test_text_and_integers_past_a_double_beside_small_floats_stay_read_by_arrow(
         page_tables(stream, fresh.decode(json.dumps({"Orders": records_}).encode()))
         if records_ is pages[1]:
             assert "total" not in by_python
+
+
+def test_without_msgspec_orjson_decodes_a_body_without_long_integers(monkeypatch):
+    """An environment made before msgspec became a dependency: orjson decodes the dicts, but a body
+    holding an integer of 19 digits or more (which it would read as a float) goes to json.loads."""
+    import sys
+
+    from sqquid_etl import decode
+
+    monkeypatch.setitem(sys.modules, "msgspec", None)  # (its import fails)
+    decode._fast_decoder.cache_clear()
+    try:
+        assert decode._decoded(b'{"a": [1, 2.5]}') == ({"a": [1, 2.5]}, True)
+        assert decode._decoded(b'{"a": 1234567890123456789012}') == ({"a": 1234567890123456789012}, False)
+    finally:
+        decode._fast_decoder.cache_clear()
