@@ -184,3 +184,31 @@ def test_accounts_into_parquet_commit_a_few_at_once(make_sandbox, tmp_path, monk
     for name, (sandbox, _) in accounts.items():
         orders = next(s for s in result.account(name).streams if s.stream == "orders")
         assert orders.rows["orders"] == len(sandbox.store.orders)
+
+
+def test_no_part_waits_for_a_group_writer_that_ended(tmp_path, grouped, monkeypatch):
+    """Whatever ends the group writer's thread fails the parts waiting and those handed over after
+    (their accounts' runs fail with it) instead of leaving them waiting."""
+    def broken(self, conn, parts):
+        raise SystemExit("simulated: the group writer's thread ends")
+
+    monkeypatch.setattr(duckdb_group.GroupWriter, "_commit", broken)
+    path = tmp_path / "w.duckdb"
+    stream, destinations, writers, runs = _writers(path)
+    try:
+        _first_parts(stream, writers, runs)
+        with pytest.raises(SystemExit, match="thread ends"):
+            writers["acme"].commit(NEW, _done(runs["acme"]))
+        writers["globex"].write(page_to_tables(stream, _page(7000, 2)))
+        with pytest.raises(SystemExit, match="thread ends"):
+            writers["globex"].commit_part(StreamState(), runs["globex"])  # its part before, failed
+        writers["initech"].write(page_to_tables(stream, _page(8000, 2)))
+        with pytest.raises(SystemExit, match="thread ends"):
+            writers["initech"].commit(NEW, _done(runs["initech"]))
+        for writer in writers.values():
+            writer.abort()
+    finally:
+        for d in destinations.values():
+            d.close()
+    orders, _, states, _ = _stored(path)
+    assert orders == {"acme": 5} and states == {"acme": {}}  # acme's first part (its own), the old state

@@ -90,9 +90,14 @@ class GroupWriter:
         self._hurry = False
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._failed: BaseException | None = None  # what ended the thread (never, but then no part waits)
 
     def submit(self, part: Part) -> None:
         with self._cond:
+            if self._failed is not None:
+                part.error = self._failed
+                part.done.set()
+                return
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="sqquid-group-writer", daemon=True)
                 self._thread.start()
@@ -134,15 +139,22 @@ class GroupWriter:
             thread.join()
 
     def _run(self) -> None:
-        conn = self.shared.conn.cursor()
+        taken: list[Part] = []
         try:
-            while True:
-                parts = self._take()
-                if parts is None:
-                    return
-                self._commit(conn, parts)
-        finally:
-            conn.close()
+            conn = self.shared.conn.cursor()
+            try:
+                while (taken := self._take() or []):
+                    self._commit(conn, taken)
+            finally:
+                conn.close()
+        except BaseException as exc:  # the thread ends: no part waits for it (theirs fail, as the next ones)
+            with self._cond:
+                self._failed = exc
+                parts, self._pending = [*taken, *self._pending], []
+            for part in parts:
+                if not part.done.is_set():
+                    part.error = exc
+                    part.done.set()
 
     def _take(self) -> list[Part] | None:
         """The parts to commit now (waiting until the oldest has waited `seconds`, or an account
