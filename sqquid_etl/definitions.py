@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from .errors import ConfigError
 from .state import parse_duration
@@ -328,21 +325,25 @@ def _parse_child(child: dict, where: str, parent: TableSpec | None) -> TableSpec
     return TableSpec(table.name, table.primary_key, table.columns, nested, link)
 
 
-# libyaml's loader where PyYAML has it (the same documents, ~8x faster: every run reads these)
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def load_definitions(directory: Path | None = None) -> dict[str, StreamDefinition]:
-    """Load every `*.yaml` definition (the packaged ones by default), ordered so that a stream
-    comes after the streams it depends on."""
+    """Load every `*.yaml` definition (the packaged ones by default: parsed once and kept until a
+    file changes, `definitions_cache.py`), ordered so that a stream comes after the streams it
+    depends on."""
     if directory is None:
-        files = [(p.name, p.read_text(encoding="utf-8")) for p in resources.files("sqquid_etl.streams").iterdir() if p.name.endswith(".yaml")]
-    else:
-        files = [(p.name, p.read_text(encoding="utf-8")) for p in Path(directory).glob("*.yaml")]
+        from .definitions_cache import packaged
+
+        return packaged(_parse_files)
+    return _parse_files([(p.name, p.read_text(encoding="utf-8")) for p in Path(directory).glob("*.yaml")])
+
+
+def _parse_files(files: list[tuple[str, str]]) -> dict[str, StreamDefinition]:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's where PyYAML has it (~8x faster)
     definitions: dict[str, StreamDefinition] = {}
     for file_name, text in sorted(files):
         try:
-            raw = yaml.load(text, Loader=_YAML_LOADER)
+            raw = yaml.load(text, Loader=loader)
         except yaml.YAMLError as exc:
             raise ConfigError(f"stream definition {file_name}: not valid YAML: {exc}") from exc
         definition = parse_definition(raw, file_name)
