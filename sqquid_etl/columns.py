@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from . import arrow_compute as pc
 from .coerce import INT64_MAX, INT64_MIN, Lossy, coerce, json_text
 from .definitions import Column
 from .plan import ARROW_TYPES, CONVERSION_ERRORS

@@ -39,6 +39,7 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from . import arrow_compute as pc
 from .definitions import StreamDefinition
 from .errors import SchemaError
 from .plan import ARROW_ERRORS, ENVELOPE_FIELDS, Learned, Misfits, ReadPlan, build_plan, misfit_fields
@@ -302,4 +303,4 @@ def _read_body(body: bytes, plan: ReadPlan | None, envelope: str | None) -> Page
         return None
     total, limit = (table.column(name)[0].as_py() for name in ENVELOPE_FIELDS)
     undocumented = lists.type != schema.field(envelope).type
-    return Page(lists.flatten(), None, plan, body, total, limit, undocumented)
+    return Page(pc.list_flatten(lists), None, plan, body, total, limit, undocumented)

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from . import arrow_compute as pc
 from .coerce import INT64_MAX, INT64_MIN
 from .definitions import StreamDefinition, TableSpec
 

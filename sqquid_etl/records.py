@@ -20,8 +20,8 @@ from functools import partial
 from typing import Any, Iterable
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from . import arrow_compute as pc
 from .coerce import Lossy, coerce, json_text
 from .columns import ColumnResult, convert_column, fix_text
 from .decode import Page, PageDecoder, read_dicts
@@ -250,7 +250,7 @@ def _fast_page(stream: StreamDefinition, plan: ReadPlan, page: pa.StructArray, d
             rows, index = page, None
         else:
             lists = page.field(path)
-            rows, index = lists.flatten(), pc.list_parent_indices(lists)
+            rows, index = pc.list_flatten(lists), pc.list_parent_indices(lists)
         arrays = [_fast_column(page, rows, index, path, column, dicts, partition_value, out) for column in table.columns]
         out[table.name] = pa.Table.from_arrays(arrays, schema=arrow_schema(table))
         names = [name for p, name in plan.extras if p == path and rows.type.get_field_index(name) >= 0]
@@ -269,7 +269,7 @@ def _fast_column(page: pa.StructArray, rows: pa.StructArray, index: pa.Array | N
         return _by_python(dicts, path, column, index, out)
     values = holder.field(column.source)
     try:
-        done = _finish(values.take(index) if parent else values, column, out)  # only the columns needed
+        done = _finish(pc.take(values, index) if parent else values, column, out)  # only the columns needed
     except CONVERSION_ERRORS:
         # text Arrow's cast does not read (a timestamp in another ISO form, a decimal with
         # spaces): only those values coerced (`columns.fix_text`), else the column by Python
@@ -346,7 +346,7 @@ def _taken(result: ColumnResult, index: pa.Array, out: PageTables) -> pa.Array:
     if result.coerced:
         coerced = pa.array(result.coerced, pa.int64())
         out.coerced += pc.sum(pc.is_in(index, value_set=coerced)).as_py() or 0
-    return result.array.take(index)
+    return pc.take(result.array, index)
 
 
 def _finish(values: pa.Array, column: Column, out: PageTables) -> pa.Array:

@@ -27,7 +27,7 @@ except SystemExit as exc:
 else:
     code = 0
 print("numpy loaded:", "numpy" in sys.modules, "pyarrow loaded:", "pyarrow" in sys.modules,
-      "duckdb's relations loaded:", "duckdb" in sys.modules)
+      "duckdb's relations loaded:", "duckdb" in sys.modules, "pyarrow.compute loaded:", "pyarrow.compute" in sys.modules)
 sys.exit(code)
 """
 
@@ -35,7 +35,8 @@ sys.exit(code)
 def test_the_program_extracts_without_loading_numpy(make_sandbox, tmp_path):
     """pyarrow goes without numpy in the program's own process (no_pandas.refuse_numpy), and the
     extract stores the same as with it; a process that only calls `main` keeps numpy. DuckDB's
-    engine is loaded without the package's Python layer of relations (duckdb_engine.py)."""
+    engine is loaded without the package's Python layer of relations (duckdb_engine.py), and pyarrow
+    without pyarrow.compute's wrappers (arrow_compute.py)."""
     sandbox = make_sandbox(orders=60, products=20)
     target = tmp_path / "s.duckdb"
     env = dict(os.environ, SQQUID_API_KEY=API_KEY)
@@ -46,6 +47,7 @@ def test_the_program_extracts_without_loading_numpy(make_sandbox, tmp_path):
         assert "numpy loaded: False pyarrow loaded: True" in done.stdout
         relations = engine.__name__ == "duckdb"  # (a DuckDB without the extension apart: imported whole)
         assert f"duckdb's relations loaded: {relations}" in done.stdout
+        assert "pyarrow.compute loaded: False" in done.stdout
     with duckdb.connect(str(target), read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM orders").fetchall()[0][0] == len(sandbox.store.orders)
         assert conn.execute("SELECT DISTINCT status FROM _sqquid_runs").fetchall() == [("ok",)]

@@ -33,7 +33,7 @@ def keys_unique(batch: pa.Table, keys: list[str]) -> bool:
     """Whether no key comes twice in the batch, where one column tells (key columns holding one
     value, as an account stamped on every row, are left out); False when it takes more (DuckDB
     counts them then: a group_by in Arrow would import pandas)."""
-    import pyarrow.compute as pc
+    from .. import arrow_compute as pc
 
     distinct = {k: len(pc.unique(batch[k])) for k in keys}  # one hash a column (count_distinct: ~2.5x the CPU)
     varying = [k for k in keys if distinct[k] > 1]
