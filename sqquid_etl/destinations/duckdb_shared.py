@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .duckdb_own import cursor
+
 _LOCK = threading.Lock()  # guards _OPEN
 _OPEN: dict[Path, "Shared"] = {}
 
@@ -60,7 +62,7 @@ def acquire(path: Path, connect: Callable[[], Any], first: Callable[[Any], None]
             shared = _OPEN[key] = Shared(key, conn)
         shared.users += 1
         try:
-            return shared, shared.conn.cursor()
+            return shared, cursor(shared.conn)
         except BaseException:
             _release(shared)
             raise
@@ -96,7 +98,7 @@ def look(path: Path, connect_read_only: Callable[[], Any], work: Callable[[Any],
     the process opens the file (DuckDB refuses a file open twice in two configurations)."""
     with _LOCK:
         shared = _OPEN.get(path.resolve())
-        conn = shared.conn.cursor() if shared is not None else connect_read_only()
+        conn = cursor(shared.conn) if shared is not None else connect_read_only()
         try:
             return work(conn)
         finally:
