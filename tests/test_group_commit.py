@@ -12,6 +12,7 @@ from sqquid_etl import commit_parts
 from sqquid_etl.accounts_run import run_accounts
 from sqquid_etl.definitions import load_definitions
 from sqquid_etl.destinations import duckdb_group, open_destination
+from sqquid_etl.destinations.duckdb_own import cursor
 from sqquid_etl.errors import StateError
 from sqquid_etl.records import page_to_tables
 from sqquid_etl.runs import RunRecord
@@ -71,7 +72,7 @@ def _first_parts(stream, writers, runs):
 
 def _stored(path, conn=None):
     """Rows, items, states and run rows by account (`conn`: a destination's, while it is open)."""
-    with conn.cursor() if conn is not None else duckdb.connect(str(path), read_only=True) as conn:
+    with cursor(conn) if conn is not None else duckdb.connect(str(path), read_only=True) as conn:
         orders = dict(conn.execute("SELECT account, count(*) FROM orders GROUP BY 1").fetchall())
         items = dict(conn.execute("SELECT account, count(*) FROM order_items GROUP BY 1").fetchall())
         states = dict(conn.execute("SELECT account, state FROM _sqquid_state WHERE stream = 'orders'").fetchall())

@@ -31,7 +31,7 @@ from ..runs import REJECTED_TABLE, RUN_COLUMNS, RunRecord
 from ..settings import Tuning
 from .account_scope import ACCOUNT
 from .duckdb_freshness import META_COLUMNS
-from .duckdb_own import RUNS_TABLE, STATE_TABLE
+from .duckdb_own import RUNS_TABLE, STATE_TABLE, cursor
 from .duckdb_tuning import within_memory_limit
 from .merge_sql import quote_identifier as q, sql_path
 
@@ -141,7 +141,7 @@ class GroupWriter:
     def _run(self) -> None:
         taken: list[Part] = []
         try:
-            conn = self.shared.conn.cursor()
+            conn = cursor(self.shared.conn)  # (in the file's database: duckdb_own.connect attaches it)
             try:
                 while (taken := self._take() or []):
                     self._commit(conn, taken)

@@ -63,7 +63,9 @@ def _attached(path: Path) -> Any:
 
 
 def cursor(conn: Any) -> Any:
-    """Another connection to the database of `conn` (its own transactions), on the same file."""
+    """Another connection to the database of `conn` (its own transactions), on the same file: a
+    connection's own `.cursor()` starts in DuckDB's default database (the in-memory one the file is
+    attached to), so the file's other connections are made here."""
     database = conn.execute("SELECT current_database()").fetchall()[0][0]
     other = conn.cursor()
     other.execute(f"USE {q(database)}")

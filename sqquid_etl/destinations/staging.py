@@ -119,7 +119,7 @@ class ParquetStage:
         beside it)."""
         if self._key_chunks is None or len(self._key_column.get(table, ())) != 1:
             return None
-        import pyarrow.compute as pc
+        from .. import arrow_compute as pc
 
         keys = pa.chunked_array(self._key_chunks[table], type=self._key_chunks[table][0].type) \
             if self._key_chunks[table] else pa.chunked_array([], pa.int64())
