@@ -140,7 +140,9 @@ def test_many_accounts_committed_in_parts_through_the_group_equal_their_sandboxe
     real = duckdb_group.GroupWriter._transaction
     monkeypatch.setattr(duckdb_group.GroupWriter, "_transaction",
                         lambda self, conn, p: (parts.extend(x.account for x in p), real(self, conn, p))[1])
-    accounts = _accounts(make_sandbox, {"acme": 1200, "globex": 900, "initech": 1500})
+    # (an account's part goes to the group once its tables exist: one of 4 pages a stream could end
+    # before another account's commit made them, its parts waiting while the file's writer was busy)
+    accounts = _accounts(make_sandbox, {"acme": 2400, "globex": 1800, "initech": 3000})
     sandboxes = {name: sb for name, (sb, _) in accounts.items()}
     result = run_accounts([job for _, job in accounts.values()], _one(tmp_path),
                           {"streams": None}, client_for=lambda job: make_client(sandboxes[job.account.name],
