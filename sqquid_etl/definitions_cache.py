@@ -4,8 +4,8 @@ Every run reads every packaged definition; parsing them means loading PyYAML and
 the YAML (~0.01 s of CPU, a fortieth of a scheduled no-op run: bench/startup.py). So, as
 Python keeps the bytecode of a module in `__pycache__`, the definitions as parsed are kept in
 `streams/__pycache__/definitions.pickle`, with what they were made from: the name, size and
-modification time of each `*.yaml` file and of the module that parses them
-(`definitions.py`, whose classes the file holds). A run whose files are all as they were
+modification time of each `*.yaml` file and of the modules that parse them
+(`definitions.py`, whose classes the file holds, and `state.py`'s durations). A run whose files are all as they were
 unpickles them; any difference (a file edited, added or removed, another version of the
 code) parses the YAML again and replaces the file. A directory that cannot be written, or a
 file that cannot be read back, only costs the parse. Definitions given as a directory of
@@ -52,9 +52,12 @@ def packaged_files() -> list[Path] | None:
     return sorted(p for p in Path(locations[0]).iterdir() if p.name.endswith(".yaml"))
 
 
+PARSERS = ("definitions.py", "state.py")  # the modules whose code makes the definitions (durations: state.py)
+
+
 def _made_from(files: list[Path]) -> tuple:
-    parser = Path(__file__).with_name("definitions.py")
-    return tuple((p.name, s.st_size, s.st_mtime_ns) for p in (parser, *files) for s in [p.stat()])
+    parsers = [Path(__file__).with_name(name) for name in PARSERS]
+    return tuple((p.name, s.st_size, s.st_mtime_ns) for p in (*parsers, *files) for s in [p.stat()])
 
 
 def cached(files: list[Path]) -> Any | None:
