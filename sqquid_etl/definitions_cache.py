@@ -8,7 +8,8 @@ modification time of each `*.yaml` file and of the modules that parse them
 (`definitions.py`, whose classes the file holds, and `state.py`'s durations). A run whose files are all as they were
 unpickles them; any difference (a file edited, added or removed, another version of the
 code) parses the YAML again and replaces the file. A directory that cannot be written, or a
-file that cannot be read back, only costs the parse. Definitions given as a directory of
+file that cannot be read back, only costs the parse; where Python keeps no bytecode (`-B`,
+`PYTHONDONTWRITEBYTECODE`) nothing is written. Definitions given as a directory of
 the user's (`load_definitions(directory)`) are always parsed: nothing is written there.
 The file is as trusted as the package's bytecode beside it (whoever can write one can write
 the other)."""
@@ -18,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pickle
+import sys
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -38,7 +40,8 @@ def packaged(parse: Callable[[list[tuple[str, str]]], T]) -> T:
     definitions = cached(files)
     if definitions is None:
         definitions = parse([(p.name, p.read_text(encoding="utf-8")) for p in files])
-        keep(files, definitions)
+        if not sys.dont_write_bytecode:  # told to keep no bytecode (PYTHONDONTWRITEBYTECODE, -B): nor these
+            keep(files, definitions)
     return definitions
 
 

@@ -61,11 +61,23 @@ def test_a_file_that_cannot_be_read_back_or_written_costs_only_the_parse(tmp_pat
     assert not list(tmp_path.glob(".definitions-*"))
 
 
-def test_packaged_definitions_load_without_yaml_once_kept():
+def test_nothing_is_kept_where_python_is_told_to_write_no_bytecode(tmp_path, monkeypatch):
+    files = _files(tmp_path, "a")
+    monkeypatch.setattr(definitions_cache, "packaged_files", lambda: files)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    assert definitions_cache.packaged(lambda texts: {"parsed": len(texts)}) == {"parsed": 1}
+    assert not (tmp_path / "__pycache__").exists()
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    definitions_cache.packaged(lambda texts: {"parsed": len(texts)})
+    assert definitions_cache.cached(files) == {"parsed": 1}
+
+
+def test_packaged_definitions_load_without_yaml_once_kept(monkeypatch):
     """A second process finds the packaged definitions kept: it loads them without PyYAML, and they
     are the definitions the YAML files give."""
     code = ("import sys; from sqquid_etl.definitions import load_definitions; d = load_definitions(); "
             "print(sorted(d), 'yaml' in sys.modules)")
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # (kept even where the tests run with -B)
     load_definitions()  # kept (or found kept)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip().endswith("False")

@@ -148,7 +148,10 @@ def test_many_accounts_committed_in_parts_through_the_group_equal_their_sandboxe
                           {"streams": None}, client_for=lambda job: make_client(sandboxes[job.account.name],
                                                                                 credentials=job.credentials))
     assert result.ok, result.summary()
-    assert len(parts) >= 6 and set(parts) == set(ACCOUNTS)  # the group writer stored parts of every account
+    # the group writer stored parts of several accounts (which ones is the threads' timing: an account
+    # whose parts all came before the tables existed commits them itself; every one in a file made
+    # beforehand: test_the_parts_of_every_account_are_committed_in_one_transaction above)
+    assert len(parts) >= 6 and len(set(parts)) >= 2 and set(parts) <= set(ACCOUNTS)
     for name, sandbox in sandboxes.items():
         assert_tables_equal(account_tables(tmp_path / "w.duckdb", name), expected_tables(sandbox.store))
         orders = next(s for s in result.account(name).streams if s.stream == "orders")
