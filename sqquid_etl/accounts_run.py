@@ -182,10 +182,10 @@ def accounts_tuning(tuning: Tuning | None, accounts: int) -> Tuning:
     """The tuning every account runs with: the default staging batch (`flush_rows`) divided
     among the accounts, so that the pages they hold in memory together stay about `STAGED_ROWS`
     (between `MIN_FLUSH_ROWS` and the default an account; measured at 20 accounts: Arrow's peak
-    81 -> 11 MB at 1,000 rows, the same CPU, docs/benchmarks.md). A batch set to another value
-    than the default (SQQUID_FLUSH_ROWS, [tuning] flush_rows) is kept."""
+    81 -> 11 MB at 1,000 rows, the same CPU, docs/benchmarks.md). A batch the user chose is kept:
+    SQQUID_FLUSH_ROWS or [tuning] flush_rows (even at the default's value), a Tuning of another."""
     tuning = Tuning.from_env() if tuning is None else tuning  # as the pipeline resolves it
-    if tuning.flush_rows != DEFAULT_FLUSH_ROWS:
+    if tuning.flush_rows_chosen or tuning.flush_rows != DEFAULT_FLUSH_ROWS:
         return tuning
     rows = max(MIN_FLUSH_ROWS, min(DEFAULT_FLUSH_ROWS, STAGED_ROWS // max(1, accounts)))
     return replace(tuning, flush_rows=rows)

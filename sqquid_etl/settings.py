@@ -46,6 +46,7 @@ class Tuning:
     memory_limit: str | None = None
     threads: int = DEFAULT_DUCKDB_THREADS
     flush_rows: int = DEFAULT_FLUSH_ROWS
+    flush_rows_chosen: bool = False  # set by the user (environment, config), even to the default's value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, file: Mapping[str, object] | None = None) -> "Tuning":
@@ -59,6 +60,7 @@ class Tuning:
             memory_limit=str(limit) if limit else None,
             threads=_positive(env, file, "SQQUID_DUCKDB_THREADS", "duckdb_threads", DEFAULT_DUCKDB_THREADS, MAX_THREADS),
             flush_rows=_positive(env, file, "SQQUID_FLUSH_ROWS", "flush_rows", DEFAULT_FLUSH_ROWS, MAX_FLUSH_ROWS),
+            flush_rows_chosen=bool(env.get("SQQUID_FLUSH_ROWS", "").strip()) or "flush_rows" in file,
         )
 
 

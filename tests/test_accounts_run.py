@@ -265,6 +265,10 @@ def test_the_default_staging_batch_is_divided_among_the_accounts():
     assert accounts_tuning(Tuning(), 5000).flush_rows == MIN_FLUSH_ROWS
     chosen = Tuning(memory_limit="64MB", flush_rows=50_000)
     assert accounts_tuning(chosen, 100) == chosen  # a batch the user set is kept
+    # ... even when the user set the default's value, in the environment or the config file
+    assert accounts_tuning(Tuning.from_env({"SQQUID_FLUSH_ROWS": str(DEFAULT_FLUSH_ROWS)}), 40).flush_rows == DEFAULT_FLUSH_ROWS
+    assert accounts_tuning(Tuning.from_env({}, {"flush_rows": DEFAULT_FLUSH_ROWS}), 40).flush_rows == DEFAULT_FLUSH_ROWS
+    assert accounts_tuning(Tuning.from_env({}, {}), 40).flush_rows == STAGED_ROWS // 40
     assert accounts_tuning(Tuning(memory_limit="64MB"), 40).memory_limit == "64MB"
 
 
