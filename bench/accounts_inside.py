@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import collections
 import ctypes
-import functools
 import os
 import resource
 import sys
@@ -45,7 +44,7 @@ refuse_pandas()
 
 import pyarrow as pa  # noqa: E402
 from accounts import load_average, start_sandbox, stop, write_config  # noqa: E402
-from common import machine, sandbox_stats  # noqa: E402
+from common import machine, sandbox_stats, thread_timed  # noqa: E402
 
 pa.set_memory_pool(pa.system_memory_pool())
 PAGE = 250
@@ -153,22 +152,11 @@ def _duckdb_mb() -> float:
 
 
 STAGES = collections.Counter()
-_STAGES_LOCK = threading.Lock()
 
 
 def timed(owner, name: str, label: str) -> None:
     """Wrap `owner.name` so that its thread CPU is added to STAGES[label]."""
-    inner = getattr(owner, name)
-
-    @functools.wraps(inner)
-    def wrapper(*args, **kwargs):
-        started = time.thread_time()
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            with _STAGES_LOCK:
-                STAGES[label] += time.thread_time() - started
-    setattr(owner, name, wrapper)
+    thread_timed(owner, name, label, STAGES)
 
 
 def wrap_stages() -> None:

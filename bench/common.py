@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -89,3 +91,23 @@ def machine() -> str:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, {platform.system()}"
+
+
+_SPENT_LOCK = threading.Lock()
+
+
+def thread_timed(owner, name: str, label: str, spent: dict) -> None:
+    """Wrap `owner.name` so that the CPU of the thread calling it is added to `spent[label]`
+    (a Counter; every thread adds under one lock)."""
+    inner = getattr(owner, name)
+
+    @functools.wraps(inner)
+    def wrapper(*args, **kwargs):
+        started = time.thread_time()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            with _SPENT_LOCK:
+                spent[label] += time.thread_time() - started
+
+    setattr(owner, name, wrapper)

@@ -19,34 +19,22 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import API_KEY, machine, sandbox_process  # noqa: E402
+from common import API_KEY, machine, sandbox_process, thread_timed  # noqa: E402
 
 from sqquid_etl import decode, read  # noqa: E402
 from sqquid_etl.cli import main as cli  # noqa: E402
 from sqquid_etl.destinations import duckdb_writer, staging  # noqa: E402
 
 SPENT: Counter = Counter()
-_lock = threading.Lock()
 
 
 def timed(owner, name: str, label: str) -> None:
-    function = getattr(owner, name)
-
-    def wrapper(*args, **kwargs):
-        start = time.thread_time()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            with _lock:
-                SPENT[label] += time.thread_time() - start
-
-    setattr(owner, name, wrapper)
+    thread_timed(owner, name, label, SPENT)
 
 
 def one_run(url: str) -> dict:
