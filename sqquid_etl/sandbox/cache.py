@@ -19,6 +19,11 @@ class ByteCache:
         entries = self._views.get(view)
         return entries.get(key) if entries else None
 
+    def holds_any(self, view: str, keys) -> bool:
+        """Whether any of ``keys`` of ``view`` is kept."""
+        entries = self._views.get(view)
+        return bool(entries) and not entries.keys().isdisjoint(keys)
+
     def put(self, view: str, key: int, data: bytes) -> None:
         cost = len(data) + self.ENTRY_COST
         if self.used + cost <= self.budget:

@@ -31,7 +31,7 @@ class OrderBook:
         self.catalog = catalog
         self._order_digest = Digests(seed, "order")
         self._ship_digest = Digests(seed, "shipment")
-        self.orders = Table("orders", count, cache, make_text=self._order_text)
+        self.orders = Table("orders", count, cache, make_text=self._order_text, make_texts=self._order_texts)
         self.shipments = Table("shipments", len(layout.shipped_orders), cache, make_record=self._shipment)
         self.items = Table("shipmentitems", layout.item_count, cache, make_record=self._shipment_item)
         self.added_scope: dict[int, int] = {}  # added shipment item key -> scope code
@@ -41,13 +41,24 @@ class OrderBook:
         self.next_item_id = layout.item_count + 1
         self.next_return_id = len(layout.returned_orders) + 1
         self._memo: dict[int, dict] = {}
+        self._lines: dict[int, tuple] = {}  # the generated orders' lines (``OrderMaker.json``)
 
     # ---- generated records -----------------------------------------------------------------
     def _order_text(self, i: int) -> str:
+        return self._order_texts((i,))[0]
+
+    def _order_texts(self, keys) -> list[str]:
+        """Generated orders ``keys`` as JSON text (a page made in one call: the lookups once)."""
         layout, products = self.layout, self.catalog.layout
-        first = layout.first_item[i]
-        return self.maker.json(i + 1, stamp(layout.created[i]), self._order_digest(i), first + 1,
-                               layout.first_item[i + 1] - first, products.variant, products.variant_count)
+        created, first_item, digest = layout.created, layout.first_item, self._order_digest
+        json, lines = self.maker.json, self._lines
+        variant, n_variants = products.variant, products.variant_count
+        out = []
+        for i in keys:
+            first = first_item[i]
+            out.append(json(i + 1, stamp(created[i]), digest(i), first + 1, first_item[i + 1] - first,
+                            variant, n_variants, lines))
+        return out
 
     def order(self, key: int) -> dict:
         """Order ``key`` as a dict (shared for generated orders: do not change it)."""

@@ -39,7 +39,7 @@ def _order_shipments(app, a, p, b):
     book = app.store.book
     key = book.order_key(_int_arg(a[0], "order id"))
     keys = [] if key is None else sorted(k for k in book.shipment_keys_of(key) if book.shipments.exists(k))
-    return b'{"Shipments":[' + views.page_bytes(book.shipments, keys) + b"]}"
+    return b'{"Shipments":[' + book.shipments.page(keys) + b"]}"
 
 
 def _returns(app, a, p, b):

@@ -56,17 +56,19 @@ def to_epoch(stored: str) -> float:
     return parse(stored)
 
 
-_DAYS: dict[int, str] = {}
+_DAYS: dict[int, str] = {}  # day number -> "YYYY-MM-DDT"
+_MINUTES = [f"{m // 60:02d}:{m % 60:02d}:" for m in range(1440)]  # minute of the day -> "HH:MM:"
+_SECONDS = [f"{s:02d}.000Z" for s in range(60)]
 
 
 def stamp(seconds: int) -> str:
-    """Whole epoch seconds -> the stored form (fast: the date part is cached per day)."""
+    """Whole epoch seconds -> the stored form (fast: its date, minute and second parts are
+    looked up, the date cached per day)."""
     day, rest = divmod(seconds, 86400)
     date = _DAYS.get(day)
     if date is None:
-        date = _DAYS[day] = time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
-    hours, rest = divmod(rest, 3600)
-    return f"{date}T{hours:02d}:{rest // 60:02d}:{rest % 60:02d}.000Z"
+        date = _DAYS[day] = time.strftime("%Y-%m-%dT", time.gmtime(day * 86400))
+    return date + _MINUTES[rest // 60] + _SECONDS[rest % 60]
 
 
 def seconds_from(stored: str) -> int:

@@ -1,8 +1,8 @@
 """Read side of the v1 lists: query parameters -> filtered keys -> paged response bytes.
 
-Filtered key lists are cached per (endpoint, filter values, data version); a page joins each
-record's serialized bytes (``Table.json_bytes``, cached within the store's budget). Callers
-hold ``store.lock``.
+Filtered key lists are cached per (endpoint, filter values, data version); a page is its
+records' bytes (``Table.page``: cached within the store's budget, or made a page at a time).
+Callers hold ``store.lock``.
 """
 
 from __future__ import annotations
@@ -13,24 +13,6 @@ from .data import SCOPES, Store
 from .drift_views import inventory_object
 from .params import bad, get_bool, get_int, get_list, get_stamp, offset_limit, page_limit
 from .pools import dumps
-from .table import Table
-
-
-def page_parts(table: Table, keys) -> list[bytes]:
-    """Each record's bytes, comma-separated, ready for one ``b"".join``."""
-    parts = []
-    append = parts.append
-    json_bytes = table.json_bytes
-    for key in keys:
-        append(json_bytes(key))
-        append(b",")
-    if parts:
-        parts.pop()
-    return parts
-
-
-def page_bytes(table: Table, keys) -> bytes:
-    return b"".join(page_parts(table, keys))
 
 
 def orders_filtered(store: Store, params: dict):
@@ -86,8 +68,7 @@ def v1_list(store: Store, route: str, params: dict) -> bytes:
     page, limit = page_limit(params)
     keys = filtered(store, params)
     start = (page - 1) * limit
-    parts = page_parts(store.tables[view], keys[start:start + limit])
-    return b"".join([b'{"' + envelope + b'":[', *parts, b"]}"])
+    return b"".join([b'{"' + envelope + b'":[', store.tables[view].page(keys[start:start + limit]), b"]}"])
 
 
 def v1_count(store: Store, route: str, params: dict) -> bytes:
