@@ -51,8 +51,8 @@ def test_a_page_made_in_one_call_equals_record_by_record():
     slow = Store(seed=11, orders=1200, products=40, cache_bytes=0)
     made = []
     table = fast.book.orders
-    inner = table._make_texts
-    table._make_texts = lambda keys: made.append(len(keys)) or inner(keys)
+    inner = table._make_page
+    table._make_page = lambda keys: made.append(len(keys)) or inner(keys)
     for start in range(0, 1200, 250):
         keys = range(start, min(start + 250, 1200))
         assert table.page(keys) == one_by_one(slow.book.orders, keys)
@@ -68,8 +68,8 @@ def test_a_page_with_a_changed_added_or_cached_record_goes_record_by_record():
     table = store.book.orders
     assert table.changed, "the edits changed generated orders"
     calls = []
-    inner = table._make_texts
-    table._make_texts = lambda keys: calls.append(list(keys)) or inner(keys)
+    inner = table._make_page
+    table._make_page = lambda keys: calls.append(list(keys)) or inner(keys)
     keys = table.keys()
     for start in range(0, len(keys), 100):
         page = keys[start:start + 100]
@@ -79,7 +79,7 @@ def test_a_page_with_a_changed_added_or_cached_record_goes_record_by_record():
     assert len(calls) < len(range(0, len(keys), 100))  # the pages with an edited or added order did not
 
     cached = Store(seed=12, orders=600, products=30, cache_bytes=1 << 20)
-    cached.book.orders._make_texts = lambda keys: calls.append("cached") or []
+    cached.book.orders._make_page = lambda keys: calls.append("cached") or b""
     assert cached.book.orders.page(range(0, 250)) == one_by_one(reference.book.orders, range(0, 250))
     assert "cached" not in calls  # a cache with room keeps what it serves: record by record
 

@@ -92,6 +92,7 @@ _METHODS = [jstr(m) for m in SHIP_METHODS]
 _STORE_ENDS = [f"{loc}}}" for loc in LOCATION_IDS]  # an order item's store_id and its closing brace
 # the byte thresholds of the draws below (``below``), computed once: an order is made in ~3 us
 _B85, _B30, _B80, _B60, _B05 = below(0.85), below(0.3), below(0.8), below(0.6), below(0.05)
+_CHARGES = [f'{money2(cents)}",'.encode() for cents in range(2000)]  # a shipping charge, ending its field
 LINES_KEPT = 2048  # order lines an ``OrderMaker.json`` cache keeps (~250 bytes each)
 
 
@@ -106,16 +107,25 @@ def line_text(sku: str, price: int, qty: int, discounted: bool, taxed: bool) -> 
 
 
 class OrderMaker:
-    """Orders as JSON text from a digest: the same code makes generated and added orders."""
+    """Orders as JSON from a digest: the same code makes generated and added orders."""
 
     def __init__(self, seed: int):
         self.customers = Customers(seed)
 
     def json(self, oid: int, created: str, d: bytes, first_item_id: int, n_items: int,
              variant, n_variants: int, lines: dict | None = None) -> str:
-        """``variant(k)`` -> (sku, price cents) for k < n_variants; d is 64 random bytes.
-        ``lines`` remembers order lines (``line_text``) by variant and draws, for one
-        ``variant`` only (the generated catalog's): a page of orders repeats most lines."""
+        """The order as JSON text (``pieces``)."""
+        out: list[bytes] = []
+        self.pieces(out, oid, created, d, first_item_id, n_items, variant, n_variants, lines)
+        return b"".join(out).decode()
+
+    def pieces(self, out: list, oid: int, created: str, d: bytes, first_item_id: int, n_items: int,
+               variant, n_variants: int, lines: dict | None = None) -> None:
+        """Append the order's JSON to ``out`` in UTF-8 pieces (``b"".join``: the order; its
+        own fields are ASCII, the customer's fragments made once). ``variant(k)`` -> (sku,
+        price cents) for k < n_variants; d is 64 random bytes. ``lines`` remembers order lines
+        (``line_text``) by variant and draws, for one ``variant`` only (the generated
+        catalog's): a page of orders repeats most lines."""
         c = self.customers
         people = len(c.people)
         cust = (d[0] | d[1] << 8) % people
@@ -141,8 +151,8 @@ class OrderMaker:
             items.append(f'{{"id":{first_item_id + j},{text}{store}')
         ship = 0 if d[5] < _B30 else 500 + (d[6] | d[7] << 8) % 1500
         receipt = "null" if d[8] < _B05 else f'"{190000 + oid}"'
-        return (f'{{"order_items":[{",".join(items)}],"id":{oid},"external_id":"{100000000 + oid * 3}",'
+        head = (f'{{"order_items":[{",".join(items)}],"id":{oid},"external_id":"{100000000 + oid * 3}",'
                 f'"created_at":"{created}","total":"{money2(subtotal + ship)}","tax":"{money2(tax_total)}",'
                 f'"receipt_id":{receipt},"source":{_SOURCES[d[9] % len(SOURCES)]},'
-                f'"shipping_method":{_METHODS[d[10] % len(SHIP_METHODS)]},{c.shipping[cust]},'
-                f'"shipping_charge":"{money2(ship)}",{c.billing[bill]},{c.customer[cust]}}}')
+                f'"shipping_method":{_METHODS[d[10] % len(SHIP_METHODS)]},')
+        out += (head.encode(), c.shipping[cust], _CHARGES[ship], c.billing[bill], c.customer[cust])

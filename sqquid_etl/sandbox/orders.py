@@ -31,7 +31,7 @@ class OrderBook:
         self.catalog = catalog
         self._order_digest = Digests(seed, "order")
         self._ship_digest = Digests(seed, "shipment")
-        self.orders = Table("orders", count, cache, make_text=self._order_text, make_texts=self._order_texts)
+        self.orders = Table("orders", count, cache, make_text=self._order_text, make_page=self._order_page)
         self.shipments = Table("shipments", len(layout.shipped_orders), cache, make_record=self._shipment)
         self.items = Table("shipmentitems", layout.item_count, cache, make_record=self._shipment_item)
         self.added_scope: dict[int, int] = {}  # added shipment item key -> scope code
@@ -45,20 +45,21 @@ class OrderBook:
 
     # ---- generated records -----------------------------------------------------------------
     def _order_text(self, i: int) -> str:
-        return self._order_texts((i,))[0]
+        return self._order_page((i,)).decode()
 
-    def _order_texts(self, keys) -> list[str]:
-        """Generated orders ``keys`` as JSON text (a page made in one call: the lookups once)."""
+    def _order_page(self, keys) -> bytes:
+        """Generated orders ``keys`` as JSON, comma-separated (a page made in one call)."""
         layout, products = self.layout, self.catalog.layout
         created, first_item, digest = layout.created, layout.first_item, self._order_digest
-        json, lines = self.maker.json, self._lines
+        pieces, lines = self.maker.pieces, self._lines
         variant, n_variants = products.variant, products.variant_count
-        out = []
+        out: list[bytes] = []
         for i in keys:
             first = first_item[i]
-            out.append(json(i + 1, stamp(created[i]), digest(i), first + 1, first_item[i + 1] - first,
-                            variant, n_variants, lines))
-        return out
+            pieces(out, i + 1, stamp(created[i]), digest(i), first + 1, first_item[i + 1] - first,
+                   variant, n_variants, lines)
+            out.append(b",")
+        return b"".join(out[:-1])
 
     def order(self, key: int) -> dict:
         """Order ``key`` as a dict (shared for generated orders: do not change it)."""

@@ -99,7 +99,9 @@ PLACES = [(s, b) for s in STORE_IDS[:4] + ["default"] for b in BINS]
 
 
 class Customers:
-    """400 customers drawn from the seed, each also as the JSON fragments an order embeds."""
+    """400 customers drawn from the seed, each also as the JSON fragments an order embeds, in
+    UTF-8: ``shipping`` (with the key of the shipping charge that follows it), ``billing``
+    (with the comma after it) and ``customer`` (with the order's closing brace)."""
 
     COUNT = 400
 
@@ -117,10 +119,11 @@ class Customers:
                 "id": f"{1000000 + i * 7919}-{i % 97:02d}",
                 "email": None if r.random() < 0.08 else f"{first.lower()}.{i}@example.com",
             })
-        self.shipping = [self._fragment(p, "shipping", ship=True) for p in self.people]
-        self.billing = [self._fragment(p, "billing", ship=False) for p in self.people]
+        self.shipping = [f'{self._fragment(p, "shipping", ship=True)},"shipping_charge":"'.encode()
+                         for p in self.people]
+        self.billing = [f'{self._fragment(p, "billing", ship=False)},'.encode() for p in self.people]
         self.customer = [f'"customer_id":{jstr(p["id"])},"customer_email":{jstr(p["email"])},'
-                         f'"customer_name":{jstr(p["name"])}' for p in self.people]
+                         f'"customer_name":{jstr(p["name"])}}}'.encode() for p in self.people]
 
     @staticmethod
     def _fragment(p: dict, prefix: str, ship: bool) -> str:

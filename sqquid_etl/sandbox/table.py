@@ -6,7 +6,7 @@ them are records added while the sandbox runs. ``changed`` replaces a generated 
 ``deleted`` hides one. The overlay is small: it holds only what changed. With a ``drift`` hook
 (``drift.Drift``) a record is served drifted: made as a dict, drifted, then cached as bytes.
 A page of generated records the cache neither holds nor takes is made in one call
-(``make_texts``): what a page served costs when records are read once.
+(``make_page``): what a page served costs when records are read once.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from .pools import dumps
 
 class Table:
     """``make_text(key)`` gives a generated record as JSON text (fast path), or
-    ``make_record(key)`` gives it as a dict; ``make_texts(keys)`` (optional, with
-    ``make_text``) gives several, as ``make_text`` would one by one."""
+    ``make_record(key)`` gives it as a dict; ``make_page(keys)`` (optional, with
+    ``make_text``) gives several as JSON, comma-separated, as ``make_text`` would one by one."""
 
     def __init__(self, view: str, base: int, cache: ByteCache, *,
                  make_text: Callable[[int], str] | None = None,
                  make_record: Callable[[int], dict] | None = None,
-                 make_texts: Callable[[Sequence[int]], list[str]] | None = None):
+                 make_page: Callable[[Sequence[int]], bytes] | None = None):
         self.view, self.base, self.cache = view, base, cache
-        self._make_text, self._make_record, self._make_texts = make_text, make_record, make_texts
+        self._make_text, self._make_record, self._make_page = make_text, make_record, make_page
         self.added: list[dict] = []
         self.changed: dict[int, dict] = {}
         self.deleted: set[int] = set()
@@ -88,11 +88,11 @@ class Table:
         """The records of ``keys`` as served, comma-separated. Generated ones, when the cache
         neither holds any of them nor has room, are made together; otherwise record by record
         (``json_bytes``: from the cache, or made and kept while the cache has room)."""
-        if (self._make_texts is None or self.drift is not None or not self.cache.full or not keys
+        if (self._make_page is None or self.drift is not None or not self.cache.full or not keys
                 or max(keys) >= self.base or not self.changed.keys().isdisjoint(keys)
                 or self.cache.holds_any(self.view, keys)):
             return b",".join(map(self.json_bytes, keys))
-        return b",".join([text.encode() for text in self._make_texts(keys)])
+        return self._make_page(keys)
 
     def add(self, record: dict) -> int:
         self.added.append(record)
