@@ -10,6 +10,8 @@ from __future__ import annotations
 import array
 import json
 from dataclasses import dataclass, replace
+from itertools import repeat
+from operator import is_
 from typing import Any, Callable
 
 import pyarrow as pa
@@ -97,11 +99,13 @@ def known_fields(stream: StreamDefinition, table: TableSpec | None) -> frozenset
 
 
 def find_extras(stream: StreamDefinition, records: list[dict], skipped: set | frozenset,
-                key: Callable[[dict], Any], read: dict | None = None, finite: bool = False) -> list[Extra]:
+                key: Callable[[dict], Any], read: dict | None = None, finite: bool = False,
+                items: Callable[[str], list] | None = None) -> list[Extra]:
     """The undocumented fields of a page's records (but those of `skipped`, not stored), row by
     row of the tables the page converted to; `read`: {table: {field: its values on the table's
     rows}} of fields Arrow read (the others are taken from the dicts); `finite`: the records
-    hold no NaN or infinity (decoded from a body that writes none)."""
+    hold no NaN or infinity (decoded from a body that writes none); `items`: the items of the
+    records' lists at a path, already gathered (records read by Arrow: each list one of objects)."""
     own = stream.tables[0] if stream.tables[0].nested_path is None else None
     found: list[Extra] = []
     known = known_fields(stream, own)
@@ -112,12 +116,10 @@ def find_extras(stream: StreamDefinition, records: list[dict], skipped: set | fr
     for table in stream.tables:
         if table.nested_path is None:
             continue
-        rows, owners = [], []
-        for i, record in enumerate(records):
-            items = record.get(table.nested_path)
-            if i not in skipped and isinstance(items, list):
-                rows.extend(items)
-                owners.extend([record] * len(items))
+        if items is not None and own is not None and not skipped:
+            rows, owners = items(table.nested_path), _Owners(records, table.nested_path)
+        else:
+            rows, owners = _rows_and_owners(records, table.nested_path, skipped)
         found += _extras(table, rows, known_fields(stream, table), owners, key, read.get(table.name), finite)
         if own is None:  # no table of its own (inventory: a record a sku): its rows carry the record's fields
             found += [replace(e, column=f"record_{e.column}", field=f"record.{e.field}")
@@ -125,11 +127,39 @@ def find_extras(stream: StreamDefinition, records: list[dict], skipped: set | fr
     return found
 
 
+def _rows_and_owners(records: list[dict], path: str, skipped: set | frozenset) -> tuple[list, list]:
+    """The items of the records' `path` lists (but those of `skipped`), and the record of each."""
+    rows: list = []
+    owners: list = []
+    for i, record in enumerate(records):
+        items = record.get(path)
+        if i not in skipped and isinstance(items, list):
+            rows.extend(items)
+            owners.extend([record] * len(items))
+    return rows, owners
+
+
+class _Owners:
+    """The record each item of the records' `path` lists belongs to, looked up when asked (for
+    the key of the first record holding a field): no list of a record an item."""
+
+    def __init__(self, records: list[dict], path: str):
+        self.records, self.path = records, path
+
+    def __getitem__(self, row: int) -> dict:
+        for record in self.records:
+            size = len(record.get(self.path) or ())
+            if row < size:
+                return record
+            row -= size
+        raise IndexError(row)
+
+
 def _extras(table: TableSpec | None, rows: list[dict], known: frozenset, owners: list | None,
             key: Callable[[dict], Any], read: dict | None = None, finite: bool = False) -> list[Extra]:
     """The undocumented fields of `rows`, each with a value a row (None where a row lacks it);
     those of `read` as Arrow read them (a value a row too)."""
-    dicts = all(type(row) is dict for row in rows)
+    dicts = all(map(is_, map(type, rows), repeat(dict)))
     names = set().union(*(rows if dicts else [row for row in rows if type(row) is dict])) - known
     taken = {c.name.lower() for c in table.columns} if table is not None else set()
     firsts = {name: next(i for i, row in enumerate(rows) if type(row) is dict and name in row) for name in names}
@@ -139,7 +169,7 @@ def _extras(table: TableSpec | None, rows: list[dict], known: frozenset, owners:
         if array is not None and len(array) == len(rows) and (array.type in _ARROW_KINDS or array.null_count == len(array)):
             kind, texts = array_text(array)
         else:
-            values = [row.get(name) for row in rows] if dicts else [row.get(name) if type(row) is dict else None for row in rows]
+            values = list(map(dict.get, rows, repeat(name))) if dicts else [row.get(name) if type(row) is dict else None for row in rows]
             kind = values_type(values)
             texts = values_text(values, kind, finite)
         first = firsts[name]

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
+from itertools import chain, repeat
 from typing import Any, Iterable
 
 import pyarrow as pa
@@ -71,7 +72,7 @@ def page_tables(stream: StreamDefinition, page: Page, partition_value: str | Non
         else:
             if page.records is not None or page.undocumented or page.plan.reads_dicts:
                 records = dicts()
-                out.extras = find_extras(stream, records, (), partial(record_key, stream), read, dicts.finite)
+                out.extras = find_extras(stream, records, (), partial(record_key, stream), read, dicts.finite, dicts.rows)
             return out
     records = dicts()
     out, skipped = _slow_page(stream, records, partition_value)
@@ -101,12 +102,16 @@ class _Dicts:
             return self()
         items = self._items.get(path)
         if items is None:
-            items = self._items[path] = [item for r in self() for item in (r.get(path) or [])]
+            items = self._items[path] = list(chain.from_iterable(filter(None, map(dict.get, self(), repeat(path)))))
         return items
 
     def values(self, path: str | None, source: str) -> list:
         """The values of one field: of each record (`path` None), or of each item of its `path` list."""
-        return [row.get(source) for row in self.rows(path)]
+        rows = self.rows(path)
+        try:
+            return list(map(dict.get, rows, repeat(source)))
+        except TypeError:  # an item that is not an object (`pa.array` read a tuple as a struct)
+            return [row.get(source) for row in rows]
 
     def misfits(self, path: str | None, source: str, column: str) -> list[int] | None:
         """The rows whose value of the field is not of the column's JSON type (nor null): the
