@@ -117,7 +117,7 @@ def find_extras(stream: StreamDefinition, records: list[dict], skipped: set | fr
         if table.nested_path is None:
             continue
         if items is not None and own is not None and not skipped:
-            rows, owners = items(table.nested_path), _Owners(records, table.nested_path)
+            rows, owners = items(table.nested_path), ItemOwners(records, table.nested_path)
         else:
             rows, owners = _rows_and_owners(records, table.nested_path, skipped)
         found += _extras(table, rows, known_fields(stream, table), owners, key, read.get(table.name), finite)
@@ -139,7 +139,7 @@ def _rows_and_owners(records: list[dict], path: str, skipped: set | frozenset) -
     return rows, owners
 
 
-class _Owners:
+class ItemOwners:
     """The record each item of the records' `path` lists belongs to, looked up when asked (for
     the key of the first record holding a field): no list of a record an item."""
 
@@ -161,15 +161,27 @@ def _extras(table: TableSpec | None, rows: list[dict], known: frozenset, owners:
     those of `read` as Arrow read them (a value a row too)."""
     dicts = all(map(is_, map(type, rows), repeat(dict)))
     names = set().union(*(rows if dicts else [row for row in rows if type(row) is dict])) - known
-    taken = {c.name.lower() for c in table.columns} if table is not None else set()
     firsts = {name: next(i for i, row in enumerate(rows) if type(row) is dict and name in row) for name in names}
+
+    def values_of(name: str) -> list:
+        return list(map(dict.get, rows, repeat(name))) if dicts else [row.get(name) if type(row) is dict else None for row in rows]
+
+    return extras_found(table, rows, firsts, values_of, owners, key, read, finite)
+
+
+def extras_found(table: TableSpec | None, rows: list, firsts: dict, values_of: Callable[[str], list],
+                 owners: Any, key: Callable[[Any], Any], read: dict | None = None, finite: bool = False) -> list[Extra]:
+    """The undocumented fields found on `rows` (`firsts`: each field -> the first row holding
+    it), with their values (`values_of`, or as Arrow read them: `read`) as text, in the order
+    they first come."""
+    taken = {c.name.lower() for c in table.columns} if table is not None else set()
     out, records = [], {}
-    for name in sorted(names, key=lambda n: (firsts[n], n)):  # as they first come
+    for name in sorted(firsts, key=lambda n: (firsts[n], n)):  # as they first come
         array = read.get(name) if read else None
         if array is not None and len(array) == len(rows) and (array.type in _ARROW_KINDS or array.null_count == len(array)):
             kind, texts = array_text(array)
         else:
-            values = list(map(dict.get, rows, repeat(name))) if dicts else [row.get(name) if type(row) is dict else None for row in rows]
+            values = values_of(name)
             kind = values_type(values)
             texts = values_text(values, kind, finite)
         first = firsts[name]

@@ -17,7 +17,6 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
-from itertools import chain, repeat
 from typing import Any, Iterable
 
 import pyarrow as pa
@@ -25,10 +24,11 @@ import pyarrow as pa
 from . import arrow_compute as pc
 from .coerce import Lossy, coerce, json_text
 from .columns import ColumnResult, convert_column, fix_text
-from .decode import Page, PageDecoder, read_dicts
+from .decode import Page, PageDecoder
 from .definitions import Column, StreamDefinition, TableSpec
 from .evolve import find_extras
-from .plan import ARROW_ERRORS, ARROW_TYPES, CONVERSION_ERRORS, LENIENT_FLOATS, LENIENT_KINDS, ReadPlan, field_values
+from .page_rows import PageRows
+from .plan import ARROW_ERRORS, ARROW_TYPES, CONVERSION_ERRORS, LENIENT_KINDS, ReadPlan, field_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +62,7 @@ def arrow_schema(table: TableSpec) -> pa.Schema:
 
 def page_tables(stream: StreamDefinition, page: Page, partition_value: str | None = None) -> PageTables:
     """One Arrow table per destination table of the stream, for one page."""
-    dicts = _Dicts(stream, page)
+    dicts = PageRows(stream, page)
     if page.array is not None and page.plan is not None:
         read: dict[str, dict[str, pa.Array]] = {}  # table -> its undocumented fields read by Arrow
         try:
@@ -71,63 +71,12 @@ def page_tables(stream: StreamDefinition, page: Page, partition_value: str | Non
             pass
         else:
             if page.records is not None or page.undocumented or page.plan.reads_dicts:
-                records = dicts()
-                out.extras = find_extras(stream, records, (), partial(record_key, stream), read, dicts.finite, dicts.rows)
+                out.extras = dicts.extras(partial(record_key, stream), read)
             return out
     records = dicts()
     out, skipped = _slow_page(stream, records, partition_value)
     out.extras = find_extras(stream, records, skipped, partial(record_key, stream))
     return out
-
-
-class _Dicts:
-    """A page's records as dicts, decoded from its body once, when first needed."""
-
-    __slots__ = ("stream", "page", "records", "finite", "_items", "_misfits")
-
-    def __init__(self, stream: StreamDefinition, page: Page):
-        self.stream, self.page, self.records = stream, page, page.records
-        self.finite = False  # the records hold no NaN or infinity (`decode.read_dicts`)
-        self._items: dict[str, list] = {}
-        self._misfits: dict[tuple, list] = {}
-
-    def __call__(self) -> list[dict]:
-        if self.records is None:
-            self.records, self.finite = read_dicts(self.stream, self.page)
-        return self.records
-
-    def rows(self, path: str | None) -> list[dict]:
-        """The records (`path` None), or the items of their `path` lists."""
-        if path is None:
-            return self()
-        items = self._items.get(path)
-        if items is None:
-            items = self._items[path] = list(chain.from_iterable(filter(None, map(dict.get, self(), repeat(path)))))
-        return items
-
-    def values(self, path: str | None, source: str) -> list:
-        """The values of one field: of each record (`path` None), or of each item of its `path` list."""
-        rows = self.rows(path)
-        try:
-            return list(map(dict.get, rows, repeat(source)))
-        except TypeError:  # an item that is not an object (`pa.array` read a tuple as a struct)
-            return [row.get(source) for row in rows]
-
-    def misfits(self, path: str | None, source: str, column: str) -> list[int] | None:
-        """The rows whose value of the field is not of the column's JSON type (nor null): the
-        values coerced where Arrow read the field as a decimal (`plan.LENIENT_TYPES`); None where
-        one of them is a float past `plan.LENIENT_FLOATS` (the column is then read by Python, as
-        the record-by-record path does: through the double; any other value reads the same
-        either way)."""
-        key = (path, source, column)
-        if key not in self._misfits:
-            kind, rows = LENIENT_KINDS[column], self.rows(path)
-            found = [i for i, row in enumerate(rows) if type(v := row.get(source)) is not kind and v is not None]
-            bound = LENIENT_FLOATS[column]
-            if any(type(v := rows[i][source]) is float and not -bound < v < bound for i in found):
-                found = None
-            self._misfits[key] = found
-        return self._misfits[key]
 
 
 def page_to_tables(stream: StreamDefinition, records: list[dict], partition_value: str | None = None) -> PageTables:
@@ -241,7 +190,7 @@ class _FastPathRefused(Exception):
 _FAST_ERRORS = (*ARROW_ERRORS, _FastPathRefused)
 
 
-def _fast_page(stream: StreamDefinition, plan: ReadPlan, page: pa.StructArray, dicts: _Dicts,
+def _fast_page(stream: StreamDefinition, plan: ReadPlan, page: pa.StructArray, dicts: PageRows,
                partition_value: str | None, read: dict) -> PageTables:
     """The tables of a page read by Arrow: each column from the page's struct array, but the
     fields it does not hold (`plan.python`), which are read from the page's dicts; the
@@ -265,7 +214,7 @@ def _fast_page(stream: StreamDefinition, plan: ReadPlan, page: pa.StructArray, d
 
 
 def _fast_column(page: pa.StructArray, rows: pa.StructArray, index: pa.Array | None, path: str | None, column: Column,
-                 dicts: _Dicts, partition_value: str | None, out: PageTables) -> pa.Array:
+                 dicts: PageRows, partition_value: str | None, out: PageTables) -> pa.Array:
     if column.from_partition:
         return _finish(string_constant(partition_value, len(rows)), column, out)
     parent = column.from_parent and index is not None
@@ -295,7 +244,7 @@ def _fast_column(page: pa.StructArray, rows: pa.StructArray, index: pa.Array | N
     return done
 
 
-def _by_python(dicts: _Dicts, path: str | None, column: Column, index: pa.Array | None, out: PageTables) -> pa.Array:
+def _by_python(dicts: PageRows, path: str | None, column: Column, index: pa.Array | None, out: PageTables) -> pa.Array:
     """A column of a page read from its dicts (`columns.convert_column`)."""
     if path is None or column.from_parent:
         result = _python_column(dicts.values(None, column.source), column)
