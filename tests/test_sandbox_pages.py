@@ -88,13 +88,14 @@ def test_order_lines_remembered_give_the_same_orders_and_stay_bounded():
     store = Store(seed=13, orders=4000, products=3000, cache_bytes=0)
     book = store.book
     products = book.catalog.layout
-    assert products.variant_count * 12 > LINES_KEPT  # more distinct lines than are kept
+    assert products.variant_count * 12 > LINES_KEPT  # more distinct lines than slots: some share one
     for i in range(0, 4000, 7):
         first = book.layout.first_item[i]
         args = (i + 1, timeutil.stamp(book.layout.created[i]), book._order_digest(i), first + 1,
                 book.layout.first_item[i + 1] - first, products.variant, products.variant_count)
         assert book.maker.json(*args, book._lines) == book.maker.json(*args)
-    assert 0 < len(book._lines) <= LINES_KEPT
+    kept = [entry for entry in book._lines if entry[0] >= 0]
+    assert len(book._lines) == LINES_KEPT and len(kept) > LINES_KEPT // 2  # slots taken, others made again
 
 
 def test_stamp_is_the_formatted_time():

@@ -23,6 +23,16 @@ class Digests:
         h.update(i.to_bytes(8, "little", signed=True))
         return h.digest()
 
+    def many(self, indexes) -> list[bytes]:
+        """``[self(i) for i in indexes]``, made in one call."""
+        out = []
+        copy = self._base.copy
+        for i in indexes:
+            h = copy()
+            h.update(i.to_bytes(8, "little", signed=True))
+            out.append(h.digest())
+        return out
+
 
 def u16(d: bytes, k: int) -> int:
     return d[k] | d[k + 1] << 8

@@ -90,10 +90,11 @@ class OrderLayout:
 _SOURCES = [jstr(s) for s in SOURCES]
 _METHODS = [jstr(m) for m in SHIP_METHODS]
 _STORE_ENDS = [f"{loc}}}" for loc in LOCATION_IDS]  # an order item's store_id and its closing brace
-# the byte thresholds of the draws below (``below``), computed once: an order is made in ~3 us
+# the byte thresholds of the draws below (``below``), computed once: an order is made in a few us
 _B85, _B30, _B80, _B60, _B05 = below(0.85), below(0.3), below(0.8), below(0.6), below(0.05)
+_CENTS = [f"{cents:02d}" for cents in range(100)]
 _CHARGES = [f'{money2(cents)}",'.encode() for cents in range(2000)]  # a shipping charge, ending its field
-LINES_KEPT = 2048  # order lines an ``OrderMaker.json`` cache keeps (~250 bytes each)
+LINES_KEPT = 2048  # order lines a ``lines`` cache keeps (~250 bytes each): one slot a line code modulo this
 
 
 def line_text(sku: str, price: int, qty: int, discounted: bool, taxed: bool) -> tuple[str, int, int]:
@@ -106,6 +107,11 @@ def line_text(sku: str, price: int, qty: int, discounted: bool, taxed: bool) -> 
             f'"discount":"{money2(discount)}","total":"{money2(line)}","store_id":', line, tax)
 
 
+def new_lines() -> list:
+    """An empty cache of order lines for ``OrderMaker.pieces``."""
+    return [(-1, "", 0, 0)] * LINES_KEPT
+
+
 class OrderMaker:
     """Orders as JSON from a digest: the same code makes generated and added orders."""
 
@@ -113,46 +119,50 @@ class OrderMaker:
         self.customers = Customers(seed)
 
     def json(self, oid: int, created: str, d: bytes, first_item_id: int, n_items: int,
-             variant, n_variants: int, lines: dict | None = None) -> str:
+             variant, n_variants: int, lines: list | None = None) -> str:
         """The order as JSON text (``pieces``)."""
         out: list[bytes] = []
-        self.pieces(out, oid, created, d, first_item_id, n_items, variant, n_variants, lines)
-        return b"".join(out).decode()
+        self.pieces(out, [(oid, created, d, first_item_id, n_items)], variant, n_variants, lines)
+        return b"".join(out[:-1]).decode()
 
-    def pieces(self, out: list, oid: int, created: str, d: bytes, first_item_id: int, n_items: int,
-               variant, n_variants: int, lines: dict | None = None) -> None:
-        """Append the order's JSON to ``out`` in UTF-8 pieces (``b"".join``: the order; its
-        own fields are ASCII, the customer's fragments made once). ``variant(k)`` -> (sku,
-        price cents) for k < n_variants; d is 64 random bytes. ``lines`` remembers order lines
-        (``line_text``) by variant and draws, for one ``variant`` only (the generated
-        catalog's): a page of orders repeats most lines."""
+    def pieces(self, out: list, orders, variant, n_variants: int, lines: list | None = None) -> None:
+        """Append orders to ``out`` as UTF-8 pieces, each order's followed by ``b","``
+        (``b"".join``: the orders, comma-separated, and a last comma; their own fields are
+        ASCII, the customers' fragments made once). ``orders``: (id, created_at, d: 64 random
+        bytes, first item id, number of items) each. ``variant(k)`` -> (sku, price cents) for
+        k < n_variants. ``lines`` (``new_lines()``) remembers order lines (``line_text``) by
+        variant and draws, for one ``variant`` only (the generated catalog's): a page of orders
+        repeats most lines. A line's slot is its code modulo ``LINES_KEPT``; a line found there
+        with another code is made again (and takes the slot)."""
         c = self.customers
-        people = len(c.people)
-        cust = (d[0] | d[1] << 8) % people
-        bill = cust if d[2] < _B85 else (d[3] | d[4] << 8) % people
-        lines = {} if lines is None else lines
-        items = []
-        subtotal = tax_total = 0
-        for j in range(n_items):
-            k = 11 + 9 * j
-            qty = 1 + (d[k + 4] % 3 if d[k + 3] < _B30 else 0)
-            vi = (d[k] | d[k + 1] << 8 | d[k + 2] << 16) % n_variants if n_variants else -1
-            code = ((vi * 3 + qty) * 2 + (d[k + 5] >= _B80)) * 2 + (d[k + 6] < _B60)
-            entry = lines.get(code) if vi >= 0 else None
-            if entry is None:
-                sku, price = variant(vi) if vi >= 0 else (f"LOOSE-{u16(d, k) % 1000}", 1999)
-                entry = line_text(sku, price, qty, d[k + 5] >= _B80, d[k + 6] < _B60)
-                if vi >= 0 and len(lines) < LINES_KEPT:
-                    lines[code] = entry
-            text, line, tax = entry
-            subtotal += line
-            tax_total += tax
-            store = _STORE_ENDS[d[k + 8] % len(LOCATION_IDS)] if d[k + 7] < _B80 else "null}"
-            items.append(f'{{"id":{first_item_id + j},{text}{store}')
-        ship = 0 if d[5] < _B30 else 500 + (d[6] | d[7] << 8) % 1500
-        receipt = "null" if d[8] < _B05 else f'"{190000 + oid}"'
-        head = (f'{{"order_items":[{",".join(items)}],"id":{oid},"external_id":"{100000000 + oid * 3}",'
-                f'"created_at":"{created}","total":"{money2(subtotal + ship)}","tax":"{money2(tax_total)}",'
-                f'"receipt_id":{receipt},"source":{_SOURCES[d[9] % len(SOURCES)]},'
-                f'"shipping_method":{_METHODS[d[10] % len(SHIP_METHODS)]},')
-        out += (head.encode(), c.shipping[cust], _CHARGES[ship], c.billing[bill], c.customer[cust])
+        people, shipping, billing, customer = len(c.people), c.shipping, c.billing, c.customer
+        lines = new_lines() if lines is None else lines
+        for oid, created, d, first_item_id, n_items in orders:
+            cust = (d[0] | d[1] << 8) % people
+            bill = cust if d[2] < _B85 else (d[3] | d[4] << 8) % people
+            items = []
+            subtotal = tax_total = 0
+            for j in range(n_items):
+                k = 11 + 9 * j
+                qty = 1 + (d[k + 4] % 3 if d[k + 3] < _B30 else 0)
+                vi = (d[k] | d[k + 1] << 8 | d[k + 2] << 16) % n_variants if n_variants else -1
+                code = ((vi * 3 + qty) * 2 + (d[k + 5] >= _B80)) * 2 + (d[k + 6] < _B60)
+                entry = lines[code % LINES_KEPT]
+                if entry[0] != code or vi < 0:
+                    sku, price = variant(vi) if vi >= 0 else (f"LOOSE-{u16(d, k) % 1000}", 1999)
+                    entry = lines[code % LINES_KEPT] = (code, *line_text(sku, price, qty, d[k + 5] >= _B80,
+                                                                          d[k + 6] < _B60))
+                _, text, line, tax = entry
+                subtotal += line
+                tax_total += tax
+                store = _STORE_ENDS[d[k + 8] % len(LOCATION_IDS)] if d[k + 7] < _B80 else "null}"
+                items.append(f'{{"id":{first_item_id + j},{text}{store}')
+            ship = 0 if d[5] < _B30 else 500 + (d[6] | d[7] << 8) % 1500
+            receipt = "null" if d[8] < _B05 else f'"{190000 + oid}"'
+            total = subtotal + ship  # not negative, as every line: money2's text without its sign
+            head = (f'{{"order_items":[{",".join(items)}],"id":{oid},"external_id":"{100000000 + oid * 3}",'
+                    f'"created_at":"{created}","total":"{total // 100}.{_CENTS[total % 100]}",'
+                    f'"tax":"{tax_total // 100}.{_CENTS[tax_total % 100]}",'
+                    f'"receipt_id":{receipt},"source":{_SOURCES[d[9] % len(SOURCES)]},'
+                    f'"shipping_method":{_METHODS[d[10] % len(SHIP_METHODS)]},')
+            out += (head.encode(), shipping[cust], _CHARGES[ship], billing[bill], customer[cust], b",")

@@ -14,7 +14,7 @@ from itertools import compress
 
 from . import shipping_records
 from .draws import Digests
-from .order_records import IN_SHIPMENT, SCOPE_MASK, OrderLayout, OrderMaker
+from .order_records import IN_SHIPMENT, SCOPE_MASK, OrderLayout, OrderMaker, new_lines
 from .pools import INTEGRATIONS, STORE_IDS
 from .products import Catalog
 from .cache import ByteCache
@@ -41,7 +41,7 @@ class OrderBook:
         self.next_item_id = layout.item_count + 1
         self.next_return_id = len(layout.returned_orders) + 1
         self._memo: dict[int, dict] = {}
-        self._lines: dict[int, tuple] = {}  # the generated orders' lines (``OrderMaker.json``)
+        self._lines = new_lines()  # the generated orders' lines (``OrderMaker.pieces``)
 
     # ---- generated records -----------------------------------------------------------------
     def _order_text(self, i: int) -> str:
@@ -50,15 +50,11 @@ class OrderBook:
     def _order_page(self, keys) -> bytes:
         """Generated orders ``keys`` as JSON, comma-separated (a page made in one call)."""
         layout, products = self.layout, self.catalog.layout
-        created, first_item, digest = layout.created, layout.first_item, self._order_digest
-        pieces, lines = self.maker.pieces, self._lines
-        variant, n_variants = products.variant, products.variant_count
+        first, created = layout.first_item, layout.created
+        orders = zip([k + 1 for k in keys], [stamp(created[k]) for k in keys], self._order_digest.many(keys),
+                     [first[k] + 1 for k in keys], [first[k + 1] - first[k] for k in keys])
         out: list[bytes] = []
-        for i in keys:
-            first = first_item[i]
-            pieces(out, i + 1, stamp(created[i]), digest(i), first + 1, first_item[i + 1] - first,
-                   variant, n_variants, lines)
-            out.append(b",")
+        self.maker.pieces(out, orders, products.variant, products.variant_count, self._lines)
         return b"".join(out[:-1])
 
     def order(self, key: int) -> dict:
