@@ -23,7 +23,8 @@ when every page had been answered (what follows is commits), and the load averag
 before, during and after. `--profile FILE`: the client under `py-spy record` (raw stacks).
 `--sandbox-only`: the sandbox's start alone (time until every account is printed, RSS).
 `--sandbox-load`: the sandbox alone, N accounts each read at --rate pages/s by a client that
-only reads the bodies: its answer times against --latency, its CPU (is it a bottleneck?).
+only reads the bodies (--in-flight connections an account, 3 as the connector): its answer
+times against --latency, its CPU a request and a record (is it a bottleneck?).
 """
 
 from __future__ import annotations
@@ -79,6 +80,14 @@ def start_sandbox(accounts: int, orders: int, products: int, *, rate: float = 0.
     return proc, url, keys, time.perf_counter() - started
 
 
+def proc_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a running process (from /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
 def stop(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -101,9 +110,12 @@ def sandbox_only(a) -> None:
         stop(proc)
 
 
-def light_client(url: str, key: str, seconds: float, rate: float, pages: int, latencies: list) -> None:
+def light_client(url: str, key: str, seconds: float, rate: float, pages: int, latencies: list,
+                 connections: int = 1, own: int = 0) -> None:
     """One account read by a client doing nothing else: log in, then GET a page of orders every
-    1/rate s (the body read, not parsed) for `seconds`, one connection; each answer's time kept."""
+    1/rate s (the body read, not parsed) for `seconds`; each answer's time kept. With several
+    `connections` (as the connector keeps requests in flight), this is connection `own` of them:
+    every `connections`-th request, its own pages in turn."""
     import http.client
     from urllib.parse import urlsplit
 
@@ -113,7 +125,7 @@ def light_client(url: str, key: str, seconds: float, rate: float, pages: int, la
     token = json.loads(conn.getresponse().read())["token"]
     headers = {"Authorization": f"Bearer {token}"}
     started = time.monotonic()
-    for n in range(int(seconds * rate)):
+    for n in range(own, int(seconds * rate), connections):
         time.sleep(max(0.0, started + n / rate - time.monotonic()))
         sent = time.monotonic()
         conn.request("GET", f"/v1/orders?limit={PAGE}&page={n % pages + 1}", headers=headers)
@@ -127,7 +139,7 @@ def sandbox_load(a) -> None:
     """The sandbox alone under N accounts x rate requests/s (a client that only reads bodies):
     whether it answers within its latency, and its CPU."""
     print(f"command: python bench/accounts.py --sandbox-load --accounts {a.accounts} --seconds {a.seconds:g} "
-          f"--latency {a.latency:g} --rate {a.rate:g}")
+          f"--latency {a.latency:g} --rate {a.rate:g} --in-flight {a.in_flight}")
     print(f"machine: {machine()}")
     pages = 40
     proc, url, keys, ready = start_sandbox(a.accounts, pages * PAGE, 50, rate=a.rate, burst=a.burst,
@@ -135,28 +147,33 @@ def sandbox_load(a) -> None:
     try:
         latencies: list = []
         load = load_average()
-        cpu_before = proc_cpu_seconds(proc.pid)
+        cpu_before = proc_cpu_split(proc.pid)
         started = time.monotonic()
-        threads = [threading.Thread(target=light_client, args=(url, key, a.seconds, a.rate, pages, latencies))
-                   for key, _ in keys.values()]
+        threads = [threading.Thread(target=light_client,
+                                    args=(url, key, a.seconds, a.rate, pages, latencies, a.in_flight, own))
+                   for key, _ in keys.values() for own in range(a.in_flight)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         wall = time.monotonic() - started
-        cpu = proc_cpu_seconds(proc.pid) - cpu_before
+        user, system = (after - before for after, before in zip(proc_cpu_split(proc.pid), cpu_before))
+        cpu = user + system
         throttled = sandbox_stats(url)["throttled"]
+        rss = rss_mb(proc.pid)
     finally:
         stop(proc)
     times = sorted(t for t, _ in latencies)
     ok = sum(1 for _, status in latencies if status == 200)
     quantile = lambda q: times[min(len(times) - 1, int(q * len(times)))]  # noqa: E731
     print(f"sandbox: {len(latencies)} pages of {PAGE} orders in {wall:.1f} s = {len(latencies) / wall:.0f} requests/s "
-          f"({ok} answered 200, {throttled} 429s)")
+          f"({ok} answered 200, {throttled} 429s); sandbox RSS {rss:.0f} MB")
     print(f"  answer time: median {quantile(0.5):.3f} s, p99 {quantile(0.99):.3f} s, max {times[-1]:.3f} s "
           f"(latency {a.latency:g} s)")
-    print(f"  sandbox CPU {cpu:.1f} s = {cpu / wall:.2f} cores, {1000 * cpu / max(1, len(latencies)):.2f} ms a request; "
-          f"load average {load:.2f} before, {load_average():.2f} after")
+    served = max(1, len(latencies))
+    print(f"  sandbox CPU {cpu:.1f} s = {cpu / wall:.2f} cores, {1000 * cpu / served:.2f} ms a request "
+          f"(user {1000 * user / served:.2f}, system {1000 * system / served:.2f}) = "
+          f"{1e6 * cpu / (served * PAGE):.1f} us a record; load average {load:.2f} before, {load_average():.2f} after")
 
 
 class LoadSampler:
@@ -305,6 +322,9 @@ def main() -> None:
     ap.add_argument("--sandbox-only", action="store_true", help="measure the sandbox's start only")
     ap.add_argument("--sandbox-load", action="store_true",
                     help="the sandbox alone under N accounts at --rate, read by a client that only reads bodies")
+    ap.add_argument("--in-flight", type=int, default=3,
+                    help="--sandbox-load: connections an account, each with every Nth request (the connector keeps "
+                         "3 in flight at 2/s and 0.3 s)")
     ap.add_argument("--into", choices=["one-file", "parquet", "file-per-account"], default="one-file",
                     help="one DuckDB file for all accounts or one Parquet directory (account=NAME/ partitions), "
                          "both by extract --all-accounts; or a DuckDB file an account")
