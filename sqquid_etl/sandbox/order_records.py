@@ -11,12 +11,13 @@ return. The rest of an order comes from its digest.
 from __future__ import annotations
 
 import random
+import struct
 from array import array
 from bisect import bisect_left
 from itertools import accumulate, compress, repeat
 from operator import add
 
-from .draws import below, codes, flags, u16
+from .draws import below, codes, flags
 from .pools import LOCATION_IDS, SHIP_METHODS, SOURCES, Customers, jstr, money2
 from .timeutil import END_EPOCH, START_EPOCH
 
@@ -94,6 +95,11 @@ _STORE_ENDS = [f"{loc}}}" for loc in LOCATION_IDS]  # an order item's store_id a
 _B85, _B30, _B80, _B60, _B05 = below(0.85), below(0.3), below(0.8), below(0.6), below(0.05)
 _CENTS = [f"{cents:02d}" for cents in range(100)]
 _CHARGES = [f'{money2(cents)}",'.encode() for cents in range(2000)]  # a shipping charge, ending its field
+# an order's draws from its digest d, read in one call: d[0:2] (customer), d[2], d[3:5] (billing
+# customer), d[5], d[6:8] (shipping charge), d[8], d[9], d[10]; then 9 bytes an item from d[11]:
+# d[k:k+3] (variant, as 16 + 8 bits), d[k+3] .. d[k+8]
+_DRAWS = [struct.Struct("<HBHBHBBB" + "HBBBBBBB" * n) for n in range(6)]
+_ITEMS = [[slice(8 + 8 * j, 16 + 8 * j) for j in range(n)] for n in range(6)]  # each item's draws
 LINES_KEPT = 2048  # order lines a ``lines`` cache keeps (~250 bytes each): one slot a line code modulo this
 
 
@@ -137,32 +143,34 @@ class OrderMaker:
         c = self.customers
         people, shipping, billing, customer = len(c.people), c.shipping, c.billing, c.customer
         lines = new_lines() if lines is None else lines
-        for oid, created, d, first_item_id, n_items in orders:
-            cust = (d[0] | d[1] << 8) % people
-            bill = cust if d[2] < _B85 else (d[3] | d[4] << 8) % people
+        for oid, created, d, item_id, n_items in orders:
+            draws = _DRAWS[n_items].unpack_from(d)
+            cust = draws[0] % people
+            bill = cust if draws[1] < _B85 else draws[2] % people
             items = []
             subtotal = tax_total = 0
-            for j in range(n_items):
-                k = 11 + 9 * j
-                qty = 1 + (d[k + 4] % 3 if d[k + 3] < _B30 else 0)
-                vi = (d[k] | d[k + 1] << 8 | d[k + 2] << 16) % n_variants if n_variants else -1
-                code = ((vi * 3 + qty) * 2 + (d[k + 5] >= _B80)) * 2 + (d[k + 6] < _B60)
+            for item in _ITEMS[n_items]:
+                low, high, d3, d4, d5, d6, d7, d8 = draws[item]
+                qty = 1 + (d4 % 3 if d3 < _B30 else 0)
+                vi = (low | high << 16) % n_variants if n_variants else -1
+                code = ((vi * 3 + qty) * 2 + (d5 >= _B80)) * 2 + (d6 < _B60)
                 entry = lines[code % LINES_KEPT]
                 if entry[0] != code or vi < 0:
-                    sku, price = variant(vi) if vi >= 0 else (f"LOOSE-{u16(d, k) % 1000}", 1999)
-                    entry = lines[code % LINES_KEPT] = (code, *line_text(sku, price, qty, d[k + 5] >= _B80,
-                                                                          d[k + 6] < _B60))
+                    sku, price = variant(vi) if vi >= 0 else (f"LOOSE-{low % 1000}", 1999)
+                    entry = lines[code % LINES_KEPT] = (code, *line_text(sku, price, qty, d5 >= _B80, d6 < _B60))
                 _, text, line, tax = entry
                 subtotal += line
                 tax_total += tax
-                store = _STORE_ENDS[d[k + 8] % len(LOCATION_IDS)] if d[k + 7] < _B80 else "null}"
-                items.append(f'{{"id":{first_item_id + j},{text}{store}')
-            ship = 0 if d[5] < _B30 else 500 + (d[6] | d[7] << 8) % 1500
-            receipt = "null" if d[8] < _B05 else f'"{190000 + oid}"'
+                store = _STORE_ENDS[d8 % len(LOCATION_IDS)] if d7 < _B80 else "null}"
+                items.append(f'{{"id":{item_id},{text}{store}')
+                item_id += 1
+            charged, charge, receipted, source, method = draws[3:8]
+            ship = 0 if charged < _B30 else 500 + charge % 1500
+            receipt = "null" if receipted < _B05 else f'"{190000 + oid}"'
             total = subtotal + ship  # not negative, as every line: money2's text without its sign
             head = (f'{{"order_items":[{",".join(items)}],"id":{oid},"external_id":"{100000000 + oid * 3}",'
                     f'"created_at":"{created}","total":"{total // 100}.{_CENTS[total % 100]}",'
                     f'"tax":"{tax_total // 100}.{_CENTS[tax_total % 100]}",'
-                    f'"receipt_id":{receipt},"source":{_SOURCES[d[9] % len(SOURCES)]},'
-                    f'"shipping_method":{_METHODS[d[10] % len(SHIP_METHODS)]},')
+                    f'"receipt_id":{receipt},"source":{_SOURCES[source % len(SOURCES)]},'
+                    f'"shipping_method":{_METHODS[method % len(SHIP_METHODS)]},')
             out += (head.encode(), shipping[cust], _CHARGES[ship], billing[bill], customer[cust], b",")
