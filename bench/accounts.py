@@ -25,6 +25,7 @@ before, during and after. `--profile FILE`: the client under `py-spy record` (ra
 `--sandbox-load`: the sandbox alone, N accounts each read at --rate pages/s by a client that
 only reads the bodies (--in-flight connections an account, 3 as the connector): its answer
 times against --latency, its CPU a request and a record (is it a bottleneck?).
+`--sandbox-pages`: the same pages made in this process (no HTTP, no threads) for --seconds.
 """
 
 from __future__ import annotations
@@ -133,6 +134,27 @@ def light_client(url: str, key: str, seconds: float, rate: float, pages: int, la
         response.read()
         latencies.append((time.monotonic() - sent, response.status))
     conn.close()
+
+
+def sandbox_pages(a) -> None:
+    """The sandbox's work a page without HTTP: N accounts' data in this process, pages of 250
+    orders made in turn (an account's next page after every other account's), its CPU."""
+    from sqquid_etl.sandbox import views
+    from sqquid_etl.sandbox.accounts import make_accounts
+
+    print(f"command: python bench/accounts.py --sandbox-pages --accounts {a.accounts} --seconds {a.seconds:g}")
+    print(f"machine: {machine()}; load average {load_average():.2f}")
+    pages = 40
+    stores = [account.store for account in make_accounts(a.accounts, seed=1, orders=pages * PAGE, products=50,
+                                                        spread=0.0, cache_bytes=0, drift=None).values()]
+    made, started, cpu = 0, time.monotonic(), time.process_time()
+    while time.monotonic() - started < a.seconds:
+        for store in stores:
+            views.v1_list(store, "/v1/orders", {"limit": str(PAGE), "page": str(made // len(stores) % pages + 1)})
+            made += 1
+    cpu = time.process_time() - cpu
+    print(f"sandbox pages: {made} pages of {PAGE} orders ({a.accounts} accounts in turn): {1000 * cpu / made:.2f} ms "
+          f"a page, {1e6 * cpu / (made * PAGE):.2f} us a record; load average {load_average():.2f} after")
 
 
 def sandbox_load(a) -> None:
@@ -322,6 +344,8 @@ def main() -> None:
     ap.add_argument("--sandbox-only", action="store_true", help="measure the sandbox's start only")
     ap.add_argument("--sandbox-load", action="store_true",
                     help="the sandbox alone under N accounts at --rate, read by a client that only reads bodies")
+    ap.add_argument("--sandbox-pages", action="store_true",
+                    help="the sandbox's pages made in this process for --seconds (no HTTP): its CPU a page")
     ap.add_argument("--in-flight", type=int, default=3,
                     help="--sandbox-load: connections an account, each with every Nth request (the connector keeps "
                          "3 in flight at 2/s and 0.3 s)")
@@ -337,6 +361,8 @@ def main() -> None:
         return sandbox_only(a)
     if a.sandbox_load:
         return sandbox_load(a)
+    if a.sandbox_pages:
+        return sandbox_pages(a)
     extract_bench(a)
 
 
