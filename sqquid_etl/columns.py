@@ -114,10 +114,6 @@ def fix_text(texts: pa.Array, column: Column, done: frozenset = frozenset()) -> 
         return None
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    if column.type == "timestamp" and not done:
-        fixed = _zoneless_fixed(texts, pattern)
-        if fixed is not None:
-            return fixed
     redo = pc.and_kleene(pc.is_valid(texts), pc.invert(pc.match_substring_regex(texts, pattern)))
     rows = pc.indices_nonzero(redo).to_pylist()
     if done:
@@ -138,28 +134,6 @@ def fix_text(texts: pa.Array, column: Column, done: frozenset = frozenset()) -> 
     except CONVERSION_ERRORS:
         return None
     return ColumnResult(array, coerced, bad)
-
-
-# a timestamp without a zone (`2020-06-12 12:34:00`, `...T12:34:00.5`): UTC, as `coerce` reads it
-# (years 0001-9999, whole seconds or up to 6 decimals); Arrow reads it so with a "Z"
-_ZONELESS = (r"^((?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})-[0-9]{2}-[0-9]{2})[ T]"
-             r"([0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?)$")
-
-
-def _zoneless_fixed(texts: pa.Array, as_is: str) -> ColumnResult | None:
-    """A timestamp column whose text Arrow's cast refused, where every value is of the form it
-    reads as is (`_AS_IS`) but those without a zone: these given a "Z" in one pass over the
-    column (the instant `coerce` gives them), counted as coerced, one cast. None where any other
-    value is there, or the cast still refuses (`fix_text` then decides value by value)."""
-    rewritten = pc.replace_substring_regex(texts, _ZONELESS, r"\1T\2Z")
-    if pc.all(pc.match_substring_regex(rewritten, as_is)).as_py() is False:  # (None: only nulls)
-        return None
-    try:
-        array = pc.cast(rewritten, ARROW_TYPES["timestamp"])
-    except CONVERSION_ERRORS:
-        return None
-    changed = pc.fill_null(pc.not_equal(rewritten, texts), False)
-    return ColumnResult(array, pc.indices_nonzero(changed).to_pylist(), {})
 
 
 def _row_numbers(n: int) -> pa.Array:

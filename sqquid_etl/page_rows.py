@@ -13,7 +13,7 @@ from .decode import Page, read_dicts
 from .definitions import StreamDefinition
 from .evolve import find_extras
 from .plan import LENIENT_FLOATS, LENIENT_KINDS
-from .typed_rows import RowTypes, row_types, row_values, typed_extras, typed_records
+from .typed_rows import RowTypes, row_types, typed_extras, typed_records
 
 
 class PageRows:
@@ -74,7 +74,7 @@ class PageRows:
         get = self._getter(path, source)
         rows = self.rows(path)
         if get is not None and self.typed is not None:
-            return row_values(get, rows)
+            return self.typed.values(path, source, rows)
         try:
             return list(map(dict.get, rows, repeat(source)))
         except TypeError:  # an item that is not an object (`pa.array` read a tuple as a struct)

@@ -51,11 +51,18 @@ class RowTypes:
     refused: list = field(default_factory=list)  # not empty once a page's rows could not be typed
 
     def getter(self, path: str | None, field: str) -> Callable[[Any], Any] | None:
-        """The values of a field as a row holds them (UNSET where absent); None where a row
-        does not hold the field as a value."""
+        """The values of a field as a row holds them (None where absent; UNSET for an
+        undocumented field: `row_values`); None where a row does not hold the field as a value."""
         if field not in self.taken[path]:
             return None
         return attrgetter(self.attrs[(path, field)])
+
+    def values(self, path: str | None, field: str, rows: list) -> list:
+        """A field's values of the rows at `path` (None where a row does not hold it)."""
+        values = list(map(attrgetter(self.attrs[(path, field)]), rows))
+        if field in self.undocumented[path] and UNSET in values:
+            return [None if v is UNSET else v for v in values]
+        return values
 
 
 def typed_records(types: RowTypes, body: bytes) -> list | None:
@@ -118,8 +125,10 @@ def _built(stream: StreamDefinition, plan: ReadPlan) -> RowTypes | None:
             attrs[(path, name)] = attr
             if path is None and name in classes:
                 fields.append((attr, list[classes[name]] | None, UNSET))
-            elif name in values or name in extras[path]:
+            elif name in extras[path]:  # (UNSET where a row lacks it: which rows hold it)
                 fields.append((attr, Any, UNSET))
+            elif name in values:
+                fields.append((attr, Any, None))
             else:
                 fields.append((attr, msgspec.Raw, UNSET))
         taken[path] = frozenset(values | set(extras[path]) | (set(classes) if path is None else set()))
@@ -155,12 +164,6 @@ def _level_extras(table: TableSpec, path: str | None, rows: list, owners: Any, t
             firsts[name] = first
 
     def values_of(name: str) -> list:
-        return row_values(types.getter(path, name), rows)
+        return types.values(path, name, rows)
 
     return extras_found(table, rows, firsts, values_of, owners, key, read, True)
-
-
-def row_values(getter: Callable[[Any], Any], rows: list) -> list:
-    """A field's values of typed rows (None where a row does not hold it)."""
-    values = list(map(getter, rows))
-    return [None if v is UNSET else v for v in values] if UNSET in values else values
