@@ -7,11 +7,12 @@ makes the decoding fail: the page then takes its records as dicts (`decode.read_
 find it. So a page's rows are typed exactly when its records hold no field the plan does not
 know, and then its undocumented fields are the plan's (`extras`, `dict_extras`) that some row holds.
 
-Pure but for a small cache of the row types built per plan."""
+Pure but for the row types built once a plan (kept while the plan lives)."""
 
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Callable, ClassVar
@@ -78,25 +79,23 @@ def typed_records(types: RowTypes, body: bytes) -> list | None:
         return None
 
 
-_CACHE: dict[int, tuple[ReadPlan, RowTypes | None]] = {}
+_CACHE: dict[int, RowTypes | None] = {}  # id of a live plan -> its row types (dropped with the plan)
 _CACHE_LOCK = threading.Lock()
-_CACHE_SIZE = 32
 
 
 def row_types(stream: StreamDefinition, plan: ReadPlan) -> RowTypes | None:
-    """The row types of a plan (built once a plan), or None where rows cannot be typed: no
-    msgspec, no envelope, a stream without a table of its own (its records' fields are kept
-    on its nested rows: found from the dicts)."""
-    with _CACHE_LOCK:
-        hit = _CACHE.get(id(plan))
-        if hit is not None and hit[0] is plan:
-            return hit[1]
+    """The row types of a plan (built once a plan, kept while the plan lives), or None where
+    rows cannot be typed: no msgspec, no envelope, a stream without a table of its own (its
+    records' fields are kept on its nested rows: found from the dicts)."""
+    key = id(plan)
+    if key in _CACHE:
+        return _CACHE[key]
     types = _built(stream, plan)
     with _CACHE_LOCK:
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.clear()
-        _CACHE[id(plan)] = (plan, types)
-    return types
+        if key not in _CACHE:
+            _CACHE[key] = types
+            weakref.finalize(plan, _CACHE.pop, key, None)
+        return _CACHE[key]
 
 
 def _built(stream: StreamDefinition, plan: ReadPlan) -> RowTypes | None:

@@ -98,3 +98,18 @@ def test_records_of_other_shapes_read_alike(stream, monkeypatch, body):
     decoder = learned(stream, monkeypatch)
     typed, got = through(stream, decoder, body["Orders"], monkeypatch)
     assert got[1] == 1 and got[3] == []
+
+
+def test_row_types_are_built_once_a_plan_and_dropped_with_it(stream):
+    import gc
+
+    from sqquid_etl import typed_rows
+    from sqquid_etl.plan import Learned, build_plan
+
+    plan = build_plan(stream, Learned(extras={(None, "rank"): pa.int64()}, dict_extras=frozenset({(None, "meta")})))
+    types = typed_rows.row_types(stream, plan)
+    assert types is typed_rows.row_types(stream, plan) and id(plan) in typed_rows._CACHE
+    assert types.undocumented[None] == ["meta", "rank"]
+    del plan
+    gc.collect()
+    assert all(t is not types for t in typed_rows._CACHE.values())
