@@ -289,11 +289,13 @@ def _read_body(body: bytes, plan: ReadPlan | None, envelope: str | None) -> Page
     behavior = "ignore" if plan.reads_dicts else "infer"
     text = body if b"\n" not in body and b"\r" not in body else body.replace(b"\n", b" ").replace(b"\r", b" ")
     try:
-        table = pa_json.read_json(
+        # the streaming reader, one block: `read_json` reads ahead on Arrow's IO pool even without
+        # threads, a thread started and handed the body for every page (docs/benchmarks.md, ninth session)
+        table = pa_json.open_json(
             pa.BufferReader(text),
             read_options=pa_json.ReadOptions(use_threads=False, block_size=max(1 << 16, len(text) + 1)),
             parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior=behavior),
-        )
+        ).read_all()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None
     if table.num_rows != 1:
