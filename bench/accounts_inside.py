@@ -34,7 +34,7 @@ import time
 import weakref
 from pathlib import Path
 
-os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")  # as `sqquid-etl` runs (cli._use_system_allocator)
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", os.environ.get("BENCH_POOL", "system").partition(":")[0])  # as `sqquid-etl` runs (cli._use_system_allocator)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqquid_etl.no_pandas import refuse_numpy, refuse_pandas  # noqa: E402
@@ -46,7 +46,13 @@ import pyarrow as pa  # noqa: E402
 from accounts import load_average, start_sandbox, stop, write_config  # noqa: E402
 from common import machine, sandbox_stats, thread_timed  # noqa: E402
 
-pa.set_memory_pool(pa.system_memory_pool())
+if os.environ.get("BENCH_POOL", "system") == "system":
+    pa.set_memory_pool(pa.system_memory_pool())
+else:  # BENCH_POOL=jemalloc:DECAY_MS or mimalloc: another Arrow pool, to compare
+    kind, _, decay = os.environ["BENCH_POOL"].partition(":")
+    pa.set_memory_pool(getattr(pa, f"{kind}_memory_pool")())
+    if decay:
+        pa.jemalloc_set_decay_ms(int(decay))
 PAGE = 250
 
 
@@ -74,11 +80,14 @@ class Watch:
         self.cpu: dict[int, tuple[float, float]] = {}
         self.peak: dict = {"rss": 0.0}
         self.fetches: weakref.WeakSet = weakref.WeakSet()
+        self.began = time.monotonic()
+        self.timeline: dict[int, float] = {}  # RSS MB at most, every 5 s from the start
         self._stop = threading.Event()
         self._tick = os.sysconf("SC_CLK_TCK")
         self._thread = threading.Thread(target=self._run, daemon=True, name="bench-watch")
 
     def start(self) -> dict:
+        self.began = time.monotonic()
         self.sample()
         self._thread.start()
         return dict(self.cpu)
@@ -89,7 +98,10 @@ class Watch:
         self.sample()
 
     def _run(self) -> None:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim if os.environ.get("BENCH_TRIM") else None
         while not self._stop.wait(0.5):
+            if trim is not None:  # BENCH_TRIM=1: the C heap's free pages given back every 0.5 s (an experiment)
+                trim(0)
             self.sample()
 
     def sample(self) -> None:
@@ -103,10 +115,12 @@ class Watch:
                 continue
             self.cpu[int(tid)] = (int(fields[11]) / self._tick, int(fields[12]) / self._tick)
         rss = _rss_mb()
+        second = int(time.monotonic() - self.began) // 5 * 5
+        self.timeline[second] = max(self.timeline.get(second, 0.0), rss)
         if rss > self.peak["rss"]:
             in_use, free = heap_mb()
             pages, page_mb = self._pages_held()
-            self.peak = {"rss": rss, "RSS MB": rss, "Arrow MB": pa.total_allocated_bytes() / 2**20,
+            self.peak = {"rss": rss, "at s": time.monotonic() - self.began, "RSS MB": rss, "Arrow MB": pa.total_allocated_bytes() / 2**20,
                          "DuckDB MB": _duckdb_mb(), "C heap in use MB": in_use, "C heap free MB": free,
                          "pages fetched not taken": pages, "their MB": page_mb, "threads": threading.active_count()}
 
@@ -152,6 +166,15 @@ def _duckdb_mb() -> float:
 
 
 STAGES = collections.Counter()
+GC = {"started": 0.0}
+
+
+def gc_timed(phase: str, info: dict) -> None:
+    """The CPU of the interpreter's garbage collections, by generation (STAGES)."""
+    if phase == "start":
+        GC["started"] = time.thread_time()
+    else:
+        STAGES[f"gc: generation {info['generation']} collections"] += time.thread_time() - GC["started"]
 
 
 def timed(owner, name: str, label: str) -> None:
@@ -200,6 +223,9 @@ def main() -> None:
 
     if a.stages:
         wrap_stages()
+        import gc
+
+        gc.callbacks.append(gc_timed)
     if a.workers:
         fetch.default_concurrency = lambda client: a.workers
     watch = Watch()
@@ -242,9 +268,13 @@ def report(a, done, wall, usage_before, usage, watch: Watch, before: dict, stats
           f"429s {stats['throttled']}")
     print(f"  CPU user {user:.1f} s + system {system:.1f} s = {1e6 * (user + system) / max(1, records):.1f} us a record, "
           f"{1000 * (user + system) / page_count:.2f} ms a page; peak RSS {usage.ru_maxrss / 1024:.0f} MB")
+    print(f"  a page: {(usage.ru_minflt - usage_before.ru_minflt) / page_count:.0f} page faults, "
+          f"{(usage.ru_nvcsw - usage_before.ru_nvcsw) / page_count:.0f} + "
+          f"{(usage.ru_nivcsw - usage_before.ru_nivcsw) / page_count:.0f} context switches (voluntary + not)")
     print(f"  CPU by thread (user s, system s): {watch.by_kind(before)}")
     for label in sorted(STAGES):
         print(f"  {label:42s} {1000 * STAGES[label] / page_count:6.2f} ms a page")
+    print("  RSS MB at most, every 5 s: " + " ".join(f"{v:.0f}" for _, v in sorted(watch.timeline.items())))
     print("  at the peak of RSS: " + ", ".join(f"{k} {v:.0f}" for k, v in watch.peak.items() if k != "rss"))
     print(f"  load average (1 min): {load[0]:.2f} before, {load[1]:.2f} after")
 

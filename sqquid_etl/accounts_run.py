@@ -42,6 +42,9 @@ SHARED = ("lookback", "full_refresh", "strict", "catalog", "tuning", "schema_con
 # each, the default divided among them): ~70 MB of Arrow for orders, whatever the number of accounts
 STAGED_ROWS = 100_000
 MIN_FLUSH_ROWS = 1_000
+# from this many accounts in a run, each account's client keeps no spare request in flight beyond
+# what its pace needs (`fetch.default_concurrency`): fewer threads and pages held in the process
+MANY_ACCOUNTS = 10
 
 
 @dataclass
@@ -169,7 +172,8 @@ def run_accounts(jobs: list[AccountJob], location: dict, shared: dict | None = N
     threads = []
     for job, account_result in zip(jobs, result.accounts):
         target = location_for(job.account.name) if location_for else {**location, "account": job.account.name}
-        runner = _AccountRunner(job, account_result, target, shared, progress, client_for)
+        runner = _AccountRunner(job, account_result, target, shared, progress, client_for,
+                                spare_in_flight=0 if len(jobs) >= MANY_ACCOUNTS else 1)
         threads.append(threading.Thread(target=runner.run, name=account_thread_name(job.account.name), daemon=True))
     for thread in threads:
         thread.start()
@@ -199,9 +203,9 @@ class _AccountRunner:
     """One account's thread: its client, its pipeline run, its result; nothing it raises leaves it."""
 
     def __init__(self, job: AccountJob, result: AccountResult, location: dict, shared: dict, progress: Any,
-                 client_for: Callable[[AccountJob], SqquidClient] | None):
+                 client_for: Callable[[AccountJob], SqquidClient] | None, spare_in_flight: int = 1):
         self.job, self.result, self.location, self.shared = job, result, location, shared
-        self.progress, self.client_for = progress, client_for
+        self.progress, self.client_for, self.spare_in_flight = progress, client_for, spare_in_flight
 
     def run(self) -> None:
         account, result = self.job.account, self.result
@@ -230,7 +234,8 @@ class _AccountRunner:
 
     def _client(self) -> SqquidClient:
         account = self.job.account
-        return SqquidClient(self.job.credentials, account.base_url, rate=account.rate, burst=account.burst)
+        return SqquidClient(self.job.credentials, account.base_url, rate=account.rate, burst=account.burst,
+                            spare_in_flight=self.spare_in_flight)
 
     def _feed(self) -> Any:
         return None if self.progress is None else self.progress.feed(self.job.account.name)

@@ -70,6 +70,7 @@ class SqquidClient:
         pacer: LeakyBucketPacer | None = None,
         pool_size: int = 8,
         secrets: SecretRegistry = SECRETS,
+        spare_in_flight: int = 1,
     ):
         self.base_url = check_base_url(base_url or DEFAULT_BASE_URL)
         self._credentials = credentials
@@ -88,6 +89,9 @@ class SqquidClient:
         self.stats = ClientStats()
         self._stats_lock = threading.Lock()
         self.pool_size = pool_size
+        # requests in flight beyond what the pace needs through twice the answer time (`fetch.default_concurrency`):
+        # 1 alone; 0 where many accounts share the process (accounts_run: threads, pages held)
+        self.spare_in_flight = spare_in_flight
         self.transport = Transport(self.base_url, timeout, pool_size)
 
     @classmethod

@@ -56,8 +56,10 @@ def fetch_pages(
         return fetch_ahead(sequential_pages(read_page, listings, stats), prefetch)
     count = functools.partial(ask_count, stream, client) if counts_plan_pages(stream) else None
     # the window: the requests in flight and one page fetched ahead of the consumer (it converts a
-    # page in milliseconds; a page waits for it only when the CPU is short, and more would hold memory)
-    fetch = ConcurrentFetch(read_page, count, listings, workers, workers + min(1, max(0, prefetch)), stats, stream.name)
+    # page in milliseconds; a page waits for it only when the CPU is short, and more would hold memory);
+    # one of many accounts (no spare, `default_concurrency`): none ahead, its CPU shared with the others
+    ahead = min(getattr(client, "spare_in_flight", 1), 1, max(0, prefetch))
+    fetch = ConcurrentFetch(read_page, count, listings, workers, workers + ahead, stats, stream.name)
     return fetch.pages()
 
 
@@ -80,19 +82,22 @@ def page_reader(stream: StreamDefinition, client: SqquidClient, decoder: PageDec
 
 def default_concurrency(client: SqquidClient) -> int:
     """Requests in flight: enough to keep the pacer's rate through twice the API's answer time
-    as measured so far (the login's, the count's), at most through 2 s (5 at 2 requests/s, also
-    when nothing was answered yet): at 2 requests/s and 0.3 s, 3 in flight, where one would do on
-    average. More only hold pages and threads (a hundred accounts in one process: memory).
-    With pacing off, one at a time (plus the prefetch thread): the client's own CPU is then the
-    limit, and more threads only contend for it (measured: 1.8x the CPU for the same pages at 8
-    in flight on loopback, docs/benchmarks.md)."""
+    as measured so far (the login's, the count's), at most through 2 s, and one spare (5 at 2
+    requests/s, also when nothing was answered yet): at 2 requests/s and 0.3 s, 3 in flight, where
+    one would do on average. More only hold pages and threads. A client of one of many accounts
+    in a process has no spare (`SqquidClient.spare_in_flight`, accounts_run): 2 in flight at
+    0.3 s; at 100 accounts 100 threads and ~150 pages held fewer, -10% of the CPU a page
+    (docs/benchmarks.md, ninth session). With pacing off, one at a time (plus the prefetch
+    thread): the client's own CPU is then the limit, and more threads only contend for it
+    (measured: 1.8x the CPU for the same pages at 8 in flight on loopback, docs/benchmarks.md)."""
     rate = getattr(getattr(client, "pacer", None), "rate", None)
     pool = getattr(client, "pool_size", 8)
     if rate is None:
         return 1
     answer = getattr(getattr(client, "stats", None), "answer_seconds", None)
     seconds = 2.0 if answer is None else min(2.0, 2 * max(0.0, answer))
-    return max(2, min(pool, math.ceil(rate * seconds) + 1))
+    spare = getattr(client, "spare_in_flight", 1)
+    return max(2, min(pool, math.ceil(rate * seconds) + spare))
 
 
 def count_records(stream: StreamDefinition, client: SqquidClient, begin: datetime | None, partition: str | None) -> int:

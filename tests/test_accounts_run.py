@@ -286,6 +286,23 @@ def test_every_account_runs_with_the_divided_batch(make_sandbox, tmp_path, monke
     assert seen == [STAGED_ROWS // 20] * 20
 
 
+@pytest.mark.parametrize("accounts, spare", [(2, 1), (10, 0)])
+def test_many_accounts_keep_no_spare_request_in_flight(make_sandbox, tmp_path, monkeypatch, accounts, spare):
+    """From `MANY_ACCOUNTS` on, each account's client asks no request beyond what its pace needs
+    (`fetch.default_concurrency`: threads and pages held in one process); fewer keep the spare."""
+    from sqquid_etl import accounts_run
+    from sqquid_etl.accounts_run import MANY_ACCOUNTS
+
+    assert MANY_ACCOUNTS == 10
+    made = []
+    real = accounts_run.SqquidClient
+    monkeypatch.setattr(accounts_run, "SqquidClient", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    jobs = [job for _, job in _accounts(make_sandbox, {f"a{i}": 20 for i in range(accounts)}).values()]
+    result = run_accounts(jobs, {}, location_for=_files(tmp_path))
+    assert result.ok
+    assert [client.spare_in_flight for client in made] == [spare] * accounts
+
+
 def test_each_account_renews_its_own_token(make_sandbox, tmp_path):
     """One account's tokens expire every few requests (its sandbox's clock and its client's jump
     50 s a page, tokens live 60 s): it logs in again and again, on its own; the others keep the

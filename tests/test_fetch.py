@@ -297,3 +297,23 @@ def test_requests_in_flight_follow_the_pace_and_the_answer_time(rate, answer, ex
         stats = ClientStats(answer_seconds=answer)
 
     assert default_concurrency(Client()) == expected
+
+
+@pytest.mark.parametrize("rate, answer, expected", [
+    (2.0, 0.3, 2),    # one of many accounts at 0.3 s: no spare beyond the 1.2 the pace needs
+    (2.0, None, 4),   # nothing answered yet: through 2 s
+    (2.0, 0.75, 3),   # slower answers: more in flight still
+    (2.0, 0.01, 2),   # never fewer than 2
+])
+def test_a_client_without_a_spare_request_in_flight(rate, answer, expected):
+    from sqquid_etl.client import ClientStats
+    from sqquid_etl.fetch import default_concurrency
+    from sqquid_etl.pacing import LeakyBucketPacer
+
+    class Client:
+        pacer = LeakyBucketPacer(rate=rate, burst=40)
+        pool_size = 8
+        spare_in_flight = 0
+        stats = ClientStats(answer_seconds=answer)
+
+    assert default_concurrency(Client()) == expected
