@@ -114,7 +114,7 @@ def fix_text(texts: pa.Array, column: Column, done: frozenset = frozenset()) -> 
         return None
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
-    redo = pc.and_kleene(pc.is_valid(texts), pc.invert(pc.match_substring_regex(texts, pattern)))
+    redo = pc.invert(pc.match_substring_regex(texts, pattern))  # (null where the text is: left null)
     rows = pc.indices_nonzero(redo).to_pylist()
     if done:
         rows = [row for row in rows if row not in done]

@@ -48,7 +48,7 @@ class RowTypes:
     decode: Callable[[bytes], Any]
     taken: dict  # path -> frozenset of the fields a row holds as values
     undocumented: dict  # path -> the undocumented fields the plan knows there (sorted)
-    attrs: dict  # (path, field) -> the attribute of a row holding it
+    attrs: dict  # (path, field) -> the getter of the attribute of a row holding it
     refused: list = field(default_factory=list)  # not empty once a page's rows could not be typed
 
     def getter(self, path: str | None, field: str) -> Callable[[Any], Any] | None:
@@ -56,11 +56,11 @@ class RowTypes:
         undocumented field: `row_values`); None where a row does not hold the field as a value."""
         if field not in self.taken[path]:
             return None
-        return attrgetter(self.attrs[(path, field)])
+        return self.attrs[(path, field)]
 
     def values(self, path: str | None, field: str, rows: list) -> list:
         """A field's values of the rows at `path` (None where a row does not hold it)."""
-        values = list(map(attrgetter(self.attrs[(path, field)]), rows))
+        values = list(map(self.attrs[(path, field)], rows))
         if field in self.undocumented[path] and UNSET in values:
             return [None if v is UNSET else v for v in values]
         return values
@@ -121,7 +121,7 @@ def _built(stream: StreamDefinition, plan: ReadPlan) -> RowTypes | None:
         for i, name in enumerate(names):
             attr = f"f{i}"
             rename[attr] = name
-            attrs[(path, name)] = attr
+            attrs[(path, name)] = attrgetter(attr)
             if path is None and name in classes:
                 fields.append((attr, list[classes[name]] | None, UNSET))
             elif name in extras[path]:  # (UNSET where a row lacks it: which rows hold it)
@@ -132,7 +132,7 @@ def _built(stream: StreamDefinition, plan: ReadPlan) -> RowTypes | None:
                 fields.append((attr, msgspec.Raw, UNSET))
         taken[path] = frozenset(values | set(extras[path]) | (set(classes) if path is None else set()))
         row = msgspec.defstruct(f"Row_{stream.name}_{path or ''}", fields, bases=(TypedRow,), rename=rename,
-                                namespace={"_attrs": {name: attrs[(path, name)] for name in names}},
+                                namespace={"_attrs": {name: f"f{i}" for i, name in enumerate(names)}},
                                 forbid_unknown_fields=True, gc=False)
         if path is not None:
             classes[path] = row
