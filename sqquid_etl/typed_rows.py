@@ -52,8 +52,8 @@ class RowTypes:
     refused: list = field(default_factory=list)  # not empty once a page's rows could not be typed
 
     def getter(self, path: str | None, field: str) -> Callable[[Any], Any] | None:
-        """The values of a field as a row holds them (None where absent; UNSET for an
-        undocumented field: `row_values`); None where a row does not hold the field as a value."""
+        """The getter of a field's value in a row (absent: None, or UNSET for an undocumented
+        field); None where a row does not hold the field as a value."""
         if field not in self.taken[path]:
             return None
         return self.attrs[(path, field)]
