@@ -82,7 +82,7 @@ class ParquetLayout:
                 raise ConfigError(f"--parquet {self.root}: not a directory")
             # `.sqquid/` is made before anything else in the directory: another account's run
             # making the directory right now has nothing else there yet
-            if any(p.name != META_DIR for p in self.root.iterdir()):
+            if any(p.name != META_DIR for p in self.root.iterdir()) and not self.meta.is_dir():  # (made meanwhile)
                 raise ConfigError(f"--parquet {self.root}: holds files but no {META_DIR}/, so it was not made by sqquid-etl; "
                                   "refusing to write there (choose an empty or new directory)")
         try:
