@@ -220,6 +220,8 @@ def main() -> None:
 
         large_blocks_mapped()
     from sqquid_etl.accounts_run import plan_jobs, run_accounts
+    if os.environ.get("BENCH_SWITCH"):  # the interpreter's switch interval, seconds (an experiment)
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
 
     if a.stages:
         wrap_stages()
