@@ -2,18 +2,22 @@
 (`records.page_tables`): the fields its plan reads by Python, the values coerced of the fields
 read as decimals, its undocumented fields. The records are decoded from the body once, when
 first needed: as typed rows holding only those fields where the page's records hold no field
-its plan does not know (`typed_rows.py`), else as dicts (`decode.read_dicts`)."""
+its plan does not know (`typed_rows.py`), else as dicts (`decode.read_dicts`). `typed_rows` (and
+msgspec with it) is imported by the first page whose records are needed: a run of clean pages
+loads neither, as `decode` defers msgspec for the dicts."""
 
 from __future__ import annotations
 
 from itertools import chain, repeat
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .decode import Page, read_dicts
 from .definitions import StreamDefinition
 from .evolve import find_extras
 from .plan import LENIENT_FLOATS, LENIENT_KINDS
-from .typed_rows import RowTypes, row_types, typed_extras, typed_records
+
+if TYPE_CHECKING:
+    from .typed_rows import RowTypes
 
 
 class PageRows:
@@ -39,6 +43,8 @@ class PageRows:
         if self._rows is None:
             plan, rows = self.page.plan, None
             if self.page.records is None and plan is not None and plan.reads_dicts:
+                from .typed_rows import row_types, typed_records  # (msgspec: only once records are needed)
+
                 types = row_types(self.stream, plan)
                 rows = typed_records(types, self.page.body) if types is not None else None
                 if rows is not None:
@@ -101,5 +107,7 @@ class PageRows:
         Arrow read them."""
         rows = self._top()
         if self.typed is not None:
+            from .typed_rows import typed_extras
+
             return typed_extras(self.stream, self.typed, rows, self.rows, key, read)
         return find_extras(self.stream, rows, (), key, read, self.finite, self.rows)

@@ -11,7 +11,7 @@ import json
 import pyarrow as pa
 import pytest
 
-from sqquid_etl import page_rows
+from sqquid_etl import typed_rows
 from sqquid_etl.decode import PageDecoder
 from sqquid_etl.definitions import load_definitions
 from sqquid_etl.page_rows import PageRows
@@ -47,7 +47,7 @@ def through(stream, decoder: PageDecoder, records: list[dict], monkeypatch) -> t
     typed = rows.typed is not None
     got = outcome(page_tables(stream, page))
     with monkeypatch.context() as m:
-        m.setattr(page_rows, "row_types", lambda *a: None)
+        m.setattr(typed_rows, "row_types", lambda *a: None)  # (page_rows imports it when a page needs it)
         assert outcome(page_tables(stream, page)) == got
     return typed, got
 
@@ -87,7 +87,7 @@ def test_a_field_the_plan_does_not_know_sends_the_page_to_its_dicts(stream, monk
         assert not typed
         assert {"brand_new", "fresh"} & {field for _, field, *_ in got[4]}
     typed, _ = through(stream, decoder, [order(8, id="8")], monkeypatch)
-    assert typed == (decoder.plan is not None and not page_rows.row_types(stream, decoder.plan).refused)
+    assert typed == (decoder.plan is not None and not typed_rows.row_types(stream, decoder.plan).refused)
 
 
 @pytest.mark.parametrize("body", [

@@ -74,3 +74,13 @@ def test_an_existing_file_is_opened_once_and_checked_before_anything_is_requeste
     with pytest.raises(SqquidError):
         extract(["orders"], duckdb=db, client=make_client(sandbox, credentials=Credentials(api_key="wrong")))
     assert duckdb.connect(str(db), read_only=True).execute("SELECT * FROM _sqquid_state ORDER BY ALL").fetchall() == before
+
+
+def test_the_conversion_loads_msgspec_only_for_a_page_that_needs_its_records():
+    """msgspec (and the typed rows made with it) is imported by the first page whose records
+    are needed (`page_rows.py`, `decode._fast_decoder`), not by the modules of an extract."""
+    code = ("import sys, sqquid_etl.cli, sqquid_etl.pipeline, sqquid_etl.records, sqquid_etl.page_rows; "
+            "print('msgspec' in sys.modules, 'sqquid_etl.typed_rows' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
