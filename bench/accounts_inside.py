@@ -16,7 +16,8 @@ program sets up its own (Arrow on the system allocator, no numpy), so that it ca
   (`duckdb_memory()`), the C heap's (`mallinfo2`: in use, free), the pages fetched and not yet
   taken by their account, the threads.
 `--workers K` runs K fetch workers an account instead of `fetch.default_concurrency`'s.
-Environment variables (SQQUID_FLUSH_ROWS, ...) apply as to an extract; BENCH_GLIBC_DEFAULT=1 leaves
+Environment variables (SQQUID_FLUSH_ROWS, ...) apply as to an extract; BENCH_GATE=N gives the CPU
+gate of many accounts N slots (0: no gate; accounts_run.CPU_SLOTS); BENCH_GLIBC_DEFAULT=1 leaves
 glibc's mmap threshold as it is (the program fixes it for many accounts, `accounts_cli.py`).
 """
 
@@ -138,9 +139,10 @@ class Watch:
         kinds: dict = collections.defaultdict(lambda: [0.0, 0.0])
         for tid, (user, system) in self.cpu.items():
             user0, system0 = before.get(tid, (0.0, 0.0))
-            name = self.names.get(tid, "other")
+            name = self.names.get(tid, "native")  # a thread not started by Python (DuckDB's, Arrow's)
             kind = ("runner" if "/" not in name else name.split("/")[-1].rstrip("0123456789-")) \
-                if name.startswith("sqquid-account-") else "other"
+                if name.startswith("sqquid-account-") else name if name in ("native", "MainThread", "bench-watch") \
+                else name.rstrip("0123456789-")
             kinds[kind][0] += user - user0
             kinds[kind][1] += system - system0
         return {k: (round(u, 1), round(s, 1)) for k, (u, s) in kinds.items()}
@@ -220,6 +222,10 @@ def main() -> None:
 
         large_blocks_mapped()
     from sqquid_etl.accounts_run import plan_jobs, run_accounts
+    if os.environ.get("BENCH_GATE"):  # the CPU gate's slots (0: none; default: the cores), accounts_run.CPU_SLOTS
+        from sqquid_etl import accounts_run
+
+        accounts_run.CPU_SLOTS = int(os.environ["BENCH_GATE"])
     if os.environ.get("BENCH_SWITCH"):  # the interpreter's switch interval, seconds (an experiment)
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
 

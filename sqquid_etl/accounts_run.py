@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 
 from .accounts import Account
 from .client import SqquidClient
+from .cpu_gate import UNGATED, CpuGate
 from .credentials import Credentials
 from .destinations import check_destination
 from .engine import StreamResult
@@ -45,6 +46,10 @@ MIN_FLUSH_ROWS = 1_000
 # from this many accounts in a run, each account's client keeps no spare request in flight beyond
 # what its pace needs (`fetch.default_concurrency`): fewer threads and pages held in the process
 MANY_ACCOUNTS = 10
+# from as many accounts, the page work of all of them (decoding, conversion, staging) shares this many
+# slots of CPU (`cpu_gate.CpuGate`: threads waiting for a slot sleep instead of asking for the
+# interpreter's lock every 5 ms); None: the machine's cores. 0: no gate (to compare)
+CPU_SLOTS: int | None = None
 
 
 @dataclass
@@ -170,10 +175,12 @@ def run_accounts(jobs: list[AccountJob], location: dict, shared: dict | None = N
         SECRETS.add(job.credentials.secret)  # kept out of every log line, whichever thread writes it
     result = AccountsResult(destination=_describe(location), accounts=[AccountResult(j.account.name) for j in jobs])
     threads = []
+    many = len(jobs) >= MANY_ACCOUNTS
+    gate = CpuGate(CPU_SLOTS) if many and CPU_SLOTS != 0 else UNGATED
     for job, account_result in zip(jobs, result.accounts):
         target = location_for(job.account.name) if location_for else {**location, "account": job.account.name}
         runner = _AccountRunner(job, account_result, target, shared, progress, client_for,
-                                spare_in_flight=0 if len(jobs) >= MANY_ACCOUNTS else 1)
+                                spare_in_flight=0 if many else 1, cpu_gate=gate)
         threads.append(threading.Thread(target=runner.run, name=account_thread_name(job.account.name), daemon=True))
     for thread in threads:
         thread.start()
@@ -203,9 +210,11 @@ class _AccountRunner:
     """One account's thread: its client, its pipeline run, its result; nothing it raises leaves it."""
 
     def __init__(self, job: AccountJob, result: AccountResult, location: dict, shared: dict, progress: Any,
-                 client_for: Callable[[AccountJob], SqquidClient] | None, spare_in_flight: int = 1):
+                 client_for: Callable[[AccountJob], SqquidClient] | None, spare_in_flight: int = 1,
+                 cpu_gate: Any = UNGATED):
         self.job, self.result, self.location, self.shared = job, result, location, shared
         self.progress, self.client_for, self.spare_in_flight = progress, client_for, spare_in_flight
+        self.cpu_gate = cpu_gate
 
     def run(self) -> None:
         account, result = self.job.account, self.result
@@ -235,7 +244,7 @@ class _AccountRunner:
     def _client(self) -> SqquidClient:
         account = self.job.account
         return SqquidClient(self.job.credentials, account.base_url, rate=account.rate, burst=account.burst,
-                            spare_in_flight=self.spare_in_flight)
+                            spare_in_flight=self.spare_in_flight, cpu_gate=self.cpu_gate)
 
     def _feed(self) -> Any:
         return None if self.progress is None else self.progress.feed(self.job.account.name)

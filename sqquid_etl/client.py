@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import quote
 
+from .cpu_gate import UNGATED
 from .credentials import DEFAULT_BASE_URL, Credentials, base_url_from_env, check_base_url  # noqa: F401 - importable from here
 from .errors import ApiError, AuthError
 from .pacing import LeakyBucketPacer
@@ -71,6 +72,7 @@ class SqquidClient:
         pool_size: int = 8,
         secrets: SecretRegistry = SECRETS,
         spare_in_flight: int = 1,
+        cpu_gate: Any = UNGATED,
     ):
         self.base_url = check_base_url(base_url or DEFAULT_BASE_URL)
         self._credentials = credentials
@@ -92,6 +94,9 @@ class SqquidClient:
         # requests in flight beyond what the pace needs through twice the answer time (`fetch.default_concurrency`):
         # 1 alone; 0 where many accounts share the process (accounts_run: threads, pages held)
         self.spare_in_flight = spare_in_flight
+        # the CPU shared with the other accounts of the process (`cpu_gate.CpuGate`, accounts_run): the
+        # page work done for this client (decoding, conversion, staging) is done holding one of its slots
+        self.cpu_gate = cpu_gate
         self.transport = Transport(self.base_url, timeout, pool_size)
 
     @classmethod

@@ -17,6 +17,7 @@ from typing import Callable
 from .client import SqquidClient
 from .commit_parts import PartCommits
 from .count_check import CountCheck, check_count
+from .cpu_gate import UNGATED
 from .cursors import CursorTracker
 from .definitions import REREAD_ALL, StreamDefinition
 from .destinations import Destination
@@ -235,11 +236,13 @@ def _stage_pages(run: StreamRun, windows: list[Window], writer, tracker: CursorT
     stats = FetchStats()
     key_batches = list_key_batches(stream, run.destination, run.client.base_url)
     pages = read_tables(stream, run.client, windows, key_batches, prefetch=run.options.prefetch_pages, stats=stats)
+    gate = getattr(run.client, "cpu_gate", UNGATED)
     for partition, tables in pages:
         _tally_page(run, writer, partition, tables, rejected_keys)
         if tables.extras:
             tables.extras = undocumented_fields(run, writer, tables.extras)
-        writer.write(tables)
+        with gate.held():  # the CPU shared with the other accounts of the process (cpu_gate.py)
+            writer.write(tables)
         tracker.observe(partition, tables)
         result.pages += 1
         for name, table in tables.items():

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Iterator
 
 from .client import SqquidClient
+from .cpu_gate import UNGATED
 from .decode import BodyNotJSON, Page, PageDecoder
 from .definitions import StreamDefinition
 from .errors import SchemaError
@@ -67,13 +68,15 @@ def page_reader(stream: StreamDefinition, client: SqquidClient, decoder: PageDec
     """GET one page of the stream and decode it. A body that is not JSON (cut short) is asked
     again like any transient failure, within the same retry budget as the request's others."""
     endpoint = f"GET {stream.path}"
+    gate = getattr(client, "cpu_gate", UNGATED)
 
     def read_page(params: dict[str, Any]) -> Page:
         budget = client.retry_budget(endpoint)
         while True:
             body = client.get_body(stream.path, params, budget=budget)
             try:
-                return decoder.decode(body)
+                with gate.held():
+                    return decoder.decode(body)
             except BodyNotJSON as exc:
                 budget.failed(str(exc))
 

@@ -11,6 +11,7 @@ from typing import Iterator
 import pyarrow as pa
 
 from .client import SqquidClient
+from .cpu_gate import UNGATED
 from .definitions import StreamDefinition
 from .fetch import FetchStats, fetch_pages
 from .records import page_tables
@@ -29,8 +30,9 @@ def read_tables(
     order, as (partition, one Arrow table per table of the stream). Memory is bounded by the
     pages in flight. The fetch threads decode the pages (`decode`); each is converted here with
     the plan it was read with (`records.page_tables`)."""
+    gate = getattr(client, "cpu_gate", UNGATED)
     for partition, page in fetch_pages(stream, client, windows, key_batches, prefetch, stats=stats):
-        with _collector_paused():
+        with gate.held(), _collector_paused():
             tables = page_tables(stream, page, partition)
         yield partition, tables
 

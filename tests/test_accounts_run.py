@@ -303,6 +303,27 @@ def test_many_accounts_keep_no_spare_request_in_flight(make_sandbox, tmp_path, m
     assert [client.spare_in_flight for client in made] == [spare] * accounts
 
 
+@pytest.mark.parametrize("accounts", [2, 10])
+def test_many_accounts_share_one_cpu_gate(make_sandbox, tmp_path, monkeypatch, accounts):
+    """From `MANY_ACCOUNTS` on, the accounts' page work shares one `CpuGate` of the machine's cores
+    (cpu_gate.py); fewer accounts run ungated, as one account does."""
+    from sqquid_etl import accounts_run
+    from sqquid_etl.cpu_gate import UNGATED, CpuGate
+
+    made = []
+    real = accounts_run.SqquidClient
+    monkeypatch.setattr(accounts_run, "SqquidClient", lambda *a, **k: made.append(real(*a, **k)) or made[-1])
+    jobs = [job for _, job in _accounts(make_sandbox, {f"a{i}": 20 for i in range(accounts)}).values()]
+    assert run_accounts(jobs, {}, location_for=_files(tmp_path)).ok
+    gates = {id(client.cpu_gate) for client in made}
+    assert len(gates) == 1
+    if accounts < accounts_run.MANY_ACCOUNTS:
+        assert made[0].cpu_gate is UNGATED
+    else:
+        assert isinstance(made[0].cpu_gate, CpuGate) and made[0].cpu_gate.slots >= 1
+        assert made[0].cpu_gate._free == made[0].cpu_gate.slots  # every slot given back
+
+
 def test_each_account_renews_its_own_token(make_sandbox, tmp_path):
     """One account's tokens expire every few requests (its sandbox's clock and its client's jump
     50 s a page, tokens live 60 s): it logs in again and again, on its own; the others keep the

@@ -1,0 +1,83 @@
+"""The CPU a run of many accounts shares: at most a few threads work on pages at once.
+
+A hundred accounts in one process run a few hundred threads (each account's runner and fetch
+workers). When the CPU is short, every thread with Python to run waits for the interpreter's
+lock, and CPython wakes each waiter every switch interval (5 ms) to ask for it again: with ~200
+waiters that is tens of thousands of futex calls a second, a quarter or more of the process's
+CPU spent handing the lock around (docs/benchmarks.md, ninth and tenth sessions). A thread that
+waits here instead sleeps on a lock of its own until a slot is handed to it: it costs nothing
+while it waits, and the interpreter's lock is wanted by only the few threads holding a slot.
+
+The page work gated (`held()`): decoding a body (fetch.page_reader), converting a page
+(read.read_tables), staging it (engine). Nothing gated waits for anything but the CPU (no
+destination lock, no socket), so a slot is always given back soon. A thread already holding a
+slot does not take another (nested sections run in the one slot). Slots are handed out in the
+order they were asked for, so an account's page never waits behind a busier account's next ones.
+
+`UNGATED` (the default of a client) does nothing: one account, or a few, run as before.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+
+class CpuGate:
+    """At most `slots` threads inside `held()` at once, first come first served."""
+
+    def __init__(self, slots: int | None = None):
+        self.slots = max(1, slots if slots is not None else (os.cpu_count() or 1))
+        self._lock = threading.Lock()
+        self._free = self.slots
+        self._waiting: collections.deque[threading.Lock] = collections.deque()
+        self._inside = threading.local()
+        self.waits = 0  # times a thread found no slot free and waited (for benchmarks and tests)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        if getattr(self._inside, "held", False):
+            yield
+            return
+        self._acquire()
+        self._inside.held = True
+        try:
+            yield
+        finally:
+            self._inside.held = False
+            self._release()
+
+    def _acquire(self) -> None:
+        with self._lock:
+            if self._free and not self._waiting:
+                self._free -= 1
+                return
+            handed = threading.Lock()
+            handed.acquire()
+            self._waiting.append(handed)
+            self.waits += 1
+        handed.acquire()  # released by `_release`: the slot is this thread's
+
+    def _release(self) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().release()  # the slot goes straight to the first waiter
+            else:
+                self._free += 1
+
+
+class _Ungated:
+    """No gate: every thread works at once (one account, or a few)."""
+
+    slots = None
+    waits = 0
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        yield
+
+
+UNGATED = _Ungated()
