@@ -43,6 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, proc_cpu_seconds, sandbox_cmd, sandbox_stats  # noqa: E402
+from memory_probe import describe  # noqa: E402
 
 PAGE = 250
 
@@ -239,14 +240,16 @@ def write_config(folder: Path, url: str, keys: dict[str, tuple[str, int]], rate:
     return config, env
 
 
-def client_args(config: Path, duckdb: Path, into: str) -> list[str]:
+def client_args(config: Path, duckdb: Path, into: str, probe: Path | None = None) -> list[str]:
     """The client's command: `sqquid-etl extract --all-accounts` into one DuckDB file, or this
     script's `--client-per-file` (the same accounts run, `accounts_run.run_accounts`, a DuckDB
-    file an account)."""
+    file an account). `probe`: the program run by `memory_probe.py` (its memory at its peak of
+    RSS written to that file)."""
     if into == "file-per-account":
         return [sys.executable, __file__, "--client-per-file", str(config), str(duckdb.parent / "files")]
     target = ["--parquet", str(duckdb.parent / "lake")] if into == "parquet" else ["--duckdb", str(duckdb)]
-    return [sys.executable, "-m", "sqquid_etl.cli", "extract", "--all-accounts", "--config", str(config),
+    python = [sys.executable] if probe is None else [sys.executable, str(Path(__file__).parent / "memory_probe.py"), str(probe)]
+    return [*python, "-m", "sqquid_etl.cli", "extract", "--all-accounts", "--config", str(config),
             *target, "--streams", "orders", "--log-format", "json", "--no-progress"]
 
 
@@ -262,12 +265,13 @@ def client_per_file(config: str, folder: str) -> None:
     print(json.dumps(done.summary()))
 
 
-def run_client(config: Path, env: dict, duckdb: Path, into: str, profile: str | None = None) -> tuple[float, float, float, dict, str]:
+def run_client(config: Path, env: dict, duckdb: Path, into: str, profile: str | None = None,
+               probe: Path | None = None) -> tuple[float, float, float, dict, str]:
     """The client in its own process: (wall s, CPU s, peak RSS MB, summary, stderr). Its output
     goes to files, so that `os.wait4` reaps it (its rusage). `profile`: run it under `py-spy
     record` into that file (its figures are then py-spy's too)."""
     spy = ["py-spy", "record", "-r", "50", "-f", "raw", "-o", profile, "--"] if profile else []
-    args = spy + client_args(config, duckdb, into)
+    args = spy + client_args(config, duckdb, into, probe)
     out_path, err_path = duckdb.with_suffix(".out"), duckdb.with_suffix(".err")
     with open(out_path, "w") as out, open(err_path, "w") as err:
         started = time.monotonic()
@@ -284,7 +288,7 @@ def extract_bench(a) -> None:
     pages = int(a.burst + a.rate * a.seconds)
     orders = pages * PAGE - PAGE // 2
     print(f"command: python bench/accounts.py --accounts {a.accounts} --seconds {a.seconds:g} --latency {a.latency:g}"
-          f" --rate {a.rate:g} --burst {a.burst} --into {a.into}")
+          f" --rate {a.rate:g} --burst {a.burst} --into {a.into}{' --probe' if a.probe else ''}")
     print(f"machine: {machine()}")
     proc, url, keys, ready = start_sandbox(a.accounts, orders, 50, rate=a.rate, burst=a.burst,
                                            latency=a.latency, spread=0.0)
@@ -295,7 +299,12 @@ def extract_bench(a) -> None:
             sandbox_stats(url, reset=True)
             cpu_before = proc_cpu_seconds(proc.pid)
             load = LoadSampler(url, a.accounts * pages)
-            wall, cpu, peak, summary, err = run_client(config, env, Path(tmp) / "accounts.duckdb", a.into, a.profile)
+            probe = Path(tmp) / "probe.json" if a.probe else None
+            wall, cpu, peak, summary, err = run_client(config, env, Path(tmp) / "accounts.duckdb", a.into, a.profile, probe)
+            if probe is not None and probe.exists():
+                seen = json.loads(probe.read_text())
+                print("client memory at its peak of RSS (memory_probe.py): " + describe(seen["peak"]))
+                print("  RSS MB at most, every 5 s: " + " ".join(f"{v:.0f}" for v in seen["timeline"]))
             before, during, after = load.stop()
             answered = f"{load.fetched_at:.1f} s" if load.fetched_at is not None else "(within the last 2 s sample)"
             print(f"every page answered after {answered} of the client's {wall:.1f} s")
@@ -353,6 +362,8 @@ def main() -> None:
                     help="one DuckDB file for all accounts or one Parquet directory (account=NAME/ partitions), "
                          "both by extract --all-accounts; or a DuckDB file an account")
     ap.add_argument("--profile", help="record the client with py-spy into this file (raw format)")
+    ap.add_argument("--probe", action="store_true",
+                    help="the client run by bench/memory_probe.py: its memory at its peak of RSS, by kind")
     ap.add_argument("--client-per-file", nargs=2, metavar=("CONFIG", "FOLDER"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.client_per_file:

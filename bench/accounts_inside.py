@@ -46,6 +46,7 @@ refuse_pandas()
 import pyarrow as pa  # noqa: E402
 from accounts import load_average, start_sandbox, stop, write_config  # noqa: E402
 from common import machine, sandbox_stats, thread_timed  # noqa: E402
+from memory_probe import duckdb_mb, heap, smaps  # noqa: E402
 
 if os.environ.get("BENCH_POOL", "system") == "system":
     pa.set_memory_pool(pa.system_memory_pool())
@@ -55,22 +56,6 @@ else:  # BENCH_POOL=jemalloc:DECAY_MS or mimalloc: another Arrow pool, to compar
     if decay:
         pa.jemalloc_set_decay_ms(int(decay))
 PAGE = 250
-
-
-class MallInfo(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in
-                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
-
-
-def heap_mb() -> tuple[float, float]:
-    """(in use, free) MB of the C heap (glibc), or nan."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallinfo2.restype = MallInfo
-        info = libc.mallinfo2()
-    except (OSError, AttributeError):
-        return float("nan"), float("nan")
-    return info.uordblks / 2**20, info.fordblks / 2**20
 
 
 class Watch:
@@ -119,10 +104,10 @@ class Watch:
         second = int(time.monotonic() - self.began) // 5 * 5
         self.timeline[second] = max(self.timeline.get(second, 0.0), rss)
         if rss > self.peak["rss"]:
-            in_use, free = heap_mb()
             pages, page_mb = self._pages_held()
-            self.peak = {"rss": rss, "at s": time.monotonic() - self.began, "RSS MB": rss, "Arrow MB": pa.total_allocated_bytes() / 2**20,
-                         "DuckDB MB": _duckdb_mb(), "C heap in use MB": in_use, "C heap free MB": free,
+            self.peak = {"rss": rss, "at s": time.monotonic() - self.began, "RSS MB": rss, **smaps(), **heap(),
+                         "Arrow MB": pa.total_allocated_bytes() / 2**20, "DuckDB MB": _duckdb_mb(),
+                         "Python blocks": sys.getallocatedblocks(),
                          "pages fetched not taken": pages, "their MB": page_mb, "threads": threading.active_count()}
 
     def _pages_held(self) -> tuple[int, float]:
@@ -154,17 +139,9 @@ def _rss_mb() -> float:
 
 
 def _duckdb_mb() -> float:
-    from sqquid_etl.destinations import duckdb_shared
+    from sqquid_etl.destinations import duckdb_shared  # noqa: F401 - (duckdb_mb reads it from sys.modules)
 
-    total = 0.0
-    for shared in list(duckdb_shared._OPEN.values()):
-        try:
-            cursor = shared.conn.cursor()
-            total += cursor.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchall()[0][0] / 2**20
-            cursor.close()
-        except Exception:  # noqa: BLE001 - closing meanwhile
-            pass
-    return total
+    return duckdb_mb() or 0.0
 
 
 STAGES = collections.Counter()

@@ -218,3 +218,32 @@ def test_no_part_waits_for_a_group_writer_that_ended(tmp_path, grouped, monkeypa
             d.close()
     orders, _, states, _ = _stored(path)
     assert orders == {"acme": 5} and states == {"acme": {}}  # acme's first part (its own), the old state
+
+
+def test_the_group_writer_connects_under_the_process_lock(tmp_path, grouped, monkeypatch):
+    """The file's root connection takes one call at a time (DuckDB refuses a second thread's:
+    ResourceInUseException): the group writer's connection is made, as every destination's, while
+    the process's lock is held, never by its thread beside an account opening its destination."""
+    from sqquid_etl.destinations import duckdb_shared
+
+    made: list[bool] = []
+    real = duckdb_shared.cursor
+
+    def watched(conn):
+        made.append(duckdb_shared._LOCK.locked())
+        return real(conn)
+
+    monkeypatch.setattr(duckdb_shared, "cursor", watched)
+    monkeypatch.setattr(duckdb_group, "cursor", lambda conn: pytest.fail("the group writer's thread made its connection"))
+    path = tmp_path / "w.duckdb"
+    stream, destinations, writers, runs = _writers(path)
+    try:
+        _first_parts(stream, writers, runs)
+        for name in ACCOUNTS:
+            writers[name].commit(NEW, _done(runs[name]))
+    finally:
+        for d in destinations.values():
+            d.close()
+    assert grouped == [list(ACCOUNTS)]
+    assert len(made) == len(ACCOUNTS) + 1 and all(made)  # three destinations' and the group writer's, each under the lock
+    assert _stored(path)[0] == {"acme": 9, "globex": 4, "initech": 4}

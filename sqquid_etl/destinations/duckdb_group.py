@@ -82,8 +82,11 @@ def plain_part(writer: Any, state: str, run: RunRecord) -> Part | None:
 class GroupWriter:
     """The parts waiting for the file's group commit, and the thread that commits them."""
 
-    def __init__(self, shared: Any, tuning: Tuning, seconds: float | None = None):
+    def __init__(self, shared: Any, tuning: Tuning, seconds: float | None = None, conn: Any = None):
+        """`conn`: the thread's connection to the file (`duckdb_shared.new_cursor`, made by the
+        caller: the root connection takes one call at a time); None: made by the thread."""
         self.shared, self.tuning = shared, tuning
+        self._conn = conn
         self.seconds = GROUP_SECONDS if seconds is None else seconds
         self._cond = threading.Condition()
         self._pending: list[Part] = []
@@ -137,11 +140,13 @@ class GroupWriter:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
+        elif thread is None and self._conn is not None:
+            self._conn.close()
 
     def _run(self) -> None:
         taken: list[Part] = []
         try:
-            conn = cursor(self.shared.conn)  # (in the file's database: duckdb_own.connect attaches it)
+            conn = self._conn or cursor(self.shared.conn)  # (in the file's database: duckdb_own.connect attaches it)
             try:
                 while (taken := self._take() or []):
                     self._commit(conn, taken)

@@ -42,8 +42,17 @@ def group_writer(shared: Shared, tuning: Any) -> Any:
 
     with shared.lock:
         if shared.group is None:
-            shared.group = GroupWriter(shared, tuning)
+            shared.group = GroupWriter(shared, tuning, conn=new_cursor(shared))
         return shared.group
+
+
+def new_cursor(shared: Shared) -> Any:
+    """Another connection to the file's database, made under the process's lock as every
+    destination's is: the root connection takes one call at a time, and refuses a second thread's
+    meanwhile (DuckDB's ResourceInUseException: the group writer's, made by its thread while an
+    account opened its destination, failed every account of a run)."""
+    with _LOCK:
+        return cursor(shared.conn)
 
 
 def acquire(path: Path, connect: Callable[[], Any], first: Callable[[Any], None]) -> tuple[Shared, Any]:

@@ -1,0 +1,144 @@
+"""Where a process's memory is at its peak of RSS, sampled from inside it (issue #15).
+
+    python bench/memory_probe.py OUT.json -m sqquid_etl.cli extract --all-accounts ...
+
+runs the module as `python -m` would, with a thread that samples every 0.5 s: RSS and, at each new
+peak, what it is made of: `/proc/self/smaps_rollup` (anonymous, file-backed), the C heap
+(`mallinfo2`: in use in glibc's arenas, free in them, mapped blocks), Arrow's bytes allocated and
+DuckDB's (`duckdb_memory()`), once the program itself has loaded them (the probe imports neither,
+so the program sets Arrow's allocator as it does alone), Python's objects (`sys.getallocatedblocks`)
+and the threads. At exit the peak and an RSS timeline (most every 5 s) go to OUT.json.
+`bench/accounts.py --probe` runs the client so; `bench/accounts_inside.py` uses `Probe` in-process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import json
+import os
+import runpy
+import sys
+import threading
+import time
+
+
+class MallInfo(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+
+def heap() -> dict:
+    """The C heap (glibc's mallinfo2, every arena): MB in use, free in the arenas, in mapped blocks."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = MallInfo
+        info = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return {}
+    return {"C heap in use MB": info.uordblks / 2**20, "C heap free MB": info.fordblks / 2**20,
+            "C heap mapped blocks MB": info.hblkhd / 2**20, "C heap arenas MB": info.arena / 2**20}
+
+
+def smaps() -> dict:
+    out = {}
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                if name in ("Rss", "Anonymous", "Shared_Clean", "Private_Clean"):
+                    out[f"{name} MB"] = int(rest.split()[0]) / 1024
+    except OSError:
+        pass
+    return out
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def duckdb_mb() -> float | None:
+    shared = sys.modules.get("sqquid_etl.destinations.duckdb_shared")
+    if shared is None:
+        return None
+    total = 0.0
+    for one in list(shared._OPEN.values()):
+        try:  # (a connection of the root made under the process's lock, as the program's own)
+            cursor = shared.new_cursor(one) if hasattr(shared, "new_cursor") else one.conn.cursor()
+            total += cursor.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchall()[0][0] / 2**20
+            cursor.close()
+        except Exception:  # noqa: BLE001 - closing meanwhile
+            pass
+    return total
+
+
+class Probe:
+    """Samples every `every` s; `peak` holds the breakdown at the highest RSS seen."""
+
+    def __init__(self, every: float = 0.5):
+        self.peak: dict = {"RSS MB": 0.0}
+        self.timeline: dict[int, float] = {}
+        self.began = time.monotonic()
+        self.extra = lambda: {}  # more figures at a peak (the in-process bench: pages held)
+        self._stop = threading.Event()
+        self._every = every
+        self._thread = threading.Thread(target=self._run, daemon=True, name="bench-probe")
+
+    def start(self) -> "Probe":
+        self.began = time.monotonic()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.sample()
+
+    def sample(self) -> None:
+        rss = rss_mb()
+        second = int(time.monotonic() - self.began) // 5 * 5
+        self.timeline[second] = max(self.timeline.get(second, 0.0), rss)
+        if rss <= self.peak["RSS MB"]:
+            return
+        peak = {"RSS MB": rss, "at s": time.monotonic() - self.began, **smaps(), **heap()}
+        pa = sys.modules.get("pyarrow")
+        if pa is not None and hasattr(pa, "total_allocated_bytes"):
+            peak["Arrow MB"] = pa.total_allocated_bytes() / 2**20
+        duck = duckdb_mb()
+        if duck is not None:
+            peak["DuckDB MB"] = duck
+        peak["Python blocks"] = sys.getallocatedblocks()
+        peak["threads"] = threading.active_count()
+        peak.update(self.extra())
+        self.peak = peak
+
+    def summary(self) -> dict:
+        return {"peak": self.peak, "timeline": [v for _, v in sorted(self.timeline.items())]}
+
+
+def describe(peak: dict) -> str:
+    return ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in peak.items())
+
+
+def main() -> None:
+    out, flag, module, *args = sys.argv[1:]
+    assert flag == "-m", "usage: memory_probe.py OUT.json -m MODULE ARGS..."
+    probe = Probe().start()
+
+    def write() -> None:
+        probe.stop()
+        with open(out, "w") as f:
+            json.dump(probe.summary(), f)
+    atexit.register(write)
+    sys.argv = [module, *args]
+    sys.path[0] = os.getcwd()  # as `python -m` puts the current directory first
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
