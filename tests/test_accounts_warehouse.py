@@ -423,6 +423,36 @@ def test_parquet_single_and_multi_account_are_never_mixed_and_one_account_is_hel
         held.close()
 
 
+def test_the_accounts_of_a_parquet_directory_share_one_duckdb_database_in_a_process(tmp_path):
+    """An in-memory DuckDB costs ~4.4 MB before any query: a hundred accounts' destinations held one
+    each. They share one (a connection each: their own temporary views, commits a few at once); a
+    single-account destination keeps its own; the shared one closes with its last destination."""
+    from sqquid_etl.destinations import parquet_sql
+
+    root, single = tmp_path / "lake", tmp_path / "single"
+    acme, globex = (open_destination(parquet=root, account=name) for name in ("acme", "globex"))
+    alone = open_destination(parquet=single)
+    try:
+        assert list(parquet_sql._OPEN.values())[0][1] == 2 and len(parquet_sql._OPEN) == 1  # the single one not in it
+        assert acme.sql is not globex.sql
+        limit = acme.sql.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        assert limit == globex.sql.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        assert limit != alone.sql.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]  # (160 MB / 40 MB)
+        _commit(acme, [[_order(1, "2024-01-01T00:00:00Z", [10, 11])]], StreamState(cursors={"": "2024-01-01T00:00:00Z"}))
+        _commit(globex, [[_order(1, "2025-01-01T00:00:00Z", [10]), _order(2, "2025-01-02T00:00:00Z")]],
+                StreamState(cursors={"": "2025-01-02T00:00:00Z"}))
+        _commit(alone, [[_order(7, "2024-01-01T00:00:00Z")]], StreamState())
+        assert acme.count_since("orders", "created_at", None, {}) == 1
+        assert globex.count_since("orders", "created_at", None, {}) == 2
+    finally:
+        acme.close()
+        assert len(parquet_sql._OPEN) == 1
+        globex.close()
+        alone.close()
+    assert parquet_sql._OPEN == {} and parquet_sql._USERS == {}
+    assert len(parquet_account_tables(root, "globex", ["orders"])["orders"]) == 2
+
+
 def test_upgrade_a_single_account_parquet_directory_then_the_account_continues(sandbox, tmp_path):
     from click.testing import CliRunner
 

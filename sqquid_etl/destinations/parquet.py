@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
@@ -27,8 +26,9 @@ from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RUN_COLUMNS, RUN_INTEGERS, 
 from ..settings import Tuning
 from ..state import StreamState
 from .account_scope import ACCOUNT, check_account, scoped_definition, stamp, stamp_page
+from . import parquet_sql
 from .commit_slots import commit_slot
-from .duckdb_tuning import check_tuning, tune, within_memory_limit
+from .duckdb_tuning import check_tuning, within_memory_limit
 from .files import check_can_write, fsync_path, link_or_copy
 from .merge_sql import check_columns, counts_at, latest_versions_sql, quote_identifier as _q, sql_path, where_clause
 from .parquet_layout import META_DIR, STATE_FILE, ParquetLayout, release
@@ -94,9 +94,7 @@ class ParquetDestination:
             self.layout.create()
             self._locks = self.layout.lock()
         self._states = JsonStateFile(self.layout.state_file)
-        self.sql = duckdb.connect()
-        self.sql.execute(f"SET temp_directory = {sql_path(self.layout.spill)}")
-        tune(self.sql, self.tuning)
+        self.sql = parquet_sql.connect(self.layout.spill, self.tuning, account)  # (accounts: one database shared)
         if not read_only:
             self.layout.clean_leftovers()
 
@@ -186,7 +184,7 @@ class ParquetDestination:
         return []  # the views are defined by the reader: sql_views.attach_parquet
 
     def close(self) -> None:
-        self.sql.close()
+        parquet_sql.release(self.sql)
         release(self._locks)
 
 
