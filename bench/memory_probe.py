@@ -60,12 +60,12 @@ def rss_mb() -> float:
 
 def duckdb_mb() -> float | None:
     shared = sys.modules.get("sqquid_etl.destinations.duckdb_shared")
-    if shared is None:
+    if shared is None or not hasattr(shared, "new_cursor"):  # (before it: a cursor of the root could fail an account)
         return None
     total = 0.0
     for one in list(shared._OPEN.values()):
         try:  # (a connection of the root made under the process's lock, as the program's own)
-            cursor = shared.new_cursor(one) if hasattr(shared, "new_cursor") else one.conn.cursor()
+            cursor = shared.new_cursor(one)
             total += cursor.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchall()[0][0] / 2**20
             cursor.close()
         except Exception:  # noqa: BLE001 - closing meanwhile
