@@ -18,7 +18,8 @@ program sets up its own (Arrow on the system allocator, no numpy), so that it ca
 `--workers K` runs K fetch workers an account instead of `fetch.default_concurrency`'s.
 Environment variables (SQQUID_FLUSH_ROWS, ...) apply as to an extract; BENCH_GATE=N gives the CPU
 gate of many accounts N slots (0: no gate; accounts_run.CPU_SLOTS); BENCH_GLIBC_DEFAULT=1 leaves
-glibc's mmap threshold as it is (the program fixes it for many accounts, `accounts_cli.py`).
+glibc's mmap threshold as it is (the program fixes it for many accounts, `accounts_cli.py`). BENCH_TRACEMALLOC=1:
+Python's memory by file (tracemalloc) near the peak (slow: small runs).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ refuse_pandas()
 import pyarrow as pa  # noqa: E402
 from accounts import load_average, start_sandbox, stop, write_config  # noqa: E402
 from common import machine, sandbox_stats, thread_timed  # noqa: E402
-from memory_probe import duckdb_mb, heap, smaps  # noqa: E402
+from memory_probe import describe, duckdb_mb, heap, python_top, smaps, thread_kinds  # noqa: E402
 
 if os.environ.get("BENCH_POOL", "system") == "system":
     pa.set_memory_pool(pa.system_memory_pool())
@@ -68,6 +69,7 @@ class Watch:
         self.fetches: weakref.WeakSet = weakref.WeakSet()
         self.began = time.monotonic()
         self.timeline: dict[int, float] = {}  # RSS MB at most, every 5 s from the start
+        self.traced_at, self.python = 0.0, []  # BENCH_TRACEMALLOC=1: Python's memory by file near the peak
         self._stop = threading.Event()
         self._tick = os.sysconf("SC_CLK_TCK")
         self._thread = threading.Thread(target=self._run, daemon=True, name="bench-watch")
@@ -108,7 +110,10 @@ class Watch:
             self.peak = {"rss": rss, "at s": time.monotonic() - self.began, "RSS MB": rss, **smaps(), **heap(),
                          "Arrow MB": pa.total_allocated_bytes() / 2**20, "DuckDB MB": _duckdb_mb(),
                          "Python blocks": sys.getallocatedblocks(),
-                         "pages fetched not taken": pages, "their MB": page_mb, "threads": threading.active_count()}
+                         "pages fetched not taken": pages, "their MB": page_mb, "threads": threading.active_count(),
+                         "thread kinds": thread_kinds()}
+            if os.environ.get("BENCH_TRACEMALLOC") and rss > self.traced_at + 10:  # (costly: at most every 10 MB)
+                self.traced_at, self.python = rss, python_top()
 
     def _pages_held(self) -> tuple[int, float]:
         count, size = 0, 0
@@ -206,6 +211,10 @@ def main() -> None:
     if os.environ.get("BENCH_SWITCH"):  # the interpreter's switch interval, seconds (an experiment)
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
 
+    if os.environ.get("BENCH_TRACEMALLOC"):  # where Python's memory is at the peak (slow: small runs)
+        import tracemalloc
+
+        tracemalloc.start(1)
     if a.stages:
         wrap_stages()
         import gc
@@ -260,7 +269,9 @@ def report(a, done, wall, usage_before, usage, watch: Watch, before: dict, stats
     for label in sorted(STAGES):
         print(f"  {label:42s} {1000 * STAGES[label] / page_count:6.2f} ms a page")
     print("  RSS MB at most, every 5 s: " + " ".join(f"{v:.0f}" for _, v in sorted(watch.timeline.items())))
-    print("  at the peak of RSS: " + ", ".join(f"{k} {v:.0f}" for k, v in watch.peak.items() if k != "rss"))
+    print("  at the peak of RSS: " + describe({k: v for k, v in watch.peak.items() if k != "rss"}))
+    if watch.python:
+        print("  Python's memory (tracemalloc) near the peak, by file: " + "; ".join(watch.python))
     print(f"  load average (1 min): {load[0]:.2f} before, {load[1]:.2f} after")
 
 

@@ -73,6 +73,27 @@ def duckdb_mb() -> float | None:
     return total
 
 
+def thread_kinds() -> str:
+    """The threads by name, numbers left out (`sqquid-account-acct1/fetch-2` -> `sqquid-account-acct/fetch-`)."""
+    import collections
+    import re
+
+    kinds = collections.Counter(re.sub(r"\d+", "", t.name) for t in threading.enumerate())
+    return " ".join(f"{name}:{n}" for name, n in kinds.most_common(8))
+
+
+def python_top(limit: int = 12) -> list[str]:
+    """Where Python's traced memory is (`tracemalloc` started): the largest files, MB."""
+    import tracemalloc
+
+    if not tracemalloc.is_tracing():
+        return []
+    stats = tracemalloc.take_snapshot().statistics("filename")
+    total = sum(s.size for s in stats)
+    return [f"traced {total / 2**20:.0f} MB"] + [f"{s.traceback[0].filename.split('site-packages/')[-1]} "
+                                                 f"{s.size / 2**20:.1f}" for s in stats[:limit]]
+
+
 class Probe:
     """Samples every `every` s; `peak` holds the breakdown at the highest RSS seen."""
 
@@ -114,6 +135,7 @@ class Probe:
             peak["DuckDB MB"] = duck
         peak["Python blocks"] = sys.getallocatedblocks()
         peak["threads"] = threading.active_count()
+        peak["thread kinds"] = thread_kinds()
         peak.update(self.extra())
         self.peak = peak
 

@@ -45,6 +45,31 @@ def _commit(destination, pages, state, run_id="r1", replace=False):
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_long_stream_is_staged_in_several_files_and_committed_whole(tmp_path, kind, monkeypatch):
+    """A staged file holds a few batches (`staging.FILE_BATCHES`), then the next begins: an open
+    Parquet writer keeps each row group's metadata until it is closed. Every file is read back."""
+    from sqquid_etl.destinations import staging
+
+    monkeypatch.setattr(staging, "FILE_BATCHES", 2)
+    destination = open_destination(**{kind: _location(kind, tmp_path)}, tuning=Tuning(flush_rows=1))
+    try:
+        writer = destination.begin(ORDERS, replace=False)
+        for n in range(1, 8):
+            writer.write(page_to_tables(ORDERS, [_order(n, f"2024-01-0{n}T00:00:00Z", items=(10 * n,))]))
+        writer.write(page_to_tables(ORDERS, [_order(3, "2024-01-03T00:00:00Z", items=(30,), total="9.00")]))
+        if hasattr(writer, "stage"):
+            writer.stage.finish()
+            assert len(writer.stage.files("orders")) == 4
+        assert writer.distinct_keys("orders") == 7
+        writer.commit(StreamState(), RunRecord(run_id="r1", stream="orders", started_at="2024-01-01T00:00:00+00:00"))
+        assert destination.count_since("orders", "created_at", None, {}) == 7
+        assert destination.count_since("orders", "created_at", None, {"id": "3", "total": "9.00"}) == 1
+        assert destination.count_since("order_items", "sku", None, {}) == 7
+    finally:
+        destination.close()
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
 @pytest.mark.parametrize("flush_rows", [1, 10_000])
 @pytest.mark.parametrize("count_keys", [True, False])
 def test_the_last_version_of_a_key_wins_across_pages_and_batches(tmp_path, kind, flush_rows, count_keys):

@@ -52,9 +52,9 @@ def _done(run: RunRecord) -> RunRecord:
     return run
 
 
-def _writers(path):
+def _writers(path, tuning=None):
     stream = load_definitions()["orders"]
-    destinations = {name: open_destination(path, account=name) for name in ACCOUNTS}
+    destinations = {name: open_destination(path, account=name, tuning=tuning) for name in ACCOUNTS}
     writers = {name: d.begin(stream, replace=False) for name, d in destinations.items()}
     runs = {name: RunRecord(run_id=f"r-{name}", stream="orders", started_at="2024-01-01T00:00:00+00:00") for name in ACCOUNTS}
     return stream, destinations, writers, runs
@@ -247,3 +247,30 @@ def test_the_group_writer_connects_under_the_process_lock(tmp_path, grouped, mon
     assert grouped == [list(ACCOUNTS)]
     assert len(made) == len(ACCOUNTS) + 1 and all(made)  # three destinations' and the group writer's, each under the lock
     assert _stored(path)[0] == {"acme": 9, "globex": 4, "initech": 4}
+
+
+def test_a_part_staged_in_several_files_is_committed_whole(tmp_path, grouped, monkeypatch):
+    """A part's pages staged in several files (`staging.FILE_BATCHES`): the group inserts all of them."""
+    from sqquid_etl.destinations import staging
+    from sqquid_etl.settings import Tuning
+
+    monkeypatch.setattr(staging, "FILE_BATCHES", 1)
+    path = tmp_path / "w.duckdb"
+    stream, destinations, writers, runs = _writers(path, Tuning(flush_rows=1))
+    try:
+        writers["acme"].write(page_to_tables(stream, _page(1, 5)))
+        assert writers["acme"].commit_part(StreamState(), runs["acme"])  # (creates the tables)
+        for k, name in enumerate(ACCOUNTS):
+            for n in range(3):
+                writers[name].write(page_to_tables(stream, _page(100 * (k + 1) + 10 * n, 4)))
+            assert writers[name].commit_part(StreamState(), runs[name])
+        assert [len(w._grouped[0].files["orders"][0]) for w in writers.values()] == [3, 3, 3]
+        for name in ACCOUNTS:
+            writers[name].commit(NEW, _done(runs[name]))
+    finally:
+        for d in destinations.values():
+            d.close()
+    assert grouped == [list(ACCOUNTS)]
+    orders, items, states, run_rows = _stored(path)
+    assert orders == {"acme": 17, "globex": 12, "initech": 12} and items == {a: 2 * n for a, n in orders.items()}
+    assert run_rows == {"acme": ("ok", 17), "globex": ("ok", 12), "initech": ("ok", 12)}

@@ -46,7 +46,7 @@ class Part:
 
     account: str
     stream: str
-    files: dict[str, tuple[Path, tuple[str, ...]]]  # table -> (its staged Parquet file, the columns to insert)
+    files: dict[str, tuple[list[Path], tuple[str, ...]]]  # table -> (its staged Parquet files, the columns to insert)
     state: str  # the state the part stores (JSON)
     run: RunRecord
     directory: Path  # the staged files' directory, removed once the part is done
@@ -73,7 +73,7 @@ def plain_part(writer: Any, state: str, run: RunRecord) -> Part | None:
     staged_keys = ranges[first][1:] if first in ranges else None
     if staged_keys is not None and not writer._part_keys.apart(staged_keys):
         return None
-    files = {name: (stage.path(name), tuple(next(t for t in stream.tables if t.name == name).column_names))
+    files = {name: (stage.files(name), tuple(next(t for t in stream.tables if t.name == name).column_names))
              for name in ranges}
     writer._part_keys.add(staged_keys)
     return Part(writer.account, stream.name, files, state, run, stage.directory)
@@ -200,8 +200,8 @@ class GroupWriter:
         in one transaction under the file's lock."""
         by_table: dict[tuple[str, tuple[str, ...]], list[Path]] = {}
         for part in parts:
-            for table, (path, columns) in part.files.items():
-                by_table.setdefault((table, columns), []).append(path)
+            for table, (paths, columns) in part.files.items():
+                by_table.setdefault((table, columns), []).extend(paths)
         last = list({(p.account, p.stream): p for p in parts}.values())  # an account's last part: its state, run row
 
         def work() -> None:

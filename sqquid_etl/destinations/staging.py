@@ -27,6 +27,10 @@ from .merge_sql import sql_path
 
 
 REJECTED_SCHEMA = pa.schema([(name, pa.string()) for name in REJECTED_COLUMNS])
+# batches (row groups) a staged file holds before the next begins: an open Parquet writer keeps the
+# metadata of each row group it wrote (~25 KB for 30 columns) until it is closed, and a Parquet
+# destination stages a whole run (at 100 accounts x 60 s ~190 MB of it: docs/benchmarks.md, tenth session)
+FILE_BATCHES = 8
 
 
 def keys_unique(batch: pa.Table, keys: list[str]) -> bool:
@@ -55,6 +59,8 @@ class ParquetStage:
         self._rows: dict[str, int] = {name: 0 for name in self._tables}
         self._files: dict[str, list[Path]] = {}  # table -> its staged files (one more each time its columns grow)
         self._schemas: dict[str, pa.Schema] = {}  # table -> the columns of its last file
+        self._widened: set[str] = set()  # tables whose files differ in columns (undocumented ones came)
+        self._in_file: dict[str, int] = {}  # table -> batches in its open file
         self.extras = ExtraColumns()
         self.extra_types = self.extras.types  # table -> {undocumented column: its type so far}
         self._keys = {t.name: t.primary_key for t in stream.tables}
@@ -103,15 +109,19 @@ class ParquetStage:
 
             self.directory.mkdir(parents=True, exist_ok=True)
             files = self._files.setdefault(name, [])
-            if not files or self._schemas[name] != batch.schema:
-                files.append(self.directory / (f"{name}.parquet" if not files else f"{name}.{len(files)}.parquet"))
-                self._schemas[name] = batch.schema
+            if files and self._schemas[name] != batch.schema:
+                self._widened.add(name)
+            files.append(self.directory / (f"{name}.parquet" if not files else f"{name}.{len(files)}.parquet"))
+            self._schemas[name], self._in_file[name] = batch.schema, 0
             # plain (no compression, dictionaries or statistics): staged files live for one run,
             # and DuckDB encodes the data when it stores it
             writer = self._writers[name] = pq.ParquetWriter(
                 files[-1], batch.schema, compression="none", use_dictionary=False, write_statistics=False
             )
         writer.write_table(batch)
+        self._in_file[name] += 1
+        if self._in_file[name] >= FILE_BATCHES:  # its row groups' metadata written out and freed
+            self._writers.pop(name).close()
 
     def key_range(self, table: str) -> tuple[bool, object, object] | None:
         """Of a table's staged rows (after `finish`): whether each key came once, and the smallest
@@ -149,7 +159,12 @@ class ParquetStage:
         files = self._files[table]
         if len(files) == 1:
             return f"read_parquet({sql_path(files[0])})"
-        return f"read_parquet([{', '.join(sql_path(p) for p in files)}], union_by_name = true)"
+        by_name = ", union_by_name = true" if table in self._widened else ""
+        return f"read_parquet([{', '.join(sql_path(p) for p in files)}]{by_name})"
+
+    def files(self, table: str) -> list[Path]:
+        """A table's staged files (after `finish`; none when it received no row)."""
+        return list(self._files.get(table, ()))
 
     def discard(self) -> None:
         """Drop the staged pages (idempotent: a failed commit and its caller may both discard)."""
