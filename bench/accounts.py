@@ -305,6 +305,7 @@ def extract_bench(a) -> None:
                 seen = json.loads(probe.read_text())
                 print("client memory at its peak of RSS (memory_probe.py): " + describe(seen["peak"]))
                 print("  RSS MB at most, every 5 s: " + " ".join(f"{v:.0f}" for v in seen["timeline"]))
+                print("  every 20 s, RSS/C heap in use/free/mapped/Arrow MB: " + seen.get("parts", ""))
             before, during, after = load.stop()
             answered = f"{load.fetched_at:.1f} s" if load.fetched_at is not None else "(within the last 2 s sample)"
             print(f"every page answered after {answered} of the client's {wall:.1f} s")

@@ -47,7 +47,7 @@ refuse_pandas()
 import pyarrow as pa  # noqa: E402
 from accounts import load_average, start_sandbox, stop, write_config  # noqa: E402
 from common import machine, sandbox_stats, thread_timed  # noqa: E402
-from memory_probe import describe, duckdb_mb, heap, python_top, smaps, thread_kinds  # noqa: E402
+from memory_probe import _parts, describe, duckdb_mb, heap, python_top, smaps, thread_kinds  # noqa: E402
 
 if os.environ.get("BENCH_POOL", "system") == "system":
     pa.set_memory_pool(pa.system_memory_pool())
@@ -67,8 +67,10 @@ class Watch:
         self.cpu: dict[int, tuple[float, float]] = {}
         self.peak: dict = {"rss": 0.0}
         self.fetches: weakref.WeakSet = weakref.WeakSet()
+        self.stages: weakref.WeakSet = weakref.WeakSet()  # every ParquetStage: its batches buffered
         self.began = time.monotonic()
         self.timeline: dict[int, float] = {}  # RSS MB at most, every 5 s from the start
+        self.parts: dict[int, str] = {}  # every 20 s: RSS / C heap in use / free / mapped / Arrow MB
         self.traced_at, self.python = 0.0, []  # BENCH_TRACEMALLOC=1: Python's memory by file near the peak
         self._stop = threading.Event()
         self._tick = os.sysconf("SC_CLK_TCK")
@@ -104,16 +106,25 @@ class Watch:
             self.cpu[int(tid)] = (int(fields[11]) / self._tick, int(fields[12]) / self._tick)
         rss = _rss_mb()
         second = int(time.monotonic() - self.began) // 5 * 5
+        if second not in self.timeline and second % 20 == 0:
+            self.parts[second] = _parts(rss)
         self.timeline[second] = max(self.timeline.get(second, 0.0), rss)
         if rss > self.peak["rss"]:
             pages, page_mb = self._pages_held()
             self.peak = {"rss": rss, "at s": time.monotonic() - self.began, "RSS MB": rss, **smaps(), **heap(),
                          "Arrow MB": pa.total_allocated_bytes() / 2**20, "DuckDB MB": _duckdb_mb(),
                          "Python blocks": sys.getallocatedblocks(),
-                         "pages fetched not taken": pages, "their MB": page_mb, "threads": threading.active_count(),
+                         "pages fetched not taken": pages, "their MB": page_mb, "staged in Arrow MB": self._staged_mb(), "threads": threading.active_count(),
                          "thread kinds": thread_kinds()}
             if os.environ.get("BENCH_TRACEMALLOC") and rss > self.traced_at + 10:  # (costly: at most every 10 MB)
                 self.traced_at, self.python = rss, python_top()
+
+    def _staged_mb(self) -> float:
+        size = 0
+        for stage in list(self.stages):
+            for pages in list(stage._buffer._pages.values()):
+                size += sum(page.nbytes for page in list(pages))
+        return size / 2**20
 
     def _pages_held(self) -> tuple[int, float]:
         count, size = 0, 0
@@ -229,6 +240,14 @@ def main() -> None:
         made(self, *args, **kwargs)
         watch.fetches.add(self)
     fetch_concurrent.ConcurrentFetch.__init__ = remembered
+    from sqquid_etl.destinations import staging
+
+    staged = staging.ParquetStage.__init__
+
+    def kept(self, *args, **kwargs):
+        staged(self, *args, **kwargs)
+        watch.stages.add(self)
+    staging.ParquetStage.__init__ = kept
 
     pages = int(a.burst + a.rate * a.seconds)
     proc, url, keys, _ = start_sandbox(a.accounts, pages * PAGE - PAGE // 2, 50, rate=a.rate, burst=a.burst,
@@ -269,6 +288,7 @@ def report(a, done, wall, usage_before, usage, watch: Watch, before: dict, stats
     for label in sorted(STAGES):
         print(f"  {label:42s} {1000 * STAGES[label] / page_count:6.2f} ms a page")
     print("  RSS MB at most, every 5 s: " + " ".join(f"{v:.0f}" for _, v in sorted(watch.timeline.items())))
+    print("  every 20 s, RSS/C heap in use/free/mapped/Arrow MB: " + " ".join(f"{s}s:{v}" for s, v in sorted(watch.parts.items())))
     print("  at the peak of RSS: " + describe({k: v for k, v in watch.peak.items() if k != "rss"}))
     if watch.python:
         print("  Python's memory (tracemalloc) near the peak, by file: " + "; ".join(watch.python))

@@ -100,6 +100,7 @@ class Probe:
     def __init__(self, every: float = 0.5):
         self.peak: dict = {"RSS MB": 0.0}
         self.timeline: dict[int, float] = {}
+        self.parts: dict[int, str] = {}  # every 20 s: RSS / C heap in use / free / mapped / Arrow MB
         self.began = time.monotonic()
         self.extra = lambda: {}  # more figures at a peak (the in-process bench: pages held)
         self._stop = threading.Event()
@@ -123,6 +124,8 @@ class Probe:
     def sample(self) -> None:
         rss = rss_mb()
         second = int(time.monotonic() - self.began) // 5 * 5
+        if second not in self.timeline and second % 20 == 0:  # what the RSS is made of, every 20 s
+            self.parts[second] = _parts(rss)
         self.timeline[second] = max(self.timeline.get(second, 0.0), rss)
         if rss <= self.peak["RSS MB"]:
             return
@@ -140,7 +143,17 @@ class Probe:
         self.peak = peak
 
     def summary(self) -> dict:
-        return {"peak": self.peak, "timeline": [v for _, v in sorted(self.timeline.items())]}
+        return {"peak": self.peak, "timeline": [v for _, v in sorted(self.timeline.items())],
+                "parts": " ".join(f"{s}s:{v}" for s, v in sorted(self.parts.items()))}
+
+
+def _parts(rss: float) -> str:
+    """RSS/in use/free/mapped/Arrow, MB (the C heap's three from mallinfo2)."""
+    h = heap()
+    pa = sys.modules.get("pyarrow")
+    arrow = pa.total_allocated_bytes() / 2**20 if pa is not None and hasattr(pa, "total_allocated_bytes") else 0.0
+    return "/".join(f"{v:.0f}" for v in (rss, h.get("C heap in use MB", 0), h.get("C heap free MB", 0),
+                                          h.get("C heap mapped blocks MB", 0), arrow))
 
 
 def describe(peak: dict) -> str:
