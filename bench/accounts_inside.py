@@ -17,9 +17,9 @@ program sets up its own (Arrow on the system allocator, no numpy), so that it ca
   taken by their account, the threads.
 `--workers K` runs K fetch workers an account instead of `fetch.default_concurrency`'s.
 Environment variables (SQQUID_FLUSH_ROWS, ...) apply as to an extract; BENCH_GATE=N gives the CPU
-gate of many accounts N slots (0: no gate; accounts_run.CPU_SLOTS); BENCH_GLIBC_DEFAULT=1 leaves
-glibc's mmap threshold as it is (the program fixes it for many accounts, `accounts_cli.py`). BENCH_TRACEMALLOC=1:
-Python's memory by file (tracemalloc) near the peak (slow: small runs).
+gate of many accounts N slots (0: no gate; accounts_run.CPU_SLOTS), BENCH_GATE_FIFO=1 serves its slots in one
+queue; BENCH_GLIBC_DEFAULT=1 leaves glibc's mmap threshold as it is (the program fixes it for many accounts,
+`accounts_cli.py`). BENCH_TRACEMALLOC=1: Python's memory by file (tracemalloc) near the peak (slow: small runs).
 """
 
 from __future__ import annotations
@@ -219,6 +219,10 @@ def main() -> None:
         from sqquid_etl import accounts_run
 
         accounts_run.CPU_SLOTS = int(os.environ["BENCH_GATE"])
+    if os.environ.get("BENCH_GATE_FIFO"):  # one queue for the gate's slots (not the pages' consumers first)
+        from sqquid_etl import cpu_gate
+
+        cpu_gate.CpuGate.consumers_first = False
     if os.environ.get("BENCH_SWITCH"):  # the interpreter's switch interval, seconds (an experiment)
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
 

@@ -241,7 +241,7 @@ def _stage_pages(run: StreamRun, windows: list[Window], writer, tracker: CursorT
         _tally_page(run, writer, partition, tables, rejected_keys)
         if tables.extras:
             tables.extras = undocumented_fields(run, writer, tables.extras)
-        with gate.held():  # the CPU shared with the other accounts of the process (cpu_gate.py)
+        with gate.held(first=True):  # the CPU shared with the other accounts of the process (cpu_gate.py)
             writer.write(tables)
         tracker.observe(partition, tables)
         result.pages += 1

@@ -32,7 +32,7 @@ def read_tables(
     the plan it was read with (`records.page_tables`)."""
     gate = getattr(client, "cpu_gate", UNGATED)
     for partition, page in fetch_pages(stream, client, windows, key_batches, prefetch, stats=stats):
-        with gate.held(), _collector_paused():
+        with gate.held(first=True), _collector_paused():
             tables = page_tables(stream, page, partition)
         yield partition, tables
 

@@ -106,9 +106,9 @@ class _Recording(CpuGate):
         super().__init__(2)
         self.entered = 0
 
-    def held(self):
+    def held(self, first: bool = False):
         self.entered += 1
-        return super().held()
+        return super().held(first)
 
 
 def test_an_extract_decodes_converts_and_stages_every_page_holding_a_slot(make_sandbox, tmp_path, monkeypatch):
@@ -143,3 +143,31 @@ def test_an_extract_decodes_converts_and_stages_every_page_holding_a_slot(make_s
     assert not outside, f"page work done without a slot: {outside}"
     assert gate.entered >= 3 * pages
     assert gate._free == 2
+
+
+def test_the_pages_consumers_are_served_before_the_decoders():
+    """Conversion and staging (`held(first=True)`, the account's thread) get a slot before the
+    decoding of pages just come, each kind in the order asked."""
+    gate = CpuGate(1)
+    order: list[str] = []
+    release = threading.Event()
+
+    def holder():
+        with gate.held():
+            release.wait(5)
+
+    def asks(name: str, first: bool):
+        with gate.held(first=first):
+            order.append(name)
+
+    threads = [threading.Thread(target=holder)]
+    threads[0].start()
+    _wait_for(lambda: gate._free == 0, "the slot taken")
+    for i, (name, first) in enumerate([("decode 1", False), ("convert 1", True), ("decode 2", False), ("stage 1", True)]):
+        threads.append(threading.Thread(target=asks, args=(name, first)))
+        threads[-1].start()
+        _wait_for(lambda: len(gate._waiting) + len(gate._first) == i + 1, f"{name} queued")
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert order == ["convert 1", "stage 1", "decode 1", "decode 2"]
