@@ -587,7 +587,11 @@ def test_two_accounts_into_one_s3_prefix_at_once_each_its_own_manifest(make_sand
     acme, globex = make_sandbox(seed=1, orders=300, products=100), make_sandbox(seed=2, orders=200, products=80)
     lake = f"s3://{bucket}/lake"
     destinations = {name: open_destination(parquet=lake, account=name) for name in ("acme", "globex")}
+    from sqquid_etl.destinations import parquet_sql
+
+    assert [users for _, users in parquet_sql._OPEN.values()] == [2]  # one DuckDB for both (parquet_sql.py)
     extract_at_once(destinations, {"acme": acme, "globex": globex})
+    assert parquet_sql._OPEN == {}  # closed with the last of them
     s3 = boto3.client("s3")
     for name, sandbox in (("acme", acme), ("globex", globex)):
         manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"lake/_sqquid/accounts/{name}/manifest.json")["Body"].read())

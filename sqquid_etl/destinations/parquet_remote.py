@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -19,12 +18,13 @@ from ..settings import Tuning
 from ..state import StreamState
 from .account_scope import ACCOUNT, check_account, stamp
 from .duckdb_history import history_table
-from .duckdb_tuning import check_tuning, tune
+from . import parquet_sql
+from .duckdb_tuning import check_tuning
 from .merge_sql import quote_identifier as _q, sql_path
 from .object_store import ObjectStore
 from .parquet import ParquetDestination, ParquetStreamWriter, run_table
 from .parquet_layout import REJECTED_DIR, RUNS_DIR
-from .parquet_store_layout import MANIFEST, MULTI_ACCOUNT, Manifest, StoreLayout
+from .parquet_store_layout import MANIFEST, MULTI_ACCOUNT, Manifest, StoreLayout, process_spill
 from .state_file import JsonStateFile
 from .store_lock import StoreLock
 
@@ -77,11 +77,13 @@ class StoreParquetDestination(ParquetDestination):
             self.layout.guard = self._lock.check
             self.layout.open(create=True)
             self._states = ManifestStates(self.layout)
-            self.sql = duckdb.connect()
-            self.sql.execute(f"SET temp_directory = {sql_path(self.layout.spill)}")
-            tune(self.sql, self.tuning)
+            # bound to an account: one database for the process's accounts on object storage (parquet_sql.py)
+            spill = self.layout.spill if self.account is None else process_spill()
+            self.sql = parquet_sql.connect(spill, self.tuning, self.account)
             self.layout.clean_leftovers()
         except BaseException:
+            if hasattr(self, "sql"):
+                parquet_sql.release(self.sql)
             self._release()
             raise
 
@@ -112,7 +114,7 @@ class StoreParquetDestination(ParquetDestination):
 
     def close(self) -> None:
         if hasattr(self, "sql"):
-            self.sql.close()
+            parquet_sql.release(self.sql)
         self._release()
 
 

@@ -82,6 +82,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def process_spill() -> Path:
+    """Where the DuckDB shared by this process's destinations bound to accounts spills (removed,
+    as a working directory, once the process is gone)."""
+    return WORK_ROOT / f"{os.getpid()}-spill"
+
+
 def _work_dir() -> Path:
     """This process's local working directory; those of processes gone are removed."""
     WORK_ROOT.mkdir(parents=True, exist_ok=True)
