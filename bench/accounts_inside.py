@@ -19,7 +19,8 @@ program sets up its own (Arrow on the system allocator, no numpy), so that it ca
 Environment variables (SQQUID_FLUSH_ROWS, ...) apply as to an extract; BENCH_GATE=N gives the CPU
 gate of many accounts N slots (0: no gate; accounts_run.CPU_SLOTS), BENCH_GATE_FIFO=1 serves its slots in one
 queue; BENCH_GLIBC_DEFAULT=1 leaves glibc's mmap threshold as it is (the program fixes it for many accounts,
-`accounts_cli.py`). BENCH_TRACEMALLOC=1: Python's memory by file (tracemalloc) near the peak (slow: small runs).
+`accounts_cli.py`). BENCH_TRACEMALLOC=1: Python's memory by file (tracemalloc) near the peak (slow: small runs). BENCH_GROUP_SECONDS=S: a part
+waits at most S s for the others' (duckdb_group.GROUP_SECONDS).
 """
 
 from __future__ import annotations
@@ -223,6 +224,10 @@ def main() -> None:
         from sqquid_etl import cpu_gate
 
         cpu_gate.CpuGate.consumers_first = False
+    if os.environ.get("BENCH_GROUP_SECONDS"):  # how long a part waits for the others (duckdb_group, an experiment)
+        from sqquid_etl.destinations import duckdb_group
+
+        duckdb_group.GROUP_SECONDS = float(os.environ["BENCH_GROUP_SECONDS"])
     if os.environ.get("BENCH_SWITCH"):  # the interpreter's switch interval, seconds (an experiment)
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
 
