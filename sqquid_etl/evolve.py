@@ -163,17 +163,19 @@ def _extras(table: TableSpec | None, rows: list[dict], known: frozenset, owners:
     names = set().union(*(rows if dicts else [row for row in rows if type(row) is dict])) - known
     firsts = {name: next(i for i, row in enumerate(rows) if type(row) is dict and name in row) for name in names}
 
-    def values_of(name: str) -> list:
-        return list(map(dict.get, rows, repeat(name))) if dicts else [row.get(name) if type(row) is dict else None for row in rows]
+    def texts_of(name: str) -> tuple[str, list]:
+        values = list(map(dict.get, rows, repeat(name))) if dicts else [row.get(name) if type(row) is dict else None for row in rows]
+        kind = values_type(values)
+        return kind, values_text(values, kind, finite)
 
-    return extras_found(table, rows, firsts, values_of, owners, key, read, finite)
+    return extras_found(table, rows, firsts, texts_of, owners, key, read)
 
 
-def extras_found(table: TableSpec | None, rows: list, firsts: dict, values_of: Callable[[str], list],
-                 owners: Any, key: Callable[[Any], Any], read: dict | None = None, finite: bool = False) -> list[Extra]:
+def extras_found(table: TableSpec | None, rows: list, firsts: dict, texts_of: Callable[[str], tuple[str, list]],
+                 owners: Any, key: Callable[[Any], Any], read: dict | None = None) -> list[Extra]:
     """The undocumented fields found on `rows` (`firsts`: each field -> the first row holding
-    it), with their values (`values_of`, or as Arrow read them: `read`) as text, in the order
-    they first come."""
+    it), with their type and values as text (`texts_of`, or as Arrow read them: `read`), in the
+    order they first come."""
     taken = {c.name.lower() for c in table.columns} if table is not None else set()
     out, records = [], {}
     for name in sorted(firsts, key=lambda n: (firsts[n], n)):  # as they first come
@@ -181,9 +183,7 @@ def extras_found(table: TableSpec | None, rows: list, firsts: dict, values_of: C
         if array is not None and len(array) == len(rows) and (array.type in _ARROW_KINDS or array.null_count == len(array)):
             kind, texts = array_text(array)
         else:
-            values = values_of(name)
-            kind = values_type(values)
-            texts = values_text(values, kind, finite)
+            kind, texts = texts_of(name)
         first = firsts[name]
         if first not in records:  # (the key of a record holding several, once)
             records[first] = key(rows[first] if owners is None else owners[first])

@@ -14,11 +14,12 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass, field
-from operator import attrgetter
+from itertools import compress, count, repeat
+from operator import attrgetter, is_not
 from typing import Any, Callable, ClassVar
 
 from .definitions import StreamDefinition, TableSpec
-from .evolve import ItemOwners, extras_found, known_fields
+from .evolve import ItemOwners, extras_found, known_fields, values_text, values_type
 from .plan import ReadPlan
 
 try:
@@ -162,7 +163,23 @@ def _level_extras(table: TableSpec, path: str | None, rows: list, owners: Any, t
         if first is not None:
             firsts[name] = first
 
-    def values_of(name: str) -> list:
-        return types.values(path, name, rows)
+    def texts_of(name: str) -> tuple[str, list]:
+        return held_texts(list(map(types.attrs[(path, name)], rows)))
 
-    return extras_found(table, rows, firsts, values_of, owners, key, read, True)
+    return extras_found(table, rows, firsts, texts_of, owners, key, read)
+
+
+def held_texts(values: list) -> tuple[str, list]:
+    """The type and texts (`evolve.values_type`, `values_text`) of an undocumented field's values
+    on a level's rows, UNSET where a row does not hold it: a row holds a few of the undocumented
+    fields, so only the values of the rows holding it are looked at, the others' texts left null."""
+    held = list(compress(count(), map(is_not, values, repeat(UNSET))))
+    if len(held) == len(values):
+        kind = values_type(values)
+        return kind, values_text(values, kind, True)
+    present = list(map(values.__getitem__, held))
+    kind = values_type(present)
+    texts: list = [None] * len(values)
+    for row, text in zip(held, values_text(present, kind, True)):
+        texts[row] = text
+    return kind, texts
