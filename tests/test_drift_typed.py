@@ -113,3 +113,11 @@ def test_row_types_are_built_once_a_plan_and_dropped_with_it(stream):
     del plan
     gc.collect()
     assert all(t is not types for t in typed_rows._CACHE.values())
+
+
+def test_an_undocumented_fields_texts_are_made_of_the_rows_holding_it():
+    unset = typed_rows.UNSET
+    assert typed_rows.held_texts([unset, {"a": 1}, None, unset, [2]]) == ("JSON", [None, '{"a":1}', None, None, "[2]"])
+    assert typed_rows.held_texts([unset, 3, unset, True]) == ("VARCHAR", [None, "3", None, "true"])
+    assert typed_rows.held_texts([1.5, None, 2]) == ("DOUBLE", ["1.5", None, "2"])  # held by every row
+    assert typed_rows.held_texts([unset, None]) == ("NULL", [None, None])
