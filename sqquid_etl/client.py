@@ -44,6 +44,7 @@ class ClientStats:
     logins: int = 0
     paced_seconds: float = 0.0
     answer_seconds: float | None = None  # how long the API takes to answer (a moving average; None: not yet asked)
+    fastest_answer_seconds: float | None = None  # the quickest answer so far (None: not yet asked)
 
 
 class SqquidClient:
@@ -263,6 +264,8 @@ class SqquidClient:
         with self._stats_lock:
             before = self.stats.answer_seconds
             self.stats.answer_seconds = seconds if before is None else 0.8 * before + 0.2 * seconds
+            fastest = self.stats.fastest_answer_seconds
+            self.stats.fastest_answer_seconds = seconds if fastest is None else min(fastest, seconds)
 
     def _count(self, **increments: float) -> None:
         with self._stats_lock:

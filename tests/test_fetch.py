@@ -317,3 +317,34 @@ def test_a_client_without_a_spare_request_in_flight(rate, answer, expected):
         stats = ClientStats(answer_seconds=answer)
 
     assert default_concurrency(Client()) == expected
+
+
+def test_one_of_many_accounts_is_sized_by_its_fastest_answer():
+    """At the start of a run of many accounts, every account logs in and counts at once: the
+    answers' average holds the process's own queue (0.6 s), the fastest the API's time (0.3 s).
+    Sized by the average, a run keeps 3 in flight; by the fastest, 2. A lone client keeps the
+    average."""
+    from sqquid_etl.client import ClientStats
+    from sqquid_etl.fetch import default_concurrency
+    from sqquid_etl.pacing import LeakyBucketPacer
+
+    class Client:
+        pacer = LeakyBucketPacer(rate=2.0, burst=40)
+        pool_size = 8
+        spare_in_flight = 0
+        stats = ClientStats(answer_seconds=0.6, fastest_answer_seconds=0.3)
+
+    assert default_concurrency(Client()) == 2
+    Client.spare_in_flight = 1
+    assert default_concurrency(Client()) == 4
+
+
+def test_the_client_keeps_its_fastest_answer():
+    from sqquid_etl.client import SqquidClient
+    from sqquid_etl.credentials import Credentials
+
+    client = SqquidClient(Credentials(api_key="k"), "http://127.0.0.1:9")
+    for seconds in (0.9, 0.3, 0.5):
+        client._answered(seconds)
+    assert client.stats.fastest_answer_seconds == 0.3
+    assert 0.3 < client.stats.answer_seconds < 0.9
