@@ -427,14 +427,16 @@ def test_the_accounts_of_a_parquet_directory_share_one_duckdb_database_in_a_proc
     """An in-memory DuckDB costs ~4.4 MB before any query: a hundred accounts' destinations held one
     each. They share one (a connection each: their own temporary views, commits a few at once); a
     single-account destination keeps its own; the shared one closes with its last destination."""
-    from sqquid_etl.destinations import parquet_sql
+    import duckdb
+
+    from sqquid_etl.destinations.duckdb_shared import opened
 
     root, single = tmp_path / "lake", tmp_path / "single"
     acme, globex = (open_destination(parquet=root, account=name) for name in ("acme", "globex"))
     alone = open_destination(parquet=single)
     try:
-        assert parquet_sql._OPEN[(root / ".sqquid" / "spill").resolve()][1] == 2  # both in one
-        assert (single / ".sqquid" / "spill").resolve() not in parquet_sql._OPEN  # the single-account one: its own
+        assert opened(root / ".sqquid" / "spill").users == 2  # both in one
+        assert opened(single / ".sqquid" / "spill") is None  # the single-account one: its own
         assert acme.sql is not globex.sql
         limit = acme.sql.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
         assert limit == globex.sql.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
@@ -447,11 +449,13 @@ def test_the_accounts_of_a_parquet_directory_share_one_duckdb_database_in_a_proc
         assert globex.count_since("orders", "created_at", None, {}) == 2
     finally:
         acme.close()
-        assert parquet_sql._OPEN[(root / ".sqquid" / "spill").resolve()][1] == 1
+        assert opened(root / ".sqquid" / "spill").users == 1
         globex.close()
         alone.close()
-    assert (root / ".sqquid" / "spill").resolve() not in parquet_sql._OPEN  # closed with its last destination
-    assert id(acme.sql) not in parquet_sql._USERS and id(globex.sql) not in parquet_sql._USERS
+    assert opened(root / ".sqquid" / "spill") is None  # closed with its last destination
+    for closed in (acme.sql, globex.sql):
+        with pytest.raises(duckdb.ConnectionException):
+            closed.execute("SELECT 1")
     assert len(parquet_account_tables(root, "globex", ["orders"])["orders"]) == 2
 
 
@@ -588,10 +592,10 @@ def test_two_accounts_into_one_s3_prefix_at_once_each_its_own_manifest(make_sand
 
     acme, globex = make_sandbox(seed=1, orders=300, products=100), make_sandbox(seed=2, orders=200, products=80)
     lake = f"s3://{bucket}/lake"
-    from sqquid_etl.destinations import parquet_sql
+    from sqquid_etl.destinations.duckdb_shared import opened
     from sqquid_etl.destinations.parquet_store_layout import process_spill
 
-    users = lambda: parquet_sql._OPEN.get(process_spill().resolve(), [None, 0])[1]  # noqa: E731 (another test's may be open)
+    users = lambda: getattr(opened(process_spill()), "users", 0)  # noqa: E731 (another test's may be open)
     before = users()
     destinations = {name: open_destination(parquet=lake, account=name) for name in ("acme", "globex")}
     assert users() == before + 2  # one DuckDB for both (parquet_sql.py)

@@ -31,7 +31,7 @@ from ..runs import REJECTED_TABLE, RUN_COLUMNS, RunRecord
 from ..settings import Tuning
 from .account_scope import ACCOUNT
 from .duckdb_freshness import META_COLUMNS
-from .duckdb_own import RUNS_TABLE, STATE_TABLE, cursor
+from .duckdb_own import RUNS_TABLE, STATE_TABLE
 from .duckdb_tuning import within_memory_limit
 from .merge_sql import quote_identifier as q, sql_path
 
@@ -85,9 +85,9 @@ def plain_part(writer: Any, state: str, run: RunRecord) -> Part | None:
 class GroupWriter:
     """The parts waiting for the file's group commit, and the thread that commits them."""
 
-    def __init__(self, shared: Any, tuning: Tuning, seconds: float | None = None, conn: Any = None):
+    def __init__(self, shared: Any, tuning: Tuning, conn: Any, seconds: float | None = None):
         """`conn`: the thread's connection to the file (`duckdb_shared.new_cursor`, made by the
-        caller: the root connection takes one call at a time); None: made by the thread."""
+        caller under the process's lock: the root connection takes one call at a time)."""
         self.shared, self.tuning = shared, tuning
         self._conn = conn
         self.seconds = GROUP_SECONDS if seconds is None else seconds
@@ -143,13 +143,13 @@ class GroupWriter:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
-        elif thread is None and self._conn is not None:
+        elif thread is None:
             self._conn.close()
 
     def _run(self) -> None:
         taken: list[Part] = []
         try:
-            conn = self._conn or cursor(self.shared.conn)  # (in the file's database: duckdb_own.connect attaches it)
+            conn = self._conn  # (in the file's database: duckdb_own.connect attaches it)
             try:
                 while (taken := self._take() or []):
                     self._commit(conn, taken)

@@ -8,7 +8,10 @@ thread waits only while another commits. `generation` counts the commits, so a d
 knows when its cached catalog (`DuckDBDestination.columns`) may be stale.
 
 The first destination to open the file (its users go from 0 to 1) prepares it: the crashed run's
-staged pages are removed then, and never while another destination of the process stages."""
+staged pages are removed then, and never while another destination of the process stages.
+
+The Parquet destinations bound to the accounts of one location share an in-memory database the
+same way, keyed by its spill directory (`parquet_sql.py`)."""
 
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ def group_writer(shared: Shared, tuning: Any) -> Any:
 
     with shared.lock:
         if shared.group is None:
-            shared.group = GroupWriter(shared, tuning, conn=new_cursor(shared))
+            shared.group = GroupWriter(shared, tuning, new_cursor(shared))
         return shared.group
 
 

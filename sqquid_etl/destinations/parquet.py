@@ -94,7 +94,7 @@ class ParquetDestination:
             self.layout.create()
             self._locks = self.layout.lock()
         self._states = JsonStateFile(self.layout.state_file)
-        self.sql = parquet_sql.connect(self.layout.spill, self.tuning, account)  # (accounts: one database shared)
+        self._shared, self.sql = parquet_sql.connect(self.layout.spill, self.tuning, account)  # (accounts: one database shared)
         if not read_only:
             self.layout.clean_leftovers()
 
@@ -184,7 +184,7 @@ class ParquetDestination:
         return []  # the views are defined by the reader: sql_views.attach_parquet
 
     def close(self) -> None:
-        parquet_sql.release(self.sql)
+        parquet_sql.release(self._shared, self.sql)
         release(self._locks)
 
 

@@ -79,11 +79,11 @@ class StoreParquetDestination(ParquetDestination):
             self._states = ManifestStates(self.layout)
             # bound to an account: one database for the process's accounts on object storage (parquet_sql.py)
             spill = self.layout.spill if self.account is None else process_spill()
-            self.sql = parquet_sql.connect(spill, self.tuning, self.account)
+            self._shared, self.sql = parquet_sql.connect(spill, self.tuning, self.account)
             self.layout.clean_leftovers()
         except BaseException:
             if hasattr(self, "sql"):
-                parquet_sql.release(self.sql)
+                parquet_sql.release(self._shared, self.sql)
             self._release()
             raise
 
@@ -114,7 +114,7 @@ class StoreParquetDestination(ParquetDestination):
 
     def close(self) -> None:
         if hasattr(self, "sql"):
-            parquet_sql.release(self.sql)
+            parquet_sql.release(self._shared, self.sql)
         self._release()
 
 

@@ -11,7 +11,6 @@ session). The shared database's limit is what the commits that may run at once h
 
 from __future__ import annotations
 
-import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,9 @@ from typing import Any
 from ..settings import DEFAULT_MEMORY_LIMIT, Tuning
 from .commit_slots import COMMITS_AT_ONCE
 from .duckdb_engine import duckdb
+from .duckdb_shared import Shared, acquire, release as shared_release
 from .duckdb_tuning import tune
 from .merge_sql import sql_path
-
-_LOCK = threading.Lock()
-_OPEN: dict[Path, list] = {}  # the spill directory of a location -> [its shared database, its users]
-_USERS: dict[int, Path] = {}  # id of a connection handed out of a shared database -> its key
 
 
 def shared_limit(tuning: Tuning) -> Tuning:
@@ -46,32 +42,19 @@ def _database(spill: Path, tuning: Tuning) -> Any:
     return conn
 
 
-def connect(spill: Path, tuning: Tuning, account: str | None) -> Any:
+def connect(spill: Path, tuning: Tuning, account: str | None) -> tuple[Shared | None, Any]:
     """A connection for a destination of a location whose DuckDB spills into `spill`: a database of
-    its own (`account` None), or a cursor of the database the location's accounts share here."""
+    its own (`account` None: no Shared), or a cursor of the database the location's accounts share
+    in this process (`duckdb_shared`, as the destinations of one DuckDB file share theirs; keyed by
+    the spill directory)."""
     if account is None:
-        return _database(spill, tuning)
-    key = spill.resolve()
-    with _LOCK:
-        if key not in _OPEN:
-            _OPEN[key] = [_database(spill, shared_limit(tuning)), 0]
-        held = _OPEN[key]
-        conn = held[0].cursor()
-        held[1] += 1
-        _USERS[id(conn)] = key
-    return conn
+        return None, _database(spill, tuning)
+    return acquire(spill, lambda: _database(spill, shared_limit(tuning)), lambda conn: None)
 
 
-def release(conn: Any) -> None:
+def release(shared: Shared | None, conn: Any) -> None:
     """The destination's connection closed; a shared database too when its last user went."""
-    with _LOCK:
-        key = _USERS.pop(id(conn), None)
-        try:
-            conn.close()
-        finally:
-            held = _OPEN.get(key) if key is not None else None
-            if held is not None:
-                held[1] -= 1
-                if held[1] <= 0:
-                    del _OPEN[key]
-                    held[0].close()
+    if shared is None:
+        conn.close()
+    else:
+        shared_release(shared, conn)
