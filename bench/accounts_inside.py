@@ -20,7 +20,9 @@ Environment variables (SQQUID_FLUSH_ROWS, ...) apply as to an extract; BENCH_GAT
 gate of many accounts N slots (0: no gate; accounts_run.CPU_SLOTS), BENCH_GATE_FIFO=1 serves its slots in one
 queue; BENCH_GLIBC_DEFAULT=1 leaves glibc's mmap threshold as it is (the program fixes it for many accounts,
 `accounts_cli.py`). BENCH_TRACEMALLOC=1: Python's memory by file (tracemalloc) near the peak (slow: small runs). BENCH_GROUP_SECONDS=S: a part
-waits at most S s for the others' (duckdb_group.GROUP_SECONDS).
+waits at most S s for the others' (duckdb_group.GROUP_SECONDS). BENCH_CONSUMER_DECODES=0|1: one of many
+accounts' pages decoded by the fetch threads (0) or by the account's thread (1, the default: read.CONSUMER_DECODES);
+BENCH_DECODE_POOL=jemalloc[:DECAY_MS]|mimalloc: the Arrow pool pages are decoded into (decode.DECODE_POOL).
 """
 
 from __future__ import annotations
@@ -134,7 +136,8 @@ class Watch:
                 page = slot.page
                 if slot.done and page is not None:
                     count += 1
-                    size += len(page.body) + (page.array.nbytes if page.array is not None else 0)
+                    array = getattr(page, "array", None)  # (a PageBody: not decoded yet)
+                    size += len(page.body) + (array.nbytes if array is not None else 0)
         return count, size / 2**20
 
     def by_kind(self, before: dict) -> dict[str, tuple[float, float]]:
@@ -228,6 +231,17 @@ def main() -> None:
         from sqquid_etl.destinations import duckdb_group
 
         duckdb_group.GROUP_SECONDS = float(os.environ["BENCH_GROUP_SECONDS"])
+    if os.environ.get("BENCH_CONSUMER_DECODES"):  # 1 / 0: pages decoded by their account's thread or not (read.CONSUMER_DECODES)
+        from sqquid_etl import read
+
+        read.CONSUMER_DECODES = os.environ["BENCH_CONSUMER_DECODES"] == "1"
+    if os.environ.get("BENCH_DECODE_POOL"):  # BENCH_DECODE_POOL=jemalloc[:DECAY_MS]|mimalloc: the pool pages are decoded into
+        from sqquid_etl import decode
+
+        kind, _, decay = os.environ["BENCH_DECODE_POOL"].partition(":")
+        decode.DECODE_POOL = getattr(pa, f"{kind}_memory_pool")()
+        if decay:
+            pa.jemalloc_set_decay_ms(int(decay))
     if os.environ.get("BENCH_SWITCH"):  # the interpreter's switch interval, seconds (an experiment)
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
 

@@ -58,6 +58,21 @@ class CpuGate:
             self._inside.held = False
             self._release()
 
+    @contextmanager
+    def released(self) -> Iterator[None]:
+        """The slot this thread holds given back for the block (it waits for something else than
+        the CPU: a request asked again), taken again after it, before the pages just come."""
+        if not getattr(self._inside, "held", False):
+            yield
+            return
+        self._inside.held = False
+        self._release()
+        try:
+            yield
+        finally:
+            self._acquire(self.consumers_first)
+            self._inside.held = True
+
     def _acquire(self, first: bool) -> None:
         with self._lock:
             if self._free and not self._waiting and not self._first:
@@ -85,6 +100,10 @@ class _Ungated:
 
     @contextmanager
     def held(self, first: bool = False) -> Iterator[None]:
+        yield
+
+    @contextmanager
+    def released(self) -> Iterator[None]:
         yield
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import math
 from datetime import datetime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .client import SqquidClient
 from .cpu_gate import UNGATED
@@ -23,6 +23,7 @@ from .fetch_concurrent import ConcurrentFetch
 from .fetch_sequential import prefetch as fetch_ahead
 from .fetch_sequential import sequential_pages
 from .listing import FetchStats, PageReader, Window, counts_plan_pages, plan_listings, span_params, window_params
+from .page_body import PageBody
 
 __all__ = ["FetchStats", "Page", "ask_count", "count_records", "count_window", "default_concurrency", "fetch_pages",
            "page_reader"]
@@ -37,9 +38,12 @@ def fetch_pages(
     *,
     concurrency: int | None = None,
     stats: FetchStats | None = None,
-) -> Iterator[tuple[str | None, Page]]:
+    undecoded: bool = False,
+) -> Iterator[tuple[str | None, Page | PageBody]]:
     """Every page of the stream, in order, as (partition, page), decoded in the fetch threads
-    by one `PageDecoder` (straight into Arrow when it can).
+    by one `PageDecoder` (straight into Arrow when it can). `undecoded`: pages fetched several at
+    once come as `PageBody`s, which the consumer decodes (`PageBody.page()`, in order: the next
+    requests are planned from them), in its own thread (`page_body.py`).
 
     Up to `concurrency` requests (default: `default_concurrency`) are in flight at
     once, and at most `concurrency + 1` pages are held (in flight or fetched, not yet taken;
@@ -52,9 +56,12 @@ def fetch_pages(
     stats = stats if stats is not None else FetchStats()
     workers = concurrency if concurrency is not None else default_concurrency(client)
     listings = plan_listings(stream, windows, key_batches)
-    read_page = page_reader(stream, client, PageDecoder(stream))
+    decoder = PageDecoder(stream)
+    read_page = page_reader(stream, client, decoder)
     if workers <= 1:
         return fetch_ahead(sequential_pages(read_page, listings, stats), prefetch)
+    if undecoded:
+        read_page = body_reader(stream, client, decoder)  # type: ignore[assignment]
     count = functools.partial(ask_count, stream, client) if counts_plan_pages(stream) else None
     # the window: the requests in flight and one page fetched ahead of the consumer (it converts a
     # page in milliseconds; a page waits for it only when the CPU is short, and more would hold memory);
@@ -81,6 +88,30 @@ def page_reader(stream: StreamDefinition, client: SqquidClient, decoder: PageDec
                 budget.failed(str(exc))
 
     return read_page
+
+
+def body_reader(stream: StreamDefinition, client: SqquidClient, decoder: PageDecoder) -> "Callable[[dict[str, Any]], PageBody]":
+    """GET one page of the stream, its body to be decoded by the consumer (`PageBody`). A body that
+    is not JSON is asked again when decoded, within the request's retry budget, the consumer's
+    slot of the CPU gate given back meanwhile."""
+    endpoint = f"GET {stream.path}"
+    gate = getattr(client, "cpu_gate", UNGATED)
+
+    def read_body(params: dict[str, Any]) -> PageBody:
+        budget = client.retry_budget(endpoint)
+
+        def decode(body: bytes) -> Page:
+            while True:
+                try:
+                    return decoder.decode(body)
+                except BodyNotJSON as exc:
+                    with gate.released():
+                        budget.failed(str(exc))
+                        body = client.get_body(stream.path, params, budget=budget)
+
+        return PageBody(client.get_body(stream.path, params, budget=budget), decode)
+
+    return read_body
 
 
 def default_concurrency(client: SqquidClient) -> int:

@@ -1,9 +1,13 @@
 """The concurrent fetcher: requests the pages of every listing ahead of the consumer, planned
 by page index (`paginate`), several in flight at once, and yields them in order.
+
+A page is planned from (the next requests of its listing: `_plan`) once decoded: as it arrives
+when the fetch thread decodes it, or when its consumer does (a `PageBody`, `page_body.py`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -11,6 +15,7 @@ from typing import Any, Iterator
 
 from .decode import Page
 from .listing import Counter, FetchStats, Listing, PageReader
+from .page_body import PageBody
 from .threads import worker_name
 
 log = logging.getLogger(__name__)
@@ -23,7 +28,7 @@ class _Slot:
         self.started = False
         self.cancelled = False
         self.done = False
-        self.page: Page | None = None
+        self.page: Page | PageBody | None = None
         self.error: BaseException | None = None
 
 
@@ -82,7 +87,7 @@ class ConcurrentFetch:
         self.pool: _Workers | None = None
 
     # -- consumer -------------------------------------------------------------------------------
-    def pages(self) -> Iterator[tuple[str | None, Page]]:
+    def pages(self) -> Iterator[tuple[str | None, Page | PageBody]]:
         self.pool = _Workers(self.workers)
         page = 0
         try:
@@ -112,11 +117,15 @@ class ConcurrentFetch:
                     page_read = slot.page
                     partition = listing.partition
                     self._fill()
+                if isinstance(page_read, PageBody):  # planned from once its consumer decodes it
+                    page_read.planned = functools.partial(self._decoded, self.cur, page)
                 self.stats.pages += 1
                 if page:
                     self.stats.paged.add(self.listings[self.cur].window)
                 page += 1
                 yield partition, page_read  # type: ignore[misc]
+                if isinstance(page_read, PageBody) and not page_read.decoded:
+                    page_read.page()  # (a consumer that did not: the listing's plan needs it)
         finally:
             self._close()
 
@@ -156,13 +165,22 @@ class ConcurrentFetch:
         self.pool.submit(self._fetch, index, page, params, slot)
 
     # -- workers --------------------------------------------------------------------------------
+    def _decoded(self, index: int, page: int, read: Page) -> None:
+        """A page its consumer decoded (`PageBody`): the listing planned from it."""
+        with self.cond:
+            if self.closed:
+                return
+            self._plan(index, page, read)
+            self._fill()
+            self.cond.notify_all()
+
     def _fetch(self, index: int, page: int, params: dict[str, Any], slot: _Slot) -> None:
         with self.cond:
             if self.closed or slot.cancelled:
                 return
             slot.started = True
             self.stats.requests += 1
-        read: Page | None = None
+        read: Page | PageBody | None = None
         error: BaseException | None = None
         try:
             read = self.read_page(params)
@@ -179,7 +197,7 @@ class ConcurrentFetch:
                 self._discard(index, page, wasted=True)
             else:
                 slot.page, slot.error, slot.done = read, error, True
-                if read is not None:
+                if isinstance(read, Page):
                     self._plan(index, page, read)
             self._fill()
             self.cond.notify_all()

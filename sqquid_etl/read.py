@@ -14,7 +14,12 @@ from .client import SqquidClient
 from .cpu_gate import UNGATED
 from .definitions import StreamDefinition
 from .fetch import FetchStats, fetch_pages
+from .page_body import decoded
 from .records import page_tables
+
+# one of many accounts decodes its pages in its own thread right before converting them (`page_body.py`);
+# True / False: every client / none (to compare: bench/accounts_inside.py BENCH_CONSUMER_DECODES)
+CONSUMER_DECODES: bool | None = None
 
 
 def read_tables(
@@ -29,11 +34,13 @@ def read_tables(
     """Every page of the stream's windows (partition -> start, None: from the beginning), in
     order, as (partition, one Arrow table per table of the stream). Memory is bounded by the
     pages in flight. The fetch threads decode the pages (`decode`); each is converted here with
-    the plan it was read with (`records.page_tables`)."""
+    the plan it was read with (`records.page_tables`); one of many accounts' pages are decoded
+    here, in the same slot of the CPU as their conversion (`page_body.py`)."""
     gate = getattr(client, "cpu_gate", UNGATED)
-    for partition, page in fetch_pages(stream, client, windows, key_batches, prefetch, stats=stats):
+    undecoded = getattr(client, "spare_in_flight", 1) == 0 if CONSUMER_DECODES is None else CONSUMER_DECODES
+    for partition, page in fetch_pages(stream, client, windows, key_batches, prefetch, stats=stats, undecoded=undecoded):
         with gate.held(first=True), _collector_paused():
-            tables = page_tables(stream, page, partition)
+            tables = page_tables(stream, decoded(page), partition)
         yield partition, tables
 
 
