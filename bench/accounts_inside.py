@@ -22,7 +22,7 @@ queue; BENCH_GLIBC_DEFAULT=1 leaves glibc's mmap threshold as it is (the program
 `accounts_cli.py`). BENCH_TRACEMALLOC=1: Python's memory by file (tracemalloc) near the peak (slow: small runs). BENCH_GROUP_SECONDS=S: a part
 waits at most S s for the others' (duckdb_group.GROUP_SECONDS). BENCH_CONSUMER_DECODES=0|1: one of many
 accounts' pages decoded by the fetch threads (0) or by the account's thread (1, the default: read.CONSUMER_DECODES);
-BENCH_DECODE_POOL=jemalloc[:DECAY_MS]|mimalloc: the Arrow pool pages are decoded into (decode.DECODE_POOL).
+BENCH_HTTP_CLIENT=1: answers read by http.client's response class instead of http_wire (as before the eleventh session).
 """
 
 from __future__ import annotations
@@ -235,13 +235,10 @@ def main() -> None:
         from sqquid_etl import read
 
         read.CONSUMER_DECODES = os.environ["BENCH_CONSUMER_DECODES"] == "1"
-    if os.environ.get("BENCH_DECODE_POOL"):  # BENCH_DECODE_POOL=jemalloc[:DECAY_MS]|mimalloc: the pool pages are decoded into
-        from sqquid_etl import decode
+    if os.environ.get("BENCH_HTTP_CLIENT"):  # 1: answers read by http.client, not http_wire (transport._wire)
+        from sqquid_etl import transport
 
-        kind, _, decay = os.environ["BENCH_DECODE_POOL"].partition(":")
-        decode.DECODE_POOL = getattr(pa, f"{kind}_memory_pool")()
-        if decay:
-            pa.jemalloc_set_decay_ms(int(decay))
+        transport._wire = lambda conn: None
     if os.environ.get("BENCH_SWITCH"):  # the interpreter's switch interval, seconds (an experiment)
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
 

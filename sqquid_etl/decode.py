@@ -49,7 +49,6 @@ from .plan import ARROW_ERRORS, ENVELOPE_FIELDS, Learned, Misfits, ReadPlan, bui
 SLOW_STREAK = 2  # pages in a row that drifted before the decoder stops trying Arrow on every page
 PROBE_EVERY = 8  # while it does (or drift is learned), one page in this many is tried without it
 PROBE_EVERY_MOST = 64  # ... the pages between probes doubled after each probe the drift failed, up to this
-DECODE_POOL: pa.MemoryPool | None = None  # the Arrow memory pool the JSON reader allocates from (None: the default)
 
 
 class BodyNotJSON(ValueError):
@@ -296,7 +295,6 @@ def _read_body(body: bytes, plan: ReadPlan | None, envelope: str | None) -> Page
             pa.BufferReader(text),
             read_options=pa_json.ReadOptions(use_threads=False, block_size=max(1 << 16, len(text) + 1)),
             parse_options=pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior=behavior),
-            memory_pool=DECODE_POOL,
         ).read_all()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         return None

@@ -1,8 +1,10 @@
-"""HTTP/1.1 over the standard library (`http.client`): what the client needs and nothing else.
+"""HTTP/1.1 over the standard library: what the client needs and nothing else.
 
 Keep-alive connections shared by the client's threads (a small pool), the proxy for the API's
 host and the CA bundle read from the environment once, gzip/deflate answers decoded, a connect
-and a read timeout. A transport failure (refused, reset, timed out, a body cut short) is a
+and a read timeout. A connection is made by `http.client` (TCP, TLS, a proxy's tunnel); its
+requests and answers go through `http_wire` (a leaner reading of the answer), unless a recorder
+replaced http.client's connection classes (vcrpy), which then exchanges them itself. A transport failure (refused, reset, timed out, a body cut short) is a
 `TransportError`, which the client retries; an HTTP status is never an error here.
 
 Why not requests: importing it costs ~0.05 s of CPU and each request ~0.5 ms more, on every
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 from urllib.parse import unquote, urlencode, urlsplit
 
+from .http_wire import Wire, host_header
+
 # a connection that the server closed while it was idle fails like this when it is used again
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
@@ -32,7 +36,7 @@ class TransportError(Exception):
 class Response:
     status: int
     reason: str
-    headers: Mapping[str, str]  # case-insensitive (an http.client message)
+    headers: Mapping[str, str]  # case-insensitive (http_wire.Headers, or an http.client message)
     content: bytes
 
     @property
@@ -59,6 +63,7 @@ class Transport:
         self.connect_timeout, self.read_timeout = timeout
         self.pool_size = max(1, pool_size)
         self.proxy = proxy_for(base_url)
+        self.host_header = host_header(self.host, self.port, self.https)
         self.ca_bundle = ca_bundle()
         self._ssl_context: Any = None
         self._idle: list[http.client.HTTPConnection] = []
@@ -74,24 +79,24 @@ class Transport:
         try:
             return self._exchange(conn, method, target, data, headers)
         except _STALE:
-            conn.close()
+            _close(conn)
             if not reused:
                 raise TransportError("the server closed the connection without answering") from None
         except (OSError, http.client.HTTPException, zlib.error) as exc:
-            conn.close()
+            _close(conn)
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
         conn = self._connect()
         try:
             return self._exchange(conn, method, target, data, headers)
         except (OSError, http.client.HTTPException, zlib.error) as exc:
-            conn.close()
+            _close(conn)
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
         for conn in idle:
-            conn.close()
+            _close(conn)
 
     # -- connections --------------------------------------------------------------------------
 
@@ -106,7 +111,7 @@ class Transport:
             if len(self._idle) < self.pool_size:
                 self._idle.append(conn)
                 return
-        conn.close()
+        _close(conn)
 
     def _connect(self) -> http.client.HTTPConnection:
         """A new connection (to the proxy when one is set for the host; through it for https).
@@ -141,6 +146,19 @@ class Transport:
             headers = {**headers, **self.proxy.headers}  # a plain-http request goes to the proxy whole
         else:
             target = _path_and_query(target)
+        wire = _wire(conn)
+        if wire is None:  # (a recorder's connection: it answers)
+            return self._recorded_exchange(conn, method, target, data, headers)
+        answer = wire.exchange(method, target, self.host_header, headers, data)
+        content = _decoded(answer.body, answer.headers.get("Content-Encoding"))
+        if answer.will_close:
+            _close(conn)
+        else:
+            self._give_back(conn)
+        return Response(answer.status, answer.reason, answer.headers, content)
+
+    def _recorded_exchange(self, conn: http.client.HTTPConnection, method: str, target: str, data: bytes | None,
+                           headers: dict[str, str]) -> Response:
         conn.request(method, target, body=data, headers=headers)
         answer = conn.getresponse()
         content = _decoded(answer.read(), answer.getheader("Content-Encoding"))
@@ -149,6 +167,25 @@ class Transport:
         else:
             self._give_back(conn)
         return Response(answer.status, answer.reason or "", answer.headers if answer.headers is not None else {}, content)
+
+
+def _wire(conn: http.client.HTTPConnection) -> Wire | None:
+    """The connection's wire (made once it is connected), or None for a connection not of http.client
+    (a recorder's, e.g. vcrpy's, which must see the request go through http.client)."""
+    if type(conn).__module__ != "http.client" or getattr(conn, "sock", None) is None:
+        return None
+    wire = getattr(conn, "_sqquid_wire", None)
+    if wire is None or wire.sock is not conn.sock:
+        wire = conn._sqquid_wire = Wire(conn.sock)  # type: ignore[attr-defined]
+    return wire
+
+
+def _close(conn: http.client.HTTPConnection) -> None:
+    wire = getattr(conn, "_sqquid_wire", None)
+    if wire is not None:
+        wire.close()
+        conn._sqquid_wire = None  # type: ignore[attr-defined]
+    conn.close()
 
 
 def ca_bundle() -> str | None:
