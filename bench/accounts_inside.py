@@ -50,7 +50,7 @@ refuse_pandas()
 import pyarrow as pa  # noqa: E402
 from accounts import load_average, start_sandbox, stop, write_config  # noqa: E402
 from common import machine, sandbox_stats, thread_timed  # noqa: E402
-from memory_probe import _parts, describe, duckdb_mb, heap, python_top, smaps, thread_kinds  # noqa: E402
+from memory_probe import _parts, describe, duckdb_mb, free_by_size, heap, mappings, python_arenas, python_top, smaps, thread_kinds  # noqa: E402
 
 if os.environ.get("BENCH_POOL", "system") == "system":
     pa.set_memory_pool(pa.system_memory_pool())
@@ -114,11 +114,11 @@ class Watch:
         self.timeline[second] = max(self.timeline.get(second, 0.0), rss)
         if rss > self.peak["rss"]:
             pages, page_mb = self._pages_held()
-            self.peak = {"rss": rss, "at s": time.monotonic() - self.began, "RSS MB": rss, **smaps(), **heap(),
+            self.peak = {"rss": rss, "at s": time.monotonic() - self.began, "RSS MB": rss, **smaps(), **heap(), **mappings(),
                          "Arrow MB": pa.total_allocated_bytes() / 2**20, "DuckDB MB": _duckdb_mb(),
                          "Python blocks": sys.getallocatedblocks(),
                          "pages fetched not taken": pages, "their MB": page_mb, "staged in Arrow MB": self._staged_mb(), "threads": threading.active_count(),
-                         "thread kinds": thread_kinds()}
+                         "thread kinds": thread_kinds(), "free": free_by_size(), "Python": python_arenas()}
             if os.environ.get("BENCH_TRACEMALLOC") and rss > self.traced_at + 10:  # (costly: at most every 10 MB)
                 self.traced_at, self.python = rss, python_top()
 
@@ -239,6 +239,8 @@ def main() -> None:
         from sqquid_etl import transport
 
         transport._wire = lambda conn: None
+    if os.environ.get("BENCH_STACK_KB"):  # threads' stacks of this size (an experiment; default: ulimit -s)
+        threading.stack_size(int(os.environ["BENCH_STACK_KB"]) * 1024)
     if os.environ.get("BENCH_SWITCH"):  # the interpreter's switch interval, seconds (an experiment)
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
 

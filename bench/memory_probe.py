@@ -40,6 +40,38 @@ def heap() -> dict:
             "C heap mapped blocks MB": info.hblkhd / 2**20, "C heap arenas MB": info.arena / 2**20}
 
 
+def free_by_size() -> str:
+    """Where the C heap's free memory is, by the size of its free chunks (glibc's `malloc_info`,
+    every arena's): MB free in chunks of < 1 KB, 1-4 KB, 4-64 KB, 64 KB-1 MB, >= 1 MB, and in the
+    fast bins; "" elsewhere than glibc."""
+    import re
+    import tempfile
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.fdopen.restype = ctypes.c_void_p
+        libc.fdopen.argtypes = [ctypes.c_int, ctypes.c_char_p]
+        libc.fclose.argtypes = [ctypes.c_void_p]
+        libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    except (OSError, AttributeError):
+        return ""
+    with tempfile.TemporaryFile() as f:
+        stream = libc.fdopen(os.dup(f.fileno()), b"w")
+        libc.malloc_info(0, stream)
+        libc.fclose(stream)
+        f.seek(0)
+        xml = f.read().decode()
+    bounds = (1024, 4096, 65536, 2**20, float("inf"))
+    sums = [0] * len(bounds)
+    for arena in re.findall(r"<heap nr=.*?</heap>", xml, re.S):  # (the total at the end repeats them)
+        for low, total in re.findall(r'<(?:size|unsorted) from="(\d+)" to="\d+" total="(\d+)"', arena):
+            sums[next(i for i, b in enumerate(bounds) if int(low) < b)] += int(total)
+    fast = sum(int(t) for t in re.findall(r'<total type="fast" count="\d+" size="(\d+)"/>', xml)[:-1])
+    arenas = len(re.findall(r"<heap nr=", xml))
+    return (f"{arenas} arenas; free MB by chunk size <1K/1-4K/4-64K/64K-1M/>=1M: "
+            + "/".join(f"{v / 2**20:.0f}" for v in sums) + f"; fast bins {fast / 2**20:.0f}")
+
+
 def smaps() -> dict:
     out = {}
     try:
@@ -51,6 +83,79 @@ def smaps() -> dict:
     except OSError:
         pass
     return out
+
+
+ARENA_ALIGN = 64 * 2**20  # glibc's heaps of its other arenas: mapped at addresses aligned to their 64 MB
+
+
+def mappings() -> dict:
+    """Resident MB of the process's mappings by kind (/proc/self/smaps): the main arena (`[heap]`),
+    glibc's other arenas (anonymous, starting 64 MB-aligned), threads' stacks (anonymous 8 MB, the
+    default stack of a thread), other anonymous mappings (glibc's mapped blocks, Python's object
+    arenas, Arrow's and DuckDB's large buffers), files (the libraries' code)."""
+    kinds = {"main arena": 0, "other arenas": 0, "stacks": 0, "stack count": 0, "other anonymous": 0, "files": 0}
+    stack_kb = _stack_kb()
+    try:
+        with open("/proc/self/smaps") as f:
+            kind = None
+            for line in f:
+                first = line.split(None, 5)
+                if "-" in first[0] and len(first) >= 5 and not first[0].endswith(":"):
+                    start, end = (int(x, 16) for x in first[0].split("-"))
+                    path = first[5].strip() if len(first) > 5 else ""
+                    size_kb = (end - start) // 1024
+                    kind = ("main arena" if path == "[heap]" else "files" if path.startswith("/") else None if path
+                            else "stacks" if size_kb == stack_kb else "other arenas" if start % ARENA_ALIGN == 0
+                            else "other anonymous")
+                    if kind == "stacks":
+                        kinds["stack count"] += 1
+                elif first[0] == "Rss:" and kind is not None:
+                    kinds[kind] += int(first[1])
+
+    except OSError:
+        return {}
+    out = {f"{k} {'' if k == 'stack count' else 'MB'}".strip(): (v if k == "stack count" else v / 1024)
+           for k, v in kinds.items()}
+    return out
+
+
+def python_arenas() -> str:
+    """Python's object allocator (`sys._debugmallocstats`, written to the C stderr: caught): its
+    arenas of 1 MB in use and the bytes in its blocks."""
+    import re
+    import tempfile
+
+    with tempfile.TemporaryFile() as f:
+        saved = os.dup(2)
+        try:
+            sys.stderr.flush()
+            os.dup2(f.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        text = f.read().decode(errors="replace")
+    arenas = re.search(r"# arenas allocated current\s*=\s*([\d,]+)", text)
+    used = re.search(r"# bytes in allocated blocks\s*=\s*([\d,]+)", text)
+    size = re.search(r"(\d+) arenas \* (\d+) bytes/arena", text)
+    if not (arenas and used):
+        return ""
+    arena_bytes = int(size.group(2)) if size else 2**20
+    return (f"{int(arenas.group(1).replace(',', ''))} arenas of {arena_bytes // 1024} KB, "
+            f"{int(used.group(1).replace(',', '')) / 2**20:.0f} MB in blocks")
+
+
+def _stack_kb() -> int:
+    """The size of a thread's stack mapping (threading.stack_size, or the default: ulimit -s)."""
+    import resource
+    import threading
+
+    chosen = threading.stack_size()
+    if chosen:
+        return chosen // 1024
+    soft = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    return (soft if soft > 0 else 8 * 2**20) // 1024
 
 
 def rss_mb() -> float:
@@ -129,7 +234,7 @@ class Probe:
         self.timeline[second] = max(self.timeline.get(second, 0.0), rss)
         if rss <= self.peak["RSS MB"]:
             return
-        peak = {"RSS MB": rss, "at s": time.monotonic() - self.began, **smaps(), **heap()}
+        peak = {"RSS MB": rss, "at s": time.monotonic() - self.began, **smaps(), **heap(), **mappings()}
         pa = sys.modules.get("pyarrow")
         if pa is not None and hasattr(pa, "total_allocated_bytes"):
             peak["Arrow MB"] = pa.total_allocated_bytes() / 2**20
@@ -139,6 +244,8 @@ class Probe:
         peak["Python blocks"] = sys.getallocatedblocks()
         peak["threads"] = threading.active_count()
         peak["thread kinds"] = thread_kinds()
+        peak["free"] = free_by_size()
+        peak["Python"] = python_arenas()
         peak.update(self.extra())
         self.peak = peak
 

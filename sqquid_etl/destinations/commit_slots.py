@@ -1,10 +1,12 @@
 """How many commits of destinations bound to accounts run at once in one process.
 
-A run of many accounts into Parquet commits each account's stream once, at its end, and the
-accounts end together: each commit reads its staged pages and writes a generation with a DuckDB
-of its own, which holds up to its memory limit meanwhile. A hundred at once held 1.4 GB, for no
-gain in time: the commits want CPU, and the machine has a few cores. So a commit of an account's
-destination waits for one of `COMMITS_AT_ONCE` slots; a single-account destination never waits.
+A run of many accounts into Parquet commits each account's stream at its end (and a first load
+in parts as it goes, `parquet_parts.py`), and the accounts end together: each commit reads its
+staged pages and writes a generation with the DuckDB the accounts share, which holds memory
+meanwhile. A hundred at once held 1.4 GB, for no gain in time: the commits want CPU, and the
+machine has a few cores. So a commit of an account's destination waits for one of
+`COMMITS_AT_ONCE` slots (a part takes one only when it is free at once); a single-account
+destination never waits.
 """
 
 from __future__ import annotations
@@ -20,3 +22,14 @@ _SLOTS = threading.BoundedSemaphore(COMMITS_AT_ONCE)
 def commit_slot(account: str | None) -> ContextManager:
     """A slot for a commit of `account`'s destination (None: a single-account one, no slot)."""
     return _SLOTS if account is not None else contextlib.nullcontext()
+
+
+def take_slot(account: str | None, wait: bool = True) -> bool:
+    """Take a slot for `account`'s commit (None: none needed): whether it was taken (`wait`
+    False: only when one is free now). Given back by `release_slot`."""
+    return account is None or _SLOTS.acquire(blocking=wait)
+
+
+def release_slot(account: str | None) -> None:
+    if account is not None:
+        _SLOTS.release()

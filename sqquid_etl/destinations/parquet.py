@@ -26,19 +26,19 @@ from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RUN_COLUMNS, RUN_INTEGERS, 
 from ..settings import Tuning
 from ..state import StreamState
 from .account_scope import ACCOUNT, check_account, scoped_definition, stamp, stamp_page
-from . import parquet_sql
+from . import parquet_parts, parquet_sql
 from .commit_slots import commit_slot
 from .duckdb_tuning import check_tuning, within_memory_limit
 from .files import check_can_write, fsync_path, link_or_copy
 from .merge_sql import check_columns, counts_at, latest_versions_sql, quote_identifier as _q, sql_path, where_clause
 from .parquet_layout import META_DIR, STATE_FILE, ParquetLayout, release
 from .duckdb_freshness import DELETED_AT, Changes, Gone, tracked
+from .parquet_carry import carry_over
 from .parquet_evolve import carried_columns, file_columns, new_rows_sql, plan_columns, recorded, write_history
 from .parquet_freshness import count_changes, keep_marked, meta_columns, newly_marked, split_meta, with_meta
 from .parquet_gone import find_gone, gone_condition
 from .parquet_history import build_history
 from .protocol import bounds_each, counts_each
-from .staging import ParquetStage
 from .state_file import JsonStateFile
 
 # files of runs by an older version lack the columns added since: read them by name
@@ -188,8 +188,9 @@ class ParquetDestination:
         release(self._locks)
 
 
-class ParquetStreamWriter:
+class ParquetStreamWriter(parquet_parts.InParts):
     evolves = True  # undocumented fields become columns of the new generation (`parquet_evolve.py`)
+    parts_allowed = True  # a first load bound to an account commits in parts (`parquet_parts.py`)
 
     def __init__(self, destination: ParquetDestination, stream: StreamDefinition, replace: bool):
         self.dest = destination
@@ -202,22 +203,28 @@ class ParquetStreamWriter:
         self.hard_delete = False  # records proven gone are removed instead of marked (`prove_gone`)
         # each table's current generation, its files and their columns, read once (this process
         # holds the directory's lock: only this writer's commit changes them); replaced: none
-        stream = self.stream
-        current = {t.name: self.layout.current_generation(t.name) for t in stream.tables}  # refuses what is not ours
+        self._read_current()
+        if not replace:
+            for table in self.stream.tables:
+                self._check_columns(table)
+        self._parts = parquet_parts.Parts(self, self.parts_allowed)
+        self._new_stage()
+        self._gone: list[Gone] = []  # ranges listed completely (`prove_gone`)
+        self._gone_count = 0  # records of them stored and not received: dropped (`parquet_gone.py`)
+        self._part_new = 0  # records of the stream's own table new in the commit under way
+
+    def _read_current(self) -> None:
+        """Each table's current generation, its files and their columns (read when the writer
+        begins, and again after each part it committed)."""
+        current = {t.name: self.layout.current_generation(t.name) for t in self.stream.tables}  # refuses what is not ours
         self._before = {name: sorted(gen.glob("*.parquet")) if gen else [] for name, gen in current.items()}
-        self._current = {} if replace else current
-        self._old_files = {name: [] if replace else files for name, files in self._before.items()}
+        self._current = {} if self.replace else current
+        self._old_files = {name: [] if self.replace else files for name, files in self._before.items()}
         self._have, self._has_meta = {}, {}  # documented and undocumented columns; whether the files carry the meta ones
         for name, files in self._old_files.items():
             self._have[name], self._has_meta[name] = split_meta(file_columns(self.sql, files[0]) if files else {})
         self._recorded: set | None = None  # the schema history, read when first needed
-        if not replace:
-            for table in stream.tables:
-                self._check_columns(table)
-        self.stage = ParquetStage(self.layout.staging_dir(stream.name), stream, destination.tuning.flush_rows)
         self._changes: list = []  # (table, column, type) added or widened by the commit
-        self._gone: list[Gone] = []  # ranges listed completely (`prove_gone`)
-        self._gone_count = 0  # records of them stored and not received: dropped (`parquet_gone.py`)
 
     def _history(self) -> set:
         """(table, column, type) recorded in the schema history (read once)."""
@@ -234,6 +241,7 @@ class ParquetStreamWriter:
             check_columns(str(self.layout.root), table.name, have, self.stream, want)
 
     def write(self, tables: dict[str, pa.Table]) -> None:
+        self._latest_sql.clear()
         self.stage.write(tables if self.account is None else stamp_page(tables, self.account))
 
     def write_rejected(self, rows: pa.Table) -> None:
@@ -250,6 +258,8 @@ class ParquetStreamWriter:
         return self.stage.relation(table.name)
 
     def distinct_keys(self, table: str) -> int:
+        if self._parts.count:
+            return parquet_parts.distinct_keys(self, table)
         if not self.stage.rows(table):
             return 0
         spec = next(t for t in self.stream.tables if t.name == table)
@@ -279,13 +289,15 @@ class ParquetStreamWriter:
         it changes (and of their history): (table, generation), to be made current."""
         parent = self.stream.tables[0]
         at = datetime.now(timezone.utc).isoformat()  # when the records proven gone now were seen gone
+        self._parts.look(self)  # (parts: whether their files may be linked unread)
 
         def build() -> tuple[Changes, list[tuple[str, Path]]]:
-            if self._gone:
+            if self._gone and not self._parts.count:  # (parts: a first load, nothing stored before the run)
                 self._gone_count = find_gone(self.sql, self.stream, self._old_files[parent.name], self._staged(parent),
                                              self._gone, self._has_meta[parent.name])
             counted = self.tracks_changes and parent.nested_path is None and self.stage.rows(parent.name)
-            changes = count_changes(self.sql, parent, self._latest(parent), self._before[parent.name]) if counted else Changes()
+            stored = [] if self._parts.links_stored(False) else self._before[parent.name]  # (apart: each record new)
+            changes = count_changes(self.sql, parent, self._latest(parent), stored) if counted else Changes()
             if not self._changes_tables():
                 return changes, []
             built = [(t.name, self._build_generation(t, parent if parent.nested_path is None else None, run.run_id, at))
@@ -297,11 +309,16 @@ class ParquetStreamWriter:
         # a generation built before running out of memory is left to clean_leftovers
         changes, built = within_memory_limit(self.sql, self.dest.tuning, self.stream.name, build)
         changes.deleted = self._gone_count
+        self._part_new = changes.new
         changes.add_to(run)
         return built
 
     def _latest(self, table: TableSpec) -> str:
-        return latest_versions_sql(self._staged(table), table, self.sql)
+        """SQL of a table's staged rows, one a key (whether a key came twice asked once a commit)."""
+        if table.name not in self._latest_sql:
+            self._latest_sql[table.name] = latest_versions_sql(self._staged(table), table, self.sql,
+                                                               True if self._staged_unique(table) else None)
+        return self._latest_sql[table.name]
 
     def _store_rejected(self, run_id: str) -> None:
         """The records quarantined, in one new file of `_sqquid_rejected/` (written aside, renamed
@@ -337,16 +354,20 @@ class ParquetStreamWriter:
             new = new_rows_sql(table, self._staged(table), final, staged)
         else:
             new = self._latest(table)
-        if self.tracks_changes:  # the hash of a first load's rows is left for a comparison to compute
-            new = with_meta(new, table, hashed=bool(old_files))
+        if self.tracks_changes:  # the hash of a first load's rows (its parts' too) is left for a comparison to compute
+            new = with_meta(new, table, hashed=bool(old_files) and not self._parts.count)
         self.sql.execute(f"CREATE OR REPLACE TEMP VIEW _new AS {new}")
-        drop, mark = self._conditions(table, parent)
-        columns = carried_columns(table, final, have)  # an old row in the new generation's shape
-        if self.tracks_changes:
-            columns += ", " + meta_columns(has_meta, mark, at)
         reshape = bool(changed) or (self.tracks_changes and bool(old_files) and not has_meta)  # every file rewritten
-        for old in old_files:
-            self._carry_over(old, generation, drop, newly_marked(has_meta, mark), columns, reshape)
+        if self._parts.links_stored(reshape):  # a part's keys apart from those stored: none of their rows replaced
+            for old in old_files:
+                link_or_copy(old, generation / old.name)
+        elif old_files:
+            drop, mark = self._conditions(table, parent)
+            columns = carried_columns(table, final, have)  # an old row in the new generation's shape
+            if self.tracks_changes:
+                columns += ", " + meta_columns(has_meta, mark, at)
+            for old in old_files:
+                carry_over(self.sql, old, generation, drop, newly_marked(has_meta, mark), columns, reshape, ROW_GROUP_ROWS)
         if self.replace and self.tracks_changes:  # rows marked gone upstream outlive a full refresh (still marked)
             keep_marked(self.sql, table, self._before[table.name], final, generation / f"kept-{commit_id}.parquet", ROW_GROUP_ROWS)
         new_rows = self.sql.execute("SELECT count(*) FROM _new").fetchall()[0][0]
@@ -372,23 +393,6 @@ class ParquetStreamWriter:
         if self.tracks_changes and not self.hard_delete:
             return replaced, f"coalesce({' OR '.join(removed)}, false)"
         return f"coalesce({' OR '.join([replaced, *removed])}, false)", None
-
-    def _carry_over(self, old: Path, generation: Path, drop: str, marked: str, columns: str, reshape: bool) -> None:
-        """An old file into the new generation: linked when none of its rows is dropped or newly
-        marked (`marked`), else rewritten (`columns`: SQL of its rows in the new shape) without
-        the dropped rows (left out when none is kept); `reshape`: every file is rewritten."""
-        source = f"read_parquet({sql_path(old)}) o"
-        hit, kept = self.sql.execute(
-            f"SELECT count(*) FILTER (WHERE {drop} OR {marked}), count(*) FILTER (WHERE NOT ({drop})) FROM {source}"
-        ).fetchall()[0]
-        if hit == 0 and not reshape:
-            link_or_copy(old, generation / old.name)
-            return
-        if kept:
-            self.sql.execute(
-                f"COPY (SELECT {columns} FROM {source} WHERE NOT ({drop})) TO {sql_path(generation / old.name)} "
-                f"(FORMAT parquet, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
-            )
 
     def abort(self) -> None:
         self.stage.discard()
