@@ -10,7 +10,7 @@ import pytest
 
 from sqquid_etl import commit_parts
 from sqquid_etl.definitions import load_definitions
-from sqquid_etl.destinations import commit_slots, open_destination, parquet_carry
+from sqquid_etl.destinations import commit_slots, open_destination, parquet_carry, parquet_parts
 from sqquid_etl.destinations.parquet import ParquetDestination, ParquetStreamWriter
 from sqquid_etl.errors import StateError
 from sqquid_etl.pipeline import extract
@@ -27,6 +27,7 @@ TABLES = ["orders", "order_items"]
 def every_page(monkeypatch):
     """A part after every page; returns the list of parts asked for (stream, rows staged)."""
     monkeypatch.setattr(commit_parts, "COMMIT_SECONDS", 0.0)
+    monkeypatch.setattr(parquet_parts, "PART_ROWS", 0)
     parts: list = []
     real = ParquetStreamWriter.commit_part
 
@@ -136,7 +137,28 @@ def test_parts_whose_keys_lie_apart_link_the_stored_files_unread(tmp_path, monke
     assert (run.records_new, run.records_changed) == (7, 1)
 
 
-def test_a_part_does_not_wait_for_a_commit_slot(tmp_path):
+def test_a_part_asked_for_as_the_run_goes_waits_for_enough_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(parquet_parts, "PART_ROWS", 3)
+    stream = load_definitions()["orders"]
+    destination = open_destination(parquet=tmp_path / "lake", account="acme")
+    run = RunRecord(run_id="r1", stream="orders", started_at="2024-01-01T00:00:00+00:00")
+    try:
+        writer = destination.begin(stream, replace=False)
+        writer.write(page(stream, (1, "1.00"), (2, "2.00")))
+        assert not writer.commit_part(StreamState(), run, wait=False)  # 2 records staged of 3
+        writer.write(page(stream, (3, "3.00")))
+        assert writer.commit_part(StreamState(), run, wait=False)
+        writer.write(page(stream, (4, "4.00")))
+        assert writer.commit_part(StreamState(), run)  # asked for at once: whatever is staged
+        assert writer._parts.count == 2
+        writer.commit(StreamState(), run)
+    finally:
+        destination.close()
+    assert [i for i, _ in stored(tmp_path / "lake", "order_items")] == [10, 20, 30, 40]
+
+
+def test_a_part_does_not_wait_for_a_commit_slot(tmp_path, monkeypatch):
+    monkeypatch.setattr(parquet_parts, "PART_ROWS", 0)
     stream = load_definitions()["orders"]
     destination = open_destination(parquet=tmp_path / "lake", account="acme")
     run = RunRecord(run_id="r1", stream="orders", started_at="2024-01-01T00:00:00+00:00")
