@@ -19,7 +19,9 @@ program sets up its own (Arrow on the system allocator, no numpy), so that it ca
 Environment variables (SQQUID_FLUSH_ROWS, ...) apply as to an extract; BENCH_GATE=N gives the CPU
 gate of many accounts N slots (0: no gate; accounts_run.CPU_SLOTS), BENCH_GATE_FIFO=1 serves its slots in one
 queue; BENCH_GLIBC_DEFAULT=1 leaves glibc's mmap threshold as it is (the program fixes it for many accounts,
-`accounts_cli.py`). BENCH_TRACEMALLOC=1: Python's memory by file (tracemalloc) near the peak (slow: small runs). BENCH_GROUP_SECONDS=S: a part
+`heap.py`); BENCH_TRIM=S: the C heap's free pages given back every S s (default as the program: 5; 0: never,
+`heap.Trimmer`). BENCH_NO_KEY_CHUNKS=1: the staged tables keep no chunks of their key column (the
+pages' Arrow memory they hold). BENCH_TRACEMALLOC=1: Python's memory by file (tracemalloc) near the peak (slow: small runs). BENCH_GROUP_SECONDS=S: a part
 waits at most S s for the others' (duckdb_group.GROUP_SECONDS). BENCH_CONSUMER_DECODES=0|1: one of many
 accounts' pages decoded by the fetch threads (0) or by the account's thread (1, the default: read.CONSUMER_DECODES);
 BENCH_HTTP_CLIENT=1: answers read by http.client's response class instead of http_wire (as before the eleventh session).
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import ctypes
+import contextlib
 import os
 import resource
 import sys
@@ -91,10 +93,7 @@ class Watch:
         self.sample()
 
     def _run(self) -> None:
-        trim = ctypes.CDLL("libc.so.6").malloc_trim if os.environ.get("BENCH_TRIM") else None
         while not self._stop.wait(0.5):
-            if trim is not None:  # BENCH_TRIM=1: the C heap's free pages given back every 0.5 s (an experiment)
-                trim(0)
             self.sample()
 
     def sample(self) -> None:
@@ -215,7 +214,7 @@ def main() -> None:
     from sqquid_etl import fetch, fetch_concurrent
     from sqquid_etl.accounts import load_accounts, resolve_credentials
     if not os.environ.get("BENCH_GLIBC_DEFAULT"):  # as `sqquid-etl extract --all-accounts` (accounts_cli)
-        from sqquid_etl.accounts_cli import large_blocks_mapped
+        from sqquid_etl.heap import large_blocks_mapped
 
         large_blocks_mapped()
     from sqquid_etl.accounts_run import plan_jobs, run_accounts
@@ -265,9 +264,10 @@ def main() -> None:
     from sqquid_etl.destinations import staging
 
     staged = staging.ParquetStage.__init__
+    no_keys = bool(os.environ.get("BENCH_NO_KEY_CHUNKS"))  # the stages keep no key chunks (an experiment)
 
-    def kept(self, *args, **kwargs):
-        staged(self, *args, **kwargs)
+    def kept(self, directory, stream, flush_rows, key_column=None):
+        staged(self, directory, stream, flush_rows, None if no_keys else key_column)
         watch.stages.add(self)
     staging.ParquetStage.__init__ = kept
 
@@ -283,7 +283,11 @@ def main() -> None:
             sandbox_stats(url, reset=True)
             load_before, before = load_average(), watch.start()
             usage_before, started = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
-            done = run_accounts(jobs, {"duckdb": str(Path(tmp) / "accounts.duckdb")}, {})
+            from sqquid_etl.heap import Trimmer  # as `sqquid-etl extract --all-accounts` (accounts_cli)
+
+            seconds = float(os.environ.get("BENCH_TRIM", "5"))  # BENCH_TRIM=S: every S s; 0: never
+            with Trimmer(seconds) if seconds else contextlib.nullcontext():
+                done = run_accounts(jobs, {"duckdb": str(Path(tmp) / "accounts.duckdb")}, {})
             wall = time.monotonic() - started
             watch.stop()
             usage = resource.getrusage(resource.RUSAGE_SELF)

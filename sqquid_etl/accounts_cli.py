@@ -19,6 +19,7 @@ from .accounts_progress import AccountsProgress
 from .accounts_run import AccountsResult, plan_jobs, run_accounts
 from .cli_common import STREAM_HEADER, stream_cells
 from .errors import ConfigError
+from .heap import Trimmer, large_blocks_mapped
 from .no_pandas import refuse_pandas
 
 # options that say who the client is: each account's own in the config file, never one for all
@@ -42,27 +43,14 @@ def extract_accounts(ctx: click.Context, settings, output: dict, shared: dict, n
     progress = AccountsProgress.for_terminal(len(jobs), show_progress and not output["quiet"],
                                              output["log_format"] == "json")
     allow_pandas = refuse_pandas()  # as for one account (no_pandas.py)
-    large_blocks_mapped()
+    large_blocks_mapped()  # the C heap kept small through a long run of many accounts (heap.py)
     try:
-        result = run_accounts(jobs, location, shared, progress=progress)
+        with Trimmer():
+            result = run_accounts(jobs, location, shared, progress=progress)
     finally:
         allow_pandas()
         progress.close()
     report(result, output)
-
-
-def large_blocks_mapped() -> None:
-    """Many accounts in the program's own process: the C heap's large blocks (the pages' bodies,
-    Arrow's buffers of 128 KB and more) mapped and unmapped each time (a fixed mmap threshold),
-    never kept in glibc's arenas once freed, where a hundred accounts' threads left them: at 40
-    accounts the heap's free memory 184-191 -> 44-47 MB, peak RSS -17% (docs/benchmarks.md,
-    eighth session). Elsewhere than glibc, nothing."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD (fixed: no longer raised as blocks are freed)
-    except (OSError, AttributeError):
-        pass
 
 
 def report(result: AccountsResult, output: dict) -> None:

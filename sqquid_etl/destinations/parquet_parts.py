@@ -52,12 +52,6 @@ class Parts:
         self.staged: tuple | None = None  # the commit under way: the range of its staged keys (`look`)
         self.apart = False  # and whether it lies apart from those the parts stored
 
-    @property
-    def key_column(self) -> str | None:
-        """The stamped column a staged table's keys are counted beside (`ParquetStage`): only for
-        a writer committing in parts (the keys of a part held in memory, not of a whole run)."""
-        return ACCOUNT if self.enabled else None
-
     def look(self, writer: Any) -> None:
         """Before a commit (a part or the last): the range of its staged keys, and whether it lies
         apart from those the parts stored."""
@@ -81,8 +75,9 @@ class InParts:
 
     def _new_stage(self) -> None:
         """The pages staged anew (the writer begins, or a part was committed)."""
-        self.stage = ParquetStage(self.layout.staging_dir(self.stream.name), self.stream, self.dest.tuning.flush_rows,
-                                  self._parts.key_column)
+        # (no key column given: the stage would keep each batch's key chunks, and with them ~225 bytes
+        # a row of the pages' Arrow memory until the part: 100 accounts x 20,000 rows ~ 450 MB)
+        self.stage = ParquetStage(self.layout.staging_dir(self.stream.name), self.stream, self.dest.tuning.flush_rows)
         self._latest_sql: dict[str, str] = {}  # table -> SQL of its staged rows, one a key (`_latest`)
 
     def _after_part(self) -> None:
@@ -92,11 +87,7 @@ class InParts:
 
     def _staged_unique(self, table: Any) -> bool:
         """Whether the staged rows of a table are known to hold each key once, without DuckDB."""
-        if self.stage.unique(table.name):
-            return True
-        self.stage.finish()
-        known = self.stage.key_range(table.name)
-        return known is not None and known[0]
+        return self.stage.unique(table.name)
 
 
 def staged_range(writer: Any) -> tuple | None:
@@ -105,10 +96,6 @@ def staged_range(writer: Any) -> tuple | None:
     parent = writer.stream.tables[0]
     if not writer.stage.rows(parent.name):
         return None, None
-    writer.stage.finish()
-    known = writer.stage.key_range(parent.name)
-    if known is not None:
-        return known[1], known[2]
     return writer._parts.keys.staged(writer.sql, writer.stage.relation(parent.name))
 
 
