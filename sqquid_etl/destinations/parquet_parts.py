@@ -21,13 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..runs import REJECTED_TABLE
-
-# a part asked for as the run goes (`wait=False`) is committed once the stream's own table has this
-# many rows staged: each part costs ~20 ms of CPU beside its rows (a generation, its files written
-# and fsynced, DuckDB's COPY of a few rows, the state), so parts of every 10 s cost a stretched run
-# (100 accounts x 60 s at a load of 20: ~40 parts an account) +70% of the client's CPU; parts of
-# 20,000 records (80 pages, 40 s at 2/s) are 4 of a 3-minute run, and leave its last commit a ninth
-PART_ROWS = 20_000
 from .account_scope import ACCOUNT
 from .commit_slots import release_slot, take_slot
 from .duckdb_tuning import within_memory_limit
@@ -35,6 +28,13 @@ from .merge_sql import quote_identifier as q
 from .parquet_freshness import files_sql
 from .part_keys import PartKeys
 from .staging import ParquetStage
+
+# a part asked for as the run goes (`wait=False`) is committed once the stream's own table has this
+# many rows staged: each part costs ~20 ms of CPU beside its rows (a generation, its files written
+# and fsynced, DuckDB's COPY of a few rows, the state), so parts of every 10 s cost a stretched run
+# (100 accounts x 60 s at a load of 20: ~40 parts an account) +70% of the client's CPU; parts of
+# 20,000 records (80 pages, 40 s at 2/s) are 4 of a 3-minute run, and leave its last commit a ninth
+PART_ROWS = 20_000
 
 
 class Parts:
@@ -75,8 +75,8 @@ class InParts:
 
     def _new_stage(self) -> None:
         """The pages staged anew (the writer begins, or a part was committed)."""
-        # (no key column given: the stage would keep each batch's key chunks, and with them ~225 bytes
-        # a row of the pages' Arrow memory until the part: 100 accounts x 20,000 rows ~ 450 MB)
+        # (no key column given: the stage would keep each batch's key chunks, and with them the pages'
+        # Arrow memory until the part, ~250 bytes a row: 4 accounts' Arrow at most 20.8 vs 2.8 MB)
         self.stage = ParquetStage(self.layout.staging_dir(self.stream.name), self.stream, self.dest.tuning.flush_rows)
         self._latest_sql: dict[str, str] = {}  # table -> SQL of its staged rows, one a key (`_latest`)
 
