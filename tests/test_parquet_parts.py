@@ -179,6 +179,26 @@ def test_a_part_does_not_wait_for_a_commit_slot(tmp_path, monkeypatch):
     assert stored(tmp_path / "lake", "order_items") == [(10, 1)]
 
 
+def test_one_part_at_a_time_in_a_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(parquet_parts, "PART_ROWS", 0)
+    stream = load_definitions()["orders"]
+    destination = open_destination(parquet=tmp_path / "lake", account="acme")
+    run = RunRecord(run_id="r1", stream="orders", started_at="2024-01-01T00:00:00+00:00")
+    assert commit_slots.take_part_slot("other")  # another account's part under way
+    try:
+        writer = destination.begin(stream, replace=False)
+        writer.write(page(stream, (1, "1.00")))
+        assert not writer.commit_part(StreamState(), run, wait=False)  # a commit slot is free, the part's is not
+        commit_slots.release_part_slot("other")
+        assert writer.commit_part(StreamState(), run, wait=False)
+        assert commit_slots.take_part_slot("other", wait=False)  # both given back
+        commit_slots.release_part_slot("other")
+        writer.commit(StreamState(), run)
+    finally:
+        destination.close()
+    assert stored(tmp_path / "lake", "order_items") == [(10, 1)]
+
+
 def test_a_crash_between_parts_leaves_whole_rows_and_the_old_state_then_a_rerun_is_exact(make_sandbox, tmp_path,
                                                                                          every_page, monkeypatch):
     sandbox = make_sandbox(orders=2000, products=100)

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..runs import REJECTED_TABLE
 from .account_scope import ACCOUNT
-from .commit_slots import release_slot, take_slot
+from .commit_slots import release_part_slot, take_part_slot
 from .duckdb_tuning import within_memory_limit
 from .merge_sql import quote_identifier as q
 from .parquet_freshness import files_sql
@@ -103,7 +103,7 @@ def commit_part(writer: Any, state: Any, run: Any, wait: bool = True) -> bool:
     """Store the pages staged so far with `state` (the caller's: the run's old one) and the run row,
     as `commit` does but proving nothing gone; the next pages are staged anew. Returns whether a
     part was committed: not when nothing is staged, nor (`wait=False`) before `PART_ROWS` rows are
-    or while every commit slot is taken (the pages wait for the next part)."""
+    or while another part or every commit slot is taken (the pages wait for the next part)."""
     parts = writer._parts
     if not parts.enabled:
         raise RuntimeError("commit_part: this writer commits its stream in one piece")
@@ -111,12 +111,12 @@ def commit_part(writer: Any, state: Any, run: Any, wait: bool = True) -> bool:
         return False
     if not wait and writer.stage.rows(writer.stream.tables[0].name) < PART_ROWS:
         return False
-    if not take_slot(writer.account, wait):
+    if not take_part_slot(writer.account, wait):
         return False
     try:
         writer._commit(state, run)
     finally:
-        release_slot(writer.account)
+        release_part_slot(writer.account)
     parts.keys.add(parts.staged)
     parts.count += 1
     parts.stored_new += writer._part_new
