@@ -10,8 +10,9 @@ the accounts run as `sqquid-etl extract --all-accounts --parquet DIR --streams o
 `--repeat` times: "one commit" (parts off: `ParquetStreamWriter.parts_allowed = False`) and
 "parts" (asked for after every page, as `commit_parts.PartCommits` does once 10 s passed: a part
 when `parquet_parts.PART_ROWS` rows are staged). Printed: the CPU of the accounts' commits
-(`time.thread_time` in `_commit`, parts included), the process's CPU (the sandbox's too), and
-Arrow's bytes at most (sampled every 50 ms).
+(`time.thread_time` in `_commit`, parts included), the process's CPU (the sandbox's too), Arrow's
+bytes at most (sampled every 50 ms) and the peak RSS (the sandbox's data too). BENCH_DUCKDB_SET="a=b;c=d":
+DuckDB settings set after the destination's own (e.g. its allocator's, process-wide).
 """
 
 from __future__ import annotations
@@ -48,6 +49,18 @@ def timed(self, state, run):
         spent[0] += time.thread_time() - began
 
 parquet.ParquetStreamWriter._commit = timed
+if os.environ.get("BENCH_DUCKDB_SET"):  # DuckDB's allocator settings (process-wide), e.g. "allocator_background_threads=true"
+    from sqquid_etl.destinations import duckdb_tuning
+    tune = duckdb_tuning.tune
+
+    def tuned(conn, *args, **kwargs):
+        tune(conn, *args, **kwargs)
+        for setting in os.environ["BENCH_DUCKDB_SET"].split(";"):
+            conn.execute("SET " + setting)
+
+    duckdb_tuning.tune = tuned
+    from sqquid_etl.destinations import parquet_sql
+    parquet_sql.tune = tuned
 sandbox = Sandbox(SandboxConfig(accounts=accounts, orders=orders, products=50, rate=None, size_spread=0.0, cache_mb=0))
 sandbox.start()
 peak, stop = [0], threading.Event()
@@ -65,7 +78,8 @@ stop.set()
 assert done.ok, done.failed
 print(f"{'parts' if parts else 'one commit'}: commits {spent[0]:.2f} s of CPU, process {time.process_time() - cpu:.2f} s, "
       f"wall {time.perf_counter() - began:.2f} s, Arrow at most {peak[0] / 2**20:.1f} MB, "
-      f"records {sum(s.rows.get('orders', 0) for a in done.accounts for s in a.streams)}")
+      f"records {sum(s.rows.get('orders', 0) for a in done.accounts for s in a.streams)}, "
+      f"peak RSS {__import__('resource').getrusage(__import__('resource').RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 """
 
 
