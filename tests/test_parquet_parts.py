@@ -5,8 +5,6 @@ a crash between parts leaves whole rows and the old state; a part never waits fo
 
 from __future__ import annotations
 
-import threading
-
 import duckdb
 import pytest
 
@@ -228,27 +226,3 @@ def test_a_crash_between_parts_leaves_whole_rows_and_the_old_state_then_a_rerun_
     assert again.ok and again.stream("orders").count_check == "ok"
     assert_tables_equal(account_tables(root, "acme"), expected_tables(sandbox.store), TABLES)
 
-
-def test_parts_are_committed_in_the_process_s_one_part_thread(tmp_path, monkeypatch):
-    monkeypatch.setattr(parquet_parts, "PART_ROWS", 0)
-    stream = load_definitions()["orders"]
-    destination = open_destination(parquet=tmp_path / "lake", account="acme")
-    run = RunRecord(run_id="r1", stream="orders", started_at="2024-01-01T00:00:00+00:00")
-    threads: list[str] = []
-    real = ParquetStreamWriter._commit
-
-    def recorded(self, state, run):
-        threads.append(threading.current_thread().name)
-        return real(self, state, run)
-
-    monkeypatch.setattr(ParquetStreamWriter, "_commit", recorded)
-    try:
-        writer = destination.begin(stream, replace=False)
-        for i in (1, 2):
-            writer.write(page(stream, (i, "1.00")))
-            assert writer.commit_part(StreamState(), run, wait=False)
-        writer.commit(StreamState(), run)
-    finally:
-        destination.close()
-    here = threading.current_thread().name
-    assert threads[:2] == [threads[0]] * 2 and threads[0].startswith("sqquid-parquet-part") and threads[2] == here

@@ -18,7 +18,8 @@ from typing import ContextManager
 COMMITS_AT_ONCE = 4
 _SLOTS = threading.BoundedSemaphore(COMMITS_AT_ONCE)
 # parts committed as the runs go (`parquet_parts.py`), at once in a process: each holds DuckDB's memory
-# for its rows while every account still fetches (4 at once: the peak of RSS +30-50 MB at 100 accounts)
+# for its rows while every account still fetches (parts raised the RSS while fetching ~40-50 MB at 100
+# accounts x 60 s, docs/benchmarks.md eleventh session): one at a time, whatever the commit slots
 PARTS_AT_ONCE = 1
 _PARTS = threading.BoundedSemaphore(PARTS_AT_ONCE)
 

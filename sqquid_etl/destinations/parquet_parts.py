@@ -18,8 +18,6 @@ committed only when a commit slot is free at once: it never waits behind other a
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..runs import REJECTED_TABLE
@@ -116,7 +114,7 @@ def commit_part(writer: Any, state: Any, run: Any, wait: bool = True) -> bool:
     if not take_part_slot(writer.account, wait):
         return False
     try:
-        _part_thread().submit(writer._commit, state, run).result()
+        writer._commit(state, run)
     finally:
         release_part_slot(writer.account)
     parts.keys.add(parts.staged)
@@ -124,21 +122,6 @@ def commit_part(writer: Any, state: Any, run: Any, wait: bool = True) -> bool:
     parts.stored_new += writer._part_new
     writer._after_part()
     return True
-
-
-_THREAD: list = []  # the process's one thread committing parts (made when first needed)
-_THREAD_LOCK = threading.Lock()
-
-
-def _part_thread() -> ThreadPoolExecutor:
-    """The one thread the process commits its parts in (its account's thread waits for it): DuckDB's
-    allocator (jemalloc, inside the `_duckdb` module) keeps a cache of freed memory in each thread
-    that ran a query, so parts committed by a hundred accounts' own threads while they all still
-    fetch held that memory a hundred times over (100 accounts x 60 s: the peak of RSS +35-47 MB)."""
-    with _THREAD_LOCK:
-        if not _THREAD:
-            _THREAD.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqquid-parquet-part"))
-        return _THREAD[0]
 
 
 def distinct_keys(writer: Any, table: str) -> int:
