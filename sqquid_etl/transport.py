@@ -176,6 +176,8 @@ def _wire(conn: http.client.HTTPConnection) -> Wire | None:
         return None
     wire = getattr(conn, "_sqquid_wire", None)
     if wire is None or wire.sock is not conn.sock:
+        if wire is not None:
+            wire.close()  # (the reader of a socket the connection no longer has)
         wire = conn._sqquid_wire = Wire(conn.sock)  # type: ignore[attr-defined]
     return wire
 

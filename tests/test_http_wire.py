@@ -5,6 +5,7 @@ answer allows it, answers cut short as TransportError, requests written as http.
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import threading
 
@@ -165,3 +166,33 @@ def test_the_host_header():
     assert host_header("127.0.0.1", 8080, https=False) == "127.0.0.1:8080"
     assert host_header("::1", 80, https=False) == "[::1]"
     assert Headers({"a": "1"}).get("A") == "1"
+
+
+def _open_sockets() -> set[str]:
+    """The sockets this process has open (their inodes), from /proc."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads the process's open files in /proc")
+def test_closing_the_transport_closes_its_sockets(scripted):
+    """A connection's socket stays open while a reader of it is open: the transport closes both."""
+    server = scripted((ok(b"x"), False), (ok(b"y"), False))
+    transport = Transport(server.url)
+    transport.send("GET", server.url + "/")
+    first = f"socket:[{os.fstat(transport._idle[0].sock.fileno()).st_ino}]"
+    transport._idle[0].sock.close()  # (as if dropped: the next send replaces it)
+    transport.close()
+    assert first not in _open_sockets()
+    transport.send("GET", server.url + "/")
+    second = f"socket:[{os.fstat(transport._idle[0].sock.fileno()).st_ino}]"
+    assert second in _open_sockets()
+    transport.close()
+    assert second not in _open_sockets()
