@@ -3,8 +3,9 @@ in flight ahead of the consumer so that neither the API's latency nor local work
 and writing pages) eats into the request budget; pages are still yielded in order, decoded.
 
 The parts: `listing` plans the listings, `fetch_concurrent` and `fetch_sequential` fetch
-them, `decode` turns each body into a page (in the fetch threads). Knows the definition's
-request facts but nothing of destinations or state.
+them, `decode` turns each body into a page (in the fetch threads; for one of many accounts in its
+consumer's thread, `page_body`). Knows the definition's request facts but nothing of destinations
+or state.
 """
 
 from __future__ import annotations
