@@ -25,6 +25,8 @@ pages' Arrow memory they hold). BENCH_TRACEMALLOC=1: Python's memory by file (tr
 waits at most S s for the others' (duckdb_group.GROUP_SECONDS). BENCH_CONSUMER_DECODES=0|1: one of many
 accounts' pages decoded by the fetch threads (0) or by the account's thread (1, the default: read.CONSUMER_DECODES);
 BENCH_HTTP_CLIENT=1: answers read by http.client's response class instead of http_wire (as before the eleventh session).
+BENCH_STAGE=parquet: the accounts' pages staged in Parquet files, as before the eleventh session
+(staging_arrow.ARROW_STAGING).
 """
 
 from __future__ import annotations
@@ -240,6 +242,10 @@ def main() -> None:
         transport._wire = lambda conn: None
     if os.environ.get("BENCH_STACK_KB"):  # threads' stacks of this size (an experiment; default: ulimit -s)
         threading.stack_size(int(os.environ["BENCH_STACK_KB"]) * 1024)
+    if os.environ.get("BENCH_STAGE") == "parquet":  # a file of many accounts staged in Parquet, as before stage11
+        from sqquid_etl.destinations import staging_arrow
+
+        staging_arrow.ARROW_STAGING = False
     if os.environ.get("BENCH_SWITCH"):  # the interpreter's switch interval, seconds (an experiment)
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
 
@@ -263,13 +269,14 @@ def main() -> None:
     fetch_concurrent.ConcurrentFetch.__init__ = remembered
     from sqquid_etl.destinations import staging
 
-    staged = staging.ParquetStage.__init__
+    stage_class = getattr(staging, "Stage", None) or staging.ParquetStage  # (before stage11: ParquetStage alone)
+    staged = stage_class.__init__
     no_keys = bool(os.environ.get("BENCH_NO_KEY_CHUNKS"))  # the stages keep no key chunks (an experiment)
 
     def kept(self, directory, stream, flush_rows, key_column=None):
         staged(self, directory, stream, flush_rows, None if no_keys else key_column)
         watch.stages.add(self)
-    staging.ParquetStage.__init__ = kept
+    stage_class.__init__ = kept
 
     pages = int(a.burst + a.rate * a.seconds)
     proc, url, keys, _ = start_sandbox(a.accounts, pages * PAGE - PAGE // 2, 50, rate=a.rate, burst=a.burst,

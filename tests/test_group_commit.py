@@ -263,7 +263,7 @@ def test_a_part_staged_in_several_files_is_committed_whole(tmp_path, grouped, mo
             for n in range(3):
                 writers[name].write(page_to_tables(stream, _page(100 * (k + 1) + 10 * n, 4)))
             assert writers[name].commit_part(StreamState(), runs[name])
-        assert [len(w._grouped[0].files["orders"][0]) for w in writers.values()] == [3, 3, 3]
+        assert [len(w._grouped[0].files["orders"][0].paths) for w in writers.values()] == [3, 3, 3]
         for name in ACCOUNTS:
             writers[name].commit(NEW, _done(runs[name]))
     finally:

@@ -33,7 +33,8 @@ from .account_scope import ACCOUNT
 from .duckdb_freshness import META_COLUMNS
 from .duckdb_own import RUNS_TABLE, STATE_TABLE
 from .duckdb_tuning import within_memory_limit
-from .merge_sql import quote_identifier as q, sql_path
+from .merge_sql import quote_identifier as q
+from .staging_arrow import read_sql, staged_files, unregister
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Part:
 
     account: str
     stream: str
-    files: dict[str, tuple[list[Path], tuple[str, ...]]]  # table -> (its staged Parquet files, the columns to insert)
+    files: dict[str, tuple[Any, tuple[str, ...]]]  # table -> (its staged files, the columns to insert)
     state: str  # the state the part stores (JSON)
     run: RunRecord
     directory: Path  # the staged files' directory, removed once the part is done
@@ -76,7 +77,7 @@ def plain_part(writer: Any, state: str, run: RunRecord) -> Part | None:
     staged_keys = ranges[first][1:] if first in ranges else None
     if staged_keys is not None and not writer._part_keys.apart(staged_keys):
         return None
-    files = {name: (stage.files(name), tuple(next(t for t in stream.tables if t.name == name).column_names))
+    files = {name: (staged_files(stage, name), tuple(next(t for t in stream.tables if t.name == name).column_names))
              for name in ranges}
     writer._part_keys.add(staged_keys)
     return Part(writer.account, stream.name, files, state, run, stage.directory)
@@ -201,19 +202,18 @@ class GroupWriter:
     def _transaction(self, conn: Any, parts: list[Part]) -> None:
         """The rows of every part (one INSERT a table and column list), their states and run rows,
         in one transaction under the file's lock."""
-        by_table: dict[tuple[str, tuple[str, ...]], list[Path]] = {}
+        by_table: dict[tuple[str, tuple[str, ...]], list] = {}
         for part in parts:
-            for table, (paths, columns) in part.files.items():
-                by_table.setdefault((table, columns), []).extend(paths)
+            for table, (staged, columns) in part.files.items():
+                by_table.setdefault((table, columns), []).append(staged)
         last = list({(p.account, p.stream): p for p in parts}.values())  # an account's last part: its state, run row
 
         def work() -> None:
             conn.execute("BEGIN TRANSACTION")
             try:
-                for (table, columns), paths in by_table.items():
+                for (table, columns), staged in by_table.items():
                     names = ", ".join(q(c) for c in columns)
-                    files = ", ".join(sql_path(p) for p in paths)
-                    conn.execute(f"INSERT INTO {q(table)} ({names}) SELECT {names} FROM read_parquet([{files}])")
+                    conn.execute(f"INSERT INTO {q(table)} ({names}) SELECT {names} FROM {read_sql(conn, staged)}")
                 _write_states(conn, last)
                 _write_runs(conn, last)
                 conn.execute("COMMIT")
@@ -222,7 +222,10 @@ class GroupWriter:
                 raise
 
         with self.shared.lock:
-            within_memory_limit(conn, self.tuning, "(the parts of many accounts)", work)
+            try:
+                within_memory_limit(conn, self.tuning, "(the parts of many accounts)", work)
+            finally:
+                unregister(conn)
 
 
 def _write_states(conn: Any, parts: list[Part]) -> None:

@@ -139,14 +139,18 @@ def first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+STAGED_SUFFIXES = (".parquet", ".arrow")  # the files a DuckDB destination stages (staging.py, staging_arrow.py)
+
+
 def check_staging(directory: Path) -> None:
-    """The directory beside the database where pages are staged (`<db>.staging/<stream>/<table>.parquet`)
-    is removed when the database is opened (a crashed run's pages); one of that name holding
-    anything else is the user's: refused, left as it is."""
+    """The directory beside the database where pages are staged (`<db>.staging/<stream>/<table>.parquet`,
+    or `.arrow` for a destination bound to an account: `staging_arrow.py`) is removed when the database
+    is opened (a crashed run's pages); one of that name holding anything else is the user's: refused,
+    left as it is."""
     if not (directory.exists() or directory.is_symlink()):
         return
     ours = directory.is_dir() and not directory.is_symlink() and all(
-        stream.is_dir() and not stream.is_symlink() and all(f.is_file() and f.suffix == ".parquet" for f in stream.iterdir())
+        stream.is_dir() and not stream.is_symlink() and all(f.is_file() and f.suffix in STAGED_SUFFIXES for f in stream.iterdir())
         for stream in directory.iterdir()
     )
     if not ours:

@@ -24,7 +24,7 @@ from .duckdb_merge import merge_changed
 from .duckdb_tuning import within_memory_limit
 from .merge_sql import keys_repeat, latest_versions_sql, quote_identifier as q
 from .part_keys import PartKeys
-from .staging import ParquetStage
+from .staging_arrow import new_stage
 
 if TYPE_CHECKING:
     from .duckdb import DuckDBDestination
@@ -45,6 +45,7 @@ class DuckDBStreamWriter:
         self.conn = destination.conn
         self.account = destination.account
         self.stream = stream if self.account is None else scoped_definition(stream)
+        self._scope_columns = () if self.account is None else (ACCOUNT,)  # a child row shares with its parent beside the link
         self.replace = replace
         self.tracks_changes = tracked(stream)  # `_sqquid_hash`, `_sqquid_deleted_at`, counts in the run row
         self.hard_delete = False  # records proven gone are removed instead of marked (`prove_gone`)
@@ -77,7 +78,7 @@ class DuckDBStreamWriter:
         self._staged_keys: tuple | None = None  # the range of the keys staged for the commit under way
         self._staged_at = destination.staging_dir / (stream.name if self.account is None else f"{stream.name}@{self.account}")
         self._grouped: list = []  # parts handed to the file's group writer (`duckdb_group.py`), not yet settled
-        self.stage = ParquetStage(self._staged_at, self.stream, destination.tuning.flush_rows, self.account and ACCOUNT)
+        self.stage = new_stage(self._staged_at, self.stream, destination.tuning.flush_rows, self.account and ACCOUNT, self.conn)
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         self._distinct.clear()
@@ -179,8 +180,7 @@ class DuckDBStreamWriter:
         self._distinct.clear()
         self._latest_sql.clear()
         self._unique_keys.clear()
-        self.stage = ParquetStage(self._staged_at.with_name(directory), self.stream, self.dest.tuning.flush_rows,
-                                  self.account and ACCOUNT)
+        self.stage = new_stage(self._staged_at.with_name(directory), self.stream, self.dest.tuning.flush_rows, self.account and ACCOUNT, self.conn)
 
     def _settle(self) -> None:
         """The parts handed to the group writer committed (raising the error of one that failed)."""
@@ -201,8 +201,14 @@ class DuckDBStreamWriter:
         with self.dest.shared.lock:
             self._changes = within_memory_limit(self.conn, self.dest.tuning, name, self._prepare)
             counted = run_counts(run)  # before this commit's (a merge run again adds them once)
-            within_memory_limit(self.conn, self.dest.tuning, name,
-                                lambda: self.dest.transaction(lambda: self._store(state, run, counted)))
+            within_memory_limit(self.conn, self.dest.tuning, name, lambda: self._transaction(state, run, counted))
+
+    def _transaction(self, state: StreamState, run: RunRecord, counted: dict[str, int]) -> None:
+        try:
+            self.dest.transaction(lambda: self._store(state, run, counted))
+        except BaseException:  # the staged files registered by the transaction rolled back: again when asked
+            self.stage.forget()
+            raise
 
     def _prepare(self) -> Changes:
         parent = self.stream.tables[0] if self.stream.tables[0].nested_path is None else None
@@ -236,7 +242,7 @@ class DuckDBStreamWriter:
         if self.tracks_changes and self._gone and not self.parts and (self.replace or not self._was_empty[self.stream.tables[0].name]):
             staged = self.stage.relation(self.stream.tables[0].name)
             changes.deleted = mark_gone(self.conn, self.stream, staged, self._gone, datetime.now(timezone.utc),
-                                        self.hard_delete, set(self.dest.columns()), self._scope_columns())
+                                        self.hard_delete, set(self.dest.columns()), self._scope_columns)
         changes.add_to(run, counted)
         self.dest.write_state(self.stream.name, state)
         self.dest.write_run(run)
@@ -259,18 +265,10 @@ class DuckDBStreamWriter:
         clauses, params = self.dest.scope(target)
         return "".join(f" AND {c}" for c in clauses), params
 
-    def _scope_columns(self) -> tuple[str, ...]:
-        """The columns a child row shares with its parent beside the link (the account's)."""
-        return () if self.account is None else (ACCOUNT,)
-
     def _store_rejected(self) -> None:
-        columns = ", ".join(q(c) for c in REJECTED_COLUMNS)
-        staged = self.stage.relation(REJECTED_TABLE)
-        if self.account is None:
-            self.conn.execute(f"INSERT INTO {REJECTED_TABLE} ({columns}) SELECT {columns} FROM {staged}")
-        else:
-            self.conn.execute(f"INSERT INTO {REJECTED_TABLE} ({ACCOUNT}, {columns}) SELECT ?, {columns} FROM {staged}",
-                              [self.account])
+        columns, params = ", ".join(q(c) for c in REJECTED_COLUMNS), [] if self.account is None else [self.account]
+        self.conn.execute(f"INSERT INTO {REJECTED_TABLE} ({f'{ACCOUNT}, ' if params else ''}{columns}) "
+                          f"SELECT {'?, ' if params else ''}{columns} FROM {self.stage.relation(REJECTED_TABLE)}", params)
 
     def _latest(self, table: TableSpec, extras: dict[str, str] | None = None) -> str:
         """SQL of the staged rows of a table, one per key (the last version of a key that came twice);
@@ -358,7 +356,7 @@ class DuckDBStreamWriter:
                 # children of a parent fetched again are replaced as a whole; those it no longer has
                 # (an item removed upstream) are marked `_sqquid_deleted_at` (--hard-delete: removed)
                 link, parent_key = table.parent_link
-                also = "".join(f" AND {target}.{q(c)} = p.{q(c)}" for c in self._scope_columns())
+                also = "".join(f" AND {target}.{q(c)} = p.{q(c)}" for c in self._scope_columns)
                 mine, params = self._mine(target)
                 dropped = f"{target}.{q(link)} = p.{q(parent_key)}{also}{mine}"
                 if self.tracks_changes and not self.hard_delete:
@@ -383,7 +381,7 @@ class DuckDBStreamWriter:
         if table.parent_link and parent is not None and self.stage.rows(parent.name):
             link, parent_key = table.parent_link
             target = q(table.name)
-            also = "".join(f" AND {target}.{q(c)} = p.{q(c)}" for c in self._scope_columns())
+            also = "".join(f" AND {target}.{q(c)} = p.{q(c)}" for c in self._scope_columns)
             parents = (self.stage.relation(parent.name), f"{target}.{q(link)} = p.{q(parent_key)}{also}")
         stored = self.dest.columns()[table.name]
         changes = self._changes  # of the stream's own table, counted before the transaction (`_prepare`)

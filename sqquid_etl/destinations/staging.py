@@ -1,6 +1,9 @@
-"""Staging: a stream's pages, numbered in arrival order, in one Parquet file per table until the
-destination commits them. Written in batches of about `Tuning.flush_rows` rows, so memory is
-bounded by the batch and not by the stream; read back by DuckDB (`relation`) to merge.
+"""Staging: a stream's pages, numbered in arrival order, in files per table until the destination
+commits them. Written in batches of about `Tuning.flush_rows` rows, so memory is bounded by the
+batch and not by the stream; read back by DuckDB (`relation`) to merge. `Stage` keeps the batches,
+keys and files; the format of the files is its kind's: `ParquetStage` (Parquet, read by DuckDB's
+`read_parquet`: the Parquet and Iceberg destinations, whose DuckDB may be another process's
+or in memory) or `staging_arrow.ArrowStage` (Arrow IPC, the DuckDB destination's).
 
 A table that received no row has no file until its relation is asked for (then an empty file
 of its shape): a stream with nothing new costs no file, and no Parquet writer is loaded.
@@ -31,6 +34,10 @@ REJECTED_SCHEMA = pa.schema([(name, pa.string()) for name in REJECTED_COLUMNS])
 # metadata of each row group it wrote (~25 KB for 30 columns) until it is closed, and a Parquet
 # destination stages a whole run (at 100 accounts x 60 s ~190 MB of it: docs/benchmarks.md, tenth session)
 FILE_BATCHES = 8
+# a staged file is written through a buffer of this size: Arrow's writers write each column's
+# buffers (and a Parquet page's parts) to the file one by one, ~400 writes a batch of 30 columns,
+# which cost a third of staging a page (docs/benchmarks.md, eleventh session)
+WRITE_BUFFER = 1 << 20
 
 
 def keys_unique(batch: pa.Table, keys: list[str]) -> bool:
@@ -46,8 +53,33 @@ def keys_unique(batch: pa.Table, keys: list[str]) -> bool:
     return distinct[varying[0]] == batch.num_rows
 
 
-class ParquetStage:
-    """The staged pages of a stream's tables, and its records quarantined (`REJECTED_TABLE`)."""
+class StagedFile:
+    """A staged file being written: its Arrow writer through a buffer (closed together)."""
+
+    def __init__(self, path: Path, schema: pa.Schema, open_writer):
+        self.schema = schema
+        self._sink = pa.BufferedOutputStream(pa.OSFile(str(path), "wb"), WRITE_BUFFER)
+        try:
+            self._writer = open_writer(self._sink, schema)
+        except BaseException:
+            self._sink.close()
+            raise
+
+    def write_table(self, batch: pa.Table) -> None:
+        self._writer.write_table(batch)
+
+    def close(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self._sink.close()
+
+
+class Stage:
+    """The staged pages of a stream's tables, and its records quarantined (`REJECTED_TABLE`), in
+    files of its kind's format (`suffix`, `_open`, `_sql`)."""
+
+    suffix = ""
 
     def __init__(self, directory: Path, stream: StreamDefinition, flush_rows: int, key_column: str | None = None):
         self.directory = directory
@@ -55,10 +87,10 @@ class ParquetStage:
         shutil.rmtree(directory, ignore_errors=True)
         self._tables = [t.name for t in stream.tables] + [REJECTED_TABLE]
         self._buffer = PageBuffer(self._tables, flush_rows)
-        self._writers: dict[str, Any] = {}  # table -> its open pyarrow.parquet.ParquetWriter
+        self._writers: dict[str, StagedFile] = {}  # table -> its open file
         self._rows: dict[str, int] = {name: 0 for name in self._tables}
         self._files: dict[str, list[Path]] = {}  # table -> its staged files (one more each time its columns grow)
-        self._schemas: dict[str, pa.Schema] = {}  # table -> the columns of its last file
+        self._schemas: dict[str, list[pa.Schema]] = {}  # table -> the columns of each of its files
         self._widened: set[str] = set()  # tables whose files differ in columns (undocumented ones came)
         self._in_file: dict[str, int] = {}  # table -> batches in its open file
         self.extras = ExtraColumns()
@@ -71,7 +103,7 @@ class ParquetStage:
         self._key_chunks: dict[str, list] | None = None if key_column is None else {t.name: [] for t in stream.tables}
 
     def path(self, table: str) -> Path:
-        return self.directory / f"{table}.parquet"
+        return self.directory / f"{table}.{self.suffix}"
 
     def rows(self, table: str) -> int:
         """Rows staged for a table so far (repeated keys counted each time they came)."""
@@ -105,19 +137,15 @@ class ParquetStage:
             self._writers.pop(name).close()
             writer = None
         if writer is None:
-            import pyarrow.parquet as pq  # only once something is staged
-
             self.directory.mkdir(parents=True, exist_ok=True)
             files = self._files.setdefault(name, [])
-            if files and self._schemas[name] != batch.schema:
+            schemas = self._schemas.setdefault(name, [])
+            if schemas and schemas[-1] != batch.schema:
                 self._widened.add(name)
-            files.append(self.directory / (f"{name}.parquet" if not files else f"{name}.{len(files)}.parquet"))
-            self._schemas[name], self._in_file[name] = batch.schema, 0
-            # plain (no compression, dictionaries or statistics): staged files live for one run,
-            # and DuckDB encodes the data when it stores it
-            writer = self._writers[name] = pq.ParquetWriter(
-                files[-1], batch.schema, compression="none", use_dictionary=False, write_statistics=False
-            )
+            files.append(self.directory / (f"{name}.{self.suffix}" if not files else f"{name}.{len(files)}.{self.suffix}"))
+            writer = self._writers[name] = StagedFile(files[-1], batch.schema, self._open)
+            schemas.append(batch.schema)
+            self._in_file[name] = 0
         writer.write_table(batch)
         self._in_file[name] += 1
         if self._in_file[name] >= FILE_BATCHES:  # its row groups' metadata written out and freed
@@ -150,21 +178,36 @@ class ParquetStage:
         empty file of its shape."""
         self.finish()
         if not self.path(table).exists():
-            spec = next((t for t in self.stream.tables if t.name == table), None)
-            schema = REJECTED_SCHEMA if table == REJECTED_TABLE else arrow_schema(spec)
-            schema = schema.append(pa.field(SEQ, pa.int64()))
-            # from empty arrays: `Schema.empty_table()` makes pyarrow import pandas
-            self._append(table, pa.Table.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema))
+            self._append(table, self.empty(table))
             self.finish()
-        files = self._files[table]
-        if len(files) == 1:
-            return f"read_parquet({sql_path(files[0])})"
-        by_name = ", union_by_name = true" if table in self._widened else ""
-        return f"read_parquet([{', '.join(sql_path(p) for p in files)}]{by_name})"
+        return self._sql(table)
+
+    def empty(self, table: str) -> pa.Table:
+        """No row, in the shape of a table's staged rows."""
+        spec = next((t for t in self.stream.tables if t.name == table), None)
+        schema = REJECTED_SCHEMA if table == REJECTED_TABLE else arrow_schema(spec)
+        schema = schema.append(pa.field(SEQ, pa.int64()))
+        # from empty arrays: `Schema.empty_table()` makes pyarrow import pandas
+        return pa.Table.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
+
+    def _open(self, sink: Any, schema: pa.Schema) -> Any:
+        """The file format's writer of `schema` into `sink` (its `write_table`, `close`)."""
+        raise NotImplementedError
+
+    def _sql(self, table: str) -> str:
+        """SQL naming the rows of a table's staged files (written and closed)."""
+        raise NotImplementedError
 
     def files(self, table: str) -> list[Path]:
         """A table's staged files (after `finish`; none when it received no row)."""
         return list(self._files.get(table, ()))
+
+    def forget(self) -> None:
+        """(What a stage registers on a connection may be gone: nothing here.)"""
+
+    def schemas(self, table: str) -> list[pa.Schema]:
+        """The columns of each of a table's staged files (after `finish`)."""
+        return list(self._schemas.get(table, ()))
 
     def discard(self) -> None:
         """Drop the staged pages (idempotent: a failed commit and its caller may both discard)."""
@@ -175,3 +218,24 @@ class ParquetStage:
         finally:
             self._writers.clear()
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class ParquetStage(Stage):
+    """Staged pages in Parquet files, read by DuckDB's `read_parquet` (any DuckDB: the Parquet and
+    Iceberg destinations')."""
+
+    suffix = "parquet"
+
+    def _open(self, sink: Any, schema: pa.Schema) -> Any:
+        import pyarrow.parquet as pq  # only once something is staged
+
+        # plain (no compression, dictionaries or statistics): staged files live for one run,
+        # and DuckDB encodes the data when it stores it
+        return pq.ParquetWriter(sink, schema, compression="none", use_dictionary=False, write_statistics=False)
+
+    def _sql(self, table: str) -> str:
+        files = self._files[table]
+        if len(files) == 1:
+            return f"read_parquet({sql_path(files[0])})"
+        by_name = ", union_by_name = true" if table in self._widened else ""
+        return f"read_parquet([{', '.join(sql_path(p) for p in files)}]{by_name})"

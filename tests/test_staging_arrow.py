@@ -1,0 +1,208 @@
+"""A DuckDB destination bound to an account stages its pages in Arrow IPC files
+(`destinations/staging_arrow.py`), read back by DuckDB as Arrow streams registered on the writer's
+connection (and by the file's group writer on its own); a single-account one, and the Parquet and
+Iceberg destinations, stage in Parquet files."""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pytest
+
+from sqquid_etl import commit_parts
+from sqquid_etl.definitions import load_definitions
+from sqquid_etl.destinations import open_destination, staging, staging_arrow
+from sqquid_etl.destinations.duckdb_writer import DuckDBStreamWriter
+from sqquid_etl.pipeline import extract as pipeline_extract
+from sqquid_etl.records import page_to_tables
+from sqquid_etl.runs import RunRecord
+from sqquid_etl.settings import Tuning
+from sqquid_etl.state import StreamState
+from tests.support import make_client
+
+ORDERS = load_definitions()["orders"]
+
+
+def _page(*ids: int, total: str = "1.00"):
+    return page_to_tables(ORDERS, [{"id": i, "created_at": "2024-01-01T00:00:00Z", "total": total,
+                                    "order_items": [{"id": 10 * i, "sku": f"s{i}", "qty": 1}]} for i in ids])
+
+
+def _run() -> RunRecord:
+    return RunRecord(run_id="r1", stream="orders", started_at="2024-01-01T00:00:00+00:00")
+
+
+@pytest.mark.parametrize("account, suffix", [("acme", ".arrow"), (None, ".parquet")])
+def test_a_destination_bound_to_an_account_stages_arrow_files(tmp_path, account, suffix):
+    destination = open_destination(tmp_path / "w.duckdb", account=account)
+    try:
+        writer = destination.begin(ORDERS, replace=False)
+        writer.write(_page(1, 2, 3))
+        writer.stage.finish()
+        files = writer.stage.files("orders")
+        assert [f.suffix for f in files] == [suffix]
+        if account is not None:  # Arrow's own file format, the account stamped
+            with pa.memory_map(str(files[0])) as source:
+                staged = ipc.open_file(source).read_all()
+            assert staged.column("account").to_pylist() == ["acme"] * 3 and staged.column("id").to_pylist() == [1, 2, 3]
+        writer.commit(StreamState(), _run())
+        stored = destination.conn.execute("SELECT id, total::VARCHAR FROM orders ORDER BY id").fetchall()
+    finally:
+        destination.close()
+    assert stored == [(1, "1.0000"), (2, "1.0000"), (3, "1.0000")]
+
+
+def test_files_of_more_columns_are_read_by_name_and_scanned_as_often_as_asked(tmp_path):
+    """A file begun when undocumented columns came has more of them: the table's files are read
+    with the columns of all (null where a file has none), and a query may scan them twice."""
+    conn = duckdb.connect()
+    stage = staging_arrow.ArrowStage(tmp_path / "stage", ORDERS, 1, "account", conn=conn)
+    stage.write({"orders": _page(1)["orders"]})
+    wider = _page(2, 3)["orders"]
+    stage.write({"orders": wider.append_column("x", pa.array(["v2", None], pa.string()))})
+    stage.finish()
+    assert len(stage.files("orders")) == 2
+    staged = stage.relation("orders")
+    assert conn.execute(f"SELECT id, x, _sqquid_seq FROM {staged} ORDER BY id").fetchall() == \
+        [(1, None, 0), (2, "v2", 1), (3, None, 2)]
+    twice = f"SELECT count(*) FROM {staged} a WHERE EXISTS (SELECT 1 FROM {staged} b WHERE b.id = a.id AND b.x IS NULL)"
+    assert conn.execute(twice).fetchall() == [(2,)]
+    assert conn.execute(f"SELECT count(*) FROM {stage.relation('order_items')}").fetchall() == [(0,)]  # none staged
+    stage.discard()
+    with pytest.raises(duckdb.CatalogException):  # the names let go
+        conn.execute(f"SELECT count(*) FROM {staged}")
+    assert not (tmp_path / "stage").exists()
+
+
+def test_a_staged_file_is_mapped_only_while_its_batches_are_read(tmp_path, monkeypatch):
+    """Memory stays bounded by a file, whatever the staged rows: each file is mapped while its
+    batches are read, and closed before the next is."""
+    monkeypatch.setattr(staging, "FILE_BATCHES", 1)
+    stage = staging_arrow.ArrowStage(tmp_path / "stage", ORDERS, 1, "account", conn=duckdb.connect())
+    for i in range(1, 4):
+        stage.write({"orders": _page(i)["orders"]})
+    stage.finish()
+    maps, real = [], pa.memory_map
+
+    def recorded(path, *args):
+        assert all(m.closed for m in maps), "a file was mapped while another still was"
+        maps.append(real(path, *args))
+        return maps[-1]
+
+    monkeypatch.setattr(pa, "memory_map", recorded)
+    ids = [batch.column("id").to_pylist() for batch in stage.staged("orders")._batches()]
+    assert ids == [[1], [2], [3]] and len(maps) == 3 and all(m.closed for m in maps)
+
+
+def test_files_registered_by_a_transaction_rolled_back_are_registered_again(tmp_path, monkeypatch):
+    """A name registered on the connection within a transaction is gone with its rollback: the
+    commit run again (here after running out of memory) registers the staged files again."""
+    destination = open_destination(tmp_path / "w.duckdb", account="acme")
+    try:
+        writer = destination.begin(ORDERS, replace=False)
+        writer.write(_page(1, 2))
+        prepare, store, attempts = writer._prepare, writer._store, []
+
+        def unregistered(*args):  # (before the transaction: the files to be registered within it)
+            changes = prepare(*args)
+            writer.conn.unregister(writer.stage.relation("orders").strip('"'))
+            writer.stage.forget()
+            return changes
+
+        def registered_then_out_of_memory(*args):
+            attempts.append(1)
+            if len(attempts) == 1:
+                writer.conn.execute(f"SELECT count(*) FROM {writer.stage.relation('orders')}").fetchall()
+                raise duckdb.OutOfMemoryException("out of memory (injected)")
+            return store(*args)
+
+        monkeypatch.setattr(writer, "_prepare", unregistered)
+        monkeypatch.setattr(writer, "_store", registered_then_out_of_memory)
+        writer.commit(StreamState(), _run())
+        stored = destination.conn.execute("SELECT id FROM orders ORDER BY id").fetchall()
+    finally:
+        destination.close()
+    assert len(attempts) == 2 and stored == [(1,), (2,)]
+
+
+def test_the_group_writer_inserts_the_arrow_files_of_every_accounts_parts(tmp_path, monkeypatch):
+    """Plain parts of several accounts, staged in Arrow files, committed by the group writer in one
+    transaction: every account's rows stored once, the files removed."""
+    from sqquid_etl.destinations import duckdb_group
+
+    monkeypatch.setattr(duckdb_group, "GROUP_SECONDS", 3600.0)
+    path = tmp_path / "w.duckdb"
+    names = ("acme", "globex")
+    destinations = {n: open_destination(path, account=n, tuning=Tuning(flush_rows=1)) for n in names}
+    try:
+        writers = {n: d.begin(ORDERS, replace=False) for n, d in destinations.items()}
+        runs = {n: _run() for n in names}
+        writers["acme"].write(_page(1))
+        assert writers["acme"].commit_part(StreamState(), runs["acme"])  # (creates the tables)
+        for k, n in enumerate(names):
+            writers[n].write(_page(10 * (k + 1), 10 * (k + 1) + 1))
+            writers[n].write(_page(10 * (k + 1) + 2))
+            assert writers[n].commit_part(StreamState(), runs[n])
+        parts = [p for w in writers.values() for p in w._grouped]
+        assert len(parts) == 2 and all(f.suffix == ".arrow" for p in parts for f in p.files["orders"][0].paths)
+        destinations["acme"].group().settle(parts)
+        assert not any(p.directory.exists() for p in parts)
+        for n in names:
+            writers[n].commit(StreamState(), runs[n])
+        stored = destinations["acme"].conn.execute("SELECT account, id FROM orders ORDER BY ALL").fetchall()
+        items = destinations["acme"].conn.execute("SELECT count(*) FROM order_items").fetchall()
+    finally:
+        for d in destinations.values():
+            d.close()
+    assert stored == [("acme", 1), ("acme", 10), ("acme", 11), ("acme", 12), ("globex", 20), ("globex", 21), ("globex", 22)]
+    assert items == [(7,)]
+
+
+def test_undocumented_fields_staged_as_arrow_in_parts_are_stored_as_by_one_commit(make_sandbox, tmp_path, monkeypatch):
+    """Drifting pages (undocumented fields appearing page by page) into a file of many accounts,
+    staged in Arrow files and committed a part a page: the same columns and values as one commit
+    into a single-account file (staged in Parquet)."""
+    sandbox = make_sandbox(orders=900, products=20, drift=True)
+    whole, parts = tmp_path / "whole.duckdb", tmp_path / "parts.duckdb"
+    assert pipeline_extract(["orders"], duckdb=whole, client=make_client(sandbox)).ok
+    monkeypatch.setattr(commit_parts, "COMMIT_SECONDS", 0.0)
+    stages = []
+    real = DuckDBStreamWriter.commit_part
+    monkeypatch.setattr(DuckDBStreamWriter, "commit_part",
+                        lambda self, state, run, wait=True: stages.append(type(self.stage)) or real(self, state, run, wait))
+    assert pipeline_extract(["orders"], duckdb=parts, client=make_client(sandbox), account="acme").ok
+    assert len(stages) >= 3 and set(stages) == {staging_arrow.ArrowStage}
+    for table in ("orders", "order_items"):
+        read = []
+        for path in (whole, parts):
+            with duckdb.connect(str(path), read_only=True) as conn:
+                columns = conn.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = ? "
+                                       "AND column_name NOT LIKE '\\_sqquid\\_%' ESCAPE '\\' AND column_name <> 'account' "
+                                       "ORDER BY column_name", [table]).fetchall()
+                names = ", ".join(f'"{c}"' for c, _ in columns)
+                read.append((columns, conn.execute(f"SELECT {names} FROM {table} ORDER BY id").fetchall()))
+        assert read[0] == read[1], table
+        assert len(read[0][0]) > len(ORDERS.tables[0 if table == "orders" else 1].columns)
+
+
+def test_rows_are_numbered_in_arrival_order_across_batches_of_any_size():
+    from sqquid_etl.destinations.buffer import SEQ, PageBuffer, integer_range
+
+    buffer = PageBuffer(["t"], 3)
+    batches = [buffer.add("t", pa.table({"v": list(range(n))})) for n in (2, 2, 1, 40_000)]
+    batches.append(buffer.take("t"))
+    numbers = [b.column(SEQ).to_pylist() for b in batches if b is not None]
+    assert numbers == [[0, 1, 2, 3], list(range(4, 40_005))]
+    assert integer_range(7, 3).to_pylist() == [7, 8, 9] and integer_range(3, 0).to_pylist() == []
+    assert integer_range(2**40, 70_000).to_pylist()[-1] == 2**40 + 69_999
+
+
+def test_a_crashed_runs_arrow_files_are_removed_when_the_file_is_next_opened(tmp_path):
+    staging_dir = tmp_path / "w.duckdb.staging"
+    (staging_dir / "orders@acme.3").mkdir(parents=True)
+    (staging_dir / "orders@acme.3" / "orders.1.arrow").write_bytes(b"a crashed run's page")
+    (staging_dir / "orders@globex").mkdir()
+    (staging_dir / "orders@globex" / "order_items.parquet").write_bytes(b"another")
+    open_destination(tmp_path / "w.duckdb", account="acme").close()
+    assert not staging_dir.exists()
