@@ -195,10 +195,11 @@ class DuckDBStreamWriter:
         the checkpoint of a commit while another transaction is open, and then holds the rows
         committed in memory until the limit (many accounts: one ran out of memory)."""
         name = self.stream.name
-        for table in self.stream.tables:
-            if self.stage.rows(table.name):
-                self.stage.relation(table.name)
-        with self.dest.shared.lock:
+        self.stage.finish()
+        with self.dest.shared.lock:  # (registered on the connection once the lock is held: it may serve a read meanwhile)
+            for table in self.stream.tables:
+                if self.stage.rows(table.name):
+                    self.stage.relation(table.name)
             self._changes = within_memory_limit(self.conn, self.dest.tuning, name, self._prepare)
             counted = run_counts(run)  # before this commit's (a merge run again adds them once)
             within_memory_limit(self.conn, self.dest.tuning, name, lambda: self._transaction(state, run, counted))
