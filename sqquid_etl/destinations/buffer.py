@@ -23,11 +23,16 @@ def integer_range(start: int, n: int) -> pa.Array:
     from .. import arrow_compute as pc
 
     counting = _COUNTING[0] if _COUNTING else None
-    if counting is None or len(counting) < n:  # from a buffer (`pa.array` would import pandas)
-        size = max(n, 1 << 14)
-        counting = pa.Array.from_buffers(pa.int64(), size, [None, pa.py_buffer(array.array("q", range(size)))])
+    if counting is None or len(counting) < n:
+        counting = _int64s(range(max(n, 1 << 14)))
         _COUNTING[:] = [counting]
-    return pc.call_function("add", [counting.slice(0, n), pa.scalar(start, pa.int64())])
+    return pc.call_function("add", [counting.slice(0, n), _int64s([start])[0]])
+
+
+def _int64s(values) -> pa.Array:
+    """Integers as an int64 array, from a buffer (`pa.array`, `pa.scalar` would import pandas)."""
+    values = array.array("q", values)
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
 
 class PageBuffer:
