@@ -44,7 +44,7 @@ def test_a_destination_bound_to_an_account_stages_arrow_files(tmp_path, account,
         assert [f.suffix for f in files] == [suffix]
         if account is not None:  # Arrow's own file format, the account stamped
             with pa.memory_map(str(files[0])) as source:
-                staged = ipc.open_file(source).read_all()
+                staged = ipc.open_stream(source).read_all()
             assert staged.column("account").to_pylist() == ["acme"] * 3 and staged.column("id").to_pylist() == [1, 2, 3]
         writer.commit(StreamState(), _run())
         stored = destination.conn.execute("SELECT id, total::VARCHAR FROM orders ORDER BY id").fetchall()
@@ -91,8 +91,24 @@ def test_a_staged_file_is_mapped_only_while_its_batches_are_read(tmp_path, monke
         return maps[-1]
 
     monkeypatch.setattr(pa, "memory_map", recorded)
-    ids = [batch.column("id").to_pylist() for batch in stage.staged("orders")._batches()]
+    allocated, ids = pa.total_allocated_bytes(), []
+    for batch in stage.staged("orders")._batches():
+        assert pa.total_allocated_bytes() == allocated  # read where it is mapped: no copy
+        ids.append(batch.column("id").to_pylist())
     assert ids == [[1], [2], [3]] and len(maps) == 3 and all(m.closed for m in maps)
+
+
+def test_an_open_staged_file_holds_no_buffer_between_batches(tmp_path):
+    """Each batch is serialized and written at once: a file open between batches (a hundred
+    accounts' files are) holds no memory of its own."""
+    stage = staging_arrow.ArrowStage(tmp_path / "stage", ORDERS, 1, "account", conn=duckdb.connect())
+    first, page = _page(1)["orders"], _page(*range(2, 300))["orders"]
+    allocated = pa.total_allocated_bytes()
+    stage.write({"orders": first})
+    stage.write({"orders": page})
+    assert pa.total_allocated_bytes() <= allocated + 4096 and stage._writers  # (the file still open)
+    stage.finish()
+    assert [b.num_rows for b in stage.staged("orders")._batches()] == [1, 298]
 
 
 def test_files_registered_by_a_transaction_rolled_back_are_registered_again(tmp_path, monkeypatch):

@@ -34,10 +34,6 @@ REJECTED_SCHEMA = pa.schema([(name, pa.string()) for name in REJECTED_COLUMNS])
 # metadata of each row group it wrote (~25 KB for 30 columns) until it is closed, and a Parquet
 # destination stages a whole run (at 100 accounts x 60 s ~190 MB of it: docs/benchmarks.md, tenth session)
 FILE_BATCHES = 8
-# a staged file is written through a buffer of this size: Arrow's writers write each column's
-# buffers (and a Parquet page's parts) to the file one by one, ~400 writes a batch of 30 columns,
-# which cost a third of staging a page (docs/benchmarks.md, eleventh session)
-WRITE_BUFFER = 1 << 20
 
 
 def keys_unique(batch: pa.Table, keys: list[str]) -> bool:
@@ -54,11 +50,11 @@ def keys_unique(batch: pa.Table, keys: list[str]) -> bool:
 
 
 class StagedFile:
-    """A staged file being written: its Arrow writer through a buffer (closed together)."""
+    """A staged file being written: its format's writer and the file (closed together)."""
 
     def __init__(self, path: Path, schema: pa.Schema, open_writer):
         self.schema = schema
-        self._sink = pa.BufferedOutputStream(pa.OSFile(str(path), "wb"), WRITE_BUFFER)
+        self._sink = pa.OSFile(str(path), "wb")
         try:
             self._writer = open_writer(self._sink, schema)
         except BaseException:

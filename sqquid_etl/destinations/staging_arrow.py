@@ -1,14 +1,16 @@
-"""Staging for the DuckDB destination: a stream's pages in Arrow IPC files, read back by DuckDB as
-Arrow streams registered on the writer's connection.
+"""Staging for the DuckDB destination of many accounts: a stream's pages in Arrow IPC files, read
+back by DuckDB as Arrow streams registered on the connection that reads them.
 
 A staged file lives for seconds (until its part or the stream is committed). Parquet encoded every
 value for DuckDB to decode it again; an IPC file is Arrow's own memory written out, and read back
-by memory-mapping it, without decoding (a page of 250 orders staged ~4x cheaper, read back ~1.7x:
-docs/benchmarks.md, eleventh session). The DuckDB bundled here reads no IPC file itself, so a
-table's files are given to it as an object (`StagedFiles`) that DuckDB asks for an Arrow stream
-each time it scans it (the Arrow PyCapsule protocol): a stream made anew that maps each file only
-while its batches are read, so memory stays bounded by a file (`staging.FILE_BATCHES` batches),
-whatever the staged rows, and a query may scan the rows twice.
+by memory-mapping it, without decoding (a page of 250 orders staged ~3x cheaper, read back ~1.7x:
+docs/benchmarks.md, eleventh session). Each batch is serialized whole and written at once (IPC's
+stream format): Arrow's file writers write a batch's ~100 buffers one by one, and a buffer held
+by every open file would cost ~1 MB an account. The DuckDB bundled here reads no IPC file itself,
+so a table's files are given to it as an object (`StagedFiles`) that DuckDB asks for an Arrow
+stream each time it scans it (the Arrow PyCapsule protocol): a stream made anew that maps each
+file only while its batches are read, so memory stays bounded by a file (`staging.FILE_BATCHES`
+batches), whatever the staged rows, and a query may scan the rows twice.
 
 A registered name belongs to the connection, and is dropped by a rollback of the transaction that
 registered it: the stage registers a table's files once (again when they changed), `forget` says
@@ -68,9 +70,7 @@ class StagedFiles:
         for path in self.paths:
             # closed when read: the batches DuckDB still holds keep their pages mapped until freed
             with pa.memory_map(str(path)) as source:
-                reader = ipc.open_file(source)
-                for i in range(reader.num_record_batches):
-                    batch = reader.get_batch(i)
+                for batch in ipc.open_stream(source):
                     yield batch if batch.schema == self.schema else _widened(batch, self.schema)
 
     def register(self, conn: Any, name: str) -> str:
@@ -110,6 +110,24 @@ def read_sql(conn: Any, staged: list) -> str:
 def unregister(conn: Any) -> None:
     """The files `read_sql` registered on `conn` let go (none: nothing)."""
     conn.unregister(GROUP_NAME)
+
+
+class SerializedStream:
+    """An Arrow IPC stream written a batch at a time, each serialized whole first (one write; a
+    buffer the size of the batch, freed at once)."""
+
+    END = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # the stream's end-of-stream marker
+
+    def __init__(self, sink: Any, schema: pa.Schema):
+        self._sink = sink
+        sink.write(schema.serialize())
+
+    def write_table(self, table: pa.Table) -> None:
+        for batch in table.to_batches():
+            self._sink.write(batch.serialize())
+
+    def close(self) -> None:
+        self._sink.write(self.END)
 
 
 def _widened(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
@@ -176,9 +194,7 @@ class ArrowStage(Stage):
             super().discard()
 
     def _open(self, sink: Any, schema: pa.Schema) -> Any:
-        import pyarrow.ipc as ipc
-
-        return ipc.new_file(sink, schema)
+        return SerializedStream(sink, schema)
 
     def _sql(self, table: str) -> str:
         raise NotImplementedError  # (relation registers the files)
