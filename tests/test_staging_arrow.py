@@ -222,3 +222,20 @@ def test_a_crashed_runs_arrow_files_are_removed_when_the_file_is_next_opened(tmp
     (staging_dir / "orders@globex" / "order_items.parquet").write_bytes(b"another")
     open_destination(tmp_path / "w.duckdb", account="acme").close()
     assert not staging_dir.exists()
+
+
+def test_the_keys_kept_for_a_part_hold_only_the_key_values(tmp_path):
+    """A part's key range is counted from the keys of its batches, kept until the part: a copy of
+    the values, not the batch's chunks (which would hold its pages' Arrow memory that long)."""
+    import array
+
+    stage = staging_arrow.ArrowStage(tmp_path / "stage", ORDERS, 1, "account", conn=duckdb.connect())
+    ids = array.array("q", range(1, 200_001))  # a page's ids: a slice of a larger buffer (as a reader's block)
+    page = _page(1, 2, 3)["orders"]
+    page = page.set_column(page.schema.get_field_index("id"), "id",
+                           pa.Array.from_buffers(pa.int64(), len(ids), [None, pa.py_buffer(ids)]).slice(0, 3))
+    stage.write({"orders": page})
+    kept = stage._key_chunks["orders"]
+    assert sum(b.size for chunk in kept for b in chunk.buffers() if b is not None) <= 64
+    stage.finish()
+    assert stage.key_range("orders") == (True, 1, 3)

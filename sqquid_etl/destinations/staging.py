@@ -127,7 +127,9 @@ class Stage:
         if self._batches[name] == 1 and name in self._keys:
             self._unique[name] = keys_unique(batch, self._keys[name])
         if self._key_chunks is not None and name in self._key_chunks and len(self._key_column[name]) == 1:
-            self._key_chunks[name].extend(batch[self._key_column[name][0]].chunks)
+            # the key values copied: the batch's own chunks would hold its pages' Arrow memory until the part
+            chunks = batch[self._key_column[name][0]].chunks
+            self._key_chunks[name].extend([pa.concat_arrays(chunks)] if chunks else [])
         writer = self._writers.get(name)
         if writer is not None and writer.schema != batch.schema:  # undocumented columns came: a wider file
             self._writers.pop(name).close()
