@@ -1,15 +1,16 @@
 """The C heap of the program's own process while it runs many accounts (glibc's; elsewhere nothing).
 
-A hundred accounts' threads allocate and free pages, Arrow's buffers and DuckDB's results in
+A hundred accounts' threads allocate and free pages, Arrow's buffers and Python's objects in
 glibc's arenas all run long, and what they free stays in the arenas (fragments between blocks
-still in use), resident: at 100 accounts the free memory grew from ~40 MB at 20 s to 80-137 MB at
-3 minutes, a fifth of the peak of RSS. Two things keep it down, both process-wide, so both are
-done only by `sqquid-etl extract --account/--all-accounts` in its own process (`accounts_cli`):
+still in use): at 100 accounts the free memory grew from ~40 MB at 20 s to 80-137 MB at 3 minutes.
+Two things are done about it, both process-wide, so both only by `sqquid-etl extract
+--account/--all-accounts` in its own process (`accounts_cli`):
 - `large_blocks_mapped`: blocks of 128 KB and more (the pages' bodies, Arrow's large buffers)
   mapped and unmapped each time, never kept in the arenas once freed;
 - `Trimmer`: every `TRIM_SECONDS` the arenas' free pages given back to the system
   (`malloc_trim(0)`: the whole pages inside free chunks; a few ms, holding each arena's lock in
-  turn). Measured: docs/benchmarks.md, eleventh session.
+  turn): no CPU seen, the peak of RSS 1-4 MB lower at 100 accounts x 60 s (docs/benchmarks.md,
+  eleventh session; longer runs to be measured).
 """
 
 from __future__ import annotations
