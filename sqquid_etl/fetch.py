@@ -72,6 +72,12 @@ def fetch_pages(
     return fetch.pages()
 
 
+def one_of_many(client: SqquidClient) -> bool:
+    """Whether the client is one of many accounts in a process (`accounts_run` gives each no spare
+    request in flight): sized by its fastest answer, its pages decoded by its consumer."""
+    return getattr(client, "spare_in_flight", 1) == 0
+
+
 def page_reader(stream: StreamDefinition, client: SqquidClient, decoder: PageDecoder) -> PageReader:
     """GET one page of the stream and decode it. A body that is not JSON (cut short) is asked
     again like any transient failure, within the same retry budget as the request's others."""
@@ -136,7 +142,7 @@ def default_concurrency(client: SqquidClient) -> int:
     stats = getattr(client, "stats", None)
     spare = getattr(client, "spare_in_flight", 1)
     answer = getattr(stats, "answer_seconds", None)
-    if spare == 0 and getattr(stats, "fastest_answer_seconds", None) is not None:
+    if one_of_many(client) and getattr(stats, "fastest_answer_seconds", None) is not None:
         answer = stats.fastest_answer_seconds
     seconds = 2.0 if answer is None else min(2.0, 2 * max(0.0, answer))
     return max(2, min(pool, math.ceil(rate * seconds) + spare))

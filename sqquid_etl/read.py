@@ -13,7 +13,7 @@ import pyarrow as pa
 from .client import SqquidClient
 from .cpu_gate import UNGATED
 from .definitions import StreamDefinition
-from .fetch import FetchStats, fetch_pages
+from .fetch import FetchStats, fetch_pages, one_of_many
 from .page_body import decoded
 from .records import page_tables
 
@@ -37,7 +37,7 @@ def read_tables(
     the plan it was read with (`records.page_tables`); one of many accounts' pages are decoded
     here, in the same slot of the CPU as their conversion (`page_body.py`)."""
     gate = getattr(client, "cpu_gate", UNGATED)
-    undecoded = getattr(client, "spare_in_flight", 1) == 0 if CONSUMER_DECODES is None else CONSUMER_DECODES
+    undecoded = one_of_many(client) if CONSUMER_DECODES is None else CONSUMER_DECODES
     for partition, page in fetch_pages(stream, client, windows, key_batches, prefetch, stats=stats, undecoded=undecoded):
         with gate.held(first=True), _collector_paused():
             tables = page_tables(stream, decoded(page), partition)
