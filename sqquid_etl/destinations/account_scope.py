@@ -12,6 +12,7 @@ never mixed: opening one with the other's form is a ConfigError naming the upgra
 
 from __future__ import annotations
 
+import array
 import re
 from dataclasses import replace
 
@@ -52,9 +53,25 @@ def scoped_definition(stream: StreamDefinition) -> StreamDefinition:
     return replace(stream, tables=tuple(scoped_table(t) for t in stream.tables))
 
 
+_FIELD = pa.field(ACCOUNT, pa.string(), nullable=False)
+_STAMPS: dict[str, pa.Array] = {}  # account -> its name repeated (as many rows as the longest table stamped so far)
+
+
 def stamp(table: pa.Table, account: str) -> pa.Table:
-    """The rows with the account column first."""
-    return table.add_column(0, pa.field(ACCOUNT, pa.string(), nullable=False), pa.repeat(pa.scalar(account), table.num_rows))
+    """The rows with the account column first: a slice of one array of the account's name a process
+    (~1 µs against ~6.5 for `pa.repeat(pa.scalar(...))`, and `pa.scalar` imports pandas where it is
+    installed: ~50 MB in a library process)."""
+    column = _STAMPS.get(account)
+    if column is None or len(column) < table.num_rows:
+        column = _STAMPS[account] = repeated(account, -(-max(table.num_rows, 1) // 256) * 256)
+    return table.add_column(0, _FIELD, column.slice(0, table.num_rows))
+
+
+def repeated(text: str, n: int) -> pa.Array:
+    """`text` n times, a string array made from its buffers."""
+    data = text.encode()
+    offsets = array.array("i", range(0, (n + 1) * len(data), len(data))) if data else array.array("i", bytes(4 * (n + 1)))
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data * n)])
 
 
 def stamp_page(tables: dict, account: str) -> dict:
