@@ -273,3 +273,41 @@ def test_a_part_staged_in_several_files_is_committed_whole(tmp_path, grouped, mo
     orders, items, states, run_rows = _stored(path)
     assert orders == {"acme": 17, "globex": 12, "initech": 12} and items == {a: 2 * n for a, n in orders.items()}
     assert run_rows == {"acme": ("ok", 17), "globex": ("ok", 12), "initech": ("ok", 12)}
+
+
+def test_a_part_is_handed_over_while_the_group_writer_commits(tmp_path, grouped):
+    """The group writer holds the file's lock through its transaction: an account handing it a
+    part (`commit_part`) does not wait for that lock (it stages its next pages at once)."""
+    import threading
+
+    path = tmp_path / "w.duckdb"
+    stream, destinations, writers, runs = _writers(path)
+    try:
+        _first_parts(stream, writers, runs)  # (the group writer made)
+        held, release = threading.Event(), threading.Event()
+        shared = destinations["acme"].shared
+
+        def commit_in_progress():  # as the group writer's transaction holds it
+            with shared.lock:
+                held.set()
+                release.wait(30)
+
+        holder = threading.Thread(target=commit_in_progress)
+        holder.start()
+        held.wait(30)
+        handed: list[bool] = []
+        writers["globex"].write(page_to_tables(stream, _page(9000, 2)))
+        worker = threading.Thread(target=lambda: handed.append(writers["globex"].commit_part(StreamState(), runs["globex"])))
+        worker.start()
+        worker.join(10)
+        done = not worker.is_alive()
+        release.set()
+        holder.join()
+        worker.join()
+        assert done and handed == [True]  # handed over while the lock was held
+        for name in ACCOUNTS:
+            writers[name].commit(NEW, _done(runs[name]))
+    finally:
+        for d in destinations.values():
+            d.close()
+    assert _stored(path)[0] == {"acme": 9, "globex": 6, "initech": 4}

@@ -40,9 +40,13 @@ class Shared:
 
 
 def group_writer(shared: Shared, tuning: Any) -> Any:
-    """The file's group writer (`duckdb_group.py`), made when first asked."""
+    """The file's group writer (`duckdb_group.py`), made when first asked (under the file's lock;
+    once made, not: the group writer holds that lock through its transaction, ~1 s at 100 accounts,
+    and an account handing it a part would wait that long for nothing)."""
     from .duckdb_group import GroupWriter
 
+    if shared.group is not None:
+        return shared.group
     with shared.lock:
         if shared.group is None:
             shared.group = GroupWriter(shared, tuning, new_cursor(shared))
