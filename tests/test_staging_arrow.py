@@ -239,3 +239,22 @@ def test_the_keys_kept_for_a_part_hold_only_the_key_values(tmp_path):
     assert sum(b.size for chunk in kept for b in chunk.buffers() if b is not None) <= 64
     stage.finish()
     assert stage.key_range("orders") == (True, 1, 3)
+
+
+def test_a_batch_of_several_pages_is_staged_as_one_arrow_batch(tmp_path):
+    """DuckDB reads a batch into vectors of its rows (and appends them a vector at a time): the
+    pages of a staged batch are written as one batch of all their rows, not one a page."""
+    destination = open_destination(tmp_path / "w.duckdb", account="acme", tuning=Tuning(flush_rows=6))
+    try:
+        writer = destination.begin(ORDERS, replace=False)
+        for first in (1, 4, 7):  # three pages of 3: a batch of 6 rows, then one of 3
+            writer.write(_page(first, first + 1, first + 2))
+        writer.stage.finish()
+        with pa.memory_map(str(writer.stage.files("orders")[0])) as source:
+            batches = list(ipc.open_stream(source))
+        assert [b.num_rows for b in batches] == [6, 3]
+        assert [i for b in batches for i in b.column("id").to_pylist()] == list(range(1, 10))
+        writer.commit(StreamState(), _run())
+        assert destination.conn.execute("SELECT count(*) FROM orders").fetchall() == [(9,)]
+    finally:
+        destination.close()
