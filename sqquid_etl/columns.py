@@ -120,7 +120,7 @@ def fix_text(texts: pa.Array, column: Column, done: frozenset = frozenset()) -> 
         rows = [row for row in rows if row not in done]
         redo = pc.is_in(_row_numbers(len(texts)), value_set=pa.array(rows, pa.int64()))
     fixed, coerced, bad = [], [], {}
-    for row, value in zip(rows, texts.take(rows).to_pylist() if rows else []):
+    for row, value in zip(rows, pc.take(texts, int_array(rows)).to_pylist() if rows else []):
         try:
             fixed.append(coerce(value, column.type))
             coerced.append(row)

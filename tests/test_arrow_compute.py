@@ -31,8 +31,22 @@ def test_the_functions_answer_as_pyarrow_compute():
     assert pc.cast(chunked, pa.string()).to_pylist() == ["1", "2", "3"]
 
 
+def test_the_functions_of_a_drifted_page_answer_as_pyarrow_compute():
+    numbers = pa.array([3, None, 1, 7])
+    texts = pa.array(["2024-01-01T00:00:00Z", None, "2024-01-01 00:00:00", "x"])
+    assert pc.sum(numbers).as_py() == 11 and pc.sum(pa.array([], pa.int64())).as_py() is None
+    assert pc.is_in(numbers, value_set=pa.array([1, None])).equals(real.is_in(numbers, value_set=pa.array([1, None])))
+    found = pc.match_substring_regex(texts, r"^\d{4}-\d{2}-\d{2}T")
+    assert found.equals(real.match_substring_regex(texts, r"^\d{4}-\d{2}-\d{2}T"))
+    assert found.to_pylist() == [True, None, False, False]
+    assert pc.invert(found).to_pylist() == [False, None, True, True]
+    assert pc.indices_nonzero(pc.invert(found)).to_pylist() == [2, 3]
+    mask = pa.array([False, False, True, True])
+    assert pc.replace_with_mask(texts, mask, pa.array(["a", "b"])).to_pylist() == ["2024-01-01T00:00:00Z", None, "a", "b"]
+    assert pc.coalesce(pa.array([None, "x"]), pa.array(["d", "d"])).to_pylist() == ["d", "x"]
+
+
 def test_any_other_function_is_pyarrow_computes_own():
-    assert pc.coalesce is real.coalesce
-    assert pc.sum(pa.array([1, 2])).as_py() == 3
+    assert pc.utf8_length is real.utf8_length
     with pytest.raises(AttributeError):
         pc.no_such_function  # noqa: B018
