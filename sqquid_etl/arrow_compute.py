@@ -87,6 +87,8 @@ def list_parent_indices(lists: Any) -> Any:
 
 
 def __getattr__(name: str) -> Any:
+    if name.startswith("__"):  # (`from .arrow_compute import f` asks for `__path__`: no import for it)
+        raise AttributeError(name)
     import pyarrow.compute
 
     return getattr(pyarrow.compute, name)

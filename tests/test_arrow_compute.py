@@ -50,3 +50,13 @@ def test_any_other_function_is_pyarrow_computes_own():
     assert pc.utf8_length is real.utf8_length
     with pytest.raises(AttributeError):
         pc.no_such_function  # noqa: B018
+
+
+def test_importing_a_function_by_name_does_not_load_pyarrow_compute():
+    import subprocess
+    import sys
+
+    program = ("import sys\nfrom sqquid_etl.arrow_compute import min_max\n"
+               "print('pyarrow.compute loaded:', 'pyarrow.compute' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "pyarrow.compute loaded: False", done.stderr
