@@ -25,6 +25,8 @@ pages' Arrow memory they hold). BENCH_TRACEMALLOC=1: Python's memory by file (tr
 waits at most S s for the others' (duckdb_group.GROUP_SECONDS). BENCH_CONSUMER_DECODES=0|1: one of many
 accounts' pages decoded by the fetch threads (0) or by the account's thread (1, the default: read.CONSUMER_DECODES);
 BENCH_HTTP_CLIENT=1: answers read by http.client's response class instead of http_wire (as before the eleventh session).
+BENCH_BODY_BUFFERS=0: the pages' bodies read as new bytes each, not into buffers used again (as before the twelfth
+session, accounts_run.BODY_BUFFERS).
 BENCH_STAGE=parquet: the accounts' pages staged in Parquet files, as before the eleventh session
 (staging_arrow.ARROW_STAGING).
 """
@@ -240,6 +242,10 @@ def main() -> None:
         from sqquid_etl import transport
 
         transport._wire = lambda conn: None
+    if os.environ.get("BENCH_BODY_BUFFERS") == "0":  # bodies read as bytes, not into buffers used again (body_buffers.py)
+        from sqquid_etl import accounts_run
+
+        accounts_run.BODY_BUFFERS = False
     if os.environ.get("BENCH_STACK_KB"):  # threads' stacks of this size (an experiment; default: ulimit -s)
         threading.stack_size(int(os.environ["BENCH_STACK_KB"]) * 1024)
     if os.environ.get("BENCH_STAGE") == "parquet":  # a file of many accounts staged in Parquet, as before stage11

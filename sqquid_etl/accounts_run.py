@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 
 from .accounts import Account
 from .client import SqquidClient
+from .body_buffers import BodyBuffers
 from .cpu_gate import UNGATED, CpuGate
 from .credentials import Credentials
 from .destinations import check_destination
@@ -50,6 +51,9 @@ MANY_ACCOUNTS = 10
 # slots of CPU (`cpu_gate.CpuGate`: threads waiting for a slot sleep instead of asking for the
 # interpreter's lock every 5 ms); None: the machine's cores. 0: no gate (to compare)
 CPU_SLOTS: int | None = None
+# from as many accounts, their list pages' bodies read into buffers used again (`body_buffers.py`);
+# False: a new block each body (to compare: bench/accounts_inside.py BENCH_BODY_BUFFERS=0)
+BODY_BUFFERS = True
 
 
 @dataclass
@@ -177,10 +181,11 @@ def run_accounts(jobs: list[AccountJob], location: dict, shared: dict | None = N
     threads = []
     many = len(jobs) >= MANY_ACCOUNTS
     gate = CpuGate(CPU_SLOTS) if many and CPU_SLOTS != 0 else UNGATED
+    buffers = BodyBuffers() if many and BODY_BUFFERS else None
     for job, account_result in zip(jobs, result.accounts):
         target = location_for(job.account.name) if location_for else {**location, "account": job.account.name}
         runner = _AccountRunner(job, account_result, target, shared, progress, client_for,
-                                spare_in_flight=0 if many else 1, cpu_gate=gate)
+                                many=many, cpu_gate=gate, body_buffers=buffers)
         threads.append(threading.Thread(target=runner.run, name=account_thread_name(job.account.name), daemon=True))
     for thread in threads:
         thread.start()
@@ -210,11 +215,11 @@ class _AccountRunner:
     """One account's thread: its client, its pipeline run, its result; nothing it raises leaves it."""
 
     def __init__(self, job: AccountJob, result: AccountResult, location: dict, shared: dict, progress: Any,
-                 client_for: Callable[[AccountJob], SqquidClient] | None, spare_in_flight: int = 1,
-                 cpu_gate: Any = UNGATED):
+                 client_for: Callable[[AccountJob], SqquidClient] | None, many: bool = False,
+                 cpu_gate: Any = UNGATED, body_buffers: BodyBuffers | None = None):
         self.job, self.result, self.location, self.shared = job, result, location, shared
-        self.progress, self.client_for, self.spare_in_flight = progress, client_for, spare_in_flight
-        self.cpu_gate = cpu_gate
+        self.progress, self.client_for, self.many = progress, client_for, many
+        self.cpu_gate, self.body_buffers = cpu_gate, body_buffers
 
     def run(self) -> None:
         account, result = self.job.account, self.result
@@ -244,7 +249,8 @@ class _AccountRunner:
     def _client(self) -> SqquidClient:
         account = self.job.account
         return SqquidClient(self.job.credentials, account.base_url, rate=account.rate, burst=account.burst,
-                            spare_in_flight=self.spare_in_flight, cpu_gate=self.cpu_gate)
+                            spare_in_flight=0 if self.many else 1, cpu_gate=self.cpu_gate, one_of_many=self.many,
+                            body_buffers=self.body_buffers)
 
     def _feed(self) -> Any:
         return None if self.progress is None else self.progress.feed(self.job.account.name)

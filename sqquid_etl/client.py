@@ -74,6 +74,8 @@ class SqquidClient:
         secrets: SecretRegistry = SECRETS,
         spare_in_flight: int = 1,
         cpu_gate: Any = UNGATED,
+        one_of_many: bool = False,
+        body_buffers: Any = None,
     ):
         self.base_url = check_base_url(base_url or DEFAULT_BASE_URL)
         self._credentials = credentials
@@ -98,7 +100,12 @@ class SqquidClient:
         # the CPU shared with the other accounts of the process (`cpu_gate.CpuGate`, accounts_run): the
         # page work done for this client (decoding, conversion, staging) is done holding one of its slots
         self.cpu_gate = cpu_gate
+        # one of many accounts in the process (accounts_run): its requests in flight sized by its fastest
+        # answer, its pages decoded by its consumer (`fetch.one_of_many`), their bodies read into the
+        # process's `body_buffers.BodyBuffers` (used again once each page is converted)
+        self.one_of_many = one_of_many
         self.transport = Transport(self.base_url, timeout, pool_size)
+        self.transport.body_buffers = body_buffers
 
     @classmethod
     def from_env(cls, base_url: str | None = None, api_key: str | None = None, username: str | None = None,

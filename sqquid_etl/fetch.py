@@ -73,9 +73,9 @@ def fetch_pages(
 
 
 def one_of_many(client: SqquidClient) -> bool:
-    """Whether the client is one of many accounts in a process (`accounts_run` gives each no spare
-    request in flight): sized by its fastest answer, its pages decoded by its consumer."""
-    return getattr(client, "spare_in_flight", 1) == 0
+    """Whether the client is one of many accounts in a process (`SqquidClient.one_of_many`, set by
+    `accounts_run`): sized by its fastest answer, its pages decoded by its consumer."""
+    return bool(getattr(client, "one_of_many", False))
 
 
 def page_reader(stream: StreamDefinition, client: SqquidClient, decoder: PageDecoder) -> PageReader:
@@ -100,9 +100,11 @@ def page_reader(stream: StreamDefinition, client: SqquidClient, decoder: PageDec
 def body_reader(stream: StreamDefinition, client: SqquidClient, decoder: PageDecoder) -> "Callable[[dict[str, Any]], PageBody]":
     """GET one page of the stream, its body to be decoded by the consumer (`PageBody`). A body that
     is not JSON is asked again when decoded, within the request's retry budget, the consumer's
-    slot of the CPU gate given back meanwhile."""
+    slot of the CPU gate given back meanwhile. A body read into one of the transport's
+    `body_buffers` goes back to them once its page is converted (`PageBody.converted`)."""
     endpoint = f"GET {stream.path}"
     gate = getattr(client, "cpu_gate", UNGATED)
+    buffers = getattr(getattr(client, "transport", None), "body_buffers", None)
 
     def read_body(params: dict[str, Any]) -> PageBody:
         budget = client.retry_budget(endpoint)
@@ -116,7 +118,7 @@ def body_reader(stream: StreamDefinition, client: SqquidClient, decoder: PageDec
                         budget.failed(str(exc))
                         body = client.get_body(stream.path, params, budget=budget)
 
-        return PageBody(client.get_body(stream.path, params, budget=budget), decode)
+        return PageBody(client.get_body(stream.path, params, budget=budget), decode, buffers)
 
     return read_body
 

@@ -15,7 +15,10 @@ import http.client
 import re
 import socket
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from .body_buffers import BodyBuffers
 
 MAX_LINE = 65536  # as http.client
 MAX_HEADERS = 100
@@ -43,7 +46,7 @@ class Answer:
     status: int
     reason: str
     headers: Headers
-    body: bytes
+    body: bytes | bytearray  # a bytearray: read into one of the transport's `BodyBuffers`
     will_close: bool  # the connection cannot carry another request
 
 
@@ -83,11 +86,14 @@ class Wire:
     def close(self) -> None:
         self.reader.close()  # (the socket closes once its connection and this reader have let it go)
 
-    def exchange(self, method: str, target: str, host: str, headers: Mapping[str, str], data: bytes | None) -> Answer:
+    def exchange(self, method: str, target: str, host: str, headers: Mapping[str, str], data: bytes | None,
+                 buffers: "BodyBuffers | None" = None) -> Answer:
         self.sock.sendall(request_bytes(method, target, host, headers, data))
-        return self.answer(method)
+        return self.answer(method, buffers)
 
-    def answer(self, method: str) -> Answer:
+    def answer(self, method: str, buffers: "BodyBuffers | None" = None) -> Answer:
+        """The answer; a body of a known length of `buffers.LEAST` bytes or more read into one of
+        `buffers` (the list pages of many accounts, `page_body.BodyBuffers`)."""
         while True:
             version, status, reason = self._status_line()
             headers = self._headers()
@@ -102,6 +108,8 @@ class Wire:
             will_close = True  # the body ends with the connection
         if chunked:
             body = self._chunked()
+        elif length is not None and buffers is not None and length >= buffers.LEAST:
+            body = self._into(buffers.take(length))
         elif length is not None:
             body = self._exactly(length)
         else:
@@ -147,6 +155,14 @@ class Wire:
         if len(body) < length:
             raise http.client.IncompleteRead(body, length - len(body))
         return body
+
+    def _into(self, buffer: bytearray) -> bytearray:
+        """The body read into `buffer` (as long as the body)."""
+        with memoryview(buffer) as view:
+            got = self.reader.readinto(view)
+        if got < len(buffer):
+            raise http.client.IncompleteRead(bytes(buffer[:got]), len(buffer) - got)
+        return buffer
 
     def _chunked(self) -> bytes:
         parts = []

@@ -14,7 +14,7 @@ from .client import SqquidClient
 from .cpu_gate import UNGATED
 from .definitions import StreamDefinition
 from .fetch import FetchStats, fetch_pages, one_of_many
-from .page_body import decoded
+from .page_body import PageBody, decoded
 from .records import page_tables
 
 # one of many accounts decodes its pages in its own thread right before converting them (`page_body.py`);
@@ -41,6 +41,8 @@ def read_tables(
     for partition, page in fetch_pages(stream, client, windows, key_batches, prefetch, stats=stats, undecoded=undecoded):
         with gate.held(first=True), _collector_paused():
             tables = page_tables(stream, decoded(page), partition)
+        if isinstance(page, PageBody):
+            page.converted()  # its body used again for another answer (body_buffers.py)
         yield partition, tables
 
 

@@ -19,10 +19,13 @@ import os
 import threading
 import zlib
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import unquote, urlencode, urlsplit
 
 from .http_wire import Wire, host_header
+
+if TYPE_CHECKING:
+    from .body_buffers import BodyBuffers
 
 # a connection that the server closed while it was idle fails like this when it is used again
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
@@ -37,7 +40,7 @@ class Response:
     status: int
     reason: str
     headers: Mapping[str, str]  # case-insensitive (http_wire.Headers, or an http.client message)
-    content: bytes
+    content: bytes  # (or a bytearray: a body read into one of the `body_buffers`)
 
     @property
     def text(self) -> str:
@@ -68,6 +71,8 @@ class Transport:
         self._ssl_context: Any = None
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        # large bodies read into buffers used again (the list pages of many accounts: `page_body.BodyBuffers`)
+        self.body_buffers: BodyBuffers | None = None
 
     def send(self, method: str, url: str, params: Mapping[str, Any] | None = None, data: bytes | None = None,
              headers: Mapping[str, str] | None = None) -> Response:
@@ -149,7 +154,7 @@ class Transport:
         wire = _wire(conn)
         if wire is None:  # (a recorder's connection: it answers)
             return self._recorded_exchange(conn, method, target, data, headers)
-        answer = wire.exchange(method, target, self.host_header, headers, data)
+        answer = wire.exchange(method, target, self.host_header, headers, data, self.body_buffers)
         content = _decoded(answer.body, answer.headers.get("Content-Encoding"))
         if answer.will_close:
             _close(conn)

@@ -332,9 +332,12 @@ def test_one_of_many_accounts_is_sized_by_its_fastest_answer():
         pacer = LeakyBucketPacer(rate=2.0, burst=40)
         pool_size = 8
         spare_in_flight = 0
+        one_of_many = True
         stats = ClientStats(answer_seconds=0.6, fastest_answer_seconds=0.3)
 
     assert default_concurrency(Client()) == 2
+    Client.one_of_many = False
+    assert default_concurrency(Client()) == 3  # (the average, without a spare)
     Client.spare_in_flight = 1
     assert default_concurrency(Client()) == 4
 

@@ -196,3 +196,29 @@ def test_closing_the_transport_closes_its_sockets(scripted):
     assert second in _open_sockets()
     transport.close()
     assert second not in _open_sockets()
+
+
+def test_large_bodies_read_into_the_transports_buffers_small_ones_as_bytes(scripted):
+    """A transport given `BodyBuffers` (many accounts) reads a body of `LEAST` bytes or more into
+    one of them, whole; a smaller one, or a chunked one, as bytes; a large body cut short is an
+    IncompleteRead (a TransportError) as before."""
+    from sqquid_etl.body_buffers import BodyBuffers
+
+    large = b"[" + b"1," * 50_000 + b"1]"
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    server = scripted((ok(large), False), (ok(b"{}"), False), (chunked, False), (ok(large), False),
+                      (b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + large[:1000], True))
+    transport = Transport(server.url)
+    transport.body_buffers = buffers = BodyBuffers()
+    first = transport.send("GET", server.url + "/a").content
+    assert type(first) is bytearray and first == large
+    small = transport.send("GET", server.url + "/b").content
+    assert type(small) is bytes and small == b"{}"
+    assert transport.send("GET", server.url + "/c").content == b"abc"
+    kept = buffers.give_back(first, held_by_caller=1)
+    assert kept is True
+    again = transport.send("GET", server.url + "/d").content
+    assert again == large and buffers.reused == 1 and buffers.made == 1
+    with pytest.raises(TransportError, match="IncompleteRead"):
+        transport.send("GET", server.url + "/e")
+    transport.close()

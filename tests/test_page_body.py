@@ -103,8 +103,9 @@ def test_a_body_cut_short_is_asked_again_by_the_consumer_outside_its_cpu_slot(ma
 
 
 def test_one_of_many_accounts_decodes_its_pages_in_its_own_thread(sandbox, monkeypatch):
-    """read_tables: a client of one of many accounts (no spare request in flight) decodes each page
-    in the consumer's thread; a client alone lets the fetch threads decode them."""
+    """read_tables: a client of one of many accounts (`one_of_many`, set by accounts_run) decodes
+    each page in the consumer's thread; a client alone lets the fetch threads decode them, whatever
+    its spare requests in flight (the flag is said, not derived from them)."""
     from sqquid_etl import decode
     from sqquid_etl.read import read_tables
 
@@ -117,12 +118,12 @@ def test_one_of_many_accounts_decodes_its_pages_in_its_own_thread(sandbox, monke
     monkeypatch.setattr(decode.PageDecoder, "decode", noted)
     stream = with_limit("orders", 40)
     consumer = threading.current_thread().name
-    for spare, by_consumer in ((0, True), (1, False)):
+    for many, spare in ((True, 0), (False, 0), (False, 1)):
         threads.clear()
-        with make_client(sandbox, rate=1000.0, burst=1000, spare_in_flight=spare) as client:
+        with make_client(sandbox, rate=1000.0, burst=1000, spare_in_flight=spare, one_of_many=many) as client:
             rows = sum(len(t["orders"]) for _, t in read_tables(stream, client, {None: None}))
         assert rows == len(sandbox.store.orders)
-        assert threads and all((name == consumer) == by_consumer for name in threads), (spare, threads)
+        assert threads and all((name == consumer) == many for name in threads), (many, spare, threads)
 
 
 def test_the_slot_released_for_a_block_is_taken_again_after_it():
