@@ -76,6 +76,7 @@ class Watch:
         self.cpu: dict[int, tuple[float, float]] = {}
         self.peak: dict = {"rss": 0.0}
         self.fetches: weakref.WeakSet = weakref.WeakSet()
+        self.buffers: list = []  # the run's body_buffers.BodyBuffers
         self.stages: weakref.WeakSet = weakref.WeakSet()  # every ParquetStage: its batches buffered
         self.began = time.monotonic()
         self.timeline: dict[int, float] = {}  # RSS MB at most, every 5 s from the start
@@ -246,6 +247,14 @@ def main() -> None:
         from sqquid_etl import accounts_run
 
         accounts_run.BODY_BUFFERS = False
+    from sqquid_etl import body_buffers
+
+    made_buffers = body_buffers.BodyBuffers.__init__
+
+    def noted_buffers(self, *args, **kwargs):
+        made_buffers(self, *args, **kwargs)
+        watch.buffers.append(self)
+    body_buffers.BodyBuffers.__init__ = noted_buffers
     if os.environ.get("BENCH_STACK_KB"):  # threads' stacks of this size (an experiment; default: ulimit -s)
         threading.stack_size(int(os.environ["BENCH_STACK_KB"]) * 1024)
     if os.environ.get("BENCH_STAGE") == "parquet":  # a file of many accounts staged in Parquet, as before stage11
@@ -324,6 +333,9 @@ def report(a, done, wall, usage_before, usage, watch: Watch, before: dict, stats
           f"{(usage.ru_nvcsw - usage_before.ru_nvcsw) / page_count:.0f} + "
           f"{(usage.ru_nivcsw - usage_before.ru_nivcsw) / page_count:.0f} context switches (voluntary + not)")
     print(f"  CPU by thread (user s, system s): {watch.by_kind(before)}")
+    for buffers in watch.buffers:
+        print(f"  body buffers: made {buffers.made}, used again {buffers.reused}, given back {buffers.returned}, "
+              f"held when given back {buffers.refused}")
     for label in sorted(STAGES):
         print(f"  {label:42s} {1000 * STAGES[label] / page_count:6.2f} ms a page")
     print("  RSS MB at most, every 5 s: " + " ".join(f"{v:.0f}" for _, v in sorted(watch.timeline.items())))
