@@ -93,7 +93,8 @@ def test_the_parts_of_every_account_are_committed_in_one_transaction(tmp_path, g
     finally:
         for d in destinations.values():
             d.close()
-    assert grouped == [list(ACCOUNTS)]  # the three parts waiting, in one transaction
+    # the three parts waiting, in one transaction; then each account's last commit (its new state, its run's last row)
+    assert grouped == [list(ACCOUNTS), ["acme"], ["globex"], ["initech"]]
     orders, items, states, run_rows = _stored(path)
     assert orders == {"acme": 12, "globex": 7, "initech": 7} and items == {a: 2 * n for a, n in orders.items()}
     assert states == {a: NEW.cursors for a in ACCOUNTS}
@@ -115,7 +116,8 @@ def test_a_part_that_cannot_be_stored_fails_its_account_alone(tmp_path, grouped,
         _first_parts(stream, writers, runs)
         writers["acme"].write(page_to_tables(stream, _page(5000, 2)))
         writers["acme"].commit(NEW, _done(runs["acme"]))  # settles the group: acme's and the others' parts
-        assert grouped == [list(ACCOUNTS), ["acme"], ["globex"], ["initech"]]  # the group failed: each alone
+        # the group failed: each alone; then acme's last commit
+        assert grouped == [list(ACCOUNTS), ["acme"], ["globex"], ["initech"], ["acme"]]
         mid = _stored(path, destinations["acme"].conn)  # initech's part stored, its run still going; globex: nothing of it
         writers["globex"].write(page_to_tables(stream, _page(6000, 2)))
         with pytest.raises(StateError, match="globex's run row"):
@@ -125,6 +127,7 @@ def test_a_part_that_cannot_be_stored_fails_its_account_alone(tmp_path, grouped,
     finally:
         for d in destinations.values():
             d.close()
+    assert grouped[-1] == ["initech"]  # (globex's last commit never handed over: its part before had failed)
     assert mid[0] == {"acme": 11, "initech": 4} and mid[3]["initech"] == ("running", 4)
     assert "globex" not in mid[2] and "globex" not in mid[3]  # its rows, state and run row: none of them
     orders, items, states, run_rows = _stored(path)
@@ -243,7 +246,7 @@ def test_the_group_writer_connects_under_the_process_lock(tmp_path, grouped, mon
     finally:
         for d in destinations.values():
             d.close()
-    assert grouped == [list(ACCOUNTS)]
+    assert grouped == [list(ACCOUNTS), ["acme"], ["globex"], ["initech"]]
     assert len(made) == len(ACCOUNTS) + 1 and all(made)  # three destinations' and the group writer's, each under the lock
     assert _stored(path)[0] == {"acme": 9, "globex": 4, "initech": 4}
 
@@ -269,7 +272,7 @@ def test_a_part_staged_in_several_files_is_committed_whole(tmp_path, grouped, mo
     finally:
         for d in destinations.values():
             d.close()
-    assert grouped == [list(ACCOUNTS)]
+    assert grouped == [list(ACCOUNTS), ["acme"], ["globex"], ["initech"]]
     orders, items, states, run_rows = _stored(path)
     assert orders == {"acme": 17, "globex": 12, "initech": 12} and items == {a: 2 * n for a, n in orders.items()}
     assert run_rows == {"acme": ("ok", 17), "globex": ("ok", 12), "initech": ("ok", 12)}
@@ -311,3 +314,62 @@ def test_a_part_is_handed_over_while_the_group_writer_commits(tmp_path, grouped)
         for d in destinations.values():
             d.close()
     assert _stored(path)[0] == {"acme": 9, "globex": 6, "initech": 4}
+
+
+def test_a_last_commit_that_cannot_be_stored_leaves_the_old_state_and_fails_alone(tmp_path, grouped, monkeypatch):
+    """An account's last commit handed to the group (its new state, its run's last row) is stored
+    with its rows or not at all: when it cannot be, its run fails, its state stays the old one and
+    the part of another account in the same group is stored."""
+    path = tmp_path / "w.duckdb"
+    real = duckdb_group._write_states
+
+    def refuse_acmes_new_state(conn, parts):
+        if any(p.account == "acme" and p.state == NEW.to_json() for p in parts):
+            raise StateError("simulated: acme's new state cannot be written")
+        return real(conn, parts)
+
+    monkeypatch.setattr(duckdb_group, "_write_states", refuse_acmes_new_state)
+    stream, destinations, writers, runs = _writers(path)
+    try:
+        _first_parts(stream, writers, runs)
+        assert writers["acme"].distinct_keys("orders") == 9  # (settles the parts waiting)
+        writers["globex"].write(page_to_tables(stream, _page(2000, 3)))
+        assert writers["globex"].commit_part(StreamState(), runs["globex"])  # waits beside acme's last commit
+        writers["acme"].write(page_to_tables(stream, _page(3000, 2)))
+        with pytest.raises(StateError, match="acme's new state"):
+            writers["acme"].commit(NEW, _done(runs["acme"]))
+        writers["acme"].abort()
+        for name in ("globex", "initech"):
+            writers[name].commit(NEW, _done(runs[name]))
+    finally:
+        for d in destinations.values():
+            d.close()
+    assert grouped[:4] == [list(ACCOUNTS), ["acme", "globex"], ["globex"], ["acme"]]  # the group failed: each alone
+    orders, items, states, run_rows = _stored(path)
+    assert orders == {"acme": 9, "globex": 7, "initech": 4}  # acme: its parts, not the last commit's rows
+    assert items == {a: 2 * n for a, n in orders.items()}
+    assert states == {"acme": {}, "globex": NEW.cursors, "initech": NEW.cursors}  # acme's: the old one
+    assert run_rows["acme"] == ("running", 9) and run_rows["globex"] == ("ok", 7)
+
+
+def test_a_last_commit_repeating_a_key_of_the_parts_is_merged_by_key(tmp_path, grouped):
+    """Keys the parts stored, staged again for the last commit (a record listed twice): not handed to
+    the group, merged by the account's own commit: each key once, the last version kept."""
+    path = tmp_path / "w.duckdb"
+    stream, destinations, writers, runs = _writers(path)
+    try:
+        _first_parts(stream, writers, runs)
+        repeated = _page(100, 2)
+        repeated[0]["total"] = "99.00"
+        writers["acme"].write(page_to_tables(stream, repeated))  # ids 100, 101: stored by acme's part
+        writers["acme"].commit(NEW, _done(runs["acme"]))
+        for name in ("globex", "initech"):
+            writers[name].commit(NEW, _done(runs[name]))
+    finally:
+        for d in destinations.values():
+            d.close()
+    assert grouped == [list(ACCOUNTS), ["globex"], ["initech"]]  # acme's last commit its own
+    with duckdb.connect(str(path), read_only=True) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT id) FROM orders WHERE account = 'acme'").fetchall() == [(9, 9)]
+        assert conn.execute("SELECT total::VARCHAR FROM orders WHERE account = 'acme' AND id = 100").fetchall() == [("99.0000",)]
+    assert _stored(path)[2]["acme"] == NEW.cursors

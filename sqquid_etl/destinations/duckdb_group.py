@@ -29,8 +29,9 @@ from typing import Any
 
 from ..runs import REJECTED_TABLE, RUN_COLUMNS, RunRecord
 from ..settings import Tuning
+from ..state import StreamState
 from .account_scope import ACCOUNT
-from .duckdb_freshness import META_COLUMNS
+from .duckdb_freshness import META_COLUMNS, Changes
 from .duckdb_own import RUNS_TABLE, STATE_TABLE
 from .duckdb_tuning import within_memory_limit
 from .merge_sql import quote_identifier as q
@@ -81,6 +82,25 @@ def plain_part(writer: Any, state: str, run: RunRecord) -> Part | None:
              for name in ranges}
     writer._part_keys.add(staged_keys)
     return Part(writer.account, stream.name, files, state, run, stage.directory)
+
+
+def commit_last(writer: Any, state: StreamState, run: RunRecord) -> bool:
+    """The last commit of a first load committed in parts (`writer` bound to an account, its parts
+    before it stored): when what it staged since is plain (`plain_part`), handed to the group
+    writer as a part carrying the new state and the run's last row, and waited for (committed with
+    the parts of other accounts waiting: one transaction for all; a first load after parts marks
+    nothing gone). Returns False when the writer must commit it itself (by key)."""
+    part = plain_part(writer, state.to_json(), run)
+    if part is None:
+        return False
+    changes = Changes(new=writer.stage.rows(writer.stream.tables[0].name))  # keys once, apart from the parts': new
+    changes.add_to(run)  # (before it is handed over: the group writes the run row as it is then)
+    writer._changes = changes
+    group = writer.dest.group()
+    group.submit(part)
+    group.settle([part])  # raises the error of a part that could not be stored (the state did not move)
+    writer.dest._runs_written.add((run.run_id, run.stream))
+    return True
 
 
 class GroupWriter:

@@ -18,7 +18,7 @@ from .buffer import SEQ
 from .duckdb_evolve import add_columns, documented_columns, with_extras_sql
 from .duckdb_freshness import (DELETED_AT, HASH, META_COLUMNS, Changes, Gone, add_meta_columns, count_changes,
                                hash_sql, mark_gone, run_counts, tracked)
-from .duckdb_group import plain_part
+from .duckdb_group import commit_last, plain_part
 from .duckdb_history import record_history
 from .duckdb_merge import merge_changed
 from .duckdb_tuning import within_memory_limit
@@ -134,8 +134,9 @@ class DuckDBStreamWriter:
 
     def commit(self, state: StreamState, run: RunRecord) -> None:
         try:
-            self._settle()
-            self._commit(state, run)
+            self._settle()  # (the parts before it stored: a part that failed fails the run before its state moves)
+            if self.account is None or not self.parts or not commit_last(self, state, run):
+                self._commit(state, run)
         finally:
             self.stage.discard()
 
