@@ -10,7 +10,10 @@ and the account stages its next pages at once. The group writer (a thread of the
 every part waiting, of every account, every `GROUP_SECONDS` (sooner when an account asks for
 its own, `settle`): one transaction, one INSERT a table over the staged files of all of them, the
 run rows of all of them; each account's state is the one its parts store (its run's old one,
-never past the rows stored).
+never past the rows stored). The last commit of such a first load, when plain too, is a part of
+its own carrying the run's new state and last run row (`commit_last`): committed at once, with
+the parts waiting beside it, and waited for; the account's parts before it are settled first, so
+a part of it that failed fails the run and the new state is never stored without its rows.
 
 All or nothing for every account, and apart: when the group's transaction fails, it is rolled
 back and each part is committed in a transaction of its own, so a part that cannot be stored
