@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 
@@ -71,11 +71,11 @@ def page_tables(stream: StreamDefinition, page: Page, partition_value: str | Non
             pass
         else:
             if page.records is not None or page.undocumented or page.plan.reads_dicts:
-                out.extras = dicts.extras(partial(record_key, stream), read)
+                out.extras = dicts.extras(record_keys(stream), read)
             return out
     records = dicts()
     out, skipped = _slow_page(stream, records, partition_value)
-    out.extras = find_extras(stream, records, skipped, partial(record_key, stream))
+    out.extras = find_extras(stream, records, skipped, record_keys(stream))
     return out
 
 
@@ -164,16 +164,29 @@ def _rejected(stream: StreamDefinition, record: dict, faults: list) -> Rejected:
 def record_key(stream: StreamDefinition, record: dict) -> str | None:
     """The record's key as sent: its table's primary key fields (or, for a stream whose records
     only hold a nested table, the fields its rows take from the record); None when it has none."""
+    return _key(_key_sources(stream), record)
+
+
+def record_keys(stream: StreamDefinition) -> Callable[[Any], str | None]:
+    """`record_key` of the stream's records (its key fields looked up once)."""
+    return partial(_key, _key_sources(stream))
+
+
+def _key_sources(stream: StreamDefinition) -> list[str]:
     first = stream.tables[0]
     if first.nested_path is None:
-        sources = [c.source for c in first.columns if c.name in first.primary_key and not c.from_partition]
-    else:
-        sources = [c.source for c in first.columns if c.from_parent]
+        return [c.source for c in first.columns if c.name in first.primary_key and not c.from_partition]
+    return [c.source for c in first.columns if c.from_parent]
+
+
+def _key(sources: list[str], record: Any) -> str | None:
     values = [record.get(source) for source in sources]
     if all(v is None for v in values):
         return None
     if len(values) == 1:
-        return values[0] if isinstance(values[0], str) else json_text(values[0])
+        value = values[0]
+        # (an integer's JSON text is its str: json_text's own, without the encoder)
+        return value if isinstance(value, str) else str(value) if type(value) is int else json_text(value)
     return json_text(values)
 
 
