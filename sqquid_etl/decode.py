@@ -300,7 +300,9 @@ def _read_body(body: bytes, plan: ReadPlan | None, envelope: str | None) -> Page
         return None
     if table.num_rows != 1:
         return None
-    lists = table.column(envelope).combine_chunks()
+    column = table.column(envelope)
+    # (one block, one chunk: taken as it is; `combine_chunks` copies even one chunk, ~0.03 ms a page)
+    lists = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     if lists.null_count:
         return None
     total, limit = (table.column(name)[0].as_py() for name in ENVELOPE_FIELDS)
