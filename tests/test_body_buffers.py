@@ -81,7 +81,8 @@ def test_pages_read_into_buffers_are_the_same_and_their_buffers_used_again(sandb
     # each offered back after its conversion; kept unless a reference was still let go of by another
     # thread at that instant (rare: then left to the garbage, never used while held)
     assert buffers.returned + buffers.refused == pages and buffers.returned >= pages // 2
-    assert buffers.reused >= 1
+    if pages > 3:  # (more pages than the 2 in flight and the 1 converted: a buffer given back is taken again)
+        assert buffers.reused >= 1
 
 
 def test_a_page_given_back_is_not_decoded_again(sandbox, monkeypatch):
