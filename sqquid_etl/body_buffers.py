@@ -36,15 +36,21 @@ class BodyBuffers:
         self.returned = self.refused = 0  # buffers given back and kept, given back but held (not kept)
 
     def take(self, length: int) -> bytearray:
-        """A buffer of `length` bytes (its content to be overwritten)."""
+        """A buffer of `length` bytes (its content to be overwritten): the one given back last
+        that has room for it, else a new one (and the last given back, too small, let go)."""
         with self._lock:
-            buffer = self._free.pop() if self._free else None
-        if buffer is None or _room(buffer) <= length:
-            self.made += 1
+            fits = [i for i in range(len(self._free) - 1, -1, -1) if _room(self._free[i]) > length][:1]
+            buffer = self._free.pop(fits[0]) if fits else None
+            if buffer is None and self._free:
+                self._free.pop()  # (a short page's buffer: bodies of one stream are of about one size)
+            if buffer is None:
+                self.made += 1
+            else:
+                self.reused += 1
+        if buffer is None:
             buffer = bytearray(length + length // 16 + 4096)
             del buffer[length:]  # (the room kept: a bytearray shrunk by less than half keeps its memory)
             return buffer
-        self.reused += 1
         if len(buffer) > length:
             del buffer[length:]
         elif len(buffer) < length:
@@ -57,7 +63,8 @@ class BodyBuffers:
         if type(body) is not bytearray:
             return False
         if sys.getrefcount(body) > _UNSHARED + held_by_caller or not _resizable(body):
-            self.refused += 1
+            with self._lock:
+                self.refused += 1
             return False
         with self._lock:
             if len(self._free) < self.kept:

@@ -100,3 +100,17 @@ def test_a_page_given_back_is_not_decoded_again(sandbox, monkeypatch):
                 page.page()
     assert [i for p in pages for i in p] == [o["id"] for o in sandbox.store.orders]
     assert buffers.returned + buffers.refused == len(pages) and buffers.returned >= len(pages) // 2
+
+
+def test_a_buffer_with_room_is_taken_before_a_short_pages_one():
+    buffers = BodyBuffers()
+    full_page, short_page = buffers.take(300_000), buffers.take(100_000)
+    kept = buffers.give_back(full_page, held_by_caller=1)
+    del full_page
+    kept_too = buffers.give_back(short_page, held_by_caller=1)  # given back last
+    del short_page
+    assert (kept, kept_too) == (True, True)
+    full = buffers.take(290_000)  # the short page's buffer (given back last) has no room for it
+    assert len(full) == 290_000 and buffers.reused == 1 and buffers.made == 2
+    short = buffers.take(90_000)
+    assert len(short) == 90_000 and buffers.reused == 2
