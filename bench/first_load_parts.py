@@ -69,14 +69,19 @@ def write(pages: list[dict], accounts: int, every: int, threshold: str, path: Pa
     finally:
         for d in destinations:
             d.close()
+    check_each_row_once(path, pages, accounts)
+    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, peak
+
+
+def check_each_row_once(path: Path, pages: list[dict], accounts: int) -> None:
+    """Every account's rows of `pages` stored in the DuckDB file at `path`, each once."""
     import duckdb
 
-    with duckdb.connect(str(path), read_only=True) as conn:  # every account's rows, each once
+    with duckdb.connect(str(path), read_only=True) as conn:
         for table in ("orders", "order_items"):
             expected = sum(p[table].num_rows for p in pages) * accounts
             stored, keys = conn.execute(f"SELECT count(*), count(DISTINCT (account, id)) FROM {table}").fetchall()[0]
             assert stored == keys == expected, (table, stored, keys, expected)
-    return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, peak
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ from sqquid_etl.no_pandas import refuse_numpy, refuse_pandas  # noqa: E402
 refuse_numpy()  # as the program runs: a step that would import them fails here
 refuse_pandas()
 from common import thread_timed  # noqa: E402
-from first_load_parts import read_pages  # noqa: E402
+from first_load_parts import check_each_row_once, read_pages  # noqa: E402
 
 from sqquid_etl.definitions import load_definitions  # noqa: E402
 from sqquid_etl.destinations import duckdb_group, duckdb_writer, open_destination  # noqa: E402
@@ -83,13 +83,7 @@ def write(pages: list[dict], accounts: int, every: int, path: Path, tuning: Tuni
     finally:
         for d in destinations:
             d.close()
-    import duckdb
-
-    with duckdb.connect(str(path), read_only=True) as conn:  # every account's rows, each once
-        for table in ("orders", "order_items"):
-            expected = sum(p[table].num_rows for p in pages) * accounts
-            stored, keys = conn.execute(f"SELECT count(*), count(DISTINCT (account, id)) FROM {table}").fetchall()[0]
-            assert stored == keys == expected, (table, stored, keys, expected)
+    check_each_row_once(path, pages, accounts)
     return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, path.stat().st_size
 
 

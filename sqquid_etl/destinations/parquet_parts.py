@@ -5,7 +5,8 @@ and the accounts end together: their commits (each reads the run's staged pages 
 as the table's new generation, `commit_slots.py`: a few at once) queued after the last page (100
 accounts x 3 min: every page answered at 182 s, the last commit ended at 207 s). So an account's
 first load (nothing stored for it yet, nothing replaced, no history kept) commits the pages staged
-so far every few seconds (`commit_parts.PartCommits`), as the DuckDB file's do: each part a new
+so far once `PART_ROWS` rows are (`commit_parts.PartCommits` asks every few seconds), as the DuckDB
+file's do: each part a new
 generation of each table (the parts before it linked, its rows in a file of their own), the run's
 OLD state and a `running` run row; the commit after the last page holds the last few pages.
 
