@@ -103,12 +103,42 @@ def test_an_open_staged_file_holds_no_buffer_between_batches(tmp_path):
     accounts' files are) holds no memory of its own."""
     stage = staging_arrow.ArrowStage(tmp_path / "stage", ORDERS, 1, "account", conn=duckdb.connect())
     first, page = _page(1)["orders"], _page(*range(2, 300))["orders"]
-    allocated = pa.total_allocated_bytes()
+    allocated = pa.total_allocated_bytes() - staging_arrow.SCRATCH.held()
     stage.write({"orders": first})
     stage.write({"orders": page})
-    assert pa.total_allocated_bytes() <= allocated + 4096 and stage._writers  # (the file still open)
+    held = pa.total_allocated_bytes() - staging_arrow.SCRATCH.held()  # (the process's buffers to serialize into)
+    assert held <= allocated + 4096 and stage._writers  # (the file still open)
     stage.finish()
     assert [b.num_rows for b in stage.staged("orders")._batches()] == [1, 298]
+
+
+def test_staged_batches_are_serialized_into_buffers_used_again(tmp_path, monkeypatch):
+    """Where many accounts run, glibc maps a block of 128 KB or more anew each time (heap.py): a
+    staged batch is serialized into a buffer used again, its bytes those `serialize` gives."""
+    scratch = staging_arrow.ScratchBuffers()
+    monkeypatch.setattr(staging_arrow, "SCRATCH", scratch)
+    stage = staging_arrow.ArrowStage(tmp_path / "stage", ORDERS, 200, "account", conn=duckdb.connect())
+    pages = [_page(*range(k, k + 100)) for k in range(1, 601, 100)]
+    for page in pages:
+        stage.write(page)  # 3 batches of 200 orders
+    stage.finish()
+    assert scratch.made == 1 and scratch.held() > 0
+    [path] = stage.files("orders")
+    with pa.memory_map(str(path)) as source:
+        batches = list(ipc.open_stream(source))
+    assert [b.num_rows for b in batches] == [200, 200, 200]
+    expected = batches[0].schema.serialize().to_pybytes() + b"".join(b.serialize().to_pybytes() for b in batches)
+    assert path.read_bytes() == expected + staging_arrow.SerializedStream.END  # the IPC stream as serialized
+    assert [i for b in batches for i in b.column("id").to_pylist()] == list(range(1, 601))
+
+
+def test_the_buffers_kept_are_few_and_not_large():
+    scratch = staging_arrow.ScratchBuffers(kept=2, largest=1 << 16)
+    taken = [scratch._take(size) for size in (1000, 2000, 3000, 1 << 17)]
+    for buffer in taken:
+        scratch._give(buffer)
+    assert scratch.made == 4 and len(scratch._free) == 2 and scratch.held() < 2 * 4000  # the largest two kept under it
+    assert scratch._take(1500).size >= 1500 and scratch.made == 4  # one kept fits: used again
 
 
 def test_files_registered_by_a_transaction_rolled_back_are_registered_again(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ its names may be gone (the writer calls it when a commit failed), `discard` unre
 from __future__ import annotations
 
 import itertools
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -112,22 +113,82 @@ def unregister(conn: Any) -> None:
     conn.unregister(GROUP_NAME)
 
 
+class ScratchBuffers:
+    """Buffers a staged batch is serialized into before it is written, used again (the process's).
+
+    A batch of 1,000 orders serializes into ~300 KB: where many accounts run, glibc maps every block
+    of 128 KB or more anew (`heap.large_blocks_mapped`), so a buffer made for each batch was mapped,
+    each of its pages faulted in, then unmapped (~45 page faults a page; combine and serialize ~2x
+    the CPU: docs/benchmarks.md, thirteenth session). A buffer taken here is given back once its
+    batch is written; at most `kept` are kept, none over `largest` bytes: a few MB at most."""
+
+    def __init__(self, kept: int = 4, largest: int = 4 << 20):
+        self.kept, self.largest = kept, largest
+        self.made = 0  # buffers made (a batch larger than every buffer kept, or all of them taken)
+        self._free: list[pa.Buffer] = []
+        self._lock = threading.Lock()
+
+    def write(self, sink: Any, batch: pa.RecordBatch, head: int) -> None:
+        """`sink.write(batch.serialize())`, the bytes serialized into a buffer used again (after the
+        schema's message, `head` bytes, which the stream writer writes first)."""
+        import pyarrow.ipc as ipc
+
+        size = head + ipc.get_record_batch_size(batch) + 64  # (the stream's end marker written by `close`: 8)
+        buffer = self._take(size)
+        try:
+            into = pa.FixedSizeBufferWriter(buffer)
+            with ipc.new_stream(into, batch.schema) as stream:  # the schema message, then the batch's
+                stream.write_batch(batch)
+                end = into.tell()
+            sink.write(buffer.slice(head, end - head))
+        finally:
+            self._give(buffer)
+
+    def held(self) -> int:
+        """Bytes of the buffers kept."""
+        with self._lock:
+            return sum(b.size for b in self._free)
+
+    def _take(self, size: int) -> pa.Buffer:
+        with self._lock:
+            fits = [b for b in self._free if b.size >= size]
+            if fits:
+                buffer = min(fits, key=lambda b: b.size)
+                self._free.remove(buffer)
+                return buffer
+            self.made += 1
+        return pa.allocate_buffer(size + (size >> 3))  # (room for a batch a little larger next time)
+
+    def _give(self, buffer: pa.Buffer) -> None:
+        if buffer.size > self.largest:
+            return
+        with self._lock:
+            self._free.append(buffer)
+            if len(self._free) > self.kept:
+                self._free.remove(min(self._free, key=lambda b: b.size))
+
+
+SCRATCH = ScratchBuffers()
+
+
 class SerializedStream:
-    """An Arrow IPC stream written a batch at a time, each serialized whole first (one write; a
-    buffer the size of the batch, freed at once), its pages' chunks made one."""
+    """An Arrow IPC stream written a batch at a time, each serialized whole first (one write; into a
+    buffer used again, `ScratchBuffers`: an open file holds none), its pages' chunks made one."""
 
     END = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # the stream's end-of-stream marker
 
     def __init__(self, sink: Any, schema: pa.Schema):
         self._sink = sink
-        sink.write(schema.serialize())
+        message = schema.serialize()
+        self._head = message.size  # (the message a stream writer begins with: cut off each batch's serialized bytes)
+        sink.write(message)
 
     def write_table(self, table: pa.Table) -> None:
         # one batch of its rows, not one a page: DuckDB reads a batch into vectors of its rows, and
         # appends them to a table a vector at a time (pages of 250 rows made 250-row vectors: the
         # group writer's INSERT -13% from batches of 1,000 rows, docs/benchmarks.md, twelfth session)
         for batch in table.combine_chunks().to_batches():
-            self._sink.write(batch.serialize())
+            SCRATCH.write(self._sink, batch, self._head)
 
     def close(self) -> None:
         self._sink.write(self.END)
