@@ -27,6 +27,8 @@ accounts' pages decoded by the fetch threads (0) or by the account's thread (1, 
 BENCH_HTTP_CLIENT=1: answers read by http.client's response class instead of http_wire (as before the eleventh session).
 BENCH_BODY_BUFFERS=0: the pages' bodies read as new bytes each, not into buffers used again (as before the twelfth
 session, accounts_run.BODY_BUFFERS).
+BENCH_BLOCK_ALLOCATOR=0: the DuckDB file's blocks from the C heap, not a pool of its memory limit
+(as before the thirteenth session, duckdb_tuning.ACCOUNTS_BLOCK_ALLOCATOR).
 BENCH_STAGE=parquet: the accounts' pages staged in Parquet files, as before the eleventh session
 (staging_arrow.ARROW_STAGING).
 """
@@ -74,6 +76,7 @@ class Watch:
     def __init__(self):
         self.names: dict[int, str] = {}
         self.cpu: dict[int, tuple[float, float]] = {}
+        self.switches: dict[int, tuple[int, int]] | None = None  # --switches: each thread's (voluntary, not)
         self.peak: dict = {"rss": 0.0}
         self.fetches: weakref.WeakSet = weakref.WeakSet()
         self.buffers: list = []  # the run's body_buffers.BodyBuffers
@@ -111,6 +114,12 @@ class Watch:
             except OSError:
                 continue
             self.cpu[int(tid)] = (int(fields[11]) / self._tick, int(fields[12]) / self._tick)
+            if self.switches is not None:
+                try:
+                    status = open(f"/proc/self/task/{tid}/status").read().split("ctxt_switches:")
+                    self.switches[int(tid)] = (int(status[1].split()[0]), int(status[2].split()[0]))
+                except (OSError, IndexError, ValueError):
+                    pass
         rss = _rss_mb()
         second = int(time.monotonic() - self.began) // 5 * 5
         if second not in self.timeline and second % 20 == 0:
@@ -144,14 +153,33 @@ class Watch:
                     size += len(page.body) + (array.nbytes if array is not None else 0)
         return count, size / 2**20
 
+    def kind(self, tid: int) -> str:
+        name = self.names.get(tid)
+        if name is None:  # a thread not started by Python (DuckDB's, Arrow's): its own name when it has one
+            try:
+                return "native:" + open(f"/proc/self/task/{tid}/comm").read().strip()
+            except OSError:
+                return "native"
+        return ("runner" if "/" not in name else name.split("/")[-1].rstrip("0123456789-")) \
+            if name.startswith("sqquid-account-") else name if name in ("native", "MainThread", "bench-watch") \
+            else name.rstrip("0123456789-")
+
+    def switches_by_kind(self, before: dict) -> dict[str, tuple[int, int, int]]:
+        """--switches: the context switches of each kind of thread (voluntary, not, threads)."""
+        kinds: dict = collections.defaultdict(lambda: [0, 0, 0])
+        for tid, (voluntary, other) in (self.switches or {}).items():
+            voluntary0, other0 = before.get(tid, (0, 0))
+            kind = kinds[self.kind(tid)]
+            kind[0] += voluntary - voluntary0
+            kind[1] += other - other0
+            kind[2] += 1
+        return {k: tuple(v) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1][0])}
+
     def by_kind(self, before: dict) -> dict[str, tuple[float, float]]:
         kinds: dict = collections.defaultdict(lambda: [0.0, 0.0])
         for tid, (user, system) in self.cpu.items():
             user0, system0 = before.get(tid, (0.0, 0.0))
-            name = self.names.get(tid, "native")  # a thread not started by Python (DuckDB's, Arrow's)
-            kind = ("runner" if "/" not in name else name.split("/")[-1].rstrip("0123456789-")) \
-                if name.startswith("sqquid-account-") else name if name in ("native", "MainThread", "bench-watch") \
-                else name.rstrip("0123456789-")
+            kind = self.kind(tid)
             kinds[kind][0] += user - user0
             kinds[kind][1] += system - system0
         return {k: (round(u, 1), round(s, 1)) for k, (u, s) in kinds.items()}
@@ -212,9 +240,12 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=40)
     ap.add_argument("--stages", action="store_true", help="CPU of each step of a page (wraps them)")
     ap.add_argument("--workers", type=int, help="fetch workers an account (default: fetch.default_concurrency)")
+    ap.add_argument("--switches", action="store_true",
+                    help="context switches by kind of thread (/proc/self/task/*/status, read every 0.5 s)")
     a = ap.parse_args()
     print(f"command: python bench/accounts_inside.py --accounts {a.accounts} --seconds {a.seconds:g} "
-          f"--latency {a.latency:g}{' --stages' if a.stages else ''}{f' --workers {a.workers}' if a.workers else ''}")
+          f"--latency {a.latency:g}{' --stages' if a.stages else ''}{f' --workers {a.workers}' if a.workers else ''}"
+          f"{' --switches' if a.switches else ''}")
     print(f"machine: {machine()}; SQQUID_FLUSH_ROWS={os.environ.get('SQQUID_FLUSH_ROWS', '(default)')}")
     from sqquid_etl import fetch, fetch_concurrent
     from sqquid_etl.accounts import load_accounts, resolve_credentials
@@ -261,6 +292,10 @@ def main() -> None:
         from sqquid_etl.destinations import staging_arrow
 
         staging_arrow.ARROW_STAGING = False
+    if os.environ.get("BENCH_BLOCK_ALLOCATOR") == "0":  # DuckDB's blocks from the C heap (duckdb_tuning.ACCOUNTS_BLOCK_ALLOCATOR)
+        from sqquid_etl.destinations import duckdb_tuning
+
+        duckdb_tuning.ACCOUNTS_BLOCK_ALLOCATOR = None
     if os.environ.get("BENCH_SWITCH"):  # the interpreter's switch interval, seconds (an experiment)
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
 
@@ -276,6 +311,8 @@ def main() -> None:
     if a.workers:
         fetch.default_concurrency = lambda client: a.workers
     watch = Watch()
+    if a.switches:
+        watch.switches = {}
     made = fetch_concurrent.ConcurrentFetch.__init__
 
     def remembered(self, *args, **kwargs):
@@ -304,6 +341,7 @@ def main() -> None:
             jobs = plan_jobs(accounts, resolve_credentials(accounts), streams=["orders"])
             sandbox_stats(url, reset=True)
             load_before, before = load_average(), watch.start()
+            watch.switches_before = dict(watch.switches or {})
             usage_before, started = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
             from sqquid_etl.heap import Trimmer  # as `sqquid-etl extract --all-accounts` (accounts_cli)
 
@@ -333,6 +371,10 @@ def report(a, done, wall, usage_before, usage, watch: Watch, before: dict, stats
           f"{(usage.ru_nvcsw - usage_before.ru_nvcsw) / page_count:.0f} + "
           f"{(usage.ru_nivcsw - usage_before.ru_nivcsw) / page_count:.0f} context switches (voluntary + not)")
     print(f"  CPU by thread (user s, system s): {watch.by_kind(before)}")
+    if watch.switches is not None:
+        kinds = watch.switches_by_kind(watch.switches_before)
+        print("  context switches a page by thread (voluntary, not; threads): " + ", ".join(
+            f"{k} {v / page_count:.1f}+{n / page_count:.1f} ({t})" for k, (v, n, t) in kinds.items()))
     for buffers in watch.buffers:
         print(f"  body buffers: made {buffers.made}, used again {buffers.reused}, given back {buffers.returned}, "
               f"held when given back {buffers.refused}")

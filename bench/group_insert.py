@@ -15,13 +15,22 @@ Variants (`VARIANTS`): base; `mem` the same into an in-memory database (no compr
 default size; `uncompressed` / `nozstd` / `dictfsst` compression forced or disabled; `nometa` the
 tables without the `_sqquid_hash` / `_sqquid_deleted_at` columns a first load leaves null;
 `pagebatches` the staged batches written a page a batch (as before the twelfth session);
-`flush2048` batches of 2,048 rows (DuckDB's vector).
+`flush2048` batches of 2,048 rows (DuckDB's vector). Thirteenth session (group13): `ckpt1g`, `walalways`,
+`walckpt1g` (the checkpoint and the write-ahead log), `nooptimistic`, `threads2`, `insertorder`, `noflush`,
+`flush8mb` (the program's allocator flush), `nobulkflush`, `noflushall`, `wbuf1`/`wbuf2` (row groups buffered),
+`mem96`/`mem128`/`mem256` (memory limits), `blockalloc`/`blockalloc96` (DuckDB's block pool, as the program
+sets it for a file of many accounts: duckdb_tuning.ACCOUNTS_BLOCK_ALLOCATOR).
+
+`--same-file N`: N transactions a round into one file (as the group writer every 5 s), the INSERTs' and the
+COMMIT's CPU apart, the page faults of the thread, the write-ahead log after each commit;
+BENCH_DUCKDB_MEMORY=1 prints what DuckDB holds after each commit.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -52,6 +61,27 @@ VARIANTS = {
     "nometa": ([], "(ROW_GROUP_SIZE 32768)", False, None, 1000, False),
     "pagebatches": ([], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
     "flush2048": ([], "(ROW_GROUP_SIZE 32768)", False, None, 2048, True),
+    # the commit (group13): whether a group's transaction checkpoints, and with what
+    "ckpt1g": (["SET checkpoint_threshold = '1GB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "walalways": (["SET auto_checkpoint_skip_wal_threshold = 1000000000000"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "walckpt1g": (["SET auto_checkpoint_skip_wal_threshold = 1000000000000", "SET checkpoint_threshold = '1GB'"],
+                  "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "nooptimistic": (["SET enable_optimistic_write = false"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "threads2": (["SET threads = 2"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "insertorder": (["SET preserve_insertion_order = true"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "noflush": (["SET allocator_flush_threshold = '1GB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "flush8mb": (["SET allocator_flush_threshold = '8MB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "nobulkflush": (["SET allocator_flush_threshold = '8MB'", "SET allocator_bulk_deallocation_flush_threshold = '1TB'"],
+                    "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "noflushall": (["SET allocator_flush_threshold = '1TB'", "SET allocator_bulk_deallocation_flush_threshold = '1TB'"],
+                   "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "wbuf1": (["SET allocator_flush_threshold = '8MB'", "SET write_buffer_row_group_count = 1"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "wbuf2": (["SET allocator_flush_threshold = '8MB'", "SET write_buffer_row_group_count = 2"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "mem96": (["SET allocator_flush_threshold = '8MB'", "SET memory_limit = '96MB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "mem128": (["SET allocator_flush_threshold = '8MB'", "SET memory_limit = '128MB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "blockalloc": (["SET allocator_flush_threshold = '8MB'", "SET block_allocator_memory = '64MB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "blockalloc96": (["SET allocator_flush_threshold = '8MB'", "SET block_allocator_memory = '96MB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "mem256": (["SET allocator_flush_threshold = '8MB'", "SET memory_limit = '256MB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
 }
 
 
@@ -77,7 +107,8 @@ def stage(pages: list, stream, accounts: int, flush: int, work: Path, by_page: b
         staging_arrow.SerializedStream.write_table = real
 
 
-def insert(variant: str, stream, stages: list, path: Path) -> float:
+def open_file(variant: str, stream, stages: list, path: Path):
+    """A connection to a new file of the variant, its tables made (as the destination makes them)."""
     settings, attach, memory, statement, _, meta = VARIANTS[variant]
     conn = duckdb.connect()
     try:
@@ -93,15 +124,31 @@ def insert(variant: str, stream, stages: list, path: Path) -> float:
             extra = ", NULL::VARCHAR AS _sqquid_hash, NULL::TIMESTAMPTZ AS _sqquid_deleted_at" if meta else ""
             conn.execute(f'CREATE TABLE "{table.name}" AS SELECT {cols}{extra} FROM one LIMIT 0')
             conn.unregister("one")
-        started = time.thread_time()
-        conn.execute("BEGIN")
-        for table in stream.tables:
-            cols = ", ".join(f'"{c}"' for c in table.column_names)
-            conn.register("g", StagedFiles.joined([s.staged(table.name) for s in stages]))
-            conn.execute((statement or 'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM g').format(table=table.name, cols=cols)).fetchall()
-            conn.unregister("g")
-        conn.execute("COMMIT")
-        return time.thread_time() - started
+        return conn
+    except BaseException:
+        conn.close()
+        raise
+
+
+def transaction(conn, variant: str, stream, stages: list) -> tuple[float, float]:
+    """ONE transaction inserting the staged rows of every account: (the INSERTs' CPU, the COMMIT's)."""
+    statement = VARIANTS[variant][3]
+    started = time.thread_time()
+    conn.execute("BEGIN")
+    for table in stream.tables:
+        cols = ", ".join(f'"{c}"' for c in table.column_names)
+        conn.register("g", StagedFiles.joined([s.staged(table.name) for s in stages]))
+        conn.execute((statement or 'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM g').format(table=table.name, cols=cols)).fetchall()
+        conn.unregister("g")
+    inserted = time.thread_time()
+    conn.execute("COMMIT")
+    return inserted - started, time.thread_time() - inserted
+
+
+def insert(variant: str, stream, stages: list, path: Path) -> float:
+    conn = open_file(variant, stream, stages, path)
+    try:
+        return sum(transaction(conn, variant, stream, stages))
     finally:
         conn.close()
 
@@ -112,6 +159,9 @@ def main() -> None:
     ap.add_argument("--pages", type=int, default=20, help="an account's part")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--variants", nargs="+", default=["base", "pagebatches"], choices=sorted(VARIANTS))
+    ap.add_argument("--same-file", type=int, default=0, metavar="N",
+                    help="N transactions a round into one file (as a run's group writer does every 5 s), "
+                         "the INSERTs' CPU and the COMMIT's apart, and the file's write-ahead log after each")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sqquid-group-insert-"))
     try:
@@ -125,6 +175,9 @@ def main() -> None:
             flush, by_page = VARIANTS[variant][4], variant == "pagebatches"
             if (flush, by_page) not in staged:
                 staged[flush, by_page] = stage(pages, stream, a.accounts, flush, work, by_page)
+        if a.same_file:
+            same_file(a, stream, staged, work, count)
+            return
         results: dict[str, list[float]] = {v: [] for v in a.variants}
         for round_ in range(a.rounds):  # interleaved: each variant sees the same load
             for variant in a.variants:
@@ -137,6 +190,42 @@ def main() -> None:
         print(f"load {os.getloadavg()[0]:.1f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def same_file(a, stream, staged: dict, work: Path, count: int) -> None:
+    """--same-file N: each round, for each variant, a new file and N group transactions into it."""
+    results: dict[str, list[tuple[float, float, float]]] = {v: [] for v in a.variants}
+    for round_ in range(a.rounds):
+        for variant in a.variants:
+            path = work / f"{variant}-{round_}.duckdb"
+            stages = staged[VARIANTS[variant][4], variant == "pagebatches"]
+            conn = open_file(variant, stream, stages, path)
+            wal = Path(str(path) + ".wal")
+            try:
+                inserts = commits = 0.0
+                logs = []
+                faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+                for _ in range(a.same_file):
+                    ins, com = transaction(conn, variant, stream, stages)
+                    inserts, commits = inserts + ins, commits + com
+                    logs.append(wal.stat().st_size // 1024 if wal.exists() else 0)
+                    if os.environ.get("BENCH_DUCKDB_MEMORY"):  # what DuckDB holds after each commit, MB by tag
+                        print("    DuckDB memory MB:", {t: round(m / 2**20) for t, m in conn.execute(
+                            "SELECT tag, memory_usage_bytes FROM duckdb_memory() WHERE memory_usage_bytes > 0").fetchall()})
+                faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - faults
+            finally:
+                conn.close()
+            pages = count * a.same_file
+            results[variant].append((1000 * inserts / pages, 1000 * commits / pages, path.stat().st_size / 2**20))
+            print(f"  {variant} round {round_}: INSERT {1000 * inserts / pages:.3f} + COMMIT {1000 * commits / pages:.3f} "
+                  f"ms a page, {faults / pages:.0f} page faults a page; the log after each commit, KB: {logs}; file {path.stat().st_size / 2**20:.0f} MB")
+            path.unlink(missing_ok=True)
+            wal.unlink(missing_ok=True)
+    for variant, values in results.items():
+        best = min(values, key=lambda v: v[0] + v[1])
+        print(f"{variant:12s}: INSERT + COMMIT ms a page, each round: "
+              f"{' '.join(f'{i:.3f}+{c:.3f}' for i, c, _ in values)}; least {best[0] + best[1]:.3f}; file {best[2]:.0f} MB")
+    print(f"load {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -373,3 +373,33 @@ def test_a_last_commit_repeating_a_key_of_the_parts_is_merged_by_key(tmp_path, g
         assert conn.execute("SELECT count(*), count(DISTINCT id) FROM orders WHERE account = 'acme'").fetchall() == [(9, 9)]
         assert conn.execute("SELECT total::VARCHAR FROM orders WHERE account = 'acme' AND id = 100").fetchall() == [("99.0000",)]
     assert _stored(path)[2]["acme"] == NEW.cursors
+
+
+def test_a_file_of_many_accounts_takes_its_blocks_from_a_pool_of_its_memory_limit(tmp_path):
+    """DuckDB's blocks of a file of many accounts come from a pool of its memory limit, used again
+    (`duckdb_tuning.ACCOUNTS_BLOCK_ALLOCATOR`): at its limit, each new block was fresh C heap, faulted
+    in, and each eviction flushed the process's allocators. A file of one account, or of many with a
+    limit of the user's, keeps DuckDB's default (no pool)."""
+    from sqquid_etl.settings import Tuning
+
+    def pool(destination) -> str:
+        return destination.conn.execute("SELECT current_setting('block_allocator_memory')").fetchall()[0][0]
+
+    def limit(destination) -> str:
+        return destination.conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+    many = open_destination(tmp_path / "many.duckdb", account="acme")
+    try:
+        assert pool(many) == limit(many) == "61.0 MiB"  # (64 MB)
+    finally:
+        many.close()
+    one = open_destination(tmp_path / "one.duckdb")
+    try:
+        assert pool(one) == "0 bytes"
+    finally:
+        one.close()
+    chosen = open_destination(tmp_path / "chosen.duckdb", account="acme", tuning=Tuning(memory_limit="128MB"))
+    try:
+        assert pool(chosen) == "0 bytes"
+    finally:
+        chosen.close()

@@ -25,6 +25,14 @@ CHECKPOINT_THRESHOLD = "4MB"  # of write-ahead log: then a checkpoint writes the
 # account's commits fill, so one every 4 MB cost a fifth more CPU an order (bench: 20 accounts' parts,
 # docs/benchmarks.md "First loads"); 16 MB of log holds ~37 MB of rows, within its 64 MB limit
 ACCOUNTS_CHECKPOINT_THRESHOLD = "16MB"
+# a file of many accounts: its buffer blocks (the tables' segments, the blocks the group writer's INSERT
+# builds and writes) taken from a pool of its memory limit's size, used again, not allocated and freed
+# each time. At its limit DuckDB evicts a cached block for each new one; with blocks of the C heap each
+# new one was fresh memory faulted in 4 KB at a time (and each eviction flushes the allocators:
+# `malloc_trim` of the whole process). Touched as used, never given back (DuckDB's memory stays at its
+# limit through a run anyway). None: blocks from the C heap (to compare: bench/accounts_inside.py
+# BENCH_BLOCK_ALLOCATOR=0); docs/benchmarks.md, thirteenth session (group13)
+ACCOUNTS_BLOCK_ALLOCATOR: str | None = ACCOUNTS_MEMORY_LIMIT
 
 # merges that run out of the default limit are run again with these (never above what they need)
 ESCALATED_MEMORY_LIMITS = ("256MB", "1GB")
@@ -43,6 +51,8 @@ def tune(conn: Any, tuning: Tuning, accounts: bool = False) -> None:
     # many accounts at its own 64 MB limit: every 16 MB)
     shared = accounts and not tuning.memory_limit
     conn.execute(f"SET checkpoint_threshold = '{ACCOUNTS_CHECKPOINT_THRESHOLD if shared else CHECKPOINT_THRESHOLD}'")
+    if shared and ACCOUNTS_BLOCK_ALLOCATOR:
+        conn.execute(f"SET block_allocator_memory = '{ACCOUNTS_BLOCK_ALLOCATOR}'")
     limit = (tuning.memory_limit or (ACCOUNTS_MEMORY_LIMIT if accounts else DEFAULT_MEMORY_LIMIT)).strip()
     try:
         conn.execute("SET memory_limit = '" + limit.replace("'", "''") + "'")
