@@ -244,6 +244,47 @@ def test_rows_are_numbered_in_arrival_order_across_batches_of_any_size():
     assert integer_range(2**40, 70_000).to_pylist()[-1] == 2**40 + 69_999
 
 
+def test_a_parts_rows_are_numbered_without_a_kernel(monkeypatch):
+    """A kernel releases the GIL, which a hundred accounts' threads then take in turn: the numbers
+    of a part's rows are a slice of one array of 0, 1, ...; a kernel adds only past SLICED_AT_MOST."""
+    from sqquid_etl import arrow_compute
+    from sqquid_etl.destinations import buffer
+
+    def refused(*args, **kwargs):
+        raise AssertionError("a kernel called")
+
+    monkeypatch.setattr(arrow_compute, "call_function", refused)
+    assert buffer.integer_range(5_000, 1_000).to_pylist() == list(range(5_000, 6_000))
+    assert buffer.integer_range(buffer.SLICED_AT_MOST - 3, 3).to_pylist()[-1] == buffer.SLICED_AT_MOST - 1
+    monkeypatch.undo()
+    assert buffer.integer_range(buffer.SLICED_AT_MOST, 2).to_pylist() == [buffer.SLICED_AT_MOST, buffer.SLICED_AT_MOST + 1]
+
+
+def test_the_account_is_put_first_in_each_batch_as_stamping_each_page_did(tmp_path):
+    """Bound to an account, the stage stamps each batch of the stream's tables (once, not once a
+    page): the same rows, columns and types as its pages stamped and numbered one by one."""
+    from functools import partial
+
+    from sqquid_etl.destinations.account_scope import stamp, stamp_column
+    from sqquid_etl.destinations.buffer import PageBuffer, number_rows
+
+    pages = [_page(1, 2)["orders"], _page(3)["orders"], _page(4, 5, 6)["orders"]]
+    buffer = PageBuffer(["orders", "t"], 6, {"orders": partial(stamp_column, "acme")})
+    assert buffer.add("orders", pages[0]) is None and buffer.add("orders", pages[1]) is None
+    batch = buffer.add("orders", pages[2])
+    assert batch.equals(number_rows(pa.concat_tables([stamp(p, "acme") for p in pages]), 0), check_metadata=True)
+    assert batch.schema.names[0] == "account" and batch.column("account").to_pylist() == ["acme"] * 6
+    assert buffer.add("t", pa.table({"v": [1]})) is None and buffer.take("t").schema.names == ["v", "_sqquid_seq"]
+    stage = staging_arrow.ArrowStage(tmp_path / "stage", ORDERS, 2, "account", conn=duckdb.connect()).stamp("acme")
+    stage.write(_page(7, 8))
+    stage.write({"_sqquid_rejected": pa.table({c: pa.array(["x"], pa.string()) for c in staging.REJECTED_SCHEMA.names})})
+    stage.finish()
+    [orders] = list(stage.staged("orders")._batches())
+    assert orders.column("account").to_pylist() == ["acme", "acme"] and orders.column("id").to_pylist() == [7, 8]
+    [rejected] = list(stage.staged("_sqquid_rejected")._batches())
+    assert "account" not in rejected.schema.names
+
+
 def test_a_crashed_runs_arrow_files_are_removed_when_the_file_is_next_opened(tmp_path):
     staging_dir = tmp_path / "w.duckdb.staging"
     (staging_dir / "orders@acme.3").mkdir(parents=True)

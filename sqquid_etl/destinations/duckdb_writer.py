@@ -13,7 +13,7 @@ import pyarrow as pa
 from ..definitions import StreamDefinition, TableSpec
 from ..runs import REJECTED_COLUMNS, REJECTED_TABLE, RunRecord
 from ..state import StreamState
-from .account_scope import ACCOUNT, scoped_definition, stamp_page
+from .account_scope import ACCOUNT, scoped_definition
 from .buffer import SEQ
 from .duckdb_evolve import add_columns, documented_columns, with_extras_sql
 from .duckdb_freshness import (DELETED_AT, HASH, META_COLUMNS, Changes, Gone, add_meta_columns, count_changes,
@@ -78,13 +78,13 @@ class DuckDBStreamWriter:
         self._staged_keys: tuple | None = None  # the range of the keys staged for the commit under way
         self._staged_at = destination.staging_dir / (stream.name if self.account is None else f"{stream.name}@{self.account}")
         self._grouped: list = []  # parts handed to the file's group writer (`duckdb_group.py`), not yet settled
-        self.stage = new_stage(self._staged_at, self.stream, destination.tuning.flush_rows, self.account and ACCOUNT, self.conn)
+        self.stage = new_stage(self._staged_at, self.stream, destination.tuning.flush_rows, self.account, self.conn)
 
     def write(self, tables: dict[str, pa.Table]) -> None:
         self._distinct.clear()
         self._latest_sql.clear()
         self._unique_keys.clear()
-        self.stage.write(tables if self.account is None else stamp_page(tables, self.account))
+        self.stage.write(tables)  # (bound to an account: the stage stamps it on each batch)
 
     def write_rejected(self, rows: pa.Table) -> None:
         self.stage.write({REJECTED_TABLE: rows})
@@ -181,7 +181,7 @@ class DuckDBStreamWriter:
         self._distinct.clear()
         self._latest_sql.clear()
         self._unique_keys.clear()
-        self.stage = new_stage(self._staged_at.with_name(directory), self.stream, self.dest.tuning.flush_rows, self.account and ACCOUNT, self.conn)
+        self.stage = new_stage(self._staged_at.with_name(directory), self.stream, self.dest.tuning.flush_rows, self.account, self.conn)
 
     def _settle(self) -> None:
         """The parts handed to the group writer committed (raising the error of one that failed)."""

@@ -16,6 +16,7 @@ starts a new file, read with the others by column name), and their columns' type
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import pyarrow as pa
 from ..definitions import StreamDefinition
 from ..records import arrow_schema
 from ..runs import REJECTED_COLUMNS, REJECTED_TABLE
+from .account_scope import stamp_column
 from .buffer import SEQ, PageBuffer
 from .extras_stage import ExtraColumns
 from .merge_sql import sql_path
@@ -97,6 +99,14 @@ class Stage:
         # table -> the values of its key column beside `key_column` (a stamped account), batch by batch
         self._key_column = {t.name: [k for k in t.primary_key if k != key_column] for t in stream.tables}
         self._key_chunks: dict[str, list] | None = None if key_column is None else {t.name: [] for t in stream.tables}
+
+    def stamp(self, account: str) -> "Stage":
+        """Bound to an account (`stream` its account-scoped form): its column put first in each batch of
+        the stream's tables, not in each page given (`account_scope.stamp_column`; quarantined records
+        are not stamped). Before anything is written; returns the stage."""
+        self._buffer = PageBuffer(self._tables, self._buffer.flush_rows,
+                                  {t.name: partial(stamp_column, account) for t in self.stream.tables})
+        return self
 
     def path(self, table: str) -> Path:
         return self.directory / f"{table}.{self.suffix}"

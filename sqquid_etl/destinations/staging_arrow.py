@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 import pyarrow as pa
 
+from .account_scope import ACCOUNT
 from .merge_sql import quote_identifier, sql_path
 from .staging import ParquetStage, Stage
 
@@ -32,15 +33,18 @@ _NAMES = itertools.count(1)  # a stage's names unique in the process (a connecti
 ARROW_STAGING = True  # a DuckDB destination bound to an account stages in Arrow IPC files; False: in Parquet (to compare)
 
 
-def new_stage(directory: Path, stream: Any, flush_rows: int, key_column: str | None, conn: Any) -> Stage:
+def new_stage(directory: Path, stream: Any, flush_rows: int, account: str | None, conn: Any) -> Stage:
     """The DuckDB destination's stage of a stream, read by DuckDB through `conn`: in Arrow IPC files
-    for a destination bound to an account (`key_column`: its stamped column), else in Parquet. Scanning
+    for a destination bound to an account (`account`: stamped on the batches of the stream's tables,
+    its column `ACCOUNT`), else in Parquet. Scanning
     Arrow imports DuckDB's Python package (~0.03 s of CPU, `StagedFiles.register`): nothing to a run of
     many accounts, which commits hundreds of parts a minute, but a tenth of a scheduled single-account
     run that re-reads a few pages (bench/startup.py, issue #11)."""
-    if ARROW_STAGING and key_column is not None:
-        return ArrowStage(directory, stream, flush_rows, key_column, conn=conn)
-    return ParquetStage(directory, stream, flush_rows, key_column)
+    if account is None:
+        return ParquetStage(directory, stream, flush_rows)
+    stage = ArrowStage(directory, stream, flush_rows, ACCOUNT, conn=conn) if ARROW_STAGING \
+        else ParquetStage(directory, stream, flush_rows, ACCOUNT)
+    return stage.stamp(account)
 
 
 class StagedFiles:
