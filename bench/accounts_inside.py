@@ -77,6 +77,7 @@ class Watch:
         self.names: dict[int, str] = {}
         self.cpu: dict[int, tuple[float, float]] = {}
         self.switches: dict[int, tuple[int, int]] | None = None  # --switches: each thread's (voluntary, not)
+        self.gates: list = []  # --switches: the run's cpu_gate.CpuGate
         self.peak: dict = {"rss": 0.0}
         self.fetches: weakref.WeakSet = weakref.WeakSet()
         self.buffers: list = []  # the run's body_buffers.BodyBuffers
@@ -197,6 +198,7 @@ def _duckdb_mb() -> float:
 
 
 STAGES = collections.Counter()
+WAITS = collections.Counter()  # --switches: waits counted (an account's thread for its page)
 GC = {"started": 0.0}
 
 
@@ -318,7 +320,23 @@ def main() -> None:
     def remembered(self, *args, **kwargs):
         made(self, *args, **kwargs)
         watch.fetches.add(self)
+        if a.switches:  # the waits of an account's thread for its next page (and those woken for another)
+            wait = self.cond.wait
+
+            def counted(timeout=None):
+                WAITS["an account's thread waited for its next page"] += 1
+                return wait(timeout)
+            self.cond.wait = counted
     fetch_concurrent.ConcurrentFetch.__init__ = remembered
+    if a.switches:  # the CPU gate's waits
+        from sqquid_etl import cpu_gate
+
+        gate_made = cpu_gate.CpuGate.__init__
+
+        def gate_remembered(self, *args, **kwargs):
+            gate_made(self, *args, **kwargs)
+            watch.gates.append(self)
+        cpu_gate.CpuGate.__init__ = gate_remembered
     from sqquid_etl.destinations import staging
 
     stage_class = getattr(staging, "Stage", None) or staging.ParquetStage  # (before stage11: ParquetStage alone)
@@ -375,6 +393,8 @@ def report(a, done, wall, usage_before, usage, watch: Watch, before: dict, stats
         kinds = watch.switches_by_kind(watch.switches_before)
         print("  context switches a page by thread (voluntary, not; threads): " + ", ".join(
             f"{k} {v / page_count:.1f}+{n / page_count:.1f} ({t})" for k, (v, n, t) in kinds.items()))
+        waits = {**WAITS, **{"the CPU gate's waits": sum(g.waits for g in watch.gates)}}
+        print("  waits a page: " + ", ".join(f"{k} {v / page_count:.2f}" for k, v in waits.items()))
     for buffers in watch.buffers:
         print(f"  body buffers: made {buffers.made}, used again {buffers.reused}, given back {buffers.returned}, "
               f"held when given back {buffers.refused}")

@@ -81,6 +81,8 @@ VARIANTS = {
     "mem128": (["SET allocator_flush_threshold = '8MB'", "SET memory_limit = '128MB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
     "blockalloc": (["SET allocator_flush_threshold = '8MB'", "SET block_allocator_memory = '64MB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
     "blockalloc96": (["SET allocator_flush_threshold = '8MB'", "SET block_allocator_memory = '96MB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    "blocknoflush": (["SET allocator_flush_threshold = '1TB'", "SET allocator_bulk_deallocation_flush_threshold = '1TB'",
+                      "SET block_allocator_memory = '64MB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
     "mem256": (["SET allocator_flush_threshold = '8MB'", "SET memory_limit = '256MB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
 }
 
