@@ -22,7 +22,7 @@ tables without the `_sqquid_hash` / `_sqquid_deleted_at` columns a first load le
 sets it for a file of many accounts: duckdb_tuning.ACCOUNTS_BLOCK_ALLOCATOR).
 
 `--same-file N`: N transactions a round into one file (as the group writer every 5 s), the INSERTs' and the
-COMMIT's CPU apart, the page faults of the thread, the write-ahead log after each commit;
+COMMIT's CPU apart (and the process's, DuckDB's own threads with it), the page faults of the thread, the write-ahead log after each commit;
 BENCH_DUCKDB_MEMORY=1 prints what DuckDB holds after each commit.
 """
 
@@ -207,6 +207,7 @@ def same_file(a, stream, staged: dict, work: Path, count: int) -> None:
                 inserts = commits = 0.0
                 logs = []
                 faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+                process = time.process_time()  # (DuckDB's own threads too: `threads2`)
                 for _ in range(a.same_file):
                     ins, com = transaction(conn, variant, stream, stages)
                     inserts, commits = inserts + ins, commits + com
@@ -215,12 +216,13 @@ def same_file(a, stream, staged: dict, work: Path, count: int) -> None:
                         print("    DuckDB memory MB:", {t: round(m / 2**20) for t, m in conn.execute(
                             "SELECT tag, memory_usage_bytes FROM duckdb_memory() WHERE memory_usage_bytes > 0").fetchall()})
                 faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - faults
+                process = time.process_time() - process
             finally:
                 conn.close()
             pages = count * a.same_file
             results[variant].append((1000 * inserts / pages, 1000 * commits / pages, path.stat().st_size / 2**20))
             print(f"  {variant} round {round_}: INSERT {1000 * inserts / pages:.3f} + COMMIT {1000 * commits / pages:.3f} "
-                  f"ms a page, {faults / pages:.0f} page faults a page; the log after each commit, KB: {logs}; file {path.stat().st_size / 2**20:.0f} MB")
+                  f"ms a page (the process: {1000 * process / pages:.3f}), {faults / pages:.0f} page faults a page; the log after each commit, KB: {logs}; file {path.stat().st_size / 2**20:.0f} MB")
             path.unlink(missing_ok=True)
             wal.unlink(missing_ok=True)
     for variant, values in results.items():
