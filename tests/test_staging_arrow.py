@@ -329,3 +329,16 @@ def test_a_batch_of_several_pages_is_staged_as_one_arrow_batch(tmp_path):
         assert destination.conn.execute("SELECT count(*) FROM orders").fetchall() == [(9,)]
     finally:
         destination.close()
+
+
+def test_a_table_whose_schema_metadata_differs_from_its_files_is_staged_whole(tmp_path):
+    """A batch is serialized after the stream's own schema message (whose size is cut off): a
+    table of the same columns with other metadata (a longer schema message) is stored intact."""
+    schema = pa.schema([("id", pa.int64()), ("name", pa.string())])
+    path = tmp_path / "s.arrow"
+    with open(path, "wb") as sink:
+        stream = staging_arrow.SerializedStream(sink, schema)
+        stream.write_table(pa.table({"id": [1, 2], "name": ["a", "b"]}).replace_schema_metadata({"k": "v" * 100}))
+        stream.close()
+    with pa.memory_map(str(path)) as source:
+        assert ipc.open_stream(source).read_all().to_pydict() == {"id": [1, 2], "name": ["a", "b"]}

@@ -52,7 +52,10 @@ def tune(conn: Any, tuning: Tuning, accounts: bool = False) -> None:
     shared = accounts and not tuning.memory_limit
     conn.execute(f"SET checkpoint_threshold = '{ACCOUNTS_CHECKPOINT_THRESHOLD if shared else CHECKPOINT_THRESHOLD}'")
     if shared and ACCOUNTS_BLOCK_ALLOCATOR:
-        conn.execute(f"SET block_allocator_memory = '{ACCOUNTS_BLOCK_ALLOCATOR}'")
+        try:
+            conn.execute(f"SET block_allocator_memory = '{ACCOUNTS_BLOCK_ALLOCATOR}'")
+        except duckdb.Error:  # a DuckDB before the setting (1.3; pyproject admits 1.0): blocks from the C heap
+            pass
     limit = (tuning.memory_limit or (ACCOUNTS_MEMORY_LIMIT if accounts else DEFAULT_MEMORY_LIMIT)).strip()
     try:
         conn.execute("SET memory_limit = '" + limit.replace("'", "''") + "'")

@@ -132,16 +132,17 @@ class ScratchBuffers:
         self._free: list[pa.Buffer] = []
         self._lock = threading.Lock()
 
-    def write(self, sink: Any, batch: pa.RecordBatch, head: int) -> None:
-        """`sink.write(batch.serialize())`, the bytes serialized into a buffer used again (after the
-        schema's message, `head` bytes, which the stream writer writes first)."""
+    def write(self, sink: Any, batch: pa.RecordBatch, schema: pa.Schema, head: int) -> None:
+        """`sink.write(batch.serialize())`, the bytes serialized into a buffer used again (after
+        `schema`'s message, `head` bytes, which the stream writer writes first: the stream's own schema,
+        not the batch's, whose metadata may differ and with it the message's size)."""
         import pyarrow.ipc as ipc
 
         size = head + ipc.get_record_batch_size(batch) + 64  # (the stream's end marker written by `close`: 8)
         buffer = self._take(size)
         try:
             into = pa.FixedSizeBufferWriter(buffer)
-            with ipc.new_stream(into, batch.schema) as stream:  # the schema message, then the batch's
+            with ipc.new_stream(into, schema) as stream:  # the schema message, then the batch's
                 stream.write_batch(batch)
                 end = into.tell()
             sink.write(buffer.slice(head, end - head))
@@ -182,7 +183,7 @@ class SerializedStream:
     END = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # the stream's end-of-stream marker
 
     def __init__(self, sink: Any, schema: pa.Schema):
-        self._sink = sink
+        self._sink, self._schema = sink, schema
         message = schema.serialize()
         self._head = message.size  # (the message a stream writer begins with: cut off each batch's serialized bytes)
         sink.write(message)
@@ -192,7 +193,7 @@ class SerializedStream:
         # appends them to a table a vector at a time (pages of 250 rows made 250-row vectors: the
         # group writer's INSERT -13% from batches of 1,000 rows, docs/benchmarks.md, twelfth session)
         for batch in table.combine_chunks().to_batches():
-            SCRATCH.write(self._sink, batch, self._head)
+            SCRATCH.write(self._sink, batch, self._schema, self._head)
 
     def close(self) -> None:
         self._sink.write(self.END)
