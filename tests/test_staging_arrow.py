@@ -342,3 +342,24 @@ def test_a_table_whose_schema_metadata_differs_from_its_files_is_staged_whole(tm
         stream.close()
     with pa.memory_map(str(path)) as source:
         assert ipc.open_stream(source).read_all().to_pydict() == {"id": [1, 2], "name": ["a", "b"]}
+
+
+@pytest.mark.parametrize("pages, expected, hashed", [
+    ([[1, 2, 3], [4, 9]], (True, 1, 9), False),  # increasing (as a listing by id): no hash of the keys
+    ([[5]], (True, 5, 5), False),
+    ([[3, 1], [2]], (True, 1, 3), True),  # another order: every key hashed
+    ([[1, 2], [2, 3]], (False, 1, 3), True),  # a key twice (the second page repeats it)
+    ([[4, 4]], (False, 4, 4), True),
+])
+def test_a_parts_key_range_hashes_its_keys_only_when_they_do_not_rise(tmp_path, monkeypatch, pages, expected, hashed):
+    from sqquid_etl import arrow_compute
+    from sqquid_etl.destinations import staging
+
+    real, calls = arrow_compute.unique, []
+    monkeypatch.setattr(arrow_compute, "unique", lambda values: (calls.append(len(values)), real(values))[1])
+    monkeypatch.setattr(staging, "keys_unique", lambda batch, keys: False)  # (a batch's own count: not the part's)
+    stage = staging_arrow.ArrowStage(tmp_path / "stage", ORDERS, 1, "account", conn=duckdb.connect())
+    for ids in pages:
+        stage.write(_page(*ids))
+    stage.finish()
+    assert stage.key_range("orders") == expected and bool(calls) == hashed

@@ -169,6 +169,12 @@ class Stage:
 
         keys = pa.chunked_array(self._key_chunks[table], type=self._key_chunks[table][0].type) \
             if self._key_chunks[table] else pa.chunked_array([], pa.int64())
+        n = len(keys)
+        if n and not keys.null_count and (n == 1 or pc.call_function("all", [pc.call_function(
+                "greater", [keys.slice(1), keys.slice(0, n - 1)])]).as_py()):
+            # keys strictly increasing (a listing by id, as the API's pages come): each came once, the first
+            # and the last the bounds (two kernels, ~10 µs, against a hash of every key: ~0.08 ms a page)
+            return True, keys[0].as_py(), keys[n - 1].as_py()
         bounds = pc.min_max(keys)
         return len(pc.unique(keys)) == len(keys), bounds["min"].as_py(), bounds["max"].as_py()
 
