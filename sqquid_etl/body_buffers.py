@@ -39,8 +39,8 @@ class BodyBuffers:
         """A buffer of `length` bytes (its content to be overwritten): the one given back last
         that has room for it, else a new one (and the last given back, too small, let go)."""
         with self._lock:
-            fits = [i for i in range(len(self._free) - 1, -1, -1) if _room(self._free[i]) > length][:1]
-            buffer = self._free.pop(fits[0]) if fits else None
+            fits = next((i for i in reversed(range(len(self._free))) if _room(self._free[i]) > length), None)
+            buffer = self._free.pop(fits) if fits is not None else None
             if buffer is None and self._free:
                 self._free.pop()  # (a short page's buffer: bodies of one stream are of about one size)
             if buffer is None:

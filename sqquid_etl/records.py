@@ -57,15 +57,14 @@ class PageTables(dict):
 
 
 def arrow_schema(table: TableSpec) -> pa.Schema:
-    """The Arrow schema of a table's rows (made once a table definition: every page asks for it)."""
-    known = _SCHEMAS.get(id(table))
-    if known is None or known[0] is not table:
-        known = _SCHEMAS[id(table)] = (table, pa.schema([pa.field(c.name, ARROW_TYPES[c.type], nullable=c.nullable)
-                                                         for c in table.columns]))
-    return known[1]
-
-
-_SCHEMAS: dict[int, tuple[TableSpec, pa.Schema]] = {}  # id of a table definition -> (it, its schema)
+    """The Arrow schema of a table's rows, made once a table definition (every page asks for it) and
+    kept with it: an account-scoped copy of a definition is made each run, so a table of schemas of the
+    process would only grow."""
+    schema = table.__dict__.get("_arrow_schema")
+    if schema is None:
+        schema = pa.schema([pa.field(c.name, ARROW_TYPES[c.type], nullable=c.nullable) for c in table.columns])
+        object.__setattr__(table, "_arrow_schema", schema)  # (a frozen dataclass; not one of its fields)
+    return schema
 
 
 def page_tables(stream: StreamDefinition, page: Page, partition_value: str | None = None) -> PageTables:
@@ -246,8 +245,7 @@ def _cast_together(page: pa.StructArray, rows: pa.StructArray, index: pa.Array |
     for column in table.columns:
         if column.from_partition or column.default is not None or (column.from_parent and index is not None):
             continue
-        holder = page if path is None or column.from_parent else rows
-        at = holder.type.get_field_index(column.source)
+        holder, at = _source(page, rows, path, column)
         target = ARROW_TYPES[column.type]
         if at >= 0 and holder.type.field(at).type == pa.string() and target != pa.string():
             groups.setdefault(target, []).append((column.name, holder.field(at)))
@@ -266,13 +264,19 @@ def _cast_together(page: pa.StructArray, rows: pa.StructArray, index: pa.Array |
     return cast
 
 
+def _source(page: pa.StructArray, rows: pa.StructArray, path: str | None, column: Column) -> tuple[pa.StructArray, int]:
+    """The struct array a column's values come from (the page's records, or a nested table's rows)
+    and the index of its field there (-1: not read by Arrow, a field read by Python)."""
+    holder = page if path is None or column.from_parent else rows
+    return holder, holder.type.get_field_index(column.source)
+
+
 def _fast_column(page: pa.StructArray, rows: pa.StructArray, index: pa.Array | None, path: str | None, column: Column,
                  dicts: PageRows, partition_value: str | None, out: PageTables, cast: pa.Array | None = None) -> pa.Array:
     if column.from_partition:
         return _finish(string_constant(partition_value, len(rows)), column, out)
     parent = column.from_parent and index is not None
-    holder = page if path is None or column.from_parent else rows
-    at = holder.type.get_field_index(column.source)
+    holder, at = _source(page, rows, path, column)
     if at < 0:  # a field read by Python
         return _by_python(dicts, path, column, index, out)
     values = holder.field(at)

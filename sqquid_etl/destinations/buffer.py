@@ -10,11 +10,6 @@ import pyarrow as pa
 SEQ = "_sqquid_seq"  # staging column: a table's rows in arrival order, so the last version of a key wins
 
 
-def number_rows(data: pa.Table, start: int) -> pa.Table:
-    """The rows with their arrival order in a SEQ column, numbered from `start`."""
-    return data.append_column(SEQ, integer_range(start, data.num_rows))
-
-
 _COUNTING: list[pa.Array] = []  # 0, 1, ... (the longest asked for so far), shared by every batch
 SLICED_AT_MOST = 1 << 17  # numbers up to this taken as a slice of _COUNTING (1 MB at most); past it, one kernel adds
 
