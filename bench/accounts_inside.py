@@ -27,6 +27,8 @@ accounts' pages decoded by the fetch threads (0) or by the account's thread (1, 
 BENCH_HTTP_CLIENT=1: answers read by http.client's response class instead of http_wire (as before the eleventh session).
 BENCH_BODY_BUFFERS=0: the pages' bodies read as new bytes each, not into buffers used again (as before the twelfth
 session, accounts_run.BODY_BUFFERS).
+BENCH_BLOCKING_SOCKETS=0: sockets with CPython's timeouts (a poll before each read), not blocking with the
+kernel's (as before the fourteenth session, http_wire.KERNEL_TIMEOUTS).
 BENCH_BLOCK_ALLOCATOR=0: the DuckDB file's blocks from the C heap, not a pool of its memory limit
 (as before the thirteenth session, duckdb_tuning.ACCOUNTS_BLOCK_ALLOCATOR).
 BENCH_STAGE=parquet: the accounts' pages staged in Parquet files, as before the eleventh session
@@ -294,6 +296,10 @@ def main() -> None:
         from sqquid_etl.destinations import staging_arrow
 
         staging_arrow.ARROW_STAGING = False
+    if os.environ.get("BENCH_BLOCKING_SOCKETS") == "0":  # sockets with CPython's timeouts (http_wire.KERNEL_TIMEOUTS)
+        from sqquid_etl import http_wire
+
+        http_wire.KERNEL_TIMEOUTS = False
     if os.environ.get("BENCH_BLOCK_ALLOCATOR") == "0":  # DuckDB's blocks from the C heap (duckdb_tuning.ACCOUNTS_BLOCK_ALLOCATOR)
         from sqquid_etl.destinations import duckdb_tuning
 

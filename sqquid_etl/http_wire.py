@@ -7,13 +7,22 @@ a file object made for each answer, and its headers parsed by the `email` packag
 request, more in a run of many accounts (docs/benchmarks.md, eleventh session). The errors are
 http.client's (`RemoteDisconnected` for a connection the server had closed, `IncompleteRead`,
 `LineTooLong`, `BadStatusLine`), so the transport tells them apart as before.
+
+A plain socket waits for its answer blocking, its read timeout kept by the kernel (`answers_within`:
+SO_RCVTIMEO, SO_SNDTIMEO), not by CPython: a socket with a timeout polls before every recv and send,
+each in its own release of the interpreter's lock, so every read was two hand-overs of the lock
+where other threads want it (a hundred accounts' fetch workers: docs/benchmarks.md, fourteenth
+session). A read or write that times out is a `TimeoutError("timed out")` either way.
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import re
 import socket
+import struct
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
@@ -25,6 +34,27 @@ MAX_HEADERS = 100
 BODY_EXPECTED = frozenset({"PATCH", "POST", "PUT"})  # sent with Content-Length: 0 when they have none (as http.client)
 _NOT_IN_TARGET = re.compile("[\x00-\x20\x7f]")
 _NOT_IN_VALUE = re.compile(r"\n(?![ \t])|\r(?![ \t\n])")  # (http.client's check)
+# False: every socket's timeout kept by CPython, as before (to compare: bench/accounts_inside.py BENCH_BLOCKING_SOCKETS=0)
+KERNEL_TIMEOUTS = sys.platform.startswith("linux")
+
+
+def answers_within(sock: socket.socket, seconds: float) -> None:
+    """Each read and write of the connected `sock` fails with TimeoutError after `seconds` without
+    progress. A plain socket on Linux: blocking, the kernel's timeouts set (a recv is one system
+    call, one release of the interpreter's lock); any other (TLS, which reads before it polls): its
+    timeout, as before."""
+    if KERNEL_TIMEOUTS and type(sock) is socket.socket and seconds > 0:
+        whole = int(seconds)
+        timeval = struct.pack("@ll", whole, int((seconds - whole) * 1_000_000))
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        except OSError:
+            pass
+        else:
+            sock.settimeout(None)
+            return
+    sock.settimeout(seconds)
 
 
 class Headers(dict):
@@ -76,19 +106,41 @@ def request_bytes(method: str, target: str, host: str, headers: Mapping[str, str
     return head + data if data else head
 
 
+class _Reads(io.RawIOBase):
+    """A socket's reads for a buffered reader (as `socket.makefile`'s, without holding the socket
+    open: the connection closes it). A blocking socket's receive timeout (SO_RCVTIMEO) running out
+    is a TimeoutError, as a socket with a timeout raises it (`socket.SocketIO` would take it for
+    the end of a non-blocking read)."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        try:
+            return self.sock.recv_into(buffer)
+        except BlockingIOError:
+            raise TimeoutError("timed out") from None
+
+
 class Wire:
     """One connection's socket and its reader, kept for the answers of a kept-alive connection."""
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
-        self.reader = sock.makefile("rb")
+        self.reader = io.BufferedReader(_Reads(sock))
 
     def close(self) -> None:
         self.reader.close()  # (the socket closes once its connection and this reader have let it go)
 
     def exchange(self, method: str, target: str, host: str, headers: Mapping[str, str], data: bytes | None,
                  buffers: "BodyBuffers | None" = None) -> Answer:
-        self.sock.sendall(request_bytes(method, target, host, headers, data))
+        try:
+            self.sock.sendall(request_bytes(method, target, host, headers, data))
+        except BlockingIOError:  # a blocking socket's send timeout (SO_SNDTIMEO) ran out
+            raise TimeoutError("timed out") from None
         return self.answer(method, buffers)
 
     def answer(self, method: str, buffers: "BodyBuffers | None" = None) -> Answer:

@@ -2,7 +2,7 @@
 
 Keep-alive connections shared by the client's threads (a small pool), the proxy for the API's
 host and the CA bundle read from the environment once, gzip/deflate answers decoded, a connect
-and a read timeout. A connection is made by `http.client` (TCP, TLS, a proxy's tunnel); its
+and a read timeout (kept by the kernel on a plain socket: `http_wire.answers_within`). A connection is made by `http.client` (TCP, TLS, a proxy's tunnel); its
 requests and answers go through `http_wire` (a leaner reading of the answer), unless a recorder
 replaced http.client's connection classes (vcrpy), which then exchanges them itself. A transport failure (refused, reset, timed out, a body cut short) is a
 `TransportError`, which the client retries; an HTTP status is never an error here.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 from urllib.parse import unquote, urlencode, urlsplit
 
-from .http_wire import Wire, host_header
+from .http_wire import Wire, answers_within, host_header
 
 if TYPE_CHECKING:
     from .body_buffers import BodyBuffers
@@ -145,8 +145,11 @@ class Transport:
         if getattr(conn, "sock", None) is None:
             conn.connect()
             sock = getattr(conn, "sock", None)
-            if sock is not None and hasattr(sock, "settimeout"):
-                sock.settimeout(self.read_timeout)  # connected in connect_timeout; answers within read_timeout
+            if sock is not None and hasattr(sock, "settimeout"):  # connected in connect_timeout; answers within read_timeout
+                if type(conn).__module__ == "http.client":  # (read by http_wire: a plain socket blocks, the kernel's timeouts)
+                    answers_within(sock, self.read_timeout)
+                else:  # (a recorder's connection, read by http.client)
+                    sock.settimeout(self.read_timeout)
         if self.proxy and not self.https:
             headers = {**headers, **self.proxy.headers}  # a plain-http request goes to the proxy whole
         else:

@@ -108,3 +108,91 @@ def test_https_trusts_the_bundle_requests_would(monkeypatch, tmp_path):
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "corp.pem"))
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "requests.pem"))
     assert ca_bundle() == str(tmp_path / "requests.pem")
+
+
+class _Silent:
+    """Accepts connections and reads what comes, answering only the first `answered` requests
+    (each with a small body), then nothing: a hung server. Its sockets receive into small buffers
+    (`rcvbuf`), so that a large request fills them."""
+
+    def __init__(self, answered: int = 0, reads: bool = True):
+        self.answered, self.reads = answered, reads
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            while self.reads:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                if b"\r\n\r\n" in data and self.answered:
+                    self.answered -= 1
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def test_a_server_that_does_not_answer_times_out_on_a_new_and_on_a_kept_alive_connection():
+    """A read that gets nothing within the read timeout is a TransportError 'TimeoutError: timed
+    out' (which the client retries), on a fresh connection and on one kept alive, not taken for a
+    connection the server had closed; a request the server does not read, the same. Kept by the
+    kernel: the socket itself blocks."""
+    server = _Silent(answered=1)
+    transport = Transport(server.url, timeout=(1.0, 0.05))
+    try:
+        assert transport.send("GET", server.url + "/v1/a").content == b"{}"
+        sock = transport._idle[0].sock
+        assert sock.gettimeout() is None  # blocking: no poll before each read (the old code: 0.05)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16) != bytes(16)
+        with pytest.raises(TransportError, match=r"^TimeoutError: timed out$"):
+            transport.send("GET", server.url + "/v1/b")  # kept alive, then no answer
+        assert transport._idle == []  # the connection that timed out is not kept
+        with pytest.raises(TransportError, match=r"^TimeoutError: timed out$"):
+            transport.send("GET", server.url + "/v1/c")  # a new connection, no answer
+    finally:
+        transport.close()
+        server.close()
+    server = _Silent(reads=False)  # a request whose bytes the server does not take
+    transport = Transport(server.url, timeout=(1.0, 0.05))
+    try:
+        with pytest.raises(TransportError, match=r"^TimeoutError: timed out$"):
+            transport.send("POST", server.url + "/v1/a", data=b"x" * (64 << 20))
+    finally:
+        transport.close()
+        server.close()
+
+
+def test_a_tls_socket_keeps_its_own_timeout():
+    """Only a plain socket blocks with the kernel's timeouts: another kind (TLS reads before it
+    polls) keeps its timeout."""
+    import ssl
+
+    from sqquid_etl.http_wire import answers_within
+
+    plain, other = socket.socketpair()
+    wrapped = ssl.create_default_context().wrap_socket(socket.socket(), do_handshake_on_connect=False,
+                                                       server_hostname="x")
+    try:
+        answers_within(plain, 2.5)
+        assert plain.gettimeout() is None
+        assert plain.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, 16)[:8] == (2).to_bytes(8, "little")
+        answers_within(wrapped, 2.5)
+        assert wrapped.gettimeout() == 2.5
+    finally:
+        for sock in (plain, other, wrapped):
+            sock.close()
