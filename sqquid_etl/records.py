@@ -293,6 +293,8 @@ def _fast_column(page: pa.StructArray, rows: pa.StructArray, index: pa.Array | N
             raise _FastPathRefused() from None  # the slow path rejects the record
         return _finish(_taken(fixed, index, out) if parent else _counted(fixed, out), column, out)
     if pa.types.is_decimal(values.type) and column.type in LENIENT_KINDS:  # read as a decimal: count what was coerced
+        if column.type == "decimal" and not _within_precision(done):
+            return _by_python(dicts, path, column, index, out)  # (the slow path rejects its record, as a cast would)
         misfits = dicts.misfits(None if path is None or column.from_parent else path, column.source, column.type)
         if misfits is None:
             return _by_python(dicts, path, column, index, out)
@@ -301,6 +303,19 @@ def _fast_column(page: pa.StructArray, rows: pa.StructArray, index: pa.Array | N
         elif misfits:  # a child counts its parent's value
             out.coerced += pc.sum(pc.is_in(index, value_set=pa.array(misfits, pa.int64()))).as_py() or 0
     return done
+
+
+def _within_precision(values: pa.Array) -> bool:
+    """Whether a decimal column Arrow's JSON reader read holds only values its type's precision
+    holds (a full validation checks it: ~0.6 µs for 250 values). The reader checks a value's
+    digits before scaling it to the type's scale: a text or number of 15 to 18 integer digits
+    ("100000000000000") is read into decimal128(18, 4) past its 18 digits, where a cast (and the
+    record-by-record path) refuses it."""
+    try:
+        values.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _by_python(dicts: PageRows, path: str | None, column: Column, index: pa.Array | None, out: PageTables) -> pa.Array:

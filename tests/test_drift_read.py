@@ -188,3 +188,17 @@ def test_without_msgspec_orjson_decodes_a_body_without_long_integers(monkeypatch
         assert decode._decoded(b'{"a": 1234567890123456789012}') == ({"a": 1234567890123456789012}, False)
     finally:
         decode._fast_decoder.cache_clear()
+
+
+def test_a_decimal_read_by_arrow_past_its_precision_is_quarantined_as_the_dicts_say():
+    """Arrow's JSON reader checks a decimal's digits before scaling it: "100000000000000" (15
+    integer digits) is read into decimal128(18, 4) past its 18 digits. A field read as a decimal
+    (`plan.lenient`: numbers and text) holding one is converted as the record-by-record path
+    converts it: its record quarantined, not stored past the column's precision."""
+    item = {"id": 7, "qty": 1, "price": "2.00"}
+    pages = [[order(1, total=24.99, order_items=[{**item, "price": 2.5}]), order(2, total="1.50")],
+             [order(3, total="100000000000000"), order(4, total="2.00")],
+             [order(5, total=999999999999999999), order(6, total=1.5)],
+             [order(7, order_items=[{**item, "price": "123456789012345.5"}, item]), order(8, total=-99999999999999.9999)]]
+    decoder = read_pages(pages)
+    assert {(None, "total"), ("order_items", "price")} <= decoder.plans[1].lenient
