@@ -31,6 +31,8 @@ BENCH_BLOCKING_SOCKETS=0: sockets with CPython's timeouts (a poll before each re
 kernel's (as before the fourteenth session, http_wire.KERNEL_TIMEOUTS).
 BENCH_BLOCK_ALLOCATOR=0: the DuckDB file's blocks from the C heap, not a pool of its memory limit
 (as before the thirteenth session, duckdb_tuning.ACCOUNTS_BLOCK_ALLOCATOR).
+BENCH_ARROW_FILE_BATCHES=N: N batches a staged Arrow IPC file (before the fourteenth session: 8,
+staging_arrow.ARROW_FILE_BATCHES).
 BENCH_STAGE=parquet: the accounts' pages staged in Parquet files, as before the eleventh session
 (staging_arrow.ARROW_STAGING).
 """
@@ -304,6 +306,10 @@ def main() -> None:
         from sqquid_etl.destinations import duckdb_tuning
 
         duckdb_tuning.ACCOUNTS_BLOCK_ALLOCATOR = None
+    if os.environ.get("BENCH_ARROW_FILE_BATCHES"):  # batches a staged IPC file (before the fourteenth session: 8)
+        from sqquid_etl.destinations import staging_arrow
+
+        staging_arrow.ARROW_FILE_BATCHES = int(os.environ["BENCH_ARROW_FILE_BATCHES"])
     if os.environ.get("BENCH_SWITCH"):  # the interpreter's switch interval, seconds (an experiment)
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
 

@@ -23,7 +23,8 @@ sets it for a file of many accounts: duckdb_tuning.ACCOUNTS_BLOCK_ALLOCATOR).
 
 `--same-file N`: N transactions a round into one file (as the group writer every 5 s), the INSERTs' and the
 COMMIT's CPU apart (and the process's, DuckDB's own threads with it), the page faults of the thread, the write-ahead log after each commit;
-BENCH_DUCKDB_MEMORY=1 prints what DuckDB holds after each commit.
+BENCH_DUCKDB_MEMORY=1 prints what DuckDB holds after each commit; BENCH_AFTER_COMMIT="SQL;SQL" runs these after
+each commit (their CPU counted with the COMMIT's).
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ VARIANTS = {
     "blocknoflush": (["SET allocator_flush_threshold = '1TB'", "SET allocator_bulk_deallocation_flush_threshold = '1TB'",
                       "SET block_allocator_memory = '64MB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
     "mem256": (["SET allocator_flush_threshold = '8MB'", "SET memory_limit = '256MB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
+    # fourteenth session (group14): the pool with DuckDB's own row groups; the pool with a larger limit
+    "blockallocrg": (["SET allocator_flush_threshold = '8MB'", "SET block_allocator_memory = '64MB'"], "", False, None, 1000, True),
+    "blockalloc80": (["SET allocator_flush_threshold = '8MB'", "SET memory_limit = '80MB'", "SET block_allocator_memory = '80MB'"],
+                     "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
 }
 
 
@@ -210,6 +215,11 @@ def same_file(a, stream, staged: dict, work: Path, count: int) -> None:
                 process = time.process_time()  # (DuckDB's own threads too: `threads2`)
                 for _ in range(a.same_file):
                     ins, com = transaction(conn, variant, stream, stages)
+                    if os.environ.get("BENCH_AFTER_COMMIT"):  # statements after each commit (';'-separated), counted as its
+                        started = time.thread_time()
+                        for sql in os.environ["BENCH_AFTER_COMMIT"].split(";"):
+                            conn.execute(sql)
+                        com += time.thread_time() - started
                     inserts, commits = inserts + ins, commits + com
                     logs.append(wal.stat().st_size // 1024 if wal.exists() else 0)
                     if os.environ.get("BENCH_DUCKDB_MEMORY"):  # what DuckDB holds after each commit, MB by tag

@@ -3,6 +3,7 @@
     python bench/stage_loop.py [--orders 10000] [--rounds 5] [--steps convert stage] [--every 20]
     python bench/stage_loop.py --steps stage --profile          # cProfile of the step, by own time
     valgrind --tool=callgrind python bench/stage_loop.py --steps stage --rounds 1 --bodies FILE
+    BENCH_ARROW_FILE_BATCHES=8 python bench/stage_loop.py --steps stage   # staged IPC files of 8 batches (before group14)
 
 The orders pages' bodies are read once from a sandbox in its own process (throttling off; kept in
 `--bodies FILE` when given, so that a run under callgrind needs no sandbox) and decoded as an
@@ -12,7 +13,7 @@ extract decodes them (`decode.PageDecoder`). Then, each round:
   DuckDB file (`writer.write`: stamped with the account and staged), a part every --every pages
   handed to the file's group writer (`commit_part`, settled at once), then the last commit.
 Prints the CPU (`time.thread_time` of this thread) of each step in ms a page, its least over the
-rounds, and the page faults and context switches of the step a page (`getrusage`).
+rounds (`process`: the stage step's CPU of the whole process, the group writer's with it), and the page faults and context switches of the step a page (`getrusage`).
 """
 
 from __future__ import annotations
@@ -123,6 +124,10 @@ def main() -> None:
     ap.add_argument("--glibc-default", action="store_true", help="glibc's mmap threshold left as it is (the program "
                     "fixes it for many accounts: heap.large_blocks_mapped)")
     a = ap.parse_args()
+    if os.environ.get("BENCH_ARROW_FILE_BATCHES"):  # batches a staged IPC file (before the fourteenth session: 8)
+        from sqquid_etl.destinations import staging_arrow
+
+        staging_arrow.ARROW_FILE_BATCHES = int(os.environ["BENCH_ARROW_FILE_BATCHES"])
     if not a.glibc_default:
         heap.large_blocks_mapped()
     if a.bodies and a.bodies.exists():
@@ -157,13 +162,15 @@ def main() -> None:
                 line.append(f"convert {per:.3f} ms ({c.faults / len(pages):.0f} faults, {c.switches / len(pages):.1f} switches)")
             if "stage" in a.steps:
                 spent = {"stage": 0.0, "parts": 0.0}
+                process = time.process_time()
                 with Counted() as c:
                     if last:
                         profile.enable()
                     stage(stream, tables, a.every, work / f"{round_}.duckdb", tuning, spent)
                     if last:
                         profile.disable()
-                for step in ("stage", "parts"):
+                spent["process"] = time.process_time() - process  # (every thread: the group writer's INSERT and files removed)
+                for step in ("stage", "parts", "process"):
                     per = 1000 * spent[step] / len(pages)
                     best[step] = min(best.get(step, per), per)
                     line.append(f"{step} {per:.3f} ms")

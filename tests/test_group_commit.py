@@ -252,11 +252,11 @@ def test_the_group_writer_connects_under_the_process_lock(tmp_path, grouped, mon
 
 
 def test_a_part_staged_in_several_files_is_committed_whole(tmp_path, grouped, monkeypatch):
-    """A part's pages staged in several files (`staging.FILE_BATCHES`): the group inserts all of them."""
-    from sqquid_etl.destinations import staging
+    """A part's pages staged in several files (`staging_arrow.ARROW_FILE_BATCHES`): the group inserts all of them."""
+    from sqquid_etl.destinations import staging_arrow
     from sqquid_etl.settings import Tuning
 
-    monkeypatch.setattr(staging, "FILE_BATCHES", 1)
+    monkeypatch.setattr(staging_arrow, "ARROW_FILE_BATCHES", 1)
     path = tmp_path / "w.duckdb"
     stream, destinations, writers, runs = _writers(path, Tuning(flush_rows=1))
     try:
@@ -378,8 +378,9 @@ def test_a_last_commit_repeating_a_key_of_the_parts_is_merged_by_key(tmp_path, g
 def test_a_file_of_many_accounts_takes_its_blocks_from_a_pool_of_its_memory_limit(tmp_path):
     """DuckDB's blocks of a file of many accounts come from a pool of its memory limit, used again
     (`duckdb_tuning.ACCOUNTS_BLOCK_ALLOCATOR`): at its limit, each new block was fresh C heap, faulted
-    in, and each eviction flushed the process's allocators. A file of one account, or of many with a
-    limit of the user's, keeps DuckDB's default (no pool)."""
+    in, and each eviction flushed the process's allocators. From `POOL_ACCOUNTS` accounts writing it
+    in the process; a file of fewer, of one account, or of many with a limit of the user's, keeps
+    DuckDB's default (no pool)."""
     from sqquid_etl.settings import Tuning
 
     def pool(destination) -> str:
@@ -388,11 +389,20 @@ def test_a_file_of_many_accounts_takes_its_blocks_from_a_pool_of_its_memory_limi
     def limit(destination) -> str:
         return destination.conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
 
-    many = open_destination(tmp_path / "many.duckdb", account="acme")
+    from sqquid_etl.accounts_run import MANY_ACCOUNTS
+    from sqquid_etl.destinations.duckdb_tuning import POOL_ACCOUNTS
+
+    assert POOL_ACCOUNTS == MANY_ACCOUNTS
+    many = []
     try:
-        assert pool(many) == limit(many) == "61.0 MiB"  # (64 MB)
+        for n in range(POOL_ACCOUNTS):
+            many.append(open_destination(tmp_path / "many.duckdb", account=f"a{n}"))
+            # fewer accounts: no pool (its touched blocks were RSS for nothing: one account 156 -> 172 MB)
+            assert pool(many[0]) == ("61.0 MiB" if n == POOL_ACCOUNTS - 1 else "0 bytes")
+        assert pool(many[-1]) == limit(many[0]) == "61.0 MiB"  # (64 MB)
     finally:
-        many.close()
+        for d in many:
+            d.close()
     one = open_destination(tmp_path / "one.duckdb")
     try:
         assert pool(one) == "0 bytes"
@@ -423,5 +433,7 @@ def test_a_duckdb_without_the_block_pool_setting_tunes_the_rest(tmp_path):
 
     conn = OlderDuckDB(duckdb.connect(str(tmp_path / "many.duckdb")))
     duckdb_tuning.tune(conn, Tuning(), accounts=True)
+    assert not duckdb_tuning.pool_blocks(conn, Tuning(), duckdb_tuning.POOL_ACCOUNTS - 1)
+    assert duckdb_tuning.pool_blocks(conn, Tuning(), duckdb_tuning.POOL_ACCOUNTS)  # (refused: decided all the same)
     assert conn.conn.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == "61.0 MiB"
     assert any(sql.startswith("SET threads") for sql in conn.sent)

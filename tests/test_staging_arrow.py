@@ -78,7 +78,7 @@ def test_files_of_more_columns_are_read_by_name_and_scanned_as_often_as_asked(tm
 def test_a_staged_file_is_mapped_only_while_its_batches_are_read(tmp_path, monkeypatch):
     """Memory stays bounded by a file, whatever the staged rows: each file is mapped while its
     batches are read, and closed before the next is."""
-    monkeypatch.setattr(staging, "FILE_BATCHES", 1)
+    monkeypatch.setattr(staging_arrow, "ARROW_FILE_BATCHES", 1)
     stage = staging_arrow.ArrowStage(tmp_path / "stage", ORDERS, 1, "account", conn=duckdb.connect())
     for i in range(1, 4):
         stage.write({"orders": _page(i)["orders"]})
@@ -364,3 +364,34 @@ def test_a_parts_key_range_hashes_its_keys_only_when_they_do_not_rise(tmp_path, 
         stage.write(_page(*ids))
     stage.finish()
     assert stage.key_range("orders") == expected and bool(calls) == hashed
+
+
+def test_a_part_of_many_batches_is_staged_in_one_file_a_table(tmp_path):
+    """An IPC file holds up to `ARROW_FILE_BATCHES` batches (a part of 100 accounts' runs, ~27 pages
+    of 250 orders every 10 s, is one file a table): a staged file made and deleted costs the kernel
+    far more than its bytes where thousands are a minute."""
+    stage = staging_arrow.ArrowStage(tmp_path / "stage", ORDERS, 2, "account", conn=duckdb.connect())
+    for k in range(1, 41, 2):
+        stage.write(_page(k, k + 1))  # 20 batches of 2 orders, as many of their items
+    stage.finish()
+    assert staging_arrow.ARROW_FILE_BATCHES >= 20 and staging.FILE_BATCHES < 20
+    assert len(stage.files("orders")) == len(stage.files("order_items")) == 1
+    assert [i for b in stage.staged("orders")._batches() for i in b.column("id").to_pylist()] == list(range(1, 41))
+
+
+def test_the_keys_of_a_part_are_counted_only_when_asked(tmp_path, monkeypatch):
+    """A stage that keeps a part's keys (`key_range`) does not hash its first batch's keys (and the
+    account stamped on them) as it writes it: a run of parts never asks whether they are unique."""
+    from sqquid_etl import arrow_compute
+
+    real, calls = arrow_compute.unique, []
+    monkeypatch.setattr(arrow_compute, "unique", lambda values: (calls.append(len(values)), real(values))[1])
+    stage = staging_arrow.ArrowStage(tmp_path / "stage", ORDERS, 10, "account", conn=duckdb.connect())
+    stage.write(_page(3, 1, 2))
+    stage.finish()
+    assert calls == []
+    assert stage.unique("orders") and stage.unique("order_items")
+    twice = staging_arrow.ArrowStage(tmp_path / "twice", ORDERS, 10, "account", conn=duckdb.connect())
+    twice.write(_page(1, 2, 1))
+    twice.finish()
+    assert not twice.unique("orders")

@@ -20,7 +20,7 @@ from .duckdb_freshness import DELETED_AT
 from .duckdb_own import (RUNS_TABLE, STATE_COLUMNS, STATE_TABLE, check_ours, check_staging, connect, first_line, prepare,
                          state_columns, tables)
 from .duckdb_shared import Shared, acquire, group_writer, look, opened, release
-from .duckdb_tuning import check_tuning, tune
+from .duckdb_tuning import check_tuning, pool_blocks, tune
 from .duckdb_writer import DuckDBStreamWriter
 from .files import check_can_write
 from .merge_sql import counts_at, counts_by, quote_identifier as q, where_clause
@@ -111,6 +111,7 @@ class DuckDBDestination:
                                  "this process (another extract of the account is running?); wait for it to finish")
             self.shared.writing.add(self.account)
             self._holding = True
+            self.shared.pooled = self.shared.pooled or pool_blocks(self.conn, self.tuning, len(self.shared.writing))
 
     def _first(self, conn: Any) -> None:
         """The file opened by this process for the first time (no destination of it open)."""

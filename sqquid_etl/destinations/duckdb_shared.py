@@ -37,6 +37,7 @@ class Shared:
     lock: threading.RLock = field(default_factory=threading.RLock)
     writing: set = field(default_factory=set)  # the accounts a destination of this process writes
     group: Any = None  # the accounts' parts committed together (`duckdb_group.GroupWriter`), once one is
+    pooled: bool = False  # its blocks taken from a pool (`duckdb_tuning.pool_blocks`), once many accounts write it
 
 
 def group_writer(shared: Shared, tuning: Any) -> Any:

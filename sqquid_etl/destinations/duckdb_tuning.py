@@ -33,6 +33,10 @@ ACCOUNTS_CHECKPOINT_THRESHOLD = "16MB"
 # limit through a run anyway). None: blocks from the C heap (to compare: bench/accounts_inside.py
 # BENCH_BLOCK_ALLOCATOR=0); docs/benchmarks.md, thirteenth session (group13)
 ACCOUNTS_BLOCK_ALLOCATOR: str | None = ACCOUNTS_MEMORY_LIMIT
+# the pool is set once this many accounts have the file open in the process (`accounts_run.MANY_ACCOUNTS`'s
+# number): below it the database rarely reaches its limit, and the pool's touched blocks were RSS kept for
+# nothing (one account through `--all-accounts`: peak RSS 156 -> 172 MB; docs/benchmarks.md, fourteenth session)
+POOL_ACCOUNTS = 10
 
 # merges that run out of the default limit are run again with these (never above what they need)
 ESCALATED_MEMORY_LIMITS = ("256MB", "1GB")
@@ -51,11 +55,6 @@ def tune(conn: Any, tuning: Tuning, accounts: bool = False) -> None:
     # many accounts at its own 64 MB limit: every 16 MB)
     shared = accounts and not tuning.memory_limit
     conn.execute(f"SET checkpoint_threshold = '{ACCOUNTS_CHECKPOINT_THRESHOLD if shared else CHECKPOINT_THRESHOLD}'")
-    if shared and ACCOUNTS_BLOCK_ALLOCATOR:
-        try:
-            conn.execute(f"SET block_allocator_memory = '{ACCOUNTS_BLOCK_ALLOCATOR}'")
-        except duckdb.Error:  # a DuckDB before the setting (1.3; pyproject admits 1.0): blocks from the C heap
-            pass
     limit = (tuning.memory_limit or (ACCOUNTS_MEMORY_LIMIT if accounts else DEFAULT_MEMORY_LIMIT)).strip()
     try:
         conn.execute("SET memory_limit = '" + limit.replace("'", "''") + "'")
@@ -63,6 +62,21 @@ def tune(conn: Any, tuning: Tuning, accounts: bool = False) -> None:
         raise ConfigError(f"DuckDB memory limit {limit!r} ({LIMIT_SETTING}): {exc}") from None
     _check_threads(tuning)
     conn.execute(f"SET threads = {tuning.threads}")
+
+
+def pool_blocks(conn: Any, tuning: Tuning, accounts: int) -> bool:
+    """A file of accounts, `accounts` of them writing it in the process: from `POOL_ACCOUNTS`, within its
+    default limit, its blocks taken from a pool of that limit (`ACCOUNTS_BLOCK_ALLOCATOR`; a limit the user
+    chose: not). Returns whether that was decided (set once a file: then never asked again)."""
+    if accounts < POOL_ACCOUNTS:
+        return False
+    if tuning.memory_limit or not ACCOUNTS_BLOCK_ALLOCATOR:
+        return True
+    try:
+        conn.execute(f"SET block_allocator_memory = '{ACCOUNTS_BLOCK_ALLOCATOR}'")
+    except duckdb.Error:  # a DuckDB before the setting (1.3; pyproject admits 1.0): blocks from the C heap
+        pass
+    return True
 
 
 def _check_threads(tuning: Tuning) -> None:

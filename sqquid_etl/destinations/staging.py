@@ -79,6 +79,10 @@ class Stage:
 
     suffix = ""
 
+    def file_batches(self) -> int:
+        """Batches a staged file of this kind holds before the next begins."""
+        return FILE_BATCHES
+
     def __init__(self, directory: Path, stream: StreamDefinition, flush_rows: int, key_column: str | None = None):
         self.directory = directory
         self.stream = stream
@@ -127,16 +131,27 @@ class Stage:
 
     def unique(self, table: str) -> bool:
         """Whether the staged rows of a table are known to hold each key once (written in one batch,
-        its keys counted then: a few hundred µs in Arrow, where DuckDB would read the file again)."""
-        return self._batches[table] == 1 and self._unique.get(table, False)
+        its keys counted then: a few hundred µs in Arrow, where DuckDB would read the file again;
+        where the stage keeps the key's values for a part, counted from them when first asked)."""
+        if self._batches[table] != 1:
+            return False
+        if table not in self._unique and self._keys_kept(table):
+            self._unique[table] = self.key_range(table)[0]
+        return self._unique.get(table, False)
+
+    def _keys_kept(self, table: str) -> bool:
+        """Whether the values of a table's key beside `key_column` are kept batch by batch (`key_range`)."""
+        return self._key_chunks is not None and table in self._key_chunks and len(self._key_column[table]) == 1
 
     def _append(self, name: str, batch: pa.Table | None) -> None:
         if batch is None:
             return
         self._batches[name] += 1
-        if self._batches[name] == 1 and name in self._keys:
+        if self._batches[name] == 1 and name in self._keys and not self._keys_kept(name):
+            # (a stage that keeps the keys for a part counts them only if asked: a run of parts never asks,
+            # and its first batch of each part hashed its keys and the stamped account for nothing)
             self._unique[name] = keys_unique(batch, self._keys[name])
-        if self._key_chunks is not None and name in self._key_chunks and len(self._key_column[name]) == 1:
+        if self._keys_kept(name):
             # the key values copied: the batch's own chunks would hold its pages' Arrow memory until the part
             chunks = batch[self._key_column[name][0]].chunks
             self._key_chunks[name].extend([pa.concat_arrays(chunks)] if chunks else [])
@@ -156,7 +171,7 @@ class Stage:
             self._in_file[name] = 0
         writer.write_table(batch)
         self._in_file[name] += 1
-        if self._in_file[name] >= FILE_BATCHES:  # its row groups' metadata written out and freed
+        if self._in_file[name] >= self.file_batches():  # (Parquet: its row groups' metadata written out and freed)
             self._writers.pop(name).close()
 
     def key_range(self, table: str) -> tuple[bool, object, object] | None:

@@ -9,7 +9,7 @@ stream format): Arrow's file writers write a batch's ~100 buffers one by one, an
 by every open file would cost ~1 MB an account. The DuckDB bundled here reads no IPC file itself,
 so a table's files are given to it as an object (`StagedFiles`) that DuckDB asks for an Arrow
 stream each time it scans it (the Arrow PyCapsule protocol): a stream made anew that maps each
-file only while its batches are read, so memory stays bounded by a file (`staging.FILE_BATCHES`
+file only while its batches are read, so memory stays bounded by a file (`ARROW_FILE_BATCHES`
 batches), whatever the staged rows, and a query may scan the rows twice.
 
 A registered name belongs to the connection, and is dropped by a rollback of the transaction that
@@ -31,6 +31,12 @@ from .staging import ParquetStage, Stage
 
 _NAMES = itertools.count(1)  # a stage's names unique in the process (a connection may hold several stages')
 ARROW_STAGING = True  # a DuckDB destination bound to an account stages in Arrow IPC files; False: in Parquet (to compare)
+# batches an IPC file holds before the next begins (a batch ~300 KB of 1,000 orders: ~10 MB a file, mapped while
+# read). An open IPC file holds nothing but its descriptor (each batch written at once), unlike a Parquet writer
+# (`staging.FILE_BATCHES`, 8): at 8, a part of 100 accounts' runs (~27 pages, every 10 s) was 4 files, its items 3
+# of them; at 32, 2. A new file costs the kernel far more than its bytes where files are made and deleted by the
+# thousand (ext4 looks for a free inode past those deleted within seconds): docs/benchmarks.md, fourteenth session
+ARROW_FILE_BATCHES = 32
 
 
 def new_stage(directory: Path, stream: Any, flush_rows: int, account: str | None, conn: Any) -> Stage:
@@ -212,6 +218,9 @@ class ArrowStage(Stage):
     `relation` names a table's files registered on it."""
 
     suffix = "arrow"
+
+    def file_batches(self) -> int:
+        return ARROW_FILE_BATCHES
 
     def __init__(self, directory: Path, stream: Any, flush_rows: int, key_column: str | None = None, *, conn: Any):
         super().__init__(directory, stream, flush_rows, key_column)
