@@ -85,8 +85,10 @@ VARIANTS = {
     "blocknoflush": (["SET allocator_flush_threshold = '1TB'", "SET allocator_bulk_deallocation_flush_threshold = '1TB'",
                       "SET block_allocator_memory = '64MB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
     "mem256": (["SET allocator_flush_threshold = '8MB'", "SET memory_limit = '256MB'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
-    # fourteenth session (group14): the pool with DuckDB's own row groups; the pool with a larger limit
+    # fourteenth session (group14): the pool with DuckDB's own row groups; without dict-FSST; with a larger limit
     "blockallocrg": (["SET allocator_flush_threshold = '8MB'", "SET block_allocator_memory = '64MB'"], "", False, None, 1000, True),
+    "blocknodictfsst": (["SET allocator_flush_threshold = '8MB'", "SET block_allocator_memory = '64MB'",
+                         "SET disabled_compression_methods = 'dict_fsst'"], "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
     "blockalloc80": (["SET allocator_flush_threshold = '8MB'", "SET memory_limit = '80MB'", "SET block_allocator_memory = '80MB'"],
                      "(ROW_GROUP_SIZE 32768)", False, None, 1000, True),
 }
