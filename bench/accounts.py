@@ -240,6 +240,9 @@ def write_config(folder: Path, url: str, keys: dict[str, tuple[str, int]], rate:
     return config, env
 
 
+CPU_SLOTS: int | None = None  # --cpu-slots N: the CPU gate's slots of the program (accounts_run.CPU_SLOTS)
+
+
 def client_args(config: Path, duckdb: Path, into: str, probe: Path | None = None) -> list[str]:
     """The client's command: `sqquid-etl extract --all-accounts` into one DuckDB file, or this
     script's `--client-per-file` (the same accounts run, `accounts_run.run_accounts`, a DuckDB
@@ -249,7 +252,11 @@ def client_args(config: Path, duckdb: Path, into: str, probe: Path | None = None
         return [sys.executable, __file__, "--client-per-file", str(config), str(duckdb.parent / "files")]
     target = ["--parquet", str(duckdb.parent / "lake")] if into == "parquet" else ["--duckdb", str(duckdb)]
     python = [sys.executable] if probe is None else [sys.executable, str(Path(__file__).parent / "memory_probe.py"), str(probe)]
-    return [*python, "-m", "sqquid_etl.cli", "extract", "--all-accounts", "--config", str(config),
+    program = ["-m", "sqquid_etl.cli"]
+    if CPU_SLOTS is not None:  # --cpu-slots: the program with accounts_run.CPU_SLOTS set first (an experiment)
+        program = ["-c", f"import sqquid_etl.accounts_run as r; r.CPU_SLOTS = {CPU_SLOTS}; "
+                         "from sqquid_etl.cli import run; run()"]
+    return [*python, *program, "extract", "--all-accounts", "--config", str(config),
             *target, "--streams", "orders", "--log-format", "json", "--no-progress"]
 
 
@@ -288,7 +295,8 @@ def extract_bench(a) -> None:
     pages = int(a.burst + a.rate * a.seconds)
     orders = pages * PAGE - PAGE // 2
     print(f"command: python bench/accounts.py --accounts {a.accounts} --seconds {a.seconds:g} --latency {a.latency:g}"
-          f" --rate {a.rate:g} --burst {a.burst} --into {a.into}{' --probe' if a.probe else ''}")
+          f" --rate {a.rate:g} --burst {a.burst} --into {a.into}{' --probe' if a.probe else ''}"
+          f"{f' --cpu-slots {a.cpu_slots}' if a.cpu_slots is not None else ''}")
     print(f"machine: {machine()}")
     proc, url, keys, ready = start_sandbox(a.accounts, orders, 50, rate=a.rate, burst=a.burst,
                                            latency=a.latency, spread=0.0)
@@ -362,11 +370,15 @@ def main() -> None:
     ap.add_argument("--into", choices=["one-file", "parquet", "file-per-account"], default="one-file",
                     help="one DuckDB file for all accounts or one Parquet directory (account=NAME/ partitions), "
                          "both by extract --all-accounts; or a DuckDB file an account")
+    ap.add_argument("--cpu-slots", type=int, help="the client's CPU gate of N slots (accounts_run.CPU_SLOTS; "
+                    "default: the cores; 0: none), an experiment")
     ap.add_argument("--profile", help="record the client with py-spy into this file (raw format)")
     ap.add_argument("--probe", action="store_true",
                     help="the client run by bench/memory_probe.py: its memory at its peak of RSS, by kind")
     ap.add_argument("--client-per-file", nargs=2, metavar=("CONFIG", "FOLDER"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    global CPU_SLOTS
+    CPU_SLOTS = a.cpu_slots
     if a.client_per_file:
         return client_per_file(*a.client_per_file)
     if a.sandbox_only:
