@@ -15,6 +15,7 @@ start date, pacing) and the destination, each error naming the account.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -49,11 +50,24 @@ MIN_FLUSH_ROWS = 1_000
 MANY_ACCOUNTS = 10
 # from as many accounts, the page work of all of them (decoding, conversion, staging) shares this many
 # slots of CPU (`cpu_gate.CpuGate`: threads waiting for a slot sleep instead of asking for the
-# interpreter's lock every 5 ms); None: the machine's cores. 0: no gate (to compare)
+# interpreter's lock every 5 ms); None: the machine's cores less one (`cpu_slots`). 0: no gate (to compare)
 CPU_SLOTS: int | None = None
 # from as many accounts, their list pages' bodies read into buffers used again (`body_buffers.py`);
 # False: a new block each body (to compare: bench/accounts_inside.py BENCH_BODY_BUFFERS=0)
 BODY_BUFFERS = True
+
+
+def cpu_slots() -> int:
+    """The slots of the CPU gate of many accounts: `CPU_SLOTS`, else one fewer than the machine's
+    cores (at least one). The rest of the process works beside the pages' holders: the group
+    writer (DuckDB, without the interpreter's lock), the fetch workers, the kernel's network and
+    files. On 2 cores one slot cost 6-9% less of the client's CPU than two at the same share of the
+    ceiling (100 accounts, through the CLI): two pages worked at once each cost more (the caches,
+    the allocator, the interpreter's lock handed between them: an account's thread ~6 voluntary
+    context switches a page against ~12); docs/benchmarks.md, fourteenth session (gil14)."""
+    if CPU_SLOTS is not None:
+        return CPU_SLOTS
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 @dataclass
@@ -180,7 +194,7 @@ def run_accounts(jobs: list[AccountJob], location: dict, shared: dict | None = N
     result = AccountsResult(destination=_describe(location), accounts=[AccountResult(j.account.name) for j in jobs])
     threads = []
     many = len(jobs) >= MANY_ACCOUNTS
-    gate = CpuGate(CPU_SLOTS) if many and CPU_SLOTS != 0 else UNGATED
+    gate = CpuGate(cpu_slots()) if many and CPU_SLOTS != 0 else UNGATED
     buffers = BodyBuffers() if many and BODY_BUFFERS else None
     for job, account_result in zip(jobs, result.accounts):
         target = location_for(job.account.name) if location_for else {**location, "account": job.account.name}

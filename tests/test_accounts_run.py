@@ -305,8 +305,8 @@ def test_many_accounts_keep_no_spare_request_in_flight(make_sandbox, tmp_path, m
 
 @pytest.mark.parametrize("accounts", [2, 10])
 def test_many_accounts_share_one_cpu_gate(make_sandbox, tmp_path, monkeypatch, accounts):
-    """From `MANY_ACCOUNTS` on, the accounts' page work shares one `CpuGate` of the machine's cores
-    (cpu_gate.py); fewer accounts run ungated, as one account does."""
+    """From `MANY_ACCOUNTS` on, the accounts' page work shares one `CpuGate` (cpu_gate.py, of the
+    machine's cores less one); fewer accounts run ungated, as one account does."""
     from sqquid_etl import accounts_run
     from sqquid_etl.cpu_gate import UNGATED, CpuGate
 
@@ -322,6 +322,17 @@ def test_many_accounts_share_one_cpu_gate(make_sandbox, tmp_path, monkeypatch, a
     else:
         assert isinstance(made[0].cpu_gate, CpuGate) and made[0].cpu_gate.slots >= 1
         assert made[0].cpu_gate._free == made[0].cpu_gate.slots  # every slot given back
+
+
+def test_the_cpu_gate_of_many_accounts_leaves_a_core_to_the_rest(monkeypatch):
+    """The gate's slots: one core fewer than the machine's, at least one; CPU_SLOTS when set."""
+    from sqquid_etl import accounts_run
+
+    for cores, slots in ((None, 1), (1, 1), (2, 1), (8, 7)):
+        monkeypatch.setattr(accounts_run.os, "cpu_count", lambda cores=cores: cores)
+        assert accounts_run.cpu_slots() == slots
+    monkeypatch.setattr(accounts_run, "CPU_SLOTS", 2)
+    assert accounts_run.cpu_slots() == 2
 
 
 def test_each_account_renews_its_own_token(make_sandbox, tmp_path):
